@@ -1,0 +1,159 @@
+//! Extractors: JSON bodies with the project's error shape, the authenticated caller,
+//! and list paging.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::api_key::{KeyStatus, PlainApiKey};
+use crate::domain::user::{Role, User, UserStatus};
+use crate::store::{Page, StoreError};
+
+const API_KEY_HEADER: &str = "x-api-key";
+const MAX_CREDENTIAL_BYTES: usize = 8192;
+
+/// A JSON body; malformed input answers 400 in the documented error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|axum::Json(value)| Self(value))
+            .map_err(|rejection: JsonRejection| {
+                ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+            })
+    }
+}
+
+/// Query parameters; malformed input answers 400 in the documented error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection: QueryRejection| ApiError::validation(rejection.body_text()))
+    }
+}
+
+/// The authenticated user making an admin-API request.
+pub struct Caller(pub User);
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.0.role == Role::Admin
+    }
+
+    /// Admins act on anyone; others only on themselves.
+    pub fn require_self_or_admin(&self, user_id: &str) -> Result<(), ApiError> {
+        if self.is_admin() || self.0.id.as_str() == user_id {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let credential = credential(parts).ok_or_else(ApiError::unauthenticated)?;
+        let hash = state.hasher.hash(&credential.digest());
+        let owner = match state.store.key_by_hash(&hash).await {
+            Ok(owner) => owner,
+            Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
+            Err(other) => return Err(other.into()),
+        };
+        let expired = owner
+            .key
+            .expires_at
+            .is_some_and(|at| at <= crate::domain::now());
+        if owner.key.status != KeyStatus::Active
+            || expired
+            || owner.user.status != UserStatus::Active
+        {
+            return Err(ApiError::unauthenticated());
+        }
+        Ok(Self(owner.user))
+    }
+}
+
+fn credential(parts: &Parts) -> Option<PlainApiKey> {
+    let from_api_key_header = parts
+        .headers
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let from_bearer = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
+        });
+    from_api_key_header
+        .or(from_bearer)
+        .filter(|key| !key.is_empty() && key.len() <= MAX_CREDENTIAL_BYTES)
+        .map(|key| PlainApiKey::from_client(key.to_string()))
+}
+
+const DEFAULT_PER_PAGE: u64 = 50;
+const MAX_PER_PAGE: u64 = 200;
+
+/// Where a page of a listing starts: `?page=` counts from 1, `?per_page=` is 1-200.
+#[derive(Debug, Clone, Copy)]
+pub struct PageWindow {
+    pub page: u64,
+    pub per_page: u64,
+}
+
+impl PageWindow {
+    pub fn from_query(page: Option<u64>, per_page: Option<u64>) -> Result<Self, ApiError> {
+        let page = page.unwrap_or(1);
+        let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
+        if page == 0 {
+            return Err(ApiError::validation("`page` starts at 1"));
+        }
+        if per_page == 0 || per_page > MAX_PER_PAGE {
+            return Err(ApiError::validation("`per_page` must be 1 to 200"));
+        }
+        Ok(Self { page, per_page })
+    }
+
+    pub fn offset(self) -> u64 {
+        (self.page - 1).saturating_mul(self.per_page)
+    }
+
+    /// The documented list shape: `{"items", "total", "page", "per_page"}`.
+    pub fn list<T: serde::Serialize>(self, page: Page<T>) -> serde_json::Value {
+        serde_json::json!({
+            "items": page.items,
+            "total": page.total,
+            "page": self.page,
+            "per_page": self.per_page,
+        })
+    }
+}

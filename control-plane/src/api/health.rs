@@ -1,0 +1,62 @@
+//! Liveness, readiness and metrics.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+
+/// `GET /api/v1/health`: the status of every dependency; 503 when one is down.
+pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let started = Instant::now();
+    let database = state.store.ping().await;
+    let latency_ms = started.elapsed().as_millis();
+    let (status, database) = match database {
+        Ok(()) => (
+            StatusCode::OK,
+            json!({"status": "ok", "latency_ms": latency_ms}),
+        ),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "down", "error": error.to_string()}),
+        ),
+    };
+    let overall = if status == StatusCode::OK {
+        "ok"
+    } else {
+        "down"
+    };
+    (
+        status,
+        Json(json!({
+            "status": overall,
+            "version": env!("CARGO_PKG_VERSION"),
+            "checks": {"database": database},
+        })),
+    )
+}
+
+/// `GET /api/v1/ready`: 200 once the process can serve requests that need the database.
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"error": {"code": "not_ready", "message": "the database is not reachable"}}),
+            ),
+        ),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,199 @@
+//! `/api/v1/users/{id}/keys`: issue, list, revoke and rotate a user's API keys.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Caller};
+use super::users::find;
+use super::AppState;
+use crate::domain::api_key::{ApiKey, KeyStatus, PlainApiKey};
+use crate::domain::audit::AuditEntry;
+use crate::domain::ids::ApiKeyId;
+use crate::domain::user::UserStatus;
+use crate::domain::{now, Timestamp};
+
+const MAX_KEY_NAME_CHARS: usize = 100;
+const MAX_SCOPES: usize = 50;
+const MAX_SCOPE_CHARS: usize = 200;
+const MAX_ACTIVE_KEYS_PER_USER: usize = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+    expires_at: Option<Timestamp>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// A key as answered on creation: the only time `key` is ever shown.
+#[derive(Serialize)]
+struct IssuedKey<'a> {
+    #[serde(flatten)]
+    record: &'a ApiKey,
+    key: &'a str,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_self_or_admin(&user_id)?;
+    let user = find(&state, &user_id).await?;
+    if user.status == UserStatus::Deleted {
+        return Err(ApiError::conflict(
+            "user_deleted",
+            "a deleted user cannot get keys",
+        ));
+    }
+    validate(&body)?;
+    let active = state
+        .store
+        .keys_of(&user.id)
+        .await?
+        .iter()
+        .filter(|k| k.status == KeyStatus::Active)
+        .count();
+    if active >= MAX_ACTIVE_KEYS_PER_USER {
+        return Err(ApiError::conflict(
+            "too_many_keys",
+            format!("a user may hold at most {MAX_ACTIVE_KEYS_PER_USER} active keys"),
+        ));
+    }
+    let plain = PlainApiKey::generate(&state.key_prefix, &user.id);
+    let key = ApiKey::new(
+        user.id,
+        body.name,
+        &plain,
+        &state.hasher,
+        body.expires_at,
+        body.scopes,
+    );
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "api_key.created",
+        key.id.as_str(),
+        json!({"user_id": key.user_id, "name": key.name}),
+    );
+    state.store.create_key(&key, &audit).await?;
+    Ok(issued(&key, &plain))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_self_or_admin(&user_id)?;
+    let user = find(&state, &user_id).await?;
+    let keys = state.store.keys_of(&user.id).await?;
+    let total = keys.len();
+    Ok(Json(
+        json!({"items": keys, "total": total, "page": 1, "per_page": total}),
+    ))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((user_id, key_id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_self_or_admin(&user_id)?;
+    let key = owned_key(&state, &user_id, &key_id).await?;
+    if key.status == KeyStatus::Active {
+        let audit = AuditEntry::new(
+            Some(caller.0.id.clone()),
+            "api_key.revoked",
+            key.id.as_str(),
+            json!({"user_id": key.user_id}),
+        );
+        state.store.revoke_key(&key.id, now(), &audit).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((user_id, key_id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_self_or_admin(&user_id)?;
+    let old = owned_key(&state, &user_id, &key_id).await?;
+    if old.status != KeyStatus::Active {
+        return Err(ApiError::conflict(
+            "key_revoked",
+            "a revoked key cannot be rotated",
+        ));
+    }
+    let plain = PlainApiKey::generate(&state.key_prefix, &old.user_id);
+    let new = ApiKey::new(
+        old.user_id.clone(),
+        old.name.clone(),
+        &plain,
+        &state.hasher,
+        old.expires_at,
+        old.scopes.clone(),
+    );
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "api_key.rotated",
+        old.id.as_str(),
+        json!({"user_id": old.user_id, "replaced_by": new.id}),
+    );
+    state.store.rotate_key(&old.id, &new, now(), &audit).await?;
+    Ok(issued(&new, &plain))
+}
+
+fn issued(key: &ApiKey, plain: &PlainApiKey) -> impl IntoResponse {
+    let body = IssuedKey {
+        record: key,
+        key: plain.expose(),
+    };
+    (StatusCode::CREATED, Json(json!(body)))
+}
+
+async fn owned_key(state: &AppState, user_id: &str, key_id: &str) -> Result<ApiKey, ApiError> {
+    let user = find(state, user_id).await?;
+    let wanted = ApiKeyId::from_string(key_id.to_string());
+    state
+        .store
+        .keys_of(&user.id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == wanted)
+        .ok_or_else(|| ApiError::not_found("API key"))
+}
+
+fn validate(body: &CreateKey) -> Result<(), ApiError> {
+    let name_chars = body.name.chars().count();
+    if name_chars == 0 || name_chars > MAX_KEY_NAME_CHARS || body.name.chars().any(char::is_control)
+    {
+        return Err(ApiError::validation(
+            "`name` must be 1 to 100 printable characters",
+        ));
+    }
+    if body.expires_at.is_some_and(|at| at <= now()) {
+        return Err(ApiError::validation("`expires_at` must be in the future"));
+    }
+    if body.scopes.len() > MAX_SCOPES {
+        return Err(ApiError::validation("`scopes` may hold at most 50 entries"));
+    }
+    let scope_ok = |s: &String| {
+        !s.is_empty()
+            && s.len() <= MAX_SCOPE_CHARS
+            && s.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+    };
+    if !body.scopes.iter().all(scope_ok) {
+        return Err(ApiError::validation(
+            "each of `scopes` must be 1 to 200 printable ASCII characters",
+        ));
+    }
+    Ok(())
+}

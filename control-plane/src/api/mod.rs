@@ -1,0 +1,84 @@
+//! The HTTP API: admin, health and metrics. [`app`] builds the whole router.
+
+mod audit;
+pub mod error;
+mod extract;
+mod health;
+mod keys;
+mod users;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::domain::api_key::KeyHasher;
+use crate::store::Store;
+use error::ApiError;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub hasher: KeyHasher,
+    pub key_prefix: Arc<str>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The complete HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health::health))
+        .route("/api/v1/ready", get(health::ready))
+        .route("/metrics", get(health::prometheus))
+        .route("/api/v1/users", post(users::create).get(users::list))
+        .route("/api/v1/users/me", get(users::me))
+        .route(
+            "/api/v1/users/{id}",
+            get(users::get).patch(users::change).delete(users::delete),
+        )
+        .route(
+            "/api/v1/users/{id}/keys",
+            post(keys::create).get(keys::list),
+        )
+        .route(
+            "/api/v1/users/{id}/keys/{key_id}",
+            axum::routing::delete(keys::revoke),
+        )
+        .route(
+            "/api/v1/users/{id}/keys/{key_id}/rotate",
+            post(keys::rotate),
+        )
+        .route("/api/v1/audit", get(audit::list))
+        .fallback(not_found)
+        .layer(middleware::from_fn(record_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn record_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await.into_response();
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("tollgate_http_requests_total", &labels).increment(1);
+    metrics::histogram!("tollgate_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

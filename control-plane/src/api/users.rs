@@ -1,0 +1,286 @@
+//! `/api/v1/users`: create, list, read, change and delete users.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, Caller, PageWindow};
+use super::AppState;
+use crate::domain::audit::AuditEntry;
+use crate::domain::ids::UserId;
+use crate::domain::now;
+use crate::domain::user::{
+    validate_email, validate_name, validate_password, validate_username, Role, User, UserStatus,
+};
+use crate::identity::password::hash_password;
+use crate::store::{StoreError, UserQuery};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    username: String,
+    email: Option<String>,
+    name: Option<String>,
+    password: Option<String>,
+    #[serde(default = "default_role")]
+    role: Role,
+    #[serde(default = "default_status")]
+    status: UserStatus,
+    tenant_id: Option<String>,
+}
+
+fn default_role() -> Role {
+    Role::User
+}
+
+fn default_status() -> UserStatus {
+    UserStatus::Active
+}
+
+/// A field that may be absent (leave as is), `null` (clear) or a value (set).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeUser {
+    #[serde(default, deserialize_with = "nullable")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    password: Option<String>,
+    role: Option<Role>,
+    status: Option<UserStatus>,
+    #[serde(default, deserialize_with = "nullable")]
+    tenant_id: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListUsers {
+    page: Option<u64>,
+    per_page: Option<u64>,
+    q: Option<String>,
+    status: Option<UserStatus>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    validate_username(&body.username)?;
+    validate_optional(&body.email, validate_email)?;
+    validate_optional(&body.name, validate_name)?;
+    validate_tenant(&body.tenant_id)?;
+    if body.status == UserStatus::Deleted {
+        return Err(ApiError::validation(
+            "`status` of a new user is active or suspended",
+        ));
+    }
+    let password_hash = match &body.password {
+        Some(password) => {
+            validate_password(password)?;
+            Some(hash(password).await?)
+        }
+        None => None,
+    };
+    let at = now();
+    let user = User {
+        id: UserId::generate(),
+        username: body.username,
+        email: body.email,
+        name: body.name,
+        status: body.status,
+        role: body.role,
+        tenant_id: body.tenant_id,
+        groups: Vec::new(),
+        password_hash,
+        created_at: at,
+        updated_at: at,
+    };
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "user.created",
+        user.id.as_str(),
+        json!({"username": user.username, "role": user.role}),
+    );
+    state
+        .store
+        .create_user(&user, &audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict(
+                "username_taken",
+                format!("username {:?} is already taken", user.username),
+            ),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListUsers>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let window = PageWindow::from_query(query.page, query.per_page)?;
+    let page = state
+        .store
+        .users(&UserQuery {
+            text: query.q.filter(|q| !q.is_empty()),
+            status: query.status,
+            offset: window.offset(),
+            limit: window.per_page,
+        })
+        .await?;
+    Ok(Json(window.list(page)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_self_or_admin(&id)?;
+    Ok(Json(find(&state, &id).await?))
+}
+
+pub async fn me(caller: Caller) -> impl IntoResponse {
+    Json(caller.0)
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ChangeUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let mut user = find(&state, &id).await?;
+    if user.status == UserStatus::Deleted {
+        return Err(ApiError::conflict(
+            "user_deleted",
+            "a deleted user cannot be changed",
+        ));
+    }
+    if let Some(email) = body.email {
+        validate_optional(&email, validate_email)?;
+        user.email = email;
+    }
+    if let Some(name) = body.name {
+        validate_optional(&name, validate_name)?;
+        user.name = name;
+    }
+    if let Some(tenant_id) = body.tenant_id {
+        validate_tenant(&tenant_id)?;
+        user.tenant_id = tenant_id;
+    }
+    if let Some(password) = &body.password {
+        validate_password(password)?;
+        user.password_hash = Some(hash(password).await?);
+    }
+    if let Some(status) = body.status {
+        if status == UserStatus::Deleted {
+            return Err(ApiError::validation(
+                "`status` deleted is set with DELETE /api/v1/users/{id}",
+            ));
+        }
+        user.status = status;
+    }
+    if let Some(role) = body.role {
+        user.role = role;
+    }
+    if user.id == caller.0.id && (user.role != Role::Admin || user.status != UserStatus::Active) {
+        return Err(ApiError::conflict(
+            "cannot_demote_self",
+            "an admin cannot suspend or demote themselves",
+        ));
+    }
+    user.updated_at = now();
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "user.updated",
+        user.id.as_str(),
+        json!({"status": user.status, "role": user.role, "password_changed": body.password.is_some()}),
+    );
+    state.store.update_user(&user, &audit).await?;
+    Ok(Json(user))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let mut user = find(&state, &id).await?;
+    if user.id == caller.0.id {
+        return Err(ApiError::conflict(
+            "cannot_delete_self",
+            "an admin cannot delete themselves",
+        ));
+    }
+    if user.status != UserStatus::Deleted {
+        user.status = UserStatus::Deleted;
+        user.updated_at = now();
+        let audit = AuditEntry::new(
+            Some(caller.0.id.clone()),
+            "user.deleted",
+            user.id.as_str(),
+            json!({"username": user.username}),
+        );
+        state.store.update_user(&user, &audit).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The user with this id, or 404 naming it.
+pub async fn find(state: &AppState, id: &str) -> Result<User, ApiError> {
+    match state.store.user(&UserId::from_string(id.to_string())).await {
+        Err(StoreError::NotFound) => Err(ApiError::not_found("user")),
+        other => Ok(other?),
+    }
+}
+
+fn validate_optional(
+    value: &Option<String>,
+    check: fn(&str) -> Result<(), crate::domain::user::InvalidField>,
+) -> Result<(), ApiError> {
+    value.as_deref().map(check).transpose()?;
+    Ok(())
+}
+
+fn validate_tenant(tenant_id: &Option<String>) -> Result<(), ApiError> {
+    match tenant_id {
+        Some(id) if id.is_empty() || id.len() > 64 => Err(ApiError::validation(
+            "`tenant_id` must be 1 to 64 characters",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Argon2id is deliberately slow, so it runs off the async workers.
+async fn hash(password: &str) -> Result<String, ApiError> {
+    let password = password.to_string();
+    let hashed = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|result| result.map_err(|e| e.to_string()));
+    hashed.map_err(|problem| {
+        tracing::error!(%problem, "password hashing failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the password could not be stored",
+        )
+    })
+}

@@ -1,0 +1,106 @@
+//! First start: make sure an `admin` user exists and can be reached with a key.
+
+use serde_json::json;
+
+use crate::domain::api_key::{ApiKey, KeyHasher, PlainApiKey};
+use crate::domain::audit::AuditEntry;
+use crate::domain::ids::UserId;
+use crate::domain::now;
+use crate::domain::user::{Role, User, UserStatus};
+use crate::store::{Store, StoreError};
+
+const ADMIN_USERNAME: &str = "admin";
+
+/// What bootstrapping did, for the operator.
+pub enum AdminBootstrap {
+    /// Nothing to do: the admin exists and any configured key is known.
+    Unchanged,
+    /// The configured key was imported for the admin.
+    ImportedKey,
+    /// A new admin was created with this generated key, to be shown once.
+    GeneratedKey(PlainApiKey),
+}
+
+/// Creates the `admin` user if missing; imports `configured_key` when it is not yet
+/// known (in any state, so a revoked bootstrap key stays revoked), or generates a key
+/// for a brand-new admin when none is configured.
+pub async fn ensure_admin(
+    store: &dyn Store,
+    hasher: &KeyHasher,
+    key_prefix: &str,
+    configured_key: Option<&str>,
+) -> Result<AdminBootstrap, StoreError> {
+    let (admin, created) = match store.user_by_username(ADMIN_USERNAME).await {
+        Ok(user) => (user, false),
+        Err(StoreError::NotFound) => (create_admin(store).await?, true),
+        Err(other) => return Err(other),
+    };
+    match configured_key {
+        Some(key) => {
+            let plain = PlainApiKey::from_client(key.to_string());
+            match store.key_by_hash(&hasher.hash(&plain.digest())).await {
+                Ok(_) => Ok(AdminBootstrap::Unchanged),
+                Err(StoreError::NotFound) => {
+                    add_key(store, hasher, &admin, &plain, "imported").await?;
+                    Ok(AdminBootstrap::ImportedKey)
+                }
+                Err(other) => Err(other),
+            }
+        }
+        None if created => {
+            let plain = PlainApiKey::generate(key_prefix, &admin.id);
+            add_key(store, hasher, &admin, &plain, "generated").await?;
+            Ok(AdminBootstrap::GeneratedKey(plain))
+        }
+        None => Ok(AdminBootstrap::Unchanged),
+    }
+}
+
+async fn create_admin(store: &dyn Store) -> Result<User, StoreError> {
+    let at = now();
+    let admin = User {
+        id: UserId::generate(),
+        username: ADMIN_USERNAME.to_string(),
+        email: None,
+        name: Some("Administrator".to_string()),
+        status: UserStatus::Active,
+        role: Role::Admin,
+        tenant_id: None,
+        groups: Vec::new(),
+        password_hash: None,
+        created_at: at,
+        updated_at: at,
+    };
+    let audit = AuditEntry::new(
+        None,
+        "user.created",
+        admin.id.as_str(),
+        json!({"bootstrap": true}),
+    );
+    store.create_user(&admin, &audit).await?;
+    Ok(admin)
+}
+
+async fn add_key(
+    store: &dyn Store,
+    hasher: &KeyHasher,
+    admin: &User,
+    plain: &PlainApiKey,
+    origin: &str,
+) -> Result<(), StoreError> {
+    let key = ApiKey::new(
+        admin.id.clone(),
+        format!("bootstrap ({origin})"),
+        plain,
+        hasher,
+        None,
+        Vec::new(),
+    );
+    let audit = AuditEntry::new(
+        None,
+        "api_key.created",
+        key.id.as_str(),
+        json!({"user_id": admin.id, "bootstrap": origin}),
+    );
+    store.create_key(&key, &audit).await
+}

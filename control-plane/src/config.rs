@@ -1,0 +1,310 @@
+//! Configuration: built-in defaults, then an optional YAML file, then `TOLLGATE_*`
+//! environment variables (`TOLLGATE_DATABASE__URL` sets `database.url`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration could not be used. Every message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// The whole configuration of one control-plane process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where generated state lives (the SQLite file, the key-hash secret).
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub grpc: GrpcConfig,
+    pub database: DatabaseConfig,
+    pub security: SecurityConfig,
+    pub keys: KeysConfig,
+    pub filter: FilterConfig,
+    pub bootstrap: BootstrapConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Admin API, login, health and metrics.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// The service Envoy's filter calls.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`; empty means the SQLite file in `data_dir`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Secret for the keyed hash of API keys. Every replica must share it. When
+    /// unset, one is generated into `data_dir` on first start.
+    pub key_hash_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// First part of every generated key: `<prefix>_<user_id>_<random>`.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// How long Envoy may reuse a key it resolved.
+    pub positive_cache_ttl_secs: u32,
+    /// How long Envoy may remember that a key is unknown.
+    pub negative_cache_ttl_secs: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// Imported as the `admin` user's key (any format) when not yet known.
+    pub admin_api_key: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("tollgate-data"),
+            http: HttpConfig::default(),
+            grpc: GrpcConfig::default(),
+            database: DatabaseConfig::default(),
+            security: SecurityConfig::default(),
+            keys: KeysConfig::default(),
+            filter: FilterConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".into(),
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:18000".into(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 10,
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "tg".into(),
+        }
+    }
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            positive_cache_ttl_secs: 30,
+            negative_cache_ttl_secs: 5,
+        }
+    }
+}
+
+/// A configuration that passed validation, with derived values resolved.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    pub raw: Config,
+    pub http_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    pub database_url: String,
+}
+
+impl Config {
+    /// Loads defaults, the optional file and the environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<ValidConfig, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
+            figment = figment.merge(Yaml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("TOLLGATE_").split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|error| ConfigError::Parse(describe_figment_error(error)))?;
+        config.validate()
+    }
+
+    fn validate(self) -> Result<ValidConfig, ConfigError> {
+        let http_listen = parse_listen("http.listen", &self.http.listen)?;
+        let grpc_listen = parse_listen("grpc.listen", &self.grpc.listen)?;
+        let database_url = if self.database.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("tollgate.db").display())
+        } else {
+            self.database.url.clone()
+        };
+        let supported = ["sqlite:", "postgres://", "postgresql://"];
+        if !supported
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite:// or postgres://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        let prefix = &self.keys.prefix;
+        if prefix.is_empty()
+            || prefix.len() > 16
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(invalid(
+                "keys.prefix",
+                "must be 1 to 16 lowercase letters or digits",
+            ));
+        }
+        if self.filter.positive_cache_ttl_secs == 0 {
+            return Err(invalid(
+                "filter.positive_cache_ttl_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.filter.negative_cache_ttl_secs == 0 {
+            return Err(invalid(
+                "filter.negative_cache_ttl_secs",
+                "must be at least 1",
+            ));
+        }
+        if let Some(secret) = &self.security.key_hash_secret {
+            if secret.len() < 32 {
+                return Err(invalid(
+                    "security.key_hash_secret",
+                    "must be at least 32 characters",
+                ));
+            }
+        }
+        if matches!(&self.bootstrap.admin_api_key, Some(key) if key.trim().is_empty()) {
+            return Err(invalid("bootstrap.admin_api_key", "must not be empty"));
+        }
+        Ok(ValidConfig {
+            raw: self,
+            http_listen,
+            grpc_listen,
+            database_url,
+        })
+    }
+}
+
+fn parse_listen(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            &format!("must be an address like 127.0.0.1:8090, not {value:?}"),
+        )
+    })
+}
+
+fn invalid(key: &'static str, problem: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.to_string(),
+    }
+}
+
+/// One line per problem, each naming the key path as written in the YAML.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{origin}", e.kind)
+            } else {
+                format!("`{key}`: {}{origin}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_use_sqlite_in_the_data_dir() {
+        let config = Config::default().validate().expect("defaults validate");
+        assert_eq!(config.http_listen.to_string(), "127.0.0.1:8090");
+        assert_eq!(config.grpc_listen.to_string(), "127.0.0.1:18000");
+        assert_eq!(config.database_url, "sqlite://tollgate-data/tollgate.db");
+    }
+
+    #[test]
+    fn a_bad_listen_address_names_its_key() {
+        let mut config = Config::default();
+        config.grpc.listen = "localhost".into();
+        let error = config.validate().expect_err("must fail").to_string();
+        assert!(error.contains("grpc.listen"), "{error}");
+    }
+
+    #[test]
+    fn an_unsupported_database_names_its_key() {
+        let mut config = Config::default();
+        config.database.url = "mysql://x".into();
+        let error = config.validate().expect_err("must fail").to_string();
+        assert!(error.contains("database.url"), "{error}");
+    }
+
+    #[test]
+    fn an_uppercase_key_prefix_is_refused() {
+        let mut config = Config::default();
+        config.keys.prefix = "TG".into();
+        let error = config.validate().expect_err("must fail").to_string();
+        assert!(error.contains("keys.prefix"), "{error}");
+    }
+}

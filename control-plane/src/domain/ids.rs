@@ -1,0 +1,76 @@
+//! Identifiers: a short type prefix and random characters, e.g. `u_3k9x...`.
+
+use std::fmt;
+
+use rand::distr::{Alphanumeric, SampleString};
+use serde::{Deserialize, Serialize};
+
+const ID_RANDOM_CHARS: usize = 20;
+
+fn random_lowercase_alphanumeric(len: usize) -> String {
+    Alphanumeric
+        .sample_string(&mut rand::rng(), len)
+        .to_ascii_lowercase()
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random identifier.
+            pub fn generate() -> Self {
+                Self(format!(concat!($prefix, "_{}"), random_lowercase_alphanumeric(ID_RANDOM_CHARS)))
+            }
+
+            /// Wraps an identifier read from storage or a request path.
+            pub fn from_string(value: String) -> Self {
+                Self(value)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// Identifies a user.
+    UserId,
+    "u"
+);
+prefixed_id!(
+    /// Identifies one API key of a user.
+    ApiKeyId,
+    "k"
+);
+prefixed_id!(
+    /// Identifies an audit log entry.
+    AuditId,
+    "a"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_carry_their_prefix_and_differ() {
+        let a = UserId::generate();
+        let b = UserId::generate();
+        assert!(a.as_str().starts_with("u_"));
+        assert_eq!(a.as_str().len(), 2 + ID_RANDOM_CHARS);
+        assert_ne!(a, b);
+        assert!(ApiKeyId::generate().as_str().starts_with("k_"));
+    }
+}

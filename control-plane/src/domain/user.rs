@@ -1,0 +1,185 @@
+//! Users and the rules for creating and changing them.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::UserId;
+use super::Timestamp;
+
+/// Whether a user may authenticate. `Deleted` is terminal and hides the user's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// What a user may do in the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "admin" => Some(Self::Admin),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub status: UserStatus,
+    pub role: Role,
+    pub tenant_id: Option<String>,
+    pub groups: Vec<String>,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A field of a user that failed validation, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {problem}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+const MAX_USERNAME_CHARS: usize = 64;
+const MAX_EMAIL_CHARS: usize = 254;
+const MAX_NAME_CHARS: usize = 200;
+
+/// Usernames are 1-64 characters of letters, digits, `.`, `_`, `-`, `@`.
+pub fn validate_username(username: &str) -> Result<(), InvalidField> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
+    if username.is_empty() || username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(InvalidField {
+            field: "username",
+            problem: "must be 1 to 64 characters",
+        });
+    }
+    if !username.chars().all(allowed) {
+        return Err(InvalidField {
+            field: "username",
+            problem: "may contain only letters, digits and . _ - @",
+        });
+    }
+    Ok(())
+}
+
+/// A plausible address: one `@` with text on both sides, no spaces, at most 254 characters.
+pub fn validate_email(email: &str) -> Result<(), InvalidField> {
+    let plausible = email.chars().count() <= MAX_EMAIL_CHARS
+        && !email.chars().any(char::is_whitespace)
+        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@'));
+    if plausible {
+        Ok(())
+    } else {
+        Err(InvalidField {
+            field: "email",
+            problem: "must be an email address like alice@example.com",
+        })
+    }
+}
+
+/// Display names are 1-200 characters without control characters.
+pub fn validate_name(name: &str) -> Result<(), InvalidField> {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(InvalidField {
+            field: "name",
+            problem: "must be 1 to 200 printable characters",
+        });
+    }
+    Ok(())
+}
+
+/// Passwords are 8-1024 characters; the upper bound keeps hashing cheap to refuse.
+pub fn validate_password(password: &str) -> Result<(), InvalidField> {
+    let chars = password.chars().count();
+    if !(8..=1024).contains(&chars) {
+        return Err(InvalidField {
+            field: "password",
+            problem: "must be 8 to 1024 characters",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_checked() {
+        assert!(validate_username("alice.smith-2@corp").is_ok());
+        assert!(validate_username("").is_err());
+        assert!(validate_username("a b").is_err());
+        assert!(validate_username(&"a".repeat(65)).is_err());
+        assert!(validate_username("ålice").is_err());
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        assert!(validate_email("alice@example.com").is_ok());
+        assert!(validate_email("alice").is_err());
+        assert!(validate_email("@example.com").is_err());
+        assert!(validate_email("alice@localhost").is_err());
+        assert!(validate_email("a lice@example.com").is_err());
+    }
+
+    #[test]
+    fn statuses_and_roles_round_trip() {
+        for status in [
+            UserStatus::Active,
+            UserStatus::Suspended,
+            UserStatus::Deleted,
+        ] {
+            assert_eq!(UserStatus::parse(status.as_str()), Some(status));
+        }
+        for role in [Role::Admin, Role::User] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(UserStatus::parse("gone"), None);
+    }
+}

@@ -1,0 +1,4 @@
+//! Proving who someone is: passwords, and the server secret behind key hashes.
+
+pub mod password;
+pub mod secret;

@@ -1,0 +1,11 @@
+//! Tollgate's control plane: users, API keys and the services Envoy talks to.
+
+pub mod api;
+pub mod bootstrap;
+pub mod config;
+pub mod domain;
+pub mod filter_service;
+pub mod identity;
+pub mod proto;
+pub mod server;
+pub mod store;

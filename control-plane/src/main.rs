@@ -1,0 +1,69 @@
+//! The `tollgate` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tollgate::config::Config;
+use tollgate::server;
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "Tollgate control plane")]
+struct Cli {
+    /// YAML configuration file; every key can also be set as TOLLGATE_SECTION__KEY.
+    #[arg(long, global = true, env = "TOLLGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (admin API, filter service).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve => runtime.block_on(server::serve(config)),
+        Command::Migrate => runtime.block_on(async {
+            server::open_store(&config).await?;
+            println!(
+                "database is up to date: {}",
+                server::redact(&config.database_url)
+            );
+            Ok(())
+        }),
+        Command::CheckConfig => {
+            println!("configuration is valid");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Process wiring for `tollgate serve` and `tollgate migrate`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::api::{app, AppState};
+use crate::bootstrap::{ensure_admin, AdminBootstrap};
+use crate::config::ValidConfig;
+use crate::domain::api_key::KeyHasher;
+use crate::filter_service::FilterApi;
+use crate::identity::secret;
+use crate::proto::v1::filter_service_server::FilterServiceServer;
+use crate::store::{SqlStore, Store};
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
+    if let Some(path) = config.database_url.strip_prefix("sqlite://") {
+        let file = Path::new(path.split('?').next().unwrap_or(path));
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {} for `database.url`", dir.display()))?;
+        }
+    }
+    let store = SqlStore::connect(&config.database_url, config.raw.database.max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database (`database.url` = {})",
+                redact(&config.database_url)
+            )
+        })?;
+    let applied = store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrations applied");
+    }
+    Ok(store)
+}
+
+/// Runs the control plane until SIGINT or SIGTERM.
+pub async fn serve(config: ValidConfig) -> Result<()> {
+    let http_listener = bind(config.http_listen, "http.listen").await?;
+    let grpc_listener = bind(config.grpc_listen, "grpc.listen").await?;
+    let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
+
+    let secret = {
+        let configured = config.raw.security.key_hash_secret.as_deref();
+        if configured.is_none() {
+            std::fs::create_dir_all(&config.raw.data_dir).with_context(|| {
+                format!("cannot create `data_dir` {}", config.raw.data_dir.display())
+            })?;
+        }
+        secret::load_or_create(configured, &config.raw.data_dir)?
+    };
+    let hasher = KeyHasher::new(&secret);
+    report_bootstrap(
+        ensure_admin(
+            store.as_ref(),
+            &hasher,
+            &config.raw.keys.prefix,
+            config.raw.bootstrap.admin_api_key.as_deref(),
+        )
+        .await
+        .context("cannot create the admin user")?,
+    );
+
+    let state = AppState {
+        store: store.clone(),
+        hasher: hasher.clone(),
+        key_prefix: config.raw.keys.prefix.clone().into(),
+        metrics: prometheus(),
+    };
+    let filter_api = FilterApi::new(store, hasher, config.raw.filter.clone());
+
+    println!(
+        "tollgate listening: http={} grpc={} database={}",
+        config.http_listen,
+        config.grpc_listen,
+        redact(&config.database_url)
+    );
+    let http = axum::serve(http_listener, app(state)).with_graceful_shutdown(shutdown_signal());
+    let grpc = tonic::transport::Server::builder()
+        .add_service(FilterServiceServer::new(filter_api))
+        .serve_with_incoming_shutdown(tokio_stream_from(grpc_listener), shutdown_signal());
+    tokio::try_join!(async { http.await.context("HTTP server failed") }, async {
+        grpc.await.context("gRPC server failed")
+    },)?;
+    Ok(())
+}
+
+fn tokio_stream_from(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+async fn bind(address: SocketAddr, key: &str) -> Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (`{key}`)"))
+}
+
+fn report_bootstrap(outcome: AdminBootstrap) {
+    match outcome {
+        AdminBootstrap::Unchanged => {}
+        AdminBootstrap::ImportedKey => {
+            tracing::info!("imported the configured bootstrap key for user admin");
+        }
+        AdminBootstrap::GeneratedKey(key) => {
+            println!(
+                "created user admin; its API key is shown only this once:\n  {}",
+                key.expose()
+            );
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden_in_database_urls() {
+        assert_eq!(
+            redact("postgres://tollgate:hunter2@db:5432/tollgate"),
+            "postgres://tollgate:***@db:5432/tollgate"
+        );
+        assert_eq!(redact("sqlite://data/t.db"), "sqlite://data/t.db");
+        assert_eq!(
+            redact("postgres://tollgate@db/x"),
+            "postgres://tollgate@db/x"
+        );
+    }
+}

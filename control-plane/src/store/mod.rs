@@ -1,0 +1,86 @@
+//! Persistence behind one trait, so handlers never see which database is in use.
+
+mod sql;
+
+use async_trait::async_trait;
+
+use crate::domain::api_key::{ApiKey, StoredKeyHash};
+use crate::domain::audit::AuditEntry;
+use crate::domain::ids::{ApiKeyId, UserId};
+use crate::domain::user::{User, UserStatus};
+use crate::domain::Timestamp;
+
+pub use sql::SqlStore;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Which users a listing returns, and which page of them.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Matches a substring of username, email or name.
+    pub text: Option<String>,
+    pub status: Option<UserStatus>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// One page of a listing and the number of matches over all pages.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// A key together with its owner, as needed to authenticate a request.
+#[derive(Debug, Clone)]
+pub struct KeyOwner {
+    pub key: ApiKey,
+    pub user: User,
+}
+
+/// Every write takes the audit entry that records it, stored in the same transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_user(&self, user: &User, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn update_user(&self, user: &User, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn user(&self, id: &UserId) -> Result<User, StoreError>;
+    async fn user_by_username(&self, username: &str) -> Result<User, StoreError>;
+    async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError>;
+
+    async fn create_key(&self, key: &ApiKey, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Revokes `old` and creates `new` atomically.
+    async fn rotate_key(
+        &self,
+        old: &ApiKeyId,
+        new: &ApiKey,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    async fn revoke_key(
+        &self,
+        id: &ApiKeyId,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    async fn keys_of(&self, user: &UserId) -> Result<Vec<ApiKey>, StoreError>;
+    /// The key with this hash in any state, with its owner.
+    async fn key_by_hash(&self, hash: &StoredKeyHash) -> Result<KeyOwner, StoreError>;
+
+    async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError>;
+}

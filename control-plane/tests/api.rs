@@ -1,0 +1,418 @@
+//! The admin API through its router, on a real SQLite database.
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use support::TestDatabase;
+use tollgate::api::{app, AppState};
+use tollgate::bootstrap::{ensure_admin, AdminBootstrap};
+use tollgate::domain::api_key::KeyHasher;
+use tollgate::server::prometheus;
+use tower::ServiceExt;
+
+const ADMIN_KEY: &str = "legacy-admin-key-from-an-older-system";
+
+struct Api {
+    router: Router,
+    _db: TestDatabase,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let db = TestDatabase::sqlite().await;
+        let store = Arc::new(db.open().await);
+        let hasher = KeyHasher::new(b"a test secret that is long enough");
+        let outcome = ensure_admin(store.as_ref(), &hasher, "tg", Some(ADMIN_KEY))
+            .await
+            .expect("bootstrap");
+        assert!(matches!(outcome, AdminBootstrap::ImportedKey));
+        let state = AppState {
+            store,
+            hasher,
+            key_prefix: "tg".into(),
+            metrics: prometheus(),
+        };
+        Self {
+            router: app(state),
+            _db: db,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+        };
+        (status, value)
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(ADMIN_KEY), body).await
+    }
+
+    async fn create_user(&self, username: &str) -> Value {
+        let (status, user) = self
+            .admin("POST", "/api/v1/users", Some(json!({"username": username})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        user
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_admin_api_requires_a_valid_key() {
+    let api = Api::start().await;
+    let (status, body) = api.call("GET", "/api/v1/users", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "unauthenticated");
+    assert!(body["error"]["message"].is_string());
+    let (status, _) = api
+        .call("GET", "/api/v1/users", Some("tg_wrong"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_imported_admin_key_administers_users() {
+    let api = Api::start().await;
+    let (status, body) = api
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": "alice", "email": "alice@example.com", "name": "Alice", "password": "correct horse"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["id"].as_str().expect("id").starts_with("u_"));
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["role"], "user");
+    assert_eq!(body["groups"], json!([]));
+    assert!(body.get("password").is_none() && body.get("password_hash").is_none());
+
+    let (status, list) = api
+        .admin("GET", "/api/v1/users?q=ali&per_page=10", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["page"], 1);
+    assert_eq!(list["per_page"], 10);
+    assert_eq!(list["items"][0]["username"], "alice");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let api = Api::start().await;
+    for (body, expected) in [
+        (json!({"username": ""}), "validation_failed"),
+        (json!({"username": "a b"}), "validation_failed"),
+        (
+            json!({"username": "bob", "email": "not-an-email"}),
+            "validation_failed",
+        ),
+        (
+            json!({"username": "bob", "password": "short"}),
+            "validation_failed",
+        ),
+        (json!({"username": "bob", "role": "root"}), "invalid_body"),
+        (json!({"username": "bob", "surprise": 1}), "invalid_body"),
+        (
+            json!({"username": "bob", "status": "deleted"}),
+            "validation_failed",
+        ),
+    ] {
+        let (status, response) = api.admin("POST", "/api/v1/users", Some(body.clone())).await;
+        assert!(status.is_client_error(), "{body} gave {status}");
+        assert_eq!(error_code(&response), expected, "{body}: {response}");
+    }
+    let (status, response) = api
+        .call("POST", "/api/v1/users", Some(ADMIN_KEY), None)
+        .await;
+    assert!(status.is_client_error());
+    assert_eq!(error_code(&response), "invalid_body");
+    let (_, list) = api.admin("GET", "/api/v1/users", None).await;
+    assert_eq!(list["total"], 1, "only the admin exists: {list}");
+
+    api.create_user("bob").await;
+    let (status, response) = api
+        .admin("POST", "/api/v1/users", Some(json!({"username": "bob"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&response), "username_taken");
+    let (status, response) = api.admin("GET", "/api/v1/users?per_page=500", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&response), "validation_failed");
+}
+
+#[tokio::test]
+async fn a_key_is_shown_once_and_authenticates_its_owner() {
+    let api = Api::start().await;
+    let user = api.create_user("carol").await;
+    let id = user["id"].as_str().expect("id");
+    let (status, issued) = api
+        .admin(
+            "POST",
+            &format!("/api/v1/users/{id}/keys"),
+            Some(json!({"name": "primary"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let key = issued["key"].as_str().expect("key");
+    assert!(key.starts_with(&format!("tg_{id}_")));
+    assert_eq!(issued["prefix"], "tg");
+    assert_eq!(issued["last4"], key[key.len() - 4..]);
+    assert_eq!(issued["status"], "active");
+
+    let (status, keys) = api
+        .admin("GET", &format!("/api/v1/users/{id}/keys"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys["total"], 1);
+    assert!(
+        keys["items"][0].get("key").is_none(),
+        "listing never shows the key"
+    );
+    assert!(!keys.to_string().contains(key));
+
+    let (status, me) = api.call("GET", "/api/v1/users/me", Some(key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["username"], "carol");
+    let (status, body) = api.call("GET", "/api/v1/users", Some(key), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a user is not an admin");
+    assert_eq!(error_code(&body), "forbidden");
+}
+
+#[tokio::test]
+async fn revoked_and_rotated_keys_stop_working() {
+    let api = Api::start().await;
+    let user = api.create_user("dave").await;
+    let id = user["id"].as_str().expect("id");
+    let (_, first) = api
+        .admin(
+            "POST",
+            &format!("/api/v1/users/{id}/keys"),
+            Some(json!({"name": "a"})),
+        )
+        .await;
+    let first_key = first["key"].as_str().expect("key");
+    let first_id = first["id"].as_str().expect("key id");
+
+    let (status, rotated) = api
+        .call(
+            "POST",
+            &format!("/api/v1/users/{id}/keys/{first_id}/rotate"),
+            Some(first_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let second_key = rotated["key"].as_str().expect("new key");
+    let second_id = rotated["id"].as_str().expect("new id");
+    assert_ne!(second_key, first_key);
+    assert_eq!(
+        api.call("GET", "/api/v1/users/me", Some(first_key), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.call("GET", "/api/v1/users/me", Some(second_key), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    let path = format!("/api/v1/users/{id}/keys/{second_id}");
+    assert_eq!(
+        api.admin("DELETE", &path, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.admin("DELETE", &path, None).await.0,
+        StatusCode::NO_CONTENT,
+        "idempotent"
+    );
+    assert_eq!(
+        api.call("GET", "/api/v1/users/me", Some(second_key), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = api
+        .admin(
+            "DELETE",
+            &format!("/api/v1/users/{id}/keys/k_missing"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+}
+
+#[tokio::test]
+async fn users_cannot_touch_other_users() {
+    let api = Api::start().await;
+    let erin = api.create_user("erin").await;
+    let frank = api.create_user("frank").await;
+    let erin_id = erin["id"].as_str().expect("id");
+    let frank_id = frank["id"].as_str().expect("id");
+    let (_, issued) = api
+        .admin(
+            "POST",
+            &format!("/api/v1/users/{erin_id}/keys"),
+            Some(json!({"name": "e"})),
+        )
+        .await;
+    let erin_key = issued["key"].as_str().expect("key");
+    for (method, path) in [
+        ("GET", format!("/api/v1/users/{frank_id}")),
+        ("GET", format!("/api/v1/users/{frank_id}/keys")),
+        ("POST", format!("/api/v1/users/{frank_id}/keys")),
+        ("PATCH", format!("/api/v1/users/{erin_id}")),
+        ("GET", "/api/v1/audit".to_string()),
+    ] {
+        let (status, _) = api
+            .call(method, &path, Some(erin_key), Some(json!({"name": "x"})))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn suspending_and_deleting_a_user_disables_their_keys() {
+    let api = Api::start().await;
+    let user = api.create_user("gina").await;
+    let id = user["id"].as_str().expect("id");
+    let (_, issued) = api
+        .admin(
+            "POST",
+            &format!("/api/v1/users/{id}/keys"),
+            Some(json!({"name": "g"})),
+        )
+        .await;
+    let key = issued["key"].as_str().expect("key");
+
+    let (status, changed) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(json!({"status": "suspended", "name": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["status"], "suspended");
+    assert_eq!(changed["name"], Value::Null);
+    assert_eq!(
+        api.call("GET", "/api/v1/users/me", Some(key), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    assert_eq!(
+        api.admin("DELETE", &format!("/api/v1/users/{id}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, deleted) = api.admin("GET", &format!("/api/v1/users/{id}"), None).await;
+    assert_eq!(deleted["status"], "deleted");
+    let (status, body) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&body), "user_deleted");
+}
+
+#[tokio::test]
+async fn changes_are_audited_without_secrets() {
+    let api = Api::start().await;
+    let user = api.create_user("hank").await;
+    let id = user["id"].as_str().expect("id");
+    let (_, issued) = api
+        .admin(
+            "POST",
+            &format!("/api/v1/users/{id}/keys"),
+            Some(json!({"name": "h"})),
+        )
+        .await;
+    let (status, audit) = api.admin("GET", "/api/v1/audit", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"user.created") && actions.contains(&"api_key.created"),
+        "{actions:?}"
+    );
+    let text = audit.to_string();
+    assert!(!text.contains(issued["key"].as_str().expect("key")));
+    assert!(!text.contains(ADMIN_KEY));
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer_without_a_key() {
+    let api = Api::start().await;
+    let (status, health) = api.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["checks"]["database"]["status"], "ok");
+    assert_eq!(
+        api.call("GET", "/api/v1/ready", None, None).await.0,
+        StatusCode::OK
+    );
+    let (status, metrics) = api.call("GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics
+        .as_str()
+        .expect("text")
+        .contains("tollgate_http_requests_total"));
+    let (status, body) = api.call("GET", "/api/v1/nowhere", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+}

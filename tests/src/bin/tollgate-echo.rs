@@ -1,0 +1,117 @@
+//! `tollgate-echo`: the demo upstream backend. Answers every method and path with
+//! `200 application/json` describing the request it received, so tests and users can see what
+//! Envoy forwarded (which backend, and which headers the filter added or stripped).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::{Json, Router};
+use clap::Parser;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+/// Echo every HTTP request back as JSON.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate-echo", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free one; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:48080")]
+    listen: SocketAddr,
+
+    /// Name reported as `backend` in every answer.
+    #[arg(long, default_value = "backend")]
+    name: String,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("tollgate-echo: cannot listen on {}: {err}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    println!("listening on {bound}");
+
+    let app = Router::new()
+        .fallback(echo)
+        .with_state(Arc::<str>::from(args.name));
+    match axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tollgate-echo: server error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn echo(State(name): State<Arc<str>>, request: Request) -> Json<Value> {
+    let (parts, body) = request.into_parts();
+    drain(body).await;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    Json(json!({
+        "backend": &*name,
+        "method": parts.method.as_str(),
+        "path": path,
+        "headers": headers_json(&parts.headers),
+    }))
+}
+
+/// Reads the request body to its end without keeping it, so the connection can be reused.
+async fn drain(mut body: Body) {
+    while let Some(Ok(_frame)) = body.frame().await {}
+}
+
+/// Header names (already lowercase in `http`) to values; repeated headers joined with ", ".
+fn headers_json(headers: &HeaderMap) -> BTreeMap<&str, String> {
+    let mut out: BTreeMap<&str, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        out.entry(name.as_str())
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    out
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    // Without a SIGTERM handler the default action (exit) still applies.
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
