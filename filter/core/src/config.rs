@@ -1,0 +1,241 @@
+//! The plugin configuration: the JSON Envoy passes as the filter's `configuration`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How the filter reaches the control plane and what it accepts from clients.
+///
+/// Every field is optional in the JSON; unknown fields are refused so that a typo does not
+/// silently fall back to a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Envoy cluster of the control plane's gRPC server.
+    pub control_plane_cluster: String,
+    /// How long a request waits for the control plane before it is refused with 503.
+    pub callout_timeout_ms: u64,
+    /// Longest API key accepted; a longer one is refused without a lookup.
+    pub max_credential_bytes: usize,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            control_plane_cluster: "tollgate_control_plane".to_owned(),
+            callout_timeout_ms: 1000,
+            max_credential_bytes: 8192,
+        }
+    }
+}
+
+impl PluginConfig {
+    /// Parses and validates the configuration; empty input means every default.
+    pub fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
+        if json.trim_ascii().is_empty() {
+            return Ok(Self::default());
+        }
+        let document: serde_json::Value =
+            serde_json::from_slice(json).map_err(|error| ConfigError {
+                field: None,
+                reason: format!("not valid JSON: {error}"),
+            })?;
+        // Checked here because serde would also build the struct from a JSON array.
+        if !document.is_object() {
+            return Err(ConfigError {
+                field: None,
+                reason: "must be a JSON object".to_owned(),
+            });
+        }
+        let config: Self = serde_path_to_error::deserialize(document)
+            .map_err(|error| ConfigError::from_serde(&error))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`Self::callout_timeout_ms`] as a duration.
+    pub fn callout_timeout(&self) -> Duration {
+        Duration::from_millis(self.callout_timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.control_plane_cluster.trim().is_empty() {
+            return Err(ConfigError::invalid_field(
+                "control_plane_cluster",
+                "must name an Envoy cluster",
+            ));
+        }
+        if self.callout_timeout_ms == 0 {
+            return Err(ConfigError::invalid_field(
+                "callout_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.max_credential_bytes == 0 {
+            return Err(ConfigError::invalid_field(
+                "max_credential_bytes",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a plugin configuration was refused, naming the field at fault when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: Option<String>,
+    reason: String,
+}
+
+impl ConfigError {
+    /// The field at fault, if the error is about one field.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    fn invalid_field(field: &str, reason: &str) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn from_serde(error: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = error.path().to_string();
+        Self {
+            // "." is the path of errors about the document as a whole.
+            field: (path != ".").then_some(path),
+            reason: error.inner().to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(
+                formatter,
+                "invalid plugin configuration: `{field}`: {}",
+                self.reason
+            ),
+            None => write!(formatter, "invalid plugin configuration: {}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<PluginConfig, ConfigError> {
+        PluginConfig::from_json(json.as_bytes())
+    }
+
+    #[test]
+    fn empty_configuration_means_every_default() {
+        for json in ["", "  \n", "{}"] {
+            assert_eq!(parse(json), Ok(PluginConfig::default()), "for {json:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = PluginConfig::default();
+
+        assert_eq!(config.control_plane_cluster, "tollgate_control_plane");
+        assert_eq!(config.callout_timeout(), Duration::from_secs(1));
+        assert_eq!(config.max_credential_bytes, 8192);
+    }
+
+    #[test]
+    fn reads_every_field() {
+        let config = parse(
+            r#"{"control_plane_cluster": "cp", "callout_timeout_ms": 250,
+                "max_credential_bytes": 512}"#,
+        )
+        .expect("valid configuration");
+
+        assert_eq!(
+            config,
+            PluginConfig {
+                control_plane_cluster: "cp".to_owned(),
+                callout_timeout_ms: 250,
+                max_credential_bytes: 512,
+            }
+        );
+    }
+
+    #[test]
+    fn omitted_fields_keep_their_defaults() {
+        let config = parse(r#"{"callout_timeout_ms": 250}"#).expect("valid configuration");
+
+        assert_eq!(config.control_plane_cluster, "tollgate_control_plane");
+        assert_eq!(config.callout_timeout_ms, 250);
+        assert_eq!(config.max_credential_bytes, 8192);
+    }
+
+    #[test]
+    fn unknown_field_is_refused_by_name() {
+        let error = parse(r#"{"callout_timeout": 250}"#).expect_err("unknown field");
+
+        assert_eq!(error.field(), Some("callout_timeout"));
+        assert!(error.to_string().contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let error = parse(r#"{"callout_timeout_ms": "fast"}"#).expect_err("wrong type");
+
+        assert_eq!(error.field(), Some("callout_timeout_ms"));
+        assert!(
+            error.to_string().contains("`callout_timeout_ms`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn negative_size_names_the_field() {
+        let error = parse(r#"{"max_credential_bytes": -1}"#).expect_err("negative");
+
+        assert_eq!(error.field(), Some("max_credential_bytes"));
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        let error = parse(r#"{"callout_timeout_ms": 0}"#).expect_err("zero timeout");
+
+        assert_eq!(error.field(), Some("callout_timeout_ms"));
+    }
+
+    #[test]
+    fn zero_credential_size_is_refused() {
+        let error = parse(r#"{"max_credential_bytes": 0}"#).expect_err("zero size");
+
+        assert_eq!(error.field(), Some("max_credential_bytes"));
+    }
+
+    #[test]
+    fn blank_cluster_is_refused() {
+        let error = parse(r#"{"control_plane_cluster": " "}"#).expect_err("blank cluster");
+
+        assert_eq!(error.field(), Some("control_plane_cluster"));
+    }
+
+    #[test]
+    fn malformed_json_is_refused() {
+        for json in [
+            "{",
+            "null",
+            "[]",
+            r#"["cp", 1, 1]"#,
+            r#"{"callout_timeout_ms": 1} x"#,
+        ] {
+            let error = parse(json).expect_err("not a configuration object");
+            assert_eq!(error.field(), None, "for {json:?}");
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Finding the API key in the request headers and checking its shape.
+//!
+//! The raw key is only borrowed from the headers and digested here; nothing beyond this module
+//! sees it.
+
+use crate::digest::KeyDigest;
+
+const API_KEY_HEADER: &str = "x-api-key";
+const AUTHORIZATION_HEADER: &str = "authorization";
+const BEARER_SCHEME: &[u8] = b"bearer";
+
+/// The header an API key was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `X-API-Key: <key>`.
+    ApiKeyHeader,
+    /// `Authorization: Bearer <key>`.
+    AuthorizationBearer,
+}
+
+/// An API key the client presented, already digested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresentedCredential {
+    /// Where the key came from, so that exactly that header is removed before forwarding.
+    pub source: CredentialSource,
+    /// SHA-256 of the key.
+    pub digest: KeyDigest,
+}
+
+/// Why no usable API key was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialError {
+    /// Neither `X-API-Key` nor a Bearer `Authorization` header.
+    Missing,
+    /// A key is present but cannot be a key: empty, too long, not visible ASCII, or sent twice.
+    /// Answered exactly like an unknown key.
+    Invalid,
+}
+
+/// Reads the API key from `X-API-Key`, or else from `Authorization: Bearer` (scheme matched
+/// case-insensitively). `X-API-Key` wins when both are present.
+///
+/// Header names are matched case-insensitively; values are raw bytes because clients may send
+/// bytes that are not UTF-8.
+pub fn extract_credential<N, V>(
+    headers: &[(N, V)],
+    max_credential_bytes: usize,
+) -> Result<PresentedCredential, CredentialError>
+where
+    N: AsRef<str>,
+    V: AsRef<[u8]>,
+{
+    let api_keys = values_of(headers, API_KEY_HEADER);
+    if !api_keys.is_empty() {
+        let digest = digest_single_key(&api_keys, max_credential_bytes)?;
+        return Ok(PresentedCredential {
+            source: CredentialSource::ApiKeyHeader,
+            digest,
+        });
+    }
+
+    let bearer_tokens: Vec<&[u8]> = values_of(headers, AUTHORIZATION_HEADER)
+        .into_iter()
+        .filter_map(bearer_token)
+        .collect();
+    if !bearer_tokens.is_empty() {
+        let digest = digest_single_key(&bearer_tokens, max_credential_bytes)?;
+        return Ok(PresentedCredential {
+            source: CredentialSource::AuthorizationBearer,
+            digest,
+        });
+    }
+
+    Err(CredentialError::Missing)
+}
+
+fn values_of<'h, N, V>(headers: &'h [(N, V)], wanted_name: &str) -> Vec<&'h [u8]>
+where
+    N: AsRef<str>,
+    V: AsRef<[u8]>,
+{
+    headers
+        .iter()
+        .filter(|(name, _)| name.as_ref().eq_ignore_ascii_case(wanted_name))
+        .map(|(_, value)| value.as_ref().trim_ascii())
+        .collect()
+}
+
+/// The credential of an `Authorization` value whose scheme is Bearer; `None` for other schemes.
+fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = match authorization.iter().position(|&byte| byte == b' ') {
+        Some(space) => authorization.split_at(space),
+        None => (authorization, &[][..]),
+    };
+    scheme
+        .eq_ignore_ascii_case(BEARER_SCHEME)
+        .then(|| token.trim_ascii_start())
+}
+
+/// Two keys in one request are ambiguous, so they are refused rather than one picked.
+fn digest_single_key(
+    candidates: &[&[u8]],
+    max_credential_bytes: usize,
+) -> Result<KeyDigest, CredentialError> {
+    match candidates {
+        [key] if is_well_formed(key, max_credential_bytes) => Ok(KeyDigest::of_key(key)),
+        _ => Err(CredentialError::Invalid),
+    }
+}
+
+fn is_well_formed(key: &[u8], max_credential_bytes: usize) -> bool {
+    !key.is_empty() && key.len() <= max_credential_bytes && key.iter().all(u8::is_ascii_graphic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 64;
+
+    fn extract(headers: &[(&str, &str)]) -> Result<PresentedCredential, CredentialError> {
+        extract_credential(headers, MAX)
+    }
+
+    fn presented(
+        source: CredentialSource,
+        key: &str,
+    ) -> Result<PresentedCredential, CredentialError> {
+        Ok(PresentedCredential {
+            source,
+            digest: KeyDigest::of_key(key.as_bytes()),
+        })
+    }
+
+    #[test]
+    fn reads_the_api_key_header() {
+        assert_eq!(
+            extract(&[("x-api-key", "tg_u1_secret")]),
+            presented(CredentialSource::ApiKeyHeader, "tg_u1_secret")
+        );
+    }
+
+    #[test]
+    fn header_names_match_in_any_case() {
+        assert_eq!(
+            extract(&[("X-API-Key", "tg_u1_secret")]),
+            presented(CredentialSource::ApiKeyHeader, "tg_u1_secret")
+        );
+        assert_eq!(
+            extract(&[("Authorization", "Bearer tg_u1_secret")]),
+            presented(CredentialSource::AuthorizationBearer, "tg_u1_secret")
+        );
+    }
+
+    #[test]
+    fn reads_a_bearer_authorization() {
+        assert_eq!(
+            extract(&[("authorization", "Bearer tg_u1_secret")]),
+            presented(CredentialSource::AuthorizationBearer, "tg_u1_secret")
+        );
+    }
+
+    #[test]
+    fn bearer_scheme_matches_in_any_case() {
+        for value in ["bearer k3y", "BEARER k3y", "bEaReR k3y"] {
+            assert_eq!(
+                extract(&[("authorization", value)]),
+                presented(CredentialSource::AuthorizationBearer, "k3y"),
+                "for {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn spaces_around_the_key_are_not_part_of_it() {
+        assert_eq!(
+            extract(&[("authorization", "Bearer   k3y ")]),
+            presented(CredentialSource::AuthorizationBearer, "k3y")
+        );
+        assert_eq!(
+            extract(&[("x-api-key", " k3y\t")]),
+            presented(CredentialSource::ApiKeyHeader, "k3y")
+        );
+    }
+
+    #[test]
+    fn keys_of_any_format_are_accepted() {
+        for key in ["legacy-0001", "a", "AKIA/with+symbols=", "tg_u_x"] {
+            assert_eq!(
+                extract(&[("x-api-key", key)]),
+                presented(CredentialSource::ApiKeyHeader, key),
+                "for {key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_key_header_wins_over_a_bearer() {
+        assert_eq!(
+            extract(&[("authorization", "Bearer other"), ("x-api-key", "k3y")]),
+            presented(CredentialSource::ApiKeyHeader, "k3y")
+        );
+    }
+
+    #[test]
+    fn no_credential_header_is_missing() {
+        assert_eq!(extract(&[]), Err(CredentialError::Missing));
+        assert_eq!(extract(&[("accept", "*/*")]), Err(CredentialError::Missing));
+    }
+
+    #[test]
+    fn other_authorization_schemes_are_missing() {
+        for value in ["Basic dXNlcjpwYXNz", "Bearerk3y", "Token k3y"] {
+            assert_eq!(
+                extract(&[("authorization", value)]),
+                Err(CredentialError::Missing),
+                "for {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_key_is_invalid() {
+        for headers in [
+            [("x-api-key", "")],
+            [("x-api-key", "   ")],
+            [("authorization", "Bearer")],
+            [("authorization", "Bearer   ")],
+        ] {
+            assert_eq!(
+                extract(&headers),
+                Err(CredentialError::Invalid),
+                "for {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_at_the_size_limit_is_accepted_and_one_byte_more_is_invalid() {
+        let at_limit = "k".repeat(MAX);
+        let over_limit = "k".repeat(MAX + 1);
+
+        assert_eq!(
+            extract(&[("x-api-key", at_limit.as_str())]),
+            presented(CredentialSource::ApiKeyHeader, &at_limit)
+        );
+        assert_eq!(
+            extract(&[("x-api-key", over_limit.as_str())]),
+            Err(CredentialError::Invalid)
+        );
+    }
+
+    #[test]
+    fn huge_key_is_invalid() {
+        let huge = format!("Bearer {}", "k".repeat(1 << 20));
+
+        assert_eq!(
+            extract(&[("authorization", huge.as_str())]),
+            Err(CredentialError::Invalid)
+        );
+    }
+
+    #[test]
+    fn key_with_non_visible_ascii_is_invalid() {
+        for key in [
+            "k3y with space",
+            "k3y\u{7f}",
+            "k3y\u{1}",
+            "ключ",
+            "k3y\u{e9}",
+        ] {
+            assert_eq!(
+                extract(&[("x-api-key", key)]),
+                Err(CredentialError::Invalid),
+                "for {key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_bytes_that_are_not_utf8_are_invalid() {
+        let headers = [("x-api-key", vec![b'k', 0xff, b'y'])];
+
+        assert_eq!(
+            extract_credential(&headers, MAX),
+            Err(CredentialError::Invalid)
+        );
+    }
+
+    #[test]
+    fn two_api_key_headers_are_invalid() {
+        assert_eq!(
+            extract(&[("x-api-key", "one"), ("x-api-key", "two")]),
+            Err(CredentialError::Invalid)
+        );
+    }
+
+    #[test]
+    fn two_bearer_authorizations_are_invalid() {
+        assert_eq!(
+            extract(&[
+                ("authorization", "Bearer one"),
+                ("authorization", "Bearer two")
+            ]),
+            Err(CredentialError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_bearer_beside_another_scheme_is_read() {
+        assert_eq!(
+            extract(&[
+                ("authorization", "Basic dXNlcjpwYXNz"),
+                ("authorization", "Bearer k3y")
+            ]),
+            presented(CredentialSource::AuthorizationBearer, "k3y")
+        );
+    }
+
+    #[test]
+    fn an_invalid_api_key_header_is_not_rescued_by_a_bearer() {
+        assert_eq!(
+            extract(&[("x-api-key", ""), ("authorization", "Bearer k3y")]),
+            Err(CredentialError::Invalid)
+        );
+    }
+}

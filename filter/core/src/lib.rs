@@ -1,0 +1,21 @@
+//! The request decisions of the Tollgate Envoy filter, free of any proxy-wasm dependency so that
+//! every rule runs as a plain `cargo test` on the host.
+//!
+//! The proxy-wasm crate reads the request, calls into this crate, and applies the
+//! [`decision::Decision`] it gets back.
+
+pub mod cache;
+pub mod callout;
+pub mod clock;
+pub mod config;
+pub mod credential;
+pub mod decision;
+pub mod digest;
+pub mod error_body;
+pub mod hygiene;
+pub mod local_cache;
+
+/// Types of the filter <-> control plane protocol (`proto/tollgate/v1/filter.proto`).
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/tollgate.v1.rs"));
+}

@@ -1,0 +1,19 @@
+//! Tollgate's proxy-wasm HTTP filter: authenticates every request by API key.
+//!
+//! This crate only talks to the host (headers, shared data, gRPC callouts, clock); every
+//! decision comes from `tollgate-filter-core`.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod key_cache;
+mod request;
+mod root;
+
+use proxy_wasm::types::LogLevel;
+
+use crate::root::TollgateRoot;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_context_id| Box::new(TollgateRoot::new()));
+}}

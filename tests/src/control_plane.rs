@@ -1,0 +1,207 @@
+//! The `tollgate` control plane as a child process.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::http::{client, send, Answer};
+use crate::layout::Layout;
+use crate::process::{free_port, Process};
+
+/// The admin key every test control plane imports at start.
+pub const ADMIN_KEY: &str = "test-admin-key-imported-from-an-older-system";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to start a control plane.
+#[derive(Debug, Clone, Default)]
+pub struct ControlPlaneOptions {
+    /// `None`: SQLite in the control plane's own temporary data folder.
+    pub database_url: Option<String>,
+    /// Extra `TOLLGATE_*` variables.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running control plane and what a test needs to reach it.
+pub struct ControlPlane {
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub data_dir: PathBuf,
+    options: ControlPlaneOptions,
+    layout: Layout,
+    process: Option<Process>,
+    _data: tempfile::TempDir,
+}
+
+impl ControlPlane {
+    pub fn start(layout: &Layout, options: ControlPlaneOptions) -> Self {
+        let data = tempfile::tempdir().expect("data folder");
+        let mut control_plane = Self {
+            http_port: free_port(),
+            grpc_port: free_port(),
+            data_dir: data.path().to_path_buf(),
+            options,
+            layout: layout.clone(),
+            process: None,
+            _data: data,
+        };
+        control_plane.resume();
+        control_plane
+    }
+
+    /// A command for the `tollgate` binary with this instance's configuration.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.layout.tollgate_bin);
+        command.args(args);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("TOLLGATE_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("TOLLGATE_DATA_DIR", &self.data_dir)
+            .env(
+                "TOLLGATE_HTTP__LISTEN",
+                format!("127.0.0.1:{}", self.http_port),
+            )
+            .env(
+                "TOLLGATE_GRPC__LISTEN",
+                format!("127.0.0.1:{}", self.grpc_port),
+            )
+            .env("TOLLGATE_BOOTSTRAP__ADMIN_API_KEY", ADMIN_KEY)
+            .env("TOLLGATE_LOG", "info");
+        if let Some(url) = &self.options.database_url {
+            command.env("TOLLGATE_DATABASE__URL", url);
+        }
+        for (name, value) in &self.options.env {
+            command.env(name, value);
+        }
+        command
+    }
+
+    /// Stops the process (SIGTERM); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop();
+        }
+    }
+
+    /// Starts the process again on the same ports and data, and waits until ready.
+    pub fn resume(&mut self) {
+        let mut process = Process::spawn("tollgate", self.command(&["serve"]));
+        process.wait_for_log("tollgate listening", READY_TIMEOUT);
+        self.process = Some(process);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.get("/api/v1/ready", None).status != 200 {
+            assert!(Instant::now() < deadline, "control plane not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    pub fn get(&self, path: &str, key: Option<&str>) -> Answer {
+        let mut request = client().get(self.url(path));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        send(request)
+    }
+
+    /// An admin request with a JSON body.
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = client()
+            .request(method, self.url(path))
+            .header("x-api-key", ADMIN_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        send(request)
+    }
+
+    /// Creates a user through the admin API; returns its id.
+    pub fn create_user(&self, username: &str) -> String {
+        let answer = self.admin("POST", "/api/v1/users", Some(json!({"username": username})));
+        assert_eq!(answer.status, 201, "create user: {}", answer.text);
+        answer.body["id"].as_str().expect("user id").to_string()
+    }
+
+    /// Issues a key for the user; returns (key id, key).
+    pub fn create_key(&self, user_id: &str) -> (String, String) {
+        let answer = self.admin(
+            "POST",
+            &format!("/api/v1/users/{user_id}/keys"),
+            Some(json!({"name": "test"})),
+        );
+        assert_eq!(answer.status, 201, "create key: {}", answer.text);
+        (
+            answer.body["id"].as_str().expect("key id").to_string(),
+            answer.body["key"].as_str().expect("key").to_string(),
+        )
+    }
+
+    /// A counter from `/metrics`, summed over the series whose labels contain `labels`.
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.get("/metrics", None).text;
+        text.lines()
+            .filter(|line| line.starts_with(name) && line.contains(labels))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// A Postgres database of its own for one test, dropped afterwards.
+pub struct PostgresDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+/// Creates an empty database on the test Postgres (`TOLLGATE_TEST_POSTGRES_URL`,
+/// default `postgres://postgres@127.0.0.1:5432/postgres`) with `psql`.
+pub fn fresh_postgres_database() -> PostgresDatabase {
+    let admin_url = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let name = format!("tollgate_e2e_{}", free_port());
+    psql(&admin_url, &format!("CREATE DATABASE {name}"));
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(base, _)| base);
+    PostgresDatabase {
+        url: format!("{base}/{name}"),
+        admin_url: admin_url.clone(),
+        name,
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &self.admin_url,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("psql is needed for Postgres tests (make test installs it)");
+    assert!(
+        output.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

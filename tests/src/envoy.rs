@@ -1,0 +1,161 @@
+//! Real Envoy, from the project's own install, with the built filter.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::http::{client, send, Answer};
+use crate::layout::Layout;
+use crate::process::{free_port, Process};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to start Envoy.
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    pub grpc_port: u16,
+    pub upstream_ports: [u16; 2],
+    pub workers: u32,
+    /// Replaces the filter's JSON configuration when set.
+    pub filter_config: Option<String>,
+}
+
+impl Default for EnvoyOptions {
+    fn default() -> Self {
+        Self {
+            grpc_port: 0,
+            upstream_ports: [0, 0],
+            workers: 2,
+            filter_config: None,
+        }
+    }
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    pub listen_port: u16,
+    pub admin_port: u16,
+    process: Process,
+    _config_dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    pub fn start(layout: &Layout, options: EnvoyOptions) -> Self {
+        let listen_port = free_port();
+        let admin_port = free_port();
+        let (config_dir, command) = Self::command(layout, &options, listen_port, admin_port, &[]);
+        let mut process = Process::spawn("envoy", command);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let ready = client()
+                .get(format!("http://127.0.0.1:{admin_port}/ready"))
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success());
+            if ready.is_some() {
+                break;
+            }
+            assert!(!process.has_exited(), "envoy exited during start-up");
+            assert!(
+                Instant::now() < deadline,
+                "envoy not ready in {READY_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            listen_port,
+            admin_port,
+            process,
+            _config_dir: config_dir,
+        }
+    }
+
+    /// The rendered bootstrap and an Envoy command for it; `extra_args` are appended.
+    pub fn command(
+        layout: &Layout,
+        options: &EnvoyOptions,
+        listen_port: u16,
+        admin_port: u16,
+        extra_args: &[&str],
+    ) -> (tempfile::TempDir, Command) {
+        let template = std::fs::read_to_string(&layout.bootstrap_template).expect("bootstrap");
+        let mut rendered = template
+            .replace("${ENVOY_LISTEN_ADDRESS}", "127.0.0.1")
+            .replace("${ENVOY_LISTEN_PORT}", &listen_port.to_string())
+            .replace("${ENVOY_ADMIN_PORT}", &admin_port.to_string())
+            .replace(
+                "${ENVOY_FILTER_WASM}",
+                &layout.filter_wasm.display().to_string(),
+            )
+            .replace("${ENVOY_CONTROL_PLANE_HOST}", "127.0.0.1")
+            .replace(
+                "${ENVOY_CONTROL_PLANE_PORT}",
+                &options.grpc_port.to_string(),
+            )
+            .replace(
+                "${ENVOY_UPSTREAM_A_PORT}",
+                &options.upstream_ports[0].to_string(),
+            )
+            .replace(
+                "${ENVOY_UPSTREAM_B_PORT}",
+                &options.upstream_ports[1].to_string(),
+            );
+        if let Some(config) = &options.filter_config {
+            let default =
+                r#"'{"control_plane_cluster":"tollgate_control_plane","callout_timeout_ms":1000}'"#;
+            assert!(
+                rendered.contains(default),
+                "bootstrap filter configuration moved"
+            );
+            rendered = rendered.replace(default, &format!("'{config}'"));
+        }
+        assert!(
+            !rendered.contains("${"),
+            "unrendered placeholder in the bootstrap"
+        );
+        let dir = tempfile::tempdir().expect("config folder");
+        let path = dir.path().join("envoy.yaml");
+        std::fs::write(&path, rendered).expect("write bootstrap");
+        let mut command = Command::new(&layout.envoy_bin);
+        command
+            .arg("-c")
+            .arg(&path)
+            .args(["--concurrency", &options.workers.to_string()])
+            .args(["--base-id", &admin_port.to_string()])
+            .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
+            .args(extra_args);
+        (dir, command)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.listen_port)
+    }
+
+    /// A GET through Envoy with the given request headers.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = client().get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        send(request)
+    }
+
+    /// The value of a counter or gauge in Envoy's `/stats` (0 when absent).
+    pub fn stat(&self, name: &str) -> u64 {
+        let text = client()
+            .get(format!(
+                "http://127.0.0.1:{}/stats?filter=^{name}$",
+                self.admin_port
+            ))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum()
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}

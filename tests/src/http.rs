@@ -1,0 +1,47 @@
+//! A small blocking HTTP client for tests: every answer as status, headers and JSON.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// The `error.code` of a JSON error body, or "".
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// A client that never follows redirects and gives up after 10 s.
+pub fn client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+}
+
+/// Sends the request and reads the whole answer.
+pub fn send(request: RequestBuilder) -> Answer {
+    let response = request.send().expect("HTTP request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().expect("HTTP body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}

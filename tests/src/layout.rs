@@ -1,0 +1,48 @@
+//! Where the built artifacts are.
+
+use std::path::{Path, PathBuf};
+
+/// Paths of everything the tests run, all built or installed by `make test`.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+    pub tollgate_bin: PathBuf,
+    pub echo_bin: PathBuf,
+    pub filter_wasm: PathBuf,
+    pub envoy_bin: PathBuf,
+    pub bootstrap_template: PathBuf,
+}
+
+impl Layout {
+    /// Finds the artifacts; panics with the command that builds a missing one.
+    pub fn discover() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ sits in the repository")
+            .to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let layout = Self {
+            tollgate_bin: target.join("debug/tollgate"),
+            echo_bin: target.join("debug/tollgate-echo"),
+            filter_wasm: target.join("wasm32-wasip1/release/tollgate_filter.wasm"),
+            envoy_bin: root.join(".tools/bin/envoy"),
+            bootstrap_template: root.join("envoy/bootstrap.yaml"),
+            root,
+        };
+        for path in [
+            &layout.tollgate_bin,
+            &layout.echo_bin,
+            &layout.filter_wasm,
+            &layout.envoy_bin,
+        ] {
+            assert!(
+                path.exists(),
+                "{} is missing: run `make test` (it builds and installs everything)",
+                path.display()
+            );
+        }
+        layout
+    }
+}
