@@ -1,4 +1,5 @@
-//! First start: make sure an `admin` user exists and can be reached with a key.
+//! First start: make sure an `admin` user exists and can be reached with a key, and
+//! that sessions have a signing key.
 
 use serde_json::json;
 
@@ -7,6 +8,9 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::ids::UserId;
 use crate::domain::now;
 use crate::domain::user::{Role, User, UserStatus};
+use crate::identity::sealing::Sealer;
+use crate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
+use crate::identity::tokens::SessionTokens;
 use crate::store::{Store, StoreError};
 
 const ADMIN_USERNAME: &str = "admin";
@@ -67,6 +71,7 @@ async fn create_admin(store: &dyn Store) -> Result<User, StoreError> {
         role: Role::Admin,
         tenant_id: None,
         groups: Vec::new(),
+        ip_allowlist: Vec::new(),
         password_hash: None,
         created_at: at,
         updated_at: at,
@@ -103,4 +108,32 @@ async fn add_key(
         json!({"user_id": admin.id, "bootstrap": origin}),
     );
     store.create_key(&key, &audit).await
+}
+
+/// Loads the signing keys; creates one that signs at once when none can (first start).
+pub async fn ensure_signing_key(
+    store: &dyn Store,
+    tokens: &SessionTokens,
+    sealer: &Sealer,
+    algorithm: SigningAlgorithm,
+) -> anyhow::Result<()> {
+    tokens.load(store.signing_keys().await?, sealer)?;
+    let at = now();
+    if tokens.has_usable_key(at) {
+        return Ok(());
+    }
+    let sealer_for_generation = sealer.clone();
+    let key = tokio::task::spawn_blocking(move || {
+        SigningKeyRecord::generate(algorithm, &sealer_for_generation, at, at)
+    })
+    .await??;
+    let audit = AuditEntry::new(
+        None,
+        "signing_key.created",
+        &key.kid,
+        json!({"alg": key.alg.as_str(), "bootstrap": true}),
+    );
+    store.add_signing_key(&key, None, &audit).await?;
+    tokens.load(store.signing_keys().await?, sealer)?;
+    Ok(())
 }

@@ -8,6 +8,8 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::signing::SigningAlgorithm;
+
 /// Why a configuration could not be used. Every message names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -31,6 +33,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub keys: KeysConfig,
     pub filter: FilterConfig,
+    pub sessions: SessionsConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -80,6 +83,34 @@ pub struct FilterConfig {
     pub negative_cache_ttl_secs: u32,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// `iss` of every access token.
+    pub issuer: String,
+    /// `aud` of every access token.
+    pub audience: String,
+    /// `EdDSA` (default) or `RS256`, for newly generated signing keys.
+    pub algorithm: String,
+    pub access_token_ttl_secs: u32,
+    pub refresh_token_ttl_secs: u32,
+    /// How long a new signing key is published before it signs.
+    pub key_publish_delay_secs: u32,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "tollgate".into(),
+            audience: "tollgate".into(),
+            algorithm: "EdDSA".into(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            key_publish_delay_secs: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootstrapConfig {
@@ -97,6 +128,7 @@ impl Default for Config {
             security: SecurityConfig::default(),
             keys: KeysConfig::default(),
             filter: FilterConfig::default(),
+            sessions: SessionsConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -148,6 +180,7 @@ impl Default for FilterConfig {
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
     pub raw: Config,
+    pub session_algorithm: SigningAlgorithm,
     pub http_listen: SocketAddr,
     pub grpc_listen: SocketAddr,
     pub database_url: String,
@@ -175,7 +208,8 @@ impl Config {
         config.validate()
     }
 
-    fn validate(self) -> Result<ValidConfig, ConfigError> {
+    /// Checks every key and resolves derived values.
+    pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         let http_listen = parse_listen("http.listen", &self.http.listen)?;
         let grpc_listen = parse_listen("grpc.listen", &self.grpc.listen)?;
         let database_url = if self.database.url.is_empty() {
@@ -228,10 +262,34 @@ impl Config {
                 ));
             }
         }
+        if SigningAlgorithm::parse(&self.sessions.algorithm).is_none() {
+            return Err(invalid("sessions.algorithm", "must be EdDSA or RS256"));
+        }
+        if self.sessions.issuer.is_empty() {
+            return Err(invalid("sessions.issuer", "must not be empty"));
+        }
+        if self.sessions.audience.is_empty() {
+            return Err(invalid("sessions.audience", "must not be empty"));
+        }
+        if !(60..=86_400).contains(&self.sessions.access_token_ttl_secs) {
+            return Err(invalid(
+                "sessions.access_token_ttl_secs",
+                "must be 60 to 86400 seconds",
+            ));
+        }
+        if self.sessions.refresh_token_ttl_secs < self.sessions.access_token_ttl_secs {
+            return Err(invalid(
+                "sessions.refresh_token_ttl_secs",
+                "must be at least sessions.access_token_ttl_secs",
+            ));
+        }
         if matches!(&self.bootstrap.admin_api_key, Some(key) if key.trim().is_empty()) {
             return Err(invalid("bootstrap.admin_api_key", "must not be empty"));
         }
+        let session_algorithm =
+            SigningAlgorithm::parse(&self.sessions.algorithm).unwrap_or(SigningAlgorithm::EdDSA);
         Ok(ValidConfig {
+            session_algorithm,
             raw: self,
             http_listen,
             grpc_listen,

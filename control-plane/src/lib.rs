@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod changes;
 pub mod config;
 pub mod domain;
 pub mod filter_service;

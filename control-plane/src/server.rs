@@ -8,12 +8,15 @@ use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-use crate::api::{app, AppState};
-use crate::bootstrap::{ensure_admin, AdminBootstrap};
+use crate::api::{app, AppState, SessionSettings};
+use crate::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
+use crate::changes::ChangeSignal;
 use crate::config::ValidConfig;
 use crate::domain::api_key::KeyHasher;
 use crate::filter_service::FilterApi;
+use crate::identity::sealing::Sealer;
 use crate::identity::secret;
+use crate::identity::tokens::{SessionTokens, TokenPolicy};
 use crate::proto::v1::filter_service_server::FilterServiceServer;
 use crate::store::{SqlStore, Store};
 
@@ -44,12 +47,16 @@ pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
     Ok(store)
 }
 
-/// Runs the control plane until SIGINT or SIGTERM.
-pub async fn serve(config: ValidConfig) -> Result<()> {
-    let http_listener = bind(config.http_listen, "http.listen").await?;
-    let grpc_listener = bind(config.grpc_listen, "grpc.listen").await?;
-    let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
+/// Everything the servers run, wired from the configuration and the store.
+pub struct Services {
+    pub http: AppState,
+    pub filter: FilterApi,
+    /// What start-up did about the admin user, for the operator.
+    pub admin: AdminBootstrap,
+}
 
+/// Loads secrets, makes sure the admin and a signing key exist, and wires the services.
+pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Services> {
     let secret = {
         let configured = config.raw.security.key_hash_secret.as_deref();
         if configured.is_none() {
@@ -60,24 +67,62 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
         secret::load_or_create(configured, &config.raw.data_dir)?
     };
     let hasher = KeyHasher::new(&secret);
-    report_bootstrap(
-        ensure_admin(
-            store.as_ref(),
-            &hasher,
-            &config.raw.keys.prefix,
-            config.raw.bootstrap.admin_api_key.as_deref(),
-        )
-        .await
-        .context("cannot create the admin user")?,
-    );
+    let admin = ensure_admin(
+        store.as_ref(),
+        &hasher,
+        &config.raw.keys.prefix,
+        config.raw.bootstrap.admin_api_key.as_deref(),
+    )
+    .await
+    .context("cannot create the admin user")?;
 
-    let state = AppState {
+    let sessions = &config.raw.sessions;
+    let sealer = Sealer::new(&secret);
+    let tokens = SessionTokens::new(TokenPolicy {
+        issuer: sessions.issuer.clone(),
+        audience: sessions.audience.clone(),
+        access_ttl_secs: sessions.access_token_ttl_secs.into(),
+    });
+    ensure_signing_key(store.as_ref(), &tokens, &sealer, config.session_algorithm)
+        .await
+        .context("cannot prepare the session signing keys")?;
+    let changes = ChangeSignal::default();
+    tokio::spawn(reload_signing_keys(
+        store.clone(),
+        tokens.clone(),
+        sealer.clone(),
+        changes.clone(),
+    ));
+
+    let http = AppState {
         store: store.clone(),
         hasher: hasher.clone(),
         key_prefix: config.raw.keys.prefix.clone().into(),
         metrics: prometheus(),
+        tokens: tokens.clone(),
+        sealer,
+        sessions: Arc::new(SessionSettings {
+            refresh_ttl_secs: sessions.refresh_token_ttl_secs.into(),
+            key_publish_delay_secs: sessions.key_publish_delay_secs.into(),
+            algorithm: config.session_algorithm,
+        }),
+        changes: changes.clone(),
     };
-    let filter_api = FilterApi::new(store, hasher, config.raw.filter.clone());
+    let filter = FilterApi::new(store, hasher, config.raw.filter.clone(), tokens, changes);
+    Ok(Services {
+        http,
+        filter,
+        admin,
+    })
+}
+
+/// Runs the control plane until SIGINT or SIGTERM.
+pub async fn serve(config: ValidConfig) -> Result<()> {
+    let http_listener = bind(config.http_listen, "http.listen").await?;
+    let grpc_listener = bind(config.grpc_listen, "grpc.listen").await?;
+    let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
+    let services = services(&config, store).await?;
+    report_bootstrap(services.admin);
 
     println!(
         "tollgate listening: http={} grpc={} database={}",
@@ -85,14 +130,43 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
         config.grpc_listen,
         redact(&config.database_url)
     );
-    let http = axum::serve(http_listener, app(state)).with_graceful_shutdown(shutdown_signal());
+    let http =
+        axum::serve(http_listener, app(services.http)).with_graceful_shutdown(shutdown_signal());
     let grpc = tonic::transport::Server::builder()
-        .add_service(FilterServiceServer::new(filter_api))
+        .add_service(FilterServiceServer::new(services.filter))
         .serve_with_incoming_shutdown(tokio_stream_from(grpc_listener), shutdown_signal());
     tokio::try_join!(async { http.await.context("HTTP server failed") }, async {
         grpc.await.context("gRPC server failed")
     },)?;
     Ok(())
+}
+
+/// Another replica may rotate the signing keys; pick its keys up within this long.
+const SIGNING_KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn reload_signing_keys(
+    store: Arc<dyn Store>,
+    tokens: SessionTokens,
+    sealer: Sealer,
+    changes: ChangeSignal,
+) {
+    let mut interval = tokio::time::interval(SIGNING_KEY_RELOAD);
+    loop {
+        interval.tick().await;
+        let before: Vec<String> = tokens.published().into_iter().map(|k| k.kid).collect();
+        match store.signing_keys().await {
+            Ok(records) => {
+                if let Err(error) = tokens.load(records, &sealer) {
+                    tracing::error!(%error, "cannot load the signing keys");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot reload the signing keys"),
+        }
+        let after: Vec<String> = tokens.published().into_iter().map(|k| k.kid).collect();
+        if before != after {
+            changes.announce();
+        }
+    }
 }
 
 fn tokio_stream_from(listener: TcpListener) -> tonic::transport::server::TcpIncoming {

@@ -6,9 +6,13 @@ use serde_json::json;
 use support::TestDatabase;
 use tollgate::domain::api_key::{ApiKey, KeyHasher, KeyStatus, PlainApiKey};
 use tollgate::domain::audit::AuditEntry;
-use tollgate::domain::ids::UserId;
+use tollgate::domain::change::Stale;
+use tollgate::domain::ids::{SessionId, UserId};
 use tollgate::domain::now;
+use tollgate::domain::session::{LoginMethod, Session};
 use tollgate::domain::user::{Role, User, UserStatus};
+use tollgate::identity::sealing::Sealer;
+use tollgate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
 use tollgate::store::{Store, StoreError, UserQuery};
 
 fn user(username: &str) -> User {
@@ -22,6 +26,7 @@ fn user(username: &str) -> User {
         role: Role::User,
         tenant_id: None,
         groups: Vec::new(),
+        ip_allowlist: vec!["10.0.0.0/8".to_string(), "2001:db8::/32".to_string()],
         password_hash: None,
         created_at: at,
         updated_at: at,
@@ -64,6 +69,9 @@ against_both_databases!(
     rotation_revokes_the_old_key_and_adds_the_new_one_atomically,
     every_write_leaves_an_audit_entry,
     data_survives_a_restart,
+    the_change_feed_records_what_became_stale_in_order,
+    sessions_round_trip_and_refresh_tokens_are_replaced_once,
+    a_new_signing_key_retires_the_others,
 );
 
 async fn users_round_trip_and_usernames_are_unique(db: TestDatabase) {
@@ -303,4 +311,179 @@ async fn data_survives_a_restart(db: TestDatabase) {
         owner
     );
     assert_eq!(reopened.migrate().await.expect("migrate again"), 0);
+}
+
+async fn the_change_feed_records_what_became_stale_in_order(db: TestDatabase) {
+    let store = db.open().await;
+    assert_eq!(store.latest_change().await.expect("latest"), 0);
+    let mut owner = user("changing");
+    store
+        .create_user(&owner, &audit("user.created"))
+        .await
+        .expect("user");
+    assert_eq!(
+        store.latest_change().await.expect("latest"),
+        0,
+        "creating stales nothing"
+    );
+
+    let plain = PlainApiKey::generate("tg", &owner.id);
+    let key = ApiKey::new(
+        owner.id.clone(),
+        "k".into(),
+        &plain,
+        &hasher(),
+        None,
+        vec![],
+    );
+    store
+        .create_key(&key, &audit("api_key.created"))
+        .await
+        .expect("key");
+    owner.status = UserStatus::Suspended;
+    store
+        .update_user(&owner, &audit("user.updated"))
+        .await
+        .expect("suspend");
+    store
+        .revoke_key(&key.id, now(), &audit("api_key.revoked"))
+        .await
+        .expect("revoke");
+    let session = session_of(&owner);
+    store
+        .create_session(&session, &audit("session.created"))
+        .await
+        .expect("session");
+    let expired_session = session_of(&owner);
+    store
+        .create_session(&expired_session, &audit("session.created"))
+        .await
+        .expect("session");
+    let now_secs = now().timestamp();
+    store
+        .revoke_session(&session.id, now(), now_secs + 600, &audit("session.ended"))
+        .await
+        .expect("end session");
+    store
+        .revoke_session(
+            &expired_session.id,
+            now(),
+            now_secs - 1,
+            &audit("session.ended"),
+        )
+        .await
+        .expect("end session");
+
+    let changes = store.changes_since(0, 100).await.expect("changes");
+    let stale: Vec<Stale> = changes.iter().map(|c| c.stale.clone()).collect();
+    assert_eq!(
+        stale,
+        vec![
+            Stale::User(owner.id.clone()),
+            Stale::Key(key.id.clone()),
+            Stale::Session {
+                id: session.id.clone(),
+                tokens_expire_at: now_secs + 600
+            },
+            Stale::Session {
+                id: expired_session.id.clone(),
+                tokens_expire_at: now_secs - 1
+            },
+        ]
+    );
+    assert!(changes.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    let latest = store.latest_change().await.expect("latest");
+    assert_eq!(latest, changes[3].cursor);
+    let after_first = store
+        .changes_since(changes[0].cursor, 2)
+        .await
+        .expect("page");
+    assert_eq!(after_first, changes[1..3].to_vec());
+    let live = store
+        .live_session_revocations(now_secs)
+        .await
+        .expect("live");
+    assert_eq!(
+        live,
+        vec![changes[2].clone()],
+        "expired revocations are no longer sent"
+    );
+}
+
+fn session_of(owner: &User) -> Session {
+    let refresh = PlainApiKey::generate("tgr", &owner.id);
+    Session {
+        id: SessionId::generate(),
+        user_id: owner.id.clone(),
+        refresh_hash: hasher().hash(&refresh.digest()),
+        method: LoginMethod::Local,
+        created_at: now(),
+        refresh_expires_at: now() + chrono::Duration::days(30),
+        revoked_at: None,
+    }
+}
+
+async fn sessions_round_trip_and_refresh_tokens_are_replaced_once(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = user("sessioned");
+    store
+        .create_user(&owner, &audit("user.created"))
+        .await
+        .expect("user");
+    let session = session_of(&owner);
+    store
+        .create_session(&session, &audit("session.created"))
+        .await
+        .expect("session");
+    assert_eq!(store.session(&session.id).await.expect("by id"), session);
+    assert_eq!(
+        store
+            .session_by_refresh_hash(&session.refresh_hash)
+            .await
+            .expect("by hash"),
+        session
+    );
+    let next = hasher().hash(&PlainApiKey::generate("tgr", &owner.id).digest());
+    store
+        .replace_refresh_hash(&session.id, &session.refresh_hash, &next)
+        .await
+        .expect("replace");
+    let replay = store
+        .replace_refresh_hash(&session.id, &session.refresh_hash, &next)
+        .await;
+    assert!(
+        matches!(replay, Err(StoreError::NotFound)),
+        "an old token replaced nothing"
+    );
+    let gone = store.session_by_refresh_hash(&session.refresh_hash).await;
+    assert!(matches!(gone, Err(StoreError::NotFound)));
+}
+
+async fn a_new_signing_key_retires_the_others(db: TestDatabase) {
+    let store = db.open().await;
+    let sealer = Sealer::new(b"a test secret that is long enough");
+    let at = now();
+    let first = SigningKeyRecord::generate(SigningAlgorithm::EdDSA, &sealer, at, at).expect("key");
+    store
+        .add_signing_key(&first, None, &audit("signing_key.created"))
+        .await
+        .expect("add");
+    let later = at + chrono::Duration::seconds(60);
+    let second =
+        SigningKeyRecord::generate(SigningAlgorithm::EdDSA, &sealer, at, later).expect("key");
+    let retire_at = later + chrono::Duration::seconds(900);
+    store
+        .add_signing_key(&second, Some(retire_at), &audit("signing_key.created"))
+        .await
+        .expect("add");
+    let keys = store.signing_keys().await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].kid, second.kid, "newest first");
+    assert_eq!(keys[0].retires_at, None);
+    assert_eq!(keys[1].retires_at, Some(retire_at));
+    assert_eq!(keys[1].public, first.public);
+    assert_eq!(
+        keys[1].private_pem(&sealer).expect("unseal"),
+        first.private_pem(&sealer).expect("unseal")
+    );
 }

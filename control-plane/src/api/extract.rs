@@ -5,11 +5,13 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::api_key::{KeyStatus, PlainApiKey};
+use crate::domain::ids::SessionId;
 use crate::domain::user::{Role, User, UserStatus};
 use crate::store::{Page, StoreError};
 
@@ -79,7 +81,11 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let credential = credential(parts).ok_or_else(ApiError::unauthenticated)?;
+        let credential = bearer_or_api_key(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        if looks_like_jwt(&credential) {
+            return session_caller(state, &credential).await.map(Self);
+        }
+        let credential = PlainApiKey::from_client(credential);
         let hash = state.hasher.hash(&credential.digest());
         let owner = match state.store.key_by_hash(&hash).await {
             Ok(owner) => owner,
@@ -100,13 +106,10 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-fn credential(parts: &Parts) -> Option<PlainApiKey> {
-    let from_api_key_header = parts
-        .headers
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok());
-    let from_bearer = parts
-        .headers
+/// The credential of a request: `X-API-Key`, else `Authorization: Bearer`.
+pub fn bearer_or_api_key(headers: &HeaderMap) -> Option<String> {
+    let from_api_key_header = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
+    let from_bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -116,8 +119,38 @@ fn credential(parts: &Parts) -> Option<PlainApiKey> {
         });
     from_api_key_header
         .or(from_bearer)
-        .filter(|key| !key.is_empty() && key.len() <= MAX_CREDENTIAL_BYTES)
-        .map(|key| PlainApiKey::from_client(key.to_string()))
+        .filter(|credential| !credential.is_empty() && credential.len() <= MAX_CREDENTIAL_BYTES)
+        .map(str::to_string)
+}
+
+/// API keys never contain dots; a compact JWT has exactly two.
+fn looks_like_jwt(credential: &str) -> bool {
+    credential.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+/// A verified access token of a live session of an active user.
+async fn session_caller(state: &AppState, token: &str) -> Result<User, ApiError> {
+    let claims = state
+        .tokens
+        .verify(token)
+        .map_err(|_| ApiError::unauthenticated())?;
+    let session = match state
+        .store
+        .session(&SessionId::from_string(claims.sid))
+        .await
+    {
+        Ok(session) => session,
+        Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
+        Err(other) => return Err(other.into()),
+    };
+    if session.revoked_at.is_some() || session.user_id.as_str() != claims.sub {
+        return Err(ApiError::unauthenticated());
+    }
+    let user = state.store.user(&session.user_id).await?;
+    if user.status != UserStatus::Active {
+        return Err(ApiError::unauthenticated());
+    }
+    Ok(user)
 }
 
 const DEFAULT_PER_PAGE: u64 = 50;

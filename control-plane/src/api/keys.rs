@@ -115,6 +115,7 @@ pub async fn revoke(
             json!({"user_id": key.user_id}),
         );
         state.store.revoke_key(&key.id, now(), &audit).await?;
+        state.changes.announce();
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -148,6 +149,7 @@ pub async fn rotate(
         json!({"user_id": old.user_id, "replaced_by": new.id}),
     );
     state.store.rotate_key(&old.id, &new, now(), &audit).await?;
+    state.changes.announce();
     Ok(issued(&new, &plain))
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP API: admin, health and metrics. [`app`] builds the whole router.
 
 mod audit;
+mod auth;
 pub mod error;
 mod extract;
 mod health;
@@ -17,7 +18,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::changes::ChangeSignal;
 use crate::domain::api_key::KeyHasher;
+use crate::identity::sealing::Sealer;
+use crate::identity::signing::SigningAlgorithm;
+use crate::identity::tokens::SessionTokens;
 use crate::store::Store;
 use error::ApiError;
 
@@ -28,6 +33,18 @@ pub struct AppState {
     pub hasher: KeyHasher,
     pub key_prefix: Arc<str>,
     pub metrics: PrometheusHandle,
+    pub tokens: SessionTokens,
+    pub sealer: Sealer,
+    pub sessions: Arc<SessionSettings>,
+    pub changes: ChangeSignal,
+}
+
+/// Session settings the handlers need beyond the token policy.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub refresh_ttl_secs: i64,
+    pub key_publish_delay_secs: i64,
+    pub algorithm: SigningAlgorithm,
 }
 
 /// The complete HTTP application.
@@ -36,6 +53,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/health", get(health::health))
         .route("/api/v1/ready", get(health::ready))
         .route("/metrics", get(health::prometheus))
+        .route("/.well-known/jwks.json", get(auth::jwks))
+        .route("/api/v1/auth/methods", get(auth::methods))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/refresh", post(auth::refresh))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route(
+            "/api/v1/auth/signing-keys/rotate",
+            post(auth::rotate_signing_key),
+        )
         .route("/api/v1/users", post(users::create).get(users::list))
         .route("/api/v1/users/me", get(users::me))
         .route(

@@ -14,7 +14,8 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::ids::UserId;
 use crate::domain::now;
 use crate::domain::user::{
-    validate_email, validate_name, validate_password, validate_username, Role, User, UserStatus,
+    validate_email, validate_ip_allowlist, validate_name, validate_password, validate_username,
+    Role, User, UserStatus,
 };
 use crate::identity::password::hash_password;
 use crate::store::{StoreError, UserQuery};
@@ -31,6 +32,8 @@ pub struct CreateUser {
     #[serde(default = "default_status")]
     status: UserStatus,
     tenant_id: Option<String>,
+    #[serde(default)]
+    ip_allowlist: Vec<String>,
 }
 
 fn default_role() -> Role {
@@ -60,6 +63,7 @@ pub struct ChangeUser {
     status: Option<UserStatus>,
     #[serde(default, deserialize_with = "nullable")]
     tenant_id: Option<Option<String>>,
+    ip_allowlist: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +84,8 @@ pub async fn create(
     validate_optional(&body.email, validate_email)?;
     validate_optional(&body.name, validate_name)?;
     validate_tenant(&body.tenant_id)?;
+    let ip_allowlist = validate_ip_allowlist(&body.ip_allowlist)
+        .map_err(|e| ApiError::validation(e.to_string()))?;
     if body.status == UserStatus::Deleted {
         return Err(ApiError::validation(
             "`status` of a new user is active or suspended",
@@ -102,6 +108,7 @@ pub async fn create(
         role: body.role,
         tenant_id: body.tenant_id,
         groups: Vec::new(),
+        ip_allowlist,
         password_hash,
         created_at: at,
         updated_at: at,
@@ -184,6 +191,10 @@ pub async fn change(
         validate_tenant(&tenant_id)?;
         user.tenant_id = tenant_id;
     }
+    if let Some(entries) = &body.ip_allowlist {
+        user.ip_allowlist =
+            validate_ip_allowlist(entries).map_err(|e| ApiError::validation(e.to_string()))?;
+    }
     if let Some(password) = &body.password {
         validate_password(password)?;
         user.password_hash = Some(hash(password).await?);
@@ -213,6 +224,7 @@ pub async fn change(
         json!({"status": user.status, "role": user.role, "password_changed": body.password.is_some()}),
     );
     state.store.update_user(&user, &audit).await?;
+    state.changes.announce();
     Ok(Json(user))
 }
 
@@ -239,6 +251,7 @@ pub async fn delete(
             json!({"username": user.username}),
         );
         state.store.update_user(&user, &audit).await?;
+        state.changes.announce();
     }
     Ok(StatusCode::NO_CONTENT)
 }

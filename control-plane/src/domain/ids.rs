@@ -55,6 +55,16 @@ prefixed_id!(
     "k"
 );
 prefixed_id!(
+    /// Identifies a login session (the `sid` claim of its tokens).
+    SessionId,
+    "s"
+);
+prefixed_id!(
+    /// Identifies a session signing key (the `kid` of its tokens).
+    SigningKeyId,
+    "sk"
+);
+prefixed_id!(
     /// Identifies an audit log entry.
     AuditId,
     "a"

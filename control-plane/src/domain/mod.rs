@@ -2,7 +2,9 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod change;
 pub mod ids;
+pub mod session;
 pub mod user;
 
 /// A timestamp as stored and shown: RFC 3339, UTC, millisecond precision.

@@ -69,6 +69,8 @@ pub struct User {
     pub role: Role,
     pub tenant_id: Option<String>,
     pub groups: Vec<String>,
+    /// Addresses and CIDRs the user may call from; empty allows every address.
+    pub ip_allowlist: Vec<String>,
     #[serde(skip)]
     pub password_hash: Option<String>,
     pub created_at: Timestamp,
@@ -146,9 +148,58 @@ pub fn validate_password(password: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
+const MAX_ALLOWLIST_ENTRIES: usize = 100;
+
+/// Each entry is an address (`10.0.0.1`, `::1`) or a network with no host bits set
+/// (`192.168.1.0/24`, `2001:db8::/32`); at most 100 entries. Returns them normalised.
+pub fn validate_ip_allowlist(entries: &[String]) -> Result<Vec<String>, InvalidAllowlist> {
+    if entries.len() > MAX_ALLOWLIST_ENTRIES {
+        return Err(InvalidAllowlist("at most 100 entries".to_string()));
+    }
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            if let Ok(address) = entry.parse::<std::net::IpAddr>() {
+                return Ok(address.to_string());
+            }
+            match entry.parse::<ipnet::IpNet>() {
+                Ok(network) if network.trunc() == network => Ok(network.to_string()),
+                Ok(network) => Err(InvalidAllowlist(format!(
+                    "{entry:?} has host bits set; did you mean {}?",
+                    network.trunc()
+                ))),
+                Err(_) => Err(InvalidAllowlist(format!(
+                    "{entry:?} is not an IP address or CIDR network"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Why an allowlist was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`ip_allowlist`: {0}")]
+pub struct InvalidAllowlist(String);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowlists_are_validated_and_normalised() {
+        let ok = validate_ip_allowlist(&[
+            "10.0.0.1".into(),
+            " 192.168.1.0/24".into(),
+            "2001:DB8::/32".into(),
+        ])
+        .expect("valid");
+        assert_eq!(ok, ["10.0.0.1", "192.168.1.0/24", "2001:db8::/32"]);
+        for bad in ["10.0.0.1/8", "10.0.0.0/33", "example.com", ""] {
+            assert!(validate_ip_allowlist(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert!(validate_ip_allowlist(&vec!["10.0.0.1".to_string(); 101]).is_err());
+    }
 
     #[test]
     fn usernames_are_checked() {

@@ -6,9 +6,12 @@ use async_trait::async_trait;
 
 use crate::domain::api_key::{ApiKey, StoredKeyHash};
 use crate::domain::audit::AuditEntry;
-use crate::domain::ids::{ApiKeyId, UserId};
+use crate::domain::change::Change;
+use crate::domain::ids::{ApiKeyId, SessionId, UserId};
+use crate::domain::session::Session;
 use crate::domain::user::{User, UserStatus};
 use crate::domain::Timestamp;
+use crate::identity::signing::SigningKeyRecord;
 
 pub use sql::SqlStore;
 
@@ -52,6 +55,8 @@ pub struct KeyOwner {
 }
 
 /// Every write takes the audit entry that records it, stored in the same transaction.
+/// Writes that make something the data plane caches stale (a user's state, a key, a
+/// session) append to the change feed in that transaction too.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Checks that the database answers.
@@ -83,4 +88,41 @@ pub trait Store: Send + Sync {
     async fn key_by_hash(&self, hash: &StoredKeyHash) -> Result<KeyOwner, StoreError>;
 
     async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError>;
+
+    async fn create_session(&self, session: &Session, audit: &AuditEntry)
+        -> Result<(), StoreError>;
+    async fn session(&self, id: &SessionId) -> Result<Session, StoreError>;
+    async fn session_by_refresh_hash(&self, hash: &StoredKeyHash) -> Result<Session, StoreError>;
+    /// Replaces the refresh token of a live session, only if `old` is still current.
+    async fn replace_refresh_hash(
+        &self,
+        id: &SessionId,
+        old: &StoredKeyHash,
+        new: &StoredKeyHash,
+    ) -> Result<(), StoreError>;
+    /// Ends a session; its tokens stay refused by the data plane until `tokens_expire_at`.
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        at: Timestamp,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Every signing key, newest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    /// Adds a key; keys without a retirement time get `retire_others_at`.
+    async fn add_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire_others_at: Option<Timestamp>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+
+    /// The newest position of the change feed (0 when empty).
+    async fn latest_change(&self) -> Result<u64, StoreError>;
+    /// Changes after `cursor`, oldest first, at most `limit`.
+    async fn changes_since(&self, cursor: u64, limit: u64) -> Result<Vec<Change>, StoreError>;
+    /// Session revocations whose tokens may still be presented at `now_secs`.
+    async fn live_session_revocations(&self, now_secs: i64) -> Result<Vec<Change>, StoreError>;
 }

@@ -11,9 +11,12 @@ use sqlx::{AnyPool, Row};
 use super::{KeyOwner, Page, Store, StoreError, UserQuery};
 use crate::domain::api_key::{ApiKey, KeyStatus, StoredKeyHash};
 use crate::domain::audit::AuditEntry;
-use crate::domain::ids::{ApiKeyId, AuditId, UserId};
+use crate::domain::change::{Change, Stale};
+use crate::domain::ids::{ApiKeyId, AuditId, SessionId, UserId};
+use crate::domain::session::{LoginMethod, Session};
 use crate::domain::user::{Role, User, UserStatus};
 use crate::domain::Timestamp;
+use crate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -21,7 +24,9 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.status, u.role, u.tenant_id, \
-     u.password_hash, u.created_at, u.updated_at";
+     u.ip_allowlist, u.password_hash, u.created_at, u.updated_at";
+const SESSION_COLUMNS: &str =
+    "id, user_id, refresh_hash, method, created_at, refresh_expires_at, revoked_at";
 const KEY_COLUMNS: &str = "k.id AS key_id, k.user_id, k.name AS key_name, k.prefix, k.last4, \
      k.key_hash, k.status AS key_status, k.scopes, k.expires_at, k.created_at AS key_created_at, \
      k.revoked_at";
@@ -80,6 +85,32 @@ impl SqlStore {
         .bind(&entry.action)
         .bind(&entry.target)
         .bind(entry.details.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_change(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        stale: &Stale,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (kind, subject, tokens_expire_at) = match stale {
+            Stale::User(id) => ("user", id.as_str(), None),
+            Stale::Key(id) => ("key", id.as_str(), None),
+            Stale::Session {
+                id,
+                tokens_expire_at,
+            } => ("session", id.as_str(), Some(*tokens_expire_at)),
+        };
+        sqlx::query(
+            "INSERT INTO invalidations (kind, subject, session_expires_at, at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(kind)
+        .bind(subject)
+        .bind(tokens_expire_at)
+        .bind(format_time(at))
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -144,8 +175,8 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO users (id, username, email, name, status, role, tenant_id, \
-             password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             password_hash, created_at, updated_at, ip_allowlist) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(user.id.as_str())
         .bind(&user.username)
@@ -157,6 +188,7 @@ impl Store for SqlStore {
         .bind(user.password_hash.as_deref())
         .bind(format_time(user.created_at))
         .bind(format_time(user.updated_at))
+        .bind(to_json(&user.ip_allowlist)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "username"))?;
@@ -169,7 +201,7 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE users SET email = $1, name = $2, status = $3, role = $4, tenant_id = $5, \
-             password_hash = $6, updated_at = $7 WHERE id = $8",
+             password_hash = $6, updated_at = $7, ip_allowlist = $9 WHERE id = $8",
         )
         .bind(user.email.as_deref())
         .bind(user.name.as_deref())
@@ -179,11 +211,13 @@ impl Store for SqlStore {
         .bind(user.password_hash.as_deref())
         .bind(format_time(user.updated_at))
         .bind(user.id.as_str())
+        .bind(to_json(&user.ip_allowlist)?)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        Self::record_change(&mut tx, &Stale::User(user.id.clone()), user.updated_at).await?;
         Self::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -260,6 +294,7 @@ impl Store for SqlStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         Self::mark_revoked(&mut tx, old, at).await?;
+        Self::record_change(&mut tx, &Stale::Key(old.clone()), at).await?;
         Self::insert_key(&mut tx, new).await?;
         Self::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
@@ -274,6 +309,7 @@ impl Store for SqlStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         Self::mark_revoked(&mut tx, id, at).await?;
+        Self::record_change(&mut tx, &Stale::Key(id.clone()), at).await?;
         Self::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -321,6 +357,171 @@ impl Store for SqlStore {
             total: u64::try_from(total).unwrap_or(0),
         })
     }
+    async fn create_session(
+        &self,
+        session: &Session,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, refresh_hash, method, created_at, \
+             refresh_expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(session.id.as_str())
+        .bind(session.user_id.as_str())
+        .bind(session.refresh_hash.as_str())
+        .bind(session.method.as_str())
+        .bind(format_time(session.created_at))
+        .bind(format_time(session.refresh_expires_at))
+        .bind(session.revoked_at.map(format_time))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, "session"))?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Session, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        session_from_row(&row)
+    }
+
+    async fn session_by_refresh_hash(&self, hash: &StoredKeyHash) -> Result<Session, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE refresh_hash = $1"
+        ))
+        .bind(hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        session_from_row(&row)
+    }
+
+    async fn replace_refresh_hash(
+        &self,
+        id: &SessionId,
+        old: &StoredKeyHash,
+        new: &StoredKeyHash,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE sessions SET refresh_hash = $1 \
+             WHERE id = $2 AND refresh_hash = $3 AND revoked_at IS NULL",
+        )
+        .bind(new.as_str())
+        .bind(id.as_str())
+        .bind(old.as_str())
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        at: Timestamp,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated =
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(format_time(at))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let stale = Stale::Session {
+            id: id.clone(),
+            tokens_expire_at,
+        };
+        Self::record_change(&mut tx, &stale, at).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, sealed_private_key, public_jwk, created_at, activates_at, retires_at \
+             FROM signing_keys ORDER BY activates_at DESC, kid DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(signing_key_from_row).collect()
+    }
+
+    async fn add_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire_others_at: Option<Timestamp>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(at) = retire_others_at {
+            sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE retires_at IS NULL")
+                .bind(format_time(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, sealed_private_key, public_jwk, created_at, \
+             activates_at, retires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.kid)
+        .bind(key.alg.as_str())
+        .bind(&key.sealed_private_key)
+        .bind(to_json(&key.public)?)
+        .bind(format_time(key.created_at))
+        .bind(format_time(key.activates_at))
+        .bind(key.retires_at.map(format_time))
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn latest_change(&self) -> Result<u64, StoreError> {
+        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM invalidations")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(latest.map_or(0, to_u64))
+    }
+
+    async fn changes_since(&self, cursor: u64, limit: u64) -> Result<Vec<Change>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, subject, session_expires_at FROM invalidations \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(to_i64(cursor))
+        .bind(to_i64(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    async fn live_session_revocations(&self, now_secs: i64) -> Result<Vec<Change>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, subject, session_expires_at FROM invalidations \
+             WHERE kind = 'session' AND session_expires_at > $1 ORDER BY seq",
+        )
+        .bind(now_secs)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_from_row).collect()
+    }
 }
 
 fn with_create_mode(url: &str) -> String {
@@ -348,6 +549,18 @@ fn escape_like(text: &str) -> String {
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
 fn format_time(at: Timestamp) -> String {
@@ -383,6 +596,7 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
         tenant_id: row.try_get("tenant_id")?,
         groups: Vec::new(),
+        ip_allowlist: from_json("ip_allowlist", &row.try_get::<String, _>("ip_allowlist")?)?,
         password_hash: row.try_get("password_hash")?,
         created_at: required_time(row, "created_at")?,
         updated_at: required_time(row, "updated_at")?,
@@ -401,8 +615,7 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
         hash: StoredKeyHash::from_string(row.try_get("key_hash")?),
         status: KeyStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("key status {status:?}")))?,
-        scopes: serde_json::from_str(&scopes)
-            .map_err(|e| StoreError::Corrupt(format!("scopes: {e}")))?,
+        scopes: from_json("scopes", &scopes)?,
         expires_at: optional_time(row, "expires_at")?,
         created_at: required_time(row, "key_created_at")?,
         revoked_at: optional_time(row, "revoked_at")?,
@@ -419,7 +632,54 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
             .map(UserId::from_string),
         action: row.try_get("action")?,
         target: row.try_get("target")?,
-        details: serde_json::from_str(&details)
-            .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
+        details: from_json("audit details", &details)?,
+    })
+}
+
+fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
+    let method: String = row.try_get("method")?;
+    Ok(Session {
+        id: SessionId::from_string(row.try_get("id")?),
+        user_id: UserId::from_string(row.try_get("user_id")?),
+        refresh_hash: StoredKeyHash::from_string(row.try_get("refresh_hash")?),
+        method: LoginMethod::parse(&method)
+            .ok_or_else(|| StoreError::Corrupt(format!("login method {method:?}")))?,
+        created_at: required_time(row, "created_at")?,
+        refresh_expires_at: required_time(row, "refresh_expires_at")?,
+        revoked_at: optional_time(row, "revoked_at")?,
+    })
+}
+
+fn signing_key_from_row(row: &AnyRow) -> Result<SigningKeyRecord, StoreError> {
+    let alg: String = row.try_get("alg")?;
+    Ok(SigningKeyRecord {
+        kid: row.try_get("kid")?,
+        alg: SigningAlgorithm::parse(&alg)
+            .ok_or_else(|| StoreError::Corrupt(format!("signing algorithm {alg:?}")))?,
+        sealed_private_key: row.try_get("sealed_private_key")?,
+        public: from_json("public_jwk", &row.try_get::<String, _>("public_jwk")?)?,
+        created_at: required_time(row, "created_at")?,
+        activates_at: required_time(row, "activates_at")?,
+        retires_at: optional_time(row, "retires_at")?,
+    })
+}
+
+fn change_from_row(row: &AnyRow) -> Result<Change, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let subject: String = row.try_get("subject")?;
+    let stale = match kind.as_str() {
+        "user" => Stale::User(UserId::from_string(subject)),
+        "key" => Stale::Key(ApiKeyId::from_string(subject)),
+        "session" => Stale::Session {
+            id: SessionId::from_string(subject),
+            tokens_expire_at: row
+                .try_get::<Option<i64>, _>("session_expires_at")?
+                .unwrap_or(0),
+        },
+        other => return Err(StoreError::Corrupt(format!("change kind {other:?}"))),
+    };
+    Ok(Change {
+        cursor: to_u64(row.try_get("seq")?),
+        stale,
     })
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod app;
+
 use sqlx::{Connection, Executor, PgConnection};
 use tollgate::store::SqlStore;
 

@@ -118,6 +118,7 @@ mod tests {
         let answer = LookupKeyResponse {
             principal: Some(alice()),
             cache_ttl_seconds: 30,
+            cursor: 0,
         };
 
         assert_eq!(
@@ -134,6 +135,7 @@ mod tests {
         let answer = LookupKeyResponse {
             principal: None,
             cache_ttl_seconds: 5,
+            cursor: 0,
         };
 
         assert_eq!(
@@ -150,6 +152,7 @@ mod tests {
         let answer = LookupKeyResponse {
             principal: Some(alice()),
             cache_ttl_seconds: 0,
+            cursor: 0,
         };
 
         assert_eq!(CacheEntry::for_answer(&answer, 1_000), None);

@@ -79,6 +79,7 @@ mod tests {
                 ..Principal::default()
             }),
             cache_ttl_seconds: 30,
+            cursor: 0,
         };
 
         assert_eq!(

@@ -284,6 +284,7 @@ fn callout_answer_with_a_principal_is_allowed() {
     let answer = LookupKeyResponse {
         principal: Some(alice()),
         cache_ttl_seconds: 30,
+        cursor: 0,
     };
 
     assert_eq!(
@@ -297,6 +298,7 @@ fn callout_answer_without_a_principal_is_an_invalid_key() {
     let answer = LookupKeyResponse {
         principal: None,
         cache_ttl_seconds: 30,
+        cursor: 0,
     };
 
     assert_denied(
@@ -314,6 +316,7 @@ fn callout_answer_follows_the_same_rules_as_the_cache() {
             ..alice()
         }),
         cache_ttl_seconds: 30,
+        cursor: 0,
     };
 
     assert_denied(

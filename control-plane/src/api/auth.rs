@@ -1,0 +1,262 @@
+//! Logins and sessions: `/api/v1/auth/*` and the JWKS the filter and others verify with.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::Duration;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{bearer_or_api_key, ApiJson, Caller};
+use super::AppState;
+use crate::domain::api_key::PlainApiKey;
+use crate::domain::audit::AuditEntry;
+use crate::domain::ids::SessionId;
+use crate::domain::now;
+use crate::domain::session::{LoginMethod, Session};
+use crate::domain::user::{User, UserStatus};
+use crate::identity::password::{decoy_hash, verify_password};
+use crate::identity::signing::SigningKeyRecord;
+use crate::identity::tokens::LEEWAY_SECS;
+use crate::store::StoreError;
+
+const REFRESH_TOKEN_PREFIX: &str = "tgr";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    username: String,
+    password: String,
+    method: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refresh {
+    refresh_token: String,
+}
+
+pub async fn methods() -> impl IntoResponse {
+    Json(json!({"methods": [{"id": "local", "type": "password", "name": "Username and password"}]}))
+}
+
+pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.tokens.jwks())
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<impl IntoResponse, ApiError> {
+    let method = body.method.as_deref().unwrap_or("local");
+    let method = LoginMethod::parse(method).ok_or_else(|| {
+        ApiError::validation(format!(
+            "`method` {method:?} is not enabled; see /api/v1/auth/methods"
+        ))
+    })?;
+    let user = match state.store.user_by_username(&body.username).await {
+        Ok(user) => Some(user),
+        Err(StoreError::NotFound) => None,
+        Err(other) => return Err(other.into()),
+    };
+    let stored_hash = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| decoy_hash().to_string());
+    let password = body.password;
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored_hash))
+        .await
+        .unwrap_or(false);
+    let user = match user {
+        Some(user) if matches && user.password_hash.is_some() => user,
+        _ => {
+            metrics::counter!("tollgate_logins_total", "result" => "refused").increment(1);
+            return Err(invalid_credentials());
+        }
+    };
+    match user.status {
+        UserStatus::Active => {}
+        UserStatus::Suspended => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "user_suspended",
+                "this account is suspended",
+            ))
+        }
+        UserStatus::Deleted => return Err(invalid_credentials()),
+    }
+    let refresh = PlainApiKey::generate(REFRESH_TOKEN_PREFIX, &user.id);
+    let at = now();
+    let session = Session {
+        id: SessionId::generate(),
+        user_id: user.id.clone(),
+        refresh_hash: state.hasher.hash(&refresh.digest()),
+        method,
+        created_at: at,
+        refresh_expires_at: at + Duration::seconds(state.sessions.refresh_ttl_secs),
+        revoked_at: None,
+    };
+    let audit = AuditEntry::new(
+        Some(user.id.clone()),
+        "session.created",
+        session.id.as_str(),
+        json!({"method": method.as_str()}),
+    );
+    state.store.create_session(&session, &audit).await?;
+    metrics::counter!("tollgate_logins_total", "result" => "ok").increment(1);
+    token_answer(&state, &user, &session.id, &refresh)
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Refresh>,
+) -> Result<impl IntoResponse, ApiError> {
+    let presented = PlainApiKey::from_client(body.refresh_token);
+    let presented_hash = state.hasher.hash(&presented.digest());
+    let session = match state.store.session_by_refresh_hash(&presented_hash).await {
+        Ok(session) if session.is_live(now()) => session,
+        Ok(_) | Err(StoreError::NotFound) => return Err(invalid_refresh_token()),
+        Err(other) => return Err(other.into()),
+    };
+    let user = state.store.user(&session.user_id).await?;
+    if user.status != UserStatus::Active {
+        return Err(invalid_refresh_token());
+    }
+    let replacement = PlainApiKey::generate(REFRESH_TOKEN_PREFIX, &user.id);
+    match state
+        .store
+        .replace_refresh_hash(
+            &session.id,
+            &presented_hash,
+            &state.hasher.hash(&replacement.digest()),
+        )
+        .await
+    {
+        Ok(()) => {}
+        // Someone else refreshed with the same token first.
+        Err(StoreError::NotFound) => return Err(invalid_refresh_token()),
+        Err(other) => return Err(other.into()),
+    }
+    token_answer(&state, &user, &session.id, &replacement)
+}
+
+/// Ends the caller's session (an access token in `Authorization: Bearer`).
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = bearer_or_api_key(&headers).ok_or_else(ApiError::unauthenticated)?;
+    let claims = state
+        .tokens
+        .verify(&token)
+        .map_err(|_| ApiError::unauthenticated())?;
+    let id = SessionId::from_string(claims.sid);
+    let tokens_expire_at = now().timestamp()
+        + state.tokens.policy().access_ttl_secs
+        + i64::try_from(LEEWAY_SECS).unwrap_or(0);
+    let audit = AuditEntry::new(
+        Some(crate::domain::ids::UserId::from_string(claims.sub)),
+        "session.ended",
+        id.as_str(),
+        json!({}),
+    );
+    match state
+        .store
+        .revoke_session(&id, now(), tokens_expire_at, &audit)
+        .await
+    {
+        Ok(()) => state.changes.announce(),
+        Err(StoreError::NotFound) => {}
+        Err(other) => return Err(other.into()),
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Publishes a new signing key now and makes it sign after the publish delay; the
+/// current keys keep verifying until every token they signed has expired.
+pub async fn rotate_signing_key(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let at = now();
+    let activates_at = at + Duration::seconds(state.sessions.key_publish_delay_secs);
+    let retire_others_at = activates_at
+        + Duration::seconds(state.tokens.policy().access_ttl_secs)
+        + Duration::seconds(i64::try_from(LEEWAY_SECS).unwrap_or(0));
+    let algorithm = state.sessions.algorithm;
+    let sealer = state.sealer.clone();
+    let key = tokio::task::spawn_blocking(move || {
+        SigningKeyRecord::generate(algorithm, &sealer, at, activates_at)
+    })
+    .await
+    .map_err(|e| internal(&e.to_string()))?
+    .map_err(|e| internal(&e.to_string()))?;
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "signing_key.created",
+        &key.kid,
+        json!({"alg": key.alg.as_str(), "activates_at": activates_at}),
+    );
+    state
+        .store
+        .add_signing_key(&key, Some(retire_others_at), &audit)
+        .await?;
+    let records = state.store.signing_keys().await?;
+    state
+        .tokens
+        .load(records, &state.sealer)
+        .map_err(|e| internal(&e.to_string()))?;
+    state.changes.announce();
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"kid": key.kid, "alg": key.alg.as_str(), "activates_at": activates_at, "previous_keys_retire_at": retire_others_at}),
+        ),
+    ))
+}
+
+fn token_answer(
+    state: &AppState,
+    user: &User,
+    session: &SessionId,
+    refresh: &PlainApiKey,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (access_token, expires_in) = state
+        .tokens
+        .issue(user, session)
+        .map_err(|e| internal(&e.to_string()))?;
+    Ok(Json(json!({
+        "access_token": access_token,
+        "refresh_token": refresh.expose(),
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+    })))
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "the username or password is wrong",
+    )
+}
+
+fn invalid_refresh_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+        "the refresh token is unknown, used or expired; log in again",
+    )
+}
+
+fn internal(problem: &str) -> ApiError {
+    tracing::error!(%problem, "session operation failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the session could not be created",
+    )
+}
