@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 
-.PHONY: run test build lint
+.PHONY: run test build lint bench
 
 ## Build everything, install Envoy if missing, run the gateway on embedded defaults.
 run:
@@ -9,6 +9,10 @@ run:
 ## Install what the tests need, start Postgres/Redis if stopped, run every check and test.
 test:
 	scripts/test.sh
+
+## Print the benchmarks: plain Envoy vs Envoy with the filter, same run.
+bench:
+	scripts/bench.sh
 
 ## Build the control plane, the demo backend and the wasm filter.
 build:

@@ -63,16 +63,17 @@ impl FilterApi {
         }
     }
 
-    /// The answer for everything after `since`, or `None` when nothing changed yet.
+    /// The answer for everything after the request's cursor, or `None` when nothing changed.
     async fn changes_after(
         &self,
-        since: u64,
-        keys_version: &str,
+        request: &WatchChangesRequest,
     ) -> Result<Option<WatchChangesResponse>, StoreError> {
+        let since = request.since;
         let latest = self.store.latest_change().await?;
         let (published, version) = self.signing_keys();
-        let fresh_start = since == 0 || latest < since;
-        if !fresh_start && latest == since && version == keys_version {
+        let history_lost = latest < since;
+        let fresh_start = request.initial || history_lost;
+        if !fresh_start && latest == since && version == request.signing_keys_version {
             return Ok(None);
         }
         let invalidations = if fresh_start {
@@ -92,7 +93,7 @@ impl FilterApi {
         };
         Ok(Some(WatchChangesResponse {
             cursor,
-            reset: since != 0 && latest < since,
+            reset: history_lost,
             invalidations: invalidations.iter().map(invalidation).collect(),
             signing_keys: published.iter().filter_map(signing_key).collect(),
             session_issuer: self.tokens.policy().issuer.clone(),
@@ -185,11 +186,7 @@ impl FilterService for FilterApi {
         loop {
             // Register before looking, so an announcement in between is not missed.
             let announced = self.changes.announced();
-            if let Some(answer) = self
-                .changes_after(request.since, &request.signing_keys_version)
-                .await
-                .map_err(unavailable)?
-            {
+            if let Some(answer) = self.changes_after(&request).await.map_err(unavailable)? {
                 metrics::counter!("tollgate_change_feed_answers_total", "kind" => "changes")
                     .increment(1);
                 return Ok(Response::new(answer));

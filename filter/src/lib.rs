@@ -1,13 +1,17 @@
-//! Tollgate's proxy-wasm HTTP filter: authenticates every request by API key.
+//! Tollgate's proxy-wasm HTTP filter: authenticates every request by API key or session, and,
+//! as a singleton service, keeps every worker's caches fresh from the control plane.
 //!
 //! This crate only talks to the host (headers, shared data, gRPC callouts, clock); every
 //! decision comes from `tollgate-filter-core`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod key_cache;
+mod caches;
+mod metrics;
 mod request;
 mod root;
+mod sync_service;
+mod worker;
 
 use proxy_wasm::types::LogLevel;
 

@@ -1,41 +1,45 @@
-//! The per-request context: authenticates the request and applies the decision.
+//! The per-request context: reads the request, asks the gate, applies the decision.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use tollgate_filter_core::cache::CacheEntry;
-use tollgate_filter_core::callout::{
-    decode_lookup_answer, lookup_key_request, CalloutFailure, FILTER_SERVICE, LOOKUP_KEY_METHOD,
-};
+use tollgate_filter_core::callout::{Lookup, FILTER_SERVICE};
 use tollgate_filter_core::clock::unix_millis;
-use tollgate_filter_core::config::PluginConfig;
-use tollgate_filter_core::credential::extract_credential;
-use tollgate_filter_core::decision::{decide_from_callout, decide_request, Decision};
-use tollgate_filter_core::digest::KeyDigest;
+use tollgate_filter_core::credential::{extract, CredentialError, CredentialSource, Presented};
+use tollgate_filter_core::decision::Decision;
 use tollgate_filter_core::error_body::error_body;
+use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage};
 use tollgate_filter_core::hygiene::headers_to_remove;
 
-use crate::key_cache::KeyCache;
+use crate::worker::Worker;
+
+const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
 
 /// One request on its way through the filter.
 pub struct TollgateRequest {
-    config: Rc<PluginConfig>,
-    key_cache: Rc<KeyCache>,
-    /// Client headers to strip if the request is allowed; known once the credential is read.
+    worker: Rc<Worker>,
+    presented: Result<Presented, CredentialError>,
+    method: String,
+    path: String,
+    client_ip: Option<IpAddr>,
+    /// Client headers to strip if the request is allowed.
     headers_to_remove: Vec<String>,
-    /// The key the control plane is being asked about while the request is paused.
-    pending_lookup: Option<KeyDigest>,
+    /// The lookup in flight while the request is paused, and when it started.
+    pending: Option<(Lookup, i64)>,
 }
 
 impl TollgateRequest {
-    /// A request context sharing the VM's configuration and key cache.
-    pub fn new(config: Rc<PluginConfig>, key_cache: Rc<KeyCache>) -> Self {
+    pub fn new(worker: Rc<Worker>) -> Self {
         Self {
-            config,
-            key_cache,
+            worker,
+            presented: Err(CredentialError::Missing),
+            method: String::new(),
+            path: String::new(),
+            client_ip: None,
             headers_to_remove: Vec::new(),
-            pending_lookup: None,
+            pending: None,
         }
     }
 
@@ -43,10 +47,39 @@ impl TollgateRequest {
         unix_millis(self.get_current_time())
     }
 
+    fn decide(&self, stage: Stage) -> Decision {
+        let Some(client_ip) = self.client_ip else {
+            return tollgate_filter_core::decision::INVALID_FORWARDED_FOR;
+        };
+        let facts = RequestFacts {
+            method: &self.method,
+            path: &self.path,
+            client_ip,
+            now_ms: self.now_ms(),
+            stage,
+        };
+        let (Ok(freshness), Ok(mut tokens)) = (
+            self.worker.freshness.try_borrow(),
+            self.worker.tokens.try_borrow_mut(),
+        ) else {
+            return tollgate_filter_core::decision::CONTROL_PLANE_UNAVAILABLE;
+        };
+        let gate = Gate {
+            principals: &self.worker.caches,
+            freshness: &freshness,
+            policy: &self.worker.policy,
+        };
+        gate.decide(&self.presented, &facts, &mut tokens)
+    }
+
     /// Carries out `decision`; the returned action is what the current callback answers.
     fn apply(&mut self, decision: Decision) -> Action {
         match decision {
-            Decision::Allow { set_headers } => {
+            Decision::Allow {
+                set_headers,
+                auth_method,
+            } => {
+                self.worker.metrics.allowed(auth_method);
                 for name in &self.headers_to_remove {
                     self.remove_http_request_header(name);
                 }
@@ -60,66 +93,121 @@ impl TollgateRequest {
                 code,
                 message,
             } => {
+                self.worker.metrics.denied(code);
                 self.send_http_response(
                     status,
                     vec![("content-type", "application/json")],
-                    Some(error_body(code, &message).as_bytes()),
+                    Some(error_body(code, message).as_bytes()),
                 );
                 Action::Pause
             }
-            Decision::Lookup { key_digest } => self.start_lookup(key_digest),
+            Decision::Lookup(lookup) => self.start_lookup(lookup),
         }
     }
 
-    fn start_lookup(&mut self, key_digest: KeyDigest) -> Action {
+    fn start_lookup(&mut self, lookup: Lookup) -> Action {
+        let config = &self.worker.config;
         let dispatched = self.dispatch_grpc_call(
-            &self.config.control_plane_cluster,
+            &config.control_plane_cluster,
             FILTER_SERVICE,
-            LOOKUP_KEY_METHOD,
-            vec![],
-            Some(&lookup_key_request(&key_digest)),
-            self.config.callout_timeout(),
+            lookup.method(),
+            Vec::new(),
+            Some(&lookup.request()),
+            config.callout_timeout(),
         );
         match dispatched {
             Ok(_token) => {
-                self.pending_lookup = Some(key_digest);
+                self.pending = Some((lookup, self.now_ms()));
                 Action::Pause
             }
             Err(status) => {
                 log::warn!(
                     "could not call the control plane on cluster {}: {status:?}",
-                    self.config.control_plane_cluster
+                    config.control_plane_cluster
                 );
-                let now_ms = self.now_ms();
-                self.apply(decide_from_callout(
-                    &Err(CalloutFailure::NotDispatched),
-                    now_ms,
-                ))
+                self.worker.metrics.lookup_failed();
+                let decision = self.decide(Stage::Unreachable);
+                self.apply(decision)
             }
         }
+    }
+
+    fn read_request(&mut self) {
+        // Bytes, not strings: a header value that is not UTF-8 must be refused, not trap the VM.
+        let headers = self.get_http_request_headers_bytes();
+        self.presented = extract(&headers, self.worker.config.max_credential_bytes);
+        let credential_source = match &self.presented {
+            Ok(Presented::ApiKey(key)) => Some(key.source),
+            Ok(Presented::Session {
+                alongside_api_key, ..
+            }) => {
+                if *alongside_api_key {
+                    log::info!("a request sent both a session and an API key; the session wins");
+                    self.worker.metrics.dual_credentials();
+                }
+                Some(CredentialSource::AuthorizationBearer)
+            }
+            Err(_) => None,
+        };
+        self.headers_to_remove = headers_to_remove(
+            &headers,
+            credential_source.unwrap_or(CredentialSource::ApiKeyHeader),
+        );
+        let text = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        self.method = text(":method");
+        self.path = text(":path");
+        let forwarded_for: Vec<&[u8]> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(FORWARDED_FOR_HEADER))
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        let forwarded_for = forwarded_for.join(&b", "[..]);
+        let source = self
+            .get_property(vec!["source", "address"])
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default();
+        self.client_ip = client_address(
+            &source,
+            (!forwarded_for.is_empty()).then_some(forwarded_for.as_slice()),
+            self.worker.config.trusted_hops,
+        )
+        .ok();
     }
 }
 
 impl Context for TollgateRequest {
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
-        let Some(key_digest) = self.pending_lookup.take() else {
+        let Some((lookup, started_ms)) = self.pending.take() else {
             return;
         };
         let now_ms = self.now_ms();
+        self.worker
+            .metrics
+            .lookup_took(u64::try_from(now_ms - started_ms).unwrap_or(0));
         let body = match response_size {
             0 => None,
             size => self.get_grpc_call_response_body(0, size),
         };
-        let answer = decode_lookup_answer(status_code, body.as_deref());
-        match &answer {
-            Ok(answer) => {
-                if let Some(entry) = CacheEntry::for_answer(answer, now_ms) {
-                    self.key_cache.remember(key_digest, entry, now_ms);
-                }
+        let stage = match lookup.read_answer(status_code, body.as_deref(), now_ms) {
+            Ok(entry) => {
+                self.worker.caches.remember(&lookup, entry, now_ms);
+                Stage::Fetched
             }
-            Err(failure) => log::warn!("key lookup failed: {failure}"),
-        }
-        if self.apply(decide_from_callout(&answer, now_ms)) == Action::Continue {
+            Err(failure) => {
+                log::warn!("lookup failed: {failure}");
+                self.worker.metrics.lookup_failed();
+                Stage::Unreachable
+            }
+        };
+        let decision = self.decide(stage);
+        if self.apply(decision) == Action::Continue {
             self.resume_http_request();
         }
     }
@@ -127,19 +215,8 @@ impl Context for TollgateRequest {
 
 impl HttpContext for TollgateRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // Bytes, not strings: a header value that is not UTF-8 must be refused, not trap the VM.
-        let headers = self.get_http_request_headers_bytes();
-        let credential = extract_credential(&headers, self.config.max_credential_bytes);
-        if let Ok(presented) = &credential {
-            self.headers_to_remove = headers_to_remove(&headers, presented.source);
-        }
-        let now_ms = self.now_ms();
-        let key_cache = &self.key_cache;
-        let decision = decide_request(
-            credential,
-            |digest| key_cache.fresh_entry(digest, now_ms),
-            now_ms,
-        );
+        self.read_request();
+        let decision = self.decide(Stage::First);
         self.apply(decision)
     }
 }

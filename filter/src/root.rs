@@ -1,4 +1,5 @@
-//! The per-VM root context: reads the plugin configuration and creates one context per request.
+//! The root context of every VM. Its `root_id` picks its role: the HTTP filter on each
+//! worker, or the change-feed service (`tollgate_sync`, a singleton per Envoy).
 
 use std::rc::Rc;
 
@@ -6,50 +7,82 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use tollgate_filter_core::config::PluginConfig;
 
-use crate::key_cache::KeyCache;
 use crate::request::TollgateRequest;
+use crate::sync_service::{SyncService, TICK};
+use crate::worker::Worker;
 
-/// Bounds the memory one VM spends on cached keys; shared data still holds every entry.
-const LOCAL_CACHE_CAPACITY_ENTRIES: usize = 10_000;
+/// The `root_id` of the change-feed service in Envoy's `bootstrap_extensions`.
+const SYNC_ROOT_ID: &str = "tollgate_sync";
+/// How often a worker looks for a newer sync state in shared data.
+const FRESHNESS_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// What every request of this VM shares: the configuration and the key cache.
+enum Role {
+    Unconfigured,
+    Filter(Rc<Worker>),
+    Sync(Box<SyncService>),
+}
+
 pub struct TollgateRoot {
-    config: Rc<PluginConfig>,
-    key_cache: Rc<KeyCache>,
+    role: Role,
 }
 
 impl TollgateRoot {
-    /// A root with the default configuration, until `on_configure` reads the real one.
     pub fn new() -> Self {
         Self {
-            config: Rc::new(PluginConfig::default()),
-            key_cache: Rc::new(KeyCache::new(LOCAL_CACHE_CAPACITY_ENTRIES)),
+            role: Role::Unconfigured,
         }
     }
 }
 
-impl Context for TollgateRoot {}
+impl Context for TollgateRoot {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let body = match response_size {
+            0 => None,
+            size => self.get_grpc_call_response_body(0, size),
+        };
+        if let Role::Sync(service) = &mut self.role {
+            service.on_answer(token_id, status_code, body);
+        }
+    }
+}
 
 impl RootContext for TollgateRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let configuration = self.get_plugin_configuration().unwrap_or_default();
-        match PluginConfig::from_json(&configuration) {
-            Ok(config) => {
-                self.config = Rc::new(config);
-                true
-            }
+        let config = match PluginConfig::from_json(&configuration) {
+            Ok(config) => config,
             Err(error) => {
                 log::error!("{error}");
-                false
+                return false;
             }
+        };
+        let root_id = self
+            .get_property(vec!["plugin_root_id"])
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default();
+        let (role, tick) = if root_id == SYNC_ROOT_ID {
+            (Role::Sync(Box::new(SyncService::new(config))), TICK)
+        } else {
+            (Role::Filter(Rc::new(Worker::new(config))), FRESHNESS_TICK)
+        };
+        self.role = role;
+        self.set_tick_period(tick);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        match &mut self.role {
+            Role::Filter(worker) => worker.refresh_freshness(),
+            Role::Sync(service) => service.tick(),
+            Role::Unconfigured => {}
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(TollgateRequest::new(
-            Rc::clone(&self.config),
-            Rc::clone(&self.key_cache),
-        )))
+        match &self.role {
+            Role::Filter(worker) => Some(Box::new(TollgateRequest::new(Rc::clone(worker)))),
+            _ => None,
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

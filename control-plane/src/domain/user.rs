@@ -163,13 +163,20 @@ pub fn validate_ip_allowlist(entries: &[String]) -> Result<Vec<String>, InvalidA
             if let Ok(address) = entry.parse::<std::net::IpAddr>() {
                 return Ok(address.to_string());
             }
+            // The address part must also satisfy the strict standard parser (no octal-looking
+            // leading zeros), as the filter reads it that way.
+            let strict_address = entry
+                .split_once('/')
+                .is_some_and(|(address, _)| address.parse::<std::net::IpAddr>().is_ok());
             match entry.parse::<ipnet::IpNet>() {
-                Ok(network) if network.trunc() == network => Ok(network.to_string()),
-                Ok(network) => Err(InvalidAllowlist(format!(
+                Ok(network) if strict_address && network.trunc() == network => {
+                    Ok(network.to_string())
+                }
+                Ok(network) if strict_address => Err(InvalidAllowlist(format!(
                     "{entry:?} has host bits set; did you mean {}?",
                     network.trunc()
                 ))),
-                Err(_) => Err(InvalidAllowlist(format!(
+                _ => Err(InvalidAllowlist(format!(
                     "{entry:?} is not an IP address or CIDR network"
                 ))),
             }
@@ -195,7 +202,14 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(ok, ["10.0.0.1", "192.168.1.0/24", "2001:db8::/32"]);
-        for bad in ["10.0.0.1/8", "10.0.0.0/33", "example.com", ""] {
+        for bad in [
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "example.com",
+            "",
+            "010.0.0.0/8",
+            "010.0.0.1",
+        ] {
             assert!(validate_ip_allowlist(&[bad.to_string()]).is_err(), "{bad}");
         }
         assert!(validate_ip_allowlist(&vec!["10.0.0.1".to_string(); 101]).is_err());

@@ -4,30 +4,39 @@
 use prost::Message;
 
 use crate::digest::KeyDigest;
-use crate::proto::{LookupKeyResponse, Principal};
+use crate::proto::Principal;
 
 const MILLIS_PER_SECOND: i64 = 1000;
 
-/// The control plane's answer for one key, valid until `expires_at_ms`.
+/// The control plane's answer for one key or user, valid until `expires_at_ms`.
 #[derive(Clone, PartialEq, Message)]
 pub struct CacheEntry {
-    /// Who the key authenticates; `None` for a key that must be refused (a negative entry).
+    /// Who the credential authenticates; `None` for one that must be refused (a negative entry).
     #[prost(message, optional, tag = "1")]
     pub principal: Option<Principal>,
     /// Unix milliseconds after which the entry counts as a miss.
     #[prost(int64, tag = "2")]
     pub expires_at_ms: i64,
+    /// The change-feed position the answer reflects; later invalidations make it stale.
+    #[prost(uint64, tag = "3")]
+    pub fetched_cursor: u64,
 }
 
 impl CacheEntry {
-    /// The entry to remember for a control plane answer received at `now_ms`; `None` when the
-    /// answer must not be cached (a TTL of 0).
-    pub fn for_answer(answer: &LookupKeyResponse, now_ms: i64) -> Option<Self> {
-        let ttl_ms = i64::from(answer.cache_ttl_seconds) * MILLIS_PER_SECOND;
-        (ttl_ms > 0).then(|| Self {
-            principal: answer.principal.clone(),
+    /// The entry for an answer received at `now_ms`. A TTL of 0 counts as 1 s, so the answer
+    /// can at least serve the request that asked for it.
+    pub fn for_answer(
+        principal: Option<Principal>,
+        ttl_secs: u32,
+        cursor: u64,
+        now_ms: i64,
+    ) -> Self {
+        let ttl_ms = i64::from(ttl_secs.max(1)) * MILLIS_PER_SECOND;
+        Self {
+            principal,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
-        })
+            fetched_cursor: cursor,
+        }
     }
 
     /// Whether the entry may still answer at `now_ms`.
@@ -46,9 +55,14 @@ impl CacheEntry {
     }
 }
 
-/// The shared-data key under which the entry for `digest` is kept: `tollgate:key:<hex digest>`.
+/// The shared-data key of the entry for `digest`: `tollgate:key:<hex digest>`.
 pub fn shared_data_key(digest: &KeyDigest) -> String {
     format!("tollgate:key:{}", hex::encode(digest.as_bytes()))
+}
+
+/// The shared-data key of the entry for a session's user: `tollgate:user:<user id>`.
+pub fn shared_user_key(user_id: &str) -> String {
+    format!("tollgate:user:{user_id}")
 }
 
 #[cfg(test)]
@@ -68,6 +82,7 @@ mod tests {
         let entry = CacheEntry {
             principal: Some(alice()),
             expires_at_ms: 1_767_225_600_000,
+            fetched_cursor: 42,
         };
 
         assert_eq!(CacheEntry::from_bytes(&entry.to_bytes()), Some(entry));
@@ -78,6 +93,7 @@ mod tests {
         let entry = CacheEntry {
             principal: None,
             expires_at_ms: 1_767_225_600_000,
+            fetched_cursor: 42,
         };
 
         assert_eq!(CacheEntry::from_bytes(&entry.to_bytes()), Some(entry));
@@ -106,6 +122,7 @@ mod tests {
         let entry = CacheEntry {
             principal: None,
             expires_at_ms: 2_000,
+            fetched_cursor: 0,
         };
 
         assert!(entry.is_fresh(1_999));
@@ -114,48 +131,27 @@ mod tests {
     }
 
     #[test]
-    fn answer_is_cached_for_its_ttl() {
-        let answer = LookupKeyResponse {
-            principal: Some(alice()),
-            cache_ttl_seconds: 30,
-            cursor: 0,
-        };
-
+    fn an_answer_is_cached_for_its_ttl_at_its_cursor() {
         assert_eq!(
-            CacheEntry::for_answer(&answer, 1_000),
-            Some(CacheEntry {
+            CacheEntry::for_answer(Some(alice()), 30, 7, 1_000),
+            CacheEntry {
                 principal: Some(alice()),
                 expires_at_ms: 31_000,
-            })
+                fetched_cursor: 7,
+            }
         );
-    }
-
-    #[test]
-    fn negative_answer_is_cached_as_a_negative_entry() {
-        let answer = LookupKeyResponse {
-            principal: None,
-            cache_ttl_seconds: 5,
-            cursor: 0,
-        };
-
         assert_eq!(
-            CacheEntry::for_answer(&answer, 1_000),
-            Some(CacheEntry {
-                principal: None,
-                expires_at_ms: 6_000,
-            })
+            CacheEntry::for_answer(None, 5, 0, 1_000).expires_at_ms,
+            6_000
         );
     }
 
     #[test]
-    fn answer_with_zero_ttl_is_not_cached() {
-        let answer = LookupKeyResponse {
-            principal: Some(alice()),
-            cache_ttl_seconds: 0,
-            cursor: 0,
-        };
-
-        assert_eq!(CacheEntry::for_answer(&answer, 1_000), None);
+    fn a_zero_ttl_still_serves_for_a_second() {
+        assert_eq!(
+            CacheEntry::for_answer(None, 0, 0, 1_000).expires_at_ms,
+            2_000
+        );
     }
 
     #[test]

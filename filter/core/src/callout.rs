@@ -1,16 +1,17 @@
-//! The `LookupKey` call to the control plane: what is sent and how the answer is read.
+//! The lookups the filter sends to the control plane and how their answers are read.
 
 use std::fmt;
 
 use prost::Message;
 
+use crate::cache::CacheEntry;
 use crate::digest::KeyDigest;
-use crate::proto::{LookupKeyRequest, LookupKeyResponse};
+use crate::proto::{LookupKeyRequest, LookupKeyResponse, LookupUserRequest, LookupUserResponse};
 
 /// gRPC service the filter calls.
 pub const FILTER_SERVICE: &str = "tollgate.v1.FilterService";
-/// gRPC method resolving a key digest to a principal.
-pub const LOOKUP_KEY_METHOD: &str = "LookupKey";
+/// gRPC method of the change feed.
+pub const WATCH_CHANGES_METHOD: &str = "WatchChanges";
 
 const GRPC_STATUS_OK: u32 = 0;
 
@@ -21,7 +22,7 @@ pub enum CalloutFailure {
     NotDispatched,
     /// The call ended with this non-OK gRPC status (timeouts included).
     GrpcStatus(u32),
-    /// The answer was not a `LookupKeyResponse`.
+    /// The answer was not the expected message.
     UndecodableAnswer,
 }
 
@@ -35,25 +36,59 @@ impl fmt::Display for CalloutFailure {
     }
 }
 
-/// The encoded `LookupKeyRequest` for `digest`.
-pub fn lookup_key_request(digest: &KeyDigest) -> Vec<u8> {
-    LookupKeyRequest {
-        key_digest: digest.as_bytes().to_vec(),
-    }
-    .encode_to_vec()
+/// What a paused request asks the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The principal of an API key, by the key's digest.
+    Key(KeyDigest),
+    /// The principal of a session's user, by user id.
+    User(String),
 }
 
-/// Reads the answer of a finished call. A missing body with status OK is an empty message,
-/// which is how an answer with every field at its default is encoded.
-pub fn decode_lookup_answer(
-    grpc_status: u32,
-    body: Option<&[u8]>,
-) -> Result<LookupKeyResponse, CalloutFailure> {
-    if grpc_status != GRPC_STATUS_OK {
-        return Err(CalloutFailure::GrpcStatus(grpc_status));
+impl Lookup {
+    /// The gRPC method of [`FILTER_SERVICE`] to call.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Key(_) => "LookupKey",
+            Self::User(_) => "LookupUser",
+        }
     }
-    LookupKeyResponse::decode(body.unwrap_or_default())
-        .map_err(|_| CalloutFailure::UndecodableAnswer)
+
+    /// The encoded request message.
+    pub fn request(&self) -> Vec<u8> {
+        match self {
+            Self::Key(digest) => LookupKeyRequest {
+                key_digest: digest.as_bytes().to_vec(),
+            }
+            .encode_to_vec(),
+            Self::User(user_id) => LookupUserRequest {
+                user_id: user_id.clone(),
+            }
+            .encode_to_vec(),
+        }
+    }
+
+    /// The cache entry for the answer of a finished call received at `now_ms`. A missing body
+    /// with status OK is an empty message: every field at its default.
+    pub fn read_answer(
+        &self,
+        grpc_status: u32,
+        body: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Result<CacheEntry, CalloutFailure> {
+        if grpc_status != GRPC_STATUS_OK {
+            return Err(CalloutFailure::GrpcStatus(grpc_status));
+        }
+        let body = body.unwrap_or_default();
+        let (principal, ttl_secs, cursor) = match self {
+            Self::Key(_) => LookupKeyResponse::decode(body)
+                .map(|a| (a.principal, a.cache_ttl_seconds, a.cursor)),
+            Self::User(_) => LookupUserResponse::decode(body)
+                .map(|a| (a.principal, a.cache_ttl_seconds, a.cursor)),
+        }
+        .map_err(|_| CalloutFailure::UndecodableAnswer)?;
+        Ok(CacheEntry::for_answer(principal, ttl_secs, cursor, now_ms))
+    }
 }
 
 #[cfg(test)]
@@ -61,56 +96,63 @@ mod tests {
     use super::*;
     use crate::proto::Principal;
 
-    #[test]
-    fn request_carries_the_digest() {
-        let digest = KeyDigest::of_key(b"k3y");
-
-        let request =
-            LookupKeyRequest::decode(lookup_key_request(&digest).as_slice()).expect("decodes");
-
-        assert_eq!(request.key_digest, digest.as_bytes().to_vec());
-    }
-
-    #[test]
-    fn reads_an_ok_answer() {
-        let answer = LookupKeyResponse {
-            principal: Some(Principal {
-                user_id: "u_alice".to_owned(),
-                ..Principal::default()
-            }),
-            cache_ttl_seconds: 30,
-            cursor: 0,
-        };
-
-        assert_eq!(
-            decode_lookup_answer(0, Some(&answer.encode_to_vec())),
-            Ok(answer)
-        );
-    }
-
-    #[test]
-    fn ok_without_a_body_is_an_empty_answer() {
-        assert_eq!(
-            decode_lookup_answer(0, None),
-            Ok(LookupKeyResponse::default())
-        );
-    }
-
-    #[test]
-    fn non_ok_status_is_a_failure() {
-        // 4 is DEADLINE_EXCEEDED, 14 is UNAVAILABLE.
-        for status in [4, 14] {
-            assert_eq!(
-                decode_lookup_answer(status, None),
-                Err(CalloutFailure::GrpcStatus(status))
-            );
+    fn alice() -> Principal {
+        Principal {
+            user_id: "u_alice".to_owned(),
+            ..Principal::default()
         }
     }
 
     #[test]
-    fn garbage_body_is_a_failure() {
+    fn key_lookups_carry_the_digest() {
+        let digest = KeyDigest::of_key(b"k3y");
+        let lookup = Lookup::Key(digest);
+        let request = LookupKeyRequest::decode(lookup.request().as_slice()).expect("decodes");
+        assert_eq!(request.key_digest, digest.as_bytes().to_vec());
+        assert_eq!(lookup.method(), "LookupKey");
+    }
+
+    #[test]
+    fn user_lookups_carry_the_user_id() {
+        let lookup = Lookup::User("u_alice".to_owned());
+        let request = LookupUserRequest::decode(lookup.request().as_slice()).expect("decodes");
+        assert_eq!(request.user_id, "u_alice");
+        assert_eq!(lookup.method(), "LookupUser");
+    }
+
+    #[test]
+    fn reads_an_ok_answer_into_a_cache_entry() {
+        let answer = LookupKeyResponse {
+            principal: Some(alice()),
+            cache_ttl_seconds: 30,
+            cursor: 9,
+        };
+        let entry = Lookup::Key(KeyDigest::of_key(b"k"))
+            .read_answer(0, Some(&answer.encode_to_vec()), 1_000)
+            .expect("answer");
+        assert_eq!(entry, CacheEntry::for_answer(Some(alice()), 30, 9, 1_000));
+    }
+
+    #[test]
+    fn ok_without_a_body_is_a_negative_answer() {
+        let entry = Lookup::User("u".to_owned())
+            .read_answer(0, None, 0)
+            .expect("answer");
+        assert_eq!(entry.principal, None);
+    }
+
+    #[test]
+    fn non_ok_status_and_garbage_are_failures() {
+        let lookup = Lookup::Key(KeyDigest::of_key(b"k"));
+        // 4 is DEADLINE_EXCEEDED, 14 is UNAVAILABLE.
+        for status in [4, 14] {
+            assert_eq!(
+                lookup.read_answer(status, None, 0),
+                Err(CalloutFailure::GrpcStatus(status))
+            );
+        }
         assert_eq!(
-            decode_lookup_answer(0, Some(&[0x0a, 0x7f, 0x01])),
+            lookup.read_answer(0, Some(&[0x0a, 0x7f, 0x01]), 0),
             Err(CalloutFailure::UndecodableAnswer)
         );
     }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::access::Scopes;
+
 /// How the filter reaches the control plane and what it accepts from clients.
 ///
 /// Every field is optional in the JSON; unknown fields are refused so that a typo does not
@@ -18,6 +20,18 @@ pub struct PluginConfig {
     pub callout_timeout_ms: u64,
     /// Longest API key accepted; a longer one is refused without a lookup.
     pub max_credential_bytes: usize,
+    /// Proxies in front of Envoy whose `X-Forwarded-For` entries are believed; 0 ignores the
+    /// header and uses the peer address.
+    pub trusted_hops: u8,
+    /// How long past its TTL a cached principal still serves while the control plane is
+    /// unreachable.
+    pub max_stale_secs: u32,
+    /// Routes (`[METHOD ]PATH_PREFIX`, as key scopes) that let a request through
+    /// unauthenticated when its credential is not cached and the control plane is
+    /// unreachable; every other route refuses it with 503.
+    pub fail_open_routes: Vec<String>,
+    /// How long the change-feed watch may be held by the control plane.
+    pub watch_wait_ms: u32,
 }
 
 impl Default for PluginConfig {
@@ -26,6 +40,10 @@ impl Default for PluginConfig {
             control_plane_cluster: "tollgate_control_plane".to_owned(),
             callout_timeout_ms: 1000,
             max_credential_bytes: 8192,
+            trusted_hops: 0,
+            max_stale_secs: 300,
+            fail_open_routes: Vec::new(),
+            watch_wait_ms: 20_000,
         }
     }
 }
@@ -59,7 +77,32 @@ impl PluginConfig {
         Duration::from_millis(self.callout_timeout_ms)
     }
 
+    /// The routes that fail open; `None` when there are none.
+    pub fn fail_open_scopes(&self) -> Option<Scopes> {
+        if self.fail_open_routes.is_empty() {
+            return None;
+        }
+        Scopes::parse(&self.fail_open_routes).ok()
+    }
+
+    /// How long a change-feed call may take before it counts as failed.
+    pub fn watch_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.watch_wait_ms)) + self.callout_timeout()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(error) = Scopes::parse(&self.fail_open_routes) {
+            return Err(ConfigError::invalid_field(
+                "fail_open_routes",
+                &error.to_string(),
+            ));
+        }
+        if !(1_000..=60_000).contains(&self.watch_wait_ms) {
+            return Err(ConfigError::invalid_field(
+                "watch_wait_ms",
+                "must be 1000 to 60000",
+            ));
+        }
         if self.control_plane_cluster.trim().is_empty() {
             return Err(ConfigError::invalid_field(
                 "control_plane_cluster",
@@ -155,7 +198,8 @@ mod tests {
     fn reads_every_field() {
         let config = parse(
             r#"{"control_plane_cluster": "cp", "callout_timeout_ms": 250,
-                "max_credential_bytes": 512}"#,
+                "max_credential_bytes": 512, "trusted_hops": 2, "max_stale_secs": 60,
+                "fail_open_routes": ["GET /status"], "watch_wait_ms": 5000}"#,
         )
         .expect("valid configuration");
 
@@ -165,8 +209,15 @@ mod tests {
                 control_plane_cluster: "cp".to_owned(),
                 callout_timeout_ms: 250,
                 max_credential_bytes: 512,
+                trusted_hops: 2,
+                max_stale_secs: 60,
+                fail_open_routes: vec!["GET /status".to_owned()],
+                watch_wait_ms: 5000,
             }
         );
+        assert!(config
+            .fail_open_scopes()
+            .is_some_and(|routes| routes.permits("GET", "/status")));
     }
 
     #[test]
@@ -223,6 +274,12 @@ mod tests {
         let error = parse(r#"{"control_plane_cluster": " "}"#).expect_err("blank cluster");
 
         assert_eq!(error.field(), Some("control_plane_cluster"));
+    }
+
+    #[test]
+    fn a_bad_fail_open_route_names_the_field() {
+        let error = parse(r#"{"fail_open_routes": ["status"]}"#).expect_err("must fail");
+        assert_eq!(error.field(), Some("fail_open_routes"));
     }
 
     #[test]

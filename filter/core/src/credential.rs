@@ -1,9 +1,11 @@
-//! Finding the API key in the request headers and checking its shape.
+//! Finding the credential in the request headers and checking its shape: an API key, or a
+//! session token in `Authorization: Bearer`.
 //!
 //! The raw key is only borrowed from the headers and digested here; nothing beyond this module
 //! sees it.
 
 use crate::digest::KeyDigest;
+use crate::session::looks_like_jwt;
 
 const API_KEY_HEADER: &str = "x-api-key";
 const AUTHORIZATION_HEADER: &str = "authorization";
@@ -35,6 +37,44 @@ pub enum CredentialError {
     /// A key is present but cannot be a key: empty, too long, not visible ASCII, or sent twice.
     /// Answered exactly like an unknown key.
     Invalid,
+}
+
+/// What the client presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    ApiKey(PresentedCredential),
+    /// A session token from `Authorization: Bearer`; it wins over an API key sent alongside.
+    Session {
+        token: String,
+        /// An API key came too: logged and counted, never used.
+        alongside_api_key: bool,
+    },
+}
+
+/// Reads the credential: a session token when `Authorization: Bearer` holds one (it wins over
+/// an `X-API-Key` sent with it), else the API key as [`extract_credential`] finds it.
+pub fn extract<N, V>(
+    headers: &[(N, V)],
+    max_credential_bytes: usize,
+) -> Result<Presented, CredentialError>
+where
+    N: AsRef<str>,
+    V: AsRef<[u8]>,
+{
+    let bearer_tokens: Vec<&[u8]> = values_of(headers, AUTHORIZATION_HEADER)
+        .into_iter()
+        .filter_map(bearer_token)
+        .collect();
+    if let [token] = bearer_tokens.as_slice() {
+        if looks_like_jwt(token) {
+            let token = std::str::from_utf8(token).map_err(|_| CredentialError::Invalid)?;
+            return Ok(Presented::Session {
+                token: token.to_owned(),
+                alongside_api_key: !values_of(headers, API_KEY_HEADER).is_empty(),
+            });
+        }
+    }
+    extract_credential(headers, max_credential_bytes).map(Presented::ApiKey)
 }
 
 /// Reads the API key from `X-API-Key`, or else from `Authorization: Bearer` (scheme matched
@@ -115,6 +155,46 @@ fn is_well_formed(key: &[u8], max_credential_bytes: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SESSION_TOKEN: &str = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1In0.c2ln";
+
+    #[test]
+    fn a_bearer_session_token_is_a_session() {
+        let bearer = format!("Bearer {SESSION_TOKEN}");
+        assert_eq!(
+            super::extract(&[("authorization", bearer.as_str())], MAX),
+            Ok(Presented::Session {
+                token: SESSION_TOKEN.to_owned(),
+                alongside_api_key: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_session_wins_over_an_api_key_and_the_pair_is_flagged() {
+        let bearer = format!("Bearer {SESSION_TOKEN}");
+        assert_eq!(
+            super::extract(
+                &[("x-api-key", "tg_k"), ("authorization", bearer.as_str())],
+                MAX
+            ),
+            Ok(Presented::Session {
+                token: SESSION_TOKEN.to_owned(),
+                alongside_api_key: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_bearer_api_key_is_still_a_key() {
+        assert_eq!(
+            super::extract(&[("authorization", "Bearer tg_u1_secret")], MAX),
+            Ok(Presented::ApiKey(PresentedCredential {
+                source: CredentialSource::AuthorizationBearer,
+                digest: KeyDigest::of_key(b"tg_u1_secret"),
+            }))
+        );
+    }
 
     const MAX: usize = 64;
 

@@ -1,19 +1,25 @@
 //! What happens to a request: forwarded with identity headers, refused, or paused for a lookup.
 
-use crate::cache::CacheEntry;
-use crate::callout::CalloutFailure;
-use crate::credential::{CredentialError, PresentedCredential};
-use crate::digest::KeyDigest;
-use crate::proto::{LookupKeyResponse, Principal, UserStatus};
+use crate::callout::Lookup;
 
-const USER_ID_HEADER: &str = "x-tollgate-user-id";
-const KEY_ID_HEADER: &str = "x-tollgate-key-id";
-const TENANT_ID_HEADER: &str = "x-tollgate-tenant-id";
-const GROUPS_HEADER: &str = "x-tollgate-groups";
-const AUTH_METHOD_HEADER: &str = "x-tollgate-auth-method";
-const API_KEY_AUTH_METHOD: &str = "api_key";
+/// How an allowed request was authenticated; the value of `x-tollgate-auth-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ApiKey,
+    Session,
+    /// Let through by a fail-open route while the control plane was unreachable.
+    Unverified,
+}
 
-const MILLIS_PER_SECOND: i64 = 1000;
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Session => "session",
+            Self::Unverified => "unverified",
+        }
+    }
+}
 
 /// The one answer the filter applies to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +29,7 @@ pub enum Decision {
     Allow {
         /// Identity headers for the upstream, as (lowercase name, value).
         set_headers: Vec<(String, String)>,
+        auth_method: AuthMethod,
     },
     /// Answer the client directly with an error.
     Deny {
@@ -31,109 +38,55 @@ pub enum Decision {
         /// Stable `snake_case` error code for the body.
         code: &'static str,
         /// Human-readable explanation for the body.
-        message: String,
+        message: &'static str,
     },
-    /// Pause the request and ask the control plane about this key.
-    Lookup {
-        /// The key to look up.
-        key_digest: KeyDigest,
-    },
+    /// Pause the request and ask the control plane.
+    Lookup(Lookup),
 }
 
-/// Decides a request from its credential and what the caches hold for it at `now_ms`.
-///
-/// `cached_entry` is asked only when a well-formed key was presented; a stale entry counts as a
-/// miss and leads to a lookup.
-pub fn decide_request(
-    credential: Result<PresentedCredential, CredentialError>,
-    cached_entry: impl FnOnce(&KeyDigest) -> Option<CacheEntry>,
-    now_ms: i64,
-) -> Decision {
-    let key_digest = match credential {
-        Ok(presented) => presented.digest,
-        Err(CredentialError::Missing) => return missing_credentials(),
-        Err(CredentialError::Invalid) => return invalid_api_key(),
-    };
-    match cached_entry(&key_digest).filter(|entry| entry.is_fresh(now_ms)) {
-        Some(entry) => decide_for_principal(entry.principal.as_ref(), now_ms),
-        None => Decision::Lookup { key_digest },
+impl Decision {
+    pub(crate) const fn deny(status: u32, code: &'static str, message: &'static str) -> Self {
+        Self::Deny {
+            status,
+            code,
+            message,
+        }
     }
 }
 
-/// Decides a paused request from the control plane's answer, or its absence.
-pub fn decide_from_callout(
-    answer: &Result<LookupKeyResponse, CalloutFailure>,
-    now_ms: i64,
-) -> Decision {
-    match answer {
-        Ok(answer) => decide_for_principal(answer.principal.as_ref(), now_ms),
-        Err(_) => deny(
-            503,
-            "control_plane_unavailable",
-            "the control plane could not be reached",
-        ),
-    }
-}
-
-fn decide_for_principal(principal: Option<&Principal>, now_ms: i64) -> Decision {
-    let Some(principal) = principal else {
-        return invalid_api_key();
-    };
-    if principal.user_status() == UserStatus::Suspended {
-        return deny(403, "user_suspended", "the user is suspended");
-    }
-    if key_has_expired(principal, now_ms) {
-        return deny(401, "api_key_expired", "the API key has expired");
-    }
-    Decision::Allow {
-        set_headers: identity_headers(principal),
-    }
-}
-
-fn key_has_expired(principal: &Principal, now_ms: i64) -> bool {
-    let never_expires = principal.key_expires_at == 0;
-    !never_expires && principal.key_expires_at.saturating_mul(MILLIS_PER_SECOND) <= now_ms
-}
-
-fn identity_headers(principal: &Principal) -> Vec<(String, String)> {
-    let groups = principal.group_ids.join(",");
-    let optional =
-        |name: &str, value: String| (!value.is_empty()).then(|| (name.to_owned(), value));
-    [
-        Some((USER_ID_HEADER.to_owned(), principal.user_id.clone())),
-        Some((KEY_ID_HEADER.to_owned(), principal.key_id.clone())),
-        optional(TENANT_ID_HEADER, principal.tenant_id.clone()),
-        optional(GROUPS_HEADER, groups),
-        Some((
-            AUTH_METHOD_HEADER.to_owned(),
-            API_KEY_AUTH_METHOD.to_owned(),
-        )),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
-fn missing_credentials() -> Decision {
-    deny(
-        401,
-        "missing_credentials",
-        "an API key is required (X-API-Key or Authorization: Bearer)",
-    )
-}
-
+/// No credential at all.
+pub const MISSING_CREDENTIALS: Decision = Decision::deny(
+    401,
+    "missing_credentials",
+    "an API key (X-API-Key or Authorization: Bearer) or a session token is required",
+);
 /// Unknown, revoked and malformed keys all get this same answer.
-fn invalid_api_key() -> Decision {
-    deny(401, "invalid_api_key", "invalid API key")
-}
-
-fn deny(status: u32, code: &'static str, message: &str) -> Decision {
-    Decision::Deny {
-        status,
-        code,
-        message: message.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests;
+pub const INVALID_API_KEY: Decision = Decision::deny(401, "invalid_api_key", "invalid API key");
+pub const API_KEY_EXPIRED: Decision =
+    Decision::deny(401, "api_key_expired", "the API key has expired");
+pub const SESSION_REVOKED: Decision = Decision::deny(
+    401,
+    "session_revoked",
+    "the session has ended; log in again",
+);
+pub const USER_SUSPENDED: Decision = Decision::deny(403, "user_suspended", "the user is suspended");
+pub const IP_NOT_ALLOWED: Decision = Decision::deny(
+    403,
+    "ip_not_allowed",
+    "requests from this address are not allowed for this user",
+);
+pub const SCOPE_DENIED: Decision = Decision::deny(
+    403,
+    "scope_denied",
+    "the API key's scopes do not cover this route",
+);
+pub const INVALID_FORWARDED_FOR: Decision = Decision::deny(
+    400,
+    "invalid_forwarded_for",
+    "X-Forwarded-For does not hold a valid client address",
+);
+pub const CONTROL_PLANE_UNAVAILABLE: Decision = Decision::deny(
+    503,
+    "control_plane_unavailable",
+    "the control plane could not be reached",
+);

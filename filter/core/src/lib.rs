@@ -1,9 +1,10 @@
 //! The request decisions of the Tollgate Envoy filter, free of any proxy-wasm dependency so that
 //! every rule runs as a plain `cargo test` on the host.
 //!
-//! The proxy-wasm crate reads the request, calls into this crate, and applies the
+//! The proxy-wasm crate reads the request, calls [`gate::Gate::decide`], and applies the
 //! [`decision::Decision`] it gets back.
 
+pub mod access;
 pub mod cache;
 pub mod callout;
 pub mod clock;
@@ -12,8 +13,13 @@ pub mod credential;
 pub mod decision;
 pub mod digest;
 pub mod error_body;
+pub mod freshness;
+pub mod gate;
 pub mod hygiene;
 pub mod local_cache;
+pub mod resolved;
+pub mod session;
+pub mod sync;
 
 /// Types of the filter <-> control plane protocol (`proto/tollgate/v1/filter.proto`).
 pub mod proto {

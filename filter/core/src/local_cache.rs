@@ -1,46 +1,64 @@
 //! A bounded per-VM cache in front of Envoy's shared data, which takes one Envoy-wide lock per
 //! read.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 
-use crate::cache::CacheEntry;
-use crate::digest::KeyDigest;
-
-/// Cache entries by key digest, held by one wasm VM and never larger than its capacity.
-#[derive(Debug)]
-pub struct LocalCache {
-    entries: HashMap<KeyDigest, CacheEntry>,
-    capacity: usize,
+/// Something that stops being fresh at a point in time.
+pub trait Expiring {
+    /// Unix milliseconds after which the value is stale.
+    fn expires_at_ms(&self) -> i64;
 }
 
-impl LocalCache {
-    /// An empty cache that never holds more than `capacity` entries.
-    pub fn with_capacity(capacity: usize) -> Self {
+/// Values by key, held by one wasm VM and never more than its capacity. Stale values are kept
+/// for `keep_stale_ms` past their expiry, to serve while the control plane is unreachable.
+#[derive(Debug)]
+pub struct LocalCache<K, V> {
+    entries: HashMap<K, V>,
+    capacity: usize,
+    keep_stale_ms: i64,
+}
+
+impl<K: Hash + Eq, V: Expiring> LocalCache<K, V> {
+    /// An empty cache that never holds more than `capacity` values.
+    pub fn new(capacity: usize, keep_stale_ms: i64) -> Self {
         Self {
             entries: HashMap::new(),
             capacity,
+            keep_stale_ms,
         }
     }
 
-    /// The entry for `digest` if it is still fresh at `now_ms`.
-    pub fn get_fresh(&self, digest: &KeyDigest, now_ms: i64) -> Option<&CacheEntry> {
-        self.entries
-            .get(digest)
-            .filter(|entry| entry.is_fresh(now_ms))
+    /// The value for `key`, fresh or stale; the caller judges.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries.get(key)
     }
 
-    /// Remembers `entry`. When the cache is full, stale entries go first; if it is still full
-    /// (a flood of distinct keys), everything goes, since the shared data still holds it all.
-    pub fn insert(&mut self, digest: KeyDigest, entry: CacheEntry, now_ms: i64) {
-        if !self.entries.contains_key(&digest) && self.entries.len() >= self.capacity {
-            self.entries.retain(|_, kept| kept.is_fresh(now_ms));
+    /// Remembers `value`. When the cache is full, values past their stale period go first; if it
+    /// is still full (a flood of distinct keys), everything goes, since shared data holds it all.
+    pub fn insert(&mut self, key: K, value: V, now_ms: i64) {
+        if self.capacity == 0 {
+            return;
+        }
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            let keep_stale_ms = self.keep_stale_ms;
+            self.entries
+                .retain(|_, kept| now_ms < kept.expires_at_ms().saturating_add(keep_stale_ms));
             if self.entries.len() >= self.capacity {
                 self.entries.clear();
             }
         }
-        if self.capacity > 0 {
-            self.entries.insert(digest, entry);
-        }
+        self.entries.insert(key, value);
+    }
+
+    /// Forgets everything, e.g. after the control plane's history was reset.
+    pub fn clear(&mut self) {
+        self.entries.clear();
     }
 }
 
@@ -48,73 +66,61 @@ impl LocalCache {
 mod tests {
     use super::*;
 
-    fn digest(n: u32) -> KeyDigest {
-        KeyDigest::of_key(&n.to_be_bytes())
-    }
+    #[derive(Debug, PartialEq)]
+    struct Expires(i64);
 
-    fn expiring_at(expires_at_ms: i64) -> CacheEntry {
-        CacheEntry {
-            principal: None,
-            expires_at_ms,
+    impl Expiring for Expires {
+        fn expires_at_ms(&self) -> i64 {
+            self.0
         }
     }
 
     #[test]
-    fn returns_a_fresh_entry() {
-        let mut cache = LocalCache::with_capacity(4);
-        cache.insert(digest(1), expiring_at(100), 0);
-
-        assert_eq!(cache.get_fresh(&digest(1), 99), Some(&expiring_at(100)));
-        assert_eq!(cache.get_fresh(&digest(2), 99), None);
+    fn returns_what_was_inserted_fresh_or_not() {
+        let mut cache = LocalCache::new(4, 0);
+        cache.insert(1, Expires(100), 0);
+        assert_eq!(cache.get(&1), Some(&Expires(100)));
+        assert_eq!(cache.get(&2), None);
     }
 
     #[test]
-    fn expired_entry_is_a_miss() {
-        let mut cache = LocalCache::with_capacity(4);
-        cache.insert(digest(1), expiring_at(100), 0);
-
-        assert_eq!(cache.get_fresh(&digest(1), 100), None);
-    }
-
-    #[test]
-    fn insert_replaces_the_entry_of_the_same_key() {
-        let mut cache = LocalCache::with_capacity(1);
-        cache.insert(digest(1), expiring_at(100), 0);
-        cache.insert(digest(1), expiring_at(200), 0);
-
+    fn insert_replaces_the_value_of_the_same_key() {
+        let mut cache = LocalCache::new(1, 0);
+        cache.insert(1, Expires(100), 0);
+        cache.insert(1, Expires(200), 0);
         assert_eq!(cache.entries.len(), 1);
-        assert_eq!(cache.get_fresh(&digest(1), 150), Some(&expiring_at(200)));
+        assert_eq!(cache.get(&1), Some(&Expires(200)));
     }
 
     #[test]
-    fn a_full_cache_drops_stale_entries_first() {
-        let mut cache = LocalCache::with_capacity(2);
-        cache.insert(digest(1), expiring_at(10), 0);
-        cache.insert(digest(2), expiring_at(1_000), 0);
-
-        cache.insert(digest(3), expiring_at(1_000), 500);
-
-        assert_eq!(cache.entries.len(), 2);
-        assert!(cache.get_fresh(&digest(2), 500).is_some());
-        assert!(cache.get_fresh(&digest(3), 500).is_some());
+    fn a_full_cache_drops_values_past_their_stale_period_first() {
+        let mut cache = LocalCache::new(3, 100);
+        cache.insert(1, Expires(10), 0);
+        cache.insert(2, Expires(450), 0);
+        cache.insert(3, Expires(1_000), 0);
+        cache.insert(4, Expires(1_000), 500);
+        assert_eq!(cache.get(&1), None, "10 + 100 < 500: gone");
+        assert!(
+            cache.get(&2).is_some(),
+            "450 + 100 > 500: kept for the stale period"
+        );
+        assert!(cache.get(&4).is_some());
     }
 
     #[test]
     fn never_grows_past_its_capacity() {
-        let mut cache = LocalCache::with_capacity(3);
+        let mut cache = LocalCache::new(3, 0);
         for n in 0..100 {
-            cache.insert(digest(n), expiring_at(1_000), 0);
+            cache.insert(n, Expires(1_000), 0);
             assert!(cache.entries.len() <= 3);
         }
-
-        assert!(cache.get_fresh(&digest(99), 0).is_some());
+        assert!(cache.get(&99).is_some());
     }
 
     #[test]
     fn zero_capacity_holds_nothing() {
-        let mut cache = LocalCache::with_capacity(0);
-        cache.insert(digest(1), expiring_at(1_000), 0);
-
+        let mut cache = LocalCache::new(0, 0);
+        cache.insert(1, Expires(1_000), 0);
         assert!(cache.entries.is_empty());
     }
 }

@@ -1,0 +1,234 @@
+"""Plain Envoy vs Envoy with the Tollgate filter, measured in the same run on this machine.
+
+scripts/bench.sh builds everything and runs this; bench/README.md says what is measured."""
+
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import bootstrap
+import keys
+import report
+from load import LATENCY_CONNECTIONS, THROUGHPUT_CONNECTIONS, Case, cache_new_principals, measure
+from processes import Child, ControlPlane, Envoy, free_port, http
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+TOLLGATE_BIN = TARGET / "release/tollgate"
+ECHO_BIN = TARGET / "release/tollgate-echo"
+FILTER_WASM = TARGET / "wasm32-wasip1/release/tollgate_filter.wasm"
+ENVOY_BIN = ROOT / ".tools/bin/envoy"
+LOG_DIR = ROOT / ".run/bench"
+
+WORKER_COUNTS = (1, 2)
+ROUTES = {"direct": "/direct", "proxied": "/proxied"}
+KEYSPACE = 1_000_000
+PRINCIPALS_FOR_MEMORY = 100_000
+# Resolved keys, known and unknown, stay cached for the whole run.
+CONTROL_PLANE_SETTINGS = {
+    "TOLLGATE_FILTER__POSITIVE_CACHE_TTL_SECS": "3600",
+    "TOLLGATE_FILTER__NEGATIVE_CACHE_TTL_SECS": "3600",
+}
+USERNAME = "bench"
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+class Stack:
+    """Everything started so far, stopped in reverse order on the way out."""
+
+    def __init__(self):
+        self.running = []
+
+    def add(self, process):
+        self.running.append(process)
+        return process
+
+    def stop(self, process) -> None:
+        process.stop()
+        self.running.remove(process)
+
+    def stop_all(self) -> None:
+        while self.running:
+            self.stop(self.running[-1])
+
+
+def prepare_control_plane(stack: Stack, data_dir: Path, password: str) -> tuple[ControlPlane, str]:
+    """A control plane with the bench user, one issued key and the imported keyspace."""
+    data_dir.mkdir()
+    control_plane = ControlPlane(TOLLGATE_BIN, data_dir, LOG_DIR, secrets.token_urlsafe(32), CONTROL_PLANE_SETTINGS)
+    stack.add(control_plane).start()
+    user = control_plane.call("POST", "/api/v1/users", {"username": USERNAME, "password": password}, expect=201)
+    issued = control_plane.call("POST", f"/api/v1/users/{user['id']}/keys", {"name": "bench"}, expect=201)
+    control_plane.stop()
+    say(f"importing {KEYSPACE:,} keys into SQLite")
+    keys.seed(data_dir, user["id"], KEYSPACE)
+    control_plane.start()
+    return control_plane, issued["key"]
+
+
+def login(control_plane: ControlPlane, password: str) -> tuple[str | None, str | None]:
+    """(access token, None), or (None, why the login failed)."""
+    status, answer = http(
+        "POST", control_plane.url("/api/v1/auth/login"), body={"username": USERNAME, "password": password}
+    )
+    if status != 200 or not (answer or {}).get("access_token"):
+        return None, f"login answered {status}: {answer}"
+    return answer["access_token"], None
+
+
+def cases(api_key: str, access_token: str | None, login_failure: str | None) -> list[Case]:
+    unknown_key = f"tgb_unknown_{secrets.token_hex(8)}"
+    return [
+        Case("valid key, cached", {"BENCH_HEADER_NAME": "X-API-Key", "BENCH_HEADER_VALUE": api_key}, {"X-API-Key": api_key}, 200),
+        Case("invalid key, negative cache", {"BENCH_HEADER_NAME": "X-API-Key", "BENCH_HEADER_VALUE": unknown_key}, {"X-API-Key": unknown_key}, 401),
+        Case(
+            "session JWT",
+            {"BENCH_HEADER_NAME": "Authorization", "BENCH_HEADER_VALUE": f"Bearer {access_token}"},
+            {"Authorization": f"Bearer {access_token}"},
+            200,
+            broken=login_failure,
+        ),
+        Case(f"{KEYSPACE:,} keys, random", {"BENCH_KEYSPACE": str(KEYSPACE)}, {"X-API-Key": keys.key(KEYSPACE - 1)}, 200),
+    ]  # fmt: skip
+
+
+def start_upstream(stack: Stack) -> int:
+    port = free_port()
+    echo = stack.add(Child("upstream", [str(ECHO_BIN), "--listen", f"127.0.0.1:{port}", "--name", "bench"], LOG_DIR))
+    echo.wait_ready(f"http://127.0.0.1:{port}/")
+    return port
+
+
+def start_envoy(stack: Stack, work_dir: Path, workers: int, filtered: bool, control_plane: ControlPlane, upstream_port: int) -> Envoy:
+    name = f"envoy-{'filter' if filtered else 'plain'}-{workers}w"
+    ports = (free_port(), free_port())
+    values = {
+        "ENVOY_LISTEN_PORT": str(ports[0]),
+        "ENVOY_ADMIN_PORT": str(ports[1]),
+        "ENVOY_FILTER_WASM": str(FILTER_WASM),
+        "ENVOY_CONTROL_PLANE_HOST": "127.0.0.1",
+        "ENVOY_CONTROL_PLANE_PORT": str(control_plane.grpc_port),
+        "BENCH_UPSTREAM_PORT": str(upstream_port),
+    }
+    config = work_dir / f"{name}.yaml"
+    config.write_text(bootstrap.render_envoy(ROOT, values, with_filter=filtered))
+    envoy = stack.add(Envoy(name, ENVOY_BIN, config, LOG_DIR, workers, ports))
+    status, _ = http("GET", envoy.url(ROUTES["direct"]))
+    if status != (401 if filtered else 200):
+        raise SystemExit(f"bench: {name} answered {status} to a request without credentials")
+    return envoy
+
+
+def probe(envoy: Envoy, case: Case, expected: int) -> str | None:
+    """Why `envoy` does not answer the case as expected on every route, or None."""
+    for route, path in ROUTES.items():
+        status, answer = http("GET", envoy.url(path), case.probe_headers)
+        if status != expected:
+            code = ((answer or {}).get("error") or {}).get("code", "")
+            return f"{envoy.name} answered {status} {code} on {route}, expected {expected}".rstrip()
+    return None
+
+
+def run_case(results: report.Results, envoys: dict[str, Envoy], control_plane: ControlPlane, case: Case) -> None:
+    workers = envoys["plain"].workers
+    failure = case.broken or probe(envoys["filter"], case, case.filter_status)
+    failure = failure or probe(envoys["plain"], case, 200)
+    if failure:
+        results.failures[(workers, case.name)] = failure
+        say(f"FAILED: {case.name}: {failure}")
+        return
+    for route, path in ROUTES.items():
+        for connections in (THROUGHPUT_CONNECTIONS, LATENCY_CONNECTIONS):
+            for variant, envoy in envoys.items():
+                expected = case.filter_status if variant == "filter" else 200
+                results.runs[(workers, route, case.name, variant, connections)] = measure(
+                    envoy, control_plane, envoy.url(path), case.wrk_env, connections, expected
+                )
+
+
+def measure_memory(results: report.Results, envoy: Envoy, control_plane: ControlPlane) -> None:
+    say(f"{envoy.name}: caching {PRINCIPALS_FOR_MEMORY:,} more principals")
+    before = envoy.child.rss_mb()
+    cached = cache_new_principals(control_plane, envoy.url(ROUTES["direct"]), PRINCIPALS_FOR_MEMORY, KEYSPACE)
+    results.memory.append(report.MemoryGrowth(envoy.workers, cached, before, envoy.child.rss_mb()))
+
+
+def bench_workers(results, stack, work_dir, workers, control_plane, upstream_port, all_cases) -> None:
+    envoys = {
+        "plain": start_envoy(stack, work_dir, workers, False, control_plane, upstream_port),
+        "filter": start_envoy(stack, work_dir, workers, True, control_plane, upstream_port),
+    }
+    for case in all_cases:
+        say(f"{workers} worker(s): {case.name}")
+        run_case(results, envoys, control_plane, case)
+    measure_memory(results, envoys["filter"], control_plane)
+    for envoy in envoys.values():
+        stack.stop(envoy)
+
+
+def envoy_version() -> str:
+    line = subprocess.run([str(ENVOY_BIN), "--version"], capture_output=True, text=True, check=True).stdout
+    return line.strip().split("/")[1] if "/" in line else line.strip()
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def print_report(results: report.Results, elapsed_secs: float) -> None:
+    print(
+        f"\nTollgate benchmark: Envoy {envoy_version()} plain vs with the Tollgate filter, same run\n"
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs; everything on 127.0.0.1\n"
+        f"load: wrk, {THROUGHPUT_CONNECTIONS} connections for throughput and CPU, "
+        f"{LATENCY_CONNECTIONS} connection for unloaded latency, each run after a warm-up\n"
+        "routes: direct = Envoy's direct_response; proxied = to tollgate-echo (release build)\n"
+        "ratios are filter/plain; 'added' is filter minus plain; CPU is Envoy's user+system time per request\n"
+    )
+    print(f"At {THROUGHPUT_CONNECTIONS} connections\n{report.throughput_table(results)}\n")
+    print(
+        f"Per request: p50 at {LATENCY_CONNECTIONS} connection, CPU at {THROUGHPUT_CONNECTIONS} connections; "
+        "callouts are the filter's calls to the control plane\n"
+        f"{report.cost_table(results)}\n"
+    )
+    print(f"Envoy memory for cached principals (VmRSS growth)\n{report.memory_table(results)}\n")
+    for problem in report.unexpected_answers(results):
+        print(f"UNEXPECTED: {problem}")
+    for (workers, case), failure in results.failures.items():
+        print(f"FAILED: {case} ({workers} worker(s)): {failure}")
+    print(f"total time: {elapsed_secs:.0f} s")
+
+
+def main() -> int:
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    results, stack = report.Results(), Stack()
+    password = secrets.token_urlsafe(16)
+    with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as work:
+        work_dir = Path(work)
+        try:
+            control_plane, api_key = prepare_control_plane(stack, work_dir / "data", password)
+            all_cases = cases(api_key, *login(control_plane, password))
+            upstream_port = start_upstream(stack)
+            for workers in WORKER_COUNTS:
+                bench_workers(results, stack, work_dir, workers, control_plane, upstream_port, all_cases)
+        finally:
+            stack.stop_all()
+    print_report(results, time.monotonic() - started)
+    return 1 if results.failures or report.unexpected_answers(results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+//! The decision for one request, from its credential, the cached principals, the change feed
+//! and the failure policy. Pure: the host's caches come in through [`Principals`].
+
+use std::net::IpAddr;
+
+use crate::access::{client_ip, Scopes};
+use crate::callout::Lookup;
+use crate::credential::{CredentialError, Presented};
+use crate::decision::{
+    AuthMethod, Decision, API_KEY_EXPIRED, CONTROL_PLANE_UNAVAILABLE, INVALID_API_KEY,
+    INVALID_FORWARDED_FOR, IP_NOT_ALLOWED, MISSING_CREDENTIALS, SCOPE_DENIED, SESSION_REVOKED,
+    USER_SUSPENDED,
+};
+use crate::digest::KeyDigest;
+use crate::freshness::Freshness;
+use crate::proto::{Principal, UserStatus};
+use crate::resolved::Resolved;
+use crate::session::{verify, SessionClaims, TokenDigest, VerifiedTokens};
+
+const USER_ID_HEADER: &str = "x-tollgate-user-id";
+const KEY_ID_HEADER: &str = "x-tollgate-key-id";
+const TENANT_ID_HEADER: &str = "x-tollgate-tenant-id";
+const GROUPS_HEADER: &str = "x-tollgate-groups";
+const AUTH_METHOD_HEADER: &str = "x-tollgate-auth-method";
+const MILLIS_PER_SECOND: i64 = 1000;
+
+/// The cached answers of the control plane, as the host holds them.
+pub trait Principals {
+    /// Calls `read` with the entry for an API key's digest, fresh or stale, if there is one.
+    fn with_key<R>(&self, digest: &KeyDigest, read: impl FnOnce(Option<&Resolved>) -> R) -> R;
+    /// Calls `read` with the entry for a session's user, fresh or stale, if there is one.
+    fn with_user<R>(&self, user_id: &str, read: impl FnOnce(Option<&Resolved>) -> R) -> R;
+}
+
+/// What the operator configured for when the control plane cannot answer.
+#[derive(Debug, Clone, Default)]
+pub struct FailurePolicy {
+    /// How long past its TTL a cached principal still serves.
+    pub max_stale_ms: i64,
+    /// Routes that let unauthenticated requests through; `None` fails closed everywhere.
+    pub fail_open: Option<Scopes>,
+}
+
+/// Where the request stands with the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Nothing asked yet: a missing or stale entry leads to a lookup.
+    First,
+    /// The control plane just answered: its entry is as fresh as anything can be.
+    Fetched,
+    /// The control plane could not be reached: serve stale entries or apply the policy.
+    Unreachable,
+}
+
+/// The request as the gate sees it.
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub client_ip: IpAddr,
+    pub now_ms: i64,
+    pub stage: Stage,
+}
+
+/// Everything the gate consults besides the request.
+pub struct Gate<'a, P: Principals> {
+    pub principals: &'a P,
+    pub freshness: &'a Freshness,
+    pub policy: &'a FailurePolicy,
+}
+
+/// The client's address: the peer, or the `X-Forwarded-For` entry `trusted_hops` proxies back.
+pub fn client_address(
+    source_address: &str,
+    forwarded_for: Option<&[u8]>,
+    trusted_hops: u8,
+) -> Result<IpAddr, Decision> {
+    client_ip(source_address, forwarded_for, trusted_hops).map_err(|_| INVALID_FORWARDED_FOR)
+}
+
+impl<P: Principals> Gate<'_, P> {
+    /// Decides the request. `tokens` remembers verified session tokens across requests.
+    pub fn decide(
+        &self,
+        presented: &Result<Presented, CredentialError>,
+        facts: &RequestFacts<'_>,
+        tokens: &mut VerifiedTokens,
+    ) -> Decision {
+        match presented {
+            Err(CredentialError::Missing) => MISSING_CREDENTIALS,
+            Err(CredentialError::Invalid) => INVALID_API_KEY,
+            Ok(Presented::ApiKey(key)) => self.principals.with_key(&key.digest, |entry| {
+                self.decide_with(entry, Lookup::Key(key.digest), facts, |principal| {
+                    principal.map_or(INVALID_API_KEY, |p| {
+                        self.authorize(p, entry, facts, AuthMethod::ApiKey)
+                    })
+                })
+            }),
+            Ok(Presented::Session { token, .. }) => {
+                let claims = match self.session_claims(token, facts.now_ms, tokens) {
+                    Ok(claims) => claims,
+                    Err(decision) => return decision,
+                };
+                self.principals.with_user(&claims.user_id, |entry| {
+                    self.decide_with(
+                        entry,
+                        Lookup::User(claims.user_id.clone()),
+                        facts,
+                        |principal| match principal {
+                            Some(p) if p.user_id == claims.user_id => {
+                                self.authorize(p, entry, facts, AuthMethod::Session)
+                            }
+                            _ => invalid_session(),
+                        },
+                    )
+                })
+            }
+        }
+    }
+
+    /// Uses `entry` when it may answer at this stage, else asks for `lookup` or applies the
+    /// failure policy.
+    fn decide_with(
+        &self,
+        entry: Option<&Resolved>,
+        lookup: Lookup,
+        facts: &RequestFacts<'_>,
+        answer: impl FnOnce(Option<&Principal>) -> Decision,
+    ) -> Decision {
+        let usable = entry.filter(|resolved| match facts.stage {
+            Stage::Fetched => true,
+            Stage::First => resolved.entry.is_fresh(facts.now_ms) && self.is_current(resolved),
+            Stage::Unreachable => {
+                let stale_until = resolved
+                    .entry
+                    .expires_at_ms
+                    .saturating_add(self.policy.max_stale_ms);
+                facts.now_ms < stale_until && self.is_current(resolved)
+            }
+        });
+        match (usable, facts.stage) {
+            (Some(resolved), _) => answer(resolved.entry.principal.as_ref()),
+            (None, Stage::Unreachable) => self.when_unreachable(facts),
+            (None, _) => Decision::Lookup(lookup),
+        }
+    }
+
+    fn is_current(&self, resolved: &Resolved) -> bool {
+        let (user_id, key_id) = resolved
+            .entry
+            .principal
+            .as_ref()
+            .map_or(("", ""), |p| (p.user_id.as_str(), p.key_id.as_str()));
+        self.freshness
+            .is_current(resolved.entry.fetched_cursor, user_id, key_id)
+    }
+
+    fn when_unreachable(&self, facts: &RequestFacts<'_>) -> Decision {
+        let fails_open = self
+            .policy
+            .fail_open
+            .as_ref()
+            .is_some_and(|routes| routes.permits(facts.method, facts.path));
+        if fails_open {
+            Decision::Allow {
+                set_headers: vec![(
+                    AUTH_METHOD_HEADER.to_owned(),
+                    AuthMethod::Unverified.as_str().to_owned(),
+                )],
+                auth_method: AuthMethod::Unverified,
+            }
+        } else {
+            CONTROL_PLANE_UNAVAILABLE
+        }
+    }
+
+    fn session_claims(
+        &self,
+        token: &str,
+        now_ms: i64,
+        tokens: &mut VerifiedTokens,
+    ) -> Result<SessionClaims, Decision> {
+        let now_secs = now_ms / MILLIS_PER_SECOND;
+        let digest = TokenDigest::of_token(token);
+        let claims = match tokens.get(&digest, now_secs) {
+            Some(claims) => claims.clone(),
+            None => {
+                let verification = self.freshness.sessions().ok_or(CONTROL_PLANE_UNAVAILABLE)?;
+                let claims = verify(token, &verification.keys, &verification.expect, now_secs)
+                    .map_err(|error| {
+                        Decision::deny(401, error.code(), session_error_message(error.code()))
+                    })?;
+                tokens.insert(digest, claims.clone(), now_secs);
+                claims
+            }
+        };
+        if self.freshness.session_revoked(&claims.session_id) {
+            return Err(SESSION_REVOKED);
+        }
+        Ok(claims)
+    }
+
+    fn authorize(
+        &self,
+        principal: &Principal,
+        resolved: Option<&Resolved>,
+        facts: &RequestFacts<'_>,
+        method: AuthMethod,
+    ) -> Decision {
+        if principal.user_status() == UserStatus::Suspended {
+            return USER_SUSPENDED;
+        }
+        let key_expired = principal.key_expires_at != 0
+            && principal.key_expires_at.saturating_mul(MILLIS_PER_SECOND) <= facts.now_ms;
+        if key_expired {
+            return API_KEY_EXPIRED;
+        }
+        let allowed_address = resolved
+            .and_then(|r| r.allowlist.as_ref())
+            .is_some_and(|allowlist| allowlist.allows(facts.client_ip));
+        if !allowed_address {
+            return IP_NOT_ALLOWED;
+        }
+        let in_scope = resolved
+            .and_then(|r| r.scopes.as_ref())
+            .is_some_and(|scopes| scopes.permits(facts.method, facts.path));
+        if !in_scope {
+            return SCOPE_DENIED;
+        }
+        Decision::Allow {
+            set_headers: identity_headers(principal, method),
+            auth_method: method,
+        }
+    }
+}
+
+fn invalid_session() -> Decision {
+    Decision::deny(
+        401,
+        "invalid_session",
+        session_error_message("invalid_session"),
+    )
+}
+
+fn session_error_message(code: &str) -> &'static str {
+    if code == "session_expired" {
+        "the session token has expired; refresh it"
+    } else {
+        "invalid session token"
+    }
+}
+
+fn identity_headers(principal: &Principal, method: AuthMethod) -> Vec<(String, String)> {
+    let mut headers = vec![(USER_ID_HEADER.to_owned(), principal.user_id.clone())];
+    if !principal.key_id.is_empty() {
+        headers.push((KEY_ID_HEADER.to_owned(), principal.key_id.clone()));
+    }
+    if !principal.tenant_id.is_empty() {
+        headers.push((TENANT_ID_HEADER.to_owned(), principal.tenant_id.clone()));
+    }
+    if !principal.group_ids.is_empty() {
+        headers.push((GROUPS_HEADER.to_owned(), principal.group_ids.join(",")));
+    }
+    headers.push((AUTH_METHOD_HEADER.to_owned(), method.as_str().to_owned()));
+    headers
+}
+
+#[cfg(test)]
+mod tests;

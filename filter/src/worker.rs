@@ -1,0 +1,83 @@
+//! What every request on one worker VM shares: configuration, caches, the worker's view of
+//! the change feed, and verified session tokens.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use tollgate_filter_core::config::PluginConfig;
+use tollgate_filter_core::freshness::Freshness;
+use tollgate_filter_core::gate::FailurePolicy;
+use tollgate_filter_core::session::VerifiedTokens;
+use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
+
+use crate::caches::PrincipalCaches;
+use crate::metrics::Metrics;
+
+/// Bounds the memory one VM spends on verified session tokens.
+const VERIFIED_TOKENS_CAPACITY: usize = 10_000;
+const MILLIS_PER_SECOND: i64 = 1000;
+
+pub struct Worker {
+    pub config: PluginConfig,
+    pub policy: FailurePolicy,
+    pub caches: PrincipalCaches,
+    pub freshness: RefCell<Freshness>,
+    pub tokens: RefCell<VerifiedTokens>,
+    pub metrics: Rc<Metrics>,
+    /// The shared-data version of the sync state last read, to skip unchanged reads.
+    seen_sync_version: Cell<Option<u32>>,
+}
+
+impl Worker {
+    pub fn new(config: PluginConfig) -> Self {
+        let metrics = Rc::new(Metrics::define());
+        let max_stale_ms = i64::from(config.max_stale_secs) * MILLIS_PER_SECOND;
+        Self {
+            policy: FailurePolicy {
+                max_stale_ms,
+                fail_open: config.fail_open_scopes(),
+            },
+            caches: PrincipalCaches::new(max_stale_ms, Rc::clone(&metrics)),
+            freshness: RefCell::new(Freshness::default()),
+            tokens: RefCell::new(VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY)),
+            metrics,
+            seen_sync_version: Cell::new(None),
+            config,
+        }
+    }
+
+    /// Re-reads the Envoy-wide sync state if it changed since the last look.
+    pub fn refresh_freshness(&self) {
+        let (bytes, version) = match hostcalls::get_shared_data(SYNC_STATE_KEY) {
+            Ok((Some(bytes), version)) => (bytes, version),
+            Ok((None, _)) => return,
+            Err(status) => {
+                log::warn!("could not read the sync state: {status:?}");
+                return;
+            }
+        };
+        if version.is_some() && version == self.seen_sync_version.get() {
+            return;
+        }
+        let Some(state) = SyncState::from_bytes(&bytes) else {
+            log::warn!("the sync state in shared data is unreadable");
+            return;
+        };
+        let (Ok(mut freshness), Ok(mut tokens)) = (
+            self.freshness.try_borrow_mut(),
+            self.tokens.try_borrow_mut(),
+        ) else {
+            return;
+        };
+        let kept = freshness.take_sessions();
+        let keys_before = kept.as_ref().map(|s| s.keys_version.clone());
+        *freshness = Freshness::from_state(&state, kept);
+        let keys_after = freshness.sessions().map(|s| s.keys_version.clone());
+        if keys_before != keys_after {
+            // Tokens verified with withdrawn keys must be verified again.
+            tokens.clear();
+        }
+        self.seen_sync_version.set(version);
+    }
+}
