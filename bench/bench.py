@@ -4,6 +4,7 @@ scripts/bench.sh builds everything and runs this; bench/README.md says what is m
 
 import os
 import platform
+import re
 import secrets
 import signal
 import subprocess
@@ -112,6 +113,7 @@ def start_envoy(stack: Stack, work_dir: Path, workers: int, filtered: bool, cont
     name = f"envoy-{'filter' if filtered else 'plain'}-{workers}w"
     ports = (free_port(), free_port())
     values = {
+        "ENVOY_LISTEN_ADDRESS": "127.0.0.1",
         "ENVOY_LISTEN_PORT": str(ports[0]),
         "ENVOY_ADMIN_PORT": str(ports[1]),
         "ENVOY_FILTER_WASM": str(FILTER_WASM),
@@ -120,7 +122,7 @@ def start_envoy(stack: Stack, work_dir: Path, workers: int, filtered: bool, cont
         "BENCH_UPSTREAM_PORT": str(upstream_port),
     }
     config = work_dir / f"{name}.yaml"
-    config.write_text(bootstrap.render_envoy(ROOT, values, with_filter=filtered))
+    config.write_text(bootstrap.render_envoy(ROOT, values, with_tollgate=filtered))
     envoy = stack.add(Envoy(name, ENVOY_BIN, config, LOG_DIR, workers, ports))
     status, _ = http("GET", envoy.url(ROUTES["direct"]))
     if status != (401 if filtered else 200):
@@ -140,6 +142,7 @@ def probe(envoy: Envoy, case: Case, expected: int) -> str | None:
 
 def run_case(results: report.Results, envoys: dict[str, Envoy], control_plane: ControlPlane, case: Case) -> None:
     workers = envoys["plain"].workers
+    results.rows += [(workers, route, case.name) for route in ROUTES]
     failure = case.broken or probe(envoys["filter"], case, case.filter_status)
     failure = failure or probe(envoys["plain"], case, 200)
     if failure:
@@ -176,8 +179,10 @@ def bench_workers(results, stack, work_dir, workers, control_plane, upstream_por
 
 
 def envoy_version() -> str:
-    line = subprocess.run([str(ENVOY_BIN), "--version"], capture_output=True, text=True, check=True).stdout
-    return line.strip().split("/")[1] if "/" in line else line.strip()
+    """The release number in `envoy --version` (`... version: <sha>/1.40.0/Clean/RELEASE/...`)."""
+    output = subprocess.run([str(ENVOY_BIN), "--version"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"version: \S+?/([0-9.]+)/", output)
+    return found.group(1) if found else output.strip()
 
 
 def cpu_model() -> str:

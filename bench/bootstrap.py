@@ -1,62 +1,86 @@
-"""Renders the benchmark bootstrap, bench/envoy.yaml, with or without the Tollgate filter. Refuses to render when the filter or the control plane cluster of
-bench/envoy.yaml differ from envoy/bootstrap.yaml, so the benchmark measures the real filter."""
+"""Renders the benchmark bootstrap: envoy/bootstrap.yaml with its routes and its demo upstream
+cluster replaced by those of bench/envoy.yaml. Everything else, the Tollgate filter, its sync
+service and the control plane cluster included, is the real configuration, whatever it is today.
+The plain variant is the same bootstrap without Tollgate's two wasm extensions."""
 
 import re
 from pathlib import Path
 
-# The first line of each block that must stay identical to envoy/bootstrap.yaml.
-SHARED_BLOCKS = ("- name: envoy.filters.http.wasm", "- name: tollgate_control_plane")
-FILTER_BLOCK = SHARED_BLOCKS[0]
+ROUTES = "route_config:"
+REAL_UPSTREAM = "- name: tollgate_upstream_default"
+BENCH_UPSTREAM = "- name: bench_upstream"
+# Tollgate's part of the bootstrap, left out of the plain variant.
+TOLLGATE_BLOCKS = ("- name: envoy.filters.http.wasm", "- name: envoy.bootstrap.wasm")
+EXTENSIONS = "bootstrap_extensions:"
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 
-def block(text: str, first_line: str) -> str:
-    """The YAML list item starting with `first_line`, dedented, up to its next sibling or parent."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == first_line), None)
-    if start is None:
-        raise SystemExit(f"bench: no '{first_line}' in the bootstrap")
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    end = start + 1
-    while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > indent):
-        end += 1
-    return "\n".join(line[indent:] for line in lines[start:end]).rstrip()
+def config_lines(text: str) -> list[str]:
+    """The lines that configure something: no blank lines, no comment lines."""
+    return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def check_matches_real(template: str, real: str) -> None:
-    for first_line in SHARED_BLOCKS:
-        if block(template, first_line) != block(real, first_line):
-            raise SystemExit(
-                f"bench: '{first_line}' in bench/envoy.yaml differs from envoy/bootstrap.yaml; "
-                "copy the real one into the benchmark bootstrap"
-            )
+def _find(lines: list[str], first_line: str) -> int | None:
+    return next((i for i, line in enumerate(lines) if line.strip() == first_line), None)
 
 
-def without_block(text: str, first_line: str) -> str:
-    kept = block(text, first_line)
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == first_line)
-    return "\n".join(lines[:start] + lines[start + len(kept.splitlines()) :]) + "\n"
+def _span(lines: list[str], first_line: str) -> tuple[int, int]:
+    """Where the block (a mapping key or a list item) starting with `first_line` is."""
+    start = _find(lines, first_line)
+    if start is None:
+        raise SystemExit(f"bench: no '{first_line}' in the bootstrap")
+    end = start + 1
+    while end < len(lines) and _indent(lines[end]) > _indent(lines[start]):
+        end += 1
+    return start, end
 
 
-def substitute(template: str, values: dict[str, str]) -> str:
+def block(lines: list[str], first_line: str) -> list[str]:
+    start, end = _span(lines, first_line)
+    return lines[start:end]
+
+
+def replaced(lines: list[str], first_line: str, new_block: list[str]) -> list[str]:
+    """`lines` with the block starting with `first_line` replaced by `new_block`, re-indented."""
+    start, end = _span(lines, first_line)
+    shift = _indent(lines[start]) - _indent(new_block[0])
+    reindented = [" " * shift + line if shift >= 0 else line[-shift:] for line in new_block]
+    return lines[:start] + reindented + lines[end:]
+
+
+def without(lines: list[str], first_line: str) -> list[str]:
+    start, end = _span(lines, first_line)
+    return lines[:start] + lines[end:]
+
+
+def without_tollgate(lines: list[str]) -> list[str]:
+    """The HTTP filter must be there; the sync service goes too when the bootstrap has one."""
+    filter_block, *other_blocks = TOLLGATE_BLOCKS
+    lines = without(lines, filter_block)
+    for first_line in other_blocks:
+        if _find(lines, first_line) is not None:
+            lines = without(lines, first_line)
+    if _find(lines, EXTENSIONS) is not None and len(block(lines, EXTENSIONS)) == 1:
+        lines = without(lines, EXTENSIONS)
+    return lines
+
+
+def substitute(lines: list[str], values: dict[str, str]) -> str:
     def value(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in values:
-            raise SystemExit(f"bench: no value for ${{{name}}} in the bootstrap template")
-        return values[name]
+        if match.group(1) not in values:
+            raise SystemExit(f"bench: no value for {match.group(0)} in the bootstrap")
+        return values[match.group(1)]
 
-    body = "\n".join(line for line in template.splitlines() if not line.startswith("#"))
-    return PLACEHOLDER.sub(value, body) + "\n"
+    return PLACEHOLDER.sub(value, "\n".join(lines)) + "\n"
 
 
-def render_envoy(root: Path, values: dict[str, str], with_filter: bool) -> str:
-    template = (root / "bench/envoy.yaml").read_text()
-    check_matches_real(template, (root / "envoy/bootstrap.yaml").read_text())
-    if not with_filter:
-        template = without_block(template, FILTER_BLOCK)
-    return substitute(template, values)
+def render_envoy(root: Path, values: dict[str, str], with_tollgate: bool) -> str:
+    real = config_lines((root / "envoy/bootstrap.yaml").read_text())
+    bench = config_lines((root / "bench/envoy.yaml").read_text())
+    lines = replaced(real, ROUTES, block(bench, ROUTES))
+    lines = replaced(lines, REAL_UPSTREAM, block(bench, BENCH_UPSTREAM))
+    return substitute(lines if with_tollgate else without_tollgate(lines), values)

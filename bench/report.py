@@ -20,6 +20,8 @@ class MemoryGrowth:
 
 @dataclass
 class Results:
+    # (workers, route, case) in the order they were benchmarked, failed ones included
+    rows: list[tuple] = field(default_factory=list)
     # (workers, route, case, "plain" | "filter", connections) -> measurement
     runs: dict[tuple, Measurement] = field(default_factory=dict)
     # (workers, case) -> why the filter's answer was not the expected one
@@ -32,8 +34,8 @@ class Results:
 
 
 def table(headers: list[str], rows: list[list[str]], labels: int = LABEL_COLUMNS) -> str:
-    """Aligned columns: the first `labels` to the left, figures to the right."""
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    """Aligned columns: the first `labels` to the left, figures to the right; short rows end early."""
+    widths = [max(len(row[i]) for row in [headers, *rows] if i < len(row)) for i in range(len(headers))]
 
     def line(cells: list[str]) -> str:
         return "  ".join(
@@ -57,17 +59,12 @@ def added(filter_value: float, plain_value: float) -> str:
     return f"{filter_value - plain_value:+,.1f}"
 
 
-def _rows(results: Results, cells, failed_width: int) -> list[list[str]]:
-    """One row per (workers, route, case) that was run; `cells` makes the figures of one row."""
-    rows = []
-    for workers, route, case in dict.fromkeys(key[:3] for key in results.runs):
-        label = [str(workers), route, case]
-        failure = results.failures.get((workers, case))
-        rows.append(label + ([f"FAILED: {failure}"] + [""] * (failed_width - 1) if failure else cells(workers, route, case)))
-    for (workers, case), failure in results.failures.items():
-        if not any(key[0] == workers and key[2] == case for key in results.runs):
-            rows.append([str(workers), "all", case, f"FAILED: {failure}"] + [""] * (failed_width - 1))
-    return rows
+def _rows(results: Results, cells) -> list[list[str]]:
+    """One row per (workers, route, case); `cells` makes the figures of a row that was measured."""
+    return [
+        [str(workers), route, case, *(["FAILED"] if (workers, case) in results.failures else cells(workers, route, case))]
+        for workers, route, case in results.rows
+    ]
 
 
 def throughput_table(results: Results) -> str:
@@ -85,7 +82,7 @@ def throughput_table(results: Results) -> str:
         "p50 µs plain", "p50 µs filter", "ratio",
         "p99 µs plain", "p99 µs filter", "ratio",
     ]  # fmt: skip
-    return table(headers, _rows(results, cells, len(headers) - LABEL_COLUMNS))
+    return table(headers, _rows(results, cells))
 
 
 def cost_table(results: Results) -> str:
@@ -104,7 +101,7 @@ def cost_table(results: Results) -> str:
         "Envoy CPU µs plain", "Envoy CPU µs filter", "added µs",
         "callouts/req", "control plane CPU µs/req",
     ]  # fmt: skip
-    return table(headers, _rows(results, cells, len(headers) - LABEL_COLUMNS))
+    return table(headers, _rows(results, cells))
 
 
 def memory_table(results: Results) -> str:

@@ -216,6 +216,10 @@ impl Context for TollgateRequest {
 impl HttpContext for TollgateRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.read_request();
+        if matches!(self.presented, Ok(Presented::Session { .. })) {
+            // Until the first tick after the keys arrive, look for them on the spot.
+            self.worker.load_session_keys_if_missing();
+        }
         let decision = self.decide(Stage::First);
         self.apply(decision)
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use prost::Message;
 use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
 use tollgate_filter_core::callout::{FILTER_SERVICE, WATCH_CHANGES_METHOD};
 use tollgate_filter_core::clock::unix_millis;
 use tollgate_filter_core::config::PluginConfig;
@@ -24,6 +25,8 @@ pub struct SyncService {
     has_state: bool,
     in_flight: Option<u32>,
     retry_at_ms: i64,
+    answers: Option<u32>,
+    failures: Option<u32>,
 }
 
 impl SyncService {
@@ -34,6 +37,8 @@ impl SyncService {
             has_state: false,
             in_flight: None,
             retry_at_ms: 0,
+            answers: hostcalls::define_metric(MetricType::Counter, "tollgate.sync.answers").ok(),
+            failures: hostcalls::define_metric(MetricType::Counter, "tollgate.sync.failures").ok(),
         }
     }
 
@@ -63,7 +68,7 @@ impl SyncService {
             Ok(token) => self.in_flight = Some(token),
             Err(status) => {
                 log::warn!("could not start watching the control plane: {status:?}");
-                self.retry_at_ms = now_ms() + RETRY_AFTER_MS;
+                self.failed();
             }
         }
     }
@@ -79,7 +84,7 @@ impl SyncService {
             .flatten();
         let Some(answer) = answer else {
             log::warn!("watching the control plane failed (gRPC status {grpc_status})");
-            self.retry_at_ms = now_ms() + RETRY_AFTER_MS;
+            self.failed();
             return;
         };
         self.state
@@ -90,12 +95,24 @@ impl SyncService {
         {
             log::warn!("could not publish the sync state: {status:?}");
         }
+        count(self.answers);
         self.watch();
+    }
+
+    fn failed(&mut self) {
+        count(self.failures);
+        self.retry_at_ms = now_ms() + RETRY_AFTER_MS;
     }
 }
 
 /// How often the service checks that a watch is running.
 pub const TICK: Duration = Duration::from_millis(500);
+
+fn count(metric: Option<u32>) {
+    if let Some(id) = metric {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
 
 fn now_ms() -> i64 {
     hostcalls::get_current_time().map_or(0, unix_millis)

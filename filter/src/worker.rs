@@ -47,6 +47,17 @@ impl Worker {
         }
     }
 
+    /// Reads the sync state now if this worker cannot verify sessions yet.
+    pub fn load_session_keys_if_missing(&self) {
+        let missing = self
+            .freshness
+            .try_borrow()
+            .is_ok_and(|freshness| freshness.sessions().is_none());
+        if missing {
+            self.refresh_freshness();
+        }
+    }
+
     /// Re-reads the Envoy-wide sync state if it changed since the last look.
     pub fn refresh_freshness(&self) {
         let (bytes, version) = match hostcalls::get_shared_data(SYNC_STATE_KEY) {

@@ -1,5 +1,8 @@
 //! End-to-end: real Envoy with the built filter, the real control plane, echo upstreams.
 
 mod admin;
+mod authorization;
+mod bad_input;
 mod failures;
 mod keys;
+mod sessions;

@@ -50,6 +50,28 @@ impl ControlPlane {
         control_plane
     }
 
+    /// A second control plane on `first`'s data (same database, secret and signing keys),
+    /// on ports of its own.
+    pub fn start_sharing(first: &ControlPlane, options: ControlPlaneOptions) -> Self {
+        let unused = tempfile::tempdir().expect("data folder");
+        let mut env = first.options.env.clone();
+        env.extend(options.env);
+        let mut control_plane = Self {
+            http_port: free_port(),
+            grpc_port: free_port(),
+            data_dir: first.data_dir.clone(),
+            options: ControlPlaneOptions {
+                database_url: first.options.database_url.clone(),
+                env,
+            },
+            layout: first.layout.clone(),
+            process: None,
+            _data: unused,
+        };
+        control_plane.resume();
+        control_plane
+    }
+
     /// A command for the `tollgate` binary with this instance's configuration.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.layout.tollgate_bin);
@@ -129,23 +151,43 @@ impl ControlPlane {
 
     /// Creates a user through the admin API; returns its id.
     pub fn create_user(&self, username: &str) -> String {
-        let answer = self.admin("POST", "/api/v1/users", Some(json!({"username": username})));
+        self.create_user_with(json!({"username": username}))
+    }
+
+    /// Creates a user from a full JSON body; returns its id.
+    pub fn create_user_with(&self, body: Value) -> String {
+        let answer = self.admin("POST", "/api/v1/users", Some(body));
         assert_eq!(answer.status, 201, "create user: {}", answer.text);
         answer.body["id"].as_str().expect("user id").to_string()
     }
 
-    /// Issues a key for the user; returns (key id, key).
-    pub fn create_key(&self, user_id: &str) -> (String, String) {
-        let answer = self.admin(
-            "POST",
-            &format!("/api/v1/users/{user_id}/keys"),
-            Some(json!({"name": "test"})),
-        );
+    /// Issues a key with a full JSON body; returns (key id, key).
+    pub fn create_key_with(&self, user_id: &str, body: Value) -> (String, String) {
+        let answer = self.admin("POST", &format!("/api/v1/users/{user_id}/keys"), Some(body));
         assert_eq!(answer.status, 201, "create key: {}", answer.text);
         (
             answer.body["id"].as_str().expect("key id").to_string(),
             answer.body["key"].as_str().expect("key").to_string(),
         )
+    }
+
+    /// Logs in with a password; returns the access token.
+    pub fn login(&self, username: &str, password: &str) -> String {
+        let answer = send(
+            client()
+                .post(self.url("/api/v1/auth/login"))
+                .json(&json!({"username": username, "password": password})),
+        );
+        assert_eq!(answer.status, 200, "login: {}", answer.text);
+        answer.body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_string()
+    }
+
+    /// Issues a key for the user; returns (key id, key).
+    pub fn create_key(&self, user_id: &str) -> (String, String) {
+        self.create_key_with(user_id, json!({"name": "test"}))
     }
 
     /// A counter from `/metrics`, summed over the series whose labels contain `labels`.

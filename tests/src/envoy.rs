@@ -158,4 +158,57 @@ impl Envoy {
     pub fn log(&self) -> String {
         self.process.log()
     }
+
+    /// Waits until the stat reaches `at_least`; panics after `limit`.
+    pub fn wait_for_stat(&self, name: &str, at_least: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.stat(name) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "{name} stayed below {at_least} for {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Requests Envoy sent to the upstream pool so far.
+    pub fn upstream_requests(&self) -> u64 {
+        self.stat("cluster.tollgate_upstream_default.upstream_rq_total")
+    }
+
+    /// Envoy's Prometheus text.
+    pub fn prometheus(&self) -> String {
+        client()
+            .get(format!(
+                "http://127.0.0.1:{}/stats/prometheus",
+                self.admin_port
+            ))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    /// Repeats `request` until `done` holds for its answer; returns how long that took.
+    /// Panics after `limit`.
+    pub fn until(
+        &self,
+        limit: Duration,
+        mut request: impl FnMut() -> Answer,
+        done: impl Fn(&Answer) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        loop {
+            let answer = request();
+            if done(&answer) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "still {} after {limit:?}: {}",
+                answer.status,
+                answer.text
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

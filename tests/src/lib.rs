@@ -34,6 +34,9 @@ impl Echo {
     }
 }
 
+/// Answers the change-feed service got: one means the filter knows the signing keys.
+pub const SYNC_ANSWERS_STAT: &str = "wasmcustom.tollgate.sync.answers";
+
 /// A whole gateway: control plane, two echo upstreams and Envoy with the filter.
 pub struct Gateway {
     pub envoy: Envoy,
@@ -41,6 +44,7 @@ pub struct Gateway {
     pub upstream_a: Echo,
     pub upstream_b: Echo,
     pub layout: Layout,
+    _slot: GatewaySlot,
 }
 
 impl Gateway {
@@ -50,6 +54,12 @@ impl Gateway {
     }
 
     pub fn start_with(options: ControlPlaneOptions) -> Self {
+        Self::start_configured(options, None)
+    }
+
+    /// Starts everything, with `filter_config` as the filter's JSON configuration.
+    pub fn start_configured(options: ControlPlaneOptions, filter_config: Option<String>) -> Self {
+        let slot = GatewaySlot::acquire();
         let layout = Layout::discover();
         let upstream_a = Echo::start(&layout, "backend-a");
         let upstream_b = Echo::start(&layout, "backend-b");
@@ -59,15 +69,54 @@ impl Gateway {
             EnvoyOptions {
                 grpc_port: control_plane.grpc_port,
                 upstream_ports: [upstream_a.port, upstream_b.port],
+                filter_config,
                 ..EnvoyOptions::default()
             },
         );
+        envoy.wait_for_stat(SYNC_ANSWERS_STAT, 1, std::time::Duration::from_secs(10));
         Self {
             envoy,
             control_plane,
             upstream_a,
             upstream_b,
             layout,
+            _slot: slot,
         }
+    }
+}
+
+/// How many gateways may run at once (`TOLLGATE_E2E_GATEWAYS`, default 3): each is four
+/// processes, and a machine with few cores answers callouts too late when all tests run at once.
+struct GatewaySlot;
+
+static RUNNING_GATEWAYS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static SLOT_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+impl GatewaySlot {
+    fn acquire() -> Self {
+        let limit = std::env::var("TOLLGATE_E2E_GATEWAYS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3usize);
+        let mut running = RUNNING_GATEWAYS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *running >= limit {
+            running = SLOT_FREED
+                .wait(running)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *running += 1;
+        Self
+    }
+}
+
+impl Drop for GatewaySlot {
+    fn drop(&mut self) {
+        let mut running = RUNNING_GATEWAYS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *running = running.saturating_sub(1);
+        SLOT_FREED.notify_one();
     }
 }

@@ -68,13 +68,21 @@ pub struct Gate<'a, P: Principals> {
     pub policy: &'a FailurePolicy,
 }
 
-/// The client's address: the peer, or the `X-Forwarded-For` entry `trusted_hops` proxies back.
+/// The client's address: the peer itself, or, behind `trusted_hops` proxies, the
+/// `X-Forwarded-For` entry the outermost trusted proxy wrote.
+///
+/// Envoy runs with `use_remote_address: true`, so it has already appended the peer to
+/// `X-Forwarded-For` when the filter reads it; that entry is skipped as one more hop.
 pub fn client_address(
     source_address: &str,
     forwarded_for: Option<&[u8]>,
     trusted_hops: u8,
 ) -> Result<IpAddr, Decision> {
-    client_ip(source_address, forwarded_for, trusted_hops).map_err(|_| INVALID_FORWARDED_FOR)
+    let (forwarded_for, hops) = match trusted_hops {
+        0 => (None, 0),
+        hops => (forwarded_for, hops.saturating_add(1)),
+    };
+    client_ip(source_address, forwarded_for, hops).map_err(|_| INVALID_FORWARDED_FOR)
 }
 
 impl<P: Principals> Gate<'_, P> {

@@ -497,12 +497,27 @@ fn sessions_cannot_be_checked_before_the_keys_arrive() {
 #[test]
 fn a_bad_forwarded_for_is_refused() {
     assert_eq!(
-        client_address("127.0.0.1:5000", Some(b"not-an-ip"), 1).map_err(|d| denied_code(&d)),
+        client_address("127.0.0.1:5000", Some(b"not-an-ip, 127.0.0.1"), 1)
+            .map_err(|d| denied_code(&d)),
         Err("invalid_forwarded_for")
     );
     assert_eq!(
         client_address("127.0.0.1:5000", Some(b"203.0.113.9"), 0),
         Ok("127.0.0.1".parse().expect("ip")),
         "a spoofed header from an untrusted peer changes nothing"
+    );
+}
+
+#[test]
+fn behind_trusted_proxies_the_entry_before_envoys_own_counts() {
+    // Envoy appended the peer (127.0.0.1); one trusted proxy wrote 203.0.113.9.
+    let xff = b"198.51.100.7, 203.0.113.9, 127.0.0.1";
+    assert_eq!(
+        client_address("127.0.0.1:5000", Some(xff), 1),
+        Ok("203.0.113.9".parse().expect("ip"))
+    );
+    assert_eq!(
+        client_address("127.0.0.1:5000", Some(xff), 2),
+        Ok("198.51.100.7".parse().expect("ip"))
     );
 }

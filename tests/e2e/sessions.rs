@@ -1,0 +1,115 @@
+//! Sessions through Envoy: tokens verified inside the filter, logout felt within a second.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tollgate_e2e::Gateway;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn user_with_password(gateway: &Gateway, username: &str) -> String {
+    gateway
+        .control_plane
+        .create_user_with(json!({"username": username, "password": PASSWORD}))
+}
+
+#[test]
+fn a_session_token_reaches_the_upstream_as_its_user() {
+    let gateway = Gateway::start();
+    let user_id = user_with_password(&gateway, "alice");
+    let token = gateway.control_plane.login("alice", PASSWORD);
+    let bearer = format!("Bearer {token}");
+
+    let answer = gateway
+        .envoy
+        .get("/v1/things", &[("authorization", &bearer)]);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let seen = &answer.body["headers"];
+    assert_eq!(seen["x-tollgate-user-id"], user_id.as_str());
+    assert_eq!(seen["x-tollgate-auth-method"], "session");
+    assert!(
+        seen.get("authorization").is_none(),
+        "the token reached the upstream"
+    );
+    assert_eq!(
+        gateway
+            .envoy
+            .stat("wasmcustom.tollgate.requests.allowed.session"),
+        1
+    );
+}
+
+#[test]
+fn a_session_wins_over_an_api_key_and_the_pair_is_counted() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    user_with_password(&gateway, "bob");
+    let other = cp.create_user("other");
+    let (_, other_key) = cp.create_key(&other);
+    let bearer = format!("Bearer {}", cp.login("bob", PASSWORD));
+
+    let answer = gateway.envoy.get(
+        "/",
+        &[("authorization", &bearer), ("x-api-key", &other_key)],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body["headers"]["x-tollgate-auth-method"], "session");
+    assert!(answer.body["headers"].get("x-api-key").is_none());
+    assert_eq!(
+        gateway
+            .envoy
+            .stat("wasmcustom.tollgate.requests.dual_credentials"),
+        1
+    );
+}
+
+#[test]
+fn logout_is_refused_on_envoy_within_one_second() {
+    let gateway = Gateway::start();
+    user_with_password(&gateway, "carol");
+    let token = gateway.control_plane.login("carol", PASSWORD);
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        gateway.envoy.get("/", &[("authorization", &bearer)]).status,
+        200
+    );
+
+    let logout = tollgate_e2e::http::send(
+        tollgate_e2e::http::client()
+            .post(gateway.control_plane.url("/api/v1/auth/logout"))
+            .header("authorization", &bearer),
+    );
+    assert_eq!(logout.status, 204, "{}", logout.text);
+    let took = gateway.envoy.until(
+        Duration::from_secs(1),
+        || gateway.envoy.get("/", &[("authorization", &bearer)]),
+        |answer| answer.status == 401,
+    );
+    let answer = gateway.envoy.get("/", &[("authorization", &bearer)]);
+    assert_eq!(answer.error_code(), "session_revoked");
+    println!("logout reached Envoy in {took:?}");
+}
+
+#[test]
+fn a_rotated_signing_key_reaches_envoy_before_it_signs() {
+    let gateway = Gateway::start_with(tollgate_e2e::ControlPlaneOptions {
+        env: vec![(
+            "TOLLGATE_SESSIONS__KEY_PUBLISH_DELAY_SECS".into(),
+            "1".into(),
+        )],
+        ..Default::default()
+    });
+    user_with_password(&gateway, "dave");
+    let old = format!("Bearer {}", gateway.control_plane.login("dave", PASSWORD));
+    let rotated = gateway
+        .control_plane
+        .admin("POST", "/api/v1/auth/signing-keys/rotate", None);
+    assert_eq!(rotated.status, 201, "{}", rotated.text);
+    std::thread::sleep(Duration::from_millis(1100));
+    let new = format!("Bearer {}", gateway.control_plane.login("dave", PASSWORD));
+    assert_ne!(old, new);
+    for bearer in [&old, &new] {
+        let answer = gateway.envoy.get("/", &[("authorization", bearer)]);
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+}
