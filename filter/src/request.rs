@@ -7,7 +7,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use tollgate_filter_core::callout::{Lookup, FILTER_SERVICE};
 use tollgate_filter_core::clock::unix_millis;
-use tollgate_filter_core::credential::{extract, CredentialError, CredentialSource, Presented};
+use tollgate_filter_core::credential::{
+    extract, without_session_cookie, CredentialError, CredentialSource, Presented,
+};
 use tollgate_filter_core::decision::Decision;
 use tollgate_filter_core::error_body::error_body;
 use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage};
@@ -26,6 +28,9 @@ pub struct TollgateRequest {
     client_ip: Option<IpAddr>,
     /// Client headers to strip if the request is allowed.
     headers_to_remove: Vec<String>,
+    /// The `Cookie` header to forward instead of the client's, without the session cookie;
+    /// `Some(None)` removes the header.
+    cookie_rewrite: Option<Option<String>>,
     /// The lookup in flight while the request is paused, and when it started.
     pending: Option<(Lookup, i64)>,
 }
@@ -39,6 +44,7 @@ impl TollgateRequest {
             path: String::new(),
             client_ip: None,
             headers_to_remove: Vec::new(),
+            cookie_rewrite: None,
             pending: None,
         }
     }
@@ -85,6 +91,9 @@ impl TollgateRequest {
                 }
                 for (name, value) in &set_headers {
                     self.set_http_request_header(name, Some(value));
+                }
+                if let Some(cookie) = self.cookie_rewrite.take() {
+                    self.set_http_request_header("cookie", cookie.as_deref());
                 }
                 Action::Continue
             }
@@ -139,13 +148,25 @@ impl TollgateRequest {
         let credential_source = match &self.presented {
             Ok(Presented::ApiKey(key)) => Some(key.source),
             Ok(Presented::Session {
-                alongside_api_key, ..
+                alongside_api_key,
+                from_cookie,
+                ..
             }) => {
                 if *alongside_api_key {
                     log::info!("a request sent both a session and an API key; the session wins");
                     self.worker.metrics.dual_credentials();
                 }
-                Some(CredentialSource::AuthorizationBearer)
+                if *from_cookie {
+                    let cookies: Vec<&str> = headers
+                        .iter()
+                        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+                        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+                        .collect();
+                    self.cookie_rewrite = Some(without_session_cookie(&cookies.join("; ")));
+                    Some(CredentialSource::ApiKeyHeader)
+                } else {
+                    Some(CredentialSource::AuthorizationBearer)
+                }
             }
             Err(_) => None,
         };

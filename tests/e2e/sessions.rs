@@ -113,3 +113,43 @@ fn a_rotated_signing_key_reaches_envoy_before_it_signs() {
         assert_eq!(answer.status, 200, "{}", answer.text);
     }
 }
+
+#[test]
+fn the_login_cookie_is_a_session_and_never_reaches_the_upstream() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user_id = user_with_password(&gateway, "erin");
+    let login = tollgate_e2e::http::send(
+        tollgate_e2e::http::client()
+            .post(cp.url("/api/v1/auth/login"))
+            .json(&json!({"username": "erin", "password": PASSWORD})),
+    );
+    let set_cookie = login
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie")
+        .to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+    let session = set_cookie
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    let cookie = format!("theme=dark; {session}");
+
+    let me = tollgate_e2e::http::send(
+        tollgate_e2e::http::client()
+            .get(cp.url("/api/v1/users/me"))
+            .header("cookie", &cookie),
+    );
+    assert_eq!(me.status, 200, "{}", me.text);
+
+    let answer = gateway.envoy.get("/", &[("cookie", &cookie)]);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.body["headers"]["x-tollgate-user-id"],
+        user_id.as_str()
+    );
+    assert_eq!(answer.body["headers"]["cookie"], "theme=dark");
+}

@@ -1,6 +1,7 @@
 //! Logins and sessions: `/api/v1/auth/*` and the JWKS the filter and others verify with.
 
 use axum::extract::State;
+use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{bearer_or_api_key, ApiJson, Caller};
+use super::extract::{bearer_or_api_key, ApiJson, Caller, SESSION_COOKIE};
 use super::AppState;
 use crate::domain::api_key::PlainApiKey;
 use crate::domain::audit::AuditEntry;
@@ -171,7 +172,10 @@ pub async fn logout(
         Err(StoreError::NotFound) => {}
         Err(other) => return Err(other.into()),
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(SET_COOKIE, session_cookie("", 0))],
+    ))
 }
 
 /// Publishes a new signing key now and makes it sign after the publish delay; the
@@ -218,22 +222,33 @@ pub async fn rotate_signing_key(
     ))
 }
 
+/// The tokens as JSON, and the access token again as an HttpOnly session cookie for browsers.
 fn token_answer(
     state: &AppState,
     user: &User,
     session: &SessionId,
     refresh: &PlainApiKey,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let (access_token, expires_in) = state
         .tokens
         .issue(user, session)
         .map_err(|e| internal(&e.to_string()))?;
-    Ok(Json(json!({
-        "access_token": access_token,
-        "refresh_token": refresh.expose(),
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-    })))
+    let cookie = session_cookie(&access_token, expires_in);
+    Ok((
+        [(SET_COOKIE, cookie)],
+        Json(json!({
+            "access_token": access_token,
+            "refresh_token": refresh.expose(),
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+        })),
+    ))
+}
+
+fn session_cookie(value: &str, max_age_secs: i64) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=Lax"
+    )
 }
 
 fn invalid_credentials() -> ApiError {

@@ -16,6 +16,8 @@ use crate::domain::user::{Role, User, UserStatus};
 use crate::store::{Page, StoreError};
 
 const API_KEY_HEADER: &str = "x-api-key";
+/// The cookie holding a browser session's access token.
+pub const SESSION_COOKIE: &str = "tollgate_session";
 const MAX_CREDENTIAL_BYTES: usize = 8192;
 
 /// A JSON body; malformed input answers 400 in the documented error shape.
@@ -106,7 +108,8 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The credential of a request: `X-API-Key`, else `Authorization: Bearer`.
+/// The credential of a request: `X-API-Key`, else `Authorization: Bearer`, else the session
+/// cookie.
 pub fn bearer_or_api_key(headers: &HeaderMap) -> Option<String> {
     let from_api_key_header = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
     let from_bearer = headers
@@ -117,8 +120,19 @@ pub fn bearer_or_api_key(headers: &HeaderMap) -> Option<String> {
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .map(|(_, token)| token.trim())
         });
+    let from_cookie = || {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == SESSION_COOKIE)
+            .map(|(_, value)| value.trim())
+    };
     from_api_key_header
         .or(from_bearer)
+        .or_else(from_cookie)
         .filter(|credential| !credential.is_empty() && credential.len() <= MAX_CREDENTIAL_BYTES)
         .map(str::to_string)
 }

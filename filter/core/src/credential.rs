@@ -9,6 +9,9 @@ use crate::session::looks_like_jwt;
 
 const API_KEY_HEADER: &str = "x-api-key";
 const AUTHORIZATION_HEADER: &str = "authorization";
+const COOKIE_HEADER: &str = "cookie";
+/// The cookie the control plane sets at login, holding the session's access token.
+pub const SESSION_COOKIE: &str = "tollgate_session";
 const BEARER_SCHEME: &[u8] = b"bearer";
 
 /// The header an API key was read from.
@@ -43,11 +46,14 @@ pub enum CredentialError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presented {
     ApiKey(PresentedCredential),
-    /// A session token from `Authorization: Bearer`; it wins over an API key sent alongside.
+    /// A session token from `Authorization: Bearer` or the session cookie; it wins over an
+    /// API key sent alongside.
     Session {
         token: String,
         /// An API key came too: logged and counted, never used.
         alongside_api_key: bool,
+        /// Whether the token came in the session cookie (else in `Authorization`).
+        from_cookie: bool,
     },
 }
 
@@ -65,16 +71,63 @@ where
         .into_iter()
         .filter_map(bearer_token)
         .collect();
+    let alongside_api_key = !values_of(headers, API_KEY_HEADER).is_empty();
     if let [token] = bearer_tokens.as_slice() {
         if looks_like_jwt(token) {
             let token = std::str::from_utf8(token).map_err(|_| CredentialError::Invalid)?;
             return Ok(Presented::Session {
                 token: token.to_owned(),
-                alongside_api_key: !values_of(headers, API_KEY_HEADER).is_empty(),
+                alongside_api_key,
+                from_cookie: false,
+            });
+        }
+    }
+    let has_key = alongside_api_key || !bearer_tokens.is_empty();
+    if !has_key {
+        if let Some(token) = session_cookie(headers) {
+            return Ok(Presented::Session {
+                token,
+                alongside_api_key: false,
+                from_cookie: true,
             });
         }
     }
     extract_credential(headers, max_credential_bytes).map(Presented::ApiKey)
+}
+
+/// The session cookie's token, when exactly one such cookie holds something token-shaped.
+fn session_cookie<N, V>(headers: &[(N, V)]) -> Option<String>
+where
+    N: AsRef<str>,
+    V: AsRef<[u8]>,
+{
+    let mut found = values_of(headers, COOKIE_HEADER)
+        .into_iter()
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, token)| token.trim());
+    match (found.next(), found.next()) {
+        (Some(token), None) if looks_like_jwt(token.as_bytes()) => Some(token.to_owned()),
+        _ => None,
+    }
+}
+
+/// `cookie_header` without the session cookie, so the token never reaches the upstream;
+/// `None` when nothing else remains.
+pub fn without_session_cookie(cookie_header: &str) -> Option<String> {
+    let kept: Vec<&str> = cookie_header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| {
+            !pair.is_empty()
+                && pair
+                    .split_once('=')
+                    .is_none_or(|(name, _)| name.trim() != SESSION_COOKIE)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
 /// Reads the API key from `X-API-Key`, or else from `Authorization: Bearer` (scheme matched
@@ -165,8 +218,44 @@ mod tests {
             super::extract(&[("authorization", bearer.as_str())], MAX),
             Ok(Presented::Session {
                 token: SESSION_TOKEN.to_owned(),
-                alongside_api_key: false
+                alongside_api_key: false,
+                from_cookie: false,
             })
+        );
+    }
+
+    #[test]
+    fn the_session_cookie_is_a_session_when_no_key_is_sent() {
+        let cookie = format!("theme=dark; tollgate_session={SESSION_TOKEN}; lang=en");
+        assert_eq!(
+            super::extract(&[("cookie", cookie.as_str())], MAX),
+            Ok(Presented::Session {
+                token: SESSION_TOKEN.to_owned(),
+                alongside_api_key: false,
+                from_cookie: true,
+            })
+        );
+        assert!(matches!(
+            super::extract(&[("cookie", cookie.as_str()), ("x-api-key", "tg_k")], MAX),
+            Ok(Presented::ApiKey(_))
+        ));
+        let twice = format!("tollgate_session={SESSION_TOKEN}; tollgate_session={SESSION_TOKEN}");
+        assert_eq!(
+            super::extract(&[("cookie", twice.as_str())], MAX),
+            Err(CredentialError::Missing)
+        );
+    }
+
+    #[test]
+    fn the_session_cookie_is_cut_from_the_cookie_header() {
+        assert_eq!(
+            without_session_cookie("theme=dark; tollgate_session=a.b.c; lang=en"),
+            Some("theme=dark; lang=en".to_owned())
+        );
+        assert_eq!(without_session_cookie("tollgate_session=a.b.c"), None);
+        assert_eq!(
+            without_session_cookie("tollgate_sessionx=1"),
+            Some("tollgate_sessionx=1".to_owned())
         );
     }
 
@@ -180,7 +269,8 @@ mod tests {
             ),
             Ok(Presented::Session {
                 token: SESSION_TOKEN.to_owned(),
-                alongside_api_key: true
+                alongside_api_key: true,
+                from_cookie: false,
             })
         );
     }

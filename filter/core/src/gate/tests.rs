@@ -392,6 +392,7 @@ fn alice_session(session_id: &str) -> Result<Presented, CredentialError> {
     Ok(Presented::Session {
         token,
         alongside_api_key: false,
+        from_cookie: false,
     })
 }
 
@@ -472,6 +473,7 @@ fn bad_session_tokens_are_refused_with_the_session_codes() {
         let presented = Ok(Presented::Session {
             token,
             alongside_api_key: false,
+            from_cookie: false,
         });
         let decision = decide(
             &with_user(alice()),

@@ -1,0 +1,159 @@
+//! What Envoy's configuration is built from: backend pools and the routing table, as plain
+//! values with no storage types, so a snapshot can be built (and tested) from anything.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A named set of backends; Envoy sees it as one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// Unique among pools; the cluster is named after it (see [`cluster_name`]).
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    /// How the control plane checks this pool's endpoints. Envoy runs no active checks of
+    /// its own: it learns the outcome through each endpoint's health status.
+    pub health_check: HealthCheckPolicy,
+}
+
+/// One backend of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The backend's id; orders the endpoints so equal input encodes identically.
+    pub id: String,
+    /// An IP address (IPv6 with or without brackets) or a DNS name.
+    pub host: String,
+    pub port: u16,
+    /// Share of the pool's traffic relative to its siblings, 1-100 (clamped into that range).
+    pub weight: u32,
+    /// The latest verdict of the control plane's health checks.
+    pub healthy: HealthState,
+    /// Speak TLS to this backend; plaintext when `None`.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// The health of an endpoint as the control plane last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthState {
+    Healthy,
+    Unhealthy,
+    /// Not checked yet; Envoy treats it as usable.
+    Unknown,
+}
+
+/// TLS towards a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamTls {
+    /// Server name sent in the handshake; empty sends none.
+    pub sni: String,
+}
+
+/// Active health checking of a pool's endpoints, run by the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckPolicy {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures that make a healthy endpoint unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Consecutive successes that make an unhealthy endpoint healthy.
+    pub healthy_threshold: u32,
+    /// HTTP path probed on each endpoint.
+    pub path: String,
+}
+
+/// Which pool serves which request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingTable {
+    /// Requests whose `x-tollgate-route-group` header (set by the filter) has a group's
+    /// value go to that group's pools.
+    pub group_routes: Vec<GroupRoute>,
+    /// Serves every request no group route claims; with none, such requests get a 503.
+    pub default_pool: Option<String>,
+}
+
+/// The pools of one routing group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRoute {
+    /// The exact value of `x-tollgate-route-group` this route matches.
+    pub group_header_value: String,
+    /// Pool names in precedence order: the first one that can serve takes the traffic.
+    pub pools: Vec<String>,
+}
+
+/// The name of the Envoy cluster that serves `pool`.
+pub fn cluster_name(pool: &str) -> String {
+    format!("tollgate_pool_{pool}")
+}
+
+impl Endpoint {
+    /// The host as an IP address, or `None` for a DNS name.
+    pub(crate) fn ip(&self) -> Option<IpAddr> {
+        let bare = self
+            .host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&self.host);
+        bare.parse().ok()
+    }
+}
+
+impl Pool {
+    /// Whether routing traffic here can succeed: at least one endpoint is not known to be
+    /// unhealthy. An empty pool cannot serve.
+    pub(crate) fn can_serve(&self) -> bool {
+        self.endpoints
+            .iter()
+            .any(|e| e.healthy != HealthState::Unhealthy)
+    }
+
+    /// Whether every endpoint is an IP address, so Envoy can take them over EDS.
+    pub(crate) fn all_ip(&self) -> bool {
+        self.endpoints.iter().all(|e| e.ip().is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(host: &str, healthy: HealthState) -> Endpoint {
+        Endpoint {
+            id: host.into(),
+            host: host.into(),
+            port: 80,
+            weight: 1,
+            healthy,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn hosts_are_ips_or_dns_names() {
+        assert!(endpoint("10.0.0.1", HealthState::Healthy).ip().is_some());
+        assert!(endpoint("::1", HealthState::Healthy).ip().is_some());
+        assert!(endpoint("[2001:db8::1]", HealthState::Healthy).ip().is_some());
+        assert!(endpoint("backend.internal", HealthState::Healthy)
+            .ip()
+            .is_none());
+    }
+
+    #[test]
+    fn a_pool_serves_while_one_endpoint_is_not_unhealthy() {
+        let mut pool = Pool {
+            name: "p".into(),
+            endpoints: vec![],
+            health_check: HealthCheckPolicy {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(5),
+                unhealthy_threshold: 3,
+                healthy_threshold: 2,
+                path: "/health".into(),
+            },
+        };
+        assert!(!pool.can_serve());
+        pool.endpoints
+            .push(endpoint("10.0.0.1", HealthState::Unhealthy));
+        assert!(!pool.can_serve());
+        pool.endpoints.push(endpoint("10.0.0.2", HealthState::Unknown));
+        assert!(pool.can_serve());
+    }
+}
