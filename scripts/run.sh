@@ -12,8 +12,7 @@ export ENVOY_LISTEN_PORT=8080
 export ENVOY_ADMIN_PORT=9901
 export ENVOY_CONTROL_PLANE_HOST=127.0.0.1
 export ENVOY_CONTROL_PLANE_PORT=18000
-export ENVOY_UPSTREAM_A_PORT=48080
-export ENVOY_UPSTREAM_B_PORT=48081
+export ENVOY_NODE_ID=envoy-1
 export ENVOY_FILTER_WASM="$ROOT/target/wasm32-wasip1/release/tollgate_filter.wasm"
 CONTROL_PLANE=http://127.0.0.1:8090
 
@@ -72,12 +71,6 @@ wait_for() { # url what
 }
 wait_for "$CONTROL_PLANE/api/v1/ready" "the control plane"
 
-envsubst <envoy/bootstrap.yaml >"$RUN_DIR/envoy.yaml"
-.tools/bin/envoy -c "$RUN_DIR/envoy.yaml" --concurrency 2 --base-id 9901 --log-level warn \
-    >"$RUN_DIR/envoy.log" 2>&1 &
-pids+=($!)
-wait_for "http://127.0.0.1:9901/ready" "Envoy"
-
 admin() { # method path [json]
     curl -sS -X "$1" "$CONTROL_PLANE$2" -H "X-API-Key: $ADMIN_KEY" \
         -H 'Content-Type: application/json' ${3:+--data "$3"}
@@ -91,6 +84,22 @@ if [[ -z "$user_id" ]]; then
     user_id="$(admin POST /api/v1/users '{"username":"demo","name":"Demo User"}' | json_field '["id"]')"
 fi
 demo_key="$(admin POST "/api/v1/users/$user_id/keys" '{"name":"make run"}' | json_field '["key"]')"
+# The demo backends form the default pool (70/30) unless this database has backends already.
+if [[ "$(admin GET /api/v1/backends | json_field '["total"]')" == "0" ]]; then
+    admin POST /api/v1/backends '{"url":"http://127.0.0.1:48080","weight":70}' >/dev/null
+    admin POST /api/v1/backends '{"url":"http://127.0.0.1:48081","weight":30}' >/dev/null
+fi
+
+envsubst <envoy/bootstrap.yaml >"$RUN_DIR/envoy.yaml"
+.tools/bin/envoy -c "$RUN_DIR/envoy.yaml" --concurrency 2 --base-id 9901 --log-level warn \
+    >"$RUN_DIR/envoy.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:9901/ready" "Envoy"
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:9901/stats?filter=tollgate_pool_default.membership_total" 2>/dev/null |
+        grep -q ': [1-9]' && break
+    sleep 0.1
+done
 
 cat <<MSG
 

@@ -8,6 +8,7 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::pool::HealthCheckSettings;
 use crate::identity::signing::SigningAlgorithm;
 
 /// Why a configuration could not be used. Every message names the offending key.
@@ -34,6 +35,8 @@ pub struct Config {
     pub keys: KeysConfig,
     pub filter: FilterConfig,
     pub sessions: SessionsConfig,
+    pub pools: PoolsConfig,
+    pub routing: RoutingConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -111,6 +114,35 @@ impl Default for SessionsConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolsConfig {
+    /// Pools with fewer enabled backends are reported as below minimum.
+    pub min_backends: usize,
+    /// Adding a backend to a pool this full is refused.
+    pub max_backends: usize,
+    /// Health checks of pools without settings of their own.
+    pub health_check: HealthCheckSettings,
+}
+
+impl Default for PoolsConfig {
+    fn default() -> Self {
+        Self {
+            min_backends: 2,
+            max_backends: 10,
+            health_check: HealthCheckSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// When none of a group's pools has a healthy backend, send its users to the default
+    /// pool instead of answering 503 `no_upstream_available`.
+    pub fallback_to_default_pool: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootstrapConfig {
@@ -129,6 +161,8 @@ impl Default for Config {
             keys: KeysConfig::default(),
             filter: FilterConfig::default(),
             sessions: SessionsConfig::default(),
+            pools: PoolsConfig::default(),
+            routing: RoutingConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -282,6 +316,15 @@ impl Config {
                 "sessions.refresh_token_ttl_secs",
                 "must be at least sessions.access_token_ttl_secs",
             ));
+        }
+        if self.pools.min_backends > self.pools.max_backends || self.pools.max_backends == 0 {
+            return Err(invalid(
+                "pools.max_backends",
+                "must be at least 1 and at least pools.min_backends",
+            ));
+        }
+        if let Err(error) = self.pools.health_check.validate() {
+            return Err(invalid("pools.health_check", error.problem));
         }
         if matches!(&self.bootstrap.admin_api_key, Some(key) if key.trim().is_empty()) {
             return Err(invalid("bootstrap.admin_api_key", "must not be empty"));

@@ -55,6 +55,18 @@ impl FilterApi {
         }
     }
 
+    /// The highest-priority group of the user that has pools; empty for the default pool.
+    async fn route_group(&self, user: &UserId) -> Result<String, StoreError> {
+        Ok(self
+            .store
+            .groups_of(user)
+            .await?
+            .into_iter()
+            .find(|group| !group.pools.is_empty())
+            .map(|group| group.id.to_string())
+            .unwrap_or_default())
+    }
+
     fn ttl(&self, found: bool) -> u32 {
         if found {
             self.cache.positive_cache_ttl_secs
@@ -130,7 +142,13 @@ impl FilterService for FilterApi {
         // Read the cursor first: a change recorded while we read applies after it.
         let cursor = self.store.latest_change().await.map_err(unavailable)?;
         let principal = match self.store.key_by_hash(&self.hasher.hash(&digest)).await {
-            Ok(owner) => key_principal(owner),
+            Ok(owner) => {
+                let route_group = self
+                    .route_group(&owner.user.id)
+                    .await
+                    .map_err(unavailable)?;
+                key_principal(owner, route_group)
+            }
             Err(StoreError::NotFound) => None,
             Err(error) => {
                 metrics::counter!("tollgate_key_lookups_total", "result" => "error").increment(1);
@@ -159,7 +177,10 @@ impl FilterService for FilterApi {
         let cursor = self.store.latest_change().await.map_err(unavailable)?;
         let id = UserId::from_string(request.into_inner().user_id);
         let principal = match self.store.user(&id).await {
-            Ok(user) => user_principal(user),
+            Ok(user) => {
+                let route_group = self.route_group(&user.id).await.map_err(unavailable)?;
+                user_principal(user, route_group)
+            }
             Err(StoreError::NotFound) => None,
             Err(error) => return Err(unavailable(error)),
         };
@@ -217,18 +238,18 @@ impl FilterService for FilterApi {
 
 /// Revoked keys and deleted users resolve to nothing, exactly like unknown keys;
 /// suspension and expiry are reported so the filter can answer precisely.
-fn key_principal(owner: KeyOwner) -> Option<v1::Principal> {
+fn key_principal(owner: KeyOwner, route_group: String) -> Option<v1::Principal> {
     if owner.key.status != KeyStatus::Active {
         return None;
     }
-    let mut principal = user_principal(owner.user)?;
+    let mut principal = user_principal(owner.user, route_group)?;
     principal.key_id = owner.key.id.to_string();
     principal.key_expires_at = owner.key.expires_at.map_or(0, |at| at.timestamp());
     principal.scopes = owner.key.scopes;
     Some(principal)
 }
 
-fn user_principal(user: User) -> Option<v1::Principal> {
+fn user_principal(user: User, route_group: String) -> Option<v1::Principal> {
     let user_status = match user.status {
         UserStatus::Active => v1::UserStatus::Active,
         UserStatus::Suspended => v1::UserStatus::Suspended,
@@ -243,6 +264,7 @@ fn user_principal(user: User) -> Option<v1::Principal> {
         key_expires_at: 0,
         ip_allowlist: user.ip_allowlist,
         scopes: Vec::new(),
+        route_group,
     })
 }
 

@@ -8,17 +8,20 @@ use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-use crate::api::{app, AppState, SessionSettings};
+use crate::api::{app, AppState, PoolLimits, SessionSettings};
 use crate::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
 use crate::changes::ChangeSignal;
 use crate::config::ValidConfig;
 use crate::domain::api_key::KeyHasher;
 use crate::filter_service::FilterApi;
+use crate::health;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
 use crate::proto::v1::filter_service_server::FilterServiceServer;
 use crate::store::{SqlStore, Store};
+use crate::topology::{self, TopologyPolicy};
+use crate::xds::XdsPublisher;
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
@@ -51,6 +54,7 @@ pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
 pub struct Services {
     pub http: AppState,
     pub filter: FilterApi,
+    pub xds: Arc<XdsPublisher>,
     /// What start-up did about the admin user, for the operator.
     pub admin: AdminBootstrap,
 }
@@ -87,6 +91,13 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         .await
         .context("cannot prepare the session signing keys")?;
     let changes = ChangeSignal::default();
+    let topology = ChangeSignal::default();
+    let xds = Arc::new(XdsPublisher::new());
+    tokio::spawn(health::run(
+        store.clone(),
+        topology.clone(),
+        config.raw.pools.health_check,
+    ));
     tokio::spawn(reload_signing_keys(
         store.clone(),
         tokens.clone(),
@@ -107,11 +118,34 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             algorithm: config.session_algorithm,
         }),
         changes: changes.clone(),
+        topology: topology.clone(),
+        xds_nodes: xds.node_statuses(),
+        pool_limits: PoolLimits {
+            min_backends: config.raw.pools.min_backends,
+            max_backends: config.raw.pools.max_backends,
+        },
+        default_health_check: config.raw.pools.health_check,
     };
-    let filter = FilterApi::new(store, hasher, config.raw.filter.clone(), tokens, changes);
+    let filter = FilterApi::new(
+        store.clone(),
+        hasher,
+        config.raw.filter.clone(),
+        tokens,
+        changes,
+    );
+    tokio::spawn(topology::run(
+        store,
+        xds.clone(),
+        topology,
+        TopologyPolicy {
+            default_health_check: config.raw.pools.health_check,
+            fallback_to_default_pool: config.raw.routing.fallback_to_default_pool,
+        },
+    ));
     Ok(Services {
         http,
         filter,
+        xds,
         admin,
     })
 }
@@ -134,6 +168,7 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
         axum::serve(http_listener, app(services.http)).with_graceful_shutdown(shutdown_signal());
     let grpc = tonic::transport::Server::builder()
         .add_service(FilterServiceServer::new(services.filter))
+        .add_service(services.xds.service())
         .serve_with_incoming_shutdown(tokio_stream_from(grpc_listener), shutdown_signal());
     tokio::try_join!(async { http.await.context("HTTP server failed") }, async {
         grpc.await.context("gRPC server failed")

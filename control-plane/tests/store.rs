@@ -6,9 +6,12 @@ use serde_json::json;
 use support::TestDatabase;
 use tollgate::domain::api_key::{ApiKey, KeyHasher, KeyStatus, PlainApiKey};
 use tollgate::domain::audit::AuditEntry;
+use tollgate::domain::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
 use tollgate::domain::change::Stale;
-use tollgate::domain::ids::{SessionId, UserId};
+use tollgate::domain::group::Group;
+use tollgate::domain::ids::{BackendId, GroupId, SessionId, UserId};
 use tollgate::domain::now;
+use tollgate::domain::pool::HealthCheckSettings;
 use tollgate::domain::session::{LoginMethod, Session};
 use tollgate::domain::user::{Role, User, UserStatus};
 use tollgate::identity::sealing::Sealer;
@@ -72,6 +75,8 @@ against_both_databases!(
     the_change_feed_records_what_became_stale_in_order,
     sessions_round_trip_and_refresh_tokens_are_replaced_once,
     a_new_signing_key_retires_the_others,
+    group_membership_orders_by_priority_and_stales_members,
+    backends_round_trip_with_their_health,
 );
 
 async fn users_round_trip_and_usernames_are_unique(db: TestDatabase) {
@@ -485,5 +490,159 @@ async fn a_new_signing_key_retires_the_others(db: TestDatabase) {
     assert_eq!(
         keys[1].private_pem(&sealer).expect("unseal"),
         first.private_pem(&sealer).expect("unseal")
+    );
+}
+
+fn group(name: &str, priority: i32, pools: &[&str]) -> Group {
+    Group {
+        id: GroupId::generate(),
+        name: name.to_string(),
+        priority,
+        pools: pools.iter().map(|p| p.to_string()).collect(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+async fn group_membership_orders_by_priority_and_stales_members(db: TestDatabase) {
+    let store = db.open().await;
+    let member = user("grouped");
+    store
+        .create_user(&member, &audit("user.created"))
+        .await
+        .expect("user");
+    let low = group("low", 1, &["slow"]);
+    let high = group("high", 10, &["fast", "spare"]);
+    store
+        .create_group(&low, &audit("group.created"))
+        .await
+        .expect("group");
+    store
+        .create_group(&high, &audit("group.created"))
+        .await
+        .expect("group");
+    let duplicate = store
+        .create_group(&group("low", 0, &[]), &audit("group.created"))
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
+
+    store
+        .add_member(&low.id, &member.id, &audit("group.member_added"))
+        .await
+        .expect("add");
+    store
+        .add_member(&high.id, &member.id, &audit("group.member_added"))
+        .await
+        .expect("add");
+    let again = store
+        .add_member(&low.id, &member.id, &audit("group.member_added"))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))));
+
+    let groups = store.groups_of(&member.id).await.expect("groups");
+    assert_eq!(
+        groups,
+        vec![high.clone(), low.clone()],
+        "highest priority first"
+    );
+    let reread = store.user(&member.id).await.expect("user");
+    assert_eq!(reread.groups, vec![high.id.to_string(), low.id.to_string()]);
+
+    let before = store.latest_change().await.expect("cursor");
+    let mut changed = high.clone();
+    changed.pools = vec!["spare".into()];
+    store
+        .update_group(&changed, &audit("group.updated"))
+        .await
+        .expect("update");
+    let changes = store.changes_since(before, 10).await.expect("changes");
+    assert_eq!(
+        changes.last().map(|c| c.stale.clone()),
+        Some(Stale::User(member.id.clone()))
+    );
+
+    store
+        .delete_group(&low.id, &audit("group.deleted"))
+        .await
+        .expect("delete");
+    assert_eq!(
+        store.groups_of(&member.id).await.expect("groups"),
+        vec![changed]
+    );
+    assert_eq!(
+        store.members(&high.id).await.expect("members"),
+        vec![member.id.clone()]
+    );
+    store
+        .remove_member(&high.id, &member.id, &audit("group.member_removed"))
+        .await
+        .expect("remove");
+    assert!(store
+        .groups_of(&member.id)
+        .await
+        .expect("groups")
+        .is_empty());
+}
+
+async fn backends_round_trip_with_their_health(db: TestDatabase) {
+    let store = db.open().await;
+    let backend = Backend {
+        id: BackendId::generate(),
+        url: BackendUrl::parse("https://api.example.com:8443").expect("url"),
+        weight: 70,
+        health_check_path: "/healthz".into(),
+        pool: "default".into(),
+        enabled: true,
+        tls_sni: Some("internal.example.com".into()),
+        health: BackendHealth::default(),
+        created_at: now(),
+        updated_at: now(),
+    };
+    store
+        .create_backend(&backend, &audit("backend.created"))
+        .await
+        .expect("create");
+    assert_eq!(store.backend(&backend.id).await.expect("read"), backend);
+
+    let health = BackendHealth::default().after_check(Err("refused".into()), now(), 1, 2);
+    assert_eq!(health.status, HealthStatus::Unhealthy);
+    store
+        .record_health(&backend.id, &health)
+        .await
+        .expect("health");
+    let mut changed = store.backend(&backend.id).await.expect("read");
+    assert_eq!(changed.health, health);
+    changed.weight = 30;
+    changed.enabled = false;
+    store
+        .update_backend(&changed, &audit("backend.updated"))
+        .await
+        .expect("update");
+    assert_eq!(store.backends().await.expect("all"), vec![changed.clone()]);
+    store
+        .delete_backend(&backend.id, &audit("backend.deleted"))
+        .await
+        .expect("delete");
+    assert!(matches!(
+        store.backend(&backend.id).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let settings = HealthCheckSettings {
+        interval_secs: 2,
+        timeout_secs: 1,
+        ..Default::default()
+    };
+    store
+        .set_pool_settings("fast", &settings, &audit("pool.updated"))
+        .await
+        .expect("set");
+    store
+        .set_pool_settings("fast", &settings, &audit("pool.updated"))
+        .await
+        .expect("set twice");
+    assert_eq!(
+        store.pool_settings().await.expect("pools"),
+        vec![("fast".to_string(), settings)]
     );
 }

@@ -95,6 +95,13 @@ impl TollgateRequest {
                 if let Some(cookie) = self.cookie_rewrite.take() {
                     self.set_http_request_header("cookie", cookie.as_deref());
                 }
+                // The route depends on x-tollgate-route-group, which was just set (or a
+                // client's copy removed): Envoy must choose the route again.
+                if let Err(status) =
+                    proxy_wasm::hostcalls::call_foreign_function("clear_route_cache", None)
+                {
+                    log::warn!("could not clear the route cache: {status:?}");
+                }
                 Action::Continue
             }
             Decision::Deny {

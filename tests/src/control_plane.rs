@@ -171,6 +171,19 @@ impl ControlPlane {
         )
     }
 
+    /// Registers `127.0.0.1:port` as a backend of `pool`; returns its id.
+    pub fn add_backend(&self, port: u16, weight: u32, pool: &str) -> String {
+        let answer = self.admin(
+            "POST",
+            "/api/v1/backends",
+            Some(
+                json!({"url": format!("http://127.0.0.1:{port}"), "weight": weight, "pool": pool}),
+            ),
+        );
+        assert_eq!(answer.status, 201, "add backend: {}", answer.text);
+        answer.body["id"].as_str().expect("backend id").to_string()
+    }
+
     /// Logs in with a password; returns the access token.
     pub fn login(&self, username: &str, password: &str) -> String {
         let answer = send(

@@ -13,7 +13,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
     pub grpc_port: u16,
-    pub upstream_ports: [u16; 2],
     pub workers: u32,
     /// Replaces the filter's JSON configuration when set.
     pub filter_config: Option<String>,
@@ -23,7 +22,6 @@ impl Default for EnvoyOptions {
     fn default() -> Self {
         Self {
             grpc_port: 0,
-            upstream_ports: [0, 0],
             workers: 2,
             filter_config: None,
         }
@@ -91,14 +89,7 @@ impl Envoy {
                 "${ENVOY_CONTROL_PLANE_PORT}",
                 &options.grpc_port.to_string(),
             )
-            .replace(
-                "${ENVOY_UPSTREAM_A_PORT}",
-                &options.upstream_ports[0].to_string(),
-            )
-            .replace(
-                "${ENVOY_UPSTREAM_B_PORT}",
-                &options.upstream_ports[1].to_string(),
-            );
+            .replace("${ENVOY_NODE_ID}", &format!("envoy-{admin_port}"));
         if let Some(config) = &options.filter_config {
             let default =
                 r#"'{"control_plane_cluster":"tollgate_control_plane","callout_timeout_ms":1000}'"#;
@@ -173,7 +164,7 @@ impl Envoy {
 
     /// Requests Envoy sent to the upstream pool so far.
     pub fn upstream_requests(&self) -> u64 {
-        self.stat("cluster.tollgate_upstream_default.upstream_rq_total")
+        self.stat("cluster.tollgate_pool_default.upstream_rq_total")
     }
 
     /// Envoy's Prometheus text.

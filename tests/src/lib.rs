@@ -17,20 +17,42 @@ pub use process::{free_port, Process};
 /// An upstream that echoes each request as JSON (`tollgate-echo`).
 pub struct Echo {
     pub port: u16,
-    _process: Process,
+    name: String,
+    echo_bin: std::path::PathBuf,
+    process: Option<Process>,
 }
 
 impl Echo {
     pub fn start(layout: &Layout, name: &str) -> Self {
-        let port = free_port();
-        let mut command = std::process::Command::new(&layout.echo_bin);
-        command.args(["--listen", &format!("127.0.0.1:{port}"), "--name", name]);
-        let mut process = Process::spawn(name, command);
-        process.wait_for_log("listening on", std::time::Duration::from_secs(10));
-        Self {
-            port,
-            _process: process,
+        let mut echo = Self {
+            port: free_port(),
+            name: name.to_string(),
+            echo_bin: layout.echo_bin.clone(),
+            process: None,
+        };
+        echo.resume();
+        echo
+    }
+
+    /// Stops answering (connections are refused).
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
+    }
+
+    /// Answers again, on the same port.
+    pub fn resume(&mut self) {
+        let mut command = std::process::Command::new(&self.echo_bin);
+        command.args([
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+            "--name",
+            &self.name,
+        ]);
+        let mut process = Process::spawn(&self.name, command);
+        process.wait_for_log("listening on", std::time::Duration::from_secs(10));
+        self.process = Some(process);
     }
 }
 
@@ -64,16 +86,23 @@ impl Gateway {
         let upstream_a = Echo::start(&layout, "backend-a");
         let upstream_b = Echo::start(&layout, "backend-b");
         let control_plane = ControlPlane::start(&layout, options);
+        for (echo, weight) in [(&upstream_a, 70), (&upstream_b, 30)] {
+            control_plane.add_backend(echo.port, weight, "default");
+        }
         let envoy = Envoy::start(
             &layout,
             EnvoyOptions {
                 grpc_port: control_plane.grpc_port,
-                upstream_ports: [upstream_a.port, upstream_b.port],
                 filter_config,
                 ..EnvoyOptions::default()
             },
         );
         envoy.wait_for_stat(SYNC_ANSWERS_STAT, 1, std::time::Duration::from_secs(10));
+        envoy.wait_for_stat(
+            "cluster.tollgate_pool_default.membership_total",
+            2,
+            std::time::Duration::from_secs(10),
+        );
         Self {
             envoy,
             control_plane,

@@ -2,8 +2,10 @@
 
 mod audit;
 mod auth;
+mod backends;
 pub mod error;
 mod extract;
+mod groups;
 mod health;
 mod keys;
 mod users;
@@ -20,10 +22,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::changes::ChangeSignal;
 use crate::domain::api_key::KeyHasher;
+use crate::domain::pool::HealthCheckSettings;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
 use crate::identity::tokens::SessionTokens;
 use crate::store::Store;
+use crate::xds::NodeStatuses;
 use error::ApiError;
 
 /// What every handler may use.
@@ -36,7 +40,21 @@ pub struct AppState {
     pub tokens: SessionTokens,
     pub sealer: Sealer,
     pub sessions: Arc<SessionSettings>,
+    /// Wakes the data plane's change-feed watchers.
     pub changes: ChangeSignal,
+    /// Wakes the xDS snapshot builder after backends, pools or groups changed.
+    pub topology: ChangeSignal,
+    pub pool_limits: PoolLimits,
+    pub default_health_check: HealthCheckSettings,
+    /// What every Envoy accepted and refused over xDS.
+    pub xds_nodes: NodeStatuses,
+}
+
+/// How many backends a pool may have.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    pub min_backends: usize,
+    pub max_backends: usize,
 }
 
 /// Session settings the handlers need beyond the token policy.
@@ -81,6 +99,37 @@ pub fn app(state: AppState) -> Router {
             post(keys::rotate),
         )
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/groups", post(groups::create).get(groups::list))
+        .route(
+            "/api/v1/groups/{id}",
+            get(groups::get)
+                .patch(groups::change)
+                .delete(groups::delete),
+        )
+        .route(
+            "/api/v1/groups/{id}/members",
+            get(groups::members).post(groups::add_member),
+        )
+        .route(
+            "/api/v1/groups/{id}/members/{user_id}",
+            axum::routing::delete(groups::remove_member),
+        )
+        .route(
+            "/api/v1/backends",
+            post(backends::create).get(backends::list),
+        )
+        .route(
+            "/api/v1/backends/{id}",
+            get(backends::get)
+                .patch(backends::change)
+                .delete(backends::delete),
+        )
+        .route("/api/v1/pools", get(backends::pools))
+        .route("/api/v1/xds/nodes", get(backends::xds_nodes))
+        .route(
+            "/api/v1/pools/{name}",
+            axum::routing::put(backends::set_pool),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(record_request))
         .with_state(state)

@@ -65,6 +65,16 @@ prefixed_id!(
     "sk"
 );
 prefixed_id!(
+    /// Identifies a group.
+    GroupId,
+    "g"
+);
+prefixed_id!(
+    /// Identifies an upstream backend.
+    BackendId,
+    "b"
+);
+prefixed_id!(
     /// Identifies an audit log entry.
     AuditId,
     "a"

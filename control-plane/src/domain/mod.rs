@@ -2,8 +2,11 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod backend;
 pub mod change;
+pub mod group;
 pub mod ids;
+pub mod pool;
 pub mod session;
 pub mod user;
 

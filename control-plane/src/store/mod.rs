@@ -6,8 +6,11 @@ use async_trait::async_trait;
 
 use crate::domain::api_key::{ApiKey, StoredKeyHash};
 use crate::domain::audit::AuditEntry;
+use crate::domain::backend::{Backend, BackendHealth};
 use crate::domain::change::Change;
-use crate::domain::ids::{ApiKeyId, SessionId, UserId};
+use crate::domain::group::Group;
+use crate::domain::ids::{ApiKeyId, BackendId, GroupId, SessionId, UserId};
+use crate::domain::pool::HealthCheckSettings;
 use crate::domain::session::Session;
 use crate::domain::user::{User, UserStatus};
 use crate::domain::Timestamp;
@@ -125,4 +128,49 @@ pub trait Store: Send + Sync {
     async fn changes_since(&self, cursor: u64, limit: u64) -> Result<Vec<Change>, StoreError>;
     /// Session revocations whose tokens may still be presented at `now_secs`.
     async fn live_session_revocations(&self, now_secs: i64) -> Result<Vec<Change>, StoreError>;
+
+    async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Changes a group; its members' cached state becomes stale.
+    async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Deletes a group and its memberships; its members' cached state becomes stale.
+    async fn delete_group(&self, id: &GroupId, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn group(&self, id: &GroupId) -> Result<Group, StoreError>;
+    /// Every group, highest priority first.
+    async fn groups(&self) -> Result<Vec<Group>, StoreError>;
+    async fn add_member(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    async fn remove_member(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    async fn members(&self, group: &GroupId) -> Result<Vec<UserId>, StoreError>;
+    /// The user's groups, highest priority first.
+    async fn groups_of(&self, user: &UserId) -> Result<Vec<Group>, StoreError>;
+
+    async fn create_backend(&self, backend: &Backend, audit: &AuditEntry)
+        -> Result<(), StoreError>;
+    async fn update_backend(&self, backend: &Backend, audit: &AuditEntry)
+        -> Result<(), StoreError>;
+    async fn delete_backend(&self, id: &BackendId, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn backend(&self, id: &BackendId) -> Result<Backend, StoreError>;
+    /// Every backend, by pool then creation.
+    async fn backends(&self) -> Result<Vec<Backend>, StoreError>;
+    /// Records a health check's outcome (not audited: it is not an admin action).
+    async fn record_health(&self, id: &BackendId, health: &BackendHealth)
+        -> Result<(), StoreError>;
+
+    /// The pools with health-check settings of their own.
+    async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError>;
+    async fn set_pool_settings(
+        &self,
+        pool: &str,
+        settings: &HealthCheckSettings,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
 }

@@ -11,8 +11,11 @@ use sqlx::{AnyPool, Row};
 use super::{KeyOwner, Page, Store, StoreError, UserQuery};
 use crate::domain::api_key::{ApiKey, KeyStatus, StoredKeyHash};
 use crate::domain::audit::AuditEntry;
+use crate::domain::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
 use crate::domain::change::{Change, Stale};
-use crate::domain::ids::{ApiKeyId, AuditId, SessionId, UserId};
+use crate::domain::group::Group;
+use crate::domain::ids::{ApiKeyId, AuditId, BackendId, GroupId, SessionId, UserId};
+use crate::domain::pool::HealthCheckSettings;
 use crate::domain::session::{LoginMethod, Session};
 use crate::domain::user::{Role, User, UserStatus};
 use crate::domain::Timestamp;
@@ -25,6 +28,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.status, u.role, u.tenant_id, \
      u.ip_allowlist, u.password_hash, u.created_at, u.updated_at";
+const GROUP_COLUMNS: &str = "g.id, g.name, g.priority, g.pools, g.created_at, g.updated_at";
+const BACKEND_COLUMNS: &str = "id, url, weight, health_check_path, pool, enabled, tls_sni, \
+     health_status, consecutive_failures, consecutive_successes, last_checked_at, \
+     last_latency_ms, last_error, created_at, updated_at";
 const SESSION_COLUMNS: &str =
     "id, user_id, refresh_hash, method, created_at, refresh_expires_at, revoked_at";
 const KEY_COLUMNS: &str = "k.id AS key_id, k.user_id, k.name AS key_name, k.prefix, k.last4, \
@@ -87,6 +94,37 @@ impl SqlStore {
         .bind(entry.details.to_string())
         .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+
+    /// The group ids of `user`, highest priority first.
+    async fn group_ids_of(&self, user: &UserId) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .groups_of(user)
+            .await?
+            .into_iter()
+            .map(|g| g.id.to_string())
+            .collect())
+    }
+
+    async fn with_groups(&self, mut user: User) -> Result<User, StoreError> {
+        user.groups = self.group_ids_of(&user.id).await?;
+        Ok(user)
+    }
+
+    async fn stale_members(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        group: &GroupId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let members: Vec<String> =
+            sqlx::query_scalar("SELECT user_id FROM group_members WHERE group_id = $1")
+                .bind(group.as_str())
+                .fetch_all(&mut **tx)
+                .await?;
+        for member in members {
+            Self::record_change(tx, &Stale::User(UserId::from_string(member)), at).await?;
+        }
         Ok(())
     }
 
@@ -231,7 +269,7 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
-        user_from_row(&row)
+        self.with_groups(user_from_row(&row)?).await
     }
 
     async fn user_by_username(&self, username: &str) -> Result<User, StoreError> {
@@ -242,7 +280,7 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
-        user_from_row(&row)
+        self.with_groups(user_from_row(&row)?).await
     }
 
     async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError> {
@@ -271,8 +309,12 @@ impl Store for SqlStore {
         .bind(to_i64(query.offset))
         .fetch_all(&self.pool)
         .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.push(self.with_groups(user_from_row(row)?).await?);
+        }
         Ok(Page {
-            items: rows.iter().map(user_from_row).collect::<Result<_, _>>()?,
+            items,
             total: u64::try_from(total).unwrap_or(0),
         })
     }
@@ -336,7 +378,7 @@ impl Store for SqlStore {
         .ok_or(StoreError::NotFound)?;
         Ok(KeyOwner {
             key: key_from_row(&row)?,
-            user: user_from_row(&row)?,
+            user: self.with_groups(user_from_row(&row)?).await?,
         })
     }
 
@@ -522,6 +564,327 @@ impl Store for SqlStore {
         .await?;
         rows.iter().map(change_from_row).collect()
     }
+    async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO groups (id, name, priority, pools, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(group.id.as_str())
+        .bind(&group.name)
+        .bind(i64::from(group.priority))
+        .bind(to_json(&group.pools)?)
+        .bind(format_time(group.created_at))
+        .bind(format_time(group.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, "group name"))?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE groups SET name = $1, priority = $2, pools = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(&group.name)
+        .bind(i64::from(group.priority))
+        .bind(to_json(&group.pools)?)
+        .bind(format_time(group.updated_at))
+        .bind(group.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, "group name"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::stale_members(&mut tx, &group.id, group.updated_at).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_group(&self, id: &GroupId, audit: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        Self::stale_members(&mut tx, id, audit.at).await?;
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM groups WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn group(&self, id: &GroupId) -> Result<Group, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        group_from_row(&row)
+    }
+
+    async fn groups(&self) -> Result<Vec<Group>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g ORDER BY g.priority DESC, g.id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    async fn add_member(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)")
+            .bind(group.as_str())
+            .bind(user.as_str())
+            .bind(format_time(audit.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "membership"))?;
+        Self::record_change(&mut tx, &Stale::User(user.clone()), audit.at).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_member(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::record_change(&mut tx, &Stale::User(user.clone()), audit.at).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn members(&self, group: &GroupId) -> Result<Vec<UserId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY added_at, user_id",
+        )
+        .bind(group.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(UserId::from_string).collect())
+    }
+
+    async fn groups_of(&self, user: &UserId) -> Result<Vec<Group>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g JOIN group_members m ON m.group_id = g.id \
+             WHERE m.user_id = $1 ORDER BY g.priority DESC, g.id"
+        ))
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    async fn create_backend(
+        &self,
+        backend: &Backend,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO backends ({BACKEND_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(backend.id.as_str())
+        .bind(backend.url.to_string())
+        .bind(i64::from(backend.weight))
+        .bind(&backend.health_check_path)
+        .bind(&backend.pool)
+        .bind(i64::from(backend.enabled))
+        .bind(backend.tls_sni.as_deref())
+        .bind(backend.health.status.as_str())
+        .bind(i64::from(backend.health.consecutive_failures))
+        .bind(i64::from(backend.health.consecutive_successes))
+        .bind(backend.health.last_checked_at.map(format_time))
+        .bind(
+            backend
+                .health
+                .last_latency_ms
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        )
+        .bind(backend.health.last_error.as_deref())
+        .bind(format_time(backend.created_at))
+        .bind(format_time(backend.updated_at))
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_backend(
+        &self,
+        backend: &Backend,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE backends SET url = $1, weight = $2, health_check_path = $3, pool = $4, \
+             enabled = $5, tls_sni = $6, updated_at = $7 WHERE id = $8",
+        )
+        .bind(backend.url.to_string())
+        .bind(i64::from(backend.weight))
+        .bind(&backend.health_check_path)
+        .bind(&backend.pool)
+        .bind(i64::from(backend.enabled))
+        .bind(backend.tls_sni.as_deref())
+        .bind(format_time(backend.updated_at))
+        .bind(backend.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_backend(&self, id: &BackendId, audit: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM backends WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn backend(&self, id: &BackendId) -> Result<Backend, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {BACKEND_COLUMNS} FROM backends WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        backend_from_row(&row)
+    }
+
+    async fn backends(&self) -> Result<Vec<Backend>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BACKEND_COLUMNS} FROM backends ORDER BY pool, created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(backend_from_row).collect()
+    }
+
+    async fn record_health(
+        &self,
+        id: &BackendId,
+        health: &BackendHealth,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE backends SET health_status = $1, consecutive_failures = $2, \
+             consecutive_successes = $3, last_checked_at = $4, last_latency_ms = $5, \
+             last_error = $6 WHERE id = $7",
+        )
+        .bind(health.status.as_str())
+        .bind(i64::from(health.consecutive_failures))
+        .bind(i64::from(health.consecutive_successes))
+        .bind(health.last_checked_at.map(format_time))
+        .bind(
+            health
+                .last_latency_ms
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        )
+        .bind(health.last_error.as_deref())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, check_interval_secs, check_timeout_secs, unhealthy_threshold, \
+             healthy_threshold FROM pools ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let number = |column: &str| -> Result<u32, StoreError> {
+                    u32::try_from(row.try_get::<i64, _>(column)?)
+                        .map_err(|_| StoreError::Corrupt(format!("{column} out of range")))
+                };
+                Ok((
+                    row.try_get("name")?,
+                    HealthCheckSettings {
+                        interval_secs: number("check_interval_secs")?,
+                        timeout_secs: number("check_timeout_secs")?,
+                        unhealthy_threshold: number("unhealthy_threshold")?,
+                        healthy_threshold: number("healthy_threshold")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn set_pool_settings(
+        &self,
+        pool: &str,
+        settings: &HealthCheckSettings,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM pools WHERE name = $1")
+            .bind(pool)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO pools (name, check_interval_secs, check_timeout_secs, \
+             unhealthy_threshold, healthy_threshold, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(pool)
+        .bind(i64::from(settings.interval_secs))
+        .bind(i64::from(settings.timeout_secs))
+        .bind(i64::from(settings.unhealthy_threshold))
+        .bind(i64::from(settings.healthy_threshold))
+        .bind(format_time(audit.at))
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 fn with_create_mode(url: &str) -> String {
@@ -681,5 +1044,48 @@ fn change_from_row(row: &AnyRow) -> Result<Change, StoreError> {
     Ok(Change {
         cursor: to_u64(row.try_get("seq")?),
         stale,
+    })
+}
+
+fn group_from_row(row: &AnyRow) -> Result<Group, StoreError> {
+    Ok(Group {
+        id: GroupId::from_string(row.try_get("id")?),
+        name: row.try_get("name")?,
+        priority: i32::try_from(row.try_get::<i64, _>("priority")?)
+            .map_err(|_| StoreError::Corrupt("group priority out of range".into()))?,
+        pools: from_json("pools", &row.try_get::<String, _>("pools")?)?,
+        created_at: required_time(row, "created_at")?,
+        updated_at: required_time(row, "updated_at")?,
+    })
+}
+
+fn backend_from_row(row: &AnyRow) -> Result<Backend, StoreError> {
+    let url: String = row.try_get("url")?;
+    let status: String = row.try_get("health_status")?;
+    let count = |column: &str| -> Result<u32, StoreError> {
+        u32::try_from(row.try_get::<i64, _>(column)?)
+            .map_err(|_| StoreError::Corrupt(format!("{column} out of range")))
+    };
+    Ok(Backend {
+        id: BackendId::from_string(row.try_get("id")?),
+        url: BackendUrl::parse(&url).map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
+        weight: count("weight")?,
+        health_check_path: row.try_get("health_check_path")?,
+        pool: row.try_get("pool")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        tls_sni: row.try_get("tls_sni")?,
+        health: BackendHealth {
+            status: HealthStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("health status {status:?}")))?,
+            consecutive_failures: count("consecutive_failures")?,
+            consecutive_successes: count("consecutive_successes")?,
+            last_checked_at: optional_time(row, "last_checked_at")?,
+            last_latency_ms: row
+                .try_get::<Option<i64>, _>("last_latency_ms")?
+                .map(|ms| u64::try_from(ms).unwrap_or(0)),
+            last_error: row.try_get("last_error")?,
+        },
+        created_at: required_time(row, "created_at")?,
+        updated_at: required_time(row, "updated_at")?,
     })
 }

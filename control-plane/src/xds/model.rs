@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Pool {
     /// Unique among pools; the cluster is named after it (see [`cluster_name`]).
     pub name: String,
+    /// The backends; a pool with none answers nothing (its routes fall back, see
+    /// [`RoutingTable`]).
     pub endpoints: Vec<Endpoint>,
     /// How the control plane checks this pool's endpoints. Envoy runs no active checks of
     /// its own: it learns the outcome through each endpoint's health status.
@@ -22,6 +24,7 @@ pub struct Endpoint {
     pub id: String,
     /// An IP address (IPv6 with or without brackets) or a DNS name.
     pub host: String,
+    /// The backend's TCP port.
     pub port: u16,
     /// Share of the pool's traffic relative to its siblings, 1-100 (clamped into that range).
     pub weight: u32,
@@ -50,7 +53,9 @@ pub struct UpstreamTls {
 /// Active health checking of a pool's endpoints, run by the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckPolicy {
+    /// Time between two checks of an endpoint.
     pub interval: Duration,
+    /// How long a check may take before it counts as a failure.
     pub timeout: Duration,
     /// Consecutive failures that make a healthy endpoint unhealthy.
     pub unhealthy_threshold: u32,
@@ -130,7 +135,9 @@ mod tests {
     fn hosts_are_ips_or_dns_names() {
         assert!(endpoint("10.0.0.1", HealthState::Healthy).ip().is_some());
         assert!(endpoint("::1", HealthState::Healthy).ip().is_some());
-        assert!(endpoint("[2001:db8::1]", HealthState::Healthy).ip().is_some());
+        assert!(endpoint("[2001:db8::1]", HealthState::Healthy)
+            .ip()
+            .is_some());
         assert!(endpoint("backend.internal", HealthState::Healthy)
             .ip()
             .is_none());
@@ -153,7 +160,8 @@ mod tests {
         pool.endpoints
             .push(endpoint("10.0.0.1", HealthState::Unhealthy));
         assert!(!pool.can_serve());
-        pool.endpoints.push(endpoint("10.0.0.2", HealthState::Unknown));
+        pool.endpoints
+            .push(endpoint("10.0.0.2", HealthState::Unknown));
         assert!(pool.can_serve());
     }
 }

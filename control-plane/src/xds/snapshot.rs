@@ -19,11 +19,15 @@ pub const ENDPOINT_TYPE: &str =
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 /// Type URL of route configurations (RDS).
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// Every type URL Tollgate serves.
+pub const TYPE_URLS: [&str; 3] = [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE];
 
 /// One named resource, encoded as Envoy receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
+    /// The resource's name (cluster name, or route configuration name).
     pub name: String,
+    /// The encoded message, as it goes into a `DiscoveryResponse`.
     pub body: Any,
 }
 
@@ -90,9 +94,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the resources: one cluster per pool (over EDS, or STRICT_DNS when a pool has
-    /// a DNS host, see [`super::clusters`]), one load assignment per EDS cluster, and the
-    /// route configuration. Pool names are unique; of duplicates the first is used.
+    /// Builds the resources: one cluster per pool (over EDS, or STRICT_DNS with inline
+    /// endpoints when a pool has a DNS host, since EDS takes only IP addresses), one load
+    /// assignment per EDS cluster, and the route configuration. Pool names are unique; of
+    /// duplicates the first is used.
     pub fn build(pools: &[Pool], routing: &RoutingTable) -> Self {
         let mut by_name: BTreeMap<&str, &Pool> = BTreeMap::new();
         for pool in pools {
@@ -104,10 +109,7 @@ impl Snapshot {
             let cluster = cluster(pool);
             if cluster.load_assignment.is_none() {
                 let assignment = load_assignment(pool);
-                endpoints.push(Resource::new(
-                    assignment.cluster_name.clone(),
-                    &assignment,
-                ));
+                endpoints.push(Resource::new(assignment.cluster_name.clone(), &assignment));
             }
             clusters.push(Resource::new(cluster.name.clone(), &cluster));
         }

@@ -22,6 +22,8 @@ const KEY_ID_HEADER: &str = "x-tollgate-key-id";
 const TENANT_ID_HEADER: &str = "x-tollgate-tenant-id";
 const GROUPS_HEADER: &str = "x-tollgate-groups";
 const AUTH_METHOD_HEADER: &str = "x-tollgate-auth-method";
+/// Envoy's routes match this header to send a group's users to the group's pools.
+pub const ROUTE_GROUP_HEADER: &str = "x-tollgate-route-group";
 const MILLIS_PER_SECOND: i64 = 1000;
 
 /// The cached answers of the control plane, as the host holds them.
@@ -267,6 +269,9 @@ fn identity_headers(principal: &Principal, method: AuthMethod) -> Vec<(String, S
     }
     if !principal.group_ids.is_empty() {
         headers.push((GROUPS_HEADER.to_owned(), principal.group_ids.join(",")));
+    }
+    if !principal.route_group.is_empty() {
+        headers.push((ROUTE_GROUP_HEADER.to_owned(), principal.route_group.clone()));
     }
     headers.push((AUTH_METHOD_HEADER.to_owned(), method.as_str().to_owned()));
     headers

@@ -147,12 +147,14 @@ fn a_fresh_cached_key_is_allowed_with_identity_headers() {
     let mut principal = alice();
     principal.tenant_id = "t_1".into();
     principal.group_ids = vec!["g_a".into(), "g_b".into()];
+    principal.route_group = "g_b".into();
     let cached = with_key("k3y", entry(Some(principal), NOW_MS + 1, 0));
     let decision = decide_key(&cached, Stage::First);
     assert_eq!(header(&decision, "x-tollgate-user-id"), Some("u_alice"));
     assert_eq!(header(&decision, "x-tollgate-key-id"), Some("k_1"));
     assert_eq!(header(&decision, "x-tollgate-tenant-id"), Some("t_1"));
     assert_eq!(header(&decision, "x-tollgate-groups"), Some("g_a,g_b"));
+    assert_eq!(header(&decision, "x-tollgate-route-group"), Some("g_b"));
     assert_eq!(header(&decision, "x-tollgate-auth-method"), Some("api_key"));
 }
 

@@ -1,0 +1,302 @@
+//! `/api/v1/backends` and `/api/v1/pools`: the upstream pools Envoy routes to, with live health.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Caller};
+use super::AppState;
+use crate::domain::audit::AuditEntry;
+use crate::domain::backend::{
+    validate_health_check_path, validate_weight, Backend, BackendHealth, BackendUrl,
+};
+use crate::domain::ids::BackendId;
+use crate::domain::now;
+use crate::domain::pool::{validate_pool_name, HealthCheckSettings, DEFAULT_POOL};
+use crate::store::StoreError;
+
+const DEFAULT_WEIGHT: u32 = 100;
+const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBackend {
+    url: String,
+    weight: Option<u32>,
+    health_check_path: Option<String>,
+    pool: Option<String>,
+    enabled: Option<bool>,
+    tls_sni: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeBackend {
+    url: Option<String>,
+    weight: Option<u32>,
+    health_check_path: Option<String>,
+    pool: Option<String>,
+    enabled: Option<bool>,
+    tls_sni: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBackend>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let url = BackendUrl::parse(&body.url)?;
+    let weight = body.weight.unwrap_or(DEFAULT_WEIGHT);
+    validate_weight(weight)?;
+    let health_check_path = body
+        .health_check_path
+        .unwrap_or_else(|| DEFAULT_HEALTH_CHECK_PATH.to_string());
+    validate_health_check_path(&health_check_path)?;
+    let pool = body.pool.unwrap_or_else(|| DEFAULT_POOL.to_string());
+    validate_pool_name(&pool)?;
+    validate_sni(body.tls_sni.as_deref())?;
+    ensure_room(&state, &pool, None).await?;
+    let at = now();
+    let backend = Backend {
+        id: BackendId::generate(),
+        url,
+        weight,
+        health_check_path,
+        pool,
+        enabled: body.enabled.unwrap_or(true),
+        tls_sni: body.tls_sni,
+        health: BackendHealth::default(),
+        created_at: at,
+        updated_at: at,
+    };
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "backend.created",
+        backend.id.as_str(),
+        json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight}),
+    );
+    state.store.create_backend(&backend, &audit).await?;
+    state.topology.announce();
+    Ok((StatusCode::CREATED, Json(backend)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let backends = state.store.backends().await?;
+    let total = backends.len();
+    Ok(Json(
+        json!({"items": backends, "total": total, "page": 1, "per_page": total}),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(find(&state, &id).await?))
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ChangeBackend>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let mut backend = find(&state, &id).await?;
+    if let Some(url) = body.url {
+        let url = BackendUrl::parse(&url)?;
+        if url != backend.url {
+            backend.url = url;
+            backend.health = BackendHealth::default();
+        }
+    }
+    if let Some(weight) = body.weight {
+        validate_weight(weight)?;
+        backend.weight = weight;
+    }
+    if let Some(path) = body.health_check_path {
+        validate_health_check_path(&path)?;
+        backend.health_check_path = path;
+    }
+    if let Some(pool) = body.pool {
+        validate_pool_name(&pool)?;
+        if pool != backend.pool {
+            ensure_room(&state, &pool, Some(&backend.id)).await?;
+        }
+        backend.pool = pool;
+    }
+    if let Some(enabled) = body.enabled {
+        backend.enabled = enabled;
+    }
+    if body.tls_sni.is_some() {
+        validate_sni(body.tls_sni.as_deref())?;
+        backend.tls_sni = body.tls_sni;
+    }
+    backend.updated_at = now();
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "backend.updated",
+        backend.id.as_str(),
+        json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight, "enabled": backend.enabled}),
+    );
+    state.store.update_backend(&backend, &audit).await?;
+    if backend.health == BackendHealth::default() {
+        state
+            .store
+            .record_health(&backend.id, &backend.health)
+            .await?;
+    }
+    state.topology.announce();
+    Ok(Json(backend))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let backend = find(&state, &id).await?;
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "backend.deleted",
+        backend.id.as_str(),
+        json!({"url": backend.url, "pool": backend.pool}),
+    );
+    state.store.delete_backend(&backend.id, &audit).await?;
+    state.topology.announce();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/pools`: each pool with its backends' health and its health-check settings.
+pub async fn pools(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let backends = state.store.backends().await?;
+    let settings: BTreeMap<String, HealthCheckSettings> =
+        state.store.pool_settings().await?.into_iter().collect();
+    let mut pools: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for backend in backends.iter().filter(|b| b.enabled) {
+        let counts = pools.entry(backend.pool.as_str()).or_default();
+        counts.0 += 1;
+        if backend.health.status != crate::domain::backend::HealthStatus::Unhealthy {
+            counts.1 += 1;
+        }
+    }
+    let limits = &state.pool_limits;
+    let items: Vec<_> = pools
+        .iter()
+        .map(|(name, (enabled, available))| {
+            json!({
+                "name": name,
+                "enabled_backends": enabled,
+                "available_backends": available,
+                "below_minimum": *enabled < limits.min_backends,
+                "health_check": settings.get(*name).copied().unwrap_or(state.default_health_check),
+            })
+        })
+        .collect();
+    let total = items.len();
+    Ok(Json(
+        json!({"items": items, "total": total, "page": 1, "per_page": total}),
+    ))
+}
+
+/// `PUT /api/v1/pools/{name}`: the pool's health-check settings.
+pub async fn set_pool(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(settings): ApiJson<HealthCheckSettings>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    validate_pool_name(&name)?;
+    settings.validate()?;
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "pool.updated",
+        &name,
+        json!({"health_check": settings}),
+    );
+    state
+        .store
+        .set_pool_settings(&name, &settings, &audit)
+        .await?;
+    state.topology.announce();
+    Ok(Json(json!({"name": name, "health_check": settings})))
+}
+
+/// `GET /api/v1/xds/nodes`: each connected Envoy's accepted versions and refusals.
+pub async fn xds_nodes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(json!({"nodes": state.xds_nodes.all()})))
+}
+
+/// Refuses a backend that would take `pool` past its maximum.
+async fn ensure_room(
+    state: &AppState,
+    pool: &str,
+    moving: Option<&BackendId>,
+) -> Result<(), ApiError> {
+    let in_pool = state
+        .store
+        .backends()
+        .await?
+        .iter()
+        .filter(|b| b.pool == pool && Some(&b.id) != moving)
+        .count();
+    if in_pool >= state.pool_limits.max_backends {
+        return Err(ApiError::conflict(
+            "pool_full",
+            format!(
+                "pool {pool:?} already has {in_pool} backends (the maximum is {})",
+                state.pool_limits.max_backends
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_sni(sni: Option<&str>) -> Result<(), ApiError> {
+    match sni {
+        Some(name)
+            if name.is_empty()
+                || name.len() > 253
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+        {
+            Err(ApiError::validation("`tls_sni` must be a DNS name"))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn find(state: &AppState, id: &str) -> Result<Backend, ApiError> {
+    match state
+        .store
+        .backend(&BackendId::from_string(id.to_string()))
+        .await
+    {
+        Err(StoreError::NotFound) => Err(ApiError::not_found("backend")),
+        other => Ok(other?),
+    }
+}

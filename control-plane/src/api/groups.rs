@@ -1,0 +1,255 @@
+//! `/api/v1/groups`: groups, their routing pools and their members.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Caller};
+use super::users::find as find_user;
+use super::AppState;
+use crate::domain::audit::AuditEntry;
+use crate::domain::group::{validate_group_name, validate_group_pools, Group};
+use crate::domain::ids::{GroupId, UserId};
+use crate::domain::now;
+use crate::store::StoreError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    name: String,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    pools: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeGroup {
+    name: Option<String>,
+    priority: Option<i32>,
+    pools: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    user_id: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    validate_group_name(&body.name)?;
+    validate_group_pools(&body.pools)?;
+    let at = now();
+    let group = Group {
+        id: GroupId::generate(),
+        name: body.name,
+        priority: body.priority,
+        pools: body.pools,
+        created_at: at,
+        updated_at: at,
+    };
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "group.created",
+        group.id.as_str(),
+        json!({"name": group.name, "pools": group.pools}),
+    );
+    state
+        .store
+        .create_group(&group, &audit)
+        .await
+        .map_err(name_taken)?;
+    state.topology.announce();
+    Ok((StatusCode::CREATED, Json(with_members(&group, 0))))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let groups = state.store.groups().await?;
+    let mut items = Vec::with_capacity(groups.len());
+    for group in &groups {
+        items.push(with_members(
+            group,
+            state.store.members(&group.id).await?.len(),
+        ));
+    }
+    let total = items.len();
+    Ok(Json(
+        json!({"items": items, "total": total, "page": 1, "per_page": total}),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let group = find(&state, &id).await?;
+    let members = state.store.members(&group.id).await?.len();
+    Ok(Json(with_members(&group, members)))
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ChangeGroup>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let mut group = find(&state, &id).await?;
+    if let Some(name) = body.name {
+        validate_group_name(&name)?;
+        group.name = name;
+    }
+    if let Some(priority) = body.priority {
+        group.priority = priority;
+    }
+    if let Some(pools) = body.pools {
+        validate_group_pools(&pools)?;
+        group.pools = pools;
+    }
+    group.updated_at = now();
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "group.updated",
+        group.id.as_str(),
+        json!({"name": group.name, "priority": group.priority, "pools": group.pools}),
+    );
+    state
+        .store
+        .update_group(&group, &audit)
+        .await
+        .map_err(name_taken)?;
+    state.changes.announce();
+    state.topology.announce();
+    let members = state.store.members(&group.id).await?.len();
+    Ok(Json(with_members(&group, members)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let group = find(&state, &id).await?;
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "group.deleted",
+        group.id.as_str(),
+        json!({"name": group.name}),
+    );
+    state.store.delete_group(&group.id, &audit).await?;
+    state.changes.announce();
+    state.topology.announce();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let group = find(&state, &id).await?;
+    let members = state.store.members(&group.id).await?;
+    let total = members.len();
+    Ok(Json(
+        json!({"items": members, "total": total, "page": 1, "per_page": total}),
+    ))
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddMember>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let group = find(&state, &id).await?;
+    let user = find_user(&state, &body.user_id).await?;
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "group.member_added",
+        group.id.as_str(),
+        json!({"user_id": user.id}),
+    );
+    match state.store.add_member(&group.id, &user.id, &audit).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::conflict(
+                "already_member",
+                "the user is already a member",
+            ))
+        }
+        Err(other) => return Err(other.into()),
+    }
+    state.changes.announce();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"group_id": group.id, "user_id": user.id})),
+    ))
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, user_id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let group = find(&state, &id).await?;
+    let user = UserId::from_string(user_id);
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "group.member_removed",
+        group.id.as_str(),
+        json!({"user_id": user}),
+    );
+    match state.store.remove_member(&group.id, &user, &audit).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("membership")),
+        Err(other) => return Err(other.into()),
+    }
+    state.changes.announce();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn find(state: &AppState, id: &str) -> Result<Group, ApiError> {
+    match state
+        .store
+        .group(&GroupId::from_string(id.to_string()))
+        .await
+    {
+        Err(StoreError::NotFound) => Err(ApiError::not_found("group")),
+        other => Ok(other?),
+    }
+}
+
+fn with_members(group: &Group, members: usize) -> serde_json::Value {
+    let mut value = json!(group);
+    value["members"] = json!(members);
+    value
+}
+
+fn name_taken(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict(_) => {
+            ApiError::conflict("name_taken", "a group with this name exists")
+        }
+        other => other.into(),
+    }
+}

@@ -1,0 +1,23 @@
+//! Envoy's clusters, endpoints and routes over gRPC ADS (state of the world).
+//!
+//! The backend pools and the routing table are built into a [`Snapshot`] (pure, versioned
+//! by a hash of the encoding); the [`XdsPublisher`] is its one writer, and each Envoy's
+//! stream runs a [`stream::StreamState`] that decides what to send. Listeners stay static
+//! in Envoy's bootstrap.
+
+mod clusters;
+pub mod model;
+mod routes;
+pub mod server;
+pub mod snapshot;
+pub mod status;
+pub mod stream;
+
+pub use model::{
+    cluster_name, Endpoint, GroupRoute, HealthCheckPolicy, HealthState, Pool, RoutingTable,
+    UpstreamTls,
+};
+pub use routes::{ROUTE_CONFIG_NAME, ROUTE_GROUP_HEADER};
+pub use server::{AdsService, XdsPublisher};
+pub use snapshot::Snapshot;
+pub use status::{NodeStatus, NodeStatuses, RecordedRejection};

@@ -1,0 +1,212 @@
+//! Groups, backends and pools through the HTTP application.
+
+mod support;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use support::app::{error_code, Api};
+
+#[tokio::test]
+async fn backends_are_validated_and_listed_with_health() {
+    let api = Api::start().await;
+    for (body, expected) in [
+        (json!({"url": "ftp://example.com"}), "validation_failed"),
+        (
+            json!({"url": "http://user:pw@example.com"}),
+            "validation_failed",
+        ),
+        (
+            json!({"url": "http://example.com/path"}),
+            "validation_failed",
+        ),
+        (
+            json!({"url": "http://example.com", "weight": 0}),
+            "validation_failed",
+        ),
+        (
+            json!({"url": "http://example.com", "weight": 101}),
+            "validation_failed",
+        ),
+        (
+            json!({"url": "http://example.com", "pool": "Bad Pool"}),
+            "validation_failed",
+        ),
+        (
+            json!({"url": "http://example.com", "health_check_path": "healthz"}),
+            "validation_failed",
+        ),
+        (
+            json!({"url": "http://example.com", "colour": "red"}),
+            "invalid_body",
+        ),
+    ] {
+        let (status, answer) = api
+            .admin("POST", "/api/v1/backends", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(error_code(&answer), expected, "{body}");
+    }
+    let (status, created) = api
+        .admin(
+            "POST",
+            "/api/v1/backends",
+            Some(json!({"url": "http://127.0.0.1:48080", "weight": 70})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["pool"], "default");
+    assert_eq!(created["enabled"], true);
+    assert_eq!(created["health"]["status"], "unknown");
+    assert_eq!(created["url"], "http://127.0.0.1:48080");
+    let id = created["id"].as_str().expect("id");
+
+    let (status, changed) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/backends/{id}"),
+            Some(json!({"weight": 30, "enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["weight"], 30);
+    let (_, list) = api.admin("GET", "/api/v1/backends", None).await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(
+        api.admin("DELETE", &format!("/api/v1/backends/{id}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.admin("GET", &format!("/api/v1/backends/{id}"), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_pool_holds_at_most_the_configured_number_of_backends() {
+    let api = Api::start_with(|config| config.pools.max_backends = 2).await;
+    for port in [1, 2] {
+        let (status, _) = api
+            .admin(
+                "POST",
+                "/api/v1/backends",
+                Some(json!({"url": format!("http://10.0.0.{port}:80"), "pool": "small"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, body) = api
+        .admin(
+            "POST",
+            "/api/v1/backends",
+            Some(json!({"url": "http://10.0.0.3:80", "pool": "small"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&body), "pool_full");
+    let (_, pools) = api.admin("GET", "/api/v1/pools", None).await;
+    assert_eq!(pools["items"][0]["name"], "small");
+    assert_eq!(pools["items"][0]["enabled_backends"], 2);
+    assert_eq!(pools["items"][0]["health_check"]["interval_secs"], 30);
+}
+
+#[tokio::test]
+async fn pool_health_checks_are_configurable_and_validated() {
+    let api = Api::start().await;
+    let (status, body) = api
+        .admin(
+            "PUT",
+            "/api/v1/pools/fast",
+            Some(json!({"interval_secs": 2, "timeout_secs": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["health_check"]["unhealthy_threshold"], 3);
+    let (status, body) = api
+        .admin(
+            "PUT",
+            "/api/v1/pools/fast",
+            Some(json!({"interval_secs": 2, "timeout_secs": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "validation_failed");
+}
+
+#[tokio::test]
+async fn groups_carry_pools_and_members() {
+    let api = Api::start().await;
+    let user = api.create_user("member").await;
+    let user_id = user["id"].as_str().expect("id");
+    let (status, group) = api
+        .admin(
+            "POST",
+            "/api/v1/groups",
+            Some(json!({"name": "premium", "priority": 10, "pools": ["fast", "spare"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let group_id = group["id"].as_str().expect("id");
+    assert!(group_id.starts_with("g_"));
+    let (status, _) = api
+        .admin(
+            "POST",
+            &format!("/api/v1/groups/{group_id}/members"),
+            Some(json!({"user_id": user_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = api
+        .admin(
+            "POST",
+            &format!("/api/v1/groups/{group_id}/members"),
+            Some(json!({"user_id": user_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&body), "already_member");
+    let (_, reread) = api
+        .admin("GET", &format!("/api/v1/users/{user_id}"), None)
+        .await;
+    assert_eq!(reread["groups"], json!([group_id]));
+    let (_, listed) = api.admin("GET", "/api/v1/groups", None).await;
+    assert_eq!(listed["items"][0]["members"], 1);
+
+    let (status, body) = api
+        .admin("POST", "/api/v1/groups", Some(json!({"name": "premium"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&body), "name_taken");
+    let (status, body) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/groups/{group_id}"),
+            Some(json!({"pools": ["a", "a"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    assert_eq!(
+        api.admin(
+            "DELETE",
+            &format!("/api/v1/groups/{group_id}/members/{user_id}"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.admin("DELETE", &format!("/api/v1/groups/{group_id}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, reread) = api
+        .admin("GET", &format!("/api/v1/users/{user_id}"), None)
+        .await;
+    assert_eq!(reread["groups"], json!([]));
+}

@@ -1,0 +1,532 @@
+//! Envoy's ADS stream over real gRPC on loopback, spoken by an in-process client the way
+//! Envoy speaks it: subscribe, ACK, follow updates, NACK.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tollgate::xds::snapshot::{CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE};
+use tollgate::xds::{
+    Endpoint, GroupRoute, HealthCheckPolicy, HealthState, NodeStatus, Pool, RoutingTable,
+    XdsPublisher,
+};
+use tonic::Streaming;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Serves `publisher`'s ADS on a free loopback port.
+async fn serve(publisher: &XdsPublisher) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let service = publisher.service();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .expect("gRPC server");
+    });
+    address
+}
+
+/// One simulated Envoy's ADS stream.
+struct Envoy {
+    requests: mpsc::Sender<DiscoveryRequest>,
+    responses: Streaming<DiscoveryResponse>,
+    node_id: String,
+}
+
+impl Envoy {
+    async fn connect(address: SocketAddr, node_id: &str) -> Self {
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+            .await
+            .expect("connect")
+            .max_decoding_message_size(64 << 20);
+        let (requests, outgoing) = mpsc::channel(64);
+        let responses = client
+            .stream_aggregated_resources(ReceiverStream::new(outgoing))
+            .await
+            .expect("ADS stream")
+            .into_inner();
+        Self {
+            requests,
+            responses,
+            node_id: node_id.into(),
+        }
+    }
+
+    async fn send(&self, type_url: &str, version: &str, nonce: &str, names: &[String]) {
+        self.send_request(DiscoveryRequest {
+            type_url: type_url.into(),
+            version_info: version.into(),
+            response_nonce: nonce.into(),
+            resource_names: names.to_vec(),
+            ..DiscoveryRequest::default()
+        })
+        .await;
+    }
+
+    async fn send_request(&self, mut request: DiscoveryRequest) {
+        request.node = Some(Node {
+            id: self.node_id.clone(),
+            cluster: "tollgate-test".into(),
+            ..Node::default()
+        });
+        self.requests.send(request).await.expect("request queued");
+    }
+
+    async fn receive(&mut self) -> DiscoveryResponse {
+        tokio::time::timeout(WAIT, self.responses.message())
+            .await
+            .expect("a response in time")
+            .expect("a well-formed response")
+            .expect("the stream is open")
+    }
+
+    async fn subscribe(&mut self, type_url: &str, names: &[&str]) -> DiscoveryResponse {
+        let names: Vec<String> = names.iter().map(|n| (*n).into()).collect();
+        self.send(type_url, "", "", &names).await;
+        let response = self.receive().await;
+        assert_eq!(response.type_url, type_url);
+        response
+    }
+
+    async fn ack(&self, response: &DiscoveryResponse, names: &[&str]) {
+        let names: Vec<String> = names.iter().map(|n| (*n).into()).collect();
+        self.send(
+            &response.type_url,
+            &response.version_info,
+            &response.nonce,
+            &names,
+        )
+        .await;
+    }
+
+    async fn nack(&self, response: &DiscoveryResponse, running: &str, names: &[&str], error: &str) {
+        self.send_request(DiscoveryRequest {
+            type_url: response.type_url.clone(),
+            version_info: running.into(),
+            response_nonce: response.nonce.clone(),
+            resource_names: names.iter().map(|n| (*n).into()).collect(),
+            error_detail: Some(RpcStatus {
+                code: 3,
+                message: error.into(),
+                details: Vec::new(),
+            }),
+            ..DiscoveryRequest::default()
+        })
+        .await;
+    }
+
+    /// Fails if anything arrives within a short while.
+    async fn expect_silence(&mut self) {
+        let next = tokio::time::timeout(Duration::from_millis(300), self.responses.message()).await;
+        assert!(next.is_err(), "unexpected response: {next:?}");
+    }
+}
+
+fn health_check() -> HealthCheckPolicy {
+    HealthCheckPolicy {
+        interval: Duration::from_secs(30),
+        timeout: Duration::from_secs(5),
+        unhealthy_threshold: 3,
+        healthy_threshold: 2,
+        path: "/health".into(),
+    }
+}
+
+fn pool(name: &str, hosts: &[(&str, u32)]) -> Pool {
+    Pool {
+        name: name.into(),
+        endpoints: hosts
+            .iter()
+            .enumerate()
+            .map(|(i, (host, weight))| Endpoint {
+                id: format!("{name}-{i}"),
+                host: (*host).into(),
+                port: 48080,
+                weight: *weight,
+                healthy: HealthState::Healthy,
+                tls: None,
+            })
+            .collect(),
+        health_check: health_check(),
+    }
+}
+
+fn cluster_names(response: &DiscoveryResponse) -> Vec<String> {
+    response
+        .resources
+        .iter()
+        .map(|any| Cluster::decode(any.value.as_slice()).expect("cluster").name)
+        .collect()
+}
+
+fn assignment_names(response: &DiscoveryResponse) -> Vec<String> {
+    response
+        .resources
+        .iter()
+        .map(|any| {
+            ClusterLoadAssignment::decode(any.value.as_slice())
+                .expect("assignment")
+                .cluster_name
+        })
+        .collect()
+}
+
+/// Waits until the node's status satisfies `done`.
+async fn status_when(
+    publisher: &XdsPublisher,
+    node_id: &str,
+    done: impl Fn(&NodeStatus) -> bool,
+) -> NodeStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = publisher.node_statuses().get(node_id) {
+            if done(&status) {
+                return status;
+            }
+        }
+        assert!(Instant::now() < deadline, "node status never settled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn envoy_follows_publishes_and_its_refusals_are_reported() {
+    let publisher = XdsPublisher::new();
+    let routing = RoutingTable {
+        group_routes: Vec::new(),
+        default_pool: Some("default".into()),
+    };
+    let first = publisher.publish(
+        &[pool("default", &[("127.0.0.1", 70), ("127.0.0.2", 30)])],
+        &routing,
+    );
+    let address = serve(&publisher).await;
+    let mut envoy = Envoy::connect(address, "envoy-1").await;
+
+    let cds = envoy.subscribe(CLUSTER_TYPE, &[]).await;
+    assert_eq!(cluster_names(&cds), ["tollgate_pool_default"]);
+    envoy.ack(&cds, &[]).await;
+    let eds = envoy
+        .subscribe(ENDPOINT_TYPE, &["tollgate_pool_default"])
+        .await;
+    assert_eq!(assignment_names(&eds), ["tollgate_pool_default"]);
+    envoy.ack(&eds, &["tollgate_pool_default"]).await;
+    let rds = envoy.subscribe(ROUTE_TYPE, &["tollgate_routes"]).await;
+    assert_eq!(rds.version_info, first.routes().version());
+    envoy.ack(&rds, &["tollgate_routes"]).await;
+
+    let status = status_when(&publisher, "envoy-1", |s| s.acked_versions.len() == 3).await;
+    assert_eq!(status.open_streams, 1);
+    assert_eq!(
+        status.acked_versions[CLUSTER_TYPE],
+        first.clusters().version()
+    );
+    assert!(status.rejections.is_empty());
+
+    // An admin adds a pool and routes a group to it.
+    let routing = RoutingTable {
+        group_routes: vec![GroupRoute {
+            group_header_value: "premium".into(),
+            pools: vec!["premium".into()],
+        }],
+        default_pool: Some("default".into()),
+    };
+    let second = publisher.publish(
+        &[
+            pool("default", &[("127.0.0.1", 70), ("127.0.0.2", 30)]),
+            pool("premium", &[("127.0.0.3", 100)]),
+        ],
+        &routing,
+    );
+    let cds = envoy.receive().await;
+    let eds = envoy.receive().await;
+    let rds = envoy.receive().await;
+    assert_eq!(
+        [&cds.type_url, &eds.type_url, &rds.type_url],
+        [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE]
+    );
+    assert_eq!(cds.version_info, second.clusters().version());
+    assert_eq!(
+        cluster_names(&cds),
+        ["tollgate_pool_default", "tollgate_pool_premium"]
+    );
+    // Envoy subscribed to one assignment so far; it asks for the new cluster's next.
+    assert_eq!(assignment_names(&eds), ["tollgate_pool_default"]);
+    envoy.ack(&cds, &[]).await;
+    let both = ["tollgate_pool_default", "tollgate_pool_premium"];
+    envoy.ack(&eds, &both).await;
+    let eds = envoy.receive().await;
+    assert_eq!(assignment_names(&eds), both);
+    envoy.ack(&eds, &both).await;
+
+    // Envoy refuses the routes: it keeps the old ones, and nothing is resent.
+    envoy
+        .nack(
+            &rds,
+            first.routes().version(),
+            &["tollgate_routes"],
+            "route: unknown cluster 'tollgate_pool_premium'",
+        )
+        .await;
+    let status = status_when(&publisher, "envoy-1", |s| !s.rejections.is_empty()).await;
+    assert_eq!(status.rejections.len(), 1);
+    let refused = &status.rejections[0];
+    assert_eq!(refused.type_url, ROUTE_TYPE);
+    assert_eq!(refused.version, second.routes().version());
+    assert_eq!(
+        refused.message,
+        "route: unknown cluster 'tollgate_pool_premium'"
+    );
+    assert_eq!(status.acked_versions[ROUTE_TYPE], first.routes().version());
+    assert_eq!(
+        status.acked_versions[CLUSTER_TYPE],
+        second.clusters().version()
+    );
+    assert_eq!(
+        status.acked_versions[ENDPOINT_TYPE],
+        second.endpoints().version()
+    );
+    envoy.expect_silence().await;
+
+    drop(envoy);
+    status_when(&publisher, "envoy-1", |s| s.open_streams == 0).await;
+}
+
+#[tokio::test]
+async fn publishing_the_same_input_sends_nothing() {
+    let publisher = XdsPublisher::new();
+    let pools = [pool("default", &[("127.0.0.1", 1)])];
+    let routing = RoutingTable::default();
+    publisher.publish(&pools, &routing);
+    let mut envoy = Envoy::connect(serve(&publisher).await, "envoy-2").await;
+    let cds = envoy.subscribe(CLUSTER_TYPE, &[]).await;
+    envoy.ack(&cds, &[]).await;
+    publisher.publish(&pools, &routing);
+    envoy.expect_silence().await;
+}
+
+#[tokio::test]
+async fn a_stream_without_a_node_id_is_refused() {
+    let publisher = XdsPublisher::new();
+    let address = serve(&publisher).await;
+    let mut envoy = Envoy::connect(address, "").await;
+    envoy
+        .requests
+        .send(DiscoveryRequest {
+            type_url: CLUSTER_TYPE.into(),
+            ..DiscoveryRequest::default()
+        })
+        .await
+        .expect("request queued");
+    let refusal = tokio::time::timeout(WAIT, envoy.responses.message())
+        .await
+        .expect("an answer in time")
+        .expect_err("a refusal");
+    assert_eq!(refusal.code(), tonic::Code::InvalidArgument);
+    assert!(publisher.node_statuses().all().is_empty());
+}
+
+#[tokio::test]
+async fn delta_ads_is_not_served() {
+    let publisher = XdsPublisher::new();
+    let address = serve(&publisher).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect");
+    let status = client
+        .delta_aggregated_resources(tokio_stream::iter(Vec::<DeltaDiscoveryRequest>::new()))
+        .await
+        .expect_err("unimplemented");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+}
+
+/// A simulated Envoy for the scale check: ACKs everything, follows new clusters with an EDS
+/// subscription, and reports once it has accepted `target` for every type.
+async fn follow(
+    mut envoy: Envoy,
+    mut targets: tokio::sync::watch::Receiver<[String; 3]>,
+    synced: mpsc::Sender<()>,
+) {
+    let mut eds_names: Vec<String> = Vec::new();
+    let mut acked = [String::new(), String::new(), String::new()];
+    envoy.send(CLUSTER_TYPE, "", "", &[]).await;
+    envoy
+        .send(ROUTE_TYPE, "", "", &["tollgate_routes".into()])
+        .await;
+    let mut reported: Option<[String; 3]> = None;
+    while let Ok(Some(response)) = envoy.responses.message().await {
+        let slot = match response.type_url.as_str() {
+            CLUSTER_TYPE => 0,
+            ENDPOINT_TYPE => 1,
+            _ => 2,
+        };
+        let names = match slot {
+            1 => eds_names.clone(),
+            2 => vec!["tollgate_routes".into()],
+            _ => Vec::new(),
+        };
+        envoy
+            .send(
+                &response.type_url,
+                &response.version_info,
+                &response.nonce,
+                &names,
+            )
+            .await;
+        // An EDS answer counts once it covers every cluster (after the re-subscription).
+        if slot != 1 || response.resources.len() == eds_names.len() {
+            acked[slot] = response.version_info.clone();
+        }
+        if slot == 0 {
+            let clusters = cluster_names(&response);
+            if clusters != eds_names {
+                eds_names = clusters;
+                envoy.send(ENDPOINT_TYPE, &acked[1], "", &eds_names).await;
+            }
+        }
+        let target = targets.borrow_and_update().clone();
+        if acked == target && reported.as_ref() != Some(&target) {
+            reported = Some(target);
+            let _ = synced.send(()).await;
+        }
+    }
+}
+
+fn rss_mib() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    format!("VmRSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
+}
+
+fn scale_pools(pools: usize, endpoints: usize, weight: u32) -> Vec<Pool> {
+    (0..pools)
+        .map(|p| Pool {
+            name: format!("pool{p:04}"),
+            endpoints: (0..endpoints)
+                .map(|e| Endpoint {
+                    id: format!("p{p}e{e}"),
+                    host: format!("10.{}.{}.{}", p / 256, p % 256, e + 1),
+                    port: 8080,
+                    weight,
+                    healthy: HealthState::Healthy,
+                    tls: None,
+                })
+                .collect(),
+            health_check: health_check(),
+        })
+        .collect()
+}
+
+fn scale_routing(pools: usize) -> RoutingTable {
+    RoutingTable {
+        group_routes: (0..pools)
+            .map(|p| GroupRoute {
+                group_header_value: format!("group{p:04}"),
+                pools: vec![format!("pool{p:04}"), "pool0000".into()],
+            })
+            .collect(),
+        default_pool: Some("pool0000".into()),
+    }
+}
+
+/// Not a test: the figures for 1,000 pools x 10 endpoints and 50 Envoys. Run by hand:
+/// `cargo test --release -p tollgate --test xds -- --ignored --nocapture scale`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand in release"]
+async fn scale_1000_pools_50_envoys() {
+    const POOLS: usize = 1000;
+    const ENDPOINTS: usize = 10;
+    const ENVOYS: usize = 50;
+    println!("start: {}", rss_mib());
+    let publisher = XdsPublisher::new();
+    let started = Instant::now();
+    let snapshot = publisher.publish(&scale_pools(POOLS, ENDPOINTS, 10), &scale_routing(POOLS));
+    println!(
+        "snapshot build: {:?}; encoded CDS {} KiB, EDS {} KiB, RDS {} KiB; {}",
+        started.elapsed(),
+        size(snapshot.clusters()) / 1024,
+        size(snapshot.endpoints()) / 1024,
+        size(snapshot.routes()) / 1024,
+        rss_mib()
+    );
+    let address = serve(&publisher).await;
+    let versions = |s: &tollgate::xds::Snapshot| {
+        [
+            s.clusters().version().to_string(),
+            s.endpoints().version().to_string(),
+            s.routes().version().to_string(),
+        ]
+    };
+    let (targets, targets_rx) = tokio::sync::watch::channel(versions(&snapshot));
+    let (synced, mut synced_rx) = mpsc::channel(ENVOYS);
+    let started = Instant::now();
+    for i in 0..ENVOYS {
+        let envoy = Envoy::connect(address, &format!("envoy-{i}")).await;
+        tokio::spawn(follow(envoy, targets_rx.clone(), synced.clone()));
+    }
+    for _ in 0..ENVOYS {
+        synced_rx.recv().await.expect("synced");
+    }
+    println!(
+        "initial sync of {ENVOYS} Envoys: {:?}; {}",
+        started.elapsed(),
+        rss_mib()
+    );
+
+    for (label, pools, routing) in [
+        (
+            "every endpoint weight changed (EDS only)",
+            scale_pools(POOLS, ENDPOINTS, 20),
+            scale_routing(POOLS),
+        ),
+        (
+            "one pool added (CDS + EDS + RDS, new EDS subscription)",
+            scale_pools(POOLS + 1, ENDPOINTS, 20),
+            scale_routing(POOLS + 1),
+        ),
+    ] {
+        let next = tollgate::xds::Snapshot::build(&pools, &routing);
+        targets.send_replace(versions(&next));
+        let started = Instant::now();
+        publisher.publish(&pools, &routing);
+        for _ in 0..ENVOYS {
+            synced_rx.recv().await.expect("synced");
+        }
+        println!(
+            "{label}: publish to last ACK {:?}; {}",
+            started.elapsed(),
+            rss_mib()
+        );
+    }
+    let acked = publisher
+        .node_statuses()
+        .all()
+        .values()
+        .filter(|s| s.acked_versions.len() == 3)
+        .count();
+    assert_eq!(acked, ENVOYS);
+}
+
+fn size(resources: &tollgate::xds::snapshot::Resources) -> usize {
+    resources.items().iter().map(|r| r.body.value.len()).sum()
+}
