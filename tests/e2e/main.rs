@@ -5,4 +5,5 @@ mod authorization;
 mod bad_input;
 mod failures;
 mod keys;
+mod routing;
 mod sessions;

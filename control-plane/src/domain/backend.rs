@@ -42,7 +42,8 @@ impl BackendUrl {
         };
         let port = url
             .port_or_known_default()
-            .ok_or_else(|| invalid("must have a port"))?;
+            .filter(|port| *port != 0)
+            .ok_or_else(|| invalid("must have a port from 1 to 65535"))?;
         Ok(Self { tls, host, port })
     }
 }
@@ -238,6 +239,7 @@ mod tests {
             "example.com:80",
             "http://",
             "unix:///tmp/socket",
+            "http://127.0.0.1:0",
         ] {
             assert!(BackendUrl::parse(bad).is_err(), "{bad}");
         }

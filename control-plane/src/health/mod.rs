@@ -1,8 +1,8 @@
 //! Health checks of upstream backends, run by the control plane so that N Envoys need not
 //! each probe every backend. Results go to the store; a status change republishes xDS.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -29,7 +29,9 @@ pub async fn run(store: Arc<dyn Store>, topology: ChangeSignal, defaults: Health
             return;
         }
     };
-    let mut next_due: HashMap<String, Instant> = HashMap::new();
+    // Backends being checked now; due times come from the stored last check, so a changed
+    // interval takes effect at once.
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut interval = tokio::time::interval(SCAN_INTERVAL);
     loop {
         interval.tick().await;
@@ -42,28 +44,30 @@ pub async fn run(store: Arc<dyn Store>, topology: ChangeSignal, defaults: Health
                 continue;
             }
         };
-        let started = Instant::now();
-        let due: Vec<(Backend, HealthCheckSettings)> = backends
-            .into_iter()
-            .filter(|b| b.enabled)
-            .filter_map(|backend| {
-                let policy = settings.get(&backend.pool).copied().unwrap_or(defaults);
-                let key = backend.id.to_string();
-                let is_due = next_due.get(&key).is_none_or(|at| *at <= started);
-                is_due.then(|| {
-                    next_due.insert(key, started + policy.interval());
-                    (backend, policy)
-                })
-            })
-            .collect();
-        for (backend, policy) in due {
-            tokio::spawn(check_one(
-                client.clone(),
-                store.clone(),
-                topology.clone(),
-                backend,
-                policy,
-            ));
+        let at = now();
+        for backend in backends.into_iter().filter(|b| b.enabled) {
+            let policy = settings.get(&backend.pool).copied().unwrap_or(defaults);
+            let interval = chrono::Duration::seconds(policy.interval_secs.into());
+            let due = backend
+                .health
+                .last_checked_at
+                .is_none_or(|last| at - last >= interval);
+            let claimed = due
+                && in_flight
+                    .lock()
+                    .map(|mut checking| checking.insert(backend.id.to_string()))
+                    .unwrap_or(false);
+            if claimed {
+                let in_flight = in_flight.clone();
+                let (client, store, topology) = (client.clone(), store.clone(), topology.clone());
+                tokio::spawn(async move {
+                    let id = backend.id.to_string();
+                    check_one(client, store, topology, backend, policy).await;
+                    if let Ok(mut checking) = in_flight.lock() {
+                        checking.remove(&id);
+                    }
+                });
+            }
         }
     }
 }
