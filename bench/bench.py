@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import bootstrap
@@ -65,7 +66,8 @@ class Stack:
 def prepare_control_plane(stack: Stack, data_dir: Path, password: str) -> tuple[ControlPlane, str]:
     """A control plane with the bench user, one issued key and the imported keyspace."""
     data_dir.mkdir()
-    control_plane = ControlPlane(TOLLGATE_BIN, data_dir, LOG_DIR, secrets.token_urlsafe(32), CONTROL_PLANE_SETTINGS)
+    admin_key = secrets.token_urlsafe(32)
+    control_plane = ControlPlane(TOLLGATE_BIN, data_dir, LOG_DIR, admin_key, CONTROL_PLANE_SETTINGS)
     stack.add(control_plane).start()
     user = control_plane.call("POST", "/api/v1/users", {"username": USERNAME, "password": password}, expect=201)
     issued = control_plane.call("POST", f"/api/v1/users/{user['id']}/keys", {"name": "bench"}, expect=201)
@@ -86,44 +88,59 @@ def login(control_plane: ControlPlane, password: str) -> tuple[str | None, str |
     return answer["access_token"], None
 
 
+def header_case(name: str, header: str, value: str, filter_status: int, broken: str | None = None) -> Case:
+    """A case that sends the same header with every request."""
+    wrk_env = {"BENCH_HEADER_NAME": header, "BENCH_HEADER_VALUE": value}
+    return Case(name, wrk_env, {header: value}, filter_status, broken)
+
+
 def cases(api_key: str, access_token: str | None, login_failure: str | None) -> list[Case]:
-    unknown_key = f"tgb_unknown_{secrets.token_hex(8)}"
+    random_key = Case(
+        f"{KEYSPACE:,} keys, random", {"BENCH_KEYSPACE": str(KEYSPACE)}, {"X-API-Key": keys.key(KEYSPACE - 1)}, 200
+    )
     return [
-        Case("valid key, cached", {"BENCH_HEADER_NAME": "X-API-Key", "BENCH_HEADER_VALUE": api_key}, {"X-API-Key": api_key}, 200),
-        Case("invalid key, negative cache", {"BENCH_HEADER_NAME": "X-API-Key", "BENCH_HEADER_VALUE": unknown_key}, {"X-API-Key": unknown_key}, 401),
-        Case(
-            "session JWT",
-            {"BENCH_HEADER_NAME": "Authorization", "BENCH_HEADER_VALUE": f"Bearer {access_token}"},
-            {"Authorization": f"Bearer {access_token}"},
-            200,
-            broken=login_failure,
-        ),
-        Case(f"{KEYSPACE:,} keys, random", {"BENCH_KEYSPACE": str(KEYSPACE)}, {"X-API-Key": keys.key(KEYSPACE - 1)}, 200),
-    ]  # fmt: skip
+        header_case("valid key, cached", "X-API-Key", api_key, 200),
+        header_case("invalid key, negative cache", "X-API-Key", f"tgb_unknown_{secrets.token_hex(8)}", 401),
+        header_case("session JWT", "Authorization", f"Bearer {access_token}", 200, broken=login_failure),
+        random_key,
+    ]
+
+
+@dataclass
+class Setup:
+    """What every Envoy pair of the run shares."""
+
+    stack: Stack
+    work_dir: Path
+    control_plane: ControlPlane
+    upstream_port: int
+    cases: list[Case]
 
 
 def start_upstream(stack: Stack) -> int:
     port = free_port()
-    echo = stack.add(Child("upstream", [str(ECHO_BIN), "--listen", f"127.0.0.1:{port}", "--name", "bench"], LOG_DIR))
+    argv = [str(ECHO_BIN), "--listen", f"127.0.0.1:{port}", "--name", "bench"]
+    echo = stack.add(Child("upstream", argv, LOG_DIR))
     echo.wait_ready(f"http://127.0.0.1:{port}/")
     return port
 
 
-def start_envoy(stack: Stack, work_dir: Path, workers: int, filtered: bool, control_plane: ControlPlane, upstream_port: int) -> Envoy:
+def start_envoy(setup: Setup, workers: int, filtered: bool) -> Envoy:
     name = f"envoy-{'filter' if filtered else 'plain'}-{workers}w"
     ports = (free_port(), free_port())
     values = {
+        "ENVOY_NODE_ID": name,
         "ENVOY_LISTEN_ADDRESS": "127.0.0.1",
         "ENVOY_LISTEN_PORT": str(ports[0]),
         "ENVOY_ADMIN_PORT": str(ports[1]),
         "ENVOY_FILTER_WASM": str(FILTER_WASM),
         "ENVOY_CONTROL_PLANE_HOST": "127.0.0.1",
-        "ENVOY_CONTROL_PLANE_PORT": str(control_plane.grpc_port),
-        "BENCH_UPSTREAM_PORT": str(upstream_port),
+        "ENVOY_CONTROL_PLANE_PORT": str(setup.control_plane.grpc_port),
+        "BENCH_UPSTREAM_PORT": str(setup.upstream_port),
     }
-    config = work_dir / f"{name}.yaml"
+    config = setup.work_dir / f"{name}.yaml"
     config.write_text(bootstrap.render_envoy(ROOT, values, with_tollgate=filtered))
-    envoy = stack.add(Envoy(name, ENVOY_BIN, config, LOG_DIR, workers, ports))
+    envoy = setup.stack.add(Envoy(name, ENVOY_BIN, config, LOG_DIR, workers, ports))
     status, _ = http("GET", envoy.url(ROUTES["direct"]))
     if status != (401 if filtered else 200):
         raise SystemExit(f"bench: {name} answered {status} to a request without credentials")
@@ -165,17 +182,15 @@ def measure_memory(results: report.Results, envoy: Envoy, control_plane: Control
     results.memory.append(report.MemoryGrowth(envoy.workers, cached, before, envoy.child.rss_mb()))
 
 
-def bench_workers(results, stack, work_dir, workers, control_plane, upstream_port, all_cases) -> None:
-    envoys = {
-        "plain": start_envoy(stack, work_dir, workers, False, control_plane, upstream_port),
-        "filter": start_envoy(stack, work_dir, workers, True, control_plane, upstream_port),
-    }
-    for case in all_cases:
+def bench_workers(results: report.Results, setup: Setup, workers: int) -> None:
+    """Every case on a plain Envoy and an Envoy with Tollgate, both with `workers` workers."""
+    envoys = {"plain": start_envoy(setup, workers, False), "filter": start_envoy(setup, workers, True)}
+    for case in setup.cases:
         say(f"{workers} worker(s): {case.name}")
-        run_case(results, envoys, control_plane, case)
-    measure_memory(results, envoys["filter"], control_plane)
+        run_case(results, envoys, setup.control_plane, case)
+    measure_memory(results, envoys["filter"], setup.control_plane)
     for envoy in envoys.values():
-        stack.stop(envoy)
+        setup.stack.stop(envoy)
 
 
 def envoy_version() -> str:
@@ -199,7 +214,9 @@ def print_report(results: report.Results, elapsed_secs: float) -> None:
         f"load: wrk, {THROUGHPUT_CONNECTIONS} connections for throughput and CPU, "
         f"{LATENCY_CONNECTIONS} connection for unloaded latency, each run after a warm-up\n"
         "routes: direct = Envoy's direct_response; proxied = to tollgate-echo (release build)\n"
-        "ratios are filter/plain; 'added' is filter minus plain; CPU is Envoy's user+system time per request\n"
+        "ratios are filter/plain; 'added' is filter minus plain; CPU is Envoy's user+system time per request;\n"
+        "others' CPU % is the machine's CPU that processes outside the benchmark used during the runs "
+        "(the higher, the noisier the row)\n"
     )
     print(f"At {THROUGHPUT_CONNECTIONS} connections\n{report.throughput_table(results)}\n")
     print(
@@ -212,7 +229,7 @@ def print_report(results: report.Results, elapsed_secs: float) -> None:
         print(f"UNEXPECTED: {problem}")
     for (workers, case), failure in results.failures.items():
         print(f"FAILED: {case} ({workers} worker(s)): {failure}")
-    print(f"total time: {elapsed_secs:.0f} s")
+    print(f"benchmark time: {elapsed_secs:.0f} s (builds not included)")
 
 
 def main() -> int:
@@ -222,13 +239,12 @@ def main() -> int:
     results, stack = report.Results(), Stack()
     password = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as work:
-        work_dir = Path(work)
         try:
-            control_plane, api_key = prepare_control_plane(stack, work_dir / "data", password)
+            control_plane, api_key = prepare_control_plane(stack, Path(work) / "data", password)
             all_cases = cases(api_key, *login(control_plane, password))
-            upstream_port = start_upstream(stack)
+            setup = Setup(stack, Path(work), control_plane, start_upstream(stack), all_cases)
             for workers in WORKER_COUNTS:
-                bench_workers(results, stack, work_dir, workers, control_plane, upstream_port, all_cases)
+                bench_workers(results, setup, workers)
         finally:
             stack.stop_all()
     print_report(results, time.monotonic() - started)

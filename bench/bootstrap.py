@@ -1,12 +1,17 @@
-"""Renders the benchmark bootstrap: envoy/bootstrap.yaml with its routes and its demo upstream
-cluster replaced by those of bench/envoy.yaml. Everything else, the Tollgate filter, its sync
-service and the control plane cluster included, is the real configuration, whatever it is today.
-The plain variant is the same bootstrap without Tollgate's two wasm extensions."""
+"""Renders the benchmark bootstrap: envoy/bootstrap.yaml with the static routes of bench/envoy.yaml
+in place of its own (`rds` or `route_config`), the benchmark upstream cluster in place of its demo
+upstream (or added to its clusters), and without `dynamic_resources`: every route and cluster the
+benchmark uses is static. Everything else, the Tollgate filter, its sync service and the control
+plane cluster included, is the real configuration, whatever it is today. The plain variant is the
+same bootstrap without Tollgate's two wasm extensions."""
 
 import re
 from pathlib import Path
 
 ROUTES = "route_config:"
+REAL_ROUTE_SOURCES = ("rds:", ROUTES)
+CLUSTERS = "clusters:"
+DYNAMIC_RESOURCES = "dynamic_resources:"
 REAL_UPSTREAM = "- name: tollgate_upstream_default"
 BENCH_UPSTREAM = "- name: bench_upstream"
 # Tollgate's part of the bootstrap, left out of the plain variant.
@@ -44,12 +49,23 @@ def block(lines: list[str], first_line: str) -> list[str]:
     return lines[start:end]
 
 
+def _reindented(new_block: list[str], indent: int) -> list[str]:
+    shift = indent - _indent(new_block[0])
+    return [" " * shift + line if shift >= 0 else line[-shift:] for line in new_block]
+
+
 def replaced(lines: list[str], first_line: str, new_block: list[str]) -> list[str]:
     """`lines` with the block starting with `first_line` replaced by `new_block`, re-indented."""
     start, end = _span(lines, first_line)
-    shift = _indent(lines[start]) - _indent(new_block[0])
-    reindented = [" " * shift + line if shift >= 0 else line[-shift:] for line in new_block]
-    return lines[:start] + reindented + lines[end:]
+    return lines[:start] + _reindented(new_block, _indent(lines[start])) + lines[end:]
+
+
+def inserted(lines: list[str], parent: str, new_block: list[str]) -> list[str]:
+    """`lines` with `new_block` as the first child of the block starting with `parent`."""
+    start, end = _span(lines, parent)
+    if end == start + 1:
+        raise SystemExit(f"bench: '{parent}' is empty in the bootstrap")
+    return lines[: start + 1] + _reindented(new_block, _indent(lines[start + 1])) + lines[start + 1 :]
 
 
 def without(lines: list[str], first_line: str) -> list[str]:
@@ -69,6 +85,20 @@ def without_tollgate(lines: list[str]) -> list[str]:
     return lines
 
 
+def with_bench_routes(lines: list[str], bench: list[str]) -> list[str]:
+    source = next((first for first in REAL_ROUTE_SOURCES if _find(lines, first) is not None), None)
+    if source is None:
+        raise SystemExit(f"bench: the bootstrap has none of {', '.join(REAL_ROUTE_SOURCES)}")
+    return replaced(lines, source, block(bench, ROUTES))
+
+
+def with_bench_upstream(lines: list[str], bench: list[str]) -> list[str]:
+    upstream = block(bench, BENCH_UPSTREAM)
+    if _find(lines, REAL_UPSTREAM) is not None:
+        return replaced(lines, REAL_UPSTREAM, upstream)
+    return inserted(lines, CLUSTERS, upstream)
+
+
 def substitute(lines: list[str], values: dict[str, str]) -> str:
     def value(match: re.Match) -> str:
         if match.group(1) not in values:
@@ -81,6 +111,7 @@ def substitute(lines: list[str], values: dict[str, str]) -> str:
 def render_envoy(root: Path, values: dict[str, str], with_tollgate: bool) -> str:
     real = config_lines((root / "envoy/bootstrap.yaml").read_text())
     bench = config_lines((root / "bench/envoy.yaml").read_text())
-    lines = replaced(real, ROUTES, block(bench, ROUTES))
-    lines = replaced(lines, REAL_UPSTREAM, block(bench, BENCH_UPSTREAM))
+    lines = with_bench_upstream(with_bench_routes(real, bench), bench)
+    if _find(lines, DYNAMIC_RESOURCES) is not None:
+        lines = without(lines, DYNAMIC_RESOURCES)
     return substitute(lines if with_tollgate else without_tollgate(lines), values)

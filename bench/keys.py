@@ -34,7 +34,8 @@ def _rows(secret: bytes, user_id: str, count: int):
         raw = key(i)
         # `k_` and 20 lowercase alphanumerics, like generated key ids.
         key_id = f"k_bench{i:015d}"
-        yield (key_id, user_id, "bench import", "tgb", raw[-4:], stored_hash(secret, raw), "active", "[]", created_at)
+        name, prefix, last4, status, scopes = "bench import", "tgb", raw[-4:], "active", "[]"
+        yield (key_id, user_id, name, prefix, last4, stored_hash(secret, raw), status, scopes, created_at)
 
 
 def seed(data_dir: Path, user_id: str, count: int) -> None:

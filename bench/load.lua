@@ -1,8 +1,9 @@
 -- wrk script for the benchmarks, configured through the environment:
 --   BENCH_HEADER_NAME, BENCH_HEADER_VALUE  a header sent with every request (optional)
 --   BENCH_KEYSPACE=N       X-API-Key tgb_<7-digit i> with a random i in [0, N) per request
---   BENCH_KEYS_FROM=F      X-API-Key tgb_<7-digit i> with i = F, F+1, ... (one thread only)
--- done() prints one JSON line with the run's totals; latencies are in microseconds.
+--   BENCH_KEYS_FROM=F      X-API-Key tgb_<7-digit i> with i = F, F+1, ...
+-- bench/load.py runs wrk with one thread. done() prints one JSON line with the run's totals;
+-- latencies are in microseconds.
 
 local header_name = os.getenv("BENCH_HEADER_NAME")
 local keyspace = tonumber(os.getenv("BENCH_KEYSPACE") or "")
@@ -12,14 +13,8 @@ local function with_key(i)
    return wrk.format(nil, nil, { ["X-API-Key"] = string.format("tgb_%07d", i) })
 end
 
-local thread_count = 0
-function setup(thread)
-   thread_count = thread_count + 1
-   thread:set("seed", thread_count)
-end
-
 function init(args)
-   math.randomseed(os.time() * 1000 + (seed or 0))
+   math.randomseed(os.time())
    if header_name then
       wrk.headers[header_name] = os.getenv("BENCH_HEADER_VALUE")
    end

@@ -3,10 +3,11 @@
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from processes import ControlPlane, Envoy
+from processes import ControlPlane, Envoy, machine_busy_seconds, own_cpu_seconds
 
 LUA_SCRIPT = Path(__file__).with_name("load.lua")
 THROUGHPUT_CONNECTIONS = 32
@@ -50,13 +51,15 @@ class Measurement:
     control_plane_cpu_us: float
     callouts_per_request: float
     unexpected: int
+    # Share of the machine's CPU that processes other than the benchmark's used meanwhile.
+    others_cpu_share: float
 
 
 def wrk(url: str, connections: int, seconds: int, wrk_env: dict[str, str]) -> Run:
     argv = [
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={WRK_TIMEOUT}",
         "-s", str(LUA_SCRIPT), url,
-    ]  # fmt: skip
+    ]
     finished = subprocess.run(argv, env={**os.environ, **wrk_env}, capture_output=True, text=True, check=False)
     summary = next((line for line in finished.stdout.splitlines() if line.startswith("{")), None)
     if finished.returncode != 0 or summary is None:
@@ -84,13 +87,22 @@ def unexpected_answers(run: Run, expected_status: int) -> int:
 
 
 def measure(
-    envoy: Envoy, control_plane: ControlPlane, url: str, wrk_env: dict[str, str], connections: int, expected_status: int
+    envoy: Envoy,
+    control_plane: ControlPlane,
+    url: str,
+    wrk_env: dict[str, str],
+    connections: int,
+    expected_status: int,
 ) -> Measurement:
     """Warms up, then measures one wrk run with the CPU time Envoy and the control plane used."""
     warmup_secs, measured_secs = DURATIONS[connections]
     wrk(url, connections, warmup_secs, wrk_env)
-    envoy_cpu, cp_cpu, calls = envoy.child.cpu_seconds(), control_plane.child.cpu_seconds(), callouts(control_plane)
+    envoy_cpu, cp_cpu = envoy.child.cpu_seconds(), control_plane.child.cpu_seconds()
+    calls = callouts(control_plane)
+    started, busy, own = time.monotonic(), machine_busy_seconds(), own_cpu_seconds()
     run = wrk(url, connections, measured_secs, wrk_env)
+    others = (machine_busy_seconds() - busy) - (own_cpu_seconds() - own)
+    elapsed = time.monotonic() - started
     per_request = 1e6 / max(run.requests, 1)
     return Measurement(
         rps=run.requests / run.seconds,
@@ -100,6 +112,7 @@ def measure(
         control_plane_cpu_us=(control_plane.child.cpu_seconds() - cp_cpu) * per_request,
         callouts_per_request=(callouts(control_plane) - calls) / max(run.requests, 1),
         unexpected=unexpected_answers(run, expected_status),
+        others_cpu_share=max(0.0, others) / (elapsed * os.cpu_count()),
     )
 
 

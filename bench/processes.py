@@ -3,6 +3,7 @@ its own log file, found by pid for its CPU time and memory, and stopped by its o
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import time
@@ -13,6 +14,29 @@ from pathlib import Path
 READY_TIMEOUT_SECS = 60
 STOP_TIMEOUT_SECS = 10
 CLOCK_TICKS_PER_SEC = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine used so far (all CPUs; idle and iowait excluded)."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_SEC
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of the benchmark itself: this process, its finished children (wrk) and its
+    running children (the control plane, the Envoys, the upstream)."""
+    total = sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == os.getpid():
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SEC
+    return total
 
 
 def free_port() -> int:
@@ -152,7 +176,7 @@ class Envoy:
             "--concurrency", str(workers),
             "--base-id", str(admin_port),
             "--log-level", "warn",
-        ]  # fmt: skip
+        ]
         self.child = Child(name, argv, log_dir)
         self.child.wait_ready(f"http://127.0.0.1:{admin_port}/ready")
 

@@ -61,10 +61,11 @@ def added(filter_value: float, plain_value: float) -> str:
 
 def _rows(results: Results, cells) -> list[list[str]]:
     """One row per (workers, route, case); `cells` makes the figures of a row that was measured."""
-    return [
-        [str(workers), route, case, *(["FAILED"] if (workers, case) in results.failures else cells(workers, route, case))]
-        for workers, route, case in results.rows
-    ]
+    rows = []
+    for workers, route, case in results.rows:
+        failed = (workers, case) in results.failures
+        rows.append([str(workers), route, case, *(["FAILED"] if failed else cells(workers, route, case))])
+    return rows
 
 
 def throughput_table(results: Results) -> str:
@@ -74,14 +75,16 @@ def throughput_table(results: Results) -> str:
             number(plain.rps), number(tollgate.rps), ratio(tollgate.rps, plain.rps),
             number(plain.p50_us), number(tollgate.p50_us), ratio(tollgate.p50_us, plain.p50_us),
             number(plain.p99_us), number(tollgate.p99_us), ratio(tollgate.p99_us, plain.p99_us),
-        ]  # fmt: skip
+            f"{100 * max(plain.others_cpu_share, tollgate.others_cpu_share):.0f}",
+        ]
 
     headers = [
         "workers", "route", "case",
         "req/s plain", "req/s filter", "ratio",
         "p50 µs plain", "p50 µs filter", "ratio",
         "p99 µs plain", "p99 µs filter", "ratio",
-    ]  # fmt: skip
+        "others' CPU %",
+    ]
     return table(headers, _rows(results, cells))
 
 
@@ -90,17 +93,22 @@ def cost_table(results: Results) -> str:
         idle_plain, idle_filter = results.pair(workers, route, case, LATENCY_CONNECTIONS)
         plain, tollgate = results.pair(workers, route, case, THROUGHPUT_CONNECTIONS)
         return [
-            number(idle_plain.p50_us), number(idle_filter.p50_us), added(idle_filter.p50_us, idle_plain.p50_us),
-            f"{plain.envoy_cpu_us:.1f}", f"{tollgate.envoy_cpu_us:.1f}", added(tollgate.envoy_cpu_us, plain.envoy_cpu_us),
-            f"{tollgate.callouts_per_request:.2f}", f"{tollgate.control_plane_cpu_us:.1f}",
-        ]  # fmt: skip
+            number(idle_plain.p50_us),
+            number(idle_filter.p50_us),
+            added(idle_filter.p50_us, idle_plain.p50_us),
+            f"{plain.envoy_cpu_us:.1f}",
+            f"{tollgate.envoy_cpu_us:.1f}",
+            added(tollgate.envoy_cpu_us, plain.envoy_cpu_us),
+            f"{tollgate.callouts_per_request:.2f}",
+            f"{tollgate.control_plane_cpu_us:.1f}",
+        ]
 
     headers = [
         "workers", "route", "case",
         "p50 µs plain", "p50 µs filter", "added µs",
         "Envoy CPU µs plain", "Envoy CPU µs filter", "added µs",
         "callouts/req", "control plane CPU µs/req",
-    ]  # fmt: skip
+    ]
     return table(headers, _rows(results, cells))
 
 
@@ -110,21 +118,21 @@ def memory_table(results: Results) -> str:
             str(growth.workers),
             number(growth.cached), f"{growth.rss_before_mb:.1f}", f"{growth.rss_after_mb:.1f}",
             f"{growth.mb_per_100k():.1f}", f"{growth.mb_per_100k() / growth.workers:.1f}",
-        ]  # fmt: skip
+        ]
         for growth in results.memory
     ]
     headers = [
         "workers",
-        "principals cached", "VmRSS MB before", "VmRSS MB after",
+        "new principals cached", "VmRSS MB before", "VmRSS MB after",
         "MB per 100k (Envoy)", "MB per 100k per worker",
-    ]  # fmt: skip
+    ]
     return table(headers, rows, labels=1)
 
 
 def unexpected_answers(results: Results) -> list[str]:
     return [
         f"{case} ({route}, {workers} worker(s), {variant}, {connections} connection(s)): "
-        f"{run.unexpected} of the requests were not answered as expected"
+        f"{run.unexpected} requests not answered as expected"
         for (workers, route, case, variant, connections), run in results.runs.items()
         if run.unexpected
     ]
