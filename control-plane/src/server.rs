@@ -166,7 +166,10 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
     );
     let http =
         axum::serve(http_listener, app(services.http)).with_graceful_shutdown(shutdown_signal());
+    // Keepalives find Envoys that vanished without closing their streams.
     let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
         .add_service(FilterServiceServer::new(services.filter))
         .add_service(services.xds.service())
         .serve_with_incoming_shutdown(tokio_stream_from(grpc_listener), shutdown_signal());
@@ -175,6 +178,9 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
     },)?;
     Ok(())
 }
+
+const GRPC_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const GRPC_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Another replica may rotate the signing keys; pick its keys up within this long.
 const SIGNING_KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(10);

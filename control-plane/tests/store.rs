@@ -607,7 +607,7 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
     let health = BackendHealth::default().after_check(Err("refused".into()), now(), 1, 2);
     assert_eq!(health.status, HealthStatus::Unhealthy);
     store
-        .record_health(&backend.id, &health)
+        .record_health(&backend.id, &health, None)
         .await
         .expect("health");
     let mut changed = store.backend(&backend.id).await.expect("read");

@@ -12,7 +12,7 @@ use tollgate_filter_core::credential::{
 };
 use tollgate_filter_core::decision::Decision;
 use tollgate_filter_core::error_body::error_body;
-use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage};
+use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage, ROUTE_GROUP_HEADER};
 use tollgate_filter_core::hygiene::headers_to_remove;
 
 use crate::worker::Worker;
@@ -25,7 +25,7 @@ pub struct TollgateRequest {
     presented: Result<Presented, CredentialError>,
     method: String,
     path: String,
-    client_ip: Option<IpAddr>,
+    forwarded_for: Vec<u8>,
     /// Client headers to strip if the request is allowed.
     headers_to_remove: Vec<String>,
     /// The `Cookie` header to forward instead of the client's, without the session cookie;
@@ -42,7 +42,7 @@ impl TollgateRequest {
             presented: Err(CredentialError::Missing),
             method: String::new(),
             path: String::new(),
-            client_ip: None,
+            forwarded_for: Vec::new(),
             headers_to_remove: Vec::new(),
             cookie_rewrite: None,
             pending: None,
@@ -53,14 +53,25 @@ impl TollgateRequest {
         unix_millis(self.get_current_time())
     }
 
+    /// The client's address, from Envoy's peer address and trusted `X-Forwarded-For` hops.
+    fn client_ip(&self) -> Result<IpAddr, Decision> {
+        let source = self
+            .get_property(vec!["source", "address"])
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default();
+        client_address(
+            &source,
+            (!self.forwarded_for.is_empty()).then_some(self.forwarded_for.as_slice()),
+            self.worker.config.trusted_hops,
+        )
+    }
+
     fn decide(&self, stage: Stage) -> Decision {
-        let Some(client_ip) = self.client_ip else {
-            return tollgate_filter_core::decision::INVALID_FORWARDED_FOR;
-        };
+        let client_ip = || self.client_ip();
         let facts = RequestFacts {
             method: &self.method,
             path: &self.path,
-            client_ip,
+            client_ip: &client_ip,
             now_ms: self.now_ms(),
             stage,
         };
@@ -95,12 +106,19 @@ impl TollgateRequest {
                 if let Some(cookie) = self.cookie_rewrite.take() {
                     self.set_http_request_header("cookie", cookie.as_deref());
                 }
-                // The route depends on x-tollgate-route-group, which was just set (or a
-                // client's copy removed): Envoy must choose the route again.
-                if let Err(status) =
-                    proxy_wasm::hostcalls::call_foreign_function("clear_route_cache", None)
-                {
-                    log::warn!("could not clear the route cache: {status:?}");
+                // The route depends on x-tollgate-route-group: when it was set, or a client's
+                // copy removed, Envoy must choose the route again.
+                let routing_changed = set_headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .chain(&self.headers_to_remove)
+                    .any(|name| name == ROUTE_GROUP_HEADER);
+                if routing_changed {
+                    if let Err(status) =
+                        proxy_wasm::hostcalls::call_foreign_function("clear_route_cache", None)
+                    {
+                        log::warn!("could not clear the route cache: {status:?}");
+                    }
                 }
                 Action::Continue
             }
@@ -196,17 +214,7 @@ impl TollgateRequest {
             .filter(|(n, _)| n.eq_ignore_ascii_case(FORWARDED_FOR_HEADER))
             .map(|(_, v)| v.as_slice())
             .collect();
-        let forwarded_for = forwarded_for.join(&b", "[..]);
-        let source = self
-            .get_property(vec!["source", "address"])
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_default();
-        self.client_ip = client_address(
-            &source,
-            (!forwarded_for.is_empty()).then_some(forwarded_for.as_slice()),
-            self.worker.config.trusted_hops,
-        )
-        .ok();
+        self.forwarded_for = forwarded_for.join(&b", "[..]);
     }
 }
 

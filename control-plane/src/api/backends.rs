@@ -156,7 +156,7 @@ pub async fn change(
     if backend.health == BackendHealth::default() {
         state
             .store
-            .record_health(&backend.id, &backend.health)
+            .record_health(&backend.id, &backend.health, None)
             .await?;
     }
     state.topology.announce();

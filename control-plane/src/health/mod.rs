@@ -86,11 +86,23 @@ async fn check_one(
         policy.unhealthy_threshold,
         policy.healthy_threshold,
     );
-    if let Err(error) = store.record_health(&backend.id, &health).await {
+    let changed = health.status != backend.health.status;
+    let audit = changed.then(|| {
+        AuditEntry::new(
+            None,
+            "backend.health_changed",
+            backend.id.as_str(),
+            json!({"from": backend.health.status, "to": health.status, "error": health.last_error}),
+        )
+    });
+    if let Err(error) = store
+        .record_health(&backend.id, &health, audit.as_ref())
+        .await
+    {
         tracing::warn!(%error, backend = %backend.id, "cannot record a health check");
         return;
     }
-    if health.status != backend.health.status {
+    if changed {
         tracing::info!(
             backend = %backend.id,
             url = %backend.url,
@@ -100,17 +112,6 @@ async fn check_one(
         );
         metrics::counter!("tollgate_backend_health_changes_total", "to" => health.status.as_str())
             .increment(1);
-        let audit = AuditEntry::new(
-            None,
-            "backend.health_changed",
-            backend.id.as_str(),
-            json!({"from": backend.health.status, "to": health.status, "error": health.last_error}),
-        );
-        let mut changed = backend.clone();
-        changed.health = health;
-        if let Err(error) = store.update_backend(&changed, &audit).await {
-            tracing::warn!(%error, "cannot audit a health change");
-        }
         topology.announce();
     }
 }

@@ -161,9 +161,13 @@ pub trait Store: Send + Sync {
     async fn backend(&self, id: &BackendId) -> Result<Backend, StoreError>;
     /// Every backend, by pool then creation.
     async fn backends(&self) -> Result<Vec<Backend>, StoreError>;
-    /// Records a health check's outcome (not audited: it is not an admin action).
-    async fn record_health(&self, id: &BackendId, health: &BackendHealth)
-        -> Result<(), StoreError>;
+    /// Records a health check's outcome; a status change comes with its audit entry.
+    async fn record_health(
+        &self,
+        id: &BackendId,
+        health: &BackendHealth,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError>;
 
     /// The pools with health-check settings of their own.
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError>;

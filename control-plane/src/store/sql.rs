@@ -810,7 +810,9 @@ impl Store for SqlStore {
         &self,
         id: &BackendId,
         health: &BackendHealth,
+        audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE backends SET health_status = $1, consecutive_failures = $2, \
              consecutive_successes = $3, last_checked_at = $4, last_latency_ms = $5, \
@@ -827,8 +829,12 @@ impl Store for SqlStore {
         )
         .bind(health.last_error.as_deref())
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(audit) = audit {
+            Self::insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

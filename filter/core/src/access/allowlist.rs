@@ -40,10 +40,16 @@ impl IpAllowlist {
         Ok(allowlist)
     }
 
+    /// An empty list allows every address.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ipv4.is_empty() && self.ipv6.is_empty()
+    }
+
     /// Whether a client at `ip` may call. An IPv4-mapped IPv6 client is matched as IPv4.
     #[must_use]
     pub fn allows(&self, ip: IpAddr) -> bool {
-        if self.ipv4.is_empty() && self.ipv6.is_empty() {
+        if self.is_empty() {
             return true;
         }
         match ip.to_canonical() {

@@ -67,11 +67,15 @@ fn with_key(key: &str, resolved: Resolved) -> Cached {
     cached
 }
 
+fn client() -> Result<std::net::IpAddr, Decision> {
+    Ok("192.0.2.10".parse().expect("ip"))
+}
+
 fn facts(stage: Stage) -> RequestFacts<'static> {
     RequestFacts {
         method: "GET",
         path: "/v1/images/1",
-        client_ip: "192.0.2.10".parse().expect("ip"),
+        client_ip: &client,
         now_ms: NOW_MS,
         stage,
     }
