@@ -35,6 +35,12 @@ impl BackendUrl {
             return Err(invalid("must not have a path, query or fragment"));
         }
         let host = match url.host() {
+            // A DNS name also becomes the TLS server name, which Envoy caps at 255 bytes.
+            Some(url::Host::Domain(domain))
+                if domain.len() > 253 || domain.split('.').any(|label| label.len() > 63) =>
+            {
+                return Err(invalid("must name a host of at most 253 characters"))
+            }
             Some(url::Host::Domain(domain)) => domain.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
@@ -240,6 +246,8 @@ mod tests {
             "http://",
             "unix:///tmp/socket",
             "http://127.0.0.1:0",
+            &format!("https://{}.example.com", "a".repeat(64)),
+            &format!("https://{}example.com", "abcdefghi.".repeat(26)),
         ] {
             assert!(BackendUrl::parse(bad).is_err(), "{bad}");
         }
