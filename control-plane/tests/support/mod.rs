@@ -1,5 +1,6 @@
 //! Databases for tests: a SQLite file in a temporary folder, or a fresh Postgres database.
 
+// Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
 pub mod app;
@@ -20,7 +21,7 @@ pub struct TestDatabase {
 }
 
 enum Cleanup {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Sqlite(tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
 
