@@ -151,6 +151,37 @@ async fn a_refresh_token_works_once() {
 }
 
 #[tokio::test]
+async fn a_reused_refresh_token_ends_the_whole_session() {
+    let api = Api::start().await;
+    user_with_password(&api, "reuser").await;
+    let (_, first) = login(&api, "reuser", PASSWORD).await;
+    let stolen = first["refresh_token"].as_str().expect("refresh");
+    let refresh = |token: &str| {
+        api.call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": token})),
+        )
+    };
+    let (status, second) = refresh(stolen).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = refresh(stolen).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "invalid_refresh_token");
+    // The legitimate holder's newer tokens die with the session.
+    let (status, _) = refresh(second["refresh_token"].as_str().expect("refresh")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let access = second["access_token"].as_str().expect("access");
+    let (status, _) = api
+        .call("GET", "/api/v1/users/me", Some(access), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, audit) = api.admin("GET", "/api/v1/audit", None).await;
+    assert!(audit.to_string().contains("session.refresh_token_reused"));
+}
+
+#[tokio::test]
 async fn logout_ends_the_session_and_its_tokens() {
     let api = Api::start().await;
     user_with_password(&api, "erin").await;

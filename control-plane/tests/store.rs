@@ -462,6 +462,12 @@ async fn sessions_round_trip_and_refresh_tokens_are_replaced_once(db: TestDataba
     );
     let gone = store.session_by_refresh_hash(&session.refresh_hash).await;
     assert!(matches!(gone, Err(StoreError::NotFound)));
+    let retired = store
+        .session_by_retired_refresh_hash(&session.refresh_hash)
+        .await
+        .expect("the replaced token is remembered");
+    assert_eq!(retired.id, session.id);
+    assert_eq!(retired.refresh_hash, next);
 }
 
 async fn a_new_signing_key_retires_the_others(db: TestDatabase) {

@@ -118,7 +118,11 @@ pub async fn refresh(
     let presented_hash = state.hasher.hash(&presented.digest());
     let session = match state.store.session_by_refresh_hash(&presented_hash).await {
         Ok(session) if session.is_live(now()) => session,
-        Ok(_) | Err(StoreError::NotFound) => return Err(invalid_refresh_token()),
+        Ok(_) => return Err(invalid_refresh_token()),
+        Err(StoreError::NotFound) => {
+            end_session_of_reused_token(&state, &presented_hash).await?;
+            return Err(invalid_refresh_token());
+        }
         Err(other) => return Err(other.into()),
     };
     let user = state.store.user(&session.user_id).await?;
@@ -136,11 +140,51 @@ pub async fn refresh(
         .await
     {
         Ok(()) => {}
-        // Someone else refreshed with the same token first.
-        Err(StoreError::NotFound) => return Err(invalid_refresh_token()),
+        // The same token was used twice at once: one of the holders is not the user.
+        Err(StoreError::NotFound) => {
+            end_session_of_reused_token(&state, &presented_hash).await?;
+            return Err(invalid_refresh_token());
+        }
         Err(other) => return Err(other.into()),
     }
     token_answer(&state, &user, &session.id, &replacement)
+}
+
+/// A refresh token that was already replaced is being used again, so it was copied: the
+/// session it belonged to ends, for the thief and the user alike (the user logs in again).
+async fn end_session_of_reused_token(
+    state: &AppState,
+    hash: &crate::domain::api_key::StoredKeyHash,
+) -> Result<(), ApiError> {
+    let session = match state.store.session_by_retired_refresh_hash(hash).await {
+        Ok(session) if session.revoked_at.is_none() => session,
+        Ok(_) | Err(StoreError::NotFound) => return Ok(()),
+        Err(other) => return Err(other.into()),
+    };
+    tracing::warn!(session = %session.id, "a replaced refresh token was presented; ending the session");
+    let audit = AuditEntry::new(
+        Some(session.user_id.clone()),
+        "session.refresh_token_reused",
+        session.id.as_str(),
+        json!({}),
+    );
+    match state
+        .store
+        .revoke_session(&session.id, now(), tokens_expire_at(state), &audit)
+        .await
+    {
+        Ok(()) => state.changes.announce(),
+        Err(StoreError::NotFound) => {}
+        Err(other) => return Err(other.into()),
+    }
+    Ok(())
+}
+
+/// When every access token issued until now has expired, leeway included.
+fn tokens_expire_at(state: &AppState) -> i64 {
+    now().timestamp()
+        + state.tokens.policy().access_ttl_secs
+        + i64::try_from(LEEWAY_SECS).unwrap_or(0)
 }
 
 /// Ends the caller's session (an access token in `Authorization: Bearer`).
@@ -154,9 +198,6 @@ pub async fn logout(
         .verify(&token)
         .map_err(|_| ApiError::unauthenticated())?;
     let id = SessionId::from_string(claims.sid);
-    let tokens_expire_at = now().timestamp()
-        + state.tokens.policy().access_ttl_secs
-        + i64::try_from(LEEWAY_SECS).unwrap_or(0);
     let audit = AuditEntry::new(
         Some(crate::domain::ids::UserId::from_string(claims.sub)),
         "session.ended",
@@ -165,7 +206,7 @@ pub async fn logout(
     );
     match state
         .store
-        .revoke_session(&id, now(), tokens_expire_at, &audit)
+        .revoke_session(&id, now(), tokens_expire_at(&state), &audit)
         .await
     {
         Ok(()) => state.changes.announce(),

@@ -96,7 +96,13 @@ pub trait Store: Send + Sync {
         -> Result<(), StoreError>;
     async fn session(&self, id: &SessionId) -> Result<Session, StoreError>;
     async fn session_by_refresh_hash(&self, hash: &StoredKeyHash) -> Result<Session, StoreError>;
-    /// Replaces the refresh token of a live session, only if `old` is still current.
+    /// The session a replaced (retired) refresh token belonged to.
+    async fn session_by_retired_refresh_hash(
+        &self,
+        hash: &StoredKeyHash,
+    ) -> Result<Session, StoreError>;
+    /// Replaces the refresh token of a live session, only if `old` is still current; `old`
+    /// is remembered as retired.
     async fn replace_refresh_hash(
         &self,
         id: &SessionId,

@@ -452,6 +452,7 @@ impl Store for SqlStore {
         old: &StoredKeyHash,
         new: &StoredKeyHash,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE sessions SET refresh_hash = $1 \
              WHERE id = $2 AND refresh_hash = $3 AND revoked_at IS NULL",
@@ -459,12 +460,37 @@ impl Store for SqlStore {
         .bind(new.as_str())
         .bind(id.as_str())
         .bind(old.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        sqlx::query(
+            "INSERT INTO retired_refresh_tokens (refresh_hash, session_id, retired_at) \
+             VALUES ($1, $2, $3)",
+        )
+        .bind(old.as_str())
+        .bind(id.as_str())
+        .bind(format_time(crate::domain::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn session_by_retired_refresh_hash(
+        &self,
+        hash: &StoredKeyHash,
+    ) -> Result<Session, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = \
+             (SELECT session_id FROM retired_refresh_tokens WHERE refresh_hash = $1)"
+        ))
+        .bind(hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        session_from_row(&row)
     }
 
     async fn revoke_session(
