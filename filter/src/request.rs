@@ -26,6 +26,8 @@ pub struct TollgateRequest {
     method: String,
     path: String,
     forwarded_for: Vec<u8>,
+    /// The request headers as received, rewritten in one host call when the request is allowed.
+    headers: Vec<(String, Vec<u8>)>,
     /// Client headers to strip if the request is allowed.
     headers_to_remove: Vec<String>,
     /// The `Cookie` header to forward instead of the client's, without the session cookie;
@@ -43,6 +45,7 @@ impl TollgateRequest {
             method: String::new(),
             path: String::new(),
             forwarded_for: Vec::new(),
+            headers: Vec::new(),
             headers_to_remove: Vec::new(),
             cookie_rewrite: None,
             pending: None,
@@ -97,15 +100,7 @@ impl TollgateRequest {
                 auth_method,
             } => {
                 self.worker.metrics.allowed(auth_method);
-                for name in &self.headers_to_remove {
-                    self.remove_http_request_header(name);
-                }
-                for (name, value) in &set_headers {
-                    self.set_http_request_header(name, Some(value));
-                }
-                if let Some(cookie) = self.cookie_rewrite.take() {
-                    self.set_http_request_header("cookie", cookie.as_deref());
-                }
+                self.forward_with(&set_headers);
                 // The route depends on x-tollgate-route-group: when it was set, or a client's
                 // copy removed, Envoy must choose the route again.
                 let routing_changed = set_headers
@@ -137,6 +132,30 @@ impl TollgateRequest {
             }
             Decision::Lookup(lookup) => self.start_lookup(lookup),
         }
+    }
+
+    /// Replaces the request's headers in one host call: the client's credential and
+    /// `x-tollgate-*` headers out, the identity headers in, the session cookie cut.
+    fn forward_with(&mut self, set_headers: &[(String, String)]) {
+        let cookie_rewrite = self.cookie_rewrite.take();
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.retain(|(name, _)| {
+            let replaced = cookie_rewrite.is_some() && name.eq_ignore_ascii_case("cookie");
+            !replaced && !self.headers_to_remove.iter().any(|removed| removed == name)
+        });
+        if let Some(Some(cookie)) = cookie_rewrite {
+            headers.push(("cookie".to_owned(), cookie.into_bytes()));
+        }
+        let forwarded: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+            .chain(
+                set_headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_bytes())),
+            )
+            .collect();
+        self.set_http_request_headers_bytes(forwarded);
     }
 
     fn start_lookup(&mut self, lookup: Lookup) -> Action {
@@ -215,6 +234,7 @@ impl TollgateRequest {
             .map(|(_, v)| v.as_slice())
             .collect();
         self.forwarded_for = forwarded_for.join(&b", "[..]);
+        self.headers = headers;
     }
 }
 
