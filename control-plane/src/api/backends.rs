@@ -9,8 +9,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::ApiError;
-use super::extract::{ApiJson, Caller};
+use super::error::{found, ApiError};
+use super::extract::{whole_list, ApiJson, Caller};
 use super::AppState;
 use crate::domain::audit::AuditEntry;
 use crate::domain::backend::{
@@ -19,7 +19,6 @@ use crate::domain::backend::{
 use crate::domain::ids::BackendId;
 use crate::domain::now;
 use crate::domain::pool::{validate_pool_name, HealthCheckSettings, DEFAULT_POOL};
-use crate::store::StoreError;
 
 const DEFAULT_WEIGHT: u32 = 100;
 const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
@@ -93,10 +92,7 @@ pub async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin()?;
     let backends = state.store.backends().await?;
-    let total = backends.len();
-    Ok(Json(
-        json!({"items": backends, "total": total, "page": 1, "per_page": total}),
-    ))
+    Ok(Json(whole_list(&backends)))
 }
 
 pub async fn get(
@@ -211,10 +207,7 @@ pub async fn pools(
             })
         })
         .collect();
-    let total = items.len();
-    Ok(Json(
-        json!({"items": items, "total": total, "page": 1, "per_page": total}),
-    ))
+    Ok(Json(whole_list(&items)))
 }
 
 /// `PUT /api/v1/pools/{name}`: the pool's health-check settings.
@@ -291,12 +284,6 @@ fn validate_sni(sni: Option<&str>) -> Result<(), ApiError> {
 }
 
 async fn find(state: &AppState, id: &str) -> Result<Backend, ApiError> {
-    match state
-        .store
-        .backend(&BackendId::from_string(id.to_string()))
-        .await
-    {
-        Err(StoreError::NotFound) => Err(ApiError::not_found("backend")),
-        other => Ok(other?),
-    }
+    let id = BackendId::from_string(id.to_string());
+    found(state.store.backend(&id).await, "backend")
 }

@@ -58,6 +58,14 @@ impl ApiError {
     }
 }
 
+/// A lookup's result, with a missing row answered as 404 naming `what`.
+pub fn found<T>(result: Result<T, StoreError>, what: &str) -> Result<T, ApiError> {
+    match result {
+        Err(StoreError::NotFound) => Err(ApiError::not_found(what)),
+        other => Ok(other?),
+    }
+}
+
 impl From<InvalidField> for ApiError {
     fn from(error: InvalidField) -> Self {
         Self::validation(error.to_string())

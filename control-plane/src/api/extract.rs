@@ -210,3 +210,13 @@ impl PageWindow {
         })
     }
 }
+
+/// An unpaged listing in the documented list shape: every item on page 1.
+pub fn whole_list<T: serde::Serialize>(items: &[T]) -> serde_json::Value {
+    serde_json::json!({
+        "items": items,
+        "total": items.len(),
+        "page": 1,
+        "per_page": items.len(),
+    })
+}

@@ -7,8 +7,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::ApiError;
-use super::extract::{ApiJson, Caller};
+use super::error::{found, ApiError};
+use super::extract::{whole_list, ApiJson, Caller};
 use super::users::find as find_user;
 use super::AppState;
 use crate::domain::audit::AuditEntry;
@@ -86,10 +86,7 @@ pub async fn list(
             state.store.members(&group.id).await?.len(),
         ));
     }
-    let total = items.len();
-    Ok(Json(
-        json!({"items": items, "total": total, "page": 1, "per_page": total}),
-    ))
+    Ok(Json(whole_list(&items)))
 }
 
 pub async fn get(
@@ -167,10 +164,7 @@ pub async fn members(
     caller.require_admin()?;
     let group = find(&state, &id).await?;
     let members = state.store.members(&group.id).await?;
-    let total = members.len();
-    Ok(Json(
-        json!({"items": members, "total": total, "page": 1, "per_page": total}),
-    ))
+    Ok(Json(whole_list(&members)))
 }
 
 pub async fn add_member(
@@ -229,14 +223,8 @@ pub async fn remove_member(
 }
 
 async fn find(state: &AppState, id: &str) -> Result<Group, ApiError> {
-    match state
-        .store
-        .group(&GroupId::from_string(id.to_string()))
-        .await
-    {
-        Err(StoreError::NotFound) => Err(ApiError::not_found("group")),
-        other => Ok(other?),
-    }
+    let id = GroupId::from_string(id.to_string());
+    found(state.store.group(&id).await, "group")
 }
 
 fn with_members(group: &Group, members: usize) -> serde_json::Value {

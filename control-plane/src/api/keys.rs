@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller};
+use super::extract::{whole_list, ApiJson, Caller};
 use super::users::find;
 use super::AppState;
 use crate::domain::api_key::{ApiKey, KeyStatus, PlainApiKey};
@@ -94,10 +94,7 @@ pub async fn list(
     caller.require_self_or_admin(&user_id)?;
     let user = find(&state, &user_id).await?;
     let keys = state.store.keys_of(&user.id).await?;
-    let total = keys.len();
-    Ok(Json(
-        json!({"items": keys, "total": total, "page": 1, "per_page": total}),
-    ))
+    Ok(Json(whole_list(&keys)))
 }
 
 pub async fn revoke(

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{found, ApiError};
 use super::extract::{ApiJson, ApiQuery, Caller, PageWindow};
 use super::AppState;
 use crate::domain::audit::AuditEntry;
@@ -258,10 +258,8 @@ pub async fn delete(
 
 /// The user with this id, or 404 naming it.
 pub async fn find(state: &AppState, id: &str) -> Result<User, ApiError> {
-    match state.store.user(&UserId::from_string(id.to_string())).await {
-        Err(StoreError::NotFound) => Err(ApiError::not_found("user")),
-        other => Ok(other?),
-    }
+    let id = UserId::from_string(id.to_string());
+    found(state.store.user(&id).await, "user")
 }
 
 fn validate_optional(
