@@ -111,6 +111,7 @@ impl FilterApi {
             session_issuer: self.tokens.policy().issuer.clone(),
             session_audience: self.tokens.policy().audience.clone(),
             signing_keys_version: version,
+            limits: None,
         }))
     }
 
@@ -232,7 +233,29 @@ impl FilterService for FilterApi {
             session_issuer: self.tokens.policy().issuer.clone(),
             session_audience: self.tokens.policy().audience.clone(),
             signing_keys_version: version,
+            limits: None,
         }))
+    }
+
+    async fn check_limits(
+        &self,
+        _request: Request<v1::CheckLimitsRequest>,
+    ) -> Result<Response<v1::CheckLimitsResponse>, Status> {
+        Err(Status::unimplemented("check_limits"))
+    }
+
+    async fn sync_limits(
+        &self,
+        _request: Request<v1::SyncLimitsRequest>,
+    ) -> Result<Response<v1::SyncLimitsResponse>, Status> {
+        Err(Status::unimplemented("sync_limits"))
+    }
+
+    async fn report_usage(
+        &self,
+        _request: Request<v1::ReportUsageRequest>,
+    ) -> Result<Response<v1::ReportUsageResponse>, Status> {
+        Err(Status::unimplemented("report_usage"))
     }
 }
 
@@ -265,6 +288,8 @@ fn user_principal(user: User, route_group: String) -> Option<v1::Principal> {
         ip_allowlist: user.ip_allowlist,
         scopes: Vec::new(),
         route_group,
+        rate_limits: Vec::new(),
+        exhausted_quotas: Vec::new(),
     })
 }
 
