@@ -6,7 +6,9 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod background;
 mod caches;
+mod limiter;
 mod metrics;
 mod request;
 mod root;

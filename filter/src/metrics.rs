@@ -4,7 +4,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 /// Every refusal code the filter can answer with, each counted under `tollgate.denied.<code>`.
-const DENIAL_CODES: [&str; 11] = [
+const DENIAL_CODES: [&str; 14] = [
     "missing_credentials",
     "invalid_api_key",
     "api_key_expired",
@@ -16,7 +16,13 @@ const DENIAL_CODES: [&str; 11] = [
     "scope_denied",
     "invalid_forwarded_for",
     "control_plane_unavailable",
+    "rate_limited",
+    "quota_exceeded",
+    "rate_limiter_unavailable",
 ];
+
+/// Limit levels, each counted under `tollgate.rate_limited.<level>` when it refuses.
+pub const LIMIT_LEVELS: [&str; 4] = ["ip", "user", "key", "route"];
 
 /// Metric ids, defined once per VM. A metric the host refused to define is skipped.
 pub struct Metrics {
@@ -30,6 +36,10 @@ pub struct Metrics {
     lookup_failures: Option<u32>,
     lookup_latency_ms: Option<u32>,
     dual_credentials: Option<u32>,
+    rate_limited: Vec<(&'static str, Option<u32>)>,
+    limit_sync_failures: Option<u32>,
+    limits_degraded: Option<u32>,
+    usage_report_failures: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -62,6 +72,17 @@ impl Metrics {
             )
             .ok(),
             dual_credentials: counter("tollgate.requests.dual_credentials"),
+            rate_limited: LIMIT_LEVELS
+                .iter()
+                .map(|level| (*level, counter(&format!("tollgate.rate_limited.{level}"))))
+                .collect(),
+            limit_sync_failures: counter("tollgate.limits.sync_failures"),
+            limits_degraded: hostcalls::define_metric(
+                MetricType::Gauge,
+                "tollgate.limits.degraded",
+            )
+            .ok(),
+            usage_report_failures: counter("tollgate.usage.report_failures"),
         }
     }
 
@@ -104,5 +125,26 @@ impl Metrics {
 
     pub fn dual_credentials(&self) {
         add(self.dual_credentials);
+    }
+
+    pub fn rate_limited(&self, level: &str) {
+        if let Some((_, id)) = self.rate_limited.iter().find(|(known, _)| *known == level) {
+            add(*id);
+        }
+    }
+
+    pub fn limit_sync_failed(&self) {
+        add(self.limit_sync_failures);
+    }
+
+    /// 1 while `fast` limits run on local shares because the control plane cannot be synced.
+    pub fn limits_degraded(&self, degraded: bool) {
+        if let Some(id) = self.limits_degraded {
+            let _ = hostcalls::record_metric(id, u64::from(degraded));
+        }
+    }
+
+    pub fn usage_report_failed(&self) {
+        add(self.usage_report_failures);
     }
 }

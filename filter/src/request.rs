@@ -3,21 +3,51 @@
 use std::net::IpAddr;
 use std::rc::Rc;
 
+use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use tollgate_filter_core::callout::{Lookup, FILTER_SERVICE};
-use tollgate_filter_core::clock::unix_millis;
+use tollgate_filter_core::callout::{Lookup, CHECK_LIMITS_METHOD, FILTER_SERVICE};
+use tollgate_filter_core::clock::{unix_micros, unix_millis};
 use tollgate_filter_core::credential::{
     extract, without_session_cookie, CredentialError, CredentialSource, Presented,
 };
-use tollgate_filter_core::decision::Decision;
-use tollgate_filter_core::error_body::error_body;
+use tollgate_filter_core::decision::{AuthMethod, Decision};
+use tollgate_filter_core::error_body::{error_body, quota_exceeded_body};
 use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage, ROUTE_GROUP_HEADER};
 use tollgate_filter_core::hygiene::headers_to_remove;
+use tollgate_filter_core::limits::bucket::Rate;
+use tollgate_filter_core::limits::plan::{address_plan, Draw, Plan};
+use tollgate_filter_core::limits::state::Checked;
+use tollgate_filter_core::limits::{rate_limit_headers, retry_after_secs};
+use tollgate_filter_core::proto::{
+    BucketRef, CheckLimitsRequest, CheckLimitsResponse, LimitMode, UsageDelta,
+};
 
+use crate::limiter::{self, Admission};
 use crate::worker::Worker;
 
 const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
+/// An upstream reports storage it added (or, negative, freed) in this response header, in bytes.
+const STORAGE_HEADER: &str = "x-tollgate-storage-bytes";
+const GRPC_STATUS_OK: u32 = 0;
+const UNAUTHENTICATED: u32 = 401;
+
+/// What a paused request waits for.
+enum Pending {
+    /// The control plane's answer about a credential, asked at the given millisecond.
+    Lookup(Lookup, i64),
+    /// The control plane's answer to the `exact` limits of an allowed request.
+    ExactLimits(Allowed, Vec<BucketRef>),
+}
+
+/// An authenticated request on its way to the upstream.
+struct Allowed {
+    set_headers: Vec<(String, String)>,
+    auth_method: AuthMethod,
+    user_id: String,
+    /// Verdicts of the buckets counted here, for the `X-RateLimit-*` headers.
+    checked: Vec<Checked>,
+}
 
 /// One request on its way through the filter.
 pub struct TollgateRequest {
@@ -33,8 +63,15 @@ pub struct TollgateRequest {
     /// The `Cookie` header to forward instead of the client's, without the session cookie;
     /// `Some(None)` removes the header.
     cookie_rewrite: Option<Option<String>>,
-    /// The lookup in flight while the request is paused, and when it started.
-    pending: Option<(Lookup, i64)>,
+    /// What the paused request waits for.
+    pending: Option<Pending>,
+    /// The client's address, worked out once.
+    client: Option<Result<IpAddr, Decision>>,
+    /// The `X-RateLimit-*` headers for the response.
+    rate_limit_headers: Option<[(&'static str, String); 3]>,
+    /// The user the upstream's answer is charged to; empty when nobody is.
+    charged_user: String,
+    storage_bytes: i64,
 }
 
 impl TollgateRequest {
@@ -49,6 +86,10 @@ impl TollgateRequest {
             headers_to_remove: Vec::new(),
             cookie_rewrite: None,
             pending: None,
+            client: None,
+            rate_limit_headers: None,
+            charged_user: String::new(),
+            storage_bytes: 0,
         }
     }
 
@@ -56,8 +97,15 @@ impl TollgateRequest {
         unix_millis(self.get_current_time())
     }
 
+    fn now_us(&self) -> i64 {
+        unix_micros(self.get_current_time())
+    }
+
     /// The client's address, from Envoy's peer address and trusted `X-Forwarded-For` hops.
     fn client_ip(&self) -> Result<IpAddr, Decision> {
+        if let Some(known) = &self.client {
+            return known.clone();
+        }
         let source = self
             .get_property(vec!["source", "address"])
             .and_then(|bytes| String::from_utf8(bytes).ok())
@@ -98,39 +146,264 @@ impl TollgateRequest {
             Decision::Allow {
                 set_headers,
                 auth_method,
-            } => {
-                self.worker.metrics.allowed(auth_method);
-                self.forward_with(&set_headers);
-                // The route depends on x-tollgate-route-group: when it was set, or a client's
-                // copy removed, Envoy must choose the route again.
-                let routing_changed = set_headers
-                    .iter()
-                    .map(|(name, _)| name)
-                    .chain(&self.headers_to_remove)
-                    .any(|name| name == ROUTE_GROUP_HEADER);
-                if routing_changed {
-                    if let Err(status) =
-                        proxy_wasm::hostcalls::call_foreign_function("clear_route_cache", None)
-                    {
-                        log::warn!("could not clear the route cache: {status:?}");
-                    }
-                }
-                Action::Continue
-            }
+                user_id,
+                limits,
+            } => self.admit(
+                Allowed {
+                    set_headers,
+                    auth_method,
+                    user_id,
+                    checked: Vec::new(),
+                },
+                &limits,
+            ),
             Decision::Deny {
                 status,
                 code,
                 message,
             } => {
+                if status == UNAUTHENTICATED {
+                    self.count_failed_authentication();
+                }
                 self.worker.metrics.denied(code);
-                self.send_http_response(
-                    status,
-                    vec![("content-type", "application/json")],
-                    Some(error_body(code, message).as_bytes()),
-                );
-                Action::Pause
+                self.refuse(status, error_body(code, message), Vec::new())
+            }
+            Decision::QuotaExceeded { quota, resets_at } => {
+                self.worker.metrics.denied("quota_exceeded");
+                self.refuse(402, quota_exceeded_body(&quota, resets_at), Vec::new())
             }
             Decision::Lookup(lookup) => self.start_lookup(lookup),
+        }
+    }
+
+    /// Answers the client directly, with the `X-RateLimit-*` headers known so far.
+    fn refuse(&mut self, status: u32, body: String, extra: Vec<(&str, String)>) -> Action {
+        let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        let rate_limit_headers = self.rate_limit_headers.take();
+        headers.extend(
+            rate_limit_headers
+                .iter()
+                .flatten()
+                .chain(&extra)
+                .map(|(name, value)| (*name, value.as_str())),
+        );
+        self.send_http_response(status, headers, Some(body.as_bytes()));
+        Action::Pause
+    }
+
+    /// The address's own limits, before authentication: a request from an address over
+    /// its limit is refused whatever it carries. Counts the request when every request
+    /// counts; otherwise only looks (failed authentications are counted when they fail).
+    fn address_refusal(&mut self) -> Option<Admission> {
+        let worker = Rc::clone(&self.worker);
+        let freshness = worker.freshness.try_borrow().ok()?;
+        let settings = freshness.limits();
+        if settings.ip.is_empty() {
+            return None;
+        }
+        let address = self.client_ip();
+        self.client = Some(address.clone());
+        let plan = address_plan(settings, &address.ok()?.to_string());
+        let counts_every_request = settings.ip_counts_every_request;
+        drop(freshness);
+        let envoys = self.worker.background.envoys();
+        let admission = if counts_every_request {
+            let admission = limiter::admit(&plan.here, self.now_us(), envoys);
+            if admission.admitted {
+                self.touched(&plan.here);
+            }
+            admission
+        } else {
+            limiter::peek(&plan.here, self.now_us(), envoys)
+        };
+        (!admission.admitted).then_some(admission)
+    }
+
+    fn count_failed_authentication(&mut self) {
+        let plan = {
+            let Ok(freshness) = self.worker.freshness.try_borrow() else {
+                return;
+            };
+            let settings = freshness.limits();
+            if settings.ip.is_empty() || settings.ip_counts_every_request {
+                return;
+            }
+            let Ok(address) = self.client_ip() else {
+                return;
+            };
+            address_plan(settings, &address.to_string())
+        };
+        let admission = limiter::admit(&plan.here, self.now_us(), self.worker.background.envoys());
+        self.touched(&plan.here);
+        self.rate_limit_headers = rate_limit_headers(&admission.checked, self.now_us());
+    }
+
+    fn touched(&self, draws: &[Draw]) {
+        for draw in draws {
+            if draw.limits.iter().any(|l| l.mode() == LimitMode::Fast) {
+                self.worker.background.touched(&draw.subject, &draw.limits);
+            }
+        }
+    }
+
+    /// 429 with `Retry-After`; counted per limit level, and for the user when known.
+    fn rate_limited(&mut self, admission: &Admission, user_id: &str) -> Action {
+        let level = admission
+            .refused_by
+            .as_deref()
+            .and_then(|subject| subject.split(':').next())
+            .unwrap_or("user");
+        self.worker.metrics.rate_limited(level);
+        self.worker.metrics.denied("rate_limited");
+        if !user_id.is_empty() {
+            if let Ok(mut usage) = self.worker.background.usage.try_borrow_mut() {
+                usage.record(user_id, |delta: &mut UsageDelta| {
+                    *delta.rate_limited.entry(level.to_owned()).or_default() += 1;
+                });
+            }
+        }
+        let retry_after = retry_after_secs(&admission.checked);
+        self.rate_limit_headers = rate_limit_headers(&admission.checked, self.now_us());
+        self.refuse(
+            429,
+            error_body("rate_limited", "rate limit exceeded; retry later"),
+            vec![("retry-after", retry_after.to_string())],
+        )
+    }
+
+    /// Takes the request from its rate limits, then forwards it or asks the control plane
+    /// about its `exact` limits.
+    fn admit(&mut self, mut allowed: Allowed, limits: &Plan) -> Action {
+        if !limits.here.is_empty() {
+            let admission =
+                limiter::admit(&limits.here, self.now_us(), self.worker.background.envoys());
+            if !admission.admitted {
+                return self.rate_limited(&admission, &allowed.user_id);
+            }
+            self.touched(&limits.here);
+            allowed.checked = admission.checked;
+        }
+        if limits.exact.is_empty() {
+            self.forward(allowed);
+            return Action::Continue;
+        }
+        let buckets: Vec<BucketRef> = limits
+            .exact
+            .iter()
+            .flat_map(|draw| {
+                draw.limits.iter().map(|limit| BucketRef {
+                    subject: draw.subject.clone(),
+                    limit: Some(*limit),
+                    count: 1,
+                })
+            })
+            .collect();
+        let request = CheckLimitsRequest {
+            buckets: buckets.clone(),
+        };
+        let config = &self.worker.config;
+        match self.dispatch_grpc_call(
+            &config.control_plane_cluster,
+            FILTER_SERVICE,
+            CHECK_LIMITS_METHOD,
+            Vec::new(),
+            Some(&request.encode_to_vec()),
+            config.callout_timeout(),
+        ) {
+            Ok(_token) => {
+                self.pending = Some(Pending::ExactLimits(allowed, buckets));
+                Action::Pause
+            }
+            Err(status) => {
+                log::warn!("could not check exact rate limits: {status:?}");
+                self.exact_limits_unavailable(allowed)
+            }
+        }
+    }
+
+    /// Applies the control plane's answer to an `exact` check.
+    fn exact_limits_answered(
+        &mut self,
+        mut allowed: Allowed,
+        buckets: &[BucketRef],
+        grpc_status: u32,
+        body: Option<&[u8]>,
+    ) -> Action {
+        let answer = (grpc_status == GRPC_STATUS_OK)
+            .then(|| CheckLimitsResponse::decode(body.unwrap_or_default()).ok())
+            .flatten()
+            .filter(|answer| answer.buckets.len() == buckets.len());
+        let Some(answer) = answer else {
+            log::warn!("exact rate-limit check failed (gRPC status {grpc_status})");
+            return self.exact_limits_unavailable(allowed);
+        };
+        let checked: Vec<Checked> = buckets
+            .iter()
+            .zip(&answer.buckets)
+            .filter_map(|(bucket, state)| {
+                let rate = Rate::of(bucket.limit.as_ref()?)?;
+                Some(Checked {
+                    requests: rate.requests,
+                    verdict: rate.from_backlog(state.backlog_ms, answer.admitted),
+                })
+            })
+            .collect();
+        if !answer.admitted {
+            let admission = Admission {
+                admitted: false,
+                refused_by: buckets.first().map(|b| b.subject.clone()),
+                checked,
+            };
+            let user_id = std::mem::take(&mut allowed.user_id);
+            return self.rate_limited(&admission, &user_id);
+        }
+        allowed.checked.extend(checked);
+        self.forward(allowed);
+        Action::Continue
+    }
+
+    fn exact_limits_unavailable(&mut self, allowed: Allowed) -> Action {
+        self.worker.metrics.limit_sync_failed();
+        let fails_open = self
+            .worker
+            .freshness
+            .try_borrow()
+            .is_ok_and(|freshness| freshness.limits().exact_fails_open);
+        if fails_open {
+            self.forward(allowed);
+            return Action::Continue;
+        }
+        self.worker.metrics.denied("rate_limiter_unavailable");
+        self.refuse(
+            503,
+            error_body(
+                "rate_limiter_unavailable",
+                "the rate limiter could not be reached",
+            ),
+            Vec::new(),
+        )
+    }
+
+    /// Sends the request on with its identity headers and remembers what the answer needs.
+    fn forward(&mut self, allowed: Allowed) {
+        self.worker.metrics.allowed(allowed.auth_method);
+        self.forward_with(&allowed.set_headers);
+        self.rate_limit_headers = rate_limit_headers(&allowed.checked, self.now_us());
+        self.charged_user = allowed.user_id;
+        // The route depends on x-tollgate-route-group: when it was set, or a client's
+        // copy removed, Envoy must choose the route again.
+        let routing_changed = allowed
+            .set_headers
+            .iter()
+            .map(|(name, _)| name)
+            .chain(&self.headers_to_remove)
+            .any(|name| name == ROUTE_GROUP_HEADER);
+        if routing_changed {
+            if let Err(status) =
+                proxy_wasm::hostcalls::call_foreign_function("clear_route_cache", None)
+            {
+                log::warn!("could not clear the route cache: {status:?}");
+            }
         }
     }
 
@@ -170,7 +443,7 @@ impl TollgateRequest {
         );
         match dispatched {
             Ok(_token) => {
-                self.pending = Some((lookup, self.now_ms()));
+                self.pending = Some(Pending::Lookup(lookup, self.now_ms()));
                 Action::Pause
             }
             Err(status) => {
@@ -240,30 +513,38 @@ impl TollgateRequest {
 
 impl Context for TollgateRequest {
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
-        let Some((lookup, started_ms)) = self.pending.take() else {
+        let Some(pending) = self.pending.take() else {
             return;
         };
-        let now_ms = self.now_ms();
-        self.worker
-            .metrics
-            .lookup_took(u64::try_from(now_ms - started_ms).unwrap_or(0));
         let body = match response_size {
             0 => None,
             size => self.get_grpc_call_response_body(0, size),
         };
-        let stage = match lookup.read_answer(status_code, body.as_deref(), now_ms) {
-            Ok(entry) => {
-                self.worker.caches.remember(&lookup, entry, now_ms);
-                Stage::Fetched
+        let action = match pending {
+            Pending::Lookup(lookup, started_ms) => {
+                let now_ms = self.now_ms();
+                self.worker
+                    .metrics
+                    .lookup_took(u64::try_from(now_ms - started_ms).unwrap_or(0));
+                let stage = match lookup.read_answer(status_code, body.as_deref(), now_ms) {
+                    Ok(entry) => {
+                        self.worker.caches.remember(&lookup, entry, now_ms);
+                        Stage::Fetched
+                    }
+                    Err(failure) => {
+                        log::warn!("lookup failed: {failure}");
+                        self.worker.metrics.lookup_failed();
+                        Stage::Unreachable
+                    }
+                };
+                let decision = self.decide(stage);
+                self.apply(decision)
             }
-            Err(failure) => {
-                log::warn!("lookup failed: {failure}");
-                self.worker.metrics.lookup_failed();
-                Stage::Unreachable
+            Pending::ExactLimits(allowed, buckets) => {
+                self.exact_limits_answered(allowed, &buckets, status_code, body.as_deref())
             }
         };
-        let decision = self.decide(stage);
-        if self.apply(decision) == Action::Continue {
+        if action == Action::Continue {
             self.resume_http_request();
         }
     }
@@ -276,7 +557,53 @@ impl HttpContext for TollgateRequest {
             // Until the first tick after the keys arrive, look for them on the spot.
             self.worker.load_session_keys_if_missing();
         }
+        if let Some(refusal) = self.address_refusal() {
+            return self.rate_limited(&refusal, "");
+        }
         let decision = self.decide(Stage::First);
         self.apply(decision)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(headers) = self.rate_limit_headers.take() {
+            for (name, value) in &headers {
+                self.set_http_response_header(name, Some(value));
+            }
+        }
+        if !self.charged_user.is_empty() {
+            if let Some(reported) = self.get_http_response_header(STORAGE_HEADER) {
+                self.storage_bytes = reported.trim().parse().unwrap_or(0);
+                self.set_http_response_header(STORAGE_HEADER, None);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.charged_user.is_empty() {
+            return;
+        }
+        // Only answers of the upstream count: Envoy's own (no upstream, timeouts) do not.
+        let via_upstream = self
+            .get_property(vec!["response", "code_details"])
+            .is_some_and(|details| details == b"via_upstream");
+        if !via_upstream {
+            return;
+        }
+        let size = |path: Vec<&str>| {
+            self.get_property(path)
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let bytes = size(vec!["request", "total_size"])
+            .saturating_add(size(vec!["response", "total_size"]));
+        let storage_bytes = self.storage_bytes;
+        if let Ok(mut usage) = self.worker.background.usage.try_borrow_mut() {
+            usage.record(&self.charged_user, |delta| {
+                delta.requests += 1;
+                delta.bytes = delta.bytes.saturating_add(bytes);
+                delta.storage_bytes = delta.storage_bytes.saturating_add(storage_bytes);
+            });
+        }
     }
 }

@@ -40,8 +40,15 @@ impl Context for TollgateRoot {
             0 => None,
             size => self.get_grpc_call_response_body(0, size),
         };
-        if let Role::Sync(service) = &mut self.role {
-            service.on_answer(token_id, status_code, body);
+        match &mut self.role {
+            Role::Sync(service) => service.on_answer(token_id, status_code, body),
+            Role::Filter(worker) => {
+                let now_us = micros_now();
+                worker
+                    .background
+                    .on_answer(token_id, status_code, body, now_us, &worker.metrics);
+            }
+            Role::Unconfigured => {}
         }
     }
 }
@@ -63,7 +70,17 @@ impl RootContext for TollgateRoot {
         let (role, tick) = if root_id == SYNC_ROOT_ID {
             (Role::Sync(Box::new(SyncService::new(config))), TICK)
         } else {
-            (Role::Filter(Rc::new(Worker::new(config))), FRESHNESS_TICK)
+            let text = |path: Vec<&str>| {
+                self.get_property(path)
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .unwrap_or_default()
+            };
+            let node_id = text(vec!["node", "id"]);
+            let vm_id = format!("{node_id}-{:x}", micros_now());
+            (
+                Role::Filter(Rc::new(Worker::new(config, node_id, vm_id))),
+                FRESHNESS_TICK,
+            )
         };
         self.role = role;
         self.set_tick_period(tick);
@@ -72,7 +89,10 @@ impl RootContext for TollgateRoot {
 
     fn on_tick(&mut self) {
         match &mut self.role {
-            Role::Filter(worker) => worker.refresh_freshness(),
+            Role::Filter(worker) => {
+                worker.refresh_freshness();
+                worker.background.tick(&worker.config, &worker.metrics);
+            }
             Role::Sync(service) => service.tick(),
             Role::Unconfigured => {}
         }
@@ -88,4 +108,8 @@ impl RootContext for TollgateRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+fn micros_now() -> i64 {
+    proxy_wasm::hostcalls::get_current_time().map_or(0, tollgate_filter_core::clock::unix_micros)
 }

@@ -11,6 +11,7 @@ use tollgate_filter_core::gate::FailurePolicy;
 use tollgate_filter_core::session::VerifiedTokens;
 use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
 
+use crate::background::Background;
 use crate::caches::PrincipalCaches;
 use crate::metrics::Metrics;
 
@@ -25,12 +26,14 @@ pub struct Worker {
     pub freshness: RefCell<Freshness>,
     pub tokens: RefCell<VerifiedTokens>,
     pub metrics: Rc<Metrics>,
+    pub background: Background,
     /// The shared-data version of the sync state last read, to skip unchanged reads.
     seen_sync_version: Cell<Option<u32>>,
 }
 
 impl Worker {
-    pub fn new(config: PluginConfig) -> Self {
+    /// `node_id` names this Envoy to the control plane; `vm_id` makes usage batch ids unique.
+    pub fn new(config: PluginConfig, node_id: String, vm_id: String) -> Self {
         let metrics = Rc::new(Metrics::define());
         let max_stale_ms = i64::from(config.max_stale_secs) * MILLIS_PER_SECOND;
         Self {
@@ -42,6 +45,7 @@ impl Worker {
             freshness: RefCell::new(Freshness::default()),
             tokens: RefCell::new(VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY)),
             metrics,
+            background: Background::new(node_id, vm_id),
             seen_sync_version: Cell::new(None),
             config,
         }

@@ -12,6 +12,9 @@ use crate::proto::{LookupKeyRequest, LookupKeyResponse, LookupUserRequest, Looku
 pub const FILTER_SERVICE: &str = "tollgate.v1.FilterService";
 /// gRPC method of the change feed.
 pub const WATCH_CHANGES_METHOD: &str = "WatchChanges";
+pub const CHECK_LIMITS_METHOD: &str = "CheckLimits";
+pub const SYNC_LIMITS_METHOD: &str = "SyncLimits";
+pub const REPORT_USAGE_METHOD: &str = "ReportUsage";
 
 const GRPC_STATUS_OK: u32 = 0;
 

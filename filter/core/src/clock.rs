@@ -9,6 +9,13 @@ pub fn unix_millis(time: SystemTime) -> i64 {
     })
 }
 
+/// Microseconds since the Unix epoch, saturating like [`unix_millis`].
+pub fn unix_micros(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since_epoch| {
+        i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -1,6 +1,7 @@
 //! What happens to a request: forwarded with identity headers, refused, or paused for a lookup.
 
 use crate::callout::Lookup;
+use crate::limits::plan::Plan;
 
 /// How an allowed request was authenticated; the value of `x-tollgate-auth-method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +31,14 @@ pub enum Decision {
         /// Identity headers for the upstream, as (lowercase name, value).
         set_headers: Vec<(String, String)>,
         auth_method: AuthMethod,
+        /// The user whose quotas the request counts against; empty when unverified.
+        user_id: String,
+        /// The rate limits the request draws on.
+        limits: Plan,
     },
+    /// Refuse with 402: the user has used up `quota` until `resets_at` (Unix seconds; 0 for a
+    /// quota that does not reset by itself).
+    QuotaExceeded { quota: String, resets_at: i64 },
     /// Answer the client directly with an error.
     Deny {
         /// HTTP status.

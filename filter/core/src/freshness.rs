@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::proto::{invalidation, SigningKey};
+use crate::limits::plan::RouteLimits;
+use crate::proto::{invalidation, LimitSettings, SigningKey};
 use crate::session::{Expectations, KeySet, VerificationKey};
 use crate::sync::SyncState;
 
@@ -18,6 +19,8 @@ pub struct Freshness {
     stale_keys: HashMap<String, u64>,
     revoked_sessions: HashMap<String, i64>,
     sessions: Option<SessionVerification>,
+    limits: LimitSettings,
+    route_limits: RouteLimits,
 }
 
 /// How to verify session tokens: the published keys and what tokens must claim.
@@ -80,12 +83,15 @@ impl Freshness {
                 keys_version: state.signing_keys_version.clone(),
             }),
         };
+        let limits = state.limits.clone().unwrap_or_default();
         Self {
             trusted_from_cursor: state.trusted_from_cursor,
             stale_users,
             stale_keys,
             revoked_sessions,
             sessions,
+            route_limits: RouteLimits::from_settings(&limits),
+            limits,
         }
     }
 
@@ -108,6 +114,15 @@ impl Freshness {
     /// How to verify session tokens; `None` until the control plane has sent its keys.
     pub fn sessions(&self) -> Option<&SessionVerification> {
         self.sessions.as_ref()
+    }
+
+    /// The deployment's address limits and failure policy for `exact` limits.
+    pub fn limits(&self) -> &LimitSettings {
+        &self.limits
+    }
+
+    pub fn route_limits(&self) -> &RouteLimits {
+        &self.route_limits
     }
 
     /// Hands the session verification over, to be kept by the next [`Freshness`].

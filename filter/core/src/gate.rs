@@ -13,7 +13,8 @@ use crate::decision::{
 };
 use crate::digest::KeyDigest;
 use crate::freshness::Freshness;
-use crate::proto::{Principal, UserStatus};
+use crate::limits::plan::{principal_plan, Plan};
+use crate::proto::{ExhaustedQuota, Principal, UserStatus};
 use crate::resolved::Resolved;
 use crate::session::{verify, SessionClaims, TokenDigest, VerifiedTokens};
 
@@ -179,6 +180,8 @@ impl<P: Principals> Gate<'_, P> {
                     AuthMethod::Unverified.as_str().to_owned(),
                 )],
                 auth_method: AuthMethod::Unverified,
+                user_id: String::new(),
+                limits: Plan::default(),
             }
         } else {
             CONTROL_PLANE_UNAVAILABLE
@@ -241,10 +244,40 @@ impl<P: Principals> Gate<'_, P> {
         if !in_scope {
             return SCOPE_DENIED;
         }
+        let now_secs = facts.now_ms / MILLIS_PER_SECOND;
+        if let Some(quota) = principal
+            .exhausted_quotas
+            .iter()
+            .find(|quota| blocks(quota, facts.method, now_secs))
+        {
+            return Decision::QuotaExceeded {
+                quota: quota.name.clone(),
+                resets_at: quota.resets_at,
+            };
+        }
         Decision::Allow {
             set_headers: identity_headers(principal, method),
             auth_method: method,
+            user_id: principal.user_id.clone(),
+            limits: principal_plan(
+                &principal.rate_limits,
+                &principal.user_id,
+                &principal.key_id,
+                self.freshness.route_limits(),
+                facts.method,
+                facts.path,
+            ),
         }
+    }
+}
+
+/// Whether a used-up quota refuses this request: a monthly quota until it resets, a storage
+/// quota (which does not reset) for everything but `DELETE`, which frees storage.
+fn blocks(quota: &ExhaustedQuota, method: &str, now_secs: i64) -> bool {
+    if quota.resets_at == 0 {
+        method != "DELETE"
+    } else {
+        now_secs < quota.resets_at
     }
 }
 

@@ -16,10 +16,12 @@ pub mod error_body;
 pub mod freshness;
 pub mod gate;
 pub mod hygiene;
+pub mod limits;
 pub mod local_cache;
 pub mod resolved;
 pub mod session;
 pub mod sync;
+pub mod usage;
 
 /// Types of the filter <-> control plane protocol (`proto/tollgate/v1/filter.proto`).
 pub mod proto {

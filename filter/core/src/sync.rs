@@ -4,7 +4,7 @@
 
 use prost::Message;
 
-use crate::proto::{invalidation, Invalidation, SigningKey, WatchChangesResponse};
+use crate::proto::{invalidation, Invalidation, LimitSettings, SigningKey, WatchChangesResponse};
 
 /// The shared-data key of the Envoy-wide [`SyncState`].
 pub const SYNC_STATE_KEY: &str = "tollgate:sync";
@@ -37,6 +37,9 @@ pub struct SyncState {
     pub session_audience: String,
     #[prost(string, tag = "8")]
     pub signing_keys_version: String,
+    /// The deployment's address and route limits.
+    #[prost(message, optional, tag = "9")]
+    pub limits: Option<LimitSettings>,
 }
 
 impl SyncState {
@@ -70,6 +73,9 @@ impl SyncState {
         self.session_issuer = answer.session_issuer;
         self.session_audience = answer.session_audience;
         self.signing_keys_version = answer.signing_keys_version;
+        if answer.limits.is_some() {
+            self.limits = answer.limits;
+        }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -529,3 +529,88 @@ fn behind_trusted_proxies_the_entry_before_envoys_own_counts() {
         Ok("198.51.100.7".parse().expect("ip"))
     );
 }
+
+fn alice_over(quota: &str, resets_at: i64) -> Principal {
+    Principal {
+        exhausted_quotas: vec![ExhaustedQuota {
+            name: quota.to_owned(),
+            resets_at,
+        }],
+        ..alice()
+    }
+}
+
+#[test]
+fn a_used_up_quota_refuses_until_it_resets() {
+    let over = with_key(
+        "k3y",
+        entry(
+            Some(alice_over("monthly_requests", NOW_SECS + 60)),
+            NOW_MS + 1_000,
+            0,
+        ),
+    );
+    assert_eq!(
+        decide_key(&over, Stage::First),
+        Decision::QuotaExceeded {
+            quota: "monthly_requests".to_owned(),
+            resets_at: NOW_SECS + 60,
+        }
+    );
+    let reset = with_key(
+        "k3y",
+        entry(
+            Some(alice_over("monthly_requests", NOW_SECS)),
+            NOW_MS + 1_000,
+            0,
+        ),
+    );
+    assert!(matches!(
+        decide_key(&reset, Stage::First),
+        Decision::Allow { .. }
+    ));
+}
+
+#[test]
+fn a_full_storage_quota_still_lets_storage_be_freed() {
+    let full = with_key(
+        "k3y",
+        entry(Some(alice_over("storage", 0)), NOW_MS + 1_000, 0),
+    );
+    assert!(matches!(
+        decide_key(&full, Stage::First),
+        Decision::QuotaExceeded { .. }
+    ));
+    let delete = RequestFacts {
+        method: "DELETE",
+        ..facts(Stage::First)
+    };
+    assert!(matches!(
+        decide(&full, &Freshness::default(), &key_presented("k3y"), &delete),
+        Decision::Allow { .. }
+    ));
+}
+
+#[test]
+fn an_allowed_request_carries_its_user_and_limits() {
+    use crate::proto::{LimitLevel, LimitMode, RateLimit};
+    let limited = Principal {
+        rate_limits: vec![RateLimit {
+            level: LimitLevel::User.into(),
+            window_seconds: 60,
+            requests: 5,
+            burst: 5,
+            mode: LimitMode::Local.into(),
+        }],
+        ..alice()
+    };
+    let cached = with_key("k3y", entry(Some(limited), NOW_MS + 1_000, 0));
+    let Decision::Allow {
+        user_id, limits, ..
+    } = decide_key(&cached, Stage::First)
+    else {
+        panic!("allowed");
+    };
+    assert_eq!(user_id, "u_alice");
+    assert_eq!(limits.here[0].subject, "user:u_alice");
+}

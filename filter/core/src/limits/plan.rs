@@ -1,0 +1,179 @@
+//! Which buckets a request draws on: its address's, its user's, its key's and its route's,
+//! each under a subject name that every Envoy and the control plane agree on.
+
+use crate::access::Scopes;
+use crate::proto::{LimitLevel, LimitMode, LimitSettings, RateLimit};
+
+/// The limits of one subject that are counted in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draw {
+    pub subject: String,
+    pub limits: Vec<RateLimit>,
+}
+
+/// A request's draws, split by where they are counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Counted in this Envoy's shared data (`local` and `fast` limits).
+    pub here: Vec<Draw>,
+    /// Counted by the control plane on every request (`exact` limits).
+    pub exact: Vec<Draw>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.here.is_empty() && self.exact.is_empty()
+    }
+
+    fn add(&mut self, subject: impl Fn() -> String, limits: &[RateLimit]) {
+        let (exact, here): (Vec<RateLimit>, Vec<RateLimit>) = limits
+            .iter()
+            .cloned()
+            .partition(|limit| limit.mode() == LimitMode::Exact);
+        for (draws, limits) in [(&mut self.here, here), (&mut self.exact, exact)] {
+            if !limits.is_empty() {
+                draws.push(Draw {
+                    subject: subject(),
+                    limits,
+                });
+            }
+        }
+    }
+}
+
+/// The deployment's route limits with their routes parsed once.
+#[derive(Debug, Clone, Default)]
+pub struct RouteLimits {
+    routes: Vec<(String, Scopes, Vec<RateLimit>)>,
+}
+
+impl RouteLimits {
+    /// Routes that cannot be parsed are skipped: the control plane validated them.
+    pub fn from_settings(settings: &LimitSettings) -> Self {
+        Self {
+            routes: settings
+                .routes
+                .iter()
+                .filter_map(|route| {
+                    let scopes = Scopes::parse(std::slice::from_ref(&route.route)).ok()?;
+                    Some((route.route.clone(), scopes, route.limits.clone()))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The address limits, counted before authentication.
+pub fn address_plan(settings: &LimitSettings, address: &str) -> Plan {
+    let mut plan = Plan::default();
+    // An address is only ever counted by this Envoy and its peers through `fast` syncs:
+    // asking the control plane for every unauthenticated request would hand it the flood.
+    let limits: Vec<RateLimit> = settings
+        .ip
+        .iter()
+        .map(|limit| {
+            let mut limit = *limit;
+            if limit.mode() == LimitMode::Exact {
+                limit.set_mode(LimitMode::Fast);
+            }
+            limit
+        })
+        .collect();
+    plan.add(|| format!("ip:{address}"), &limits);
+    plan
+}
+
+/// The limits of an authenticated request: its user's, its key's and its route's.
+pub fn principal_plan(
+    rate_limits: &[RateLimit],
+    user_id: &str,
+    key_id: &str,
+    routes: &RouteLimits,
+    method: &str,
+    path: &str,
+) -> Plan {
+    let mut plan = Plan::default();
+    let of_level = |level: LimitLevel| -> Vec<RateLimit> {
+        rate_limits
+            .iter()
+            .filter(|limit| limit.level() == level)
+            .cloned()
+            .collect()
+    };
+    plan.add(|| format!("user:{user_id}"), &of_level(LimitLevel::User));
+    if !key_id.is_empty() {
+        plan.add(|| format!("key:{key_id}"), &of_level(LimitLevel::Key));
+    }
+    for (route, scopes, limits) in &routes.routes {
+        if scopes.permits(method, path) {
+            plan.add(|| format!("route:{route}"), limits);
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::RouteLimit;
+
+    fn limit(level: LimitLevel, window_seconds: u32, mode: LimitMode) -> RateLimit {
+        RateLimit {
+            level: level.into(),
+            window_seconds,
+            requests: 10,
+            burst: 10,
+            mode: mode.into(),
+        }
+    }
+
+    #[test]
+    fn splits_exact_limits_from_the_ones_counted_here() {
+        let limits = [
+            limit(LimitLevel::User, 60, LimitMode::Fast),
+            limit(LimitLevel::User, 3600, LimitMode::Exact),
+            limit(LimitLevel::Key, 1, LimitMode::Local),
+        ];
+        let plan = principal_plan(&limits, "u_1", "k_1", &RouteLimits::default(), "GET", "/");
+        assert_eq!(plan.here.len(), 2);
+        assert_eq!(plan.here[0].subject, "user:u_1");
+        assert_eq!(plan.here[1].subject, "key:k_1");
+        assert_eq!(plan.exact.len(), 1);
+        assert_eq!(plan.exact[0].limits[0].window_seconds, 3600);
+    }
+
+    #[test]
+    fn sessions_have_no_key_bucket() {
+        let limits = [limit(LimitLevel::Key, 1, LimitMode::Local)];
+        let plan = principal_plan(&limits, "u_1", "", &RouteLimits::default(), "GET", "/");
+        assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn route_limits_apply_where_their_route_matches() {
+        let settings = LimitSettings {
+            routes: vec![RouteLimit {
+                route: "POST /api/".to_owned(),
+                limits: vec![limit(LimitLevel::Route, 60, LimitMode::Local)],
+            }],
+            ..LimitSettings::default()
+        };
+        let routes = RouteLimits::from_settings(&settings);
+        let matched = principal_plan(&[], "u", "", &routes, "POST", "/api/x");
+        assert_eq!(matched.here[0].subject, "route:POST /api/");
+        assert!(principal_plan(&[], "u", "", &routes, "GET", "/api/x").is_empty());
+        assert!(principal_plan(&[], "u", "", &routes, "POST", "/apix").is_empty());
+    }
+
+    #[test]
+    fn address_limits_are_never_exact() {
+        let settings = LimitSettings {
+            ip: vec![limit(LimitLevel::Ip, 60, LimitMode::Exact)],
+            ..LimitSettings::default()
+        };
+        let plan = address_plan(&settings, "192.0.2.1");
+        assert!(plan.exact.is_empty());
+        assert_eq!(plan.here[0].subject, "ip:192.0.2.1");
+        assert_eq!(plan.here[0].limits[0].mode(), LimitMode::Fast);
+    }
+}

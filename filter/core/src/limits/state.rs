@@ -1,0 +1,305 @@
+//! The buckets of one subject (an address, a user, a key, a route) as one Envoy holds them in
+//! shared data, one entry per subject so that one read and one write serve all its windows.
+//!
+//! `fast` buckets also carry this Envoy's share of the global bucket: between two reports to
+//! the control plane an Envoy may spend only its share of what was free at the last report,
+//! plus its share of the refill since, so that Envoys admitting at once do not each spend the
+//! whole bucket.
+
+use prost::Message;
+
+use super::bucket::{Rate, Verdict};
+use crate::proto::{LimitMode, RateLimit};
+
+/// Every bucket of one subject.
+#[derive(Clone, PartialEq, Message)]
+pub struct SubjectState {
+    #[prost(message, repeated, tag = "1")]
+    pub slots: Vec<Slot>,
+}
+
+/// One window's bucket.
+#[derive(Clone, PartialEq, Message)]
+pub struct Slot {
+    #[prost(uint32, tag = "1")]
+    pub window_seconds: u32,
+    #[prost(int64, tag = "2")]
+    pub tat_us: i64,
+    /// `fast`: requests admitted here and not yet reported.
+    #[prost(uint32, tag = "3")]
+    pub unreported: u32,
+    /// `fast`: this Envoy's budget at `synced_at_us` (negative when the Envoys overspent).
+    #[prost(int64, tag = "4")]
+    pub allowance_us: i64,
+    /// `fast`: when the share was last set.
+    #[prost(int64, tag = "5")]
+    pub synced_at_us: i64,
+    /// `fast`: budget spent since `synced_at_us`.
+    #[prost(int64, tag = "6")]
+    pub spent_us: i64,
+    /// `fast`: how many Envoys share the bucket; 0 until the first share is set.
+    #[prost(uint32, tag = "7")]
+    pub envoys: u32,
+}
+
+impl Slot {
+    fn new(window_seconds: u32) -> Self {
+        Self {
+            window_seconds,
+            tat_us: 0,
+            unreported: 0,
+            allowance_us: 0,
+            synced_at_us: 0,
+            spent_us: 0,
+            envoys: 0,
+        }
+    }
+
+    /// Budget this Envoy may still spend: its share at the last sync, plus its share of
+    /// the refill since, never more than a full bucket.
+    fn available_us(&self, rate: &Rate, now_us: i64) -> i64 {
+        let envoys = i64::from(self.envoys.max(1));
+        let refill = (now_us - self.synced_at_us).max(0) / envoys;
+        (self.allowance_us + refill - self.spent_us).min(rate.tolerance_us)
+    }
+}
+
+/// A limit with the verdict of one request against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    pub requests: u64,
+    pub verdict: Verdict,
+}
+
+impl SubjectState {
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Self::decode(bytes).unwrap_or_default()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    fn slot_mut(&mut self, window_seconds: u32) -> &mut Slot {
+        let index = match self
+            .slots
+            .iter()
+            .position(|slot| slot.window_seconds == window_seconds)
+        {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot::new(window_seconds));
+                self.slots.len() - 1
+            }
+        };
+        &mut self.slots[index]
+    }
+
+    /// Takes one request from every bucket in `limits`, or from none when any refuses.
+    /// `envoys` is how many Envoys share `fast` buckets, for a bucket's first share.
+    pub fn admit(&mut self, limits: &[RateLimit], now_us: i64, envoys: u32) -> Vec<Checked> {
+        let mut checked = Vec::with_capacity(limits.len());
+        let mut updates = Vec::with_capacity(limits.len());
+        for limit in limits {
+            let Some(rate) = Rate::of(limit) else {
+                continue;
+            };
+            let fast = limit.mode() == LimitMode::Fast;
+            let slot = self.slot_mut(limit.window_seconds);
+            if fast && slot.envoys == 0 {
+                slot.envoys = envoys.max(1);
+                slot.allowance_us = rate.tolerance_us / i64::from(slot.envoys);
+                slot.synced_at_us = now_us;
+            }
+            let mut verdict = rate.verdict(slot.tat_us, now_us, 1);
+            if fast && verdict.admitted {
+                let short_us = rate.emission_us - slot.available_us(&rate, now_us);
+                if short_us > 0 {
+                    verdict.admitted = false;
+                    verdict.tat_us = slot.tat_us;
+                    verdict.remaining = 0;
+                    verdict.retry_after_us = short_us.saturating_mul(i64::from(slot.envoys));
+                }
+            }
+            checked.push(Checked {
+                requests: rate.requests,
+                verdict,
+            });
+            updates.push((limit.window_seconds, verdict.tat_us, fast, rate.emission_us));
+        }
+        if checked.iter().all(|c| c.verdict.admitted) {
+            for (window, tat_us, fast, emission_us) in updates {
+                let slot = self.slot_mut(window);
+                slot.tat_us = tat_us;
+                if fast {
+                    slot.unreported = slot.unreported.saturating_add(1);
+                    slot.spent_us = slot.spent_us.saturating_add(emission_us);
+                }
+            }
+        }
+        checked
+    }
+
+    /// Whether one more request would pass every bucket, without taking it.
+    pub fn would_admit(&self, limits: &[RateLimit], now_us: i64, envoys: u32) -> Vec<Checked> {
+        self.clone().admit(limits, now_us, envoys)
+    }
+
+    /// Takes the counts not yet reported, per window, leaving zero.
+    pub fn take_unreported(&mut self) -> Vec<(u32, u32)> {
+        self.slots
+            .iter_mut()
+            .filter(|slot| slot.unreported > 0)
+            .map(|slot| (slot.window_seconds, std::mem::take(&mut slot.unreported)))
+            .collect()
+    }
+
+    /// Gives back counts whose report failed, so the next report carries them.
+    pub fn restore_unreported(&mut self, window_seconds: u32, count: u32) {
+        let slot = self.slot_mut(window_seconds);
+        slot.unreported = slot.unreported.saturating_add(count);
+    }
+
+    /// Re-bases a `fast` bucket on the global state the control plane answered: its
+    /// backlog, and the number of Envoys that share it.
+    pub fn rebase(&mut self, limit: &RateLimit, backlog_ms: i64, envoys: u32, now_us: i64) {
+        let Some(rate) = Rate::of(limit) else {
+            return;
+        };
+        let slot = self.slot_mut(limit.window_seconds);
+        let backlog_us = backlog_ms.max(0).saturating_mul(1000);
+        let since_report_us = rate.emission_us.saturating_mul(i64::from(slot.unreported));
+        slot.envoys = envoys.max(1);
+        slot.tat_us = slot.tat_us.max(now_us + backlog_us + since_report_us);
+        slot.allowance_us = (rate.tolerance_us - backlog_us) / i64::from(slot.envoys);
+        slot.spent_us = since_report_us;
+        slot.synced_at_us = now_us;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(requests: u64, burst: u64, mode: LimitMode) -> RateLimit {
+        RateLimit {
+            window_seconds: 60,
+            requests,
+            burst,
+            mode: mode.into(),
+            ..RateLimit::default()
+        }
+    }
+
+    fn admitted(checked: &[Checked]) -> bool {
+        checked.iter().all(|c| c.verdict.admitted)
+    }
+
+    #[test]
+    fn every_window_or_none_is_charged() {
+        let minute = limit(100, 100, LimitMode::Local);
+        let second = RateLimit {
+            window_seconds: 1,
+            requests: 1,
+            burst: 1,
+            ..minute
+        };
+        let mut state = SubjectState::default();
+        assert!(admitted(&state.admit(&[minute, second], 0, 1)));
+        assert!(!admitted(&state.admit(&[minute, second], 0, 1)));
+        let remaining = state.admit(&[minute], 0, 1)[0].verdict.remaining;
+        assert_eq!(remaining, 98, "the refused request took nothing");
+    }
+
+    #[test]
+    fn survives_shared_data() {
+        let mut state = SubjectState::default();
+        state.admit(&[limit(5, 5, LimitMode::Fast)], 10, 2);
+        let read = SubjectState::from_bytes(&state.to_bytes());
+        assert_eq!(read, state);
+        assert_eq!(
+            SubjectState::from_bytes(b"\xff\xff"),
+            SubjectState::default()
+        );
+    }
+
+    #[test]
+    fn a_fast_bucket_starts_with_its_share_of_the_burst() {
+        let fast = limit(60, 10, LimitMode::Fast);
+        let mut state = SubjectState::default();
+        let admitted_now = (0..10)
+            .filter(|_| admitted(&state.admit(std::slice::from_ref(&fast), 1_000, 2)))
+            .count();
+        assert_eq!(admitted_now, 5);
+        assert_eq!(state.take_unreported(), vec![(60, 5)]);
+        assert_eq!(state.take_unreported(), vec![]);
+    }
+
+    #[test]
+    fn a_fast_share_refills_at_the_share_of_the_rate() {
+        let fast = limit(60, 2, LimitMode::Fast);
+        let mut state = SubjectState::default();
+        assert!(admitted(&state.admit(std::slice::from_ref(&fast), 0, 2)));
+        assert!(!admitted(&state.admit(std::slice::from_ref(&fast), 0, 2)));
+        // One request per second overall: each of two Envoys earns one every two seconds.
+        assert!(!admitted(&state.admit(
+            std::slice::from_ref(&fast),
+            1_000_000,
+            2
+        )));
+        assert!(admitted(&state.admit(
+            std::slice::from_ref(&fast),
+            2_000_000,
+            2
+        )));
+    }
+
+    #[test]
+    fn rebasing_takes_in_what_other_envoys_spent() {
+        let fast = limit(60, 60, LimitMode::Fast);
+        let mut state = SubjectState::default();
+        assert!(admitted(&state.admit(std::slice::from_ref(&fast), 0, 1)));
+        let reported = state.take_unreported();
+        assert_eq!(reported, vec![(60, 1)]);
+        // The others spent 50 of the 60: 10 left, shared by 2 Envoys.
+        state.rebase(&fast, 51_000, 2, 0);
+        let admitted_now = (0..10)
+            .filter(|_| admitted(&state.admit(std::slice::from_ref(&fast), 0, 2)))
+            .count();
+        assert_eq!(admitted_now, 4);
+    }
+
+    #[test]
+    fn an_overspent_global_bucket_blocks_until_repaid() {
+        let fast = limit(60, 10, LimitMode::Fast);
+        let mut state = SubjectState::default();
+        state.rebase(&fast, 70_000, 2, 0);
+        assert!(!admitted(&state.admit(std::slice::from_ref(&fast), 0, 2)));
+        assert!(!admitted(&state.admit(
+            std::slice::from_ref(&fast),
+            61_000_000,
+            2
+        )));
+        assert!(admitted(&state.admit(
+            std::slice::from_ref(&fast),
+            62_000_000,
+            2
+        )));
+    }
+
+    #[test]
+    fn would_admit_takes_nothing() {
+        let local = limit(1, 1, LimitMode::Local);
+        let state = SubjectState::default();
+        assert!(admitted(&state.would_admit(
+            std::slice::from_ref(&local),
+            0,
+            1
+        )));
+        assert!(admitted(&state.would_admit(
+            std::slice::from_ref(&local),
+            0,
+            1
+        )));
+    }
+}

@@ -1,0 +1,125 @@
+//! Usage counted on one worker and reported in batches. A batch keeps its id until the
+//! control plane acknowledges it, so a retry after a timeout is applied only once.
+
+use std::collections::HashMap;
+
+use crate::proto::{ReportUsageRequest, UsageDelta};
+
+/// What this worker counted and has not had acknowledged.
+pub struct UsageBuffer {
+    batch_prefix: String,
+    next_sequence: u64,
+    current: HashMap<String, UsageDelta>,
+    unacknowledged: Option<ReportUsageRequest>,
+}
+
+impl UsageBuffer {
+    /// `batch_prefix` must be unique to this worker VM's lifetime.
+    pub fn new(batch_prefix: String) -> Self {
+        Self {
+            batch_prefix,
+            next_sequence: 0,
+            current: HashMap::new(),
+            unacknowledged: None,
+        }
+    }
+
+    /// Adds to the user's counts.
+    pub fn record(&mut self, user_id: &str, add: impl FnOnce(&mut UsageDelta)) {
+        let delta = match self.current.get_mut(user_id) {
+            Some(delta) => delta,
+            None => self
+                .current
+                .entry(user_id.to_owned())
+                .or_insert_with(|| UsageDelta {
+                    user_id: user_id.to_owned(),
+                    ..UsageDelta::default()
+                }),
+        };
+        add(delta);
+    }
+
+    /// The batch to send: the unacknowledged one again, else everything counted since.
+    pub fn next_batch(&mut self) -> Option<&ReportUsageRequest> {
+        if self.unacknowledged.is_none() && !self.current.is_empty() {
+            let batch_id = format!("{}-{}", self.batch_prefix, self.next_sequence);
+            self.next_sequence += 1;
+            self.unacknowledged = Some(ReportUsageRequest {
+                batch_id,
+                usage: self.current.drain().map(|(_, delta)| delta).collect(),
+            });
+        }
+        self.unacknowledged.as_ref()
+    }
+
+    /// The control plane applied the batch.
+    pub fn acknowledged(&mut self, batch_id: &str) {
+        if self
+            .unacknowledged
+            .as_ref()
+            .is_some_and(|batch| batch.batch_id == batch_id)
+        {
+            self.unacknowledged = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests(buffer: &mut UsageBuffer, user: &str, count: u64) {
+        buffer.record(user, |delta| delta.requests += count);
+    }
+
+    #[test]
+    fn nothing_counted_sends_nothing() {
+        assert!(UsageBuffer::new("w".to_owned()).next_batch().is_none());
+    }
+
+    #[test]
+    fn a_batch_is_resent_with_its_id_until_acknowledged() {
+        let mut buffer = UsageBuffer::new("w".to_owned());
+        requests(&mut buffer, "u_1", 2);
+        let first = buffer.next_batch().cloned().expect("batch");
+        assert_eq!(first.usage[0].requests, 2);
+        requests(&mut buffer, "u_1", 5);
+        assert_eq!(
+            buffer.next_batch(),
+            Some(&first),
+            "the retry is the same batch"
+        );
+
+        buffer.acknowledged(&first.batch_id);
+        let second = buffer.next_batch().cloned().expect("batch");
+        assert_ne!(second.batch_id, first.batch_id);
+        assert_eq!(second.usage[0].requests, 5);
+        buffer.acknowledged(&second.batch_id);
+        assert!(buffer.next_batch().is_none());
+    }
+
+    #[test]
+    fn a_stale_acknowledgement_keeps_the_batch() {
+        let mut buffer = UsageBuffer::new("w".to_owned());
+        requests(&mut buffer, "u_1", 1);
+        let batch = buffer.next_batch().cloned().expect("batch");
+        buffer.acknowledged("w-99");
+        assert_eq!(buffer.next_batch(), Some(&batch));
+    }
+
+    #[test]
+    fn counts_add_up_per_user() {
+        let mut buffer = UsageBuffer::new("w".to_owned());
+        requests(&mut buffer, "u_1", 1);
+        requests(&mut buffer, "u_2", 1);
+        buffer.record("u_1", |delta| delta.bytes += 100);
+        let batch = buffer.next_batch().expect("batch");
+        let u1 = batch
+            .usage
+            .iter()
+            .find(|d| d.user_id == "u_1")
+            .expect("u_1");
+        assert_eq!((u1.requests, u1.bytes), (1, 100));
+        assert_eq!(batch.usage.len(), 2);
+    }
+}

@@ -1,0 +1,129 @@
+//! Takes requests from the token buckets in Envoy's shared data, which every worker of the
+//! Envoy sees: a read, the decision, and a compare-and-swap write per subject.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+use tollgate_filter_core::limits::plan::Draw;
+use tollgate_filter_core::limits::state::{Checked, SubjectState};
+
+/// Writes lost to another worker's are retried this many times, then the request passes:
+/// a bucket that busy is better served late than by refusing on contention.
+const MAX_ATTEMPTS: usize = 4;
+
+/// The verdicts of one request against its buckets.
+pub struct Admission {
+    pub admitted: bool,
+    pub checked: Vec<Checked>,
+    /// The subject of the first bucket that refused.
+    pub refused_by: Option<String>,
+}
+
+fn shared_key(subject: &str) -> String {
+    format!("tollgate:rl:{subject}")
+}
+
+fn read(subject: &str) -> (SubjectState, Option<u32>) {
+    match hostcalls::get_shared_data(&shared_key(subject)) {
+        Ok((Some(bytes), cas)) => (SubjectState::from_bytes(&bytes), cas),
+        Ok((None, cas)) => (SubjectState::default(), cas),
+        Err(status) => {
+            log::warn!("could not read a rate-limit bucket: {status:?}");
+            (SubjectState::default(), None)
+        }
+    }
+}
+
+/// Applies `change` to a subject's buckets with compare-and-swap; `false` when every
+/// attempt lost to another worker.
+pub fn update(subject: &str, mut change: impl FnMut(&mut SubjectState)) -> bool {
+    for _ in 0..MAX_ATTEMPTS {
+        let (mut state, cas) = read(subject);
+        change(&mut state);
+        match hostcalls::set_shared_data(&shared_key(subject), Some(&state.to_bytes()), cas) {
+            Ok(()) => return true,
+            Err(Status::CasMismatch) => {}
+            Err(status) => {
+                log::warn!("could not write a rate-limit bucket: {status:?}");
+                return false;
+            }
+        }
+    }
+    false
+}
+
+/// Takes one request from every bucket of `draws`, or from none when any refuses.
+pub fn admit(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
+    let mut done: Vec<Option<Vec<Checked>>> = vec![None; draws.len()];
+    for _ in 0..MAX_ATTEMPTS {
+        let mut decided = Vec::new();
+        for (index, draw) in draws.iter().enumerate() {
+            if done[index].is_some() {
+                continue;
+            }
+            let (mut state, cas) = read(&draw.subject);
+            let checked = state.admit(&draw.limits, now_us, envoys);
+            decided.push((index, state, cas, checked));
+        }
+        let refused_by = decided
+            .iter()
+            .find(|(_, _, _, checked)| checked.iter().any(|c| !c.verdict.admitted))
+            .map(|(index, _, _, _)| draws[*index].subject.clone());
+        if refused_by.is_some() {
+            let checked = done
+                .into_iter()
+                .flatten()
+                .flatten()
+                .chain(decided.into_iter().flat_map(|(_, _, _, checked)| checked))
+                .collect();
+            return Admission {
+                admitted: false,
+                checked,
+                refused_by,
+            };
+        }
+        let mut lost = false;
+        for (index, state, cas, checked) in decided {
+            let written = hostcalls::set_shared_data(
+                &shared_key(&draws[index].subject),
+                Some(&state.to_bytes()),
+                cas,
+            );
+            match written {
+                Err(Status::CasMismatch) => lost = true,
+                Err(status) => {
+                    log::warn!("could not write a rate-limit bucket: {status:?}");
+                    done[index] = Some(checked);
+                }
+                Ok(()) => done[index] = Some(checked),
+            }
+        }
+        if !lost {
+            break;
+        }
+    }
+    Admission {
+        admitted: true,
+        checked: done.into_iter().flatten().flatten().collect(),
+        refused_by: None,
+    }
+}
+
+/// The verdicts one more request would get, without taking it.
+pub fn peek(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
+    let mut checked = Vec::new();
+    let mut refused_by = None;
+    for draw in draws {
+        let verdicts = read(&draw.subject)
+            .0
+            .would_admit(&draw.limits, now_us, envoys);
+        if refused_by.is_none() && verdicts.iter().any(|c| !c.verdict.admitted) {
+            refused_by = Some(draw.subject.clone());
+        }
+        checked.extend(verdicts);
+    }
+    Admission {
+        admitted: refused_by.is_none(),
+        checked,
+        refused_by,
+    }
+}
