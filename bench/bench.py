@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bootstrap
+import global_limit
 import keys
 import report
 from load import LATENCY_CONNECTIONS, THROUGHPUT_CONNECTIONS, Case, cache_new_principals, measure
@@ -32,11 +33,16 @@ WORKER_COUNTS = (1, 2)
 ROUTES = {"direct": "/direct", "proxied": "/proxied"}
 KEYSPACE = 1_000_000
 PRINCIPALS_FOR_MEMORY = 100_000
-# Resolved keys, known and unknown, stay cached for the whole run.
+# Resolved keys, known and unknown, stay cached for the whole run. Address limits are checked
+# on every request but set high enough that the load of one address never reaches them.
 CONTROL_PLANE_SETTINGS = {
     "TOLLGATE_FILTER__POSITIVE_CACHE_TTL_SECS": "3600",
     "TOLLGATE_FILTER__NEGATIVE_CACHE_TTL_SECS": "3600",
+    "TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE": "1000000000",
+    "TOLLGATE_LIMITS__IP__BURST": "1000000000",
 }
+# The bench user's own limits: checked on every request (in the default `fast` mode), never reached.
+BENCH_USER_LIMITS = {"requests_per_minute": 1_000_000_000, "requests_per_hour": 1_000_000_000}
 USERNAME = "bench"
 
 
@@ -69,7 +75,12 @@ def prepare_control_plane(stack: Stack, data_dir: Path, password: str) -> tuple[
     admin_key = secrets.token_urlsafe(32)
     control_plane = ControlPlane(TOLLGATE_BIN, data_dir, LOG_DIR, admin_key, CONTROL_PLANE_SETTINGS)
     stack.add(control_plane).start()
-    user = control_plane.call("POST", "/api/v1/users", {"username": USERNAME, "password": password}, expect=201)
+    user = control_plane.call(
+        "POST",
+        "/api/v1/users",
+        {"username": USERNAME, "password": password, "rate_limits": BENCH_USER_LIMITS},
+        expect=201,
+    )
     issued = control_plane.call("POST", f"/api/v1/users/{user['id']}/keys", {"name": "bench"}, expect=201)
     control_plane.stop()
     say(f"importing {KEYSPACE:,} keys into SQLite")
@@ -125,8 +136,8 @@ def start_upstream(stack: Stack) -> int:
     return port
 
 
-def start_envoy(setup: Setup, workers: int, filtered: bool) -> Envoy:
-    name = f"envoy-{'filter' if filtered else 'plain'}-{workers}w"
+def start_envoy(setup: Setup, workers: int, filtered: bool, suffix: str = "") -> Envoy:
+    name = f"envoy-{'filter' if filtered else 'plain'}-{workers}w{suffix}"
     ports = (free_port(), free_port())
     values = {
         "ENVOY_NODE_ID": name,
@@ -193,6 +204,16 @@ def bench_workers(results: report.Results, setup: Setup, workers: int) -> None:
         setup.stack.stop(envoy)
 
 
+def bench_global_limit(results: report.Results, setup: Setup) -> None:
+    """Two Envoys with the filter share one limit per mode; a plain Envoy takes the same pace."""
+    say(f"two Envoys, one global limit of {global_limit.LIMIT_PER_MINUTE}/min per mode, {global_limit.DRIVE_SECS} s")
+    envoys = [start_envoy(setup, 2, True, f"-{name}") for name in ("a", "b")]
+    plain = start_envoy(setup, 2, False, "-pace")
+    results.global_limit = global_limit.run(setup.control_plane, envoys, plain, ROUTES["direct"])
+    for envoy in [*envoys, plain]:
+        setup.stack.stop(envoy)
+
+
 def envoy_version() -> str:
     """The release number in `envoy --version` (`... version: <sha>/1.40.0/Clean/RELEASE/...`)."""
     output = subprocess.run([str(ENVOY_BIN), "--version"], capture_output=True, text=True, check=True).stdout
@@ -225,6 +246,14 @@ def print_report(results: report.Results, elapsed_secs: float) -> None:
         f"{report.cost_table(results)}\n"
     )
     print(f"Envoy memory for cached principals (VmRSS growth)\n{report.memory_table(results)}\n")
+    if results.global_limit:
+        print(
+            f"Two Envoys sharing one limit of {global_limit.LIMIT_PER_MINUTE}/min (burst {global_limit.BURST}), "
+            f"offered {global_limit.OFFERED_FACTOR}x the limit for {global_limit.DRIVE_SECS} s, "
+            "half through each Envoy, direct route;\n'allowed' is what one exact bucket admits in that time "
+            "(burst + rate x time); latency of admitted requests vs plain Envoy at the same pace\n"
+            f"{report.global_limit_table(results)}\n"
+        )
     for problem in report.unexpected_answers(results):
         print(f"UNEXPECTED: {problem}")
     for (workers, case), failure in results.failures.items():
@@ -243,6 +272,7 @@ def main() -> int:
             control_plane, api_key = prepare_control_plane(stack, Path(work) / "data", password)
             all_cases = cases(api_key, *login(control_plane, password))
             setup = Setup(stack, Path(work), control_plane, start_upstream(stack), all_cases)
+            bench_global_limit(results, setup)
             for workers in WORKER_COUNTS:
                 bench_workers(results, setup, workers)
         finally:

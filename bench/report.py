@@ -27,6 +27,8 @@ class Results:
     # (workers, case) -> why the filter's answer was not the expected one
     failures: dict[tuple, str] = field(default_factory=dict)
     memory: list[MemoryGrowth] = field(default_factory=list)
+    # (per-mode results, plain p50 us, plain p99 us) of the two-Envoy global limit
+    global_limit: tuple | None = None
 
     def pair(self, workers: int, route: str, case: str, connections: int):
         key = (workers, route, case)
@@ -136,3 +138,24 @@ def unexpected_answers(results: Results) -> list[str]:
         for (workers, route, case, variant, connections), run in results.runs.items()
         if run.unexpected
     ]
+
+
+def global_limit_table(results: Results) -> str:
+    modes, plain_p50, plain_p99 = results.global_limit
+    rows = []
+    for mode in modes:
+        unexpected = ", ".join(f"{count} x {status}" for status, count in sorted(mode.other_statuses.items()))
+        rows.append([
+            mode.mode,
+            number(mode.offered),
+            number(mode.admitted),
+            " + ".join(number(a) for a in mode.admitted_per_envoy),
+            f"{mode.allowed:,.1f}",
+            f"{100 * (mode.admitted - mode.allowed) / mode.allowed:+.1f} %",
+            f"{mode.p50_us - plain_p50:+,}",
+            f"{mode.p99_us - plain_p99:+,}",
+            unexpected or "-",
+        ])
+    headers = ["mode", "offered", "admitted", "per Envoy", "allowed", "over allowed",
+               "p50 us added", "p99 us added", "other answers"]
+    return table(headers, rows, labels=1)

@@ -5,5 +5,7 @@ mod authorization;
 mod bad_input;
 mod failures;
 mod keys;
+mod limits;
+mod quotas;
 mod routing;
 mod sessions;

@@ -92,7 +92,11 @@ impl ControlPlane {
                 format!("127.0.0.1:{}", self.grpc_port),
             )
             .env("TOLLGATE_BOOTSTRAP__ADMIN_API_KEY", ADMIN_KEY)
-            .env("TOLLGATE_LOG", "info");
+            .env("TOLLGATE_LOG", "info")
+            // Tests send many refused requests from one address: only the tests of address
+            // limits set their own.
+            .env("TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE", "1000000")
+            .env("TOLLGATE_LIMITS__IP__BURST", "1000000");
         if let Some(url) = &self.options.database_url {
             command.env("TOLLGATE_DATABASE__URL", url);
         }
@@ -123,6 +127,13 @@ impl ControlPlane {
 
     pub fn log(&self) -> String {
         self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// Freezes or thaws the process (SIGSTOP / SIGCONT).
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(process) = &self.process {
+            process.freeze(frozen);
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

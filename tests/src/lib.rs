@@ -5,6 +5,7 @@
 mod envoy;
 mod layout;
 mod process;
+mod redis;
 
 pub mod control_plane;
 pub mod http;
@@ -13,6 +14,7 @@ pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use envoy::{Envoy, EnvoyOptions};
 pub use layout::Layout;
 pub use process::{free_port, Process};
+pub use redis::RedisServer;
 
 /// An upstream that echoes each request as JSON (`tollgate-echo`).
 pub struct Echo {

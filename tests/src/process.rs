@@ -76,10 +76,17 @@ impl Process {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the process: it keeps its sockets but answers nothing.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            signal(child, if frozen { libc::SIGSTOP } else { libc::SIGCONT });
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        terminate(&child);
+        signal(&child, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -130,12 +137,12 @@ impl Drop for Process {
     }
 }
 
-fn terminate(child: &Child) {
+fn signal(child: &Child, signal: libc::c_int) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: kill(2) with a pid we own and a valid signal has no memory effects.
         #[allow(unsafe_code)]
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, signal);
         }
     }
 }

@@ -57,19 +57,36 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn echo(State(name): State<Arc<str>>, request: Request) -> Json<Value> {
+/// A request header asking the echo to report storage, as a storage backend would.
+const STORAGE_REQUEST_HEADER: &str = "x-echo-storage-bytes";
+/// How an upstream reports storage it added (or freed) to the gateway.
+const STORAGE_REPORT_HEADER: &str = "x-tollgate-storage-bytes";
+
+async fn echo(
+    State(name): State<Arc<str>>,
+    request: Request,
+) -> ([(&'static str, String); 1], Json<Value>) {
     let (parts, body) = request.into_parts();
+    let storage = parts
+        .headers
+        .get(STORAGE_REQUEST_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("0")
+        .to_owned();
     drain(body).await;
     let path = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    Json(json!({
-        "backend": &*name,
-        "method": parts.method.as_str(),
-        "path": path,
-        "headers": headers_json(&parts.headers),
-    }))
+    (
+        [(STORAGE_REPORT_HEADER, storage)],
+        Json(json!({
+            "backend": &*name,
+            "method": parts.method.as_str(),
+            "path": path,
+            "headers": headers_json(&parts.headers),
+        })),
+    )
 }
 
 /// Reads the request body to its end without keeping it, so the connection can be reused.

@@ -1,0 +1,273 @@
+//! Rate limits through Envoy: each level refuses with 429 and the `X-RateLimit-*` headers,
+//! and a refused request never reaches the upstream.
+
+use serde_json::json;
+use tollgate_e2e::http::Answer;
+use tollgate_e2e::{ControlPlaneOptions, Envoy, EnvoyOptions, Gateway};
+
+fn header(answer: &Answer, name: &str) -> String {
+    answer
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn env(pairs: &[(&str, &str)]) -> ControlPlaneOptions {
+    ControlPlaneOptions {
+        env: pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect(),
+        ..ControlPlaneOptions::default()
+    }
+}
+
+/// Sends `count` requests with the key; returns the statuses.
+fn statuses(envoy: &Envoy, key: &str, count: usize) -> Vec<u16> {
+    (0..count)
+        .map(|_| envoy.get("/", &[("x-api-key", key)]).status)
+        .collect()
+}
+
+#[test]
+fn a_user_limit_admits_its_burst_then_refuses_with_429_and_headers() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "limited",
+        "rate_limits": {"requests_per_minute": 5, "mode": "local"},
+    }));
+    let (_, key) = cp.create_key(&user);
+
+    for expected_remaining in (0..5).rev() {
+        let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(header(&answer, "x-ratelimit-limit"), "5");
+        assert_eq!(
+            header(&answer, "x-ratelimit-remaining"),
+            expected_remaining.to_string()
+        );
+        let reset: i64 = header(&answer, "x-ratelimit-reset").parse().expect("reset");
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            reset > now && reset <= now + 61,
+            "reset {reset} vs now {now}"
+        );
+    }
+    let upstream_before = gateway.envoy.upstream_requests();
+    let refused = gateway.envoy.get("/", &[("x-api-key", &key)]);
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(refused.error_code(), "rate_limited");
+    let retry_after: u64 = header(&refused, "retry-after")
+        .parse()
+        .expect("Retry-After");
+    assert!(
+        (11..=12).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
+    assert_eq!(gateway.envoy.upstream_requests(), upstream_before);
+    assert!(
+        gateway
+            .envoy
+            .prometheus()
+            .contains("tollgate_rate_limited_user"),
+        "the refusal is counted by level"
+    );
+}
+
+#[test]
+fn a_user_override_beats_the_group_limit_and_members_inherit_it() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let member = cp.create_user("member");
+    let overridden = cp.create_user_with(json!({
+        "username": "overridden",
+        "rate_limits": {"requests_per_minute": 6},
+    }));
+    let group = cp.admin(
+        "POST",
+        "/api/v1/groups",
+        Some(json!({"name": "small", "rate_limits": {"requests_per_minute": 3, "mode": "local"}})),
+    );
+    assert_eq!(group.status, 201, "{}", group.text);
+    let group_id = group.body["id"].as_str().expect("group id");
+    for user in [&member, &overridden] {
+        let added = cp.admin(
+            "POST",
+            &format!("/api/v1/groups/{group_id}/members"),
+            Some(json!({"user_id": user})),
+        );
+        assert_eq!(added.status, 201, "{}", added.text);
+    }
+    let (_, member_key) = cp.create_key(&member);
+    let (_, overridden_key) = cp.create_key(&overridden);
+
+    assert_eq!(
+        statuses(&gateway.envoy, &member_key, 4),
+        [200, 200, 200, 429]
+    );
+    assert_eq!(
+        statuses(&gateway.envoy, &overridden_key, 7),
+        [200, 200, 200, 200, 200, 200, 429]
+    );
+}
+
+#[test]
+fn a_key_limit_holds_for_its_key_only() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user("two-keys");
+    let (_, slow_key) = cp.create_key_with(
+        &user,
+        json!({"name": "slow", "rate_limits": {"requests_per_hour": 2, "mode": "local"}}),
+    );
+    let (_, other_key) = cp.create_key(&user);
+
+    assert_eq!(statuses(&gateway.envoy, &slow_key, 3), [200, 200, 429]);
+    assert_eq!(statuses(&gateway.envoy, &other_key, 3), [200, 200, 200]);
+}
+
+#[test]
+fn a_route_limit_holds_for_all_users_together_where_configured() {
+    let gateway = Gateway::start_with(env(&[(
+        "TOLLGATE_LIMITS__ROUTES",
+        r#"[{route="/reports/", requests_per_minute=3, mode="local"}]"#,
+    )]));
+    let cp = &gateway.control_plane;
+    let (_, first) = cp.create_key(&cp.create_user("first"));
+    let (_, second) = cp.create_key(&cp.create_user("second"));
+    let report = |key: &str| {
+        gateway
+            .envoy
+            .get("/reports/1", &[("x-api-key", key)])
+            .status
+    };
+
+    assert_eq!([report(&first), report(&second), report(&first)], [200; 3]);
+    assert_eq!(report(&second), 429);
+    assert_eq!(
+        gateway
+            .envoy
+            .get("/other", &[("x-api-key", &second)])
+            .status,
+        200,
+        "other routes are not limited"
+    );
+}
+
+#[test]
+fn an_address_is_limited_on_failed_authentications_only() {
+    let gateway = Gateway::start_with(env(&[
+        ("TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE", "3"),
+        ("TOLLGATE_LIMITS__IP__BURST", "3"),
+    ]));
+    let cp = &gateway.control_plane;
+    let (_, key) = cp.create_key(&cp.create_user("behind-nat"));
+
+    assert!(
+        statuses(&gateway.envoy, &key, 10).iter().all(|s| *s == 200),
+        "successful requests do not count against the address"
+    );
+    let guesses = statuses(&gateway.envoy, "tg_guess_000000000000000000000000000000", 4);
+    assert_eq!(guesses, [401, 401, 401, 429]);
+    let blocked = gateway.envoy.get("/", &[("x-api-key", &key)]);
+    assert_eq!(
+        blocked.status, 429,
+        "a blocked address learns nothing, not even from a valid key"
+    );
+    assert!(header(&blocked, "retry-after").parse::<u64>().is_ok());
+}
+
+#[test]
+fn exact_limits_are_counted_by_the_control_plane() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "exact",
+        "rate_limits": {"requests_per_minute": 3, "mode": "exact"},
+    }));
+    let (_, key) = cp.create_key(&user);
+
+    let answers: Vec<Answer> = (0..4)
+        .map(|_| gateway.envoy.get("/", &[("x-api-key", &key)]))
+        .collect();
+    let seen: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(seen, [200, 200, 200, 429]);
+    assert_eq!(header(&answers[2], "x-ratelimit-remaining"), "0");
+    assert!(cp.metric("tollgate_limit_checks_total", "limited") >= 1.0);
+}
+
+#[test]
+fn exact_limits_fail_closed_when_the_control_plane_is_gone() {
+    let mut gateway = Gateway::start();
+    let user = gateway.control_plane.create_user_with(json!({
+        "username": "exact-closed",
+        "rate_limits": {"requests_per_minute": 100, "mode": "exact"},
+    }));
+    let (_, key) = gateway.control_plane.create_key(&user);
+    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+
+    gateway.control_plane.stop();
+    let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+    assert_eq!(answer.status, 503, "{}", answer.text);
+    assert_eq!(answer.error_code(), "rate_limiter_unavailable");
+}
+
+#[test]
+fn two_envoys_share_one_exact_limit() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let second = Envoy::start(
+        &gateway.layout,
+        EnvoyOptions {
+            grpc_port: cp.grpc_port,
+            ..EnvoyOptions::default()
+        },
+    );
+    second.wait_for_stat(
+        "cluster.tollgate_pool_default.membership_total",
+        2,
+        std::time::Duration::from_secs(10),
+    );
+    let user = cp.create_user_with(json!({
+        "username": "shared",
+        "rate_limits": {"requests_per_minute": 10, "mode": "exact"},
+    }));
+    let (_, key) = cp.create_key(&user);
+
+    let admitted = (0..20)
+        .map(|i| {
+            let envoy = if i % 2 == 0 { &gateway.envoy } else { &second };
+            envoy.get("/", &[("x-api-key", &key)]).status
+        })
+        .filter(|status| *status == 200)
+        .count();
+    assert_eq!(admitted, 10);
+}
+
+#[test]
+fn fast_limits_admit_locally_and_sync_in_the_background() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "fast",
+        "rate_limits": {"requests_per_minute": 5, "mode": "fast"},
+    }));
+    let (_, key) = cp.create_key(&user);
+
+    assert_eq!(
+        statuses(&gateway.envoy, &key, 6),
+        [200, 200, 200, 200, 200, 429]
+    );
+    let synced = std::time::Instant::now();
+    while cp.metric("tollgate_limit_syncs_total", "") < 1.0 {
+        assert!(
+            synced.elapsed() < std::time::Duration::from_secs(5),
+            "no sync reached the control plane"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,204 @@
+//! Quotas through Envoy: usage reported by the filter, accounted durably by the control
+//! plane, and refused with 402 once used up.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tollgate_e2e::{ControlPlane, ControlPlaneOptions, Gateway, RedisServer};
+
+/// The user's quota entry called `name`, as `GET /api/v1/users/{id}/quota` answers it.
+fn quota(cp: &ControlPlane, user: &str, name: &str) -> Value {
+    let answer = cp.admin("GET", &format!("/api/v1/users/{user}/quota"), None);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.body["quotas"]
+        .as_array()
+        .and_then(|quotas| quotas.iter().find(|q| q["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {}", answer.text))
+}
+
+/// Waits until the quota's `field` reaches `expected`; panics with the last answer.
+fn wait_for_usage(cp: &ControlPlane, user: &str, name: &str, field: &str, expected: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let entry = quota(cp, user, name);
+        if entry[field].as_f64() == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}.{field} never became {expected}: {entry}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_request_quota_runs_out_with_402_until_an_admin_raises_it() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "metered",
+        "quotas": {"monthly_requests": 3},
+    }));
+    let (_, key) = cp.create_key(&user);
+    for _ in 0..3 {
+        assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    }
+    wait_for_usage(cp, &user, "monthly_requests", "used", 3.0);
+    assert_eq!(quota(cp, &user, "monthly_requests")["remaining"], 0);
+
+    let request = || gateway.envoy.get("/", &[("x-api-key", &key)]);
+    let took = gateway
+        .envoy
+        .until(Duration::from_secs(5), request, |a| a.status == 402);
+    assert!(took < Duration::from_secs(1), "402 only after {took:?}");
+    let upstream_before = gateway.envoy.upstream_requests();
+    let refused = request();
+    assert_eq!(refused.status, 402);
+    assert_eq!(refused.error_code(), "quota_exceeded");
+    assert_eq!(refused.body["error"]["quota"], "monthly_requests");
+    let resets_at = refused.body["error"]["resets_at"]
+        .as_str()
+        .expect("resets_at");
+    let period = cp.admin("GET", &format!("/api/v1/users/{user}/quota"), None);
+    let period_end = period.body["period_end"].as_str().expect("period_end");
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(resets_at).expect("RFC 3339"),
+        chrono::DateTime::parse_from_rfc3339(period_end).expect("RFC 3339"),
+    );
+    assert_eq!(gateway.envoy.upstream_requests(), upstream_before);
+
+    let raised = cp.admin(
+        "PATCH",
+        &format!("/api/v1/users/{user}"),
+        Some(json!({"quotas": {"monthly_requests": 10}})),
+    );
+    assert_eq!(raised.status, 200, "{}", raised.text);
+    let took = gateway
+        .envoy
+        .until(Duration::from_secs(5), request, |a| a.status == 200);
+    assert!(took < Duration::from_secs(1), "the raise took {took:?}");
+}
+
+#[test]
+fn refused_requests_are_not_charged() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "refused",
+        "rate_limits": {"requests_per_minute": 2, "mode": "local"},
+        "quotas": {"monthly_requests": 100},
+    }));
+    let (_, key) = cp.create_key(&user);
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| gateway.envoy.get("/", &[("x-api-key", &key)]).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    wait_for_usage(cp, &user, "monthly_requests", "used", 2.0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(quota(cp, &user, "monthly_requests")["used"], 2);
+}
+
+#[test]
+fn bandwidth_and_reported_storage_are_accounted() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "storing",
+        "quotas": {"storage_quota_mb": 1},
+    }));
+    let (_, key) = cp.create_key(&user);
+    let store = gateway.envoy.get(
+        "/objects/1",
+        &[("x-api-key", &key), ("x-echo-storage-bytes", "2000000")],
+    );
+    assert_eq!(store.status, 200, "{}", store.text);
+    assert!(
+        store.headers.get("x-tollgate-storage-bytes").is_none(),
+        "the upstream's report is not passed to the client"
+    );
+    wait_for_usage(cp, &user, "storage_quota_mb", "used_bytes", 2_000_000.0);
+    let bandwidth = quota(cp, &user, "monthly_bandwidth_mb");
+    assert!(
+        bandwidth["used_bytes"].as_f64().is_some_and(|b| b > 200.0),
+        "request and response bytes are counted: {bandwidth}"
+    );
+
+    let read = || gateway.envoy.get("/objects/1", &[("x-api-key", &key)]);
+    gateway
+        .envoy
+        .until(Duration::from_secs(5), read, |a| a.status == 402);
+    assert_eq!(read().body["error"]["quota"], "storage");
+    let delete = tollgate_e2e::http::send(
+        tollgate_e2e::http::client()
+            .delete(gateway.envoy.url("/objects/1"))
+            .header("x-api-key", &key)
+            .header("x-echo-storage-bytes", "-2000000"),
+    );
+    assert_eq!(
+        delete.status, 200,
+        "deleting frees storage: {}",
+        delete.text
+    );
+    gateway
+        .envoy
+        .until(Duration::from_secs(5), read, |a| a.status == 200);
+}
+
+#[test]
+fn a_report_retried_after_a_timeout_is_counted_once() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user("retried");
+    let (_, key) = cp.create_key(&user);
+    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    wait_for_usage(cp, &user, "monthly_requests", "used", 1.0);
+
+    for _ in 0..5 {
+        assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    }
+    // Frozen, the control plane takes the report but answers only after Envoy gave up on
+    // it (1 s); Envoy sends the same batch again.
+    cp.freeze(true);
+    std::thread::sleep(Duration::from_millis(3500));
+    cp.freeze(false);
+    wait_for_usage(cp, &user, "monthly_requests", "used", 6.0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(quota(cp, &user, "monthly_requests")["used"], 6);
+    assert!(
+        gateway
+            .envoy
+            .stat("wasmcustom.tollgate.usage.report_failures")
+            >= 1,
+        "the report timed out at least once"
+    );
+}
+
+#[test]
+fn a_redis_restart_loses_no_quota_usage() {
+    let mut redis = RedisServer::start();
+    let gateway = Gateway::start_with(ControlPlaneOptions {
+        env: vec![("TOLLGATE_REDIS__URL".to_owned(), redis.url())],
+        ..ControlPlaneOptions::default()
+    });
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "through-redis",
+        "rate_limits": {"requests_per_minute": 1000, "mode": "fast"},
+    }));
+    let (_, key) = cp.create_key(&user);
+    let send = |count: usize| {
+        for _ in 0..count {
+            assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+        }
+    };
+    send(10);
+    wait_for_usage(cp, &user, "monthly_requests", "used", 10.0);
+
+    redis.stop();
+    send(10);
+    redis.resume();
+    send(10);
+    wait_for_usage(cp, &user, "monthly_requests", "used", 30.0);
+}
