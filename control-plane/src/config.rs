@@ -31,6 +31,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub grpc: GrpcConfig,
     pub database: DatabaseConfig,
+    pub redis: RedisConfig,
     pub security: SecurityConfig,
     pub keys: KeysConfig,
     pub filter: FilterConfig,
@@ -60,6 +61,18 @@ pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://...`; empty means the SQLite file in `data_dir`.
     pub url: String,
     pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://`; empty keeps the rate-limit counters in this process,
+    /// which is right only for a single control plane.
+    pub url: String,
+    /// Put before every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// A command not answered within this long fails, and the filter degrades.
+    pub command_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -157,6 +170,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             grpc: GrpcConfig::default(),
             database: DatabaseConfig::default(),
+            redis: RedisConfig::default(),
             security: SecurityConfig::default(),
             keys: KeysConfig::default(),
             filter: FilterConfig::default(),
@@ -189,6 +203,16 @@ impl Default for DatabaseConfig {
         Self {
             url: String::new(),
             max_connections: 10,
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            key_prefix: "tollgate:".into(),
+            command_timeout_ms: 250,
         }
     }
 }
@@ -263,6 +287,25 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        let redis = &self.redis;
+        if !redis.url.is_empty() {
+            let parsed = url::Url::parse(&redis.url).ok();
+            let scheme = parsed.as_ref().map(url::Url::scheme);
+            if !matches!(scheme, Some("redis" | "rediss"))
+                || parsed.as_ref().and_then(url::Url::host_str).is_none()
+            {
+                return Err(invalid(
+                    "redis.url",
+                    "must be empty or a URL like redis://HOST:6379 or rediss://HOST:6380",
+                ));
+            }
+        }
+        if !(1..=60_000).contains(&redis.command_timeout_ms) {
+            return Err(invalid(
+                "redis.command_timeout_ms",
+                "must be 1 to 60000 milliseconds",
+            ));
         }
         let prefix = &self.keys.prefix;
         if prefix.is_empty()
@@ -404,6 +447,17 @@ mod tests {
         config.database.url = "mysql://x".into();
         let error = config.validate().expect_err("must fail").to_string();
         assert!(error.contains("database.url"), "{error}");
+    }
+
+    #[test]
+    fn a_redis_url_without_a_redis_scheme_names_its_key() {
+        let mut config = Config::default();
+        config.redis.url = "http://127.0.0.1:6379".into();
+        let error = config.validate().expect_err("must fail").to_string();
+        assert!(error.contains("redis.url"), "{error}");
+        let mut config = Config::default();
+        config.redis.url = "rediss://cache.internal:6380/0".into();
+        assert!(config.validate().is_ok());
     }
 
     #[test]

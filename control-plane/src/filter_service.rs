@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::changes::ChangeSignal;
 use crate::config::FilterConfig;
+use crate::counters::service::LimitService;
 use crate::domain::api_key::{KeyDigest, KeyHasher, KeyStatus};
 use crate::domain::change::{Change, Stale};
 use crate::domain::ids::UserId;
@@ -36,6 +37,7 @@ pub struct FilterApi {
     cache: FilterConfig,
     tokens: SessionTokens,
     changes: ChangeSignal,
+    limits: LimitService,
 }
 
 impl FilterApi {
@@ -45,6 +47,7 @@ impl FilterApi {
         cache: FilterConfig,
         tokens: SessionTokens,
         changes: ChangeSignal,
+        limits: LimitService,
     ) -> Self {
         Self {
             store,
@@ -52,6 +55,7 @@ impl FilterApi {
             cache,
             tokens,
             changes,
+            limits,
         }
     }
 
@@ -239,16 +243,22 @@ impl FilterService for FilterApi {
 
     async fn check_limits(
         &self,
-        _request: Request<v1::CheckLimitsRequest>,
+        request: Request<v1::CheckLimitsRequest>,
     ) -> Result<Response<v1::CheckLimitsResponse>, Status> {
-        Err(Status::unimplemented("check_limits"))
+        self.limits
+            .check(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn sync_limits(
         &self,
-        _request: Request<v1::SyncLimitsRequest>,
+        request: Request<v1::SyncLimitsRequest>,
     ) -> Result<Response<v1::SyncLimitsResponse>, Status> {
-        Err(Status::unimplemented("sync_limits"))
+        self.limits
+            .sync(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn report_usage(

@@ -4,6 +4,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod changes;
 pub mod config;
+pub mod counters;
 pub mod domain;
 pub mod filter_service;
 pub mod health;

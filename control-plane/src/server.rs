@@ -12,6 +12,7 @@ use crate::api::{app, AppState, PoolLimits, SessionSettings};
 use crate::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
 use crate::changes::ChangeSignal;
 use crate::config::ValidConfig;
+use crate::counters::{self, service::LimitService};
 use crate::domain::api_key::KeyHasher;
 use crate::filter_service::FilterApi;
 use crate::health;
@@ -90,6 +91,16 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     ensure_signing_key(store.as_ref(), &tokens, &sealer, config.session_algorithm)
         .await
         .context("cannot prepare the session signing keys")?;
+    let counters = counters::open(&config.raw.redis).with_context(|| {
+        format!(
+            "cannot use the rate-limit counters (`redis.url` = {})",
+            redact(&config.raw.redis.url)
+        )
+    })?;
+    match counters.dependency() {
+        Some(dependency) => tracing::info!(dependency, "rate-limit counters are shared"),
+        None => tracing::info!("rate-limit counters are in-process"),
+    }
     let changes = ChangeSignal::default();
     let topology = ChangeSignal::default();
     let xds = Arc::new(XdsPublisher::new());
@@ -125,6 +136,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             max_backends: config.raw.pools.max_backends,
         },
         default_health_check: config.raw.pools.health_check,
+        counters: counters.clone(),
     };
     let filter = FilterApi::new(
         store.clone(),
@@ -132,6 +144,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         config.raw.filter.clone(),
         tokens,
         changes,
+        LimitService::new(counters),
     );
     tokio::spawn(topology::run(
         store,

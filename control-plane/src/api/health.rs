@@ -6,11 +6,13 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+use serde_json::{json, Map};
 
 use super::AppState;
 
-/// `GET /api/v1/health`: the status of every dependency; 503 when one is down.
+/// `GET /api/v1/health`: the status of every dependency; 503 when the database is down.
+/// Shared rate-limit counters that are down only degrade the service: the filter applies its
+/// configured fallback to global limits while everything else keeps working.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let started = Instant::now();
     let database = state.store.ping().await;
@@ -25,17 +27,32 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             json!({"status": "down", "error": error.to_string()}),
         ),
     };
-    let overall = if status == StatusCode::OK {
+    let mut overall = if status == StatusCode::OK {
         "ok"
     } else {
         "down"
     };
+    let mut checks = Map::new();
+    checks.insert("database".into(), database);
+    if let Some(dependency) = state.counters.dependency() {
+        let started = Instant::now();
+        let check = match state.counters.ping().await {
+            Ok(()) => json!({"status": "ok", "latency_ms": started.elapsed().as_millis()}),
+            Err(error) => {
+                if overall == "ok" {
+                    overall = "degraded";
+                }
+                json!({"status": "down", "error": error.to_string()})
+            }
+        };
+        checks.insert(dependency.into(), check);
+    }
     (
         status,
         Json(json!({
             "status": overall,
             "version": env!("CARGO_PKG_VERSION"),
-            "checks": {"database": database},
+            "checks": checks,
         })),
     )
 }

@@ -21,6 +21,7 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::changes::ChangeSignal;
+use crate::counters::Counters;
 use crate::domain::api_key::KeyHasher;
 use crate::domain::pool::HealthCheckSettings;
 use crate::identity::sealing::Sealer;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub default_health_check: HealthCheckSettings,
     /// What every Envoy accepted and refused over xDS.
     pub xds_nodes: NodeStatuses,
+    /// The rate-limit counters, for the health report.
+    pub counters: Arc<dyn Counters>,
 }
 
 /// How many backends a pool may have.

@@ -87,7 +87,7 @@ impl Drop for TestDatabase {
     }
 }
 
-fn rand_suffix() -> String {
+pub fn rand_suffix() -> String {
     use rand::distr::{Alphanumeric, SampleString};
     Alphanumeric
         .sample_string(&mut rand::rng(), 12)

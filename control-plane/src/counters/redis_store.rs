@@ -1,0 +1,143 @@
+//! Counters in Redis, shared by every control-plane replica. Each call is one script that
+//! reads and writes all its buckets atomically, timed by Redis's own clock.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script};
+
+use super::{Charged, Checked, CounterError, Counters, Draw, ENVOY_PRESENCE};
+use crate::config::RedisConfig;
+
+/// How long a bucket outlives the moment it is full again.
+const EXPIRY_MARGIN_MS: u64 = 1_000;
+/// The longest pause between two attempts to reconnect.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+
+pub struct RedisCounters {
+    connection: ConnectionManager,
+    script: Script,
+    key_prefix: String,
+    timeout: Duration,
+}
+
+impl RedisCounters {
+    /// Connects lazily: a Redis that is down at start-up fails calls, not the start.
+    pub fn new(config: &RedisConfig) -> Result<Self, CounterError> {
+        let timeout = Duration::from_millis(config.command_timeout_ms);
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        Ok(Self {
+            connection: ConnectionManager::new_lazy_with_config(client, manager)?,
+            script: Script::new(include_str!("buckets.lua")),
+            key_prefix: config.key_prefix.clone(),
+            timeout,
+        })
+    }
+
+    fn bucket_key(&self, draw: &Draw) -> String {
+        format!(
+            "{}rl:{}:{}",
+            self.key_prefix, draw.subject, draw.limit.window_seconds
+        )
+    }
+
+    /// Runs the bucket script over `draws`; the caller adds what its mode needs.
+    async fn run(
+        &self,
+        mode: &str,
+        draws: &[Draw],
+        extra_key: Option<String>,
+        extra_args: &[String],
+    ) -> Result<Vec<u64>, CounterError> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(mode).arg(EXPIRY_MARGIN_MS);
+        for draw in draws {
+            invocation
+                .key(self.bucket_key(draw))
+                .arg(draw.limit.window_us())
+                .arg(draw.limit.requests)
+                .arg(draw.limit.burst)
+                .arg(draw.count);
+        }
+        if let Some(key) = extra_key {
+            invocation.key(key);
+        }
+        for arg in extra_args {
+            invocation.arg(arg);
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<u64> = self
+            .bounded(invocation.invoke_async(&mut connection))
+            .await?;
+        if reply.len() != draws.len() + 1 {
+            return Err(CounterError::Malformed(format!(
+                "{} values for {} buckets",
+                reply.len(),
+                draws.len()
+            )));
+        }
+        Ok(reply)
+    }
+
+    /// Fails a call that takes longer than the command timeout, reconnection included, and
+    /// keeps the backend gauge current.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, CounterError> {
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(CounterError::Redis(error)),
+            Err(_) => Err(CounterError::Timeout(self.timeout)),
+        };
+        let up = if result.is_ok() { 1.0 } else { 0.0 };
+        metrics::gauge!("tollgate_counter_backend_up").set(up);
+        result
+    }
+}
+
+#[async_trait]
+impl Counters for RedisCounters {
+    async fn check(&self, draws: &[Draw]) -> Result<Checked, CounterError> {
+        let mut reply = self.run("check", draws, None, &[]).await?;
+        let admitted = reply.remove(0) == 1;
+        Ok(Checked {
+            admitted,
+            backlog_ms: reply,
+        })
+    }
+
+    async fn charge(&self, node_id: &str, draws: &[Draw]) -> Result<Charged, CounterError> {
+        let envoys_key = format!("{}envoys", self.key_prefix);
+        let presence_us = ENVOY_PRESENCE.as_micros().to_string();
+        let mut reply = self
+            .run(
+                "charge",
+                draws,
+                Some(envoys_key),
+                &[node_id.to_string(), presence_us],
+            )
+            .await?;
+        let envoys = u32::try_from(reply.remove(0)).unwrap_or(u32::MAX);
+        Ok(Charged {
+            backlog_ms: reply,
+            envoys,
+        })
+    }
+
+    fn dependency(&self) -> Option<&'static str> {
+        Some("redis")
+    }
+
+    async fn ping(&self) -> Result<(), CounterError> {
+        let mut connection = self.connection.clone();
+        let ping = redis::cmd("PING");
+        self.bounded(ping.query_async::<()>(&mut connection)).await
+    }
+}
