@@ -125,6 +125,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             max_backends: config.raw.pools.max_backends,
         },
         default_health_check: config.raw.pools.health_check,
+        quotas: config.quota_policy,
     };
     let filter = FilterApi::new(
         store.clone(),
@@ -132,6 +133,8 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         config.raw.filter.clone(),
         tokens,
         changes,
+        config.raw.limits.clone(),
+        config.quota_policy,
     );
     tokio::spawn(topology::run(
         store,

@@ -8,6 +8,8 @@ mod extract;
 mod groups;
 mod health;
 mod keys;
+mod quota;
+mod settings;
 mod users;
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::changes::ChangeSignal;
 use crate::domain::api_key::KeyHasher;
 use crate::domain::pool::HealthCheckSettings;
+use crate::domain::quota::QuotaPolicy;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
 use crate::identity::tokens::SessionTokens;
@@ -46,6 +49,7 @@ pub struct AppState {
     pub topology: ChangeSignal,
     pub pool_limits: PoolLimits,
     pub default_health_check: HealthCheckSettings,
+    pub quotas: QuotaPolicy,
     /// What every Envoy accepted and refused over xDS.
     pub xds_nodes: NodeStatuses,
 }
@@ -82,6 +86,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/users", post(users::create).get(users::list))
         .route("/api/v1/users/me", get(users::me))
+        .route("/api/v1/users/{id}/quota", get(quota::get))
         .route(
             "/api/v1/users/{id}",
             get(users::get).patch(users::change).delete(users::delete),
@@ -92,7 +97,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/api/v1/users/{id}/keys/{key_id}",
-            axum::routing::delete(keys::revoke),
+            axum::routing::delete(keys::revoke).patch(keys::change),
         )
         .route(
             "/api/v1/users/{id}/keys/{key_id}/rotate",
