@@ -6,7 +6,9 @@ use serde_json::json;
 use crate::domain::api_key::{ApiKey, KeyHasher, PlainApiKey};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::UserId;
+use crate::domain::limits::RateLimits;
 use crate::domain::now;
+use crate::domain::quota::Quotas;
 use crate::domain::user::{Role, User, UserStatus};
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
@@ -72,6 +74,8 @@ async fn create_admin(store: &dyn Store) -> Result<User, StoreError> {
         tenant_id: None,
         groups: Vec::new(),
         ip_allowlist: Vec::new(),
+        rate_limits: RateLimits::default(),
+        quotas: Quotas::default(),
         password_hash: None,
         created_at: at,
         updated_at: at,

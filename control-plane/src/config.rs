@@ -4,11 +4,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use chrono_tz::Tz;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::limits::{LimitMode, RateLimits};
 use crate::domain::pool::HealthCheckSettings;
+use crate::domain::quota::{EffectiveQuotas, QuotaPolicy, Quotas};
 use crate::identity::signing::SigningAlgorithm;
 
 /// Why a configuration could not be used. Every message names the offending key.
@@ -19,7 +22,7 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Parse(String),
     #[error("invalid configuration: `{key}` {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid { key: String, problem: String },
 }
 
 /// The whole configuration of one control-plane process.
@@ -38,6 +41,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub pools: PoolsConfig,
     pub routing: RoutingConfig,
+    pub limits: LimitsConfig,
+    pub quotas: QuotasConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -156,6 +161,110 @@ pub struct RoutingConfig {
     pub fallback_to_default_pool: bool,
 }
 
+/// Rate limits of the whole deployment, and the defaults of users and keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The mode of limits that do not name one.
+    pub mode: LimitMode,
+    /// Per client address.
+    pub ip: RateLimits,
+    pub ip_counts: IpCounts,
+    /// Users (and their groups) that set no limit of their own.
+    pub user: RateLimits,
+    /// Keys that set no limit of their own.
+    pub key: RateLimits,
+    /// Per route, for all users together.
+    pub routes: Vec<RouteLimitConfig>,
+    /// When the control plane cannot be reached, `exact` limits admit (true) or refuse.
+    pub exact_fails_open: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            mode: LimitMode::Fast,
+            ip: RateLimits {
+                requests_per_minute: Some(100),
+                burst: Some(20),
+                ..RateLimits::default()
+            },
+            ip_counts: IpCounts::FailedAuthentications,
+            user: RateLimits {
+                requests_per_minute: Some(1000),
+                requests_per_hour: Some(10_000),
+                ..RateLimits::default()
+            },
+            key: RateLimits::default(),
+            routes: Vec::new(),
+            exact_fails_open: false,
+        }
+    }
+}
+
+/// Which requests count against the per-address limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpCounts {
+    /// Only those that fail authentication: throttles key guessing, not busy NATs.
+    FailedAuthentications,
+    EveryRequest,
+}
+
+/// A limit on one route: `[METHOD ]PATH_PREFIX`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimitConfig {
+    pub route: String,
+    pub requests_per_second: Option<u64>,
+    pub requests_per_minute: Option<u64>,
+    pub requests_per_hour: Option<u64>,
+    pub burst: Option<u64>,
+    pub mode: Option<LimitMode>,
+}
+
+impl RouteLimitConfig {
+    pub fn limits(&self) -> RateLimits {
+        RateLimits {
+            requests_per_second: self.requests_per_second,
+            requests_per_minute: self.requests_per_minute,
+            requests_per_hour: self.requests_per_hour,
+            burst: self.burst,
+            mode: self.mode,
+        }
+    }
+}
+
+/// Quota periods and the quotas of users whose groups set none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotasConfig {
+    /// Day of the month (1-28) periods start on.
+    pub reset_day: u8,
+    /// IANA name of the zone whose midnight starts a period.
+    pub time_zone: String,
+    pub defaults: QuotaDefaults,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        Self {
+            reset_day: 1,
+            time_zone: "UTC".into(),
+            defaults: QuotaDefaults::default(),
+        }
+    }
+}
+
+/// `None` is unlimited.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaDefaults {
+    pub monthly_requests: Option<u64>,
+    pub monthly_bandwidth_mb: Option<u64>,
+    pub storage_quota_mb: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootstrapConfig {
@@ -177,6 +286,8 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             pools: PoolsConfig::default(),
             routing: RoutingConfig::default(),
+            limits: LimitsConfig::default(),
+            quotas: QuotasConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -242,6 +353,7 @@ pub struct ValidConfig {
     pub http_listen: SocketAddr,
     pub grpc_listen: SocketAddr,
     pub database_url: String,
+    pub quota_policy: QuotaPolicy,
 }
 
 impl Config {
@@ -372,16 +484,106 @@ impl Config {
         if matches!(&self.bootstrap.admin_api_key, Some(key) if key.trim().is_empty()) {
             return Err(invalid("bootstrap.admin_api_key", "must not be empty"));
         }
+        validate_limits(&self.limits)?;
+        let quota_policy = quota_policy(&self.quotas)?;
         let session_algorithm =
             SigningAlgorithm::parse(&self.sessions.algorithm).unwrap_or(SigningAlgorithm::EdDSA);
         Ok(ValidConfig {
             session_algorithm,
+            quota_policy,
             raw: self,
             http_listen,
             grpc_listen,
             database_url,
         })
     }
+}
+
+fn validate_limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
+    let sections = [
+        ("limits.ip", &limits.ip),
+        ("limits.user", &limits.user),
+        ("limits.key", &limits.key),
+    ];
+    for (section, settings) in sections {
+        settings
+            .validate()
+            .map_err(|e| invalid(format!("{section}.{}", e.field), e.problem))?;
+    }
+    for (index, route) in limits.routes.iter().enumerate() {
+        let section = format!("limits.routes[{index}]");
+        if !valid_route(&route.route) {
+            return Err(invalid(
+                format!("{section}.route"),
+                "must be a path prefix like /api/, optionally after a method: GET /api/",
+            ));
+        }
+        let settings = route.limits();
+        settings
+            .validate()
+            .map_err(|e| invalid(format!("{section}.{}", e.field), e.problem))?;
+        if [
+            settings.requests_per_second,
+            settings.requests_per_minute,
+            settings.requests_per_hour,
+        ]
+        .iter()
+        .all(Option::is_none)
+        {
+            return Err(invalid(
+                section,
+                "must set requests_per_second, requests_per_minute or requests_per_hour",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[METHOD ]PATH_PREFIX`, as in key scopes.
+fn valid_route(route: &str) -> bool {
+    let path = match route.split_once(' ') {
+        Some((method, path)) => {
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                return false;
+            }
+            path
+        }
+        None => route,
+    };
+    path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn quota_policy(quotas: &QuotasConfig) -> Result<QuotaPolicy, ConfigError> {
+    let defaults = quotas.defaults;
+    Quotas {
+        monthly_requests: defaults.monthly_requests,
+        monthly_bandwidth_mb: defaults.monthly_bandwidth_mb,
+        storage_quota_mb: defaults.storage_quota_mb,
+        reset_day: Some(quotas.reset_day),
+    }
+    .validate()
+    .map_err(|e| match e.field {
+        "reset_day" => invalid("quotas.reset_day", e.problem),
+        field => invalid(format!("quotas.defaults.{field}"), e.problem),
+    })?;
+    let time_zone = quotas.time_zone.parse::<Tz>().map_err(|_| {
+        invalid(
+            "quotas.time_zone",
+            &format!(
+                "must be an IANA time zone like UTC or Europe/Berlin, not {:?}",
+                quotas.time_zone
+            ),
+        )
+    })?;
+    Ok(QuotaPolicy {
+        defaults: EffectiveQuotas {
+            monthly_requests: defaults.monthly_requests,
+            monthly_bandwidth_mb: defaults.monthly_bandwidth_mb,
+            storage_quota_mb: defaults.storage_quota_mb,
+            reset_day: quotas.reset_day,
+        },
+        time_zone,
+    })
 }
 
 fn parse_listen(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -393,9 +595,9 @@ fn parse_listen(key: &'static str, value: &str) -> Result<SocketAddr, ConfigErro
     })
 }
 
-fn invalid(key: &'static str, problem: &str) -> ConfigError {
+fn invalid(key: impl Into<String>, problem: &str) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         problem: problem.to_string(),
     }
 }
@@ -458,6 +660,76 @@ mod tests {
         let mut config = Config::default();
         config.redis.url = "rediss://cache.internal:6380/0".into();
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_limits_and_quotas_name_their_key() {
+        type Adjustment = fn(&mut Config);
+        let cases: [(Adjustment, &str); 6] = [
+            (
+                |c| c.limits.user.requests_per_hour = Some(0),
+                "limits.user.requests_per_hour",
+            ),
+            (
+                |c| c.limits.ip.burst = Some(2_000_000_000),
+                "limits.ip.burst",
+            ),
+            (
+                |c| {
+                    c.limits.routes.push(RouteLimitConfig {
+                        route: "api".into(),
+                        requests_per_second: Some(1),
+                        requests_per_minute: None,
+                        requests_per_hour: None,
+                        burst: None,
+                        mode: None,
+                    });
+                },
+                "limits.routes[0].route",
+            ),
+            (|c| c.quotas.reset_day = 29, "quotas.reset_day"),
+            (
+                |c| c.quotas.time_zone = "Mars/Olympus".into(),
+                "quotas.time_zone",
+            ),
+            (
+                |c| c.quotas.defaults.storage_quota_mb = Some(u64::MAX),
+                "quotas.defaults.storage_quota_mb",
+            ),
+        ];
+        for (adjust, key) in cases {
+            let mut config = Config::default();
+            adjust(&mut config);
+            let error = config.validate().expect_err(key).to_string();
+            assert!(error.contains(key), "{error}");
+        }
+    }
+
+    #[test]
+    fn limits_and_quotas_load_from_yaml() {
+        let dir = tempfile::tempdir().expect("folder");
+        let file = dir.path().join("tollgate.yaml");
+        std::fs::write(
+            &file,
+            "limits:\n  mode: exact\n  ip_counts: every_request\n  key: {requests_per_second: 5}\n  \
+             routes: [{route: \"POST /api/\", requests_per_minute: 5000}]\n\
+             quotas:\n  reset_day: 15\n  time_zone: Europe/Berlin\n  \
+             defaults: {monthly_requests: 100000, monthly_bandwidth_mb: null}\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file)).expect("valid");
+        assert_eq!(config.raw.limits.mode, LimitMode::Exact);
+        assert_eq!(config.raw.limits.ip_counts, IpCounts::EveryRequest);
+        assert_eq!(config.raw.limits.key.requests_per_second, Some(5));
+        assert_eq!(config.raw.limits.user.requests_per_minute, Some(1000));
+        assert_eq!(config.raw.limits.routes[0].route, "POST /api/");
+        assert_eq!(config.quota_policy.defaults.monthly_requests, Some(100_000));
+        assert_eq!(config.quota_policy.defaults.reset_day, 15);
+        assert_eq!(config.quota_policy.time_zone, chrono_tz::Tz::Europe__Berlin);
+
+        std::fs::write(&file, "limits:\n  mode: slow\n").expect("write");
+        let error = Config::load(Some(&file)).expect_err("bad mode").to_string();
+        assert!(error.contains("limits.mode"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The gRPC service the Envoy filter calls: key and user lookups on cache misses, and
 //! the change feed that keeps every Envoy's caches fresh.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,12 +9,15 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::changes::ChangeSignal;
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, LimitsConfig};
 use crate::counters::service::LimitService;
 use crate::domain::api_key::{KeyDigest, KeyHasher, KeyStatus};
 use crate::domain::change::{Change, Stale};
+use crate::domain::group::Group;
 use crate::domain::ids::UserId;
+use crate::domain::quota::QuotaPolicy;
 use crate::domain::user::{User, UserStatus};
+use crate::filter_limits::{key_limits, limit_settings, user_limits};
 use crate::identity::signing::{PublicJwk, SigningKeyRecord};
 use crate::identity::tokens::SessionTokens;
 use crate::proto::v1::filter_service_server::FilterService;
@@ -21,7 +25,10 @@ use crate::proto::v1::{
     self, invalidation, LookupKeyRequest, LookupKeyResponse, LookupUserRequest, LookupUserResponse,
     WatchChangesRequest, WatchChangesResponse,
 };
-use crate::store::{KeyOwner, Store, StoreError};
+use crate::quota_state::QuotaState;
+use crate::refusal_log::RefusalLog;
+use crate::store::{KeyOwner, Store, StoreError, UsageOutcome};
+use crate::usage_reports::UsageTotals;
 
 /// The longest a watch may be held open.
 const MAX_WATCH: Duration = Duration::from_secs(30);
@@ -29,6 +36,10 @@ const MAX_WATCH: Duration = Duration::from_secs(30);
 const STORE_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// The most changes one answer carries; the watcher asks again for the rest.
 const MAX_CHANGES_PER_ANSWER: u64 = 1000;
+/// How long an applied usage batch id is remembered; retries come much sooner.
+const USAGE_BATCH_RETENTION_SECS: i64 = 7 * 24 * 3600;
+/// How often applied batch ids are pruned.
+const USAGE_BATCH_PRUNE_INTERVAL_SECS: i64 = 3600;
 
 /// Answers the filter from the store.
 pub struct FilterApi {
@@ -37,7 +48,20 @@ pub struct FilterApi {
     cache: FilterConfig,
     tokens: SessionTokens,
     changes: ChangeSignal,
-    limits: LimitService,
+    limit_counters: LimitService,
+    limits: LimitsConfig,
+    limit_settings: v1::LimitSettings,
+    quotas: QuotaPolicy,
+    /// Unix seconds of the last pruning of applied usage batch ids.
+    batches_pruned_at: AtomicI64,
+    refusals: RefusalLog,
+}
+
+/// What a principal takes from the user's groups, settings and usage.
+struct UserContext {
+    route_group: String,
+    rate_limits: Vec<v1::RateLimit>,
+    exhausted_quotas: Vec<v1::ExhaustedQuota>,
 }
 
 impl FilterApi {
@@ -47,7 +71,9 @@ impl FilterApi {
         cache: FilterConfig,
         tokens: SessionTokens,
         changes: ChangeSignal,
-        limits: LimitService,
+        limit_counters: LimitService,
+        limits: LimitsConfig,
+        quotas: QuotaPolicy,
     ) -> Self {
         Self {
             store,
@@ -55,20 +81,56 @@ impl FilterApi {
             cache,
             tokens,
             changes,
+            limit_counters,
+            limit_settings: limit_settings(&limits),
             limits,
+            quotas,
+            batches_pruned_at: AtomicI64::new(0),
+            refusals: RefusalLog::default(),
         }
     }
 
-    /// The highest-priority group of the user that has pools; empty for the default pool.
-    async fn route_group(&self, user: &UserId) -> Result<String, StoreError> {
-        Ok(self
-            .store
-            .groups_of(user)
-            .await?
-            .into_iter()
-            .find(|group| !group.pools.is_empty())
-            .map(|group| group.id.to_string())
-            .unwrap_or_default())
+    async fn user_context(&self, user: &User) -> Result<UserContext, StoreError> {
+        let groups = self.store.groups_of(&user.id).await?;
+        let quota = QuotaState::load(
+            self.store.as_ref(),
+            &self.quotas,
+            user,
+            &groups,
+            crate::domain::now(),
+        )
+        .await?;
+        Ok(UserContext {
+            route_group: route_group(&groups),
+            rate_limits: user_limits(&self.limits, user, &groups),
+            exhausted_quotas: quota
+                .exhausted()
+                .into_iter()
+                .map(|(quota, resets_at)| v1::ExhaustedQuota {
+                    name: quota.as_str().to_string(),
+                    resets_at: resets_at.map_or(0, |at| at.timestamp()),
+                })
+                .collect(),
+        })
+    }
+
+    /// Forgets old applied batch ids, at most once per interval; a failure waits for the
+    /// next report.
+    async fn prune_usage_batches(&self) {
+        let now = crate::domain::now();
+        let last = self.batches_pruned_at.load(Ordering::Relaxed);
+        if now.timestamp() - last < USAGE_BATCH_PRUNE_INTERVAL_SECS
+            || self
+                .batches_pruned_at
+                .compare_exchange(last, now.timestamp(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let before = now - chrono::Duration::seconds(USAGE_BATCH_RETENTION_SECS);
+        if let Err(error) = self.store.prune_usage_batches(before).await {
+            tracing::warn!(%error, "cannot prune applied usage batches");
+        }
     }
 
     fn ttl(&self, found: bool) -> u32 {
@@ -115,7 +177,7 @@ impl FilterApi {
             session_issuer: self.tokens.policy().issuer.clone(),
             session_audience: self.tokens.policy().audience.clone(),
             signing_keys_version: version,
-            limits: None,
+            limits: Some(self.limit_settings.clone()),
         }))
     }
 
@@ -148,11 +210,9 @@ impl FilterService for FilterApi {
         let cursor = self.store.latest_change().await.map_err(unavailable)?;
         let principal = match self.store.key_by_hash(&self.hasher.hash(&digest)).await {
             Ok(owner) => {
-                let route_group = self
-                    .route_group(&owner.user.id)
-                    .await
-                    .map_err(unavailable)?;
-                key_principal(owner, route_group)
+                let context = self.user_context(&owner.user).await.map_err(unavailable)?;
+                let limits = key_limits(&self.limits, &owner.key);
+                key_principal(owner, context, limits)
             }
             Err(StoreError::NotFound) => None,
             Err(error) => {
@@ -183,8 +243,8 @@ impl FilterService for FilterApi {
         let id = UserId::from_string(request.into_inner().user_id);
         let principal = match self.store.user(&id).await {
             Ok(user) => {
-                let route_group = self.route_group(&user.id).await.map_err(unavailable)?;
-                user_principal(user, route_group)
+                let context = self.user_context(&user).await.map_err(unavailable)?;
+                user_principal(user, context)
             }
             Err(StoreError::NotFound) => None,
             Err(error) => return Err(unavailable(error)),
@@ -237,7 +297,7 @@ impl FilterService for FilterApi {
             session_issuer: self.tokens.policy().issuer.clone(),
             session_audience: self.tokens.policy().audience.clone(),
             signing_keys_version: version,
-            limits: None,
+            limits: Some(self.limit_settings.clone()),
         }))
     }
 
@@ -245,7 +305,7 @@ impl FilterService for FilterApi {
         &self,
         request: Request<v1::CheckLimitsRequest>,
     ) -> Result<Response<v1::CheckLimitsResponse>, Status> {
-        self.limits
+        self.limit_counters
             .check(request.into_inner())
             .await
             .map(Response::new)
@@ -255,7 +315,7 @@ impl FilterService for FilterApi {
         &self,
         request: Request<v1::SyncLimitsRequest>,
     ) -> Result<Response<v1::SyncLimitsResponse>, Status> {
-        self.limits
+        self.limit_counters
             .sync(request.into_inner())
             .await
             .map(Response::new)
@@ -263,26 +323,71 @@ impl FilterService for FilterApi {
 
     async fn report_usage(
         &self,
-        _request: Request<v1::ReportUsageRequest>,
+        request: Request<v1::ReportUsageRequest>,
     ) -> Result<Response<v1::ReportUsageResponse>, Status> {
-        Err(Status::unimplemented("report_usage"))
+        let count = |result: &'static str| {
+            metrics::counter!("tollgate_usage_reports_total", "result" => result).increment(1);
+        };
+        let totals = UsageTotals::from_request(request.into_inner()).map_err(|error| {
+            count("invalid");
+            Status::invalid_argument(error.to_string())
+        })?;
+        let now = crate::domain::now();
+        let applied = async {
+            let entries = totals
+                .entries(self.store.as_ref(), &self.quotas, now)
+                .await?;
+            self.store
+                .apply_usage(&totals.batch_id, &entries, now)
+                .await
+        }
+        .await
+        .map_err(|error| {
+            count("error");
+            unavailable(error)
+        })?;
+        match applied {
+            UsageOutcome::AlreadyApplied => count("duplicate"),
+            UsageOutcome::Applied(reached) => {
+                count("applied");
+                for (user_id, refused) in &totals.refusals {
+                    self.refusals
+                        .record(self.store.as_ref(), user_id, refused)
+                        .await;
+                }
+                for (_, quota) in &reached {
+                    metrics::counter!("tollgate_quota_exhausted_total", "quota" => quota.as_str())
+                        .increment(1);
+                }
+                if !reached.is_empty() {
+                    self.changes.announce();
+                }
+            }
+        }
+        self.prune_usage_batches().await;
+        Ok(Response::new(v1::ReportUsageResponse {}))
     }
 }
 
 /// Revoked keys and deleted users resolve to nothing, exactly like unknown keys;
 /// suspension and expiry are reported so the filter can answer precisely.
-fn key_principal(owner: KeyOwner, route_group: String) -> Option<v1::Principal> {
+fn key_principal(
+    owner: KeyOwner,
+    context: UserContext,
+    key_limits: Vec<v1::RateLimit>,
+) -> Option<v1::Principal> {
     if owner.key.status != KeyStatus::Active {
         return None;
     }
-    let mut principal = user_principal(owner.user, route_group)?;
+    let mut principal = user_principal(owner.user, context)?;
+    principal.rate_limits.extend(key_limits);
     principal.key_id = owner.key.id.to_string();
     principal.key_expires_at = owner.key.expires_at.map_or(0, |at| at.timestamp());
     principal.scopes = owner.key.scopes;
     Some(principal)
 }
 
-fn user_principal(user: User, route_group: String) -> Option<v1::Principal> {
+fn user_principal(user: User, context: UserContext) -> Option<v1::Principal> {
     let user_status = match user.status {
         UserStatus::Active => v1::UserStatus::Active,
         UserStatus::Suspended => v1::UserStatus::Suspended,
@@ -297,10 +402,19 @@ fn user_principal(user: User, route_group: String) -> Option<v1::Principal> {
         key_expires_at: 0,
         ip_allowlist: user.ip_allowlist,
         scopes: Vec::new(),
-        route_group,
-        rate_limits: Vec::new(),
-        exhausted_quotas: Vec::new(),
+        route_group: context.route_group,
+        rate_limits: context.rate_limits,
+        exhausted_quotas: context.exhausted_quotas,
     })
+}
+
+/// The highest-priority group of the user that has pools; empty for the default pool.
+fn route_group(groups: &[Group]) -> String {
+    groups
+        .iter()
+        .find(|group| !group.pools.is_empty())
+        .map(|group| group.id.to_string())
+        .unwrap_or_default()
 }
 
 fn invalidation(change: &Change) -> v1::Invalidation {

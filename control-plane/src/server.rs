@@ -137,6 +137,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         },
         default_health_check: config.raw.pools.health_check,
         counters: counters.clone(),
+        quotas: config.quota_policy,
     };
     let filter = FilterApi::new(
         store.clone(),
@@ -145,6 +146,8 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         tokens,
         changes,
         LimitService::new(counters),
+        config.raw.limits.clone(),
+        config.quota_policy,
     );
     tokio::spawn(topology::run(
         store,

@@ -10,13 +10,15 @@ use tollgate::domain::backend::{Backend, BackendHealth, BackendUrl, HealthStatus
 use tollgate::domain::change::Stale;
 use tollgate::domain::group::Group;
 use tollgate::domain::ids::{BackendId, GroupId, SessionId, UserId};
+use tollgate::domain::limits::{LimitMode, RateLimits};
 use tollgate::domain::now;
 use tollgate::domain::pool::HealthCheckSettings;
+use tollgate::domain::quota::{EffectiveQuotas, Period, QuotaName, Quotas, Usage, BYTES_PER_MB};
 use tollgate::domain::session::{LoginMethod, Session};
 use tollgate::domain::user::{Role, User, UserStatus};
 use tollgate::identity::sealing::Sealer;
 use tollgate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
-use tollgate::store::{Store, StoreError, UserQuery};
+use tollgate::store::{Store, StoreError, UsageEntry, UsageOutcome, UserQuery};
 
 fn user(username: &str) -> User {
     let at = now();
@@ -30,6 +32,8 @@ fn user(username: &str) -> User {
         tenant_id: None,
         groups: Vec::new(),
         ip_allowlist: vec!["10.0.0.0/8".to_string(), "2001:db8::/32".to_string()],
+        rate_limits: RateLimits::default(),
+        quotas: Quotas::default(),
         password_hash: None,
         created_at: at,
         updated_at: at,
@@ -77,6 +81,13 @@ against_both_databases!(
     a_new_signing_key_retires_the_others,
     group_membership_orders_by_priority_and_stales_members,
     backends_round_trip_with_their_health,
+    limit_and_quota_settings_round_trip,
+    a_usage_batch_applied_twice_counts_once,
+    usage_survives_reopening_the_store,
+    reaching_a_quota_records_one_change_and_one_audit_entry,
+    freeing_storage_below_its_quota_records_a_change,
+    a_new_period_starts_from_zero,
+    storage_never_drops_below_zero,
 );
 
 async fn users_round_trip_and_usernames_are_unique(db: TestDatabase) {
@@ -505,6 +516,8 @@ fn group(name: &str, priority: i32, pools: &[&str]) -> Group {
         name: name.to_string(),
         priority,
         pools: pools.iter().map(|p| p.to_string()).collect(),
+        rate_limits: RateLimits::default(),
+        quotas: Quotas::default(),
         created_at: now(),
         updated_at: now(),
     }
@@ -651,4 +664,355 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
         store.pool_settings().await.expect("pools"),
         vec![("fast".to_string(), settings)]
     );
+}
+
+fn period(start: &str, end: &str) -> Period {
+    let parse = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .with_timezone(&chrono::Utc)
+    };
+    Period {
+        start: parse(start),
+        end: parse(end),
+    }
+}
+
+fn march() -> Period {
+    period("2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z")
+}
+
+fn unlimited() -> EffectiveQuotas {
+    EffectiveQuotas {
+        monthly_requests: None,
+        monthly_bandwidth_mb: None,
+        storage_quota_mb: None,
+        reset_day: 1,
+    }
+}
+
+fn usage_of(
+    user: &UserId,
+    period: Period,
+    requests: u64,
+    bytes: u64,
+    storage_bytes: i64,
+) -> UsageEntry {
+    UsageEntry {
+        user: user.clone(),
+        period,
+        quotas: unlimited(),
+        requests,
+        bytes,
+        storage_bytes,
+    }
+}
+
+async fn stored_user(store: &dyn Store, username: &str) -> User {
+    let owner = user(username);
+    store
+        .create_user(&owner, &audit("user.created"))
+        .await
+        .expect("user");
+    owner
+}
+
+async fn limit_and_quota_settings_round_trip(db: TestDatabase) {
+    let store = db.open().await;
+    let mut owner = user("limited");
+    owner.rate_limits = RateLimits {
+        requests_per_minute: Some(60),
+        burst: Some(5),
+        mode: Some(LimitMode::Exact),
+        ..RateLimits::default()
+    };
+    owner.quotas = Quotas {
+        monthly_requests: Some(1000),
+        reset_day: Some(15),
+        ..Quotas::default()
+    };
+    store
+        .create_user(&owner, &audit("user.created"))
+        .await
+        .expect("user");
+    assert_eq!(store.user(&owner.id).await.expect("user"), owner);
+    owner.quotas.monthly_requests = None;
+    owner.rate_limits.requests_per_hour = Some(600);
+    store
+        .update_user(&owner, &audit("user.updated"))
+        .await
+        .expect("update");
+    assert_eq!(store.user(&owner.id).await.expect("user"), owner);
+
+    let mut premium = group("premium", 5, &[]);
+    premium.quotas.storage_quota_mb = Some(0);
+    premium.rate_limits.requests_per_second = Some(10);
+    store
+        .create_group(&premium, &audit("group.created"))
+        .await
+        .expect("group");
+    assert_eq!(store.group(&premium.id).await.expect("group"), premium);
+
+    let key = ApiKey {
+        rate_limits: RateLimits {
+            requests_per_second: Some(3),
+            ..RateLimits::default()
+        },
+        ..ApiKey::new(
+            owner.id.clone(),
+            "limited".into(),
+            &PlainApiKey::generate("tg", &owner.id),
+            &hasher(),
+            None,
+            Vec::new(),
+        )
+    };
+    store
+        .create_key(&key, &audit("api_key.created"))
+        .await
+        .expect("key");
+    let before = store.latest_change().await.expect("cursor");
+    let slower = RateLimits {
+        requests_per_second: Some(1),
+        ..RateLimits::default()
+    };
+    store
+        .set_key_limits(&key.id, &slower, &audit("api_key.updated"))
+        .await
+        .expect("limits");
+    let owned = store.keys_of(&owner.id).await.expect("keys");
+    assert_eq!(owned[0].rate_limits, slower);
+    let changes = store.changes_since(before, 10).await.expect("changes");
+    assert_eq!(changes[0].stale, Stale::Key(key.id.clone()));
+}
+
+async fn a_usage_batch_applied_twice_counts_once(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = stored_user(&store, "counted").await;
+    let batch = [usage_of(&owner.id, march(), 3, 300, 50)];
+    let first = store
+        .apply_usage("batch-1", &batch, now())
+        .await
+        .expect("apply");
+    assert_eq!(first, UsageOutcome::Applied(Vec::new()));
+    let again = store
+        .apply_usage("batch-1", &batch, now())
+        .await
+        .expect("retry");
+    assert_eq!(again, UsageOutcome::AlreadyApplied);
+    store
+        .apply_usage("batch-2", &batch, now())
+        .await
+        .expect("another batch");
+    assert_eq!(
+        store.usage(&owner.id, march().start).await.expect("usage"),
+        Usage {
+            requests: 6,
+            bytes: 600,
+            storage_bytes: 100
+        }
+    );
+
+    let long_ago = now() - chrono::Duration::days(8);
+    store
+        .apply_usage("old-batch", &batch, long_ago)
+        .await
+        .expect("old batch");
+    assert_eq!(
+        store
+            .prune_usage_batches(now() - chrono::Duration::days(7))
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .apply_usage("batch-1", &batch, now())
+            .await
+            .expect("retry"),
+        UsageOutcome::AlreadyApplied,
+        "recent batches are kept"
+    );
+}
+
+async fn usage_survives_reopening_the_store(db: TestDatabase) {
+    let owner = user("persistent");
+    {
+        let store = db.open().await;
+        store
+            .create_user(&owner, &audit("user.created"))
+            .await
+            .expect("user");
+        store
+            .apply_usage("b", &[usage_of(&owner.id, march(), 7, 70, 700)], now())
+            .await
+            .expect("apply");
+    }
+    let reopened = db.open().await;
+    assert_eq!(
+        reopened
+            .usage(&owner.id, march().start)
+            .await
+            .expect("usage"),
+        Usage {
+            requests: 7,
+            bytes: 70,
+            storage_bytes: 700
+        }
+    );
+    assert_eq!(
+        reopened
+            .apply_usage("b", &[usage_of(&owner.id, march(), 7, 70, 700)], now())
+            .await
+            .expect("retry"),
+        UsageOutcome::AlreadyApplied
+    );
+}
+
+const BYTES_PER_MB_I64: i64 = BYTES_PER_MB as i64;
+
+async fn reaching_a_quota_records_one_change_and_one_audit_entry(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = stored_user(&store, "thrifty").await;
+    let quotas = EffectiveQuotas {
+        monthly_requests: Some(10),
+        monthly_bandwidth_mb: Some(1),
+        ..unlimited()
+    };
+    let entry = |requests, bytes| UsageEntry {
+        quotas,
+        ..usage_of(&owner.id, march(), requests, bytes, 0)
+    };
+    let audits_before = store.audit_entries(0, 100).await.expect("audit").total;
+    let cursor = store.latest_change().await.expect("cursor");
+
+    let below = store
+        .apply_usage("b1", &[entry(9, 0)], now())
+        .await
+        .expect("apply");
+    assert_eq!(below, UsageOutcome::Applied(Vec::new()));
+    assert_eq!(store.latest_change().await.expect("cursor"), cursor);
+
+    let crossing = store
+        .apply_usage("b2", &[entry(1, BYTES_PER_MB / 2)], now())
+        .await
+        .expect("apply");
+    assert_eq!(
+        crossing,
+        UsageOutcome::Applied(vec![(owner.id.clone(), QuotaName::MonthlyRequests)])
+    );
+    let beyond = store
+        .apply_usage("b3", &[entry(5, 0)], now())
+        .await
+        .expect("apply");
+    assert_eq!(beyond, UsageOutcome::Applied(Vec::new()), "already over");
+
+    let changes = store.changes_since(cursor, 10).await.expect("changes");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].stale, Stale::User(owner.id.clone()));
+    let audit = store.audit_entries(0, 100).await.expect("audit");
+    assert_eq!(audit.total, audits_before + 1);
+    assert_eq!(audit.items[0].action, "quota.exhausted");
+    assert_eq!(audit.items[0].target, owner.id.as_str());
+    assert_eq!(audit.items[0].details["quota"], "monthly_requests");
+}
+
+async fn freeing_storage_below_its_quota_records_a_change(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = stored_user(&store, "hoarder").await;
+    let quotas = EffectiveQuotas {
+        storage_quota_mb: Some(1),
+        ..unlimited()
+    };
+    let entry = |storage_bytes| UsageEntry {
+        quotas,
+        ..usage_of(&owner.id, march(), 0, 0, storage_bytes)
+    };
+    let full = store
+        .apply_usage("fill", &[entry(2 * BYTES_PER_MB_I64)], now())
+        .await
+        .expect("apply");
+    assert_eq!(
+        full,
+        UsageOutcome::Applied(vec![(owner.id.clone(), QuotaName::Storage)])
+    );
+    let cursor = store.latest_change().await.expect("cursor");
+
+    store
+        .apply_usage("free", &[entry(-2 * BYTES_PER_MB_I64)], now())
+        .await
+        .expect("apply");
+    let changes = store.changes_since(cursor, 10).await.expect("changes");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].stale, Stale::User(owner.id.clone()));
+    assert_eq!(
+        store
+            .usage(&owner.id, march().start)
+            .await
+            .expect("usage")
+            .storage_bytes,
+        0
+    );
+}
+
+async fn a_new_period_starts_from_zero(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = stored_user(&store, "monthly").await;
+    let april = period("2026-04-01T00:00:00Z", "2026-05-01T00:00:00Z");
+    let quotas = EffectiveQuotas {
+        monthly_requests: Some(10),
+        ..unlimited()
+    };
+    let entry = |period, requests| UsageEntry {
+        quotas,
+        ..usage_of(&owner.id, period, requests, 1, 0)
+    };
+    let march_use = store
+        .apply_usage("m", &[entry(march(), 12)], now())
+        .await
+        .expect("march");
+    assert_eq!(
+        march_use,
+        UsageOutcome::Applied(vec![(owner.id.clone(), QuotaName::MonthlyRequests)])
+    );
+    let april_use = store
+        .apply_usage("a", &[entry(april, 4)], now())
+        .await
+        .expect("april");
+    assert_eq!(april_use, UsageOutcome::Applied(Vec::new()));
+    assert_eq!(
+        store
+            .usage(&owner.id, april.start)
+            .await
+            .expect("usage")
+            .requests,
+        4
+    );
+    assert_eq!(
+        store
+            .usage(&owner.id, march().start)
+            .await
+            .expect("usage")
+            .requests,
+        12
+    );
+}
+
+async fn storage_never_drops_below_zero(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = stored_user(&store, "hoarder").await;
+    let mut held = Vec::new();
+    for (batch, storage_bytes) in [("s1", -5), ("s2", 100), ("s3", -30)] {
+        store
+            .apply_usage(
+                batch,
+                &[usage_of(&owner.id, march(), 0, 0, storage_bytes)],
+                now(),
+            )
+            .await
+            .expect("apply");
+        let usage = store.usage(&owner.id, march().start).await.expect("usage");
+        held.push(usage.storage_bytes);
+    }
+    assert_eq!(held, [0, 100, 70]);
 }

@@ -168,8 +168,15 @@ impl TollgateRequest {
                 self.worker.metrics.denied(code);
                 self.refuse(status, error_body(code, message), Vec::new())
             }
-            Decision::QuotaExceeded { quota, resets_at } => {
+            Decision::QuotaExceeded {
+                user_id,
+                quota,
+                resets_at,
+            } => {
                 self.worker.metrics.denied("quota_exceeded");
+                if let Ok(mut usage) = self.worker.background.usage.try_borrow_mut() {
+                    usage.record(&user_id, |delta| delta.quota_refused += 1);
+                }
                 self.refuse(402, quota_exceeded_body(&quota, resets_at), Vec::new())
             }
             Decision::Lookup(lookup) => self.start_lookup(lookup),

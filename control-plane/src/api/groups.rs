@@ -8,13 +8,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{whole_list, ApiJson, Caller};
+use super::extract::{nullable, whole_list, ApiJson, Caller};
+use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::users::find as find_user;
 use super::AppState;
 use crate::domain::audit::AuditEntry;
 use crate::domain::group::{validate_group_name, validate_group_pools, Group};
 use crate::domain::ids::{GroupId, UserId};
+use crate::domain::limits::RateLimits;
 use crate::domain::now;
+use crate::domain::quota::Quotas;
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +28,10 @@ pub struct CreateGroup {
     priority: i32,
     #[serde(default)]
     pools: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limits: SettingsField<RateLimitsPatch>,
+    #[serde(default, deserialize_with = "nullable")]
+    quotas: SettingsField<QuotasPatch>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +40,10 @@ pub struct ChangeGroup {
     name: Option<String>,
     priority: Option<i32>,
     pools: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limits: SettingsField<RateLimitsPatch>,
+    #[serde(default, deserialize_with = "nullable")]
+    quotas: SettingsField<QuotasPatch>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,12 +60,16 @@ pub async fn create(
     caller.require_admin()?;
     validate_group_name(&body.name)?;
     validate_group_pools(&body.pools)?;
+    let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
+    let quotas = settings::quotas(body.quotas, Quotas::default())?;
     let at = now();
     let group = Group {
         id: GroupId::generate(),
         name: body.name,
         priority: body.priority,
         pools: body.pools,
+        rate_limits,
+        quotas,
         created_at: at,
         updated_at: at,
     };
@@ -119,12 +134,20 @@ pub async fn change(
         validate_group_pools(&pools)?;
         group.pools = pools;
     }
+    group.rate_limits = settings::rate_limits(body.rate_limits, group.rate_limits)?;
+    group.quotas = settings::quotas(body.quotas, group.quotas)?;
     group.updated_at = now();
     let audit = AuditEntry::new(
         Some(caller.0.id.clone()),
         "group.updated",
         group.id.as_str(),
-        json!({"name": group.name, "priority": group.priority, "pools": group.pools}),
+        json!({
+            "name": group.name,
+            "priority": group.priority,
+            "pools": group.pools,
+            "rate_limits": group.rate_limits,
+            "quotas": group.quotas,
+        }),
     );
     state
         .store

@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{whole_list, ApiJson, Caller};
+use super::extract::{nullable, whole_list, ApiJson, Caller};
+use super::settings::{self, RateLimitsPatch, SettingsField};
 use super::users::find;
 use super::AppState;
 use crate::domain::api_key::{ApiKey, KeyStatus, PlainApiKey};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::ApiKeyId;
+use crate::domain::limits::RateLimits;
 use crate::domain::user::UserStatus;
 use crate::domain::{now, Timestamp};
 
@@ -29,6 +31,15 @@ pub struct CreateKey {
     expires_at: Option<Timestamp>,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limits: SettingsField<RateLimitsPatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeKey {
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limits: SettingsField<RateLimitsPatch>,
 }
 
 /// A key as answered on creation: the only time `key` is ever shown.
@@ -54,6 +65,10 @@ pub async fn create(
         ));
     }
     validate(&body)?;
+    if body.rate_limits.is_some() {
+        caller.require_admin()?;
+    }
+    let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
     let active = state
         .store
         .keys_of(&user.id)
@@ -68,14 +83,17 @@ pub async fn create(
         ));
     }
     let plain = PlainApiKey::generate(&state.key_prefix, &user.id);
-    let key = ApiKey::new(
-        user.id,
-        body.name,
-        &plain,
-        &state.hasher,
-        body.expires_at,
-        body.scopes,
-    );
+    let key = ApiKey {
+        rate_limits,
+        ..ApiKey::new(
+            user.id,
+            body.name,
+            &plain,
+            &state.hasher,
+            body.expires_at,
+            body.scopes,
+        )
+    };
     let audit = AuditEntry::new(
         Some(caller.0.id.clone()),
         "api_key.created",
@@ -117,6 +135,30 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Changes a key's rate limits. Only admins: a key's limits may be the operator's cap.
+pub async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((user_id, key_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ChangeKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let mut key = owned_key(&state, &user_id, &key_id).await?;
+    key.rate_limits = settings::rate_limits(body.rate_limits, key.rate_limits)?;
+    let audit = AuditEntry::new(
+        Some(caller.0.id.clone()),
+        "api_key.updated",
+        key.id.as_str(),
+        json!({"user_id": key.user_id, "rate_limits": key.rate_limits}),
+    );
+    state
+        .store
+        .set_key_limits(&key.id, &key.rate_limits, &audit)
+        .await?;
+    state.changes.announce();
+    Ok(Json(key))
+}
+
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
@@ -131,14 +173,17 @@ pub async fn rotate(
         ));
     }
     let plain = PlainApiKey::generate(&state.key_prefix, &old.user_id);
-    let new = ApiKey::new(
-        old.user_id.clone(),
-        old.name.clone(),
-        &plain,
-        &state.hasher,
-        old.expires_at,
-        old.scopes.clone(),
-    );
+    let new = ApiKey {
+        rate_limits: old.rate_limits,
+        ..ApiKey::new(
+            old.user_id.clone(),
+            old.name.clone(),
+            &plain,
+            &state.hasher,
+            old.expires_at,
+            old.scopes.clone(),
+        )
+    };
     let audit = AuditEntry::new(
         Some(caller.0.id.clone()),
         "api_key.rotated",

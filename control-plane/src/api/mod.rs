@@ -8,6 +8,8 @@ mod extract;
 mod groups;
 mod health;
 mod keys;
+mod quota;
+mod settings;
 mod users;
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use crate::changes::ChangeSignal;
 use crate::counters::Counters;
 use crate::domain::api_key::KeyHasher;
 use crate::domain::pool::HealthCheckSettings;
+use crate::domain::quota::QuotaPolicy;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
 use crate::identity::tokens::SessionTokens;
@@ -47,6 +50,7 @@ pub struct AppState {
     pub topology: ChangeSignal,
     pub pool_limits: PoolLimits,
     pub default_health_check: HealthCheckSettings,
+    pub quotas: QuotaPolicy,
     /// What every Envoy accepted and refused over xDS.
     pub xds_nodes: NodeStatuses,
     /// The rate-limit counters, for the health report.
@@ -85,6 +89,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/users", post(users::create).get(users::list))
         .route("/api/v1/users/me", get(users::me))
+        .route("/api/v1/users/{id}/quota", get(quota::get))
         .route(
             "/api/v1/users/{id}",
             get(users::get).patch(users::change).delete(users::delete),
@@ -95,7 +100,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/api/v1/users/{id}/keys/{key_id}",
-            axum::routing::delete(keys::revoke),
+            axum::routing::delete(keys::revoke).patch(keys::change),
         )
         .route(
             "/api/v1/users/{id}/keys/{key_id}/rotate",

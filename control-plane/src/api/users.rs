@@ -4,15 +4,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{ApiJson, ApiQuery, Caller, PageWindow};
+use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow};
+use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::UserId;
+use crate::domain::limits::RateLimits;
 use crate::domain::now;
+use crate::domain::quota::Quotas;
 use crate::domain::user::{
     validate_email, validate_ip_allowlist, validate_name, validate_password, validate_username,
     Role, User, UserStatus,
@@ -34,6 +37,10 @@ pub struct CreateUser {
     tenant_id: Option<String>,
     #[serde(default)]
     ip_allowlist: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limits: SettingsField<RateLimitsPatch>,
+    #[serde(default, deserialize_with = "nullable")]
+    quotas: SettingsField<QuotasPatch>,
 }
 
 fn default_role() -> Role {
@@ -42,13 +49,6 @@ fn default_role() -> Role {
 
 fn default_status() -> UserStatus {
     UserStatus::Active
-}
-
-/// A field that may be absent (leave as is), `null` (clear) or a value (set).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +64,10 @@ pub struct ChangeUser {
     #[serde(default, deserialize_with = "nullable")]
     tenant_id: Option<Option<String>>,
     ip_allowlist: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limits: SettingsField<RateLimitsPatch>,
+    #[serde(default, deserialize_with = "nullable")]
+    quotas: SettingsField<QuotasPatch>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +90,8 @@ pub async fn create(
     validate_tenant(&body.tenant_id)?;
     let ip_allowlist = validate_ip_allowlist(&body.ip_allowlist)
         .map_err(|e| ApiError::validation(e.to_string()))?;
+    let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
+    let quotas = settings::quotas(body.quotas, Quotas::default())?;
     if body.status == UserStatus::Deleted {
         return Err(ApiError::validation(
             "`status` of a new user is active or suspended",
@@ -109,6 +115,8 @@ pub async fn create(
         tenant_id: body.tenant_id,
         groups: Vec::new(),
         ip_allowlist,
+        rate_limits,
+        quotas,
         password_hash,
         created_at: at,
         updated_at: at,
@@ -195,6 +203,8 @@ pub async fn change(
         user.ip_allowlist =
             validate_ip_allowlist(entries).map_err(|e| ApiError::validation(e.to_string()))?;
     }
+    user.rate_limits = settings::rate_limits(body.rate_limits, user.rate_limits)?;
+    user.quotas = settings::quotas(body.quotas, user.quotas)?;
     if let Some(password) = &body.password {
         validate_password(password)?;
         user.password_hash = Some(hash(password).await?);
@@ -221,7 +231,13 @@ pub async fn change(
         Some(caller.0.id.clone()),
         "user.updated",
         user.id.as_str(),
-        json!({"status": user.status, "role": user.role, "password_changed": body.password.is_some()}),
+        json!({
+            "status": user.status,
+            "role": user.role,
+            "password_changed": body.password.is_some(),
+            "rate_limits": user.rate_limits,
+            "quotas": user.quotas,
+        }),
     );
     state.store.update_user(&user, &audit).await?;
     state.changes.announce();

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ids::{ApiKeyId, UserId};
+use super::limits::RateLimits;
 use super::Timestamp;
 
 /// Characters of CSPRNG output in a generated key (alphanumeric, ~238 bits).
@@ -147,6 +148,8 @@ pub struct ApiKey {
     pub hash: StoredKeyHash,
     pub status: KeyStatus,
     pub scopes: Vec<String>,
+    /// The key's own limits; unset fields fall back to the deployment's key defaults.
+    pub rate_limits: RateLimits,
     pub expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
@@ -171,6 +174,7 @@ impl ApiKey {
             hash: hasher.hash(&plain.digest()),
             status: KeyStatus::Active,
             scopes,
+            rate_limits: RateLimits::default(),
             expires_at,
             created_at: super::now(),
             revoked_at: None,

@@ -3,7 +3,9 @@
 use serde::Serialize;
 
 use super::ids::GroupId;
+use super::limits::RateLimits;
 use super::pool::validate_pool_name;
+use super::quota::Quotas;
 use super::user::InvalidField;
 use super::Timestamp;
 
@@ -16,6 +18,8 @@ pub struct Group {
     pub priority: i32,
     /// Pools this group's requests go to, in precedence order (first healthy wins).
     pub pools: Vec<String>,
+    pub rate_limits: RateLimits,
+    pub quotas: Quotas,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -26,6 +26,15 @@ macro_rules! prefixed_id {
                 Self(format!(concat!($prefix, "_{}"), random_lowercase_alphanumeric(ID_RANDOM_CHARS)))
             }
 
+            /// An identifier from outside: this type's prefix, then 1 to 64 lowercase letters
+            /// and digits.
+            pub fn parse(value: &str) -> Option<Self> {
+                let random = value.strip_prefix(concat!($prefix, "_"))?;
+                let well_formed = (1..=64).contains(&random.len())
+                    && random.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                well_formed.then(|| Self(value.to_string()))
+            }
+
             /// Wraps an identifier read from storage or a request path.
             pub fn from_string(value: String) -> Self {
                 Self(value)
@@ -92,5 +101,14 @@ mod tests {
         assert_eq!(a.as_str().len(), 2 + ID_RANDOM_CHARS);
         assert_ne!(a, b);
         assert!(ApiKeyId::generate().as_str().starts_with("k_"));
+    }
+
+    #[test]
+    fn parsing_checks_the_prefix_and_the_characters() {
+        let id = UserId::generate();
+        assert_eq!(UserId::parse(id.as_str()), Some(id));
+        for bad in ["", "u_", "k_abc", "u_ABC", "u_a b", "u_abc\n"] {
+            assert_eq!(UserId::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -6,7 +6,9 @@ pub mod backend;
 pub mod change;
 pub mod group;
 pub mod ids;
+pub mod limits;
 pub mod pool;
+pub mod quota;
 pub mod session;
 pub mod user;
 

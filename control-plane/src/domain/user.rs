@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::UserId;
+use super::limits::RateLimits;
+use super::quota::Quotas;
 use super::Timestamp;
 
 /// Whether a user may authenticate. `Deleted` is terminal and hides the user's keys.
@@ -71,6 +73,8 @@ pub struct User {
     pub groups: Vec<String>,
     /// Addresses and CIDRs the user may call from; empty allows every address.
     pub ip_allowlist: Vec<String>,
+    pub rate_limits: RateLimits,
+    pub quotas: Quotas,
     #[serde(skip)]
     pub password_hash: Option<String>,
     pub created_at: Timestamp,

@@ -10,7 +10,9 @@ use crate::domain::backend::{Backend, BackendHealth};
 use crate::domain::change::Change;
 use crate::domain::group::Group;
 use crate::domain::ids::{ApiKeyId, BackendId, GroupId, SessionId, UserId};
+use crate::domain::limits::RateLimits;
 use crate::domain::pool::HealthCheckSettings;
+use crate::domain::quota::{EffectiveQuotas, Period, QuotaName, Usage};
 use crate::domain::session::Session;
 use crate::domain::user::{User, UserStatus};
 use crate::domain::Timestamp;
@@ -57,6 +59,27 @@ pub struct KeyOwner {
     pub user: User,
 }
 
+/// Usage of one user to add, with the quotas that apply to it in its period.
+#[derive(Debug, Clone)]
+pub struct UsageEntry {
+    pub user: UserId,
+    pub period: Period,
+    pub quotas: EffectiveQuotas,
+    pub requests: u64,
+    pub bytes: u64,
+    /// Storage added (positive) or freed (negative); the total never drops below 0.
+    pub storage_bytes: i64,
+}
+
+/// What applying a usage batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageOutcome {
+    /// The batch had been applied before; nothing changed.
+    AlreadyApplied,
+    /// The batch was applied; these quotas were reached by it.
+    Applied(Vec<(UserId, QuotaName)>),
+}
+
 /// Every write takes the audit entry that records it, stored in the same transaction.
 /// Writes that make something the data plane caches stale (a user's state, a key, a
 /// session) append to the change feed in that transaction too.
@@ -86,11 +109,20 @@ pub trait Store: Send + Sync {
         at: Timestamp,
         audit: &AuditEntry,
     ) -> Result<(), StoreError>;
+    /// Replaces a key's rate limits; the data plane's copy of the key becomes stale.
+    async fn set_key_limits(
+        &self,
+        id: &ApiKeyId,
+        limits: &RateLimits,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
     async fn keys_of(&self, user: &UserId) -> Result<Vec<ApiKey>, StoreError>;
     /// The key with this hash in any state, with its owner.
     async fn key_by_hash(&self, hash: &StoredKeyHash) -> Result<KeyOwner, StoreError>;
 
     async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError>;
+    /// An entry about something that changed nothing stored (a refusal the data plane saw).
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
 
     async fn create_session(&self, session: &Session, audit: &AuditEntry)
         -> Result<(), StoreError>;
@@ -174,6 +206,20 @@ pub trait Store: Send + Sync {
         health: &BackendHealth,
         audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError>;
+
+    /// Applies a usage batch once, all of it or nothing. A user whose usage reaches a quota
+    /// becomes stale and the crossing is audited, in the same transaction.
+    async fn apply_usage(
+        &self,
+        batch_id: &str,
+        entries: &[UsageEntry],
+        at: Timestamp,
+    ) -> Result<UsageOutcome, StoreError>;
+    /// Forgets applied batch ids older than `before`; returns how many.
+    async fn prune_usage_batches(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// The user's requests and bytes in the period starting at `period_start`, and the
+    /// storage they hold now.
+    async fn usage(&self, user: &UserId, period_start: Timestamp) -> Result<Usage, StoreError>;
 
     /// The pools with health-check settings of their own.
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError>;

@@ -8,14 +8,16 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
-use super::{KeyOwner, Page, Store, StoreError, UserQuery};
+use super::{KeyOwner, Page, Store, StoreError, UsageEntry, UsageOutcome, UserQuery};
 use crate::domain::api_key::{ApiKey, KeyStatus, StoredKeyHash};
 use crate::domain::audit::AuditEntry;
 use crate::domain::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
 use crate::domain::change::{Change, Stale};
 use crate::domain::group::Group;
 use crate::domain::ids::{ApiKeyId, AuditId, BackendId, GroupId, SessionId, UserId};
+use crate::domain::limits::RateLimits;
 use crate::domain::pool::HealthCheckSettings;
+use crate::domain::quota::Usage;
 use crate::domain::session::{LoginMethod, Session};
 use crate::domain::user::{Role, User, UserStatus};
 use crate::domain::Timestamp;
@@ -27,16 +29,17 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.status, u.role, u.tenant_id, \
-     u.ip_allowlist, u.password_hash, u.created_at, u.updated_at";
-const GROUP_COLUMNS: &str = "g.id, g.name, g.priority, g.pools, g.created_at, g.updated_at";
+     u.ip_allowlist, u.rate_limits, u.quotas, u.password_hash, u.created_at, u.updated_at";
+const GROUP_COLUMNS: &str =
+    "g.id, g.name, g.priority, g.pools, g.rate_limits, g.quotas, g.created_at, g.updated_at";
 const BACKEND_COLUMNS: &str = "id, url, weight, health_check_path, pool, enabled, tls_sni, \
      health_status, consecutive_failures, consecutive_successes, last_checked_at, \
      last_latency_ms, last_error, created_at, updated_at";
 const SESSION_COLUMNS: &str =
     "id, user_id, refresh_hash, method, created_at, refresh_expires_at, revoked_at";
 const KEY_COLUMNS: &str = "k.id AS key_id, k.user_id, k.name AS key_name, k.prefix, k.last4, \
-     k.key_hash, k.status AS key_status, k.scopes, k.expires_at, k.created_at AS key_created_at, \
-     k.revoked_at";
+     k.key_hash, k.status AS key_status, k.scopes, k.rate_limits AS key_rate_limits, k.expires_at, \
+     k.created_at AS key_created_at, k.revoked_at";
 
 /// A connection pool to SQLite or Postgres, chosen by URL.
 pub struct SqlStore {
@@ -162,8 +165,8 @@ impl SqlStore {
             serde_json::to_string(&key.scopes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, prefix, last4, key_hash, status, scopes, \
-             expires_at, created_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             expires_at, created_at, revoked_at, rate_limits) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(key.id.as_str())
         .bind(key.user_id.as_str())
@@ -176,10 +179,47 @@ impl SqlStore {
         .bind(key.expires_at.map(format_time))
         .bind(format_time(key.created_at))
         .bind(key.revoked_at.map(format_time))
+        .bind(to_json(&key.rate_limits)?)
         .execute(&mut **tx)
         .await
         .map_err(|e| conflict_or(e, "api key"))?;
         Ok(())
+    }
+
+    /// Adds one entry's usage; returns the user's usage after it.
+    async fn add_usage(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        entry: &UsageEntry,
+    ) -> Result<Usage, StoreError> {
+        let period = sqlx::query(
+            "INSERT INTO usage_periods (user_id, period_start, requests, bytes) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, period_start) DO UPDATE \
+             SET requests = usage_periods.requests + excluded.requests, \
+             bytes = usage_periods.bytes + excluded.bytes \
+             RETURNING requests, bytes",
+        )
+        .bind(entry.user.as_str())
+        .bind(format_time(entry.period.start))
+        .bind(to_i64(entry.requests))
+        .bind(to_i64(entry.bytes))
+        .fetch_one(&mut **tx)
+        .await?;
+        let storage: i64 = sqlx::query_scalar(
+            "INSERT INTO usage_storage (user_id, bytes) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET bytes = CASE \
+             WHEN usage_storage.bytes + $3 < 0 THEN 0 ELSE usage_storage.bytes + $3 END \
+             RETURNING bytes",
+        )
+        .bind(entry.user.as_str())
+        .bind(entry.storage_bytes.max(0))
+        .bind(entry.storage_bytes)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(Usage {
+            requests: to_u64(period.try_get("requests")?),
+            bytes: to_u64(period.try_get("bytes")?),
+            storage_bytes: to_u64(storage),
+        })
     }
 
     async fn mark_revoked(
@@ -213,8 +253,8 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO users (id, username, email, name, status, role, tenant_id, \
-             password_hash, created_at, updated_at, ip_allowlist) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             password_hash, created_at, updated_at, ip_allowlist, rate_limits, quotas) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(user.id.as_str())
         .bind(&user.username)
@@ -227,6 +267,8 @@ impl Store for SqlStore {
         .bind(format_time(user.created_at))
         .bind(format_time(user.updated_at))
         .bind(to_json(&user.ip_allowlist)?)
+        .bind(to_json(&user.rate_limits)?)
+        .bind(to_json(&user.quotas)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "username"))?;
@@ -239,7 +281,8 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE users SET email = $1, name = $2, status = $3, role = $4, tenant_id = $5, \
-             password_hash = $6, updated_at = $7, ip_allowlist = $9 WHERE id = $8",
+             password_hash = $6, updated_at = $7, ip_allowlist = $9, rate_limits = $10, \
+             quotas = $11 WHERE id = $8",
         )
         .bind(user.email.as_deref())
         .bind(user.name.as_deref())
@@ -250,6 +293,8 @@ impl Store for SqlStore {
         .bind(format_time(user.updated_at))
         .bind(user.id.as_str())
         .bind(to_json(&user.ip_allowlist)?)
+        .bind(to_json(&user.rate_limits)?)
+        .bind(to_json(&user.quotas)?)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -357,6 +402,27 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn set_key_limits(
+        &self,
+        id: &ApiKeyId,
+        limits: &RateLimits,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query("UPDATE api_keys SET rate_limits = $1 WHERE id = $2")
+            .bind(to_json(limits)?)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::record_change(&mut tx, &Stale::Key(id.clone()), audit.at).await?;
+        Self::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn keys_of(&self, user: &UserId) -> Result<Vec<ApiKey>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 ORDER BY k.created_at, k.id"
@@ -380,6 +446,13 @@ impl Store for SqlStore {
             key: key_from_row(&row)?,
             user: self.with_groups(user_from_row(&row)?).await?,
         })
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        Self::insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError> {
@@ -593,8 +666,8 @@ impl Store for SqlStore {
     async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO groups (id, name, priority, pools, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO groups (id, name, priority, pools, created_at, updated_at, rate_limits, \
+             quotas) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(group.id.as_str())
         .bind(&group.name)
@@ -602,6 +675,8 @@ impl Store for SqlStore {
         .bind(to_json(&group.pools)?)
         .bind(format_time(group.created_at))
         .bind(format_time(group.updated_at))
+        .bind(to_json(&group.rate_limits)?)
+        .bind(to_json(&group.quotas)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "group name"))?;
@@ -613,13 +688,16 @@ impl Store for SqlStore {
     async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE groups SET name = $1, priority = $2, pools = $3, updated_at = $4 WHERE id = $5",
+            "UPDATE groups SET name = $1, priority = $2, pools = $3, updated_at = $4, \
+             rate_limits = $6, quotas = $7 WHERE id = $5",
         )
         .bind(&group.name)
         .bind(i64::from(group.priority))
         .bind(to_json(&group.pools)?)
         .bind(format_time(group.updated_at))
         .bind(group.id.as_str())
+        .bind(to_json(&group.rate_limits)?)
+        .bind(to_json(&group.quotas)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "group name"))?;
@@ -864,6 +942,100 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn apply_usage(
+        &self,
+        batch_id: &str,
+        entries: &[UsageEntry],
+        at: Timestamp,
+    ) -> Result<UsageOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let first_time = sqlx::query(
+            "INSERT INTO usage_batches (batch_id, applied_at) VALUES ($1, $2) \
+             ON CONFLICT (batch_id) DO NOTHING",
+        )
+        .bind(batch_id)
+        .bind(format_time(at))
+        .execute(&mut *tx)
+        .await?;
+        if first_time.rows_affected() == 0 {
+            return Ok(UsageOutcome::AlreadyApplied);
+        }
+        let mut reached = Vec::new();
+        for entry in entries {
+            let after = Self::add_usage(&mut tx, entry).await?;
+            // Only growth can reach a quota, and growth is never cut by the floor at 0.
+            let storage_change = entry.storage_bytes.unsigned_abs();
+            let before = Usage {
+                requests: after.requests.saturating_sub(entry.requests),
+                bytes: after.bytes.saturating_sub(entry.bytes),
+                storage_bytes: if entry.storage_bytes < 0 {
+                    after.storage_bytes.saturating_add(storage_change)
+                } else {
+                    after.storage_bytes.saturating_sub(storage_change)
+                },
+            };
+            let crossed = entry.quotas.crossed(&before, &after);
+            // Freed storage can end an exhaustion: Envoys must learn that too.
+            let released =
+                entry.quotas.exhausted(&after).len() < entry.quotas.exhausted(&before).len();
+            if crossed.is_empty() && !released {
+                continue;
+            }
+            Self::record_change(&mut tx, &Stale::User(entry.user.clone()), at).await?;
+            for quota in crossed {
+                let audit = AuditEntry::new(
+                    None,
+                    "quota.exhausted",
+                    entry.user.as_str(),
+                    serde_json::json!({
+                        "quota": quota.as_str(),
+                        "period_start": format_time(entry.period.start),
+                        "period_end": format_time(entry.period.end),
+                    }),
+                );
+                Self::insert_audit(&mut tx, &audit).await?;
+                reached.push((entry.user.clone(), quota));
+            }
+        }
+        tx.commit().await?;
+        Ok(UsageOutcome::Applied(reached))
+    }
+
+    async fn prune_usage_batches(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let deleted = sqlx::query("DELETE FROM usage_batches WHERE applied_at < $1")
+            .bind(format_time(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn usage(&self, user: &UserId, period_start: Timestamp) -> Result<Usage, StoreError> {
+        let period = sqlx::query(
+            "SELECT requests, bytes FROM usage_periods WHERE user_id = $1 AND period_start = $2",
+        )
+        .bind(user.as_str())
+        .bind(format_time(period_start))
+        .fetch_optional(&self.pool)
+        .await?;
+        let storage: Option<i64> =
+            sqlx::query_scalar("SELECT bytes FROM usage_storage WHERE user_id = $1")
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let (requests, bytes) = match period {
+            Some(row) => (
+                to_u64(row.try_get("requests")?),
+                to_u64(row.try_get("bytes")?),
+            ),
+            None => (0, 0),
+        };
+        Ok(Usage {
+            requests,
+            bytes,
+            storage_bytes: storage.map_or(0, to_u64),
+        })
+    }
+
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError> {
         let rows = sqlx::query(
             "SELECT name, check_interval_secs, check_timeout_secs, unhealthy_threshold, \
@@ -992,6 +1164,8 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         tenant_id: row.try_get("tenant_id")?,
         groups: Vec::new(),
         ip_allowlist: from_json("ip_allowlist", &row.try_get::<String, _>("ip_allowlist")?)?,
+        rate_limits: from_json("rate_limits", &row.try_get::<String, _>("rate_limits")?)?,
+        quotas: from_json("quotas", &row.try_get::<String, _>("quotas")?)?,
         password_hash: row.try_get("password_hash")?,
         created_at: required_time(row, "created_at")?,
         updated_at: required_time(row, "updated_at")?,
@@ -1011,6 +1185,10 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
         status: KeyStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("key status {status:?}")))?,
         scopes: from_json("scopes", &scopes)?,
+        rate_limits: from_json(
+            "key rate_limits",
+            &row.try_get::<String, _>("key_rate_limits")?,
+        )?,
         expires_at: optional_time(row, "expires_at")?,
         created_at: required_time(row, "key_created_at")?,
         revoked_at: optional_time(row, "revoked_at")?,
@@ -1086,6 +1264,8 @@ fn group_from_row(row: &AnyRow) -> Result<Group, StoreError> {
         priority: i32::try_from(row.try_get::<i64, _>("priority")?)
             .map_err(|_| StoreError::Corrupt("group priority out of range".into()))?,
         pools: from_json("pools", &row.try_get::<String, _>("pools")?)?,
+        rate_limits: from_json("rate_limits", &row.try_get::<String, _>("rate_limits")?)?,
+        quotas: from_json("quotas", &row.try_get::<String, _>("quotas")?)?,
         created_at: required_time(row, "created_at")?,
         updated_at: required_time(row, "updated_at")?,
     })

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use tollgate::api::app;
 use tollgate::bootstrap::AdminBootstrap;
 use tollgate::config::Config;
+use tollgate::filter_service::FilterApi;
 use tollgate::server::services;
 use tower::ServiceExt;
 
@@ -19,6 +20,8 @@ pub const ADMIN_KEY: &str = "legacy-admin-key-from-an-older-system";
 
 pub struct Api {
     router: Router,
+    /// The gRPC service the filter calls, on the same store.
+    pub filter: FilterApi,
     _db: TestDatabase,
     _data_dir: tempfile::TempDir,
 }
@@ -44,6 +47,7 @@ impl Api {
         assert!(matches!(services.admin, AdminBootstrap::ImportedKey));
         Self {
             router: app(services.http),
+            filter: services.filter,
             _db: db,
             _data_dir: data_dir,
         }
@@ -104,6 +108,21 @@ impl Api {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{user}");
         user
+    }
+}
+
+impl Api {
+    /// A new key of the user, issued by the admin; returns the key itself.
+    pub async fn issue_key(&self, user_id: &str) -> String {
+        let (status, issued) = self
+            .admin(
+                "POST",
+                &format!("/api/v1/users/{user_id}/keys"),
+                Some(json!({"name": "issued"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        issued["key"].as_str().expect("key").to_string()
     }
 }
 

@@ -38,7 +38,11 @@ pub enum Decision {
     },
     /// Refuse with 402: the user has used up `quota` until `resets_at` (Unix seconds; 0 for a
     /// quota that does not reset by itself).
-    QuotaExceeded { quota: String, resets_at: i64 },
+    QuotaExceeded {
+        user_id: String,
+        quota: String,
+        resets_at: i64,
+    },
     /// Answer the client directly with an error.
     Deny {
         /// HTTP status.

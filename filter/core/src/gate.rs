@@ -251,6 +251,7 @@ impl<P: Principals> Gate<'_, P> {
             .find(|quota| blocks(quota, facts.method, now_secs))
         {
             return Decision::QuotaExceeded {
+                user_id: principal.user_id.clone(),
                 quota: quota.name.clone(),
                 resets_at: quota.resets_at,
             };

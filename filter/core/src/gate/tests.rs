@@ -553,6 +553,7 @@ fn a_used_up_quota_refuses_until_it_resets() {
     assert_eq!(
         decide_key(&over, Stage::First),
         Decision::QuotaExceeded {
+            user_id: "u_alice".to_owned(),
             quota: "monthly_requests".to_owned(),
             resets_at: NOW_SECS + 60,
         }

@@ -1,0 +1,60 @@
+//! `GET /api/v1/users/{id}/quota`: a user's quotas, usage and period.
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::Caller;
+use super::users::find;
+use super::AppState;
+use crate::domain::now;
+use crate::domain::quota::BYTES_PER_MB;
+use crate::quota_state::QuotaState;
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_self_or_admin(&id)?;
+    let user = find(&state, &id).await?;
+    let groups = state.store.groups_of(&user.id).await?;
+    let quota =
+        QuotaState::load(state.store.as_ref(), &state.quotas, &user, &groups, now()).await?;
+    let (quotas, usage) = (quota.quotas, quota.usage);
+    Ok(Json(json!({
+        "user_id": user.id,
+        "period_start": quota.period.start,
+        "period_end": quota.period.end,
+        "reset_day": quotas.reset_day,
+        "time_zone": state.quotas.time_zone.name(),
+        "quotas": [
+            {
+                "name": "monthly_requests",
+                "limit": quotas.monthly_requests,
+                "used": usage.requests,
+                "remaining": quotas.monthly_requests.map(|limit| limit.saturating_sub(usage.requests)),
+            },
+            in_megabytes("monthly_bandwidth_mb", quotas.monthly_bandwidth_mb, usage.bytes),
+            in_megabytes("storage_quota_mb", quotas.storage_quota_mb, usage.storage_bytes),
+        ],
+    })))
+}
+
+/// A quota set in MB and counted in bytes; used and remaining may be fractions of an MB.
+fn in_megabytes(name: &str, limit_mb: Option<u64>, used_bytes: u64) -> Value {
+    let megabytes = |bytes: u128| bytes as f64 / BYTES_PER_MB as f64;
+    let remaining = limit_mb.map(|limit| {
+        let limit_bytes = u128::from(limit) * u128::from(BYTES_PER_MB);
+        megabytes(limit_bytes.saturating_sub(u128::from(used_bytes)))
+    });
+    json!({
+        "name": name,
+        "limit": limit_mb,
+        "used": megabytes(u128::from(used_bytes)),
+        "used_bytes": used_bytes,
+        "remaining": remaining,
+    })
+}

@@ -1,0 +1,103 @@
+//! The `rate_limits` and `quotas` objects of request bodies. Like every nullable field:
+//! absent leaves a setting as it is, `null` makes it inherit, a value sets it; `null` for
+//! the whole object makes every setting in it inherit.
+
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::nullable;
+use crate::domain::limits::{LimitMode, RateLimits};
+use crate::domain::quota::Quotas;
+use crate::domain::user::InvalidField;
+
+/// A body field holding a settings object.
+pub type SettingsField<T> = Option<Option<T>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsPatch {
+    #[serde(default, deserialize_with = "nullable")]
+    requests_per_second: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    requests_per_minute: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    requests_per_hour: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    burst: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    mode: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotasPatch {
+    #[serde(default, deserialize_with = "nullable")]
+    monthly_requests: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    monthly_bandwidth_mb: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    storage_quota_mb: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    reset_day: Option<Option<i64>>,
+}
+
+/// `current` with the body's `rate_limits` applied and validated.
+pub fn rate_limits(
+    field: SettingsField<RateLimitsPatch>,
+    current: RateLimits,
+) -> Result<RateLimits, ApiError> {
+    let patch = match field {
+        None => return Ok(current),
+        Some(None) => return Ok(RateLimits::default()),
+        Some(Some(patch)) => patch,
+    };
+    let mode = match patch.mode {
+        Some(Some(mode)) => Some(LimitMode::parse(&mode).ok_or_else(|| {
+            ApiError::validation("`rate_limits.mode` must be local, fast or exact")
+        })?),
+        Some(None) => None,
+        None => current.mode,
+    };
+    let limits = RateLimits {
+        requests_per_second: merge(patch.requests_per_second, current.requests_per_second),
+        requests_per_minute: merge(patch.requests_per_minute, current.requests_per_minute),
+        requests_per_hour: merge(patch.requests_per_hour, current.requests_per_hour),
+        burst: merge(patch.burst, current.burst),
+        mode,
+    };
+    limits
+        .validate()
+        .map_err(|e| in_object("rate_limits", &e))?;
+    Ok(limits)
+}
+
+/// `current` with the body's `quotas` applied and validated.
+pub fn quotas(field: SettingsField<QuotasPatch>, current: Quotas) -> Result<Quotas, ApiError> {
+    let patch = match field {
+        None => return Ok(current),
+        Some(None) => return Ok(Quotas::default()),
+        Some(Some(patch)) => patch,
+    };
+    let reset_day = merge(patch.reset_day, current.reset_day.map(u64::from))
+        .map(|day| u8::try_from(day).unwrap_or(u8::MAX));
+    let quotas = Quotas {
+        monthly_requests: merge(patch.monthly_requests, current.monthly_requests),
+        monthly_bandwidth_mb: merge(patch.monthly_bandwidth_mb, current.monthly_bandwidth_mb),
+        storage_quota_mb: merge(patch.storage_quota_mb, current.storage_quota_mb),
+        reset_day,
+    };
+    quotas.validate().map_err(|e| in_object("quotas", &e))?;
+    Ok(quotas)
+}
+
+/// Negative numbers become too large ones, so the range check refuses them.
+fn merge(patch: Option<Option<i64>>, current: Option<u64>) -> Option<u64> {
+    match patch {
+        Some(value) => value.map(|v| u64::try_from(v).unwrap_or(u64::MAX)),
+        None => current,
+    }
+}
+
+fn in_object(object: &str, error: &InvalidField) -> ApiError {
+    ApiError::validation(format!("`{object}.{}` {}", error.field, error.problem))
+}
