@@ -706,6 +706,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/tollgate.example.yaml");
+        let config = Config::load(Some(&example)).expect("the example loads");
+        assert_eq!(config.raw.limits.routes[0].route, "/api/");
+        assert_eq!(config.raw.limits.routes[0].requests_per_minute, Some(5000));
+    }
+
+    #[test]
     fn limits_and_quotas_load_from_yaml() {
         let dir = tempfile::tempdir().expect("folder");
         let file = dir.path().join("tollgate.yaml");

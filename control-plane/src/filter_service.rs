@@ -64,27 +64,32 @@ struct UserContext {
     exhausted_quotas: Vec<v1::ExhaustedQuota>,
 }
 
+/// The deployment's settings the filter service answers with.
+pub struct DataPlanePolicy {
+    pub cache: FilterConfig,
+    pub limits: LimitsConfig,
+    pub quotas: QuotaPolicy,
+}
+
 impl FilterApi {
     pub fn new(
         store: Arc<dyn Store>,
         hasher: KeyHasher,
-        cache: FilterConfig,
         tokens: SessionTokens,
         changes: ChangeSignal,
         limit_counters: LimitService,
-        limits: LimitsConfig,
-        quotas: QuotaPolicy,
+        policy: DataPlanePolicy,
     ) -> Self {
         Self {
             store,
             hasher,
-            cache,
+            cache: policy.cache,
             tokens,
             changes,
             limit_counters,
-            limit_settings: limit_settings(&limits),
-            limits,
-            quotas,
+            limit_settings: limit_settings(&policy.limits),
+            limits: policy.limits,
+            quotas: policy.quotas,
             batches_pruned_at: AtomicI64::new(0),
             refusals: RefusalLog::default(),
         }

@@ -14,7 +14,7 @@ use crate::changes::ChangeSignal;
 use crate::config::ValidConfig;
 use crate::counters::{self, service::LimitService};
 use crate::domain::api_key::KeyHasher;
-use crate::filter_service::FilterApi;
+use crate::filter_service::{DataPlanePolicy, FilterApi};
 use crate::health;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
@@ -142,12 +142,14 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     let filter = FilterApi::new(
         store.clone(),
         hasher,
-        config.raw.filter.clone(),
         tokens,
         changes,
         LimitService::new(counters),
-        config.raw.limits.clone(),
-        config.quota_policy,
+        DataPlanePolicy {
+            cache: config.raw.filter.clone(),
+            limits: config.raw.limits.clone(),
+            quotas: config.quota_policy,
+        },
     );
     tokio::spawn(topology::run(
         store,
