@@ -40,6 +40,8 @@ CONTROL_PLANE_SETTINGS = {
     "TOLLGATE_FILTER__NEGATIVE_CACHE_TTL_SECS": "3600",
     "TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE": "1000000000",
     "TOLLGATE_LIMITS__IP__BURST": "1000000000",
+    # No default user limit, so that one case measures a request without any bucket.
+    "TOLLGATE_LIMITS__USER": "{}",
 }
 # The bench user's own limits: checked on every request (in the default `fast` mode), never reached.
 BENCH_USER_LIMITS = {"requests_per_minute": 1_000_000_000, "requests_per_hour": 1_000_000_000}
@@ -69,8 +71,9 @@ class Stack:
             self.stop(self.running[-1])
 
 
-def prepare_control_plane(stack: Stack, data_dir: Path, password: str) -> tuple[ControlPlane, str]:
-    """A control plane with the bench user, one issued key and the imported keyspace."""
+def prepare_control_plane(stack: Stack, data_dir: Path, password: str) -> tuple[ControlPlane, str, str]:
+    """A control plane with the bench user, one issued key and the imported keyspace, and a
+    second user without rate limits and its key."""
     data_dir.mkdir()
     admin_key = secrets.token_urlsafe(32)
     control_plane = ControlPlane(TOLLGATE_BIN, data_dir, LOG_DIR, admin_key, CONTROL_PLANE_SETTINGS)
@@ -82,11 +85,15 @@ def prepare_control_plane(stack: Stack, data_dir: Path, password: str) -> tuple[
         expect=201,
     )
     issued = control_plane.call("POST", f"/api/v1/users/{user['id']}/keys", {"name": "bench"}, expect=201)
+    unlimited = control_plane.call("POST", "/api/v1/users", {"username": f"{USERNAME}-unlimited"}, expect=201)
+    unlimited_key = control_plane.call(
+        "POST", f"/api/v1/users/{unlimited['id']}/keys", {"name": "bench"}, expect=201
+    )["key"]
     control_plane.stop()
     say(f"importing {KEYSPACE:,} keys into SQLite")
     keys.seed(data_dir, user["id"], KEYSPACE)
     control_plane.start()
-    return control_plane, issued["key"]
+    return control_plane, issued["key"], unlimited_key
 
 
 def login(control_plane: ControlPlane, password: str) -> tuple[str | None, str | None]:
@@ -105,12 +112,13 @@ def header_case(name: str, header: str, value: str, filter_status: int, broken: 
     return Case(name, wrk_env, {header: value}, filter_status, broken)
 
 
-def cases(api_key: str, access_token: str | None, login_failure: str | None) -> list[Case]:
+def cases(api_key: str, unlimited_key: str, access_token: str | None, login_failure: str | None) -> list[Case]:
     random_key = Case(
         f"{KEYSPACE:,} keys, random", {"BENCH_KEYSPACE": str(KEYSPACE)}, {"X-API-Key": keys.key(KEYSPACE - 1)}, 200
     )
     return [
         header_case("valid key, cached", "X-API-Key", api_key, 200),
+        header_case("valid key, no rate limit", "X-API-Key", unlimited_key, 200),
         header_case("invalid key, negative cache", "X-API-Key", f"tgb_unknown_{secrets.token_hex(8)}", 401),
         header_case("session JWT", "Authorization", f"Bearer {access_token}", 200, broken=login_failure),
         random_key,
@@ -269,8 +277,8 @@ def main() -> int:
     password = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as work:
         try:
-            control_plane, api_key = prepare_control_plane(stack, Path(work) / "data", password)
-            all_cases = cases(api_key, *login(control_plane, password))
+            control_plane, api_key, unlimited_key = prepare_control_plane(stack, Path(work) / "data", password)
+            all_cases = cases(api_key, unlimited_key, *login(control_plane, password))
             setup = Setup(stack, Path(work), control_plane, start_upstream(stack), all_cases)
             bench_global_limit(results, setup)
             for workers in WORKER_COUNTS:

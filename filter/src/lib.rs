@@ -6,6 +6,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod address_failures;
 mod background;
 mod caches;
 mod limiter;

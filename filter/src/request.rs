@@ -7,7 +7,7 @@ use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use tollgate_filter_core::callout::{Lookup, CHECK_LIMITS_METHOD, FILTER_SERVICE};
-use tollgate_filter_core::clock::{unix_micros, unix_millis};
+use tollgate_filter_core::clock::unix_micros;
 use tollgate_filter_core::credential::{
     extract, without_session_cookie, CredentialError, CredentialSource, Presented,
 };
@@ -16,7 +16,7 @@ use tollgate_filter_core::error_body::{error_body, quota_exceeded_body};
 use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage, ROUTE_GROUP_HEADER};
 use tollgate_filter_core::hygiene::headers_to_remove;
 use tollgate_filter_core::limits::bucket::Rate;
-use tollgate_filter_core::limits::plan::{address_plan, Draw, Plan};
+use tollgate_filter_core::limits::plan::{address_plan, failures_may_refuse, Draw, Plan};
 use tollgate_filter_core::limits::state::Checked;
 use tollgate_filter_core::limits::{rate_limit_headers, retry_after_secs};
 use tollgate_filter_core::proto::{
@@ -31,6 +31,7 @@ const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
 const STORAGE_HEADER: &str = "x-tollgate-storage-bytes";
 const GRPC_STATUS_OK: u32 = 0;
 const UNAUTHENTICATED: u32 = 401;
+const MICROS_PER_MILLI: i64 = 1000;
 
 /// What a paused request waits for.
 enum Pending {
@@ -72,6 +73,8 @@ pub struct TollgateRequest {
     /// The user the upstream's answer is charged to; empty when nobody is.
     charged_user: String,
     storage_bytes: i64,
+    /// Envoy's clock when the current callback started, in Unix microseconds.
+    now_us: i64,
 }
 
 impl TollgateRequest {
@@ -90,15 +93,21 @@ impl TollgateRequest {
             rate_limit_headers: None,
             charged_user: String::new(),
             storage_bytes: 0,
+            now_us: 0,
         }
     }
 
+    /// Reads Envoy's clock once for the callback that runs now.
+    fn tick_clock(&mut self) {
+        self.now_us = unix_micros(self.get_current_time());
+    }
+
     fn now_ms(&self) -> i64 {
-        unix_millis(self.get_current_time())
+        self.now_us / MICROS_PER_MILLI
     }
 
     fn now_us(&self) -> i64 {
-        unix_micros(self.get_current_time())
+        self.now_us
     }
 
     /// The client's address, from Envoy's peer address and trusted `X-Forwarded-For` hops.
@@ -163,7 +172,9 @@ impl TollgateRequest {
                 message,
             } => {
                 if status == UNAUTHENTICATED {
-                    self.count_failed_authentication();
+                    if let Some(refusal) = self.count_failed_authentication() {
+                        return self.rate_limited(&refusal, "");
+                    }
                 }
                 self.worker.metrics.denied(code);
                 self.refuse(status, error_body(code, message), Vec::new())
@@ -205,13 +216,19 @@ impl TollgateRequest {
         let worker = Rc::clone(&self.worker);
         let freshness = worker.freshness.try_borrow().ok()?;
         let settings = freshness.limits();
-        if settings.ip.is_empty() {
+        let counts_every_request = settings.ip_counts_every_request;
+        let may_refuse = counts_every_request
+            || failures_may_refuse(
+                settings,
+                self.worker.address_failures.last_us(),
+                self.now_us(),
+            );
+        if settings.ip.is_empty() || !may_refuse {
             return None;
         }
         let address = self.client_ip();
         self.client = Some(address.clone());
         let plan = address_plan(settings, &address.ok()?.to_string());
-        let counts_every_request = settings.ip_counts_every_request;
         drop(freshness);
         let envoys = self.worker.background.envoys();
         let admission = if counts_every_request {
@@ -226,23 +243,26 @@ impl TollgateRequest {
         (!admission.admitted).then_some(admission)
     }
 
-    fn count_failed_authentication(&mut self) {
+    /// Counts a failed authentication against the address; the refusal when its bucket
+    /// was already empty.
+    fn count_failed_authentication(&mut self) -> Option<Admission> {
         let plan = {
-            let Ok(freshness) = self.worker.freshness.try_borrow() else {
-                return;
-            };
+            let freshness = self.worker.freshness.try_borrow().ok()?;
             let settings = freshness.limits();
             if settings.ip.is_empty() || settings.ip_counts_every_request {
-                return;
+                return None;
             }
-            let Ok(address) = self.client_ip() else {
-                return;
-            };
+            let address = self.client_ip().ok()?;
             address_plan(settings, &address.to_string())
         };
         let admission = limiter::admit(&plan.here, self.now_us(), self.worker.background.envoys());
+        self.worker.address_failures.counted(self.now_us());
         self.touched(&plan.here);
+        if !admission.admitted {
+            return Some(admission);
+        }
         self.rate_limit_headers = rate_limit_headers(&admission.checked, self.now_us());
+        None
     }
 
     fn touched(&self, draws: &[Draw]) {
@@ -523,6 +543,7 @@ impl Context for TollgateRequest {
         let Some(pending) = self.pending.take() else {
             return;
         };
+        self.tick_clock();
         let body = match response_size {
             0 => None,
             size => self.get_grpc_call_response_body(0, size),
@@ -559,6 +580,7 @@ impl Context for TollgateRequest {
 
 impl HttpContext for TollgateRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.tick_clock();
         self.read_request();
         if matches!(self.presented, Ok(Presented::Session { .. })) {
             // Until the first tick after the keys arrive, look for them on the spot.

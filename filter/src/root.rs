@@ -91,6 +91,7 @@ impl RootContext for TollgateRoot {
         match &mut self.role {
             Role::Filter(worker) => {
                 worker.refresh_freshness();
+                worker.address_failures.refresh();
                 worker.background.tick(&worker.config, &worker.metrics);
             }
             Role::Sync(service) => service.tick(),

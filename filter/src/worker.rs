@@ -11,6 +11,7 @@ use tollgate_filter_core::gate::FailurePolicy;
 use tollgate_filter_core::session::VerifiedTokens;
 use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
 
+use crate::address_failures::AddressFailures;
 use crate::background::Background;
 use crate::caches::PrincipalCaches;
 use crate::metrics::Metrics;
@@ -27,6 +28,7 @@ pub struct Worker {
     pub tokens: RefCell<VerifiedTokens>,
     pub metrics: Rc<Metrics>,
     pub background: Background,
+    pub address_failures: AddressFailures,
     /// The shared-data version of the sync state last read, to skip unchanged reads.
     seen_sync_version: Cell<Option<u32>>,
 }
@@ -46,6 +48,7 @@ impl Worker {
             tokens: RefCell::new(VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY)),
             metrics,
             background: Background::new(node_id, vm_id),
+            address_failures: AddressFailures::default(),
             seen_sync_version: Cell::new(None),
             config,
         }

@@ -83,6 +83,24 @@ pub fn address_plan(settings: &LimitSettings, address: &str) -> Plan {
     plan
 }
 
+/// Whether an address bucket that counts only failed authentications can be refusing at
+/// `now_us`, given the last failure this Envoy counted. A refused request takes nothing, so a
+/// bucket stops refusing within one emission interval (at most one window) of its last
+/// failure: after that, no address needs to be looked up at all.
+pub fn failures_may_refuse(
+    settings: &LimitSettings,
+    last_failure_us: Option<i64>,
+    now_us: i64,
+) -> bool {
+    let longest_window_us = settings
+        .ip
+        .iter()
+        .map(|limit| i64::from(limit.window_seconds) * 1_000_000)
+        .max()
+        .unwrap_or(0);
+    last_failure_us.is_some_and(|at| now_us - at <= longest_window_us)
+}
+
 /// The limits of an authenticated request: its user's, its key's and its route's.
 pub fn principal_plan(
     rate_limits: &[RateLimit],
@@ -163,6 +181,17 @@ mod tests {
         assert_eq!(matched.here[0].subject, "route:POST /api/");
         assert!(principal_plan(&[], "u", "", &routes, "GET", "/api/x").is_empty());
         assert!(principal_plan(&[], "u", "", &routes, "POST", "/apix").is_empty());
+    }
+
+    #[test]
+    fn addresses_are_looked_up_only_after_recent_failures() {
+        let settings = LimitSettings {
+            ip: vec![limit(LimitLevel::Ip, 60, LimitMode::Fast)],
+            ..LimitSettings::default()
+        };
+        assert!(!failures_may_refuse(&settings, None, 5));
+        assert!(failures_may_refuse(&settings, Some(0), 60_000_000));
+        assert!(!failures_may_refuse(&settings, Some(0), 60_000_001));
     }
 
     #[test]
