@@ -40,9 +40,10 @@ CONTROL_PLANE_SETTINGS = {
     "TOLLGATE_FILTER__NEGATIVE_CACHE_TTL_SECS": "3600",
     "TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE": "1000000000",
     "TOLLGATE_LIMITS__IP__BURST": "1000000000",
-    # No default user limit, so that one case measures a request without any bucket.
-    "TOLLGATE_LIMITS__USER": "{}",
 }
+# No default user limit (a YAML null removes a default), so that one case measures a request
+# that draws on no bucket at all.
+CONTROL_PLANE_CONFIG = "limits:\n  user: {requests_per_minute: null, requests_per_hour: null}\n"
 # The bench user's own limits: checked on every request (in the default `fast` mode), never reached.
 BENCH_USER_LIMITS = {"requests_per_minute": 1_000_000_000, "requests_per_hour": 1_000_000_000}
 USERNAME = "bench"
@@ -76,7 +77,10 @@ def prepare_control_plane(stack: Stack, data_dir: Path, password: str) -> tuple[
     second user without rate limits and its key."""
     data_dir.mkdir()
     admin_key = secrets.token_urlsafe(32)
-    control_plane = ControlPlane(TOLLGATE_BIN, data_dir, LOG_DIR, admin_key, CONTROL_PLANE_SETTINGS)
+    config = data_dir / "tollgate.yaml"
+    config.write_text(CONTROL_PLANE_CONFIG)
+    settings = {**CONTROL_PLANE_SETTINGS, "TOLLGATE_CONFIG": str(config)}
+    control_plane = ControlPlane(TOLLGATE_BIN, data_dir, LOG_DIR, admin_key, settings)
     stack.add(control_plane).start()
     user = control_plane.call(
         "POST",

@@ -706,6 +706,16 @@ mod tests {
     }
 
     #[test]
+    fn a_yaml_null_removes_a_default_limit() {
+        let dir = tempfile::tempdir().expect("folder");
+        let file = dir.path().join("tollgate.yaml");
+        std::fs::write(&file, "limits:\n  user: {requests_per_hour: null}\n").expect("write");
+        let config = Config::load(Some(&file)).expect("valid");
+        assert_eq!(config.raw.limits.user.requests_per_hour, None);
+        assert_eq!(config.raw.limits.user.requests_per_minute, Some(1000));
+    }
+
+    #[test]
     fn the_example_configuration_is_valid() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/tollgate.example.yaml");
         let config = Config::load(Some(&example)).expect("the example loads");

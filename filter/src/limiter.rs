@@ -23,7 +23,11 @@ fn shared_key(subject: &str) -> String {
 }
 
 fn read(subject: &str) -> (SubjectState, Option<u32>) {
-    match hostcalls::get_shared_data(&shared_key(subject)) {
+    read_key(&shared_key(subject))
+}
+
+fn read_key(key: &str) -> (SubjectState, Option<u32>) {
+    match hostcalls::get_shared_data(key) {
         Ok((Some(bytes), cas)) => (SubjectState::from_bytes(&bytes), cas),
         Ok((None, cas)) => (SubjectState::default(), cas),
         Err(status) => {
@@ -53,6 +57,7 @@ pub fn update(subject: &str, mut change: impl FnMut(&mut SubjectState)) -> bool 
 
 /// Takes one request from every bucket of `draws`, or from none when any refuses.
 pub fn admit(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
+    let keys: Vec<String> = draws.iter().map(|draw| shared_key(&draw.subject)).collect();
     let mut done: Vec<Option<Vec<Checked>>> = vec![None; draws.len()];
     for _ in 0..MAX_ATTEMPTS {
         let mut decided = Vec::new();
@@ -60,7 +65,7 @@ pub fn admit(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
             if done[index].is_some() {
                 continue;
             }
-            let (mut state, cas) = read(&draw.subject);
+            let (mut state, cas) = read_key(&keys[index]);
             let checked = state.admit(&draw.limits, now_us, envoys);
             decided.push((index, state, cas, checked));
         }
@@ -83,11 +88,7 @@ pub fn admit(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
         }
         let mut lost = false;
         for (index, state, cas, checked) in decided {
-            let written = hostcalls::set_shared_data(
-                &shared_key(&draws[index].subject),
-                Some(&state.to_bytes()),
-                cas,
-            );
+            let written = hostcalls::set_shared_data(&keys[index], Some(&state.to_bytes()), cas);
             match written {
                 Err(Status::CasMismatch) => lost = true,
                 Err(status) => {

@@ -594,17 +594,39 @@ impl HttpContext for TollgateRequest {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(headers) = self.rate_limit_headers.take() {
-            for (name, value) in &headers {
-                self.set_http_response_header(name, Some(value));
-            }
+        let rate_limit_headers = self.rate_limit_headers.take();
+        if rate_limit_headers.is_none() && self.charged_user.is_empty() {
+            return Action::Continue;
         }
+        // Read and written back in one host call each: the upstream's storage report out,
+        // the gateway's rate-limit figures in (instead of any the upstream sent).
+        let mut headers = self.get_http_response_headers_bytes();
         if !self.charged_user.is_empty() {
-            if let Some(reported) = self.get_http_response_header(STORAGE_HEADER) {
-                self.storage_bytes = reported.trim().parse().unwrap_or(0);
-                self.set_http_response_header(STORAGE_HEADER, None);
+            if let Some((_, reported)) = headers.iter().find(|(name, _)| name == STORAGE_HEADER) {
+                self.storage_bytes = std::str::from_utf8(reported)
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok())
+                    .unwrap_or(0);
             }
         }
+        headers.retain(|(name, _)| {
+            name != STORAGE_HEADER
+                && !rate_limit_headers
+                    .iter()
+                    .flatten()
+                    .any(|(limit_header, _)| limit_header == name)
+        });
+        let forwarded: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+            .chain(
+                rate_limit_headers
+                    .iter()
+                    .flatten()
+                    .map(|(name, value)| (*name, value.as_bytes())),
+            )
+            .collect();
+        self.set_http_response_headers_bytes(forwarded);
         Action::Continue
     }
 
