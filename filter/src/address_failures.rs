@@ -7,10 +7,14 @@ use std::cell::Cell;
 use proxy_wasm::hostcalls;
 
 const SHARED_KEY: &str = "tollgate:rl:last_failure";
+/// The shared time is rewritten at most this often; readers allow for it
+/// ([`tollgate_filter_core::limits::plan::FAILURE_TIME_STALENESS_US`]).
+const SHARE_EVERY_US: i64 = 1_000_000;
 
 #[derive(Default)]
 pub struct AddressFailures {
     last_us: Cell<Option<i64>>,
+    shared_us: Cell<Option<i64>>,
 }
 
 impl AddressFailures {
@@ -22,6 +26,14 @@ impl AddressFailures {
     /// next tick.
     pub fn counted(&self, now_us: i64) {
         self.last_us.set(Some(now_us));
+        if self
+            .shared_us
+            .get()
+            .is_some_and(|shared| now_us - shared < SHARE_EVERY_US)
+        {
+            return;
+        }
+        self.shared_us.set(Some(now_us));
         if let Err(status) =
             hostcalls::set_shared_data(SHARED_KEY, Some(&now_us.to_le_bytes()), None)
         {

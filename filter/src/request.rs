@@ -22,6 +22,7 @@ use tollgate_filter_core::limits::{rate_limit_headers, retry_after_secs};
 use tollgate_filter_core::proto::{
     BucketRef, CheckLimitsRequest, CheckLimitsResponse, LimitMode, UsageDelta,
 };
+use tollgate_filter_core::usage::metered_size;
 
 use crate::limiter::{self, Admission};
 use crate::worker::Worker;
@@ -73,6 +74,9 @@ pub struct TollgateRequest {
     /// The user the upstream's answer is charged to; empty when nobody is.
     charged_user: String,
     storage_bytes: i64,
+    /// Metered sizes known from the headers; `None` asks Envoy at the end.
+    request_bytes: Option<u64>,
+    response_bytes: Option<u64>,
     /// Envoy's clock when the current callback started, in Unix microseconds.
     now_us: i64,
 }
@@ -93,6 +97,8 @@ impl TollgateRequest {
             rate_limit_headers: None,
             charged_user: String::new(),
             storage_bytes: 0,
+            request_bytes: None,
+            response_bytes: None,
             now_us: 0,
         }
     }
@@ -485,9 +491,10 @@ impl TollgateRequest {
         }
     }
 
-    fn read_request(&mut self) {
+    fn read_request(&mut self, end_of_stream: bool) {
         // Bytes, not strings: a header value that is not UTF-8 must be refused, not trap the VM.
         let headers = self.get_http_request_headers_bytes();
+        self.request_bytes = metered_size(&headers, end_of_stream);
         self.presented = extract(&headers, self.worker.config.max_credential_bytes);
         let credential_source = match &self.presented {
             Ok(Presented::ApiKey(key)) => Some(key.source),
@@ -579,9 +586,9 @@ impl Context for TollgateRequest {
 }
 
 impl HttpContext for TollgateRequest {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.tick_clock();
-        self.read_request();
+        self.read_request(end_of_stream);
         if matches!(self.presented, Ok(Presented::Session { .. })) {
             // Until the first tick after the keys arrive, look for them on the spot.
             self.worker.load_session_keys_if_missing();
@@ -593,21 +600,28 @@ impl HttpContext for TollgateRequest {
         self.apply(decision)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let rate_limit_headers = self.rate_limit_headers.take();
         if rate_limit_headers.is_none() && self.charged_user.is_empty() {
             return Action::Continue;
         }
-        // Read and written back in one host call each: the upstream's storage report out,
-        // the gateway's rate-limit figures in (instead of any the upstream sent).
+        // Read and, when something changes, written back in one host call each: the
+        // upstream's storage report out, the gateway's rate-limit figures in (instead of any
+        // the upstream sent).
         let mut headers = self.get_http_response_headers_bytes();
+        let mut storage_reported = false;
         if !self.charged_user.is_empty() {
+            self.response_bytes = metered_size(&headers, end_of_stream);
             if let Some((_, reported)) = headers.iter().find(|(name, _)| name == STORAGE_HEADER) {
+                storage_reported = true;
                 self.storage_bytes = std::str::from_utf8(reported)
                     .ok()
                     .and_then(|text| text.trim().parse().ok())
                     .unwrap_or(0);
             }
+        }
+        if rate_limit_headers.is_none() && !storage_reported {
+            return Action::Continue;
         }
         headers.retain(|(name, _)| {
             name != STORAGE_HEADER
@@ -641,13 +655,16 @@ impl HttpContext for TollgateRequest {
         if !via_upstream {
             return;
         }
-        let size = |path: Vec<&str>| {
-            self.get_property(path)
-                .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-                .map_or(0, u64::from_le_bytes)
+        // Streamed bodies are measured by Envoy; header sizes are then Envoy's too.
+        let size = |known: Option<u64>, path: Vec<&str>| {
+            known.unwrap_or_else(|| {
+                self.get_property(path)
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+                    .map_or(0, u64::from_le_bytes)
+            })
         };
-        let bytes = size(vec!["request", "total_size"])
-            .saturating_add(size(vec!["response", "total_size"]));
+        let bytes = size(self.request_bytes, vec!["request", "total_size"])
+            .saturating_add(size(self.response_bytes, vec!["response", "total_size"]));
         let storage_bytes = self.storage_bytes;
         if let Ok(mut usage) = self.worker.background.usage.try_borrow_mut() {
             usage.record(&self.charged_user, |delta| {

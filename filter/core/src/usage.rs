@@ -64,9 +64,47 @@ impl UsageBuffer {
     }
 }
 
+/// The metered size of a message from its headers: every header name and value, plus the
+/// body as `content-length` declares it, or 0 when the headers end the message. `None` when
+/// the body's length is not known yet (a streamed body), to be asked of Envoy at the end.
+pub fn metered_size(headers: &[(String, Vec<u8>)], end_of_stream: bool) -> Option<u64> {
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    let body = if end_of_stream {
+        Some(0)
+    } else {
+        headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok())
+    };
+    body.map(|body| body.saturating_add(u64::try_from(header_bytes).unwrap_or(u64::MAX)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn sizes_come_from_headers_and_the_declared_body() {
+        let get = headers(&[(":method", "GET"), (":path", "/a")]);
+        assert_eq!(metered_size(&get, true), Some(7 + 3 + 5 + 2));
+        let post = headers(&[(":method", "POST"), ("content-length", "100")]);
+        assert_eq!(metered_size(&post, false), Some(7 + 4 + 14 + 3 + 100));
+        let streamed = headers(&[(":method", "POST")]);
+        assert_eq!(metered_size(&streamed, false), None);
+        let garbled = headers(&[("content-length", "lots")]);
+        assert_eq!(metered_size(&garbled, false), None);
+    }
 
     fn requests(buffer: &mut UsageBuffer, user: &str, count: u64) {
         buffer.record(user, |delta| delta.requests += count);

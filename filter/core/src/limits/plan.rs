@@ -83,6 +83,10 @@ pub fn address_plan(settings: &LimitSettings, address: &str) -> Plan {
     plan
 }
 
+/// How much older than the last failure the time other workers see may be: it is shared at
+/// most once a second and read every 100 ms.
+pub const FAILURE_TIME_STALENESS_US: i64 = 1_100_000;
+
 /// Whether an address bucket that counts only failed authentications can be refusing at
 /// `now_us`, given the last failure this Envoy counted. A refused request takes nothing, so a
 /// bucket stops refusing within one emission interval (at most one window) of its last
@@ -98,7 +102,7 @@ pub fn failures_may_refuse(
         .map(|limit| i64::from(limit.window_seconds) * 1_000_000)
         .max()
         .unwrap_or(0);
-    last_failure_us.is_some_and(|at| now_us - at <= longest_window_us)
+    last_failure_us.is_some_and(|at| now_us - at <= longest_window_us + FAILURE_TIME_STALENESS_US)
 }
 
 /// The limits of an authenticated request: its user's, its key's and its route's.
@@ -190,8 +194,9 @@ mod tests {
             ..LimitSettings::default()
         };
         assert!(!failures_may_refuse(&settings, None, 5));
-        assert!(failures_may_refuse(&settings, Some(0), 60_000_000));
-        assert!(!failures_may_refuse(&settings, Some(0), 60_000_001));
+        let longest = 60_000_000 + FAILURE_TIME_STALENESS_US;
+        assert!(failures_may_refuse(&settings, Some(0), longest));
+        assert!(!failures_may_refuse(&settings, Some(0), longest + 1));
     }
 
     #[test]
