@@ -18,6 +18,8 @@ use crate::metrics::Metrics;
 const SYNC_EVERY_TICKS: u32 = 2;
 const REPORT_EVERY_TICKS: u32 = 10;
 const GRPC_STATUS_OK: u32 = 0;
+/// The control plane refused the call's content: sending it again cannot help.
+const GRPC_STATUS_INVALID_ARGUMENT: u32 = 3;
 
 pub struct Background {
     node_id: String,
@@ -79,9 +81,14 @@ impl Background {
             return;
         }
         let mut buckets = Vec::new();
+        let mut lost = Vec::new();
         for (subject, limits) in touched.drain() {
             let mut taken = Vec::new();
-            limiter::update(&subject, |state| taken = state.take_unreported());
+            if !limiter::update(&subject, |state| taken = state.take_unreported()) {
+                // Nothing was taken: the counts stay for the next sync.
+                lost.push((subject, limits));
+                continue;
+            }
             for (window_seconds, count) in taken {
                 if let Some(limit) = limits.iter().find(|l| l.window_seconds == window_seconds) {
                     buckets.push(BucketRef {
@@ -92,6 +99,8 @@ impl Background {
                 }
             }
         }
+        touched.extend(lost);
+        drop(touched);
         if buckets.is_empty() {
             return;
         }
@@ -192,7 +201,11 @@ impl Background {
             .ok()
             .and_then(|mut in_flight| in_flight.take_if(|(t, _)| *t == token));
         if let Some((_, batch_id)) = report {
-            if grpc_status == GRPC_STATUS_OK {
+            if grpc_status == GRPC_STATUS_OK || grpc_status == GRPC_STATUS_INVALID_ARGUMENT {
+                if grpc_status == GRPC_STATUS_INVALID_ARGUMENT {
+                    log::error!("the control plane refused usage batch {batch_id}; dropped");
+                    metrics.usage_report_failed();
+                }
                 if let Ok(mut usage) = self.usage.try_borrow_mut() {
                     usage.acknowledged(&batch_id);
                 }

@@ -3,12 +3,17 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use tollgate_filter_core::limits::plan::Draw;
+use tollgate_filter_core::limits::plan::{Draw, ADDRESS_OVERFLOW_SUBJECT};
 use tollgate_filter_core::limits::state::{Checked, SubjectState};
 
 /// Writes lost to another worker's are retried this many times, then the request passes:
 /// a bucket that busy is better served late than by refusing on contention.
 const MAX_ATTEMPTS: usize = 4;
+
+/// The most address buckets one Envoy keeps, about 100 bytes of shared data each. Shared data
+/// cannot delete, so beyond this every new address counts against one overflow bucket.
+const MAX_ADDRESS_BUCKETS: u64 = 100_000;
+const ADDRESS_BUCKETS_KEY: &str = "tollgate:rl:address_buckets";
 
 /// The verdicts of one request against its buckets.
 pub struct Admission {
@@ -74,6 +79,10 @@ pub fn admit(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
             .find(|(_, _, _, checked)| checked.iter().any(|c| !c.verdict.admitted))
             .map(|(index, _, _, _)| draws[*index].subject.clone());
         if refused_by.is_some() {
+            // Buckets written in an earlier attempt took the request: they get it back.
+            for (index, _) in done.iter().enumerate().filter(|(_, done)| done.is_some()) {
+                give_back(&draws[index]);
+            }
             let checked = done
                 .into_iter()
                 .flatten()
@@ -109,6 +118,11 @@ pub fn admit(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
     }
 }
 
+/// Returns one request to the draw's buckets after it was refused elsewhere.
+pub fn give_back(draw: &Draw) {
+    update(&draw.subject, |state| state.give_back(&draw.limits));
+}
+
 /// The verdicts one more request would get, without taking it.
 pub fn peek(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
     let mut checked = Vec::new();
@@ -127,4 +141,33 @@ pub fn peek(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
         checked,
         refused_by,
     }
+}
+
+/// The bucket a failed authentication from `subject`'s address is counted in: its own when it
+/// has one or one may still be made, else the overflow bucket.
+pub fn address_bucket(subject: String) -> String {
+    if matches!(
+        hostcalls::get_shared_data(&shared_key(&subject)),
+        Ok((Some(_), _))
+    ) {
+        return subject;
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let Ok((bytes, cas)) = hostcalls::get_shared_data(ADDRESS_BUCKETS_KEY) else {
+            break;
+        };
+        let held = bytes
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes);
+        if held >= MAX_ADDRESS_BUCKETS {
+            break;
+        }
+        let claimed = (held + 1).to_le_bytes();
+        match hostcalls::set_shared_data(ADDRESS_BUCKETS_KEY, Some(&claimed), cas) {
+            Ok(()) => return subject,
+            Err(Status::CasMismatch) => {}
+            Err(_) => break,
+        }
+    }
+    ADDRESS_OVERFLOW_SUBJECT.to_owned()
 }

@@ -16,7 +16,9 @@ use tollgate_filter_core::error_body::{error_body, quota_exceeded_body};
 use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage, ROUTE_GROUP_HEADER};
 use tollgate_filter_core::hygiene::headers_to_remove;
 use tollgate_filter_core::limits::bucket::Rate;
-use tollgate_filter_core::limits::plan::{address_plan, failures_may_refuse, Draw, Plan};
+use tollgate_filter_core::limits::plan::{
+    address_plan, address_subject, failures_may_refuse, Draw, Plan,
+};
 use tollgate_filter_core::limits::state::Checked;
 use tollgate_filter_core::limits::{rate_limit_headers, retry_after_secs};
 use tollgate_filter_core::proto::{
@@ -38,8 +40,9 @@ const MICROS_PER_MILLI: i64 = 1000;
 enum Pending {
     /// The control plane's answer about a credential, asked at the given millisecond.
     Lookup(Lookup, i64),
-    /// The control plane's answer to the `exact` limits of an allowed request.
-    ExactLimits(Allowed, Vec<BucketRef>),
+    /// The control plane's answer to the `exact` limits of an allowed request, and the draws
+    /// already taken here (returned if the answer refuses).
+    ExactLimits(Allowed, Vec<BucketRef>, Vec<Draw>),
 }
 
 /// An authenticated request on its way to the upstream.
@@ -73,6 +76,8 @@ pub struct TollgateRequest {
     rate_limit_headers: Option<[(&'static str, String); 3]>,
     /// The user the upstream's answer is charged to; empty when nobody is.
     charged_user: String,
+    /// Whether the request went to the upstream (else the filter answered it).
+    forwarded: bool,
     storage_bytes: i64,
     /// Metered sizes known from the headers; `None` asks Envoy at the end.
     request_bytes: Option<u64>,
@@ -96,6 +101,7 @@ impl TollgateRequest {
             client: None,
             rate_limit_headers: None,
             charged_user: String::new(),
+            forwarded: false,
             storage_bytes: 0,
             request_bytes: None,
             response_bytes: None,
@@ -228,13 +234,20 @@ impl TollgateRequest {
                 settings,
                 self.worker.address_failures.last_us(),
                 self.now_us(),
+                self.worker.background.envoys(),
             );
         if settings.ip.is_empty() || !may_refuse {
             return None;
         }
         let address = self.client_ip();
         self.client = Some(address.clone());
-        let plan = address_plan(settings, &address.ok()?.to_string());
+        let subject = address_subject(address.ok()?);
+        let subject = if counts_every_request {
+            limiter::address_bucket(subject)
+        } else {
+            subject
+        };
+        let plan = address_plan(settings, subject);
         drop(freshness);
         let envoys = self.worker.background.envoys();
         let admission = if counts_every_request {
@@ -259,7 +272,7 @@ impl TollgateRequest {
                 return None;
             }
             let address = self.client_ip().ok()?;
-            address_plan(settings, &address.to_string())
+            address_plan(settings, limiter::address_bucket(address_subject(address)))
         };
         let admission = limiter::admit(&plan.here, self.now_us(), self.worker.background.envoys());
         self.worker.address_failures.counted(self.now_us());
@@ -344,12 +357,12 @@ impl TollgateRequest {
             config.callout_timeout(),
         ) {
             Ok(_token) => {
-                self.pending = Some(Pending::ExactLimits(allowed, buckets));
+                self.pending = Some(Pending::ExactLimits(allowed, buckets, limits.here.clone()));
                 Action::Pause
             }
             Err(status) => {
                 log::warn!("could not check exact rate limits: {status:?}");
-                self.exact_limits_unavailable(allowed)
+                self.exact_limits_unavailable(allowed, &limits.here)
             }
         }
     }
@@ -359,6 +372,7 @@ impl TollgateRequest {
         &mut self,
         mut allowed: Allowed,
         buckets: &[BucketRef],
+        taken_here: &[Draw],
         grpc_status: u32,
         body: Option<&[u8]>,
     ) -> Action {
@@ -368,7 +382,7 @@ impl TollgateRequest {
             .filter(|answer| answer.buckets.len() == buckets.len());
         let Some(answer) = answer else {
             log::warn!("exact rate-limit check failed (gRPC status {grpc_status})");
-            return self.exact_limits_unavailable(allowed);
+            return self.exact_limits_unavailable(allowed, taken_here);
         };
         let checked: Vec<Checked> = buckets
             .iter()
@@ -382,6 +396,7 @@ impl TollgateRequest {
             })
             .collect();
         if !answer.admitted {
+            taken_here.iter().for_each(limiter::give_back);
             let admission = Admission {
                 admitted: false,
                 refused_by: buckets.first().map(|b| b.subject.clone()),
@@ -395,7 +410,7 @@ impl TollgateRequest {
         Action::Continue
     }
 
-    fn exact_limits_unavailable(&mut self, allowed: Allowed) -> Action {
+    fn exact_limits_unavailable(&mut self, allowed: Allowed, taken_here: &[Draw]) -> Action {
         self.worker.metrics.limit_sync_failed();
         let fails_open = self
             .worker
@@ -406,6 +421,7 @@ impl TollgateRequest {
             self.forward(allowed);
             return Action::Continue;
         }
+        taken_here.iter().for_each(limiter::give_back);
         self.worker.metrics.denied("rate_limiter_unavailable");
         self.refuse(
             503,
@@ -423,6 +439,7 @@ impl TollgateRequest {
         self.forward_with(&allowed.set_headers);
         self.rate_limit_headers = rate_limit_headers(&allowed.checked, self.now_us());
         self.charged_user = allowed.user_id;
+        self.forwarded = true;
         // The route depends on x-tollgate-route-group: when it was set, or a client's
         // copy removed, Envoy must choose the route again.
         let routing_changed = allowed
@@ -575,9 +592,13 @@ impl Context for TollgateRequest {
                 let decision = self.decide(stage);
                 self.apply(decision)
             }
-            Pending::ExactLimits(allowed, buckets) => {
-                self.exact_limits_answered(allowed, &buckets, status_code, body.as_deref())
-            }
+            Pending::ExactLimits(allowed, buckets, taken_here) => self.exact_limits_answered(
+                allowed,
+                &buckets,
+                &taken_here,
+                status_code,
+                body.as_deref(),
+            ),
         };
         if action == Action::Continue {
             self.resume_http_request();
@@ -602,23 +623,21 @@ impl HttpContext for TollgateRequest {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let rate_limit_headers = self.rate_limit_headers.take();
-        if rate_limit_headers.is_none() && self.charged_user.is_empty() {
+        if !self.forwarded {
             return Action::Continue;
         }
         // Read and, when something changes, written back in one host call each: the
         // upstream's storage report out, the gateway's rate-limit figures in (instead of any
         // the upstream sent).
         let mut headers = self.get_http_response_headers_bytes();
+        self.response_bytes = metered_size(&headers, end_of_stream);
         let mut storage_reported = false;
-        if !self.charged_user.is_empty() {
-            self.response_bytes = metered_size(&headers, end_of_stream);
-            if let Some((_, reported)) = headers.iter().find(|(name, _)| name == STORAGE_HEADER) {
-                storage_reported = true;
-                self.storage_bytes = std::str::from_utf8(reported)
-                    .ok()
-                    .and_then(|text| text.trim().parse().ok())
-                    .unwrap_or(0);
-            }
+        if let Some((_, reported)) = headers.iter().find(|(name, _)| name == STORAGE_HEADER) {
+            storage_reported = true;
+            self.storage_bytes = std::str::from_utf8(reported)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .unwrap_or(0);
         }
         if rate_limit_headers.is_none() && !storage_reported {
             return Action::Continue;

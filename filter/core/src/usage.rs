@@ -5,6 +5,10 @@ use std::collections::HashMap;
 
 use crate::proto::{ReportUsageRequest, UsageDelta};
 
+/// The most users one batch carries (the control plane refuses more); the rest wait for the
+/// next batch.
+pub const MAX_USERS_PER_BATCH: usize = 10_000;
+
 /// What this worker counted and has not had acknowledged.
 pub struct UsageBuffer {
     batch_prefix: String,
@@ -44,15 +48,23 @@ impl UsageBuffer {
         if self.unacknowledged.is_none() && !self.current.is_empty() {
             let batch_id = format!("{}-{}", self.batch_prefix, self.next_sequence);
             self.next_sequence += 1;
-            self.unacknowledged = Some(ReportUsageRequest {
-                batch_id,
-                usage: self.current.drain().map(|(_, delta)| delta).collect(),
-            });
+            let users: Vec<String> = self
+                .current
+                .keys()
+                .take(MAX_USERS_PER_BATCH)
+                .cloned()
+                .collect();
+            let usage = users
+                .iter()
+                .filter_map(|user| self.current.remove(user))
+                .collect();
+            self.unacknowledged = Some(ReportUsageRequest { batch_id, usage });
         }
         self.unacknowledged.as_ref()
     }
 
-    /// The control plane applied the batch.
+    /// The control plane applied the batch, or refused it as malformed (which no retry
+    /// changes).
     pub fn acknowledged(&mut self, batch_id: &str) {
         if self
             .unacknowledged
@@ -143,6 +155,18 @@ mod tests {
         let batch = buffer.next_batch().cloned().expect("batch");
         buffer.acknowledged("w-99");
         assert_eq!(buffer.next_batch(), Some(&batch));
+    }
+
+    #[test]
+    fn a_batch_carries_at_most_its_share_of_users() {
+        let mut buffer = UsageBuffer::new("w".to_owned());
+        for user in 0..MAX_USERS_PER_BATCH + 5 {
+            requests(&mut buffer, &format!("u_{user}"), 1);
+        }
+        let first = buffer.next_batch().cloned().expect("batch");
+        assert_eq!(first.usage.len(), MAX_USERS_PER_BATCH);
+        buffer.acknowledged(&first.batch_id);
+        assert_eq!(buffer.next_batch().expect("rest").usage.len(), 5);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Which buckets a request draws on: its address's, its user's, its key's and its route's,
 //! each under a subject name that every Envoy and the control plane agree on.
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use crate::access::Scopes;
 use crate::proto::{LimitLevel, LimitMode, LimitSettings, RateLimit};
 
@@ -63,8 +65,23 @@ impl RouteLimits {
     }
 }
 
-/// The address limits, counted before authentication.
-pub fn address_plan(settings: &LimitSettings, address: &str) -> Plan {
+/// The subject that counts for every address once an Envoy holds its most address buckets.
+pub const ADDRESS_OVERFLOW_SUBJECT: &str = "ip:overflow";
+
+/// The bucket an address counts against: its own for IPv4, its /64 for IPv6 (one host
+/// commonly holds a whole /64, and per-address buckets would let it make up new ones).
+pub fn address_subject(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("ip:{}/64", Ipv6Addr::from(network))
+        }
+    }
+}
+
+/// The address limits, counted before authentication, against `subject`.
+pub fn address_plan(settings: &LimitSettings, subject: String) -> Plan {
     let mut plan = Plan::default();
     // An address is only ever counted by this Envoy and its peers through `fast` syncs:
     // asking the control plane for every unauthenticated request would hand it the flood.
@@ -79,7 +96,7 @@ pub fn address_plan(settings: &LimitSettings, address: &str) -> Plan {
             limit
         })
         .collect();
-    plan.add(|| format!("ip:{address}"), &limits);
+    plan.add(|| subject.clone(), &limits);
     plan
 }
 
@@ -91,17 +108,20 @@ pub const FAILURE_TIME_STALENESS_US: i64 = 1_100_000;
 /// `now_us`, given the last failure this Envoy counted. A refused request takes nothing, so a
 /// bucket stops refusing within one emission interval (at most one window) of its last
 /// failure: after that, no address needs to be looked up at all.
+/// A `fast` share refills at 1/`envoys` of the rate, so the horizon grows with `envoys`.
 pub fn failures_may_refuse(
     settings: &LimitSettings,
     last_failure_us: Option<i64>,
     now_us: i64,
+    envoys: u32,
 ) -> bool {
     let longest_window_us = settings
         .ip
         .iter()
         .map(|limit| i64::from(limit.window_seconds) * 1_000_000)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        * i64::from(envoys.max(1));
     last_failure_us.is_some_and(|at| now_us - at <= longest_window_us + FAILURE_TIME_STALENESS_US)
 }
 
@@ -193,10 +213,21 @@ mod tests {
             ip: vec![limit(LimitLevel::Ip, 60, LimitMode::Fast)],
             ..LimitSettings::default()
         };
-        assert!(!failures_may_refuse(&settings, None, 5));
+        assert!(!failures_may_refuse(&settings, None, 5, 1));
         let longest = 60_000_000 + FAILURE_TIME_STALENESS_US;
-        assert!(failures_may_refuse(&settings, Some(0), longest));
-        assert!(!failures_may_refuse(&settings, Some(0), longest + 1));
+        assert!(failures_may_refuse(&settings, Some(0), longest, 1));
+        assert!(!failures_may_refuse(&settings, Some(0), longest + 1, 1));
+        assert!(failures_may_refuse(&settings, Some(0), longest + 1, 2));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        assert_eq!(address_subject(one), "ip:2001:db8:1:2::/64");
+        assert_eq!(address_subject(one), address_subject(other));
+        let v4: IpAddr = "192.0.2.7".parse().expect("ip");
+        assert_eq!(address_subject(v4), "ip:192.0.2.7");
     }
 
     #[test]
@@ -205,7 +236,7 @@ mod tests {
             ip: vec![limit(LimitLevel::Ip, 60, LimitMode::Exact)],
             ..LimitSettings::default()
         };
-        let plan = address_plan(&settings, "192.0.2.1");
+        let plan = address_plan(&settings, "ip:192.0.2.1".to_owned());
         assert!(plan.exact.is_empty());
         assert_eq!(plan.here[0].subject, "ip:192.0.2.1");
         assert_eq!(plan.here[0].limits[0].mode(), LimitMode::Fast);

@@ -56,11 +56,20 @@ impl Slot {
     }
 
     /// Budget this Envoy may still spend: its share at the last sync, plus its share of
-    /// the refill since, never more than a full bucket.
-    fn available_us(&self, rate: &Rate, now_us: i64) -> i64 {
+    /// the refill since, never more than its share of a full bucket. A share that has
+    /// refilled to the full share starts over from now, so idle time is not banked.
+    fn available_us(&mut self, rate: &Rate, now_us: i64) -> i64 {
         let envoys = i64::from(self.envoys.max(1));
+        let full_share = rate.tolerance_us / envoys;
         let refill = (now_us - self.synced_at_us).max(0) / envoys;
-        (self.allowance_us + refill - self.spent_us).min(rate.tolerance_us)
+        let available = self.allowance_us + refill - self.spent_us;
+        if available >= full_share {
+            self.allowance_us = full_share;
+            self.spent_us = 0;
+            self.synced_at_us = now_us;
+            return full_share;
+        }
+        available
     }
 }
 
@@ -138,6 +147,21 @@ impl SubjectState {
             }
         }
         checked
+    }
+
+    /// Returns one request to every bucket in `limits`: the request was refused elsewhere.
+    pub fn give_back(&mut self, limits: &[RateLimit]) {
+        for limit in limits {
+            let Some(rate) = Rate::of(limit) else {
+                continue;
+            };
+            let slot = self.slot_mut(limit.window_seconds);
+            slot.tat_us = slot.tat_us.saturating_sub(rate.emission_us);
+            if limit.mode() == LimitMode::Fast {
+                slot.unreported = slot.unreported.saturating_sub(1);
+                slot.spent_us = slot.spent_us.saturating_sub(rate.emission_us);
+            }
+        }
     }
 
     /// Whether one more request would pass every bucket, without taking it.
@@ -285,6 +309,29 @@ mod tests {
             62_000_000,
             2
         )));
+    }
+
+    #[test]
+    fn an_idle_share_refills_to_its_share_of_the_burst_only() {
+        let fast = limit(60, 10, LimitMode::Fast);
+        let mut state = SubjectState::default();
+        state.rebase(&fast, 0, 2, 0);
+        let an_hour_later = 3_600_000_000;
+        let admitted_then = (0..10)
+            .filter(|_| admitted(&state.admit(std::slice::from_ref(&fast), an_hour_later, 2)))
+            .count();
+        assert_eq!(admitted_then, 5);
+    }
+
+    #[test]
+    fn a_request_given_back_is_as_if_never_taken() {
+        let fast = limit(60, 2, LimitMode::Fast);
+        let mut state = SubjectState::default();
+        assert!(admitted(&state.admit(std::slice::from_ref(&fast), 0, 1)));
+        let before_second = state.clone();
+        assert!(admitted(&state.admit(std::slice::from_ref(&fast), 0, 1)));
+        state.give_back(std::slice::from_ref(&fast));
+        assert_eq!(state, before_second);
     }
 
     #[test]
