@@ -9,12 +9,12 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use tollgate_filter_core::cache::{shared_data_key, shared_user_key, CacheEntry};
 use tollgate_filter_core::callout::Lookup;
-use tollgate_filter_core::clock::unix_millis;
 use tollgate_filter_core::digest::KeyDigest;
 use tollgate_filter_core::gate::Principals;
 use tollgate_filter_core::local_cache::LocalCache;
 use tollgate_filter_core::resolved::Resolved;
 
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
 
 /// Bounds the memory one VM spends on cached principals; shared data still holds them all.
@@ -108,10 +108,6 @@ impl Principals for PrincipalCaches {
     fn with_user<R>(&self, user_id: &str, read: impl FnOnce(Option<&Resolved>) -> R) -> R {
         self.with_entry(&self.users, user_id, || shared_user_key(user_id), read)
     }
-}
-
-fn now_ms() -> i64 {
-    hostcalls::get_current_time().map_or(0, unix_millis)
 }
 
 fn read_shared(key: &str) -> Option<CacheEntry> {

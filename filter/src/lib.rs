@@ -9,6 +9,7 @@
 mod address_failures;
 mod background;
 mod caches;
+mod clock;
 mod limiter;
 mod metrics;
 mod request;

@@ -43,7 +43,7 @@ impl Context for TollgateRoot {
         match &mut self.role {
             Role::Sync(service) => service.on_answer(token_id, status_code, body),
             Role::Filter(worker) => {
-                let now_us = micros_now();
+                let now_us = crate::clock::now_us();
                 worker
                     .background
                     .on_answer(token_id, status_code, body, now_us, &worker.metrics);
@@ -76,7 +76,7 @@ impl RootContext for TollgateRoot {
                     .unwrap_or_default()
             };
             let node_id = text(vec!["node", "id"]);
-            let vm_id = format!("{node_id}-{:x}", micros_now());
+            let vm_id = format!("{node_id}-{:x}", crate::clock::now_us());
             (
                 Role::Filter(Rc::new(Worker::new(config, node_id, vm_id))),
                 FRESHNESS_TICK,
@@ -109,8 +109,4 @@ impl RootContext for TollgateRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
-}
-
-fn micros_now() -> i64 {
-    proxy_wasm::hostcalls::get_current_time().map_or(0, tollgate_filter_core::clock::unix_micros)
 }

@@ -7,10 +7,11 @@ use prost::Message;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use tollgate_filter_core::callout::{FILTER_SERVICE, WATCH_CHANGES_METHOD};
-use tollgate_filter_core::clock::unix_millis;
 use tollgate_filter_core::config::PluginConfig;
 use tollgate_filter_core::proto::{WatchChangesRequest, WatchChangesResponse};
 use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
+
+use crate::clock::now_ms;
 
 /// After a failed watch, wait this long before the next.
 const RETRY_AFTER_MS: i64 = 1000;
@@ -112,8 +113,4 @@ fn count(metric: Option<u32>) {
     if let Some(id) = metric {
         let _ = hostcalls::increment_metric(id, 1);
     }
-}
-
-fn now_ms() -> i64 {
-    hostcalls::get_current_time().map_or(0, unix_millis)
 }
