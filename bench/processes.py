@@ -77,8 +77,8 @@ class Child:
             )
         self.pid = self.process.pid
 
-    def wait_ready(self, url: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECS
+    def wait_ready(self, url: str, timeout_secs: float = READY_TIMEOUT_SECS) -> None:
+        deadline = time.monotonic() + timeout_secs
         while True:
             if self.process.poll() is not None:
                 raise SystemExit(f"bench: {self.name} exited at start-up; see {self.log_path}")
@@ -88,7 +88,7 @@ class Child:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit(f"bench: {self.name} not ready in {READY_TIMEOUT_SECS}s; see {self.log_path}")
+                raise SystemExit(f"bench: {self.name} not ready in {timeout_secs}s; see {self.log_path}")
             time.sleep(0.1)
 
     def cpu_seconds(self) -> float:
@@ -168,7 +168,16 @@ class ControlPlane:
 class Envoy:
     """One Envoy on a rendered bootstrap (`ports`: listener, admin), with `workers` worker threads."""
 
-    def __init__(self, name: str, binary: Path, config: Path, log_dir: Path, workers: int, ports: tuple[int, int]):
+    def __init__(
+        self,
+        name: str,
+        binary: Path,
+        config: Path,
+        log_dir: Path,
+        workers: int,
+        ports: tuple[int, int],
+        ready_timeout_secs: float = READY_TIMEOUT_SECS,
+    ):
         self.name, self.workers = name, workers
         self.listen_port, admin_port = ports
         argv = [
@@ -178,7 +187,7 @@ class Envoy:
             "--log-level", "warn",
         ]
         self.child = Child(name, argv, log_dir)
-        self.child.wait_ready(f"http://127.0.0.1:{admin_port}/ready")
+        self.child.wait_ready(f"http://127.0.0.1:{admin_port}/ready", ready_timeout_secs)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.listen_port}{path}"

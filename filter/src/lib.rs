@@ -10,6 +10,7 @@ mod address_failures;
 mod background;
 mod caches;
 mod clock;
+mod header_map;
 mod limiter;
 mod metrics;
 mod request;

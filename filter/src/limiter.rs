@@ -1,10 +1,17 @@
 //! Takes requests from the token buckets in Envoy's shared data, which every worker of the
-//! Envoy sees: a read, the decision, and a compare-and-swap write per subject.
+//! Envoy sees: a read, the decision, and a compare-and-swap write per subject, for one
+//! request or, while a bucket is far from empty, for a lease of several (see
+//! `tollgate_filter_core::limits::lease`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
+use tollgate_filter_core::limits::lease::{lease_size, Lease};
 use tollgate_filter_core::limits::plan::{Draw, ADDRESS_OVERFLOW_SUBJECT};
 use tollgate_filter_core::limits::state::{Checked, SubjectState};
+use tollgate_filter_core::proto::{LimitMode, RateLimit};
 
 /// Writes lost to another worker's are retried this many times, then the request passes:
 /// a bucket that busy is better served late than by refusing on contention.
@@ -21,6 +28,9 @@ pub struct Admission {
     pub checked: Vec<Checked>,
     /// The subject of the first bucket that refused.
     pub refused_by: Option<String>,
+    /// Whether shared buckets were written (else only this worker's leases were used), so
+    /// that their `fast` counts are reported at the next sync.
+    pub wrote_shared: bool,
 }
 
 fn shared_key(subject: &str) -> String {
@@ -60,10 +70,123 @@ pub fn update(subject: &str, mut change: impl FnMut(&mut SubjectState)) -> bool 
     false
 }
 
-/// Takes one request from every bucket of `draws`, or from none when any refuses.
-pub fn admit(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
+/// This worker's leases, by subject: requests taken from shared buckets ahead of need.
+#[derive(Default)]
+pub struct Limiter {
+    leases: RefCell<HashMap<String, Lease>>,
+}
+
+/// One draw as taken from the shared buckets: how many requests, and their verdicts.
+struct Taken {
+    count: u32,
+    checked: Vec<Checked>,
+}
+
+impl Limiter {
+    /// Takes one request from every bucket of `draws`, or from none when any refuses: from
+    /// this worker's lease on a subject when it has one, else from shared data, leasing a
+    /// few more while the buckets are far from empty.
+    pub fn admit(&self, draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
+        let Ok(mut leases) = self.leases.try_borrow_mut() else {
+            return take_shared(draws.iter().collect(), now_us, envoys, &mut HashMap::new());
+        };
+        let mut checked = Vec::new();
+        let mut leased = Vec::new();
+        let mut unleased = Vec::new();
+        for draw in draws {
+            let from_lease = leases
+                .get_mut(&draw.subject)
+                .and_then(|lease| lease.take(&draw.limits, now_us));
+            match from_lease {
+                Some(verdicts) => {
+                    checked.extend(verdicts);
+                    leased.push(&draw.subject);
+                }
+                None => unleased.push(draw),
+            }
+        }
+        if unleased.is_empty() {
+            return Admission {
+                admitted: true,
+                checked,
+                refused_by: None,
+                wrote_shared: false,
+            };
+        }
+        let mut admission = take_shared(unleased, now_us, envoys, &mut leases);
+        if !admission.admitted {
+            for subject in leased {
+                if let Some(lease) = leases.get_mut(subject) {
+                    lease.put_back();
+                }
+            }
+        }
+        admission.checked.extend(checked);
+        admission
+    }
+
+    /// The verdicts one more request would get, without taking it.
+    pub fn peek(&self, draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
+        let leases = self.leases.try_borrow().ok();
+        let mut checked = Vec::new();
+        let mut refused_by = None;
+        for draw in draws {
+            let leased = leases
+                .as_ref()
+                .and_then(|leases| leases.get(&draw.subject))
+                .is_some_and(|lease| lease.usable(&draw.limits, now_us));
+            if leased {
+                continue;
+            }
+            let verdicts = read(&draw.subject)
+                .0
+                .would_admit(&draw.limits, now_us, envoys);
+            if refused_by.is_none() && verdicts.iter().any(|c| !c.verdict.admitted) {
+                refused_by = Some(draw.subject.clone());
+            }
+            checked.extend(verdicts);
+        }
+        Admission {
+            admitted: refused_by.is_none(),
+            checked,
+            refused_by,
+            wrote_shared: false,
+        }
+    }
+
+    /// Settles expired leases in the shared buckets: what they gave counts as admitted, what
+    /// they did not goes back. Returns the subjects with newly admitted requests, to report.
+    pub fn settle_expired(&self, now_us: i64) -> Vec<(String, Vec<RateLimit>)> {
+        let mut admitted = Vec::new();
+        let Ok(mut leases) = self.leases.try_borrow_mut() else {
+            return admitted;
+        };
+        leases.retain(|subject, lease| {
+            if !lease.is_expired(now_us) {
+                return true;
+            }
+            let (limits, used, unused) = lease.settlement();
+            update(subject, |state| state.settle(limits, used, unused));
+            if used > 0 && limits.iter().any(|l| l.mode() == LimitMode::Fast) {
+                admitted.push((subject.clone(), limits.to_vec()));
+            }
+            false
+        });
+        admitted
+    }
+}
+
+/// Takes `draws` from shared data with compare-and-swap, all or none. A draw whose buckets
+/// have room takes a lease along (kept in `leases`), and the lease it replaces (used up or
+/// expired) is settled in the same write.
+fn take_shared(
+    draws: Vec<&Draw>,
+    now_us: i64,
+    envoys: u32,
+    leases: &mut HashMap<String, Lease>,
+) -> Admission {
     let keys: Vec<String> = draws.iter().map(|draw| shared_key(&draw.subject)).collect();
-    let mut done: Vec<Option<Vec<Checked>>> = vec![None; draws.len()];
+    let mut done: Vec<Option<Taken>> = draws.iter().map(|_| None).collect();
     for _ in 0..MAX_ATTEMPTS {
         let mut decided = Vec::new();
         for (index, draw) in draws.iter().enumerate() {
@@ -71,76 +194,95 @@ pub fn admit(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
                 continue;
             }
             let (mut state, cas) = read_key(&keys[index]);
-            let checked = state.admit(&draw.limits, now_us, envoys);
-            decided.push((index, state, cas, checked));
+            if let Some(old) = leases.get(&draw.subject) {
+                let (limits, used, unused) = old.settlement();
+                state.settle(limits, used, unused);
+            }
+            let count = lease_size(state.capacity(&draw.limits, now_us, envoys));
+            let mut checked = state.take(&draw.limits, now_us, envoys, count);
+            let mut count = count;
+            if count > 1 && checked.iter().any(|c| !c.verdict.admitted) {
+                count = 1;
+                checked = state.take(&draw.limits, now_us, envoys, 1);
+            }
+            if checked.iter().all(|c| c.verdict.admitted) {
+                match count {
+                    1 => state.count_admitted(&draw.limits, 1),
+                    leased => state.lease_out(&draw.limits, leased),
+                }
+            }
+            decided.push((index, state, cas, Taken { count, checked }));
         }
         let refused_by = decided
             .iter()
-            .find(|(_, _, _, checked)| checked.iter().any(|c| !c.verdict.admitted))
+            .find(|(_, _, _, taken)| taken.checked.iter().any(|c| !c.verdict.admitted))
             .map(|(index, _, _, _)| draws[*index].subject.clone());
         if refused_by.is_some() {
             // Buckets written in an earlier attempt took the request: they get it back.
-            for (index, _) in done.iter().enumerate().filter(|(_, done)| done.is_some()) {
-                give_back(&draws[index]);
+            for (index, taken) in done.iter().enumerate() {
+                if let Some(taken) = taken {
+                    let draw = draws[index];
+                    leases.remove(&draw.subject);
+                    update(&draw.subject, |state| match taken.count {
+                        1 => state.give_back(&draw.limits),
+                        count => state.settle(&draw.limits, 0, count),
+                    });
+                }
             }
             let checked = done
                 .into_iter()
                 .flatten()
-                .flatten()
-                .chain(decided.into_iter().flat_map(|(_, _, _, checked)| checked))
+                .chain(decided.into_iter().map(|(_, _, _, taken)| taken))
+                .flat_map(|taken| taken.checked)
                 .collect();
             return Admission {
                 admitted: false,
                 checked,
                 refused_by,
+                wrote_shared: false,
             };
         }
         let mut lost = false;
-        for (index, state, cas, checked) in decided {
+        for (index, state, cas, taken) in decided {
             let written = hostcalls::set_shared_data(&keys[index], Some(&state.to_bytes()), cas);
             match written {
                 Err(Status::CasMismatch) => lost = true,
                 Err(status) => {
                     log::warn!("could not write a rate-limit bucket: {status:?}");
-                    done[index] = Some(checked);
+                    done[index] = Some(taken);
                 }
-                Ok(()) => done[index] = Some(checked),
+                Ok(()) => done[index] = Some(taken),
             }
         }
         if !lost {
             break;
         }
     }
+    let mut checked = Vec::new();
+    for (draw, taken) in draws.iter().zip(done) {
+        let Some(taken) = taken else {
+            continue;
+        };
+        leases.remove(&draw.subject);
+        if taken.count == 1 {
+            checked.extend(taken.checked);
+            continue;
+        }
+        let mut lease = Lease::new(&draw.limits, taken.count, taken.checked, now_us);
+        checked.extend(lease.take(&draw.limits, now_us).unwrap_or_default());
+        leases.insert(draw.subject.clone(), lease);
+    }
     Admission {
         admitted: true,
-        checked: done.into_iter().flatten().flatten().collect(),
+        checked,
         refused_by: None,
+        wrote_shared: true,
     }
 }
 
 /// Returns one request to the draw's buckets after it was refused elsewhere.
 pub fn give_back(draw: &Draw) {
     update(&draw.subject, |state| state.give_back(&draw.limits));
-}
-
-/// The verdicts one more request would get, without taking it.
-pub fn peek(draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
-    let mut checked = Vec::new();
-    let mut refused_by = None;
-    for draw in draws {
-        let verdicts = read(&draw.subject)
-            .0
-            .would_admit(&draw.limits, now_us, envoys);
-        if refused_by.is_none() && verdicts.iter().any(|c| !c.verdict.admitted) {
-            refused_by = Some(draw.subject.clone());
-        }
-        checked.extend(verdicts);
-    }
-    Admission {
-        admitted: refused_by.is_none(),
-        checked,
-        refused_by,
-    }
 }
 
 /// The bucket a failed authentication from `subject`'s address is counted in: its own when it

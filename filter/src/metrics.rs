@@ -1,4 +1,9 @@
 //! The filter's counters and histograms, in Envoy's stats (`/stats/prometheus`).
+//!
+//! Counters add up in the VM and reach Envoy on the worker's tick, in one host call per
+//! counter that moved, instead of one host call per request and counter.
+
+use std::cell::Cell;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -26,95 +31,145 @@ pub const LIMIT_LEVELS: [&str; 4] = ["ip", "user", "key", "route"];
 
 /// Metric ids, defined once per VM. A metric the host refused to define is skipped.
 pub struct Metrics {
-    allowed_api_key: Option<u32>,
-    allowed_session: Option<u32>,
-    allowed_unverified: Option<u32>,
-    denied: Vec<(&'static str, Option<u32>)>,
-    local_hits: Option<u32>,
-    shared_hits: Option<u32>,
-    misses: Option<u32>,
-    lookup_failures: Option<u32>,
+    allowed_api_key: Counter,
+    allowed_session: Counter,
+    allowed_unverified: Counter,
+    denied: Vec<(&'static str, Counter)>,
+    local_hits: Counter,
+    shared_hits: Counter,
+    misses: Counter,
+    lookup_failures: Counter,
     lookup_latency_ms: Option<u32>,
-    dual_credentials: Option<u32>,
-    rate_limited: Vec<(&'static str, Option<u32>)>,
-    limit_sync_failures: Option<u32>,
+    dual_credentials: Counter,
+    rate_limited: Vec<(&'static str, Counter)>,
+    limit_sync_failures: Counter,
     limits_degraded: Option<u32>,
-    usage_report_failures: Option<u32>,
+    usage_report_failures: Counter,
 }
 
-fn counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
+/// A counter's id in Envoy and what it gained since the last flush.
+struct Counter {
+    id: Option<u32>,
+    pending: Cell<u64>,
 }
 
-fn add(metric: Option<u32>) {
-    if let Some(id) = metric {
-        let _ = hostcalls::increment_metric(id, 1);
+impl Counter {
+    fn define(name: &str) -> Self {
+        Self {
+            id: hostcalls::define_metric(MetricType::Counter, name).ok(),
+            pending: Cell::new(0),
+        }
+    }
+
+    fn add(&self) {
+        self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    fn flush(&self) {
+        let (Some(id), pending) = (self.id, self.pending.take()) else {
+            return;
+        };
+        if pending > 0 {
+            if let Err(status) =
+                hostcalls::increment_metric(id, i64::try_from(pending).unwrap_or(i64::MAX))
+            {
+                log::warn!("could not update a metric: {status:?}");
+            }
+        }
     }
 }
 
 impl Metrics {
     pub fn define() -> Self {
         Self {
-            allowed_api_key: counter("tollgate.requests.allowed.api_key"),
-            allowed_session: counter("tollgate.requests.allowed.session"),
-            allowed_unverified: counter("tollgate.requests.allowed.unverified"),
+            allowed_api_key: Counter::define("tollgate.requests.allowed.api_key"),
+            allowed_session: Counter::define("tollgate.requests.allowed.session"),
+            allowed_unverified: Counter::define("tollgate.requests.allowed.unverified"),
             denied: DENIAL_CODES
                 .iter()
-                .map(|code| (*code, counter(&format!("tollgate.requests.denied.{code}"))))
+                .map(|code| {
+                    let name = format!("tollgate.requests.denied.{code}");
+                    (*code, Counter::define(&name))
+                })
                 .collect(),
-            local_hits: counter("tollgate.cache.local_hits"),
-            shared_hits: counter("tollgate.cache.shared_hits"),
-            misses: counter("tollgate.cache.misses"),
-            lookup_failures: counter("tollgate.lookups.failed"),
+            local_hits: Counter::define("tollgate.cache.local_hits"),
+            shared_hits: Counter::define("tollgate.cache.shared_hits"),
+            misses: Counter::define("tollgate.cache.misses"),
+            lookup_failures: Counter::define("tollgate.lookups.failed"),
             lookup_latency_ms: hostcalls::define_metric(
                 MetricType::Histogram,
                 "tollgate.lookups.latency_ms",
             )
             .ok(),
-            dual_credentials: counter("tollgate.requests.dual_credentials"),
+            dual_credentials: Counter::define("tollgate.requests.dual_credentials"),
             rate_limited: LIMIT_LEVELS
                 .iter()
-                .map(|level| (*level, counter(&format!("tollgate.rate_limited.{level}"))))
+                .map(|level| {
+                    let name = format!("tollgate.rate_limited.{level}");
+                    (*level, Counter::define(&name))
+                })
                 .collect(),
-            limit_sync_failures: counter("tollgate.limits.sync_failures"),
+            limit_sync_failures: Counter::define("tollgate.limits.sync_failures"),
             limits_degraded: hostcalls::define_metric(
                 MetricType::Gauge,
                 "tollgate.limits.degraded",
             )
             .ok(),
-            usage_report_failures: counter("tollgate.usage.report_failures"),
+            usage_report_failures: Counter::define("tollgate.usage.report_failures"),
         }
+    }
+
+    /// Hands what the counters gained since the last flush to Envoy.
+    pub fn flush(&self) {
+        let singles = [
+            &self.allowed_api_key,
+            &self.allowed_session,
+            &self.allowed_unverified,
+            &self.local_hits,
+            &self.shared_hits,
+            &self.misses,
+            &self.lookup_failures,
+            &self.dual_credentials,
+            &self.limit_sync_failures,
+            &self.usage_report_failures,
+        ];
+        let labelled = self.denied.iter().chain(&self.rate_limited);
+        singles
+            .into_iter()
+            .chain(labelled.map(|(_, counter)| counter))
+            .for_each(Counter::flush);
     }
 
     pub fn allowed(&self, method: tollgate_filter_core::decision::AuthMethod) {
         use tollgate_filter_core::decision::AuthMethod;
-        add(match method {
-            AuthMethod::ApiKey => self.allowed_api_key,
-            AuthMethod::Session => self.allowed_session,
-            AuthMethod::Unverified => self.allowed_unverified,
-        });
+        match method {
+            AuthMethod::ApiKey => &self.allowed_api_key,
+            AuthMethod::Session => &self.allowed_session,
+            AuthMethod::Unverified => &self.allowed_unverified,
+        }
+        .add();
     }
 
     pub fn denied(&self, code: &str) {
-        if let Some((_, id)) = self.denied.iter().find(|(known, _)| *known == code) {
-            add(*id);
+        if let Some((_, counter)) = self.denied.iter().find(|(known, _)| *known == code) {
+            counter.add();
         }
     }
 
     pub fn local_hit(&self) {
-        add(self.local_hits);
+        self.local_hits.add();
     }
 
     pub fn shared_hit(&self) {
-        add(self.shared_hits);
+        self.shared_hits.add();
     }
 
     pub fn miss(&self) {
-        add(self.misses);
+        self.misses.add();
     }
 
     pub fn lookup_failed(&self) {
-        add(self.lookup_failures);
+        self.lookup_failures.add();
     }
 
     pub fn lookup_took(&self, millis: u64) {
@@ -124,17 +179,17 @@ impl Metrics {
     }
 
     pub fn dual_credentials(&self) {
-        add(self.dual_credentials);
+        self.dual_credentials.add();
     }
 
     pub fn rate_limited(&self, level: &str) {
-        if let Some((_, id)) = self.rate_limited.iter().find(|(known, _)| *known == level) {
-            add(*id);
+        if let Some((_, counter)) = self.rate_limited.iter().find(|(known, _)| *known == level) {
+            counter.add();
         }
     }
 
     pub fn limit_sync_failed(&self) {
-        add(self.limit_sync_failures);
+        self.limit_sync_failures.add();
     }
 
     /// 1 while `fast` limits run on local shares because the control plane cannot be synced.
@@ -145,6 +200,6 @@ impl Metrics {
     }
 
     pub fn usage_report_failed(&self) {
-        add(self.usage_report_failures);
+        self.usage_report_failures.add();
     }
 }

@@ -11,21 +11,24 @@ use tollgate_filter_core::clock::unix_micros;
 use tollgate_filter_core::credential::{
     extract, without_session_cookie, CredentialError, CredentialSource, Presented,
 };
-use tollgate_filter_core::decision::{AuthMethod, Decision};
+use tollgate_filter_core::decision::{AuthMethod, Decision, AUTH_METHOD_HEADER};
 use tollgate_filter_core::error_body::{error_body, quota_exceeded_body};
-use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage, ROUTE_GROUP_HEADER};
+use tollgate_filter_core::gate::{client_address, Gate, RequestFacts, Stage};
+use tollgate_filter_core::header_pairs::parse_pairs;
 use tollgate_filter_core::hygiene::headers_to_remove;
 use tollgate_filter_core::limits::bucket::Rate;
 use tollgate_filter_core::limits::plan::{
     address_plan, address_subject, failures_may_refuse, Draw, Plan,
 };
 use tollgate_filter_core::limits::state::Checked;
-use tollgate_filter_core::limits::{rate_limit_headers, retry_after_secs};
+use tollgate_filter_core::limits::{retry_after_secs, RateLimitFigures};
 use tollgate_filter_core::proto::{
     BucketRef, CheckLimitsRequest, CheckLimitsResponse, LimitMode, UsageDelta,
 };
-use tollgate_filter_core::usage::metered_size;
+use tollgate_filter_core::resolved::ROUTE_GROUP_HEADER;
+use tollgate_filter_core::usage::{charge_for, header_bytes, Charge};
 
+use crate::header_map;
 use crate::limiter::{self, Admission};
 use crate::worker::Worker;
 
@@ -47,9 +50,9 @@ enum Pending {
 
 /// An authenticated request on its way to the upstream.
 struct Allowed {
-    set_headers: Vec<(String, String)>,
+    set_headers: Rc<[(String, String)]>,
     auth_method: AuthMethod,
-    user_id: String,
+    user_id: Rc<str>,
     /// Verdicts of the buckets counted here, for the `X-RateLimit-*` headers.
     checked: Vec<Checked>,
 }
@@ -61,8 +64,6 @@ pub struct TollgateRequest {
     method: String,
     path: String,
     forwarded_for: Vec<u8>,
-    /// The request headers as received, rewritten in one host call when the request is allowed.
-    headers: Vec<(String, Vec<u8>)>,
     /// Client headers to strip if the request is allowed.
     headers_to_remove: Vec<String>,
     /// The `Cookie` header to forward instead of the client's, without the session cookie;
@@ -73,15 +74,17 @@ pub struct TollgateRequest {
     /// The client's address, worked out once.
     client: Option<Result<IpAddr, Decision>>,
     /// The `X-RateLimit-*` headers for the response.
-    rate_limit_headers: Option<[(&'static str, String); 3]>,
+    rate_limit_figures: Option<RateLimitFigures>,
     /// The user the upstream's answer is charged to; empty when nobody is.
-    charged_user: String,
+    charged_user: Rc<str>,
     /// Whether the request went to the upstream (else the filter answered it).
     forwarded: bool,
+    /// Whether the answer counts against the user, as its headers showed; `None` until they come.
+    charge: Option<Charge>,
     storage_bytes: i64,
-    /// Metered sizes known from the headers; `None` asks Envoy at the end.
-    request_bytes: Option<u64>,
-    response_bytes: Option<u64>,
+    /// Metered sizes: headers, then every body chunk as it passes.
+    request_bytes: u64,
+    response_bytes: u64,
     /// Envoy's clock when the current callback started, in Unix microseconds.
     now_us: i64,
 }
@@ -94,17 +97,17 @@ impl TollgateRequest {
             method: String::new(),
             path: String::new(),
             forwarded_for: Vec::new(),
-            headers: Vec::new(),
             headers_to_remove: Vec::new(),
             cookie_rewrite: None,
             pending: None,
             client: None,
-            rate_limit_headers: None,
-            charged_user: String::new(),
+            rate_limit_figures: None,
+            charged_user: Rc::from(""),
             forwarded: false,
+            charge: None,
             storage_bytes: 0,
-            request_bytes: None,
-            response_bytes: None,
+            request_bytes: 0,
+            response_bytes: 0,
             now_us: 0,
         }
     }
@@ -209,14 +212,11 @@ impl TollgateRequest {
     /// Answers the client directly, with the `X-RateLimit-*` headers known so far.
     fn refuse(&mut self, status: u32, body: String, extra: Vec<(&str, String)>) -> Action {
         let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-        let rate_limit_headers = self.rate_limit_headers.take();
-        headers.extend(
-            rate_limit_headers
-                .iter()
-                .flatten()
-                .chain(&extra)
-                .map(|(name, value)| (*name, value.as_str())),
-        );
+        let mut digits = Default::default();
+        if let Some(figures) = self.rate_limit_figures.take() {
+            headers.extend(figures.headers(&mut digits));
+        }
+        headers.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
         self.send_http_response(status, headers, Some(body.as_bytes()));
         Action::Pause
     }
@@ -251,13 +251,13 @@ impl TollgateRequest {
         drop(freshness);
         let envoys = self.worker.background.envoys();
         let admission = if counts_every_request {
-            let admission = limiter::admit(&plan.here, self.now_us(), envoys);
-            if admission.admitted {
+            let admission = self.worker.limiter.admit(&plan.here, self.now_us(), envoys);
+            if admission.wrote_shared {
                 self.touched(&plan.here);
             }
             admission
         } else {
-            limiter::peek(&plan.here, self.now_us(), envoys)
+            self.worker.limiter.peek(&plan.here, self.now_us(), envoys)
         };
         (!admission.admitted).then_some(admission)
     }
@@ -274,13 +274,16 @@ impl TollgateRequest {
             let address = self.client_ip().ok()?;
             address_plan(settings, limiter::address_bucket(address_subject(address)))
         };
-        let admission = limiter::admit(&plan.here, self.now_us(), self.worker.background.envoys());
+        let envoys = self.worker.background.envoys();
+        let admission = self.worker.limiter.admit(&plan.here, self.now_us(), envoys);
         self.worker.address_failures.counted(self.now_us());
-        self.touched(&plan.here);
+        if admission.wrote_shared {
+            self.touched(&plan.here);
+        }
         if !admission.admitted {
             return Some(admission);
         }
-        self.rate_limit_headers = rate_limit_headers(&admission.checked, self.now_us());
+        self.rate_limit_figures = RateLimitFigures::of(&admission.checked, self.now_us());
         None
     }
 
@@ -309,7 +312,7 @@ impl TollgateRequest {
             }
         }
         let retry_after = retry_after_secs(&admission.checked);
-        self.rate_limit_headers = rate_limit_headers(&admission.checked, self.now_us());
+        self.rate_limit_figures = RateLimitFigures::of(&admission.checked, self.now_us());
         self.refuse(
             429,
             error_body("rate_limited", "rate limit exceeded; retry later"),
@@ -321,12 +324,17 @@ impl TollgateRequest {
     /// about its `exact` limits.
     fn admit(&mut self, mut allowed: Allowed, limits: &Plan) -> Action {
         if !limits.here.is_empty() {
-            let admission =
-                limiter::admit(&limits.here, self.now_us(), self.worker.background.envoys());
+            let envoys = self.worker.background.envoys();
+            let admission = self
+                .worker
+                .limiter
+                .admit(&limits.here, self.now_us(), envoys);
             if !admission.admitted {
                 return self.rate_limited(&admission, &allowed.user_id);
             }
-            self.touched(&limits.here);
+            if admission.wrote_shared {
+                self.touched(&limits.here);
+            }
             allowed.checked = admission.checked;
         }
         if limits.exact.is_empty() {
@@ -401,6 +409,7 @@ impl TollgateRequest {
                 admitted: false,
                 refused_by: buckets.first().map(|b| b.subject.clone()),
                 checked,
+                wrote_shared: false,
             };
             let user_id = std::mem::take(&mut allowed.user_id);
             return self.rate_limited(&admission, &user_id);
@@ -436,8 +445,8 @@ impl TollgateRequest {
     /// Sends the request on with its identity headers and remembers what the answer needs.
     fn forward(&mut self, allowed: Allowed) {
         self.worker.metrics.allowed(allowed.auth_method);
-        self.forward_with(&allowed.set_headers);
-        self.rate_limit_headers = rate_limit_headers(&allowed.checked, self.now_us());
+        self.forward_with(&allowed.set_headers, allowed.auth_method);
+        self.rate_limit_figures = RateLimitFigures::of(&allowed.checked, self.now_us());
         self.charged_user = allowed.user_id;
         self.forwarded = true;
         // The route depends on x-tollgate-route-group: when it was set, or a client's
@@ -457,28 +466,20 @@ impl TollgateRequest {
         }
     }
 
-    /// Replaces the request's headers in one host call: the client's credential and
-    /// `x-tollgate-*` headers out, the identity headers in, the session cookie cut.
-    fn forward_with(&mut self, set_headers: &[(String, String)]) {
-        let cookie_rewrite = self.cookie_rewrite.take();
-        let mut headers = std::mem::take(&mut self.headers);
-        headers.retain(|(name, _)| {
-            let replaced = cookie_rewrite.is_some() && name.eq_ignore_ascii_case("cookie");
-            !replaced && !self.headers_to_remove.iter().any(|removed| removed == name)
-        });
-        if let Some(Some(cookie)) = cookie_rewrite {
-            headers.push(("cookie".to_owned(), cookie.into_bytes()));
+    /// Rewrites the request's headers in place: the client's credential and `x-tollgate-*`
+    /// headers out, the session cookie cut, the identity headers in. Each is one host call
+    /// that returns nothing, far cheaper than replacing the whole map.
+    fn forward_with(&mut self, set_headers: &[(String, String)], auth_method: AuthMethod) {
+        for name in &self.headers_to_remove {
+            self.set_http_request_header(name, None);
         }
-        let forwarded: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_slice()))
-            .chain(
-                set_headers
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_bytes())),
-            )
-            .collect();
-        self.set_http_request_headers_bytes(forwarded);
+        if let Some(cookie) = self.cookie_rewrite.take() {
+            self.set_http_request_header("cookie", cookie.as_deref());
+        }
+        for (name, value) in set_headers {
+            self.add_http_request_header(name, value);
+        }
+        self.add_http_request_header(AUTH_METHOD_HEADER, auth_method.as_str());
     }
 
     fn start_lookup(&mut self, lookup: Lookup) -> Action {
@@ -508,10 +509,11 @@ impl TollgateRequest {
         }
     }
 
-    fn read_request(&mut self, end_of_stream: bool) {
+    fn read_request(&mut self) {
         // Bytes, not strings: a header value that is not UTF-8 must be refused, not trap the VM.
-        let headers = self.get_http_request_headers_bytes();
-        self.request_bytes = metered_size(&headers, end_of_stream);
+        let block = header_map::request_headers();
+        let headers = parse_pairs(&block);
+        self.request_bytes = header_bytes(&headers);
         self.presented = extract(&headers, self.worker.config.max_credential_bytes);
         let credential_source = match &self.presented {
             Ok(Presented::ApiKey(key)) => Some(key.source),
@@ -545,20 +547,22 @@ impl TollgateRequest {
         let text = |name: &str| {
             headers
                 .iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| *n == name)
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
                 .unwrap_or_default()
                 .to_owned()
         };
         self.method = text(":method");
         self.path = text(":path");
-        let forwarded_for: Vec<&[u8]> = headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(FORWARDED_FOR_HEADER))
-            .map(|(_, v)| v.as_slice())
-            .collect();
-        self.forwarded_for = forwarded_for.join(&b", "[..]);
-        self.headers = headers;
+        // Only a trusted proxy's X-Forwarded-For names the client.
+        if self.worker.config.trusted_hops > 0 {
+            let forwarded_for: Vec<&[u8]> = headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(FORWARDED_FOR_HEADER))
+                .map(|(_, v)| *v)
+                .collect();
+            self.forwarded_for = forwarded_for.join(&b", "[..]);
+        }
     }
 }
 
@@ -607,9 +611,9 @@ impl Context for TollgateRequest {
 }
 
 impl HttpContext for TollgateRequest {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.tick_clock();
-        self.read_request(end_of_stream);
+        self.read_request();
         if matches!(self.presented, Ok(Presented::Session { .. })) {
             // Until the first tick after the keys arrive, look for them on the spot.
             self.worker.load_session_keys_if_missing();
@@ -621,45 +625,44 @@ impl HttpContext for TollgateRequest {
         self.apply(decision)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let rate_limit_headers = self.rate_limit_headers.take();
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        self.request_bytes = self.request_bytes.saturating_add(body_size as u64);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let rate_limit_figures = self.rate_limit_figures.take();
         if !self.forwarded {
             return Action::Continue;
         }
-        // Read and, when something changes, written back in one host call each: the
-        // upstream's storage report out, the gateway's rate-limit figures in (instead of any
-        // the upstream sent).
-        let mut headers = self.get_http_response_headers_bytes();
-        self.response_bytes = metered_size(&headers, end_of_stream);
-        let mut storage_reported = false;
-        if let Some((_, reported)) = headers.iter().find(|(name, _)| name == STORAGE_HEADER) {
-            storage_reported = true;
+        let block = header_map::response_headers();
+        let headers = parse_pairs(&block);
+        self.response_bytes = header_bytes(&headers);
+        self.charge = Some(charge_for(&headers));
+        let sent = |wanted: &str| headers.iter().find(|(name, _)| *name == wanted);
+        // The upstream's storage report goes to the meter, not to the client.
+        if let Some((_, reported)) = sent(STORAGE_HEADER) {
             self.storage_bytes = std::str::from_utf8(reported)
                 .ok()
                 .and_then(|text| text.trim().parse().ok())
                 .unwrap_or(0);
+            self.set_http_response_header(STORAGE_HEADER, None);
         }
-        if rate_limit_headers.is_none() && !storage_reported {
-            return Action::Continue;
+        // The gateway's rate-limit figures, instead of any the upstream sent.
+        let mut digits = Default::default();
+        let rate_limit_headers = rate_limit_figures.map(|figures| figures.headers(&mut digits));
+        for (name, value) in rate_limit_headers.iter().flatten() {
+            if sent(name).is_some() {
+                self.set_http_response_header(name, Some(value));
+            } else {
+                self.add_http_response_header(name, value);
+            }
         }
-        headers.retain(|(name, _)| {
-            name != STORAGE_HEADER
-                && !rate_limit_headers
-                    .iter()
-                    .flatten()
-                    .any(|(limit_header, _)| limit_header == name)
-        });
-        let forwarded: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_slice()))
-            .chain(
-                rate_limit_headers
-                    .iter()
-                    .flatten()
-                    .map(|(name, value)| (*name, value.as_bytes())),
-            )
-            .collect();
-        self.set_http_response_headers_bytes(forwarded);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        self.response_bytes = self.response_bytes.saturating_add(body_size as u64);
         Action::Continue
     }
 
@@ -667,23 +670,15 @@ impl HttpContext for TollgateRequest {
         if self.charged_user.is_empty() {
             return;
         }
-        // Only answers of the upstream count: Envoy's own (no upstream, timeouts) do not.
-        let via_upstream = self
-            .get_property(vec!["response", "code_details"])
-            .is_some_and(|details| details == b"via_upstream");
-        if !via_upstream {
+        // Without response headers (the stream ended first), Envoy is asked too.
+        let counts = self.charge == Some(Charge::Yes)
+            || self
+                .get_property(vec!["response", "code_details"])
+                .is_some_and(|details| details == b"via_upstream");
+        if !counts {
             return;
         }
-        // Streamed bodies are measured by Envoy; header sizes are then Envoy's too.
-        let size = |known: Option<u64>, path: Vec<&str>| {
-            known.unwrap_or_else(|| {
-                self.get_property(path)
-                    .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-                    .map_or(0, u64::from_le_bytes)
-            })
-        };
-        let bytes = size(self.request_bytes, vec!["request", "total_size"])
-            .saturating_add(size(self.response_bytes, vec!["response", "total_size"]));
+        let bytes = self.request_bytes.saturating_add(self.response_bytes);
         let storage_bytes = self.storage_bytes;
         if let Ok(mut usage) = self.worker.background.usage.try_borrow_mut() {
             usage.record(&self.charged_user, |delta| {

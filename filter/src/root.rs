@@ -92,7 +92,12 @@ impl RootContext for TollgateRoot {
             Role::Filter(worker) => {
                 worker.refresh_freshness();
                 worker.address_failures.refresh();
+                let settled = worker.limiter.settle_expired(crate::clock::now_us());
+                for (subject, limits) in settled {
+                    worker.background.touched(&subject, &limits);
+                }
                 worker.background.tick(&worker.config, &worker.metrics);
+                worker.metrics.flush();
             }
             Role::Sync(service) => service.tick(),
             Role::Unconfigured => {}

@@ -14,6 +14,7 @@ use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
 use crate::address_failures::AddressFailures;
 use crate::background::Background;
 use crate::caches::PrincipalCaches;
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 
 /// Bounds the memory one VM spends on verified session tokens.
@@ -28,6 +29,7 @@ pub struct Worker {
     pub tokens: RefCell<VerifiedTokens>,
     pub metrics: Rc<Metrics>,
     pub background: Background,
+    pub limiter: Limiter,
     pub address_failures: AddressFailures,
     /// The shared-data version of the sync state last read, to skip unchanged reads.
     seen_sync_version: Cell<Option<u32>>,
@@ -48,6 +50,7 @@ impl Worker {
             tokens: RefCell::new(VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY)),
             metrics,
             background: Background::new(node_id, vm_id),
+            limiter: Limiter::default(),
             address_failures: AddressFailures::default(),
             seen_sync_version: Cell::new(None),
             config,

@@ -184,7 +184,11 @@ fn cached_principals_serve_past_their_ttl_while_the_control_plane_is_away() {
     std::thread::sleep(Duration::from_millis(1500));
     let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
     assert_eq!(answer.status, 200, "stale entry refused: {}", answer.text);
-    assert!(gateway.envoy.stat("wasmcustom.tollgate.lookups.failed") >= 1);
+    gateway.envoy.wait_for_stat(
+        "wasmcustom.tollgate.lookups.failed",
+        1,
+        Duration::from_secs(2),
+    );
 }
 
 #[test]

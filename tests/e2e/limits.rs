@@ -1,6 +1,8 @@
 //! Rate limits through Envoy: each level refuses with 429 and the `X-RateLimit-*` headers,
 //! and a refused request never reaches the upstream.
 
+use std::time::Duration;
+
 use serde_json::json;
 use tollgate_e2e::http::Answer;
 use tollgate_e2e::{ControlPlaneOptions, Envoy, EnvoyOptions, Gateway};
@@ -69,12 +71,10 @@ fn a_user_limit_admits_its_burst_then_refuses_with_429_and_headers() {
     );
     assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
     assert_eq!(gateway.envoy.upstream_requests(), upstream_before);
-    assert!(
-        gateway
-            .envoy
-            .prometheus()
-            .contains("tollgate_rate_limited_user"),
-        "the refusal is counted by level"
+    gateway.envoy.wait_for_stat(
+        "wasmcustom.tollgate.rate_limited.user",
+        1,
+        Duration::from_secs(2),
     );
 }
 
@@ -230,7 +230,7 @@ fn two_envoys_share_one_exact_limit() {
     second.wait_for_stat(
         "cluster.tollgate_pool_default.membership_total",
         2,
-        std::time::Duration::from_secs(10),
+        Duration::from_secs(10),
     );
     let user = cp.create_user_with(json!({
         "username": "shared",
@@ -265,9 +265,33 @@ fn fast_limits_admit_locally_and_sync_in_the_background() {
     let synced = std::time::Instant::now();
     while cp.metric("tollgate_limit_syncs_total", "") < 1.0 {
         assert!(
-            synced.elapsed() < std::time::Duration::from_secs(5),
+            synced.elapsed() < Duration::from_secs(5),
             "no sync reached the control plane"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+#[test]
+fn leases_spread_over_workers_never_admit_more_than_the_limit() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "leased",
+        "rate_limits": {"requests_per_hour": 200, "mode": "local"},
+    }));
+    let (_, key) = cp.create_key(&user);
+    let admitted = |statuses: &[u16]| statuses.iter().filter(|status| **status == 200).count();
+
+    let first = statuses(&gateway.envoy, &key, 200);
+    assert!(
+        admitted(&first) >= 195,
+        "only {} of the first 200 admitted: {first:?}",
+        admitted(&first)
+    );
+    // What a worker leased and did not use goes back to the bucket within a tick.
+    std::thread::sleep(Duration::from_millis(500));
+    let rest = statuses(&gateway.envoy, &key, 20);
+    assert_eq!(admitted(&first) + admitted(&rest), 200, "{rest:?}");
+    assert_eq!(rest.last(), Some(&429));
 }

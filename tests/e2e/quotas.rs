@@ -202,3 +202,32 @@ fn a_redis_restart_loses_no_quota_usage() {
     send(10);
     wait_for_usage(cp, &user, "monthly_requests", "used", 30.0);
 }
+
+#[test]
+fn envoys_own_errors_are_not_charged() {
+    let mut gateway = Gateway::start();
+    let user = gateway.control_plane.create_user_with(json!({
+        "username": "unlucky",
+        "quotas": {"monthly_requests": 100},
+    }));
+    let (_, key) = gateway.control_plane.create_key(&user);
+    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    wait_for_usage(
+        &gateway.control_plane,
+        &user,
+        "monthly_requests",
+        "used",
+        1.0,
+    );
+
+    gateway.upstream_a.stop();
+    gateway.upstream_b.stop();
+    for _ in 0..3 {
+        let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+        assert_eq!(answer.status, 503, "{}", answer.text);
+    }
+    // Two report intervals: anything counted would have arrived.
+    std::thread::sleep(Duration::from_secs(2));
+    let used = &quota(&gateway.control_plane, &user, "monthly_requests")["used"];
+    assert_eq!(used, 1, "Envoy's own 503s were charged");
+}

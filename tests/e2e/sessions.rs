@@ -31,12 +31,11 @@ fn a_session_token_reaches_the_upstream_as_its_user() {
         seen.get("authorization").is_none(),
         "the token reached the upstream"
     );
-    assert_eq!(
-        gateway
-            .envoy
-            .stat("wasmcustom.tollgate.requests.allowed.session"),
-        1
-    );
+    let counted = "wasmcustom.tollgate.requests.allowed.session";
+    gateway
+        .envoy
+        .wait_for_stat(counted, 1, Duration::from_secs(2));
+    assert_eq!(gateway.envoy.stat(counted), 1);
 }
 
 #[test]
@@ -55,12 +54,11 @@ fn a_session_wins_over_an_api_key_and_the_pair_is_counted() {
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.body["headers"]["x-tollgate-auth-method"], "session");
     assert!(answer.body["headers"].get("x-api-key").is_none());
-    assert_eq!(
-        gateway
-            .envoy
-            .stat("wasmcustom.tollgate.requests.dual_credentials"),
-        1
-    );
+    let counted = "wasmcustom.tollgate.requests.dual_credentials";
+    gateway
+        .envoy
+        .wait_for_stat(counted, 1, Duration::from_secs(2));
+    assert_eq!(gateway.envoy.stat(counted), 1);
 }
 
 #[test]

@@ -167,18 +167,6 @@ impl Envoy {
         self.stat("cluster.tollgate_pool_default.upstream_rq_total")
     }
 
-    /// Envoy's Prometheus text.
-    pub fn prometheus(&self) -> String {
-        client()
-            .get(format!(
-                "http://127.0.0.1:{}/stats/prometheus",
-                self.admin_port
-            ))
-            .send()
-            .and_then(|r| r.text())
-            .unwrap_or_default()
-    }
-
     /// Repeats `request` until `done` holds for its answer; returns how long that took.
     /// Panics after `limit`.
     pub fn until(

@@ -1,7 +1,12 @@
 //! What happens to a request: forwarded with identity headers, refused, or paused for a lookup.
 
+use std::rc::Rc;
+
 use crate::callout::Lookup;
 use crate::limits::plan::Plan;
+
+/// The header that tells the upstream how the request was authenticated.
+pub const AUTH_METHOD_HEADER: &str = "x-tollgate-auth-method";
 
 /// How an allowed request was authenticated; the value of `x-tollgate-auth-method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +33,14 @@ pub enum Decision {
     /// Forward the request with these headers set (after the client's credential and
     /// `x-tollgate-*` headers are removed).
     Allow {
-        /// Identity headers for the upstream, as (lowercase name, value).
-        set_headers: Vec<(String, String)>,
+        /// Identity headers for the upstream, as (lowercase name, value); the auth method
+        /// goes along as [`AUTH_METHOD_HEADER`].
+        set_headers: Rc<[(String, String)]>,
         auth_method: AuthMethod,
         /// The user whose quotas the request counts against; empty when unverified.
-        user_id: String,
+        user_id: Rc<str>,
         /// The rate limits the request draws on.
-        limits: Plan,
+        limits: Rc<Plan>,
     },
     /// Refuse with 402: the user has used up `quota` until `resets_at` (Unix seconds; 0 for a
     /// quota that does not reset by itself).

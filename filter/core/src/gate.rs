@@ -2,6 +2,7 @@
 //! and the failure policy. Pure: the host's caches come in through [`Principals`].
 
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use crate::access::{client_ip, Scopes};
 use crate::callout::Lookup;
@@ -13,18 +14,11 @@ use crate::decision::{
 };
 use crate::digest::KeyDigest;
 use crate::freshness::Freshness;
-use crate::limits::plan::{principal_plan, Plan};
-use crate::proto::{ExhaustedQuota, Principal, UserStatus};
+use crate::limits::plan::{request_plan, Plan};
+use crate::proto::{ExhaustedQuota, UserStatus};
 use crate::resolved::Resolved;
 use crate::session::{verify, SessionClaims, TokenDigest, VerifiedTokens};
 
-const USER_ID_HEADER: &str = "x-tollgate-user-id";
-const KEY_ID_HEADER: &str = "x-tollgate-key-id";
-const TENANT_ID_HEADER: &str = "x-tollgate-tenant-id";
-const GROUPS_HEADER: &str = "x-tollgate-groups";
-const AUTH_METHOD_HEADER: &str = "x-tollgate-auth-method";
-/// Envoy's routes match this header to send a group's users to the group's pools.
-pub const ROUTE_GROUP_HEADER: &str = "x-tollgate-route-group";
 const MILLIS_PER_SECOND: i64 = 1000;
 
 /// The cached answers of the control plane, as the host holds them.
@@ -101,13 +95,16 @@ impl<P: Principals> Gate<'_, P> {
         match presented {
             Err(CredentialError::Missing) => MISSING_CREDENTIALS,
             Err(CredentialError::Invalid) => INVALID_API_KEY,
-            Ok(Presented::ApiKey(key)) => self.principals.with_key(&key.digest, |entry| {
-                self.decide_with(entry, Lookup::Key(key.digest), facts, |principal| {
-                    principal.map_or(INVALID_API_KEY, |p| {
-                        self.authorize(p, entry, facts, AuthMethod::ApiKey)
+            Ok(Presented::ApiKey(key)) => {
+                self.principals.with_key(&key.digest, |entry| {
+                    self.decide_with(entry, Lookup::Key(key.digest), facts, |resolved| {
+                        match resolved.entry.principal {
+                            Some(_) => self.authorize(resolved, facts, AuthMethod::ApiKey),
+                            None => INVALID_API_KEY,
+                        }
                     })
                 })
-            }),
+            }
             Ok(Presented::Session { token, .. }) => {
                 let claims = match self.session_claims(token, facts.now_ms, tokens) {
                     Ok(claims) => claims,
@@ -118,9 +115,9 @@ impl<P: Principals> Gate<'_, P> {
                         entry,
                         Lookup::User(claims.user_id.clone()),
                         facts,
-                        |principal| match principal {
+                        |resolved| match &resolved.entry.principal {
                             Some(p) if p.user_id == claims.user_id => {
-                                self.authorize(p, entry, facts, AuthMethod::Session)
+                                self.authorize(resolved, facts, AuthMethod::Session)
                             }
                             _ => invalid_session(),
                         },
@@ -137,7 +134,7 @@ impl<P: Principals> Gate<'_, P> {
         entry: Option<&Resolved>,
         lookup: Lookup,
         facts: &RequestFacts<'_>,
-        answer: impl FnOnce(Option<&Principal>) -> Decision,
+        answer: impl FnOnce(&Resolved) -> Decision,
     ) -> Decision {
         let usable = entry.filter(|resolved| match facts.stage {
             Stage::Fetched => true,
@@ -151,7 +148,7 @@ impl<P: Principals> Gate<'_, P> {
             }
         });
         match (usable, facts.stage) {
-            (Some(resolved), _) => answer(resolved.entry.principal.as_ref()),
+            (Some(resolved), _) => answer(resolved),
             (None, Stage::Unreachable) => self.when_unreachable(facts),
             (None, _) => Decision::Lookup(lookup),
         }
@@ -175,13 +172,10 @@ impl<P: Principals> Gate<'_, P> {
             .is_some_and(|routes| routes.permits(facts.method, facts.path));
         if fails_open {
             Decision::Allow {
-                set_headers: vec![(
-                    AUTH_METHOD_HEADER.to_owned(),
-                    AuthMethod::Unverified.as_str().to_owned(),
-                )],
+                set_headers: Rc::from([]),
                 auth_method: AuthMethod::Unverified,
-                user_id: String::new(),
-                limits: Plan::default(),
+                user_id: Rc::from(""),
+                limits: Rc::new(Plan::default()),
             }
         } else {
             CONTROL_PLANE_UNAVAILABLE
@@ -216,11 +210,13 @@ impl<P: Principals> Gate<'_, P> {
 
     fn authorize(
         &self,
-        principal: &Principal,
-        resolved: Option<&Resolved>,
+        resolved: &Resolved,
         facts: &RequestFacts<'_>,
         method: AuthMethod,
     ) -> Decision {
+        let Some(principal) = &resolved.entry.principal else {
+            return INVALID_API_KEY;
+        };
         if principal.user_status() == UserStatus::Suspended {
             return USER_SUSPENDED;
         }
@@ -229,7 +225,7 @@ impl<P: Principals> Gate<'_, P> {
         if key_expired {
             return API_KEY_EXPIRED;
         }
-        match resolved.and_then(|r| r.allowlist.as_ref()) {
+        match &resolved.allowlist {
             Some(allowlist) if allowlist.is_empty() => {}
             Some(allowlist) => match (facts.client_ip)() {
                 Ok(ip) if allowlist.allows(ip) => {}
@@ -239,7 +235,8 @@ impl<P: Principals> Gate<'_, P> {
             None => return IP_NOT_ALLOWED,
         }
         let in_scope = resolved
-            .and_then(|r| r.scopes.as_ref())
+            .scopes
+            .as_ref()
             .is_some_and(|scopes| scopes.permits(facts.method, facts.path));
         if !in_scope {
             return SCOPE_DENIED;
@@ -257,13 +254,11 @@ impl<P: Principals> Gate<'_, P> {
             };
         }
         Decision::Allow {
-            set_headers: identity_headers(principal, method),
+            set_headers: Rc::clone(&resolved.identity_headers),
             auth_method: method,
-            user_id: principal.user_id.clone(),
-            limits: principal_plan(
-                &principal.rate_limits,
-                &principal.user_id,
-                &principal.key_id,
+            user_id: Rc::clone(&resolved.user_id),
+            limits: request_plan(
+                &resolved.limits,
                 self.freshness.route_limits(),
                 facts.method,
                 facts.path,
@@ -296,24 +291,6 @@ fn session_error_message(code: &str) -> &'static str {
     } else {
         "invalid session token"
     }
-}
-
-fn identity_headers(principal: &Principal, method: AuthMethod) -> Vec<(String, String)> {
-    let mut headers = vec![(USER_ID_HEADER.to_owned(), principal.user_id.clone())];
-    if !principal.key_id.is_empty() {
-        headers.push((KEY_ID_HEADER.to_owned(), principal.key_id.clone()));
-    }
-    if !principal.tenant_id.is_empty() {
-        headers.push((TENANT_ID_HEADER.to_owned(), principal.tenant_id.clone()));
-    }
-    if !principal.group_ids.is_empty() {
-        headers.push((GROUPS_HEADER.to_owned(), principal.group_ids.join(",")));
-    }
-    if !principal.route_group.is_empty() {
-        headers.push((ROUTE_GROUP_HEADER.to_owned(), principal.route_group.clone()));
-    }
-    headers.push((AUTH_METHOD_HEADER.to_owned(), method.as_str().to_owned()));
-    headers
 }
 
 #[cfg(test)]

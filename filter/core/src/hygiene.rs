@@ -13,12 +13,18 @@ where
 {
     let mut names: Vec<String> = Vec::new();
     for (name, _) in headers {
-        let name = name.as_ref().to_ascii_lowercase();
-        let carries_the_key = name == "x-api-key"
-            || (name == "authorization" && key_source == CredentialSource::AuthorizationBearer);
-        let forged_identity = name.starts_with(IDENTITY_HEADER_PREFIX);
-        if (carries_the_key || forged_identity) && !names.contains(&name) {
-            names.push(name);
+        let name = name.as_ref();
+        let carries_the_key = name.eq_ignore_ascii_case("x-api-key")
+            || (name.eq_ignore_ascii_case("authorization")
+                && key_source == CredentialSource::AuthorizationBearer);
+        let forged_identity = name
+            .get(..IDENTITY_HEADER_PREFIX.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(IDENTITY_HEADER_PREFIX));
+        if carries_the_key || forged_identity {
+            let name = name.to_ascii_lowercase();
+            if !names.contains(&name) {
+                names.push(name);
+            }
         }
     }
     names

@@ -15,6 +15,7 @@ pub mod digest;
 pub mod error_body;
 pub mod freshness;
 pub mod gate;
+pub mod header_pairs;
 pub mod hygiene;
 pub mod limits;
 pub mod local_cache;

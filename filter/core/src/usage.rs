@@ -76,23 +76,50 @@ impl UsageBuffer {
     }
 }
 
-/// The metered size of a message from its headers: every header name and value, plus the
-/// body as `content-length` declares it, or 0 when the headers end the message. `None` when
-/// the body's length is not known yet (a streamed body), to be asked of Envoy at the end.
-pub fn metered_size(headers: &[(String, Vec<u8>)], end_of_stream: bool) -> Option<u64> {
-    let header_bytes: usize = headers
+/// Envoy's router adds this header to every answer of an upstream, and to nothing else.
+const UPSTREAM_SERVICE_TIME_HEADER: &str = "x-envoy-upstream-service-time";
+const FIRST_ERROR_STATUS: u32 = 400;
+
+/// Whether the answer to an allowed request counts against its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    Yes,
+    /// The headers cannot tell: ask Envoy whether the upstream answered.
+    AskEnvoy,
+}
+
+/// What the answer's headers show: an upstream's answer counts, and so does a success Envoy
+/// answered itself (a `direct_response` route). An error without the router's mark may be
+/// Envoy's own (no healthy upstream, a timeout, a refusal by a later filter), which does not
+/// count, so Envoy is asked about those.
+pub fn charge_for<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> Charge {
+    let from_upstream = headers
         .iter()
-        .map(|(name, value)| name.len() + value.len())
+        .any(|(name, _)| name.as_ref() == UPSTREAM_SERVICE_TIME_HEADER);
+    let status = headers
+        .iter()
+        .find(|(name, _)| name.as_ref() == ":status")
+        .and_then(|(_, value)| {
+            std::str::from_utf8(value.as_ref())
+                .ok()?
+                .parse::<u32>()
+                .ok()
+        });
+    match status {
+        _ if from_upstream => Charge::Yes,
+        Some(status) if status < FIRST_ERROR_STATUS => Charge::Yes,
+        _ => Charge::AskEnvoy,
+    }
+}
+
+/// The metered size of a message's headers: every header name and value, as Envoy counts
+/// them. Bodies are metered chunk by chunk as they pass.
+pub fn header_bytes<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> u64 {
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_ref().len() + value.as_ref().len())
         .sum();
-    let body = if end_of_stream {
-        Some(0)
-    } else {
-        headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok())
-    };
-    body.map(|body| body.saturating_add(u64::try_from(header_bytes).unwrap_or(u64::MAX)))
+    u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -107,15 +134,25 @@ mod tests {
     }
 
     #[test]
-    fn sizes_come_from_headers_and_the_declared_body() {
+    fn upstream_answers_and_envoys_own_successes_count() {
+        let answer = |pairs: &[(&str, &str)]| {
+            let headers: Vec<(&str, &[u8])> =
+                pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+            charge_for(&headers)
+        };
+        let from_upstream = [(":status", "503"), ("x-envoy-upstream-service-time", "3")];
+        assert_eq!(answer(&from_upstream), Charge::Yes);
+        assert_eq!(answer(&[(":status", "200")]), Charge::Yes);
+        assert_eq!(answer(&[(":status", "302")]), Charge::Yes);
+        assert_eq!(answer(&[(":status", "503")]), Charge::AskEnvoy);
+        assert_eq!(answer(&[(":status", "2oo")]), Charge::AskEnvoy);
+    }
+
+    #[test]
+    fn header_bytes_count_every_name_and_value() {
         let get = headers(&[(":method", "GET"), (":path", "/a")]);
-        assert_eq!(metered_size(&get, true), Some(7 + 3 + 5 + 2));
-        let post = headers(&[(":method", "POST"), ("content-length", "100")]);
-        assert_eq!(metered_size(&post, false), Some(7 + 4 + 14 + 3 + 100));
-        let streamed = headers(&[(":method", "POST")]);
-        assert_eq!(metered_size(&streamed, false), None);
-        let garbled = headers(&[("content-length", "lots")]);
-        assert_eq!(metered_size(&garbled, false), None);
+        assert_eq!(header_bytes(&get), 7 + 3 + 5 + 2);
+        assert_eq!(header_bytes::<&str, &[u8]>(&[]), 0);
     }
 
     fn requests(buffer: &mut UsageBuffer, user: &str, count: u64) {

@@ -9,7 +9,8 @@ use serde_json::json;
 use super::*;
 use crate::cache::CacheEntry;
 use crate::credential::{CredentialSource, PresentedCredential};
-use crate::proto::{invalidation, Invalidation, SigningKey, WatchChangesResponse};
+use crate::decision::AUTH_METHOD_HEADER;
+use crate::proto::{invalidation, Invalidation, Principal, SigningKey, WatchChangesResponse};
 use crate::sync::SyncState;
 
 const NOW_MS: i64 = 1_767_225_600_000;
@@ -117,6 +118,9 @@ fn denied_code(decision: &Decision) -> &'static str {
 
 fn header<'d>(decision: &'d Decision, name: &str) -> Option<&'d str> {
     match decision {
+        Decision::Allow { auth_method, .. } if name == AUTH_METHOD_HEADER => {
+            Some(auth_method.as_str())
+        }
         Decision::Allow { set_headers, .. } => set_headers
             .iter()
             .find(|(n, _)| n == name)
@@ -612,6 +616,6 @@ fn an_allowed_request_carries_its_user_and_limits() {
     else {
         panic!("allowed");
     };
-    assert_eq!(user_id, "u_alice");
+    assert_eq!(&*user_id, "u_alice");
     assert_eq!(limits.here[0].subject, "user:u_alice");
 }

@@ -2,6 +2,7 @@
 //! with the control plane (`fast`) or asked of it on every request (`exact`).
 
 pub mod bucket;
+pub mod lease;
 pub mod plan;
 pub mod state;
 
@@ -9,22 +10,38 @@ use state::Checked;
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 
-/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` for the tightest of `checked`: the one
-/// with the fewest requests left (the smaller limit on a tie). `Reset` is the Unix time in
-/// seconds at which that bucket is full again.
-pub fn rate_limit_headers(checked: &[Checked], now_us: i64) -> Option<[(&'static str, String); 3]> {
-    let tightest = checked
-        .iter()
-        .min_by_key(|c| (c.verdict.remaining, c.requests))?;
-    let reset_at = ceil_seconds(now_us.saturating_add(tightest.verdict.full_after_us));
-    Some([
-        ("x-ratelimit-limit", tightest.requests.to_string()),
-        (
-            "x-ratelimit-remaining",
-            tightest.verdict.remaining.to_string(),
-        ),
-        ("x-ratelimit-reset", reset_at.to_string()),
-    ])
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset`: the tightest bucket's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitFigures {
+    pub limit: u64,
+    pub remaining: u64,
+    /// The Unix time in seconds at which the bucket is full again.
+    pub reset: i64,
+}
+
+impl RateLimitFigures {
+    /// The figures of the tightest of `checked`: the one with the fewest requests left (the
+    /// smaller limit on a tie).
+    pub fn of(checked: &[Checked], now_us: i64) -> Option<Self> {
+        let tightest = checked
+            .iter()
+            .min_by_key(|c| (c.verdict.remaining, c.requests))?;
+        Some(Self {
+            limit: tightest.requests,
+            remaining: tightest.verdict.remaining,
+            reset: ceil_seconds(now_us.saturating_add(tightest.verdict.full_after_us)),
+        })
+    }
+
+    /// The three headers, their values written into `digits` (no allocation per request).
+    pub fn headers<'d>(&self, digits: &'d mut [itoa::Buffer; 3]) -> [(&'static str, &'d str); 3] {
+        let [limit, remaining, reset] = digits;
+        [
+            ("x-ratelimit-limit", limit.format(self.limit)),
+            ("x-ratelimit-remaining", remaining.format(self.remaining)),
+            ("x-ratelimit-reset", reset.format(self.reset)),
+        ]
+    }
 }
 
 /// `Retry-After` in whole seconds for a refused request: the longest wait of the refusals.
@@ -66,11 +83,17 @@ mod tests {
             checked(1000, 900, 6_000_000, 0),
             checked(10, 3, 2_500_000, 0),
         ];
-        let headers = rate_limit_headers(&all, 100_000_000).expect("headers");
-        assert_eq!(headers[0], ("x-ratelimit-limit", "10".to_owned()));
-        assert_eq!(headers[1], ("x-ratelimit-remaining", "3".to_owned()));
-        assert_eq!(headers[2], ("x-ratelimit-reset", "103".to_owned()));
-        assert!(rate_limit_headers(&[], 0).is_none());
+        let figures = RateLimitFigures::of(&all, 100_000_000).expect("figures");
+        let mut digits = Default::default();
+        assert_eq!(
+            figures.headers(&mut digits),
+            [
+                ("x-ratelimit-limit", "10"),
+                ("x-ratelimit-remaining", "3"),
+                ("x-ratelimit-reset", "103"),
+            ]
+        );
+        assert!(RateLimitFigures::of(&[], 0).is_none());
     }
 
     #[test]

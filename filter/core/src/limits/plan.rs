@@ -2,6 +2,7 @@
 //! each under a subject name that every Envoy and the control plane agree on.
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::rc::Rc;
 
 use crate::access::Scopes;
 use crate::proto::{LimitLevel, LimitMode, LimitSettings, RateLimit};
@@ -125,15 +126,9 @@ pub fn failures_may_refuse(
     last_failure_us.is_some_and(|at| now_us - at <= longest_window_us + FAILURE_TIME_STALENESS_US)
 }
 
-/// The limits of an authenticated request: its user's, its key's and its route's.
-pub fn principal_plan(
-    rate_limits: &[RateLimit],
-    user_id: &str,
-    key_id: &str,
-    routes: &RouteLimits,
-    method: &str,
-    path: &str,
-) -> Plan {
+/// The limits of a principal: its user's and its key's. The same for each of its requests,
+/// so it is worked out once per cached principal.
+pub fn principal_plan(rate_limits: &[RateLimit], user_id: &str, key_id: &str) -> Plan {
     let mut plan = Plan::default();
     let of_level = |level: LimitLevel| -> Vec<RateLimit> {
         rate_limits
@@ -146,12 +141,30 @@ pub fn principal_plan(
     if !key_id.is_empty() {
         plan.add(|| format!("key:{key_id}"), &of_level(LimitLevel::Key));
     }
-    for (route, scopes, limits) in &routes.routes {
-        if scopes.permits(method, path) {
-            plan.add(|| format!("route:{route}"), limits);
-        }
-    }
     plan
+}
+
+/// The limits of one request: its principal's, and those of the routes it matches (shared
+/// with `principal` when it matches none, as most requests do).
+pub fn request_plan(
+    principal: &Rc<Plan>,
+    routes: &RouteLimits,
+    method: &str,
+    path: &str,
+) -> Rc<Plan> {
+    let mut matching = routes
+        .routes
+        .iter()
+        .filter(|(_, scopes, _)| scopes.permits(method, path))
+        .peekable();
+    if matching.peek().is_none() {
+        return Rc::clone(principal);
+    }
+    let mut plan = Plan::clone(principal);
+    for (route, _, limits) in matching {
+        plan.add(|| format!("route:{route}"), limits);
+    }
+    Rc::new(plan)
 }
 
 #[cfg(test)]
@@ -176,7 +189,7 @@ mod tests {
             limit(LimitLevel::User, 3600, LimitMode::Exact),
             limit(LimitLevel::Key, 1, LimitMode::Local),
         ];
-        let plan = principal_plan(&limits, "u_1", "k_1", &RouteLimits::default(), "GET", "/");
+        let plan = principal_plan(&limits, "u_1", "k_1");
         assert_eq!(plan.here.len(), 2);
         assert_eq!(plan.here[0].subject, "user:u_1");
         assert_eq!(plan.here[1].subject, "key:k_1");
@@ -187,7 +200,7 @@ mod tests {
     #[test]
     fn sessions_have_no_key_bucket() {
         let limits = [limit(LimitLevel::Key, 1, LimitMode::Local)];
-        let plan = principal_plan(&limits, "u_1", "", &RouteLimits::default(), "GET", "/");
+        let plan = principal_plan(&limits, "u_1", "");
         assert!(plan.is_empty());
     }
 
@@ -201,10 +214,18 @@ mod tests {
             ..LimitSettings::default()
         };
         let routes = RouteLimits::from_settings(&settings);
-        let matched = principal_plan(&[], "u", "", &routes, "POST", "/api/x");
-        assert_eq!(matched.here[0].subject, "route:POST /api/");
-        assert!(principal_plan(&[], "u", "", &routes, "GET", "/api/x").is_empty());
-        assert!(principal_plan(&[], "u", "", &routes, "POST", "/apix").is_empty());
+        let principal = Rc::new(principal_plan(
+            &[limit(LimitLevel::User, 60, LimitMode::Fast)],
+            "u",
+            "",
+        ));
+        let matched = request_plan(&principal, &routes, "POST", "/api/x");
+        assert_eq!(matched.here[0].subject, "user:u");
+        assert_eq!(matched.here[1].subject, "route:POST /api/");
+        for (method, path) in [("GET", "/api/x"), ("POST", "/apix")] {
+            let unmatched = request_plan(&principal, &routes, method, path);
+            assert!(Rc::ptr_eq(&unmatched, &principal), "{method} {path}");
+        }
     }
 
     #[test]

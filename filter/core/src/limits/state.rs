@@ -40,6 +40,9 @@ pub struct Slot {
     /// `fast`: how many Envoys share the bucket; 0 until the first share is set.
     #[prost(uint32, tag = "7")]
     pub envoys: u32,
+    /// `fast`: requests workers took in leases and have not settled yet.
+    #[prost(uint32, tag = "8")]
+    pub leased: u32,
 }
 
 impl Slot {
@@ -52,6 +55,7 @@ impl Slot {
             synced_at_us: 0,
             spent_us: 0,
             envoys: 0,
+            leased: 0,
         }
     }
 
@@ -107,6 +111,23 @@ impl SubjectState {
     /// Takes one request from every bucket in `limits`, or from none when any refuses.
     /// `envoys` is how many Envoys share `fast` buckets, for a bucket's first share.
     pub fn admit(&mut self, limits: &[RateLimit], now_us: i64, envoys: u32) -> Vec<Checked> {
+        let checked = self.take(limits, now_us, envoys, 1);
+        if checked.iter().all(|c| c.verdict.admitted) {
+            self.count_admitted(limits, 1);
+        }
+        checked
+    }
+
+    /// Takes `count` requests from every bucket in `limits`, or nothing when any bucket
+    /// cannot give them all. They do not count as admitted yet: a lease counts what it used
+    /// when it is settled.
+    pub fn take(
+        &mut self,
+        limits: &[RateLimit],
+        now_us: i64,
+        envoys: u32,
+        count: u32,
+    ) -> Vec<Checked> {
         let mut checked = Vec::with_capacity(limits.len());
         let mut updates = Vec::with_capacity(limits.len());
         for limit in limits {
@@ -120,9 +141,10 @@ impl SubjectState {
                 slot.allowance_us = rate.tolerance_us / i64::from(slot.envoys);
                 slot.synced_at_us = now_us;
             }
-            let mut verdict = rate.verdict(slot.tat_us, now_us, 1);
+            let cost_us = rate.emission_us.saturating_mul(i64::from(count));
+            let mut verdict = rate.verdict(slot.tat_us, now_us, i64::from(count));
             if fast && verdict.admitted {
-                let short_us = rate.emission_us - slot.available_us(&rate, now_us);
+                let short_us = cost_us - slot.available_us(&rate, now_us);
                 if short_us > 0 {
                     verdict.admitted = false;
                     verdict.tat_us = slot.tat_us;
@@ -134,32 +156,92 @@ impl SubjectState {
                 requests: rate.requests,
                 verdict,
             });
-            updates.push((limit.window_seconds, verdict.tat_us, fast, rate.emission_us));
+            updates.push((limit.window_seconds, verdict.tat_us, fast, cost_us));
         }
         if checked.iter().all(|c| c.verdict.admitted) {
-            for (window, tat_us, fast, emission_us) in updates {
+            for (window, tat_us, fast, cost_us) in updates {
                 let slot = self.slot_mut(window);
                 slot.tat_us = tat_us;
                 if fast {
-                    slot.unreported = slot.unreported.saturating_add(1);
-                    slot.spent_us = slot.spent_us.saturating_add(emission_us);
+                    slot.spent_us = slot.spent_us.saturating_add(cost_us);
                 }
             }
         }
         checked
     }
 
-    /// Returns one request to every bucket in `limits`: the request was refused elsewhere.
+    /// How many requests every bucket in `limits` could give right now.
+    pub fn capacity(&self, limits: &[RateLimit], now_us: i64, envoys: u32) -> u64 {
+        limits
+            .iter()
+            .filter_map(|limit| {
+                let rate = Rate::of(limit)?;
+                let slot = self
+                    .slots
+                    .iter()
+                    .find(|slot| slot.window_seconds == limit.window_seconds);
+                let tat_us = slot.map_or(0, |slot| slot.tat_us);
+                let free_us = rate.tolerance_us - (tat_us.max(now_us) - now_us);
+                let mut free = free_us.max(0) / rate.emission_us;
+                if limit.mode() == LimitMode::Fast {
+                    let share_us = match slot {
+                        Some(slot) if slot.envoys > 0 => slot.clone().available_us(&rate, now_us),
+                        _ => rate.tolerance_us / i64::from(envoys.max(1)),
+                    };
+                    free = free.min(share_us.max(0) / rate.emission_us);
+                }
+                Some(u64::try_from(free).unwrap_or(0))
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Counts `count` requests taken from `fast` buckets as admitted here, to be reported at
+    /// the next sync.
+    pub fn count_admitted(&mut self, limits: &[RateLimit], count: u32) {
+        for limit in limits.iter().filter(|l| l.mode() == LimitMode::Fast) {
+            let slot = self.slot_mut(limit.window_seconds);
+            slot.unreported = slot.unreported.saturating_add(count);
+        }
+    }
+
+    /// Returns one admitted request to every bucket in `limits`: it was refused elsewhere.
     pub fn give_back(&mut self, limits: &[RateLimit]) {
+        self.put_back(limits, 1);
+        for limit in limits.iter().filter(|l| l.mode() == LimitMode::Fast) {
+            let slot = self.slot_mut(limit.window_seconds);
+            slot.unreported = slot.unreported.saturating_sub(1);
+        }
+    }
+
+    /// Marks `count` requests taken with [`SubjectState::take`] as a worker's lease.
+    pub fn lease_out(&mut self, limits: &[RateLimit], count: u32) {
+        for limit in limits.iter().filter(|l| l.mode() == LimitMode::Fast) {
+            let slot = self.slot_mut(limit.window_seconds);
+            slot.leased = slot.leased.saturating_add(count);
+        }
+    }
+
+    /// Ends a lease: `used` requests count as admitted, `unused` go back to the buckets.
+    pub fn settle(&mut self, limits: &[RateLimit], used: u32, unused: u32) {
+        for limit in limits.iter().filter(|l| l.mode() == LimitMode::Fast) {
+            let slot = self.slot_mut(limit.window_seconds);
+            slot.leased = slot.leased.saturating_sub(used.saturating_add(unused));
+        }
+        self.count_admitted(limits, used);
+        self.put_back(limits, unused);
+    }
+
+    fn put_back(&mut self, limits: &[RateLimit], count: u32) {
         for limit in limits {
             let Some(rate) = Rate::of(limit) else {
                 continue;
             };
+            let cost_us = rate.emission_us.saturating_mul(i64::from(count));
             let slot = self.slot_mut(limit.window_seconds);
-            slot.tat_us = slot.tat_us.saturating_sub(rate.emission_us);
+            slot.tat_us = slot.tat_us.saturating_sub(cost_us);
             if limit.mode() == LimitMode::Fast {
-                slot.unreported = slot.unreported.saturating_sub(1);
-                slot.spent_us = slot.spent_us.saturating_sub(rate.emission_us);
+                slot.spent_us = slot.spent_us.saturating_sub(cost_us);
             }
         }
     }
@@ -185,14 +267,16 @@ impl SubjectState {
     }
 
     /// Re-bases a `fast` bucket on the global state the control plane answered: its
-    /// backlog, and the number of Envoys that share it.
+    /// backlog, and the number of Envoys that share it. What was admitted here since the
+    /// report, and what workers hold in leases, is not in that backlog yet.
     pub fn rebase(&mut self, limit: &RateLimit, backlog_ms: i64, envoys: u32, now_us: i64) {
         let Some(rate) = Rate::of(limit) else {
             return;
         };
         let slot = self.slot_mut(limit.window_seconds);
         let backlog_us = backlog_ms.max(0).saturating_mul(1000);
-        let since_report_us = rate.emission_us.saturating_mul(i64::from(slot.unreported));
+        let not_reported = slot.unreported.saturating_add(slot.leased);
+        let since_report_us = rate.emission_us.saturating_mul(i64::from(not_reported));
         slot.envoys = envoys.max(1);
         slot.tat_us = slot.tat_us.max(now_us + backlog_us + since_report_us);
         slot.allowance_us = (rate.tolerance_us - backlog_us) / i64::from(slot.envoys);
@@ -332,6 +416,19 @@ mod tests {
         assert!(admitted(&state.admit(std::slice::from_ref(&fast), 0, 1)));
         state.give_back(std::slice::from_ref(&fast));
         assert_eq!(state, before_second);
+    }
+
+    #[test]
+    fn a_rebase_keeps_what_leases_hold_out_of_the_share() {
+        let fast = limit(60, 60, LimitMode::Fast);
+        let mut state = SubjectState::default();
+        state.take(std::slice::from_ref(&fast), 0, 1, 16);
+        state.lease_out(std::slice::from_ref(&fast), 16);
+        state.rebase(&fast, 0, 1, 0);
+        assert_eq!(state.capacity(std::slice::from_ref(&fast), 0, 1), 44);
+        state.settle(std::slice::from_ref(&fast), 10, 6);
+        assert_eq!(state.capacity(std::slice::from_ref(&fast), 0, 1), 50);
+        assert_eq!(state.take_unreported(), vec![(60, 10)]);
     }
 
     #[test]
