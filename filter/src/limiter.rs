@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use tollgate_filter_core::limits::lease::{lease_size, Lease};
+use tollgate_filter_core::limits::lease::{lease_size, Lease, LEASE_SETTLED_WITHIN_US};
 use tollgate_filter_core::limits::plan::{Draw, ADDRESS_OVERFLOW_SUBJECT};
 use tollgate_filter_core::limits::state::{Checked, SubjectState};
 use tollgate_filter_core::proto::{LimitMode, RateLimit};
@@ -88,7 +88,7 @@ impl Limiter {
     /// few more while the buckets are far from empty.
     pub fn admit(&self, draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
         let Ok(mut leases) = self.leases.try_borrow_mut() else {
-            return take_shared(draws.iter().collect(), now_us, envoys, &mut HashMap::new());
+            return take_shared(draws.iter().collect(), now_us, envoys, None);
         };
         let mut checked = Vec::new();
         let mut leased = Vec::new();
@@ -113,7 +113,7 @@ impl Limiter {
                 wrote_shared: false,
             };
         }
-        let mut admission = take_shared(unleased, now_us, envoys, &mut leases);
+        let mut admission = take_shared(unleased, now_us, envoys, Some(&mut leases));
         if !admission.admitted {
             for subject in leased {
                 if let Some(lease) = leases.get_mut(subject) {
@@ -176,14 +176,14 @@ impl Limiter {
     }
 }
 
-/// Takes `draws` from shared data with compare-and-swap, all or none. A draw whose buckets
-/// have room takes a lease along (kept in `leases`), and the lease it replaces (used up or
+/// Takes `draws` from shared data with compare-and-swap, all or none. With `leases`, a draw
+/// whose buckets have room takes a lease along, and the lease it replaces (used up or
 /// expired) is settled in the same write.
 fn take_shared(
     draws: Vec<&Draw>,
     now_us: i64,
     envoys: u32,
-    leases: &mut HashMap<String, Lease>,
+    mut leases: Option<&mut HashMap<String, Lease>>,
 ) -> Admission {
     let keys: Vec<String> = draws.iter().map(|draw| shared_key(&draw.subject)).collect();
     let mut done: Vec<Option<Taken>> = draws.iter().map(|_| None).collect();
@@ -194,11 +194,15 @@ fn take_shared(
                 continue;
             }
             let (mut state, cas) = read_key(&keys[index]);
-            if let Some(old) = leases.get(&draw.subject) {
+            let old = leases.as_ref().and_then(|leases| leases.get(&draw.subject));
+            if let Some(old) = old {
                 let (limits, used, unused) = old.settlement();
                 state.settle(limits, used, unused);
             }
-            let count = lease_size(state.capacity(&draw.limits, now_us, envoys));
+            let count = match leases {
+                Some(_) => lease_size(state.capacity(&draw.limits, now_us, envoys)),
+                None => 1,
+            };
             let mut checked = state.take(&draw.limits, now_us, envoys, count);
             let mut count = count;
             if count > 1 && checked.iter().any(|c| !c.verdict.admitted) {
@@ -208,7 +212,10 @@ fn take_shared(
             if checked.iter().all(|c| c.verdict.admitted) {
                 match count {
                     1 => state.count_admitted(&draw.limits, 1),
-                    leased => state.lease_out(&draw.limits, leased),
+                    leased => {
+                        let settled_by = now_us + LEASE_SETTLED_WITHIN_US;
+                        state.lease_out(&draw.limits, leased, now_us, settled_by);
+                    }
                 }
             }
             decided.push((index, state, cas, Taken { count, checked }));
@@ -218,11 +225,15 @@ fn take_shared(
             .find(|(_, _, _, taken)| taken.checked.iter().any(|c| !c.verdict.admitted))
             .map(|(index, _, _, _)| draws[*index].subject.clone());
         if refused_by.is_some() {
-            // Buckets written in an earlier attempt took the request: they get it back.
+            // Buckets written in an earlier attempt took the request: they get it back. Their
+            // writes also settled any lease they replaced, which is reported.
+            let wrote_shared = done.iter().any(Option::is_some);
             for (index, taken) in done.iter().enumerate() {
                 if let Some(taken) = taken {
                     let draw = draws[index];
-                    leases.remove(&draw.subject);
+                    if let Some(leases) = leases.as_mut() {
+                        leases.remove(&draw.subject);
+                    }
                     update(&draw.subject, |state| match taken.count {
                         1 => state.give_back(&draw.limits),
                         count => state.settle(&draw.limits, 0, count),
@@ -239,7 +250,7 @@ fn take_shared(
                 admitted: false,
                 checked,
                 refused_by,
-                wrote_shared: false,
+                wrote_shared,
             };
         }
         let mut lost = false;
@@ -248,8 +259,12 @@ fn take_shared(
             match written {
                 Err(Status::CasMismatch) => lost = true,
                 Err(status) => {
+                    // The request passes, but nothing was taken: no lease comes of it.
                     log::warn!("could not write a rate-limit bucket: {status:?}");
-                    done[index] = Some(taken);
+                    done[index] = Some(Taken {
+                        count: 1,
+                        checked: taken.checked,
+                    });
                 }
                 Ok(()) => done[index] = Some(taken),
             }
@@ -261,6 +276,10 @@ fn take_shared(
     let mut checked = Vec::new();
     for (draw, taken) in draws.iter().zip(done) {
         let Some(taken) = taken else {
+            continue;
+        };
+        let Some(leases) = leases.as_mut() else {
+            checked.extend(taken.checked);
             continue;
         };
         leases.remove(&draw.subject);
@@ -280,9 +299,20 @@ fn take_shared(
     }
 }
 
-/// Returns one request to the draw's buckets after it was refused elsewhere.
-pub fn give_back(draw: &Draw) {
-    update(&draw.subject, |state| state.give_back(&draw.limits));
+impl Limiter {
+    /// Returns one request admitted by [`Limiter::admit`] after it was refused elsewhere: to
+    /// this worker's lease on the subject when it holds one, else to the shared buckets.
+    pub fn give_back(&self, draw: &Draw) {
+        let put_back = self.leases.try_borrow_mut().is_ok_and(|mut leases| {
+            leases
+                .get_mut(&draw.subject)
+                .filter(|lease| lease.settlement().0 == draw.limits.as_slice())
+                .is_some_and(Lease::put_back)
+        });
+        if !put_back {
+            update(&draw.subject, |state| state.give_back(&draw.limits));
+        }
+    }
 }
 
 /// The bucket a failed authentication from `subject`'s address is counted in: its own when it

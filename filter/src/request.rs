@@ -329,11 +329,11 @@ impl TollgateRequest {
                 .worker
                 .limiter
                 .admit(&limits.here, self.now_us(), envoys);
-            if !admission.admitted {
-                return self.rate_limited(&admission, &allowed.user_id);
-            }
             if admission.wrote_shared {
                 self.touched(&limits.here);
+            }
+            if !admission.admitted {
+                return self.rate_limited(&admission, &allowed.user_id);
             }
             allowed.checked = admission.checked;
         }
@@ -404,7 +404,9 @@ impl TollgateRequest {
             })
             .collect();
         if !answer.admitted {
-            taken_here.iter().for_each(limiter::give_back);
+            taken_here
+                .iter()
+                .for_each(|draw| self.worker.limiter.give_back(draw));
             let admission = Admission {
                 admitted: false,
                 refused_by: buckets.first().map(|b| b.subject.clone()),
@@ -430,7 +432,9 @@ impl TollgateRequest {
             self.forward(allowed);
             return Action::Continue;
         }
-        taken_here.iter().for_each(limiter::give_back);
+        taken_here
+            .iter()
+            .for_each(|draw| self.worker.limiter.give_back(draw));
         self.worker.metrics.denied("rate_limiter_unavailable");
         self.refuse(
             503,

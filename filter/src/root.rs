@@ -35,6 +35,14 @@ impl TollgateRoot {
 }
 
 impl Context for TollgateRoot {
+    fn on_done(&mut self) -> bool {
+        // A VM going away settles what its worker leased, rather than leave it taken.
+        if let Role::Filter(worker) = &self.role {
+            worker.limiter.settle_expired(i64::MAX);
+        }
+        true
+    }
+
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         let body = match response_size {
             0 => None,

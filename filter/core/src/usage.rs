@@ -79,6 +79,7 @@ impl UsageBuffer {
 /// Envoy's router adds this header to every answer of an upstream, and to nothing else.
 const UPSTREAM_SERVICE_TIME_HEADER: &str = "x-envoy-upstream-service-time";
 const FIRST_ERROR_STATUS: u32 = 400;
+const GRPC_STATUS_HEADER: &str = "grpc-status";
 
 /// Whether the answer to an allowed request counts against its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +92,8 @@ pub enum Charge {
 /// What the answer's headers show: an upstream's answer counts, and so does a success Envoy
 /// answered itself (a `direct_response` route). An error without the router's mark may be
 /// Envoy's own (no healthy upstream, a timeout, a refusal by a later filter), which does not
-/// count, so Envoy is asked about those.
+/// count, so Envoy is asked about those, and about gRPC answers without the mark (a gRPC
+/// error is a 200 with `grpc-status` in its headers).
 pub fn charge_for<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> Charge {
     let from_upstream = headers
         .iter()
@@ -105,9 +107,13 @@ pub fn charge_for<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> Charge {
                 .parse::<u32>()
                 .ok()
         });
+    // Envoy answers a gRPC call's errors with 200 and a `grpc-status`.
+    let grpc = headers
+        .iter()
+        .any(|(name, _)| name.as_ref() == GRPC_STATUS_HEADER);
     match status {
         _ if from_upstream => Charge::Yes,
-        Some(status) if status < FIRST_ERROR_STATUS => Charge::Yes,
+        Some(status) if status < FIRST_ERROR_STATUS && !grpc => Charge::Yes,
         _ => Charge::AskEnvoy,
     }
 }
@@ -146,6 +152,8 @@ mod tests {
         assert_eq!(answer(&[(":status", "302")]), Charge::Yes);
         assert_eq!(answer(&[(":status", "503")]), Charge::AskEnvoy);
         assert_eq!(answer(&[(":status", "2oo")]), Charge::AskEnvoy);
+        let grpc_error = [(":status", "200"), ("grpc-status", "14")];
+        assert_eq!(answer(&grpc_error), Charge::AskEnvoy);
     }
 
     #[test]

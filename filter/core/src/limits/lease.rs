@@ -14,6 +14,9 @@ use crate::proto::RateLimit;
 
 /// How long a lease may be spent from; what is left afterwards goes back to the buckets.
 pub const LEASE_LIFETIME_US: i64 = 100_000;
+/// By when a lease is settled: its lifetime, then the worker's next tick (every 100 ms), with
+/// a tick to spare. A lease not settled by then (its worker lost it) counts no more.
+pub const LEASE_SETTLED_WITHIN_US: i64 = 3 * LEASE_LIFETIME_US;
 const MAX_LEASE: u64 = 16;
 /// A lease takes at most this fraction of what the buckets can still give.
 const LEASE_FRACTION: u64 = 8;
@@ -82,9 +85,14 @@ impl Lease {
         self.left > 0 && !self.is_expired(now_us) && self.limits == limits
     }
 
-    /// Puts back one request taken with [`Lease::take`] that was refused elsewhere.
-    pub fn put_back(&mut self) {
-        self.left = self.left.saturating_add(1);
+    /// Puts back one request that was refused elsewhere, to be given back when the lease is
+    /// settled; `false` when the lease gave nothing yet (the request came from elsewhere).
+    pub fn put_back(&mut self) -> bool {
+        if self.left >= self.count {
+            return false;
+        }
+        self.left += 1;
+        true
     }
 
     pub fn is_expired(&self, now_us: i64) -> bool {
@@ -150,8 +158,9 @@ mod tests {
         assert!(lease.take(&[per_minute(60, 10)], 1).is_none());
         assert!(lease.take(&limits, LEASE_LIFETIME_US).is_none());
         assert!(lease.take(&limits, LEASE_LIFETIME_US - 1).is_some());
-        lease.put_back();
+        assert!(lease.put_back());
         assert_eq!(lease.settlement(), (&limits[..], 0, 3));
+        assert!(!lease.put_back(), "nothing taken to put back");
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct Slot {
     /// `fast`: requests workers took in leases and have not settled yet.
     #[prost(uint32, tag = "8")]
     pub leased: u32,
+    /// `fast`: when every lease counted in `leased` is settled or lost: a lease whose worker
+    /// could not settle it must not hold the share back for good.
+    #[prost(int64, tag = "9")]
+    pub leased_until_us: i64,
 }
 
 impl Slot {
@@ -56,6 +60,7 @@ impl Slot {
             spent_us: 0,
             envoys: 0,
             leased: 0,
+            leased_until_us: 0,
         }
     }
 
@@ -214,11 +219,16 @@ impl SubjectState {
         }
     }
 
-    /// Marks `count` requests taken with [`SubjectState::take`] as a worker's lease.
-    pub fn lease_out(&mut self, limits: &[RateLimit], count: u32) {
+    /// Marks `count` requests taken with [`SubjectState::take`] at `now_us` as a worker's
+    /// lease, to be settled by `settled_by_us`.
+    pub fn lease_out(&mut self, limits: &[RateLimit], count: u32, now_us: i64, settled_by_us: i64) {
         for limit in limits.iter().filter(|l| l.mode() == LimitMode::Fast) {
             let slot = self.slot_mut(limit.window_seconds);
+            if slot.leased_until_us <= now_us {
+                slot.leased = 0;
+            }
             slot.leased = slot.leased.saturating_add(count);
+            slot.leased_until_us = slot.leased_until_us.max(settled_by_us);
         }
     }
 
@@ -275,6 +285,9 @@ impl SubjectState {
         };
         let slot = self.slot_mut(limit.window_seconds);
         let backlog_us = backlog_ms.max(0).saturating_mul(1000);
+        if slot.leased_until_us <= now_us {
+            slot.leased = 0;
+        }
         let not_reported = slot.unreported.saturating_add(slot.leased);
         let since_report_us = rate.emission_us.saturating_mul(i64::from(not_reported));
         slot.envoys = envoys.max(1);
@@ -423,12 +436,24 @@ mod tests {
         let fast = limit(60, 60, LimitMode::Fast);
         let mut state = SubjectState::default();
         state.take(std::slice::from_ref(&fast), 0, 1, 16);
-        state.lease_out(std::slice::from_ref(&fast), 16);
+        state.lease_out(std::slice::from_ref(&fast), 16, 0, 300_000);
         state.rebase(&fast, 0, 1, 0);
         assert_eq!(state.capacity(std::slice::from_ref(&fast), 0, 1), 44);
         state.settle(std::slice::from_ref(&fast), 10, 6);
         assert_eq!(state.capacity(std::slice::from_ref(&fast), 0, 1), 50);
         assert_eq!(state.take_unreported(), vec![(60, 10)]);
+    }
+
+    #[test]
+    fn a_lease_never_settled_stops_holding_the_share_back() {
+        let fast = limit(60, 60, LimitMode::Fast);
+        let mut state = SubjectState::default();
+        state.take(std::slice::from_ref(&fast), 0, 1, 16);
+        state.lease_out(std::slice::from_ref(&fast), 16, 0, 300_000);
+        state.rebase(&fast, 16_000, 1, 300_000);
+        let leased = state.slots[0].leased;
+        assert_eq!(leased, 0, "the lost lease is forgotten");
+        assert_eq!(state.capacity(std::slice::from_ref(&fast), 300_000, 1), 44);
     }
 
     #[test]
