@@ -8,7 +8,9 @@ use prost::Message;
 use proxy_wasm::hostcalls;
 use tollgate_filter_core::callout::{FILTER_SERVICE, REPORT_USAGE_METHOD, SYNC_LIMITS_METHOD};
 use tollgate_filter_core::config::PluginConfig;
-use tollgate_filter_core::proto::{BucketRef, RateLimit, SyncLimitsRequest, SyncLimitsResponse};
+use tollgate_filter_core::proto::{
+    BucketRef, LimitMode, RateLimit, SyncLimitsRequest, SyncLimitsResponse,
+};
 use tollgate_filter_core::usage::UsageBuffer;
 
 use crate::limiter;
@@ -50,8 +52,12 @@ impl Background {
         self.envoys.get()
     }
 
-    /// Remembers a `fast` subject to report at the next sync.
+    /// Remembers a subject to report at the next sync, if any of its limits is `fast` (only
+    /// those are reported).
     pub fn touched(&self, subject: &str, limits: &[RateLimit]) {
+        if !limits.iter().any(|limit| limit.mode() == LimitMode::Fast) {
+            return;
+        }
         if let Ok(mut touched) = self.touched.try_borrow_mut() {
             if !touched.contains_key(subject) {
                 touched.insert(subject.to_owned(), limits.to_vec());

@@ -11,7 +11,7 @@ use proxy_wasm::types::Status;
 use tollgate_filter_core::limits::lease::{lease_size, Lease, LEASE_SETTLED_WITHIN_US};
 use tollgate_filter_core::limits::plan::{Draw, ADDRESS_OVERFLOW_SUBJECT};
 use tollgate_filter_core::limits::state::{Checked, SubjectState};
-use tollgate_filter_core::proto::{LimitMode, RateLimit};
+use tollgate_filter_core::proto::RateLimit;
 
 /// Writes lost to another worker's are retried this many times, then the request passes:
 /// a bucket that busy is better served late than by refusing on contention.
@@ -154,6 +154,23 @@ impl Limiter {
         }
     }
 
+    /// Returns the requests [`Limiter::admit`] took from `draws` after the request was refused
+    /// elsewhere: to this worker's lease on a subject when it holds one, else to the shared
+    /// buckets.
+    pub fn give_back(&self, draws: &[Draw]) {
+        for draw in draws {
+            let put_back = self.leases.try_borrow_mut().is_ok_and(|mut leases| {
+                leases
+                    .get_mut(&draw.subject)
+                    .filter(|lease| lease.settlement().0 == draw.limits.as_slice())
+                    .is_some_and(Lease::put_back)
+            });
+            if !put_back {
+                update(&draw.subject, |state| state.give_back(&draw.limits));
+            }
+        }
+    }
+
     /// Settles expired leases in the shared buckets: what they gave counts as admitted, what
     /// they did not goes back. Returns the subjects with newly admitted requests, to report.
     pub fn settle_expired(&self, now_us: i64) -> Vec<(String, Vec<RateLimit>)> {
@@ -167,7 +184,7 @@ impl Limiter {
             }
             let (limits, used, unused) = lease.settlement();
             update(subject, |state| state.settle(limits, used, unused));
-            if used > 0 && limits.iter().any(|l| l.mode() == LimitMode::Fast) {
+            if used > 0 {
                 admitted.push((subject.clone(), limits.to_vec()));
             }
             false
@@ -296,22 +313,6 @@ fn take_shared(
         checked,
         refused_by: None,
         wrote_shared: true,
-    }
-}
-
-impl Limiter {
-    /// Returns one request admitted by [`Limiter::admit`] after it was refused elsewhere: to
-    /// this worker's lease on the subject when it holds one, else to the shared buckets.
-    pub fn give_back(&self, draw: &Draw) {
-        let put_back = self.leases.try_borrow_mut().is_ok_and(|mut leases| {
-            leases
-                .get_mut(&draw.subject)
-                .filter(|lease| lease.settlement().0 == draw.limits.as_slice())
-                .is_some_and(Lease::put_back)
-        });
-        if !put_back {
-            update(&draw.subject, |state| state.give_back(&draw.limits));
-        }
     }
 }
 

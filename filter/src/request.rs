@@ -22,9 +22,7 @@ use tollgate_filter_core::limits::plan::{
 };
 use tollgate_filter_core::limits::state::Checked;
 use tollgate_filter_core::limits::{retry_after_secs, RateLimitFigures};
-use tollgate_filter_core::proto::{
-    BucketRef, CheckLimitsRequest, CheckLimitsResponse, LimitMode, UsageDelta,
-};
+use tollgate_filter_core::proto::{BucketRef, CheckLimitsRequest, CheckLimitsResponse, UsageDelta};
 use tollgate_filter_core::resolved::ROUTE_GROUP_HEADER;
 use tollgate_filter_core::usage::{charge_for, header_bytes, Charge};
 
@@ -289,9 +287,7 @@ impl TollgateRequest {
 
     fn touched(&self, draws: &[Draw]) {
         for draw in draws {
-            if draw.limits.iter().any(|l| l.mode() == LimitMode::Fast) {
-                self.worker.background.touched(&draw.subject, &draw.limits);
-            }
+            self.worker.background.touched(&draw.subject, &draw.limits);
         }
     }
 
@@ -404,9 +400,7 @@ impl TollgateRequest {
             })
             .collect();
         if !answer.admitted {
-            taken_here
-                .iter()
-                .for_each(|draw| self.worker.limiter.give_back(draw));
+            self.worker.limiter.give_back(taken_here);
             let admission = Admission {
                 admitted: false,
                 refused_by: buckets.first().map(|b| b.subject.clone()),
@@ -432,9 +426,7 @@ impl TollgateRequest {
             self.forward(allowed);
             return Action::Continue;
         }
-        taken_here
-            .iter()
-            .for_each(|draw| self.worker.limiter.give_back(draw));
+        self.worker.limiter.give_back(taken_here);
         self.worker.metrics.denied("rate_limiter_unavailable");
         self.refuse(
             503,
