@@ -9,9 +9,10 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use tollgate_filter_core::cache::{shared_data_key, shared_user_key, CacheEntry};
 use tollgate_filter_core::callout::Lookup;
-use tollgate_filter_core::digest::KeyDigest;
+use tollgate_filter_core::credential::PresentedCredential;
 use tollgate_filter_core::gate::Principals;
 use tollgate_filter_core::local_cache::LocalCache;
+use tollgate_filter_core::local_digest::LocalDigest;
 use tollgate_filter_core::resolved::Resolved;
 
 use crate::clock::now_ms;
@@ -20,9 +21,10 @@ use crate::metrics::Metrics;
 /// Bounds the memory one VM spends on cached principals; shared data still holds them all.
 const LOCAL_CAPACITY_ENTRIES: usize = 10_000;
 
-/// Cached control-plane answers for keys and users.
+/// Cached control-plane answers for keys and users. This VM's own map holds keys by their
+/// [`LocalDigest`]; shared data holds them by SHA-256, computed only when this VM misses.
 pub struct PrincipalCaches {
-    keys: RefCell<LocalCache<KeyDigest, Resolved>>,
+    keys: RefCell<LocalCache<LocalDigest, Resolved>>,
     users: RefCell<LocalCache<String, Resolved>>,
     metrics: Rc<Metrics>,
 }
@@ -41,7 +43,7 @@ impl PrincipalCaches {
     /// cannot grow Envoy's shared memory.
     pub fn remember(&self, lookup: &Lookup, entry: CacheEntry, now_ms: i64) {
         let shared_key = match lookup {
-            Lookup::Key(digest) => shared_data_key(digest),
+            Lookup::Key { digest, .. } => shared_data_key(digest),
             Lookup::User(user_id) => shared_user_key(user_id),
         };
         let share = entry.principal.is_some() || read_shared(&shared_key).is_some();
@@ -54,9 +56,9 @@ impl PrincipalCaches {
         }
         let resolved = Resolved::new(entry);
         match lookup {
-            Lookup::Key(digest) => {
+            Lookup::Key { local, .. } => {
                 if let Ok(mut keys) = self.keys.try_borrow_mut() {
-                    keys.insert(*digest, resolved, now_ms);
+                    keys.insert(*local, resolved, now_ms);
                 }
             }
             Lookup::User(user_id) => {
@@ -101,8 +103,17 @@ impl PrincipalCaches {
 }
 
 impl Principals for PrincipalCaches {
-    fn with_key<R>(&self, digest: &KeyDigest, read: impl FnOnce(Option<&Resolved>) -> R) -> R {
-        self.with_entry(&self.keys, digest, || shared_data_key(digest), read)
+    fn with_key<R>(
+        &self,
+        key: &PresentedCredential,
+        read: impl FnOnce(Option<&Resolved>) -> R,
+    ) -> R {
+        self.with_entry(
+            &self.keys,
+            &key.local,
+            || shared_data_key(&key.digest()),
+            read,
+        )
     }
 
     fn with_user<R>(&self, user_id: &str, read: impl FnOnce(Option<&Resolved>) -> R) -> R {

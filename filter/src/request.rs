@@ -510,7 +510,11 @@ impl TollgateRequest {
         let block = header_map::request_headers();
         let headers = parse_pairs(&block);
         self.request_bytes = header_bytes(&headers);
-        self.presented = extract(&headers, self.worker.config.max_credential_bytes);
+        self.presented = extract(
+            &headers,
+            self.worker.config.max_credential_bytes,
+            &self.worker.digester,
+        );
         let credential_source = match &self.presented {
             Ok(Presented::ApiKey(key)) => Some(key.source),
             Ok(Presented::Session {

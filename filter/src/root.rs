@@ -83,10 +83,15 @@ impl RootContext for TollgateRoot {
                     .and_then(|bytes| String::from_utf8(bytes).ok())
                     .unwrap_or_default()
             };
+            let mut secret = [0; 16];
+            if let Err(error) = getrandom::fill(&mut secret) {
+                log::error!("no random source for the credential cache's secret: {error}");
+                return false;
+            }
             let node_id = text(vec!["node", "id"]);
             let vm_id = format!("{node_id}-{:x}", crate::clock::now_us());
             (
-                Role::Filter(Rc::new(Worker::new(config, node_id, vm_id))),
+                Role::Filter(Rc::new(Worker::new(config, node_id, vm_id, secret))),
                 FRESHNESS_TICK,
             )
         };

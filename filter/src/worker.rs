@@ -8,6 +8,7 @@ use proxy_wasm::hostcalls;
 use tollgate_filter_core::config::PluginConfig;
 use tollgate_filter_core::freshness::Freshness;
 use tollgate_filter_core::gate::FailurePolicy;
+use tollgate_filter_core::local_digest::LocalDigester;
 use tollgate_filter_core::session::VerifiedTokens;
 use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
 
@@ -27,6 +28,8 @@ pub struct Worker {
     pub caches: PrincipalCaches,
     pub freshness: RefCell<Freshness>,
     pub tokens: RefCell<VerifiedTokens>,
+    /// Names credentials in this VM's caches under a secret of its own.
+    pub digester: LocalDigester,
     pub metrics: Rc<Metrics>,
     pub background: Background,
     pub limiter: Limiter,
@@ -36,8 +39,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// `node_id` names this Envoy to the control plane; `vm_id` makes usage batch ids unique.
-    pub fn new(config: PluginConfig, node_id: String, vm_id: String) -> Self {
+    /// `node_id` names this Envoy to the control plane; `vm_id` makes usage batch ids unique;
+    /// `secret` keys the VM's [`LocalDigester`].
+    pub fn new(config: PluginConfig, node_id: String, vm_id: String, secret: [u8; 16]) -> Self {
         let metrics = Rc::new(Metrics::define());
         let max_stale_ms = i64::from(config.max_stale_secs) * MILLIS_PER_SECOND;
         Self {
@@ -48,6 +52,7 @@ impl Worker {
             caches: PrincipalCaches::new(max_stale_ms, Rc::clone(&metrics)),
             freshness: RefCell::new(Freshness::default()),
             tokens: RefCell::new(VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY)),
+            digester: LocalDigester::new(secret),
             metrics,
             background: Background::new(node_id, vm_id),
             limiter: Limiter::default(),

@@ -6,6 +6,7 @@ use prost::Message;
 
 use crate::cache::CacheEntry;
 use crate::digest::KeyDigest;
+use crate::local_digest::LocalDigest;
 use crate::proto::{LookupKeyRequest, LookupKeyResponse, LookupUserRequest, LookupUserResponse};
 
 /// gRPC service the filter calls.
@@ -42,8 +43,12 @@ impl fmt::Display for CalloutFailure {
 /// What a paused request asks the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    /// The principal of an API key, by the key's digest.
-    Key(KeyDigest),
+    /// The principal of an API key, by the key's SHA-256; the answer is kept in this VM
+    /// under its local digest.
+    Key {
+        digest: KeyDigest,
+        local: LocalDigest,
+    },
     /// The principal of a session's user, by user id.
     User(String),
 }
@@ -52,7 +57,7 @@ impl Lookup {
     /// The gRPC method of [`FILTER_SERVICE`] to call.
     pub fn method(&self) -> &'static str {
         match self {
-            Self::Key(_) => "LookupKey",
+            Self::Key { .. } => "LookupKey",
             Self::User(_) => "LookupUser",
         }
     }
@@ -60,7 +65,7 @@ impl Lookup {
     /// The encoded request message.
     pub fn request(&self) -> Vec<u8> {
         match self {
-            Self::Key(digest) => LookupKeyRequest {
+            Self::Key { digest, .. } => LookupKeyRequest {
                 key_digest: digest.as_bytes().to_vec(),
             }
             .encode_to_vec(),
@@ -84,7 +89,7 @@ impl Lookup {
         }
         let body = body.unwrap_or_default();
         let (principal, ttl_secs, cursor) = match self {
-            Self::Key(_) => LookupKeyResponse::decode(body)
+            Self::Key { .. } => LookupKeyResponse::decode(body)
                 .map(|a| (a.principal, a.cache_ttl_seconds, a.cursor)),
             Self::User(_) => LookupUserResponse::decode(body)
                 .map(|a| (a.principal, a.cache_ttl_seconds, a.cursor)),
@@ -97,7 +102,15 @@ impl Lookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::local_digest::LocalDigester;
     use crate::proto::Principal;
+
+    fn key_lookup(key: &[u8]) -> Lookup {
+        Lookup::Key {
+            digest: KeyDigest::of_key(key),
+            local: LocalDigester::new([1; 16]).digest(key),
+        }
+    }
 
     fn alice() -> Principal {
         Principal {
@@ -108,10 +121,12 @@ mod tests {
 
     #[test]
     fn key_lookups_carry_the_digest() {
-        let digest = KeyDigest::of_key(b"k3y");
-        let lookup = Lookup::Key(digest);
+        let lookup = key_lookup(b"k3y");
         let request = LookupKeyRequest::decode(lookup.request().as_slice()).expect("decodes");
-        assert_eq!(request.key_digest, digest.as_bytes().to_vec());
+        assert_eq!(
+            request.key_digest,
+            KeyDigest::of_key(b"k3y").as_bytes().to_vec()
+        );
         assert_eq!(lookup.method(), "LookupKey");
     }
 
@@ -130,7 +145,7 @@ mod tests {
             cache_ttl_seconds: 30,
             cursor: 9,
         };
-        let entry = Lookup::Key(KeyDigest::of_key(b"k"))
+        let entry = key_lookup(b"k")
             .read_answer(0, Some(&answer.encode_to_vec()), 1_000)
             .expect("answer");
         assert_eq!(entry, CacheEntry::for_answer(Some(alice()), 30, 9, 1_000));
@@ -146,7 +161,7 @@ mod tests {
 
     #[test]
     fn non_ok_status_and_garbage_are_failures() {
-        let lookup = Lookup::Key(KeyDigest::of_key(b"k"));
+        let lookup = key_lookup(b"k");
         // 4 is DEADLINE_EXCEEDED, 14 is UNAVAILABLE.
         for status in [4, 14] {
             assert_eq!(

@@ -1,10 +1,13 @@
 //! Finding the credential in the request headers and checking its shape: an API key, or a
 //! session token in `Authorization: Bearer`.
 //!
-//! The raw key is only borrowed from the headers and digested here; nothing beyond this module
-//! sees it.
+//! The raw key is copied out of the headers into [`PresentedCredential`], which hands out only
+//! its digests; nothing beyond this module sees it.
+
+use std::fmt;
 
 use crate::digest::KeyDigest;
+use crate::local_digest::{LocalDigest, LocalDigester};
 use crate::session::looks_like_jwt;
 
 const API_KEY_HEADER: &str = "x-api-key";
@@ -23,13 +26,31 @@ pub enum CredentialSource {
     AuthorizationBearer,
 }
 
-/// An API key the client presented, already digested.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An API key the client presented.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PresentedCredential {
     /// Where the key came from, so that exactly that header is removed before forwarding.
     pub source: CredentialSource,
-    /// SHA-256 of the key.
-    pub digest: KeyDigest,
+    /// The key's name in this VM's own cache.
+    pub local: LocalDigest,
+    raw: Box<[u8]>,
+}
+
+impl PresentedCredential {
+    /// SHA-256 of the key: its name in shared data and at the control plane. Computed on each
+    /// call, which only a miss in this VM's cache makes.
+    pub fn digest(&self) -> KeyDigest {
+        KeyDigest::of_key(&self.raw)
+    }
+}
+
+impl fmt::Debug for PresentedCredential {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("PresentedCredential")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why no usable API key was found.
@@ -50,6 +71,8 @@ pub enum Presented {
     /// API key sent alongside.
     Session {
         token: String,
+        /// The token's name in this VM's cache of verified tokens.
+        local: LocalDigest,
         /// An API key came too: logged and counted, never used.
         alongside_api_key: bool,
         /// Whether the token came in the session cookie (else in `Authorization`).
@@ -62,6 +85,7 @@ pub enum Presented {
 pub fn extract<N, V>(
     headers: &[(N, V)],
     max_credential_bytes: usize,
+    digester: &LocalDigester,
 ) -> Result<Presented, CredentialError>
 where
     N: AsRef<str>,
@@ -76,6 +100,7 @@ where
         if looks_like_jwt(token) {
             let token = std::str::from_utf8(token).map_err(|_| CredentialError::Invalid)?;
             return Ok(Presented::Session {
+                local: digester.digest(token.as_bytes()),
                 token: token.to_owned(),
                 alongside_api_key,
                 from_cookie: false,
@@ -86,13 +111,14 @@ where
     if !has_key {
         if let Some(token) = session_cookie(headers) {
             return Ok(Presented::Session {
+                local: digester.digest(token.as_bytes()),
                 token,
                 alongside_api_key: false,
                 from_cookie: true,
             });
         }
     }
-    extract_credential(headers, max_credential_bytes).map(Presented::ApiKey)
+    extract_credential(headers, max_credential_bytes, digester).map(Presented::ApiKey)
 }
 
 /// The session cookie's token, when exactly one such cookie holds something token-shaped.
@@ -138,6 +164,7 @@ pub fn without_session_cookie(cookie_header: &str) -> Option<String> {
 pub fn extract_credential<N, V>(
     headers: &[(N, V)],
     max_credential_bytes: usize,
+    digester: &LocalDigester,
 ) -> Result<PresentedCredential, CredentialError>
 where
     N: AsRef<str>,
@@ -145,11 +172,12 @@ where
 {
     let api_keys = values_of(headers, API_KEY_HEADER);
     if !api_keys.is_empty() {
-        let digest = digest_single_key(&api_keys, max_credential_bytes)?;
-        return Ok(PresentedCredential {
-            source: CredentialSource::ApiKeyHeader,
-            digest,
-        });
+        return single_key(
+            &api_keys,
+            CredentialSource::ApiKeyHeader,
+            max_credential_bytes,
+            digester,
+        );
     }
 
     let bearer_tokens: Vec<&[u8]> = values_of(headers, AUTHORIZATION_HEADER)
@@ -157,11 +185,12 @@ where
         .filter_map(bearer_token)
         .collect();
     if !bearer_tokens.is_empty() {
-        let digest = digest_single_key(&bearer_tokens, max_credential_bytes)?;
-        return Ok(PresentedCredential {
-            source: CredentialSource::AuthorizationBearer,
-            digest,
-        });
+        return single_key(
+            &bearer_tokens,
+            CredentialSource::AuthorizationBearer,
+            max_credential_bytes,
+            digester,
+        );
     }
 
     Err(CredentialError::Missing)
@@ -191,12 +220,18 @@ fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
 }
 
 /// Two keys in one request are ambiguous, so they are refused rather than one picked.
-fn digest_single_key(
+fn single_key(
     candidates: &[&[u8]],
+    source: CredentialSource,
     max_credential_bytes: usize,
-) -> Result<KeyDigest, CredentialError> {
+    digester: &LocalDigester,
+) -> Result<PresentedCredential, CredentialError> {
     match candidates {
-        [key] if is_well_formed(key, max_credential_bytes) => Ok(KeyDigest::of_key(key)),
+        [key] if is_well_formed(key, max_credential_bytes) => Ok(PresentedCredential {
+            source,
+            local: digester.digest(key),
+            raw: Box::from(*key),
+        }),
         _ => Err(CredentialError::Invalid),
     }
 }
@@ -215,9 +250,10 @@ mod tests {
     fn a_bearer_session_token_is_a_session() {
         let bearer = format!("Bearer {SESSION_TOKEN}");
         assert_eq!(
-            super::extract(&[("authorization", bearer.as_str())], MAX),
+            super::extract(&[("authorization", bearer.as_str())], MAX, &digester()),
             Ok(Presented::Session {
                 token: SESSION_TOKEN.to_owned(),
+                local: digester().digest(SESSION_TOKEN.as_bytes()),
                 alongside_api_key: false,
                 from_cookie: false,
             })
@@ -228,20 +264,25 @@ mod tests {
     fn the_session_cookie_is_a_session_when_no_key_is_sent() {
         let cookie = format!("theme=dark; tollgate_session={SESSION_TOKEN}; lang=en");
         assert_eq!(
-            super::extract(&[("cookie", cookie.as_str())], MAX),
+            super::extract(&[("cookie", cookie.as_str())], MAX, &digester()),
             Ok(Presented::Session {
                 token: SESSION_TOKEN.to_owned(),
+                local: digester().digest(SESSION_TOKEN.as_bytes()),
                 alongside_api_key: false,
                 from_cookie: true,
             })
         );
         assert!(matches!(
-            super::extract(&[("cookie", cookie.as_str()), ("x-api-key", "tg_k")], MAX),
+            super::extract(
+                &[("cookie", cookie.as_str()), ("x-api-key", "tg_k")],
+                MAX,
+                &digester()
+            ),
             Ok(Presented::ApiKey(_))
         ));
         let twice = format!("tollgate_session={SESSION_TOKEN}; tollgate_session={SESSION_TOKEN}");
         assert_eq!(
-            super::extract(&[("cookie", twice.as_str())], MAX),
+            super::extract(&[("cookie", twice.as_str())], MAX, &digester()),
             Err(CredentialError::Missing)
         );
     }
@@ -265,10 +306,12 @@ mod tests {
         assert_eq!(
             super::extract(
                 &[("x-api-key", "tg_k"), ("authorization", bearer.as_str())],
-                MAX
+                MAX,
+                &digester()
             ),
             Ok(Presented::Session {
                 token: SESSION_TOKEN.to_owned(),
+                local: digester().digest(SESSION_TOKEN.as_bytes()),
                 alongside_api_key: true,
                 from_cookie: false,
             })
@@ -278,18 +321,23 @@ mod tests {
     #[test]
     fn a_bearer_api_key_is_still_a_key() {
         assert_eq!(
-            super::extract(&[("authorization", "Bearer tg_u1_secret")], MAX),
-            Ok(Presented::ApiKey(PresentedCredential {
-                source: CredentialSource::AuthorizationBearer,
-                digest: KeyDigest::of_key(b"tg_u1_secret"),
-            }))
+            super::extract(
+                &[("authorization", "Bearer tg_u1_secret")],
+                MAX,
+                &digester()
+            ),
+            presented(CredentialSource::AuthorizationBearer, "tg_u1_secret").map(Presented::ApiKey)
         );
     }
 
     const MAX: usize = 64;
 
+    fn digester() -> LocalDigester {
+        LocalDigester::new([1; 16])
+    }
+
     fn extract(headers: &[(&str, &str)]) -> Result<PresentedCredential, CredentialError> {
-        extract_credential(headers, MAX)
+        extract_credential(headers, MAX, &digester())
     }
 
     fn presented(
@@ -298,8 +346,17 @@ mod tests {
     ) -> Result<PresentedCredential, CredentialError> {
         Ok(PresentedCredential {
             source,
-            digest: KeyDigest::of_key(key.as_bytes()),
+            local: digester().digest(key.as_bytes()),
+            raw: Box::from(key.as_bytes()),
         })
+    }
+
+    #[test]
+    fn the_shared_digest_is_the_sha256_of_the_key_and_debug_hides_the_key() {
+        let presented = extract(&[("x-api-key", "tg_u1_secret")]).expect("a key");
+
+        assert_eq!(presented.digest(), KeyDigest::of_key(b"tg_u1_secret"));
+        assert!(!format!("{presented:?}").contains("secret"));
     }
 
     #[test]
@@ -452,7 +509,7 @@ mod tests {
         let headers = [("x-api-key", vec![b'k', 0xff, b'y'])];
 
         assert_eq!(
-            extract_credential(&headers, MAX),
+            extract_credential(&headers, MAX, &digester()),
             Err(CredentialError::Invalid)
         );
     }

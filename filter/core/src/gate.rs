@@ -6,25 +6,29 @@ use std::rc::Rc;
 
 use crate::access::{client_ip, Scopes};
 use crate::callout::Lookup;
-use crate::credential::{CredentialError, Presented};
+use crate::credential::{CredentialError, Presented, PresentedCredential};
 use crate::decision::{
     AuthMethod, Decision, API_KEY_EXPIRED, CONTROL_PLANE_UNAVAILABLE, INVALID_API_KEY,
     INVALID_FORWARDED_FOR, IP_NOT_ALLOWED, MISSING_CREDENTIALS, SCOPE_DENIED, SESSION_REVOKED,
     USER_SUSPENDED,
 };
-use crate::digest::KeyDigest;
 use crate::freshness::Freshness;
 use crate::limits::plan::{request_plan, Plan};
+use crate::local_digest::LocalDigest;
 use crate::proto::{ExhaustedQuota, UserStatus};
 use crate::resolved::Resolved;
-use crate::session::{verify, SessionClaims, TokenDigest, VerifiedTokens};
+use crate::session::{verify, SessionClaims, VerifiedTokens};
 
 const MILLIS_PER_SECOND: i64 = 1000;
 
 /// The cached answers of the control plane, as the host holds them.
 pub trait Principals {
-    /// Calls `read` with the entry for an API key's digest, fresh or stale, if there is one.
-    fn with_key<R>(&self, digest: &KeyDigest, read: impl FnOnce(Option<&Resolved>) -> R) -> R;
+    /// Calls `read` with the entry for an API key, fresh or stale, if there is one.
+    fn with_key<R>(
+        &self,
+        key: &PresentedCredential,
+        read: impl FnOnce(Option<&Resolved>) -> R,
+    ) -> R;
     /// Calls `read` with the entry for a session's user, fresh or stale, if there is one.
     fn with_user<R>(&self, user_id: &str, read: impl FnOnce(Option<&Resolved>) -> R) -> R;
 }
@@ -96,8 +100,12 @@ impl<P: Principals> Gate<'_, P> {
             Err(CredentialError::Missing) => MISSING_CREDENTIALS,
             Err(CredentialError::Invalid) => INVALID_API_KEY,
             Ok(Presented::ApiKey(key)) => {
-                self.principals.with_key(&key.digest, |entry| {
-                    self.decide_with(entry, Lookup::Key(key.digest), facts, |resolved| {
+                let lookup = || Lookup::Key {
+                    digest: key.digest(),
+                    local: key.local,
+                };
+                self.principals.with_key(key, |entry| {
+                    self.decide_with(entry, lookup, facts, |resolved| {
                         match resolved.entry.principal {
                             Some(_) => self.authorize(resolved, facts, AuthMethod::ApiKey),
                             None => INVALID_API_KEY,
@@ -105,15 +113,15 @@ impl<P: Principals> Gate<'_, P> {
                     })
                 })
             }
-            Ok(Presented::Session { token, .. }) => {
-                let claims = match self.session_claims(token, facts.now_ms, tokens) {
+            Ok(Presented::Session { token, local, .. }) => {
+                let claims = match self.session_claims(token, *local, facts.now_ms, tokens) {
                     Ok(claims) => claims,
                     Err(decision) => return decision,
                 };
                 self.principals.with_user(&claims.user_id, |entry| {
                     self.decide_with(
                         entry,
-                        Lookup::User(claims.user_id.clone()),
+                        || Lookup::User(claims.user_id.clone()),
                         facts,
                         |resolved| match &resolved.entry.principal {
                             Some(p) if p.user_id == claims.user_id => {
@@ -132,7 +140,7 @@ impl<P: Principals> Gate<'_, P> {
     fn decide_with(
         &self,
         entry: Option<&Resolved>,
-        lookup: Lookup,
+        lookup: impl FnOnce() -> Lookup,
         facts: &RequestFacts<'_>,
         answer: impl FnOnce(&Resolved) -> Decision,
     ) -> Decision {
@@ -150,7 +158,7 @@ impl<P: Principals> Gate<'_, P> {
         match (usable, facts.stage) {
             (Some(resolved), _) => answer(resolved),
             (None, Stage::Unreachable) => self.when_unreachable(facts),
-            (None, _) => Decision::Lookup(lookup),
+            (None, _) => Decision::Lookup(lookup()),
         }
     }
 
@@ -185,12 +193,12 @@ impl<P: Principals> Gate<'_, P> {
     fn session_claims(
         &self,
         token: &str,
+        local: LocalDigest,
         now_ms: i64,
         tokens: &mut VerifiedTokens,
     ) -> Result<SessionClaims, Decision> {
         let now_secs = now_ms / MILLIS_PER_SECOND;
-        let digest = TokenDigest::of_token(token);
-        let claims = match tokens.get(&digest, now_secs) {
+        let claims = match tokens.get(&local, now_secs) {
             Some(claims) => claims.clone(),
             None => {
                 let verification = self.freshness.sessions().ok_or(CONTROL_PLANE_UNAVAILABLE)?;
@@ -198,7 +206,7 @@ impl<P: Principals> Gate<'_, P> {
                     .map_err(|error| {
                         Decision::deny(401, error.code(), session_error_message(error.code()))
                     })?;
-                tokens.insert(digest, claims.clone(), now_secs);
+                tokens.insert(local, claims.clone(), now_secs);
                 claims
             }
         };

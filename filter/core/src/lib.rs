@@ -19,6 +19,7 @@ pub mod header_pairs;
 pub mod hygiene;
 pub mod limits;
 pub mod local_cache;
+pub mod local_digest;
 pub mod resolved;
 pub mod session;
 pub mod sync;

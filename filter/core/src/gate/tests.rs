@@ -8,8 +8,10 @@ use serde_json::json;
 
 use super::*;
 use crate::cache::CacheEntry;
-use crate::credential::{CredentialSource, PresentedCredential};
+use crate::credential::extract_credential;
 use crate::decision::AUTH_METHOD_HEADER;
+use crate::digest::KeyDigest;
+use crate::local_digest::LocalDigester;
 use crate::proto::{invalidation, Invalidation, Principal, SigningKey, WatchChangesResponse};
 use crate::sync::SyncState;
 
@@ -25,9 +27,13 @@ struct Cached {
 }
 
 impl Principals for Cached {
-    fn with_key<R>(&self, digest: &KeyDigest, read: impl FnOnce(Option<&Resolved>) -> R) -> R {
+    fn with_key<R>(
+        &self,
+        key: &PresentedCredential,
+        read: impl FnOnce(Option<&Resolved>) -> R,
+    ) -> R {
         self.asked.borrow_mut().push("key".into());
-        read(self.keys.get(digest))
+        read(self.keys.get(&key.digest()))
     }
 
     fn with_user<R>(&self, user_id: &str, read: impl FnOnce(Option<&Resolved>) -> R) -> R {
@@ -53,11 +59,21 @@ fn entry(principal: Option<Principal>, expires_at_ms: i64, cursor: u64) -> Resol
     })
 }
 
+fn digester() -> LocalDigester {
+    LocalDigester::new([1; 16])
+}
+
 fn key_presented(key: &str) -> Result<Presented, CredentialError> {
-    Ok(Presented::ApiKey(PresentedCredential {
-        source: CredentialSource::ApiKeyHeader,
-        digest: KeyDigest::of_key(key.as_bytes()),
-    }))
+    extract_credential(&[("x-api-key", key)], 256, &digester()).map(Presented::ApiKey)
+}
+
+fn session_presented(token: String) -> Result<Presented, CredentialError> {
+    Ok(Presented::Session {
+        local: digester().digest(token.as_bytes()),
+        token,
+        alongside_api_key: false,
+        from_cookie: false,
+    })
 }
 
 fn with_key(key: &str, resolved: Resolved) -> Cached {
@@ -168,16 +184,16 @@ fn a_fresh_cached_key_is_allowed_with_identity_headers() {
 
 #[test]
 fn an_unknown_or_expired_entry_asks_the_control_plane() {
-    let digest = KeyDigest::of_key(b"k3y");
+    let lookup = Lookup::Key {
+        digest: KeyDigest::of_key(b"k3y"),
+        local: digester().digest(b"k3y"),
+    };
     assert_eq!(
         decide_key(&Cached::default(), Stage::First),
-        Decision::Lookup(Lookup::Key(digest))
+        Decision::Lookup(lookup.clone())
     );
     let expired = with_key("k3y", entry(Some(alice()), NOW_MS, 0));
-    assert_eq!(
-        decide_key(&expired, Stage::First),
-        Decision::Lookup(Lookup::Key(digest))
-    );
+    assert_eq!(decide_key(&expired, Stage::First), Decision::Lookup(lookup));
 }
 
 #[test]
@@ -399,11 +415,7 @@ fn alice_session(session_id: &str) -> Result<Presented, CredentialError> {
         "iss": "tollgate", "aud": "tollgate", "sub": "u_alice", "sid": session_id,
         "exp": NOW_SECS + 600, "nbf": NOW_SECS - 1, "iat": NOW_SECS - 1,
     }));
-    Ok(Presented::Session {
-        token,
-        alongside_api_key: false,
-        from_cookie: false,
-    })
+    session_presented(token)
 }
 
 fn with_user(principal: Principal) -> Cached {
@@ -480,11 +492,7 @@ fn bad_session_tokens_are_refused_with_the_session_codes() {
         (expired, "session_expired"),
         (other_audience, "invalid_session"),
     ] {
-        let presented = Ok(Presented::Session {
-            token,
-            alongside_api_key: false,
-            from_cookie: false,
-        });
+        let presented = session_presented(token);
         let decision = decide(
             &with_user(alice()),
             &freshness,

@@ -6,26 +6,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
 use super::claims::SessionClaims;
-
-/// SHA-256 of a session token as the client sent it; the cache never holds the token itself.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    /// Digests a token.
-    pub fn of_token(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
-    }
-}
-
-impl fmt::Debug for TokenDigest {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("TokenDigest(<redacted>)")
-    }
-}
+use crate::local_digest::LocalDigest;
 
 struct Entry {
     claims: SessionClaims,
@@ -33,14 +15,14 @@ struct Entry {
     sequence: u64,
 }
 
-/// Verified claims by token digest, each until its token's `exp`, held by one wasm VM and never
+/// Verified claims by the token's [`LocalDigest`] (never the token itself), each until its token's `exp`, held by one wasm VM and never
 /// more than its capacity.
 ///
 /// The claims were checked against one key set and one set of expectations: call
 /// [`VerifiedTokens::clear`] when either changes, or a token signed by a withdrawn key would
 /// stay accepted until it expires.
 pub struct VerifiedTokens {
-    entries: HashMap<TokenDigest, Entry>,
+    entries: HashMap<LocalDigest, Entry>,
     capacity: usize,
     next_sequence: u64,
 }
@@ -56,7 +38,7 @@ impl VerifiedTokens {
     }
 
     /// The claims of `token` if it was verified and has not expired at `now_secs`.
-    pub fn get(&self, token: &TokenDigest, now_secs: i64) -> Option<&SessionClaims> {
+    pub fn get(&self, token: &LocalDigest, now_secs: i64) -> Option<&SessionClaims> {
         self.entries
             .get(token)
             .map(|entry| &entry.claims)
@@ -66,7 +48,7 @@ impl VerifiedTokens {
     /// Remembers the claims of a token that just verified. When the cache is full, expired
     /// entries go first and then, if it is still full, the older half: that costs O(n) once
     /// per n/2 insertions, and nothing on the way of a cache hit.
-    pub fn insert(&mut self, token: TokenDigest, claims: SessionClaims, now_secs: i64) {
+    pub fn insert(&mut self, token: LocalDigest, claims: SessionClaims, now_secs: i64) {
         if self.capacity == 0 || claims.expires_at <= now_secs {
             return;
         }
@@ -123,9 +105,10 @@ impl fmt::Debug for VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::local_digest::LocalDigester;
 
-    fn digest(n: u32) -> TokenDigest {
-        TokenDigest::of_token(&format!("token-{n}"))
+    fn digest(n: u32) -> LocalDigest {
+        LocalDigester::new([1; 16]).digest(format!("token-{n}").as_bytes())
     }
 
     fn expiring_at(expires_at: i64) -> SessionClaims {
@@ -137,22 +120,6 @@ mod tests {
             role: None,
             expires_at,
         }
-    }
-
-    #[test]
-    fn digest_is_the_sha256_of_the_token() {
-        assert_eq!(
-            hex::encode(TokenDigest::of_token("abc").0),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn debug_output_hides_the_digest() {
-        assert_eq!(
-            format!("{:?}", TokenDigest::of_token("abc")),
-            "TokenDigest(<redacted>)"
-        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{TokenDigest, VerifiedTokens};
+pub use cache::VerifiedTokens;
 pub use claims::{Expectations, SessionClaims};
 pub use error::SessionError;
 pub use jws::{looks_like_jwt, MAX_TOKEN_BYTES};
