@@ -121,11 +121,14 @@ WARM_FIRST_CHUNK_SECS = 5
 WARM_MAX_CHUNK_SECS = 30
 
 
-def cache_new_principals(control_plane: ControlPlane, url: str, count: int, keyspace: int) -> int:
-    """Sends the keys tgb_0000000, tgb_0000001, ... until Envoy has cached at least `count` keys
-    it did not hold yet (each one a callout that found its key); returns how many it cached."""
+def cache_new_principals(
+    control_plane: ControlPlane, url: str, count: int, keyspace: int, first_key: int = 0
+) -> tuple[int, int]:
+    """Sends the keys tgb_<first_key>, tgb_<first_key + 1>, ... until Envoy has cached at least
+    `count` keys it did not hold yet (each one a callout that found its key); returns how many it
+    cached and the next key to send."""
     found_before = control_plane.metric(FOUND_KEY_LOOKUPS)
-    next_key, chunk_secs = 0, WARM_FIRST_CHUNK_SECS
+    next_key, chunk_secs = first_key, WARM_FIRST_CHUNK_SECS
     while (cached := control_plane.metric(FOUND_KEY_LOOKUPS) - found_before) < count:
         if next_key >= keyspace:
             raise SystemExit(f"bench: {keyspace} keys sent but only {cached:.0f} new principals cached")
@@ -136,4 +139,4 @@ def cache_new_principals(control_plane: ControlPlane, url: str, count: int, keys
         remaining = count - (control_plane.metric(FOUND_KEY_LOOKUPS) - found_before)
         rate = max(run.requests / run.seconds, 1.0)
         chunk_secs = min(WARM_MAX_CHUNK_SECS, max(1, round(1.1 * remaining / rate)))
-    return int(cached)
+    return int(cached), next_key

@@ -18,7 +18,7 @@ use tollgate_filter_core::header_pairs::parse_pairs;
 use tollgate_filter_core::hygiene::headers_to_remove;
 use tollgate_filter_core::limits::bucket::Rate;
 use tollgate_filter_core::limits::plan::{
-    address_plan, address_subject, failures_may_refuse, Draw, Plan,
+    address_failure_horizon_us, address_plan, address_subject, Draw, Plan,
 };
 use tollgate_filter_core::limits::state::Checked;
 use tollgate_filter_core::limits::{retry_after_secs, RateLimitFigures};
@@ -226,20 +226,23 @@ impl TollgateRequest {
         let worker = Rc::clone(&self.worker);
         let freshness = worker.freshness.try_borrow().ok()?;
         let settings = freshness.limits();
+        if settings.ip.is_empty() {
+            return None;
+        }
         let counts_every_request = settings.ip_counts_every_request;
-        let may_refuse = counts_every_request
-            || failures_may_refuse(
-                settings,
-                self.worker.address_failures.last_us(),
-                self.now_us(),
-                self.worker.background.envoys(),
-            );
-        if settings.ip.is_empty() || !may_refuse {
+        let envoys = self.worker.background.envoys();
+        let horizon_us = address_failure_horizon_us(settings, envoys);
+        let failures = &self.worker.address_failures;
+        if !counts_every_request && failures.is_quiet(self.now_us(), horizon_us) {
             return None;
         }
         let address = self.client_ip();
         self.client = Some(address.clone());
-        let subject = address_subject(address.ok()?);
+        let address = address.ok()?;
+        if !counts_every_request && !failures.may_refuse(address, self.now_us(), horizon_us) {
+            return None;
+        }
+        let subject = address_subject(address);
         let subject = if counts_every_request {
             limiter::address_bucket(subject)
         } else {
@@ -247,7 +250,6 @@ impl TollgateRequest {
         };
         let plan = address_plan(settings, subject);
         drop(freshness);
-        let envoys = self.worker.background.envoys();
         let admission = if counts_every_request {
             let admission = self.worker.limiter.admit(&plan.here, self.now_us(), envoys);
             if admission.wrote_shared {
@@ -263,18 +265,21 @@ impl TollgateRequest {
     /// Counts a failed authentication against the address; the refusal when its bucket
     /// was already empty.
     fn count_failed_authentication(&mut self) -> Option<Admission> {
-        let plan = {
+        let envoys = self.worker.background.envoys();
+        let (address, plan, horizon_us) = {
             let freshness = self.worker.freshness.try_borrow().ok()?;
             let settings = freshness.limits();
             if settings.ip.is_empty() || settings.ip_counts_every_request {
                 return None;
             }
             let address = self.client_ip().ok()?;
-            address_plan(settings, limiter::address_bucket(address_subject(address)))
+            let plan = address_plan(settings, limiter::address_bucket(address_subject(address)));
+            (address, plan, address_failure_horizon_us(settings, envoys))
         };
-        let envoys = self.worker.background.envoys();
         let admission = self.worker.limiter.admit(&plan.here, self.now_us(), envoys);
-        self.worker.address_failures.counted(self.now_us());
+        self.worker
+            .address_failures
+            .counted(address, self.now_us(), horizon_us);
         if admission.wrote_shared {
             self.touched(&plan.here);
         }

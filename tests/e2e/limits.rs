@@ -182,6 +182,45 @@ fn an_address_is_limited_on_failed_authentications_only() {
 }
 
 #[test]
+fn a_guessing_address_is_blocked_and_its_neighbours_are_not() {
+    let gateway = Gateway::start_configured(
+        env(&[
+            ("TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE", "3"),
+            ("TOLLGATE_LIMITS__IP__BURST", "3"),
+        ]),
+        Some(r#"{"trusted_hops":1}"#.to_string()),
+    );
+    let cp = &gateway.control_plane;
+    let (_, key) = cp.create_key(&cp.create_user("neighbour"));
+    let from = |address: &str, key: &str| {
+        gateway
+            .envoy
+            .get("/", &[("x-api-key", key), ("x-forwarded-for", address)])
+            .status
+    };
+    let guess = "tg_guess_000000000000000000000000000000";
+
+    let guesses: Vec<u16> = (0..4).map(|_| from("203.0.113.9", guess)).collect();
+    assert_eq!(guesses, [401, 401, 401, 429]);
+    assert_eq!(from("203.0.113.9", &key), 429, "the guesser stays blocked");
+    assert_eq!(from("203.0.113.10", &key), 200, "its neighbour is not");
+    assert_eq!(
+        from("203.0.113.10", guess),
+        401,
+        "and has a bucket of its own"
+    );
+
+    let guesses: Vec<u16> = (0..4).map(|_| from("2001:db8:1:2::7", guess)).collect();
+    assert_eq!(guesses, [401, 401, 401, 429]);
+    assert_eq!(
+        from("2001:db8:1:2::8", &key),
+        429,
+        "an IPv6 /64 counts as one address"
+    );
+    assert_eq!(from("2001:db8:1:3::7", &key), 200);
+}
+
+#[test]
 fn exact_limits_are_counted_by_the_control_plane() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;

@@ -2,6 +2,7 @@
 //! with the control plane (`fast`) or asked of it on every request (`exact`).
 
 pub mod bucket;
+pub mod failing_addresses;
 pub mod lease;
 pub mod plan;
 pub mod state;

@@ -1,9 +1,10 @@
 //! Which buckets a request draws on: its address's, its user's, its key's and its route's,
 //! each under a subject name that every Envoy and the control plane agree on.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::rc::Rc;
 
+use super::failing_addresses::{bucket_address, failure_horizon_us};
 use crate::access::Scopes;
 use crate::proto::{LimitLevel, LimitMode, LimitSettings, RateLimit};
 
@@ -72,12 +73,9 @@ pub const ADDRESS_OVERFLOW_SUBJECT: &str = "ip:overflow";
 /// The bucket an address counts against: its own for IPv4, its /64 for IPv6 (one host
 /// commonly holds a whole /64, and per-address buckets would let it make up new ones).
 pub fn address_subject(address: IpAddr) -> String {
-    match address {
+    match bucket_address(address) {
         IpAddr::V4(v4) => format!("ip:{v4}"),
-        IpAddr::V6(v6) => {
-            let network = u128::from(v6) & !((1u128 << 64) - 1);
-            format!("ip:{}/64", Ipv6Addr::from(network))
-        }
+        IpAddr::V6(network) => format!("ip:{network}/64"),
     }
 }
 
@@ -101,29 +99,16 @@ pub fn address_plan(settings: &LimitSettings, subject: String) -> Plan {
     plan
 }
 
-/// How much older than the last failure the time other workers see may be: it is shared at
-/// most once a second and read every 100 ms.
-pub const FAILURE_TIME_STALENESS_US: i64 = 1_100_000;
-
-/// Whether an address bucket that counts only failed authentications can be refusing at
-/// `now_us`, given the last failure this Envoy counted. A refused request takes nothing, so a
-/// bucket stops refusing within one emission interval (at most one window) of its last
-/// failure: after that, no address needs to be looked up at all.
-/// A `fast` share refills at 1/`envoys` of the rate, so the horizon grows with `envoys`.
-pub fn failures_may_refuse(
-    settings: &LimitSettings,
-    last_failure_us: Option<i64>,
-    now_us: i64,
-    envoys: u32,
-) -> bool {
-    let longest_window_us = settings
+/// How long after its last failure an address may be refused, under `settings`' address
+/// limits (see [`failure_horizon_us`]).
+pub fn address_failure_horizon_us(settings: &LimitSettings, envoys: u32) -> i64 {
+    let longest_window_secs = settings
         .ip
         .iter()
-        .map(|limit| i64::from(limit.window_seconds) * 1_000_000)
+        .map(|limit| limit.window_seconds)
         .max()
-        .unwrap_or(0)
-        * i64::from(envoys.max(1));
-    last_failure_us.is_some_and(|at| now_us - at <= longest_window_us + FAILURE_TIME_STALENESS_US)
+        .unwrap_or(0);
+    failure_horizon_us(longest_window_secs, envoys)
 }
 
 /// The limits of a principal: its user's and its key's. The same for each of its requests,
@@ -229,16 +214,18 @@ mod tests {
     }
 
     #[test]
-    fn addresses_are_looked_up_only_after_recent_failures() {
+    fn the_failure_horizon_is_that_of_the_longest_address_window() {
         let settings = LimitSettings {
-            ip: vec![limit(LimitLevel::Ip, 60, LimitMode::Fast)],
+            ip: vec![
+                limit(LimitLevel::Ip, 60, LimitMode::Fast),
+                limit(LimitLevel::Ip, 3_600, LimitMode::Fast),
+            ],
             ..LimitSettings::default()
         };
-        assert!(!failures_may_refuse(&settings, None, 5, 1));
-        let longest = 60_000_000 + FAILURE_TIME_STALENESS_US;
-        assert!(failures_may_refuse(&settings, Some(0), longest, 1));
-        assert!(!failures_may_refuse(&settings, Some(0), longest + 1, 1));
-        assert!(failures_may_refuse(&settings, Some(0), longest + 1, 2));
+        assert_eq!(
+            address_failure_horizon_us(&settings, 2),
+            failure_horizon_us(3_600, 2)
+        );
     }
 
     #[test]

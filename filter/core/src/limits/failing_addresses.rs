@@ -1,0 +1,255 @@
+//! The addresses whose failed authentications an Envoy counted lately. When address limits
+//! count only failures, these are the only addresses whose buckets can be refusing, so every
+//! other request skips its bucket; and when the set is empty (the usual case), no request
+//! even reads its client address.
+//!
+//! Envoy's workers share one set in shared data; each keeps a copy, refreshed on its tick.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+use prost::Message;
+
+/// Addresses the set holds before it gives up naming them: past this, every address counts as
+/// failing until the flood's failures are older than the horizon.
+pub const CAPACITY: usize = 256;
+
+/// A failure is written to shared data at most this often per address, so other workers may
+/// see its time up to this much late, plus one tick.
+pub const SHARE_EVERY_US: i64 = 1_000_000;
+
+/// How much older than the last failure the time other workers see may be: shared at most once
+/// a second, read every 100 ms.
+const STALENESS_US: i64 = SHARE_EVERY_US + 100_000;
+
+/// The bucket an address's failures count in, as an address: itself for IPv4, its /64 for IPv6.
+pub fn bucket_address(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+    }
+}
+
+/// How long after its last failure an address bucket that counts only failed authentications
+/// can still be refusing. A refused request takes nothing, so a bucket stops refusing within
+/// one emission interval (at most one window) of its last failure. A `fast` share refills at
+/// 1/`envoys` of the rate, so the horizon grows with `envoys`.
+pub fn failure_horizon_us(longest_window_secs: u32, envoys: u32) -> i64 {
+    i64::from(longest_window_secs) * 1_000_000 * i64::from(envoys.max(1)) + STALENESS_US
+}
+
+/// Failing addresses (bucket addresses, see [`bucket_address`]) and when each last failed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FailingAddresses {
+    last_failure_us: HashMap<IpAddr, i64>,
+    /// When a failure last found the set full: every address may be refusing until then plus
+    /// the horizon.
+    overflowed_at_us: Option<i64>,
+}
+
+impl FailingAddresses {
+    /// Whether `address`'s bucket may be refusing at `now_us`.
+    pub fn may_refuse(&self, address: IpAddr, now_us: i64, horizon_us: i64) -> bool {
+        let recent = |at: i64| now_us - at <= horizon_us;
+        self.overflowed_at_us.is_some_and(recent)
+            || self
+                .last_failure_us
+                .get(&bucket_address(address))
+                .is_some_and(|&at| recent(at))
+    }
+
+    /// Whether no address may be refusing at `now_us`, so a request need not know its own.
+    pub fn is_quiet(&self, now_us: i64, horizon_us: i64) -> bool {
+        let recent = |at: i64| now_us - at <= horizon_us;
+        !self.overflowed_at_us.is_some_and(recent)
+            && !self.last_failure_us.values().any(|&at| recent(at))
+    }
+
+    /// Whether the set already shows a failure of `address` recent enough that recording one
+    /// at `now_us` need not be shared.
+    pub fn knows_recent(&self, address: IpAddr, now_us: i64) -> bool {
+        let fresh = |at: i64| now_us - at < SHARE_EVERY_US;
+        self.overflowed_at_us.is_some_and(fresh)
+            || self
+                .last_failure_us
+                .get(&bucket_address(address))
+                .is_some_and(|&at| fresh(at))
+    }
+
+    /// Records a failure of `address` at `now_us`, first forgetting failures past the horizon.
+    pub fn record(&mut self, address: IpAddr, now_us: i64, horizon_us: i64) {
+        self.last_failure_us
+            .retain(|_, at| now_us - *at <= horizon_us);
+        let address = bucket_address(address);
+        if self.last_failure_us.len() >= CAPACITY && !self.last_failure_us.contains_key(&address) {
+            self.overflowed_at_us = Some(now_us);
+            return;
+        }
+        let at = self.last_failure_us.entry(address).or_insert(now_us);
+        *at = (*at).max(now_us);
+    }
+
+    /// The encoding kept in shared data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        SharedFailures {
+            addresses: self
+                .last_failure_us
+                .iter()
+                .map(|(address, at)| SharedFailure {
+                    address: match address {
+                        IpAddr::V4(v4) => v4.octets().to_vec(),
+                        IpAddr::V6(v6) => v6.octets().to_vec(),
+                    },
+                    last_failure_us: *at,
+                })
+                .collect(),
+            overflowed_at_us: self.overflowed_at_us,
+        }
+        .encode_to_vec()
+    }
+
+    /// Reads the shared encoding; bytes that do not decode are `None`, entries that are not an
+    /// address are skipped.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let shared = SharedFailures::decode(bytes).ok()?;
+        let last_failure_us = shared
+            .addresses
+            .iter()
+            .filter_map(|failure| {
+                let address = match failure.address.len() {
+                    4 => IpAddr::from(<[u8; 4]>::try_from(failure.address.as_slice()).ok()?),
+                    16 => IpAddr::from(<[u8; 16]>::try_from(failure.address.as_slice()).ok()?),
+                    _ => return None,
+                };
+                Some((bucket_address(address), failure.last_failure_us))
+            })
+            .take(CAPACITY)
+            .collect();
+        Some(Self {
+            last_failure_us,
+            overflowed_at_us: shared.overflowed_at_us,
+        })
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SharedFailures {
+    #[prost(message, repeated, tag = "1")]
+    addresses: Vec<SharedFailure>,
+    #[prost(int64, optional, tag = "2")]
+    overflowed_at_us: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SharedFailure {
+    /// 4 or 16 bytes, network order.
+    #[prost(bytes = "vec", tag = "1")]
+    address: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    last_failure_us: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HORIZON: i64 = 60_000_000;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn an_empty_set_is_quiet_and_refuses_nobody() {
+        let set = FailingAddresses::default();
+
+        assert!(set.is_quiet(0, HORIZON));
+        assert!(!set.may_refuse(ip("192.0.2.1"), 0, HORIZON));
+    }
+
+    #[test]
+    fn only_the_failing_address_may_be_refused_until_the_horizon() {
+        let mut set = FailingAddresses::default();
+        set.record(ip("192.0.2.1"), 1_000, HORIZON);
+
+        assert!(!set.is_quiet(1_000 + HORIZON, HORIZON));
+        assert!(set.may_refuse(ip("192.0.2.1"), 1_000 + HORIZON, HORIZON));
+        assert!(!set.may_refuse(ip("192.0.2.2"), 1_000, HORIZON));
+        assert!(!set.may_refuse(ip("192.0.2.1"), 1_001 + HORIZON, HORIZON));
+        assert!(set.is_quiet(1_001 + HORIZON, HORIZON));
+    }
+
+    #[test]
+    fn ipv6_addresses_fail_per_64() {
+        let mut set = FailingAddresses::default();
+        set.record(ip("2001:db8:1:2::7"), 0, HORIZON);
+
+        assert!(set.may_refuse(ip("2001:db8:1:2:ffff::1"), 0, HORIZON));
+        assert!(!set.may_refuse(ip("2001:db8:1:3::7"), 0, HORIZON));
+    }
+
+    #[test]
+    fn a_failure_is_shared_again_only_after_a_second() {
+        let mut set = FailingAddresses::default();
+        set.record(ip("192.0.2.1"), 0, HORIZON);
+
+        assert!(set.knows_recent(ip("192.0.2.1"), SHARE_EVERY_US - 1));
+        assert!(!set.knows_recent(ip("192.0.2.1"), SHARE_EVERY_US));
+        assert!(!set.knows_recent(ip("192.0.2.2"), 0));
+    }
+
+    #[test]
+    fn a_full_set_forgets_old_failures_then_counts_everyone_as_failing() {
+        let mut set = FailingAddresses::default();
+        for n in 0..CAPACITY {
+            let address = IpAddr::from([10, 0, (n / 256) as u8, (n % 256) as u8]);
+            set.record(address, 0, HORIZON);
+        }
+        set.record(ip("192.0.2.1"), HORIZON + 1, HORIZON);
+        assert!(!set.may_refuse(ip("10.0.0.1"), HORIZON + 1, HORIZON));
+        assert!(set.may_refuse(ip("192.0.2.1"), HORIZON + 1, HORIZON));
+
+        for n in 0..CAPACITY {
+            let address = IpAddr::from([10, 1, (n / 256) as u8, (n % 256) as u8]);
+            set.record(address, HORIZON + 2, HORIZON);
+        }
+        assert!(
+            set.may_refuse(ip("198.51.100.9"), HORIZON + 2, HORIZON),
+            "the set overflowed: every address may be refused"
+        );
+        assert!(set.knows_recent(ip("198.51.100.9"), HORIZON + 2));
+        assert!(set.is_quiet(3 * HORIZON, HORIZON));
+    }
+
+    #[test]
+    fn survives_the_shared_encoding() {
+        let mut set = FailingAddresses::default();
+        set.record(ip("192.0.2.1"), 5, HORIZON);
+        set.record(ip("2001:db8::1"), 7, HORIZON);
+
+        assert_eq!(FailingAddresses::from_bytes(&set.to_bytes()), Some(set));
+    }
+
+    #[test]
+    fn undecodable_bytes_and_odd_addresses_are_rejected() {
+        assert_eq!(FailingAddresses::from_bytes(&[0xff]), None);
+        let odd = SharedFailures {
+            addresses: vec![SharedFailure {
+                address: vec![1, 2, 3],
+                last_failure_us: 1,
+            }],
+            overflowed_at_us: None,
+        };
+        assert_eq!(
+            FailingAddresses::from_bytes(&odd.encode_to_vec()),
+            Some(FailingAddresses::default())
+        );
+    }
+
+    #[test]
+    fn the_horizon_is_the_longest_window_per_envoy_plus_the_staleness() {
+        assert_eq!(failure_horizon_us(60, 1), 60_000_000 + STALENESS_US);
+        assert_eq!(failure_horizon_us(60, 2), 120_000_000 + STALENESS_US);
+        assert_eq!(failure_horizon_us(60, 0), 60_000_000 + STALENESS_US);
+    }
+}
