@@ -48,7 +48,7 @@ enum Pending {
 
 /// An authenticated request on its way to the upstream.
 struct Allowed {
-    set_headers: Rc<[(String, String)]>,
+    set_headers: Rc<[(&'static str, String)]>,
     auth_method: AuthMethod,
     user_id: Rc<str>,
     /// Verdicts of the buckets counted here, for the `X-RateLimit-*` headers.
@@ -455,8 +455,8 @@ impl TollgateRequest {
         let routing_changed = allowed
             .set_headers
             .iter()
-            .map(|(name, _)| name)
-            .chain(&self.headers_to_remove)
+            .map(|(name, _)| *name)
+            .chain(self.headers_to_remove.iter().map(String::as_str))
             .any(|name| name == ROUTE_GROUP_HEADER);
         if routing_changed {
             if let Err(status) =
@@ -470,7 +470,7 @@ impl TollgateRequest {
     /// Rewrites the request's headers in place: the client's credential and `x-tollgate-*`
     /// headers out, the session cookie cut, the identity headers in. Each is one host call
     /// that returns nothing, far cheaper than replacing the whole map.
-    fn forward_with(&mut self, set_headers: &[(String, String)], auth_method: AuthMethod) {
+    fn forward_with(&mut self, set_headers: &[(&str, String)], auth_method: AuthMethod) {
         for name in &self.headers_to_remove {
             self.set_http_request_header(name, None);
         }

@@ -35,7 +35,7 @@ pub enum Decision {
     Allow {
         /// Identity headers for the upstream, as (lowercase name, value); the auth method
         /// goes along as [`AUTH_METHOD_HEADER`].
-        set_headers: Rc<[(String, String)]>,
+        set_headers: Rc<[(&'static str, String)]>,
         auth_method: AuthMethod,
         /// The user whose quotas the request counts against; empty when unverified.
         user_id: Rc<str>,

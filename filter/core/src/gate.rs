@@ -16,7 +16,7 @@ use crate::freshness::Freshness;
 use crate::limits::plan::{request_plan, Plan};
 use crate::local_digest::LocalDigest;
 use crate::proto::{ExhaustedQuota, UserStatus};
-use crate::resolved::Resolved;
+use crate::resolved::{Resolved, ResolvedPrincipal};
 use crate::session::{verify, SessionClaims, VerifiedTokens};
 
 const MILLIS_PER_SECOND: i64 = 1000;
@@ -105,11 +105,9 @@ impl<P: Principals> Gate<'_, P> {
                     local: key.local,
                 };
                 self.principals.with_key(key, |entry| {
-                    self.decide_with(entry, lookup, facts, |resolved| {
-                        match resolved.entry.principal {
-                            Some(_) => self.authorize(resolved, facts, AuthMethod::ApiKey),
-                            None => INVALID_API_KEY,
-                        }
+                    self.decide_with(entry, lookup, facts, |resolved| match &resolved.principal {
+                        Some(principal) => self.authorize(principal, facts, AuthMethod::ApiKey),
+                        None => INVALID_API_KEY,
                     })
                 })
             }
@@ -123,9 +121,9 @@ impl<P: Principals> Gate<'_, P> {
                         entry,
                         || Lookup::User(claims.user_id.clone()),
                         facts,
-                        |resolved| match &resolved.entry.principal {
-                            Some(p) if p.user_id == claims.user_id => {
-                                self.authorize(resolved, facts, AuthMethod::Session)
+                        |resolved| match &resolved.principal {
+                            Some(principal) if *principal.user_id == *claims.user_id => {
+                                self.authorize(principal, facts, AuthMethod::Session)
                             }
                             _ => invalid_session(),
                         },
@@ -146,10 +144,9 @@ impl<P: Principals> Gate<'_, P> {
     ) -> Decision {
         let usable = entry.filter(|resolved| match facts.stage {
             Stage::Fetched => true,
-            Stage::First => resolved.entry.is_fresh(facts.now_ms) && self.is_current(resolved),
+            Stage::First => resolved.is_fresh(facts.now_ms) && self.is_current(resolved),
             Stage::Unreachable => {
                 let stale_until = resolved
-                    .entry
                     .expires_at_ms
                     .saturating_add(self.policy.max_stale_ms);
                 facts.now_ms < stale_until && self.is_current(resolved)
@@ -164,12 +161,11 @@ impl<P: Principals> Gate<'_, P> {
 
     fn is_current(&self, resolved: &Resolved) -> bool {
         let (user_id, key_id) = resolved
-            .entry
             .principal
             .as_ref()
-            .map_or(("", ""), |p| (p.user_id.as_str(), p.key_id.as_str()));
+            .map_or(("", ""), |p| (&*p.user_id, &*p.key_id));
         self.freshness
-            .is_current(resolved.entry.fetched_cursor, user_id, key_id)
+            .is_current(resolved.fetched_cursor, user_id, key_id)
     }
 
     fn when_unreachable(&self, facts: &RequestFacts<'_>) -> Decision {
@@ -218,14 +214,11 @@ impl<P: Principals> Gate<'_, P> {
 
     fn authorize(
         &self,
-        resolved: &Resolved,
+        principal: &ResolvedPrincipal,
         facts: &RequestFacts<'_>,
         method: AuthMethod,
     ) -> Decision {
-        let Some(principal) = &resolved.entry.principal else {
-            return INVALID_API_KEY;
-        };
-        if principal.user_status() == UserStatus::Suspended {
+        if principal.user_status == UserStatus::Suspended {
             return USER_SUSPENDED;
         }
         let key_expired = principal.key_expires_at != 0
@@ -233,7 +226,7 @@ impl<P: Principals> Gate<'_, P> {
         if key_expired {
             return API_KEY_EXPIRED;
         }
-        match &resolved.allowlist {
+        match &principal.allowlist {
             Some(allowlist) if allowlist.is_empty() => {}
             Some(allowlist) => match (facts.client_ip)() {
                 Ok(ip) if allowlist.allows(ip) => {}
@@ -242,7 +235,7 @@ impl<P: Principals> Gate<'_, P> {
             },
             None => return IP_NOT_ALLOWED,
         }
-        let in_scope = resolved
+        let in_scope = principal
             .scopes
             .as_ref()
             .is_some_and(|scopes| scopes.permits(facts.method, facts.path));
@@ -256,17 +249,17 @@ impl<P: Principals> Gate<'_, P> {
             .find(|quota| blocks(quota, facts.method, now_secs))
         {
             return Decision::QuotaExceeded {
-                user_id: principal.user_id.clone(),
+                user_id: principal.user_id.to_string(),
                 quota: quota.name.clone(),
                 resets_at: quota.resets_at,
             };
         }
         Decision::Allow {
-            set_headers: Rc::clone(&resolved.identity_headers),
+            set_headers: Rc::clone(&principal.identity_headers),
             auth_method: method,
-            user_id: Rc::clone(&resolved.user_id),
+            user_id: Rc::clone(&principal.user_id),
             limits: request_plan(
-                &resolved.limits,
+                &principal.limits,
                 self.freshness.route_limits(),
                 facts.method,
                 facts.path,

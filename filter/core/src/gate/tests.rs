@@ -139,7 +139,7 @@ fn header<'d>(decision: &'d Decision, name: &str) -> Option<&'d str> {
         }
         Decision::Allow { set_headers, .. } => set_headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str()),
         other => panic!("expected an allow, got {other:?}"),
     }
