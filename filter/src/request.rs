@@ -8,6 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use tollgate_filter_core::callout::{Lookup, CHECK_LIMITS_METHOD, FILTER_SERVICE};
 use tollgate_filter_core::clock::unix_micros;
+use tollgate_filter_core::config::RateLimitHeaders;
 use tollgate_filter_core::credential::{
     extract, without_session_cookie, CredentialError, CredentialSource, Presented,
 };
@@ -447,7 +448,9 @@ impl TollgateRequest {
     fn forward(&mut self, allowed: Allowed) {
         self.worker.metrics.allowed(allowed.auth_method);
         self.forward_with(&allowed.set_headers, allowed.auth_method);
-        self.rate_limit_figures = RateLimitFigures::of(&allowed.checked, self.now_us());
+        if self.worker.config.rate_limit_headers == RateLimitHeaders::EveryAnswer {
+            self.rate_limit_figures = RateLimitFigures::of(&allowed.checked, self.now_us());
+        }
         self.charged_user = allowed.user_id;
         self.forwarded = true;
         // The route depends on x-tollgate-route-group: when it was set, or a client's

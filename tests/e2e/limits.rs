@@ -26,6 +26,12 @@ fn env(pairs: &[(&str, &str)]) -> ControlPlaneOptions {
     }
 }
 
+/// A worker learns of the failures another worker counted on its next tick (every 100 ms);
+/// until then a request it takes from a blocked address is not checked before its credential.
+fn wait_for_workers_to_share_failures() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 /// Sends `count` requests with the key; returns the statuses.
 fn statuses(envoy: &Envoy, key: &str, count: usize) -> Vec<u16> {
     (0..count)
@@ -173,6 +179,7 @@ fn an_address_is_limited_on_failed_authentications_only() {
     );
     let guesses = statuses(&gateway.envoy, "tg_guess_000000000000000000000000000000", 4);
     assert_eq!(guesses, [401, 401, 401, 429]);
+    wait_for_workers_to_share_failures();
     let blocked = gateway.envoy.get("/", &[("x-api-key", &key)]);
     assert_eq!(
         blocked.status, 429,
@@ -202,6 +209,7 @@ fn a_guessing_address_is_blocked_and_its_neighbours_are_not() {
 
     let guesses: Vec<u16> = (0..4).map(|_| from("203.0.113.9", guess)).collect();
     assert_eq!(guesses, [401, 401, 401, 429]);
+    wait_for_workers_to_share_failures();
     assert_eq!(from("203.0.113.9", &key), 429, "the guesser stays blocked");
     assert_eq!(from("203.0.113.10", &key), 200, "its neighbour is not");
     assert_eq!(
@@ -212,12 +220,39 @@ fn a_guessing_address_is_blocked_and_its_neighbours_are_not() {
 
     let guesses: Vec<u16> = (0..4).map(|_| from("2001:db8:1:2::7", guess)).collect();
     assert_eq!(guesses, [401, 401, 401, 429]);
+    wait_for_workers_to_share_failures();
     assert_eq!(
         from("2001:db8:1:2::8", &key),
         429,
         "an IPv6 /64 counts as one address"
     );
     assert_eq!(from("2001:db8:1:3::7", &key), 200);
+}
+
+#[test]
+fn rate_limit_headers_can_be_kept_to_refusals() {
+    let gateway = Gateway::start_configured(
+        ControlPlaneOptions::default(),
+        Some(r#"{"rate_limit_headers":"refusals"}"#.to_string()),
+    );
+    let cp = &gateway.control_plane;
+    let user = cp.create_user_with(json!({
+        "username": "quiet",
+        "rate_limits": {"requests_per_minute": 2, "mode": "local"},
+    }));
+    let (_, key) = cp.create_key(&user);
+
+    for _ in 0..2 {
+        let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert!(answer.headers.get("x-ratelimit-limit").is_none());
+        assert!(answer.headers.get("x-ratelimit-remaining").is_none());
+    }
+    let refused = gateway.envoy.get("/", &[("x-api-key", &key)]);
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(header(&refused, "x-ratelimit-limit"), "2");
+    assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
+    assert!(header(&refused, "retry-after").parse::<u64>().is_ok());
 }
 
 #[test]
