@@ -103,9 +103,10 @@ impl RootContext for TollgateRoot {
     fn on_tick(&mut self) {
         match &mut self.role {
             Role::Filter(worker) => {
+                let now_us = crate::clock::now_us();
                 worker.refresh_freshness();
-                worker.address_failures.refresh();
-                let settled = worker.limiter.settle_expired(crate::clock::now_us());
+                worker.refresh_address_failures(now_us);
+                let settled = worker.limiter.settle_expired(now_us);
                 for (subject, limits) in settled {
                     worker.background.touched(&subject, &limits);
                 }

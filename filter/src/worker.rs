@@ -8,6 +8,7 @@ use proxy_wasm::hostcalls;
 use tollgate_filter_core::config::PluginConfig;
 use tollgate_filter_core::freshness::Freshness;
 use tollgate_filter_core::gate::FailurePolicy;
+use tollgate_filter_core::limits::plan::address_failure_horizon_us;
 use tollgate_filter_core::local_digest::LocalDigester;
 use tollgate_filter_core::session::VerifiedTokens;
 use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
@@ -56,10 +57,19 @@ impl Worker {
             metrics,
             background: Background::new(node_id, vm_id),
             limiter: Limiter::default(),
-            address_failures: AddressFailures::default(),
+            address_failures: AddressFailures::prepare(),
             seen_sync_version: Cell::new(None),
             config,
         }
+    }
+
+    /// Takes in the failing addresses other workers shared.
+    pub fn refresh_address_failures(&self, now_us: i64) {
+        let Ok(freshness) = self.freshness.try_borrow() else {
+            return;
+        };
+        let horizon_us = address_failure_horizon_us(freshness.limits(), self.background.envoys());
+        self.address_failures.refresh(now_us, horizon_us);
     }
 
     /// Reads the sync state now if this worker cannot verify sessions yet.

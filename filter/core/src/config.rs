@@ -45,7 +45,8 @@ pub enum RateLimitHeaders {
     /// Every answer to a request that drew on a rate limit.
     #[default]
     EveryAnswer,
-    /// Only 429 refusals (which carry `Retry-After` as well).
+    /// Only the filter's own refusals: 429 (with `Retry-After`), and a 401 counted against an
+    /// address limit. Upstream answers keep whatever `X-RateLimit-*` the upstream sent.
     Refusals,
 }
 

@@ -4,6 +4,7 @@
 //! The raw key is copied out of the headers into [`PresentedCredential`], which hands out only
 //! its digests; nothing beyond this module sees it.
 
+use std::cell::OnceCell;
 use std::fmt;
 
 use crate::digest::KeyDigest;
@@ -34,13 +35,14 @@ pub struct PresentedCredential {
     /// The key's name in this VM's own cache.
     pub local: LocalDigest,
     raw: Box<[u8]>,
+    digest: OnceCell<KeyDigest>,
 }
 
 impl PresentedCredential {
-    /// SHA-256 of the key: its name in shared data and at the control plane. Computed on each
-    /// call, which only a miss in this VM's cache makes.
+    /// SHA-256 of the key: its name in shared data and at the control plane. Computed on the
+    /// first call, which only a miss in this VM's cache makes.
     pub fn digest(&self) -> KeyDigest {
-        KeyDigest::of_key(&self.raw)
+        *self.digest.get_or_init(|| KeyDigest::of_key(&self.raw))
     }
 }
 
@@ -231,6 +233,7 @@ fn single_key(
             source,
             local: digester.digest(key),
             raw: Box::from(*key),
+            digest: OnceCell::new(),
         }),
         _ => Err(CredentialError::Invalid),
     }
@@ -348,6 +351,7 @@ mod tests {
             source,
             local: digester().digest(key.as_bytes()),
             raw: Box::from(key.as_bytes()),
+            digest: OnceCell::new(),
         })
     }
 

@@ -45,12 +45,18 @@ pub struct FailingAddresses {
     /// When a failure last found the set full: every address may be refusing until then plus
     /// the horizon.
     overflowed_at_us: Option<i64>,
+    /// The latest of all the times above, so that a quiet set is known at a glance.
+    latest_us: Option<i64>,
+}
+
+fn within(at: i64, now_us: i64, span_us: i64) -> bool {
+    now_us.saturating_sub(at) <= span_us
 }
 
 impl FailingAddresses {
     /// Whether `address`'s bucket may be refusing at `now_us`.
     pub fn may_refuse(&self, address: IpAddr, now_us: i64, horizon_us: i64) -> bool {
-        let recent = |at: i64| now_us - at <= horizon_us;
+        let recent = |at: i64| within(at, now_us, horizon_us);
         self.overflowed_at_us.is_some_and(recent)
             || self
                 .last_failure_us
@@ -60,15 +66,15 @@ impl FailingAddresses {
 
     /// Whether no address may be refusing at `now_us`, so a request need not know its own.
     pub fn is_quiet(&self, now_us: i64, horizon_us: i64) -> bool {
-        let recent = |at: i64| now_us - at <= horizon_us;
-        !self.overflowed_at_us.is_some_and(recent)
-            && !self.last_failure_us.values().any(|&at| recent(at))
+        !self
+            .latest_us
+            .is_some_and(|at| within(at, now_us, horizon_us))
     }
 
-    /// Whether the set already shows a failure of `address` recent enough that recording one
-    /// at `now_us` need not be shared.
+    /// Whether the set shows a failure of `address` less than [`SHARE_EVERY_US`] before
+    /// `now_us`.
     pub fn knows_recent(&self, address: IpAddr, now_us: i64) -> bool {
-        let fresh = |at: i64| now_us - at < SHARE_EVERY_US;
+        let fresh = |at: i64| now_us.saturating_sub(at) < SHARE_EVERY_US;
         self.overflowed_at_us.is_some_and(fresh)
             || self
                 .last_failure_us
@@ -78,15 +84,41 @@ impl FailingAddresses {
 
     /// Records a failure of `address` at `now_us`, first forgetting failures past the horizon.
     pub fn record(&mut self, address: IpAddr, now_us: i64, horizon_us: i64) {
+        self.forget_before(now_us, horizon_us);
+        self.record_at(bucket_address(address), now_us);
+    }
+
+    /// Takes in every failure `other` knows of, first forgetting failures past the horizon.
+    pub fn merge(&mut self, other: &Self, now_us: i64, horizon_us: i64) {
+        self.forget_before(now_us, horizon_us);
+        for (&address, &at) in &other.last_failure_us {
+            if within(at, now_us, horizon_us) {
+                self.record_at(address, at);
+            }
+        }
+        if let Some(at) = other.overflowed_at_us {
+            self.overflowed(at);
+        }
+    }
+
+    fn forget_before(&mut self, now_us: i64, horizon_us: i64) {
         self.last_failure_us
-            .retain(|_, at| now_us - *at <= horizon_us);
-        let address = bucket_address(address);
+            .retain(|_, at| within(*at, now_us, horizon_us));
+    }
+
+    fn record_at(&mut self, address: IpAddr, at_us: i64) {
         if self.last_failure_us.len() >= CAPACITY && !self.last_failure_us.contains_key(&address) {
-            self.overflowed_at_us = Some(now_us);
+            self.overflowed(at_us);
             return;
         }
-        let at = self.last_failure_us.entry(address).or_insert(now_us);
-        *at = (*at).max(now_us);
+        let at = self.last_failure_us.entry(address).or_insert(at_us);
+        *at = (*at).max(at_us);
+        self.latest_us = self.latest_us.max(Some(at_us));
+    }
+
+    fn overflowed(&mut self, at_us: i64) {
+        self.overflowed_at_us = self.overflowed_at_us.max(Some(at_us));
+        self.latest_us = self.latest_us.max(Some(at_us));
     }
 
     /// The encoding kept in shared data.
@@ -112,23 +144,49 @@ impl FailingAddresses {
     /// address are skipped.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let shared = SharedFailures::decode(bytes).ok()?;
-        let last_failure_us = shared
-            .addresses
-            .iter()
-            .filter_map(|failure| {
-                let address = match failure.address.len() {
-                    4 => IpAddr::from(<[u8; 4]>::try_from(failure.address.as_slice()).ok()?),
-                    16 => IpAddr::from(<[u8; 16]>::try_from(failure.address.as_slice()).ok()?),
-                    _ => return None,
-                };
-                Some((bucket_address(address), failure.last_failure_us))
-            })
-            .take(CAPACITY)
-            .collect();
-        Some(Self {
-            last_failure_us,
-            overflowed_at_us: shared.overflowed_at_us,
-        })
+        let mut set = Self::default();
+        for failure in shared.addresses.iter().take(CAPACITY) {
+            let address = match failure.address.len() {
+                4 => <[u8; 4]>::try_from(failure.address.as_slice()).map(IpAddr::from),
+                16 => <[u8; 16]>::try_from(failure.address.as_slice()).map(IpAddr::from),
+                _ => continue,
+            };
+            if let Ok(address) = address {
+                set.record_at(bucket_address(address), failure.last_failure_us);
+            }
+        }
+        if let Some(at) = shared.overflowed_at_us {
+            set.overflowed(at);
+        }
+        Some(set)
+    }
+}
+
+/// One worker's view of the failing addresses: its own failures at once, the other workers'
+/// from shared data on its tick.
+#[derive(Debug, Default)]
+pub struct WorkerFailures {
+    known: FailingAddresses,
+    /// The set as last read from or written to shared data: what the other workers know.
+    shared: FailingAddresses,
+}
+
+impl WorkerFailures {
+    pub fn known(&self) -> &FailingAddresses {
+        &self.known
+    }
+
+    /// Records a failure of `address` counted here; `true` when shared data must hear of it,
+    /// because what it holds of the address is a second or more old.
+    pub fn counted(&mut self, address: IpAddr, now_us: i64, horizon_us: i64) -> bool {
+        self.known.record(address, now_us, horizon_us);
+        !self.shared.knows_recent(address, now_us)
+    }
+
+    /// Takes in the set just read from or written to shared data.
+    pub fn saw_shared(&mut self, shared: FailingAddresses, now_us: i64, horizon_us: i64) {
+        self.known.merge(&shared, now_us, horizon_us);
+        self.shared = shared;
     }
 }
 
@@ -222,12 +280,110 @@ mod tests {
     }
 
     #[test]
+    fn a_full_set_still_updates_the_addresses_it_holds() {
+        let mut set = FailingAddresses::default();
+        for n in 0..CAPACITY {
+            set.record(IpAddr::from([10, 0, 0, n as u8]), 0, HORIZON);
+        }
+        set.record(ip("10.0.0.7"), 5, HORIZON);
+
+        assert!(
+            !set.may_refuse(ip("198.51.100.9"), 5, HORIZON),
+            "no overflow"
+        );
+        assert!(set.may_refuse(ip("10.0.0.7"), 5 + HORIZON, HORIZON));
+        assert!(!set.may_refuse(ip("10.0.0.8"), 5 + HORIZON, HORIZON));
+    }
+
+    #[test]
     fn survives_the_shared_encoding() {
         let mut set = FailingAddresses::default();
         set.record(ip("192.0.2.1"), 5, HORIZON);
         set.record(ip("2001:db8::1"), 7, HORIZON);
+        set.overflowed(6);
 
         assert_eq!(FailingAddresses::from_bytes(&set.to_bytes()), Some(set));
+    }
+
+    #[test]
+    fn merging_keeps_the_later_time_of_each_address_and_the_overflow() {
+        let mut mine = FailingAddresses::default();
+        mine.record(ip("192.0.2.1"), 10, HORIZON);
+        mine.record(ip("192.0.2.2"), 30, HORIZON);
+        let mut theirs = FailingAddresses::default();
+        theirs.record(ip("192.0.2.1"), 20, HORIZON);
+        theirs.record(ip("192.0.2.2"), 5, HORIZON);
+        theirs.overflowed(1);
+
+        mine.merge(&theirs, 40, HORIZON);
+
+        assert!(mine.may_refuse(ip("192.0.2.1"), 20 + HORIZON, HORIZON));
+        assert!(mine.may_refuse(ip("192.0.2.2"), 30 + HORIZON, HORIZON));
+        assert!(!mine.may_refuse(ip("192.0.2.1"), 21 + HORIZON, HORIZON));
+        assert!(mine.may_refuse(ip("198.51.100.9"), 1 + HORIZON, HORIZON));
+    }
+
+    /// Two workers and the shared set, as the filter drives them: `worker` counts and shares
+    /// when told to, `other` reads the shared set on its ticks.
+    struct Envoy {
+        shared: FailingAddresses,
+        workers: [WorkerFailures; 2],
+    }
+
+    impl Envoy {
+        fn new() -> Self {
+            Self {
+                shared: FailingAddresses::default(),
+                workers: [WorkerFailures::default(), WorkerFailures::default()],
+            }
+        }
+
+        fn fail(&mut self, worker: usize, address: IpAddr, now_us: i64) {
+            if self.workers[worker].counted(address, now_us, HORIZON) {
+                self.shared.record(address, now_us, HORIZON);
+                let written = self.shared.clone();
+                self.workers[worker].saw_shared(written, now_us, HORIZON);
+            }
+        }
+
+        fn tick(&mut self, worker: usize, now_us: i64) {
+            let read = self.shared.clone();
+            self.workers[worker].saw_shared(read, now_us, HORIZON);
+        }
+    }
+
+    #[test]
+    fn a_worker_that_keeps_counting_an_address_keeps_sharing_it() {
+        let mut envoy = Envoy::new();
+        let guesser = ip("203.0.113.9");
+        let mut now = 0;
+        while now <= 3 * HORIZON {
+            envoy.fail(1, guesser, now);
+            envoy.tick(0, now);
+            now += 500_000;
+        }
+
+        assert!(envoy.workers[0].known().may_refuse(guesser, now, HORIZON));
+        assert!(envoy.workers[1].known().may_refuse(guesser, now, HORIZON));
+    }
+
+    #[test]
+    fn a_worker_shares_an_address_once_a_second_at_most() {
+        let mut envoy = Envoy::new();
+        let guesser = ip("203.0.113.9");
+        envoy.fail(1, guesser, 0);
+        assert!(!envoy.workers[1].counted(guesser, SHARE_EVERY_US - 1, HORIZON));
+        assert!(envoy.workers[1].counted(guesser, SHARE_EVERY_US, HORIZON));
+    }
+
+    #[test]
+    fn a_worker_keeps_its_own_failures_when_the_shared_set_lacks_them() {
+        let mut worker = WorkerFailures::default();
+        worker.counted(ip("203.0.113.9"), 0, HORIZON);
+
+        worker.saw_shared(FailingAddresses::default(), 1, HORIZON);
+
+        assert!(worker.known().may_refuse(ip("203.0.113.9"), 1, HORIZON));
     }
 
     #[test]

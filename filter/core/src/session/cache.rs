@@ -15,8 +15,8 @@ struct Entry {
     sequence: u64,
 }
 
-/// Verified claims by the token's [`LocalDigest`] (never the token itself), each until its token's `exp`, held by one wasm VM and never
-/// more than its capacity.
+/// Verified claims by the token's [`LocalDigest`] (never the token itself), each until its
+/// token's `exp`, held by one wasm VM and never more than its capacity.
 ///
 /// The claims were checked against one key set and one set of expectations: call
 /// [`VerifiedTokens::clear`] when either changes, or a token signed by a withdrawn key would
