@@ -28,7 +28,7 @@ pub enum CredentialSource {
 }
 
 /// An API key the client presented.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PresentedCredential {
     /// Where the key came from, so that exactly that header is removed before forwarding.
     pub source: CredentialSource,
@@ -45,6 +45,16 @@ impl PresentedCredential {
         *self.digest.get_or_init(|| KeyDigest::of_key(&self.raw))
     }
 }
+
+/// The same key from the same header, by its local digest: whether the SHA-256 was computed
+/// yet does not matter, and the raw keys are never compared.
+impl PartialEq for PresentedCredential {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.local == other.local
+    }
+}
+
+impl Eq for PresentedCredential {}
 
 impl fmt::Debug for PresentedCredential {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {

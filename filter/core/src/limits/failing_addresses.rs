@@ -56,12 +56,7 @@ fn within(at: i64, now_us: i64, span_us: i64) -> bool {
 impl FailingAddresses {
     /// Whether `address`'s bucket may be refusing at `now_us`.
     pub fn may_refuse(&self, address: IpAddr, now_us: i64, horizon_us: i64) -> bool {
-        let recent = |at: i64| within(at, now_us, horizon_us);
-        self.overflowed_at_us.is_some_and(recent)
-            || self
-                .last_failure_us
-                .get(&bucket_address(address))
-                .is_some_and(|&at| recent(at))
+        self.failed_when(address, |at| within(at, now_us, horizon_us))
     }
 
     /// Whether no address may be refusing at `now_us`, so a request need not know its own.
@@ -74,12 +69,16 @@ impl FailingAddresses {
     /// Whether the set shows a failure of `address` less than [`SHARE_EVERY_US`] before
     /// `now_us`.
     pub fn knows_recent(&self, address: IpAddr, now_us: i64) -> bool {
-        let fresh = |at: i64| now_us.saturating_sub(at) < SHARE_EVERY_US;
-        self.overflowed_at_us.is_some_and(fresh)
+        self.failed_when(address, |at| now_us.saturating_sub(at) < SHARE_EVERY_US)
+    }
+
+    /// Whether the overflow, or `address`'s own last failure, happened at a time `when` accepts.
+    fn failed_when(&self, address: IpAddr, when: impl Fn(i64) -> bool) -> bool {
+        self.overflowed_at_us.is_some_and(&when)
             || self
                 .last_failure_us
                 .get(&bucket_address(address))
-                .is_some_and(|&at| fresh(at))
+                .is_some_and(|&at| when(at))
     }
 
     /// Records a failure of `address` at `now_us`, first forgetting failures past the horizon.
