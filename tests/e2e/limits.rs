@@ -26,12 +26,6 @@ fn env(pairs: &[(&str, &str)]) -> ControlPlaneOptions {
     }
 }
 
-/// A worker learns of the failures another worker counted on its next tick (every 100 ms);
-/// until then a request it takes from a blocked address is not checked before its credential.
-fn wait_for_workers_to_share_failures() {
-    std::thread::sleep(Duration::from_millis(300));
-}
-
 /// Sends `count` requests with the key; returns the statuses.
 fn statuses(envoy: &Envoy, key: &str, count: usize) -> Vec<u16> {
     (0..count)
@@ -179,7 +173,7 @@ fn an_address_is_limited_on_failed_authentications_only() {
     );
     let guesses = statuses(&gateway.envoy, "tg_guess_000000000000000000000000000000", 4);
     assert_eq!(guesses, [401, 401, 401, 429]);
-    wait_for_workers_to_share_failures();
+    gateway.envoy.wait_for_worker_ticks();
     let blocked = gateway.envoy.get("/", &[("x-api-key", &key)]);
     assert_eq!(
         blocked.status, 429,
@@ -209,7 +203,7 @@ fn a_guessing_address_is_blocked_and_its_neighbours_are_not() {
 
     let guesses: Vec<u16> = (0..4).map(|_| from("203.0.113.9", guess)).collect();
     assert_eq!(guesses, [401, 401, 401, 429]);
-    wait_for_workers_to_share_failures();
+    gateway.envoy.wait_for_worker_ticks();
     assert_eq!(from("203.0.113.9", &key), 429, "the guesser stays blocked");
     assert_eq!(from("203.0.113.10", &key), 200, "its neighbour is not");
     assert_eq!(
@@ -220,7 +214,7 @@ fn a_guessing_address_is_blocked_and_its_neighbours_are_not() {
 
     let guesses: Vec<u16> = (0..4).map(|_| from("2001:db8:1:2::7", guess)).collect();
     assert_eq!(guesses, [401, 401, 401, 429]);
-    wait_for_workers_to_share_failures();
+    gateway.envoy.wait_for_worker_ticks();
     assert_eq!(
         from("2001:db8:1:2::8", &key),
         429,

@@ -83,6 +83,7 @@ fn logout_is_refused_on_envoy_within_one_second() {
         || gateway.envoy.get("/", &[("authorization", &bearer)]),
         |answer| answer.status == 401,
     );
+    gateway.envoy.wait_for_worker_ticks();
     let answer = gateway.envoy.get("/", &[("authorization", &bearer)]);
     assert_eq!(answer.error_code(), "session_revoked");
     println!("logout reached Envoy in {took:?}");

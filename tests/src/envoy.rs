@@ -167,6 +167,12 @@ impl Envoy {
         self.stat("cluster.tollgate_pool_default.upstream_rq_total")
     }
 
+    /// Waits past the filter's 100 ms tick: what one worker already acts on (a revocation, an
+    /// address's failures) other workers read from shared data on their next tick.
+    pub fn wait_for_worker_ticks(&self) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     /// Repeats `request` until `done` holds for its answer; returns how long that took.
     /// Panics after `limit`.
     pub fn until(
