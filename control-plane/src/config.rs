@@ -9,10 +9,10 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::limits::{LimitMode, RateLimits};
-use crate::domain::pool::HealthCheckSettings;
-use crate::domain::quota::{EffectiveQuotas, QuotaPolicy, Quotas};
 use crate::identity::signing::SigningAlgorithm;
+use crate::limits::quota::{EffectiveQuotas, QuotaPolicy, Quotas};
+use crate::limits::rate_limits::{LimitMode, RateLimits};
+use crate::routing::pool::HealthCheckSettings;
 
 /// Why a configuration could not be used. Every message names the offending key.
 #[derive(Debug, thiserror::Error)]

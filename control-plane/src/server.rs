@@ -8,21 +8,22 @@ use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+use crate::accounts::api_key::KeyHasher;
+use crate::accounts::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
 use crate::api::{app, AppState, PoolLimits, SessionSettings};
-use crate::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
-use crate::changes::ChangeSignal;
+use crate::changes::signal::ChangeSignal;
 use crate::config::ValidConfig;
-use crate::counters::{self, service::LimitService};
-use crate::domain::api_key::KeyHasher;
+use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
-use crate::health;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
+use crate::limits::counters;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
+use crate::routing::health_check;
+use crate::routing::topology::{self, TopologyPolicy};
+use crate::routing::xds::XdsPublisher;
 use crate::store::{SqlStore, Store};
-use crate::topology::{self, TopologyPolicy};
-use crate::xds::XdsPublisher;
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
@@ -104,7 +105,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     let changes = ChangeSignal::default();
     let topology = ChangeSignal::default();
     let xds = Arc::new(XdsPublisher::new());
-    tokio::spawn(health::run(
+    tokio::spawn(health_check::run(
         store.clone(),
         topology.clone(),
         config.raw.pools.health_check,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tollgate::config::{Config, RedisConfig};
-use tollgate::counters::{self, CounterError, Counters, Draw, Limit, LocalCounters};
+use tollgate::limits::counters::{self, CounterError, Counters, Draw, Limit, LocalCounters};
 use tollgate::proto::v1::filter_service_client::FilterServiceClient;
 use tollgate::proto::v1::filter_service_server::FilterServiceServer;
 use tollgate::proto::v1::{BucketRef, CheckLimitsRequest, RateLimit, SyncLimitsRequest};

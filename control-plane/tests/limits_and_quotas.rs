@@ -6,7 +6,7 @@ mod support;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::app::{error_code, Api};
-use tollgate::domain::api_key::PlainApiKey;
+use tollgate::accounts::api_key::PlainApiKey;
 use tollgate::filter_service::FilterApi;
 use tollgate::proto::v1::filter_service_server::FilterService;
 use tollgate::proto::v1::{

@@ -4,20 +4,20 @@ mod support;
 
 use serde_json::json;
 use support::TestDatabase;
-use tollgate::domain::api_key::{ApiKey, KeyHasher, KeyStatus, PlainApiKey};
-use tollgate::domain::audit::AuditEntry;
-use tollgate::domain::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
-use tollgate::domain::change::Stale;
-use tollgate::domain::group::Group;
+use tollgate::accounts::api_key::{ApiKey, KeyHasher, KeyStatus, PlainApiKey};
+use tollgate::accounts::group::Group;
+use tollgate::accounts::user::{Role, User, UserStatus};
+use tollgate::changes::audit::AuditEntry;
+use tollgate::changes::feed::Stale;
 use tollgate::domain::ids::{BackendId, GroupId, SessionId, UserId};
-use tollgate::domain::limits::{LimitMode, RateLimits};
 use tollgate::domain::now;
-use tollgate::domain::pool::HealthCheckSettings;
-use tollgate::domain::quota::{EffectiveQuotas, Period, QuotaName, Quotas, Usage, BYTES_PER_MB};
-use tollgate::domain::session::{LoginMethod, Session};
-use tollgate::domain::user::{Role, User, UserStatus};
 use tollgate::identity::sealing::Sealer;
+use tollgate::identity::session::{LoginMethod, Session};
 use tollgate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
+use tollgate::limits::quota::{EffectiveQuotas, Period, QuotaName, Quotas, Usage, BYTES_PER_MB};
+use tollgate::limits::rate_limits::{LimitMode, RateLimits};
+use tollgate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
+use tollgate::routing::pool::HealthCheckSettings;
 use tollgate::store::{Store, StoreError, UsageEntry, UsageOutcome, UserQuery};
 
 fn user(username: &str) -> User {

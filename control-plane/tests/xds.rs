@@ -16,8 +16,8 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tollgate::xds::snapshot::{CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE};
-use tollgate::xds::{
+use tollgate::routing::xds::snapshot::{CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE};
+use tollgate::routing::xds::{
     Endpoint, GroupRoute, HealthCheckPolicy, HealthState, NodeStatus, Pool, RoutingTable,
     XdsPublisher,
 };
@@ -470,7 +470,7 @@ async fn scale_1000_pools_50_envoys() {
         rss_mib()
     );
     let address = serve(&publisher).await;
-    let versions = |s: &tollgate::xds::Snapshot| {
+    let versions = |s: &tollgate::routing::xds::Snapshot| {
         [
             s.clusters().version().to_string(),
             s.endpoints().version().to_string(),
@@ -505,7 +505,7 @@ async fn scale_1000_pools_50_envoys() {
             scale_routing(POOLS + 1),
         ),
     ] {
-        let next = tollgate::xds::Snapshot::build(&pools, &routing);
+        let next = tollgate::routing::xds::Snapshot::build(&pools, &routing);
         targets.send_replace(versions(&next));
         let started = Instant::now();
         publisher.publish(&pools, &routing);
@@ -527,6 +527,6 @@ async fn scale_1000_pools_50_envoys() {
     assert_eq!(acked, ENVOYS);
 }
 
-fn size(resources: &tollgate::xds::snapshot::Resources) -> usize {
+fn size(resources: &tollgate::routing::xds::snapshot::Resources) -> usize {
     resources.items().iter().map(|r| r.body.value.len()).sum()
 }

@@ -12,13 +12,13 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{bearer_or_api_key, ApiJson, Caller, SESSION_COOKIE};
 use super::AppState;
-use crate::domain::api_key::PlainApiKey;
-use crate::domain::audit::AuditEntry;
+use crate::accounts::api_key::PlainApiKey;
+use crate::accounts::user::{User, UserStatus};
+use crate::changes::audit::AuditEntry;
 use crate::domain::ids::SessionId;
 use crate::domain::now;
-use crate::domain::session::{LoginMethod, Session};
-use crate::domain::user::{User, UserStatus};
 use crate::identity::password::{decoy_hash, verify_password};
+use crate::identity::session::{LoginMethod, Session};
 use crate::identity::signing::SigningKeyRecord;
 use crate::identity::tokens::LEEWAY_SECS;
 use crate::store::StoreError;
@@ -154,7 +154,7 @@ pub async fn refresh(
 /// session it belonged to ends, for the thief and the user alike (the user logs in again).
 async fn end_session_of_reused_token(
     state: &AppState,
-    hash: &crate::domain::api_key::StoredKeyHash,
+    hash: &crate::accounts::api_key::StoredKeyHash,
 ) -> Result<(), ApiError> {
     let session = match state.store.session_by_retired_refresh_hash(hash).await {
         Ok(session) if session.revoked_at.is_none() => session,

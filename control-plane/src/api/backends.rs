@@ -12,13 +12,13 @@ use serde_json::json;
 use super::error::{found, ApiError};
 use super::extract::{whole_list, ApiJson, Caller};
 use super::AppState;
-use crate::domain::audit::AuditEntry;
-use crate::domain::backend::{
-    validate_health_check_path, validate_weight, Backend, BackendHealth, BackendUrl,
-};
+use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
 use crate::domain::now;
-use crate::domain::pool::{validate_pool_name, HealthCheckSettings, DEFAULT_POOL};
+use crate::routing::backend::{
+    validate_health_check_path, validate_weight, Backend, BackendHealth, BackendUrl,
+};
+use crate::routing::pool::{validate_pool_name, HealthCheckSettings, DEFAULT_POOL};
 
 const DEFAULT_WEIGHT: u32 = 100;
 const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
@@ -190,7 +190,7 @@ pub async fn pools(
     for backend in backends.iter().filter(|b| b.enabled) {
         let counts = pools.entry(backend.pool.as_str()).or_default();
         counts.0 += 1;
-        if backend.health.status != crate::domain::backend::HealthStatus::Unhealthy {
+        if backend.health.status != crate::routing::backend::HealthStatus::Unhealthy {
             counts.1 += 1;
         }
     }

@@ -11,9 +11,9 @@ use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::api_key::{KeyStatus, PlainApiKey};
+use crate::accounts::api_key::{KeyStatus, PlainApiKey};
+use crate::accounts::user::{Role, User, UserStatus};
 use crate::domain::ids::SessionId;
-use crate::domain::user::{Role, User, UserStatus};
 use crate::store::{Page, StoreError};
 
 const API_KEY_HEADER: &str = "x-api-key";

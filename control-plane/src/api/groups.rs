@@ -12,12 +12,12 @@ use super::extract::{nullable, whole_list, ApiJson, Caller};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::users::find as find_user;
 use super::AppState;
-use crate::domain::audit::AuditEntry;
-use crate::domain::group::{validate_group_name, validate_group_pools, Group};
+use crate::accounts::group::{validate_group_name, validate_group_pools, Group};
+use crate::changes::audit::AuditEntry;
 use crate::domain::ids::{GroupId, UserId};
-use crate::domain::limits::RateLimits;
 use crate::domain::now;
-use crate::domain::quota::Quotas;
+use crate::limits::quota::Quotas;
+use crate::limits::rate_limits::RateLimits;
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize)]

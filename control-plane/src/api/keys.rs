@@ -12,12 +12,12 @@ use super::extract::{nullable, whole_list, ApiJson, Caller};
 use super::settings::{self, RateLimitsPatch, SettingsField};
 use super::users::find;
 use super::AppState;
-use crate::domain::api_key::{ApiKey, KeyStatus, PlainApiKey};
-use crate::domain::audit::AuditEntry;
+use crate::accounts::api_key::{ApiKey, KeyStatus, PlainApiKey};
+use crate::accounts::user::UserStatus;
+use crate::changes::audit::AuditEntry;
 use crate::domain::ids::ApiKeyId;
-use crate::domain::limits::RateLimits;
-use crate::domain::user::UserStatus;
 use crate::domain::{now, Timestamp};
+use crate::limits::rate_limits::RateLimits;
 
 const MAX_KEY_NAME_CHARS: usize = 100;
 const MAX_SCOPES: usize = 50;

@@ -1,4 +1,8 @@
-//! The HTTP API: admin, health and metrics. [`app`] builds the whole router.
+//! The HTTP API: admin, login, health and metrics. [`app`] builds the whole router.
+//!
+//! HTTP only: each handler extracts its caller and input, calls the capability that owns the
+//! behaviour (`accounts`, `identity`, `limits`, `routing`, `changes`), and encodes the answer;
+//! errors become the documented JSON shape in [`error`].
 
 mod audit;
 mod auth;
@@ -22,16 +26,16 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::changes::ChangeSignal;
-use crate::counters::Counters;
-use crate::domain::api_key::KeyHasher;
-use crate::domain::pool::HealthCheckSettings;
-use crate::domain::quota::QuotaPolicy;
+use crate::accounts::api_key::KeyHasher;
+use crate::changes::signal::ChangeSignal;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
 use crate::identity::tokens::SessionTokens;
+use crate::limits::counters::Counters;
+use crate::limits::quota::QuotaPolicy;
+use crate::routing::pool::HealthCheckSettings;
+use crate::routing::xds::NodeStatuses;
 use crate::store::Store;
-use crate::xds::NodeStatuses;
 use error::ApiError;
 
 /// What every handler may use.

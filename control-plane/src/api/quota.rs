@@ -10,8 +10,8 @@ use super::extract::Caller;
 use super::users::find;
 use super::AppState;
 use crate::domain::now;
-use crate::domain::quota::BYTES_PER_MB;
-use crate::quota_state::QuotaState;
+use crate::limits::quota::BYTES_PER_MB;
+use crate::limits::quota_state::QuotaState;
 
 pub async fn get(
     State(state): State<AppState>,

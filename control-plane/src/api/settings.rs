@@ -6,9 +6,9 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::nullable;
-use crate::domain::limits::{LimitMode, RateLimits};
-use crate::domain::quota::Quotas;
-use crate::domain::user::InvalidField;
+use crate::accounts::user::InvalidField;
+use crate::limits::quota::Quotas;
+use crate::limits::rate_limits::{LimitMode, RateLimits};
 
 /// A body field holding a settings object.
 pub type SettingsField<T> = Option<Option<T>>;

@@ -11,16 +11,16 @@ use super::error::{found, ApiError};
 use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
-use crate::domain::audit::AuditEntry;
-use crate::domain::ids::UserId;
-use crate::domain::limits::RateLimits;
-use crate::domain::now;
-use crate::domain::quota::Quotas;
-use crate::domain::user::{
+use crate::accounts::user::{
     validate_email, validate_ip_allowlist, validate_name, validate_password, validate_username,
     Role, User, UserStatus,
 };
+use crate::changes::audit::AuditEntry;
+use crate::domain::ids::UserId;
+use crate::domain::now;
 use crate::identity::password::hash_password;
+use crate::limits::quota::Quotas;
+use crate::limits::rate_limits::RateLimits;
 use crate::store::{StoreError, UserQuery};
 
 #[derive(Debug, Deserialize)]
@@ -280,7 +280,7 @@ pub async fn find(state: &AppState, id: &str) -> Result<User, ApiError> {
 
 fn validate_optional(
     value: &Option<String>,
-    check: fn(&str) -> Result<(), crate::domain::user::InvalidField>,
+    check: fn(&str) -> Result<(), crate::accounts::user::InvalidField>,
 ) -> Result<(), ApiError> {
     value.as_deref().map(check).transpose()?;
     Ok(())

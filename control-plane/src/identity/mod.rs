@@ -1,7 +1,9 @@
-//! Proving who someone is: passwords, and the server secret behind key hashes.
+//! Proving who someone is: passwords, sessions and their signing keys, and the server secret
+//! behind key hashes. Calls `domain`, `accounts` and `store`.
 
 pub mod password;
 pub mod sealing;
 pub mod secret;
+pub mod session;
 pub mod signing;
 pub mod tokens;

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::sealing::Sealer;
 use super::signing::{PublicJwk, SigningAlgorithm, SigningKeyError, SigningKeyRecord};
+use crate::accounts::user::User;
 use crate::domain::ids::SessionId;
-use crate::domain::user::User;
 use crate::domain::{now, Timestamp};
 
 /// Seconds of clock skew tolerated between the control plane and verifiers.

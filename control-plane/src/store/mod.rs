@@ -4,19 +4,19 @@ mod sql;
 
 use async_trait::async_trait;
 
-use crate::domain::api_key::{ApiKey, StoredKeyHash};
-use crate::domain::audit::AuditEntry;
-use crate::domain::backend::{Backend, BackendHealth};
-use crate::domain::change::Change;
-use crate::domain::group::Group;
+use crate::accounts::api_key::{ApiKey, StoredKeyHash};
+use crate::accounts::group::Group;
+use crate::accounts::user::{User, UserStatus};
+use crate::changes::audit::AuditEntry;
+use crate::changes::feed::Change;
 use crate::domain::ids::{ApiKeyId, BackendId, GroupId, SessionId, UserId};
-use crate::domain::limits::RateLimits;
-use crate::domain::pool::HealthCheckSettings;
-use crate::domain::quota::{EffectiveQuotas, Period, QuotaName, Usage};
-use crate::domain::session::Session;
-use crate::domain::user::{User, UserStatus};
 use crate::domain::Timestamp;
+use crate::identity::session::Session;
 use crate::identity::signing::SigningKeyRecord;
+use crate::limits::quota::{EffectiveQuotas, Period, QuotaName, Usage};
+use crate::limits::rate_limits::RateLimits;
+use crate::routing::backend::{Backend, BackendHealth};
+use crate::routing::pool::HealthCheckSettings;
 
 pub use sql::SqlStore;
 

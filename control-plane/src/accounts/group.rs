@@ -1,0 +1,72 @@
+//! Groups: users share limits and are routed to the group's upstream pools.
+
+use serde::Serialize;
+
+use crate::accounts::user::InvalidField;
+use crate::domain::ids::GroupId;
+use crate::domain::Timestamp;
+use crate::limits::quota::Quotas;
+use crate::limits::rate_limits::RateLimits;
+use crate::routing::pool::validate_pool_name;
+
+/// A group as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    pub id: GroupId,
+    pub name: String,
+    /// When a user is in several groups, the highest priority routes them.
+    pub priority: i32,
+    /// Pools this group's requests go to, in precedence order (first healthy wins).
+    pub pools: Vec<String>,
+    pub rate_limits: RateLimits,
+    pub quotas: Quotas,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+const MAX_POOLS_PER_GROUP: usize = 10;
+
+/// Group names are 1-64 letters, digits, `.`, `_`, `-`.
+pub fn validate_group_name(name: &str) -> Result<(), InvalidField> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
+        return Err(InvalidField {
+            field: "name",
+            problem: "must be 1 to 64 letters, digits, . _ or -",
+        });
+    }
+    Ok(())
+}
+
+/// At most 10 distinct, valid pool names.
+pub fn validate_group_pools(pools: &[String]) -> Result<(), InvalidField> {
+    let invalid = InvalidField {
+        field: "pools",
+        problem: "must be at most 10 distinct pool names",
+    };
+    if pools.len() > MAX_POOLS_PER_GROUP {
+        return Err(invalid);
+    }
+    for (index, pool) in pools.iter().enumerate() {
+        validate_pool_name(pool)?;
+        if pools[..index].contains(pool) {
+            return Err(invalid);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_pools_are_checked() {
+        assert!(validate_group_name("premium-tier").is_ok());
+        assert!(validate_group_name("").is_err());
+        assert!(validate_group_name("with space").is_err());
+        assert!(validate_group_pools(&["a".into(), "b".into()]).is_ok());
+        assert!(validate_group_pools(&["a".into(), "a".into()]).is_err());
+        assert!(validate_group_pools(&["Bad Pool".into()]).is_err());
+    }
+}

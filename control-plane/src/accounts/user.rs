@@ -1,0 +1,254 @@
+//! Users and the rules for creating and changing them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::UserId;
+use crate::domain::Timestamp;
+use crate::limits::quota::Quotas;
+use crate::limits::rate_limits::RateLimits;
+
+/// Whether a user may authenticate. `Deleted` is terminal and hides the user's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// What a user may do in the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "admin" => Some(Self::Admin),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub status: UserStatus,
+    pub role: Role,
+    pub tenant_id: Option<String>,
+    pub groups: Vec<String>,
+    /// Addresses and CIDRs the user may call from; empty allows every address.
+    pub ip_allowlist: Vec<String>,
+    pub rate_limits: RateLimits,
+    pub quotas: Quotas,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A field of a user that failed validation, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {problem}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+const MAX_USERNAME_CHARS: usize = 64;
+const MAX_EMAIL_CHARS: usize = 254;
+const MAX_NAME_CHARS: usize = 200;
+
+/// Usernames are 1-64 characters of letters, digits, `.`, `_`, `-`, `@`.
+pub fn validate_username(username: &str) -> Result<(), InvalidField> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
+    if username.is_empty() || username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(InvalidField {
+            field: "username",
+            problem: "must be 1 to 64 characters",
+        });
+    }
+    if !username.chars().all(allowed) {
+        return Err(InvalidField {
+            field: "username",
+            problem: "may contain only letters, digits and . _ - @",
+        });
+    }
+    Ok(())
+}
+
+/// A plausible address: one `@` with text on both sides, no spaces, at most 254 characters.
+pub fn validate_email(email: &str) -> Result<(), InvalidField> {
+    let plausible = email.chars().count() <= MAX_EMAIL_CHARS
+        && !email.chars().any(char::is_whitespace)
+        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@'));
+    if plausible {
+        Ok(())
+    } else {
+        Err(InvalidField {
+            field: "email",
+            problem: "must be an email address like alice@example.com",
+        })
+    }
+}
+
+/// Display names are 1-200 characters without control characters.
+pub fn validate_name(name: &str) -> Result<(), InvalidField> {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(InvalidField {
+            field: "name",
+            problem: "must be 1 to 200 printable characters",
+        });
+    }
+    Ok(())
+}
+
+/// Passwords are 8-1024 characters; the upper bound keeps hashing cheap to refuse.
+pub fn validate_password(password: &str) -> Result<(), InvalidField> {
+    let chars = password.chars().count();
+    if !(8..=1024).contains(&chars) {
+        return Err(InvalidField {
+            field: "password",
+            problem: "must be 8 to 1024 characters",
+        });
+    }
+    Ok(())
+}
+
+const MAX_ALLOWLIST_ENTRIES: usize = 100;
+
+/// Each entry is an address (`10.0.0.1`, `::1`) or a network with no host bits set
+/// (`192.168.1.0/24`, `2001:db8::/32`); at most 100 entries. Returns them normalised.
+pub fn validate_ip_allowlist(entries: &[String]) -> Result<Vec<String>, InvalidAllowlist> {
+    if entries.len() > MAX_ALLOWLIST_ENTRIES {
+        return Err(InvalidAllowlist("at most 100 entries".to_string()));
+    }
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            if let Ok(address) = entry.parse::<std::net::IpAddr>() {
+                return Ok(address.to_string());
+            }
+            // The address part must also satisfy the strict standard parser (no octal-looking
+            // leading zeros), as the filter reads it that way.
+            let strict_address = entry
+                .split_once('/')
+                .is_some_and(|(address, _)| address.parse::<std::net::IpAddr>().is_ok());
+            match entry.parse::<ipnet::IpNet>() {
+                Ok(network) if strict_address && network.trunc() == network => {
+                    Ok(network.to_string())
+                }
+                Ok(network) if strict_address => Err(InvalidAllowlist(format!(
+                    "{entry:?} has host bits set; did you mean {}?",
+                    network.trunc()
+                ))),
+                _ => Err(InvalidAllowlist(format!(
+                    "{entry:?} is not an IP address or CIDR network"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Why an allowlist was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`ip_allowlist`: {0}")]
+pub struct InvalidAllowlist(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlists_are_validated_and_normalised() {
+        let ok = validate_ip_allowlist(&[
+            "10.0.0.1".into(),
+            " 192.168.1.0/24".into(),
+            "2001:DB8::/32".into(),
+        ])
+        .expect("valid");
+        assert_eq!(ok, ["10.0.0.1", "192.168.1.0/24", "2001:db8::/32"]);
+        for bad in [
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "example.com",
+            "",
+            "010.0.0.0/8",
+            "010.0.0.1",
+        ] {
+            assert!(validate_ip_allowlist(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert!(validate_ip_allowlist(&vec!["10.0.0.1".to_string(); 101]).is_err());
+    }
+
+    #[test]
+    fn usernames_are_checked() {
+        assert!(validate_username("alice.smith-2@corp").is_ok());
+        assert!(validate_username("").is_err());
+        assert!(validate_username("a b").is_err());
+        assert!(validate_username(&"a".repeat(65)).is_err());
+        assert!(validate_username("ålice").is_err());
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        assert!(validate_email("alice@example.com").is_ok());
+        assert!(validate_email("alice").is_err());
+        assert!(validate_email("@example.com").is_err());
+        assert!(validate_email("alice@localhost").is_err());
+        assert!(validate_email("a lice@example.com").is_err());
+    }
+
+    #[test]
+    fn statuses_and_roles_round_trip() {
+        for status in [
+            UserStatus::Active,
+            UserStatus::Suspended,
+            UserStatus::Deleted,
+        ] {
+            assert_eq!(UserStatus::parse(status.as_str()), Some(status));
+        }
+        for role in [Role::Admin, Role::User] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(UserStatus::parse("gone"), None);
+    }
+}

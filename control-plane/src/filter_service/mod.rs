@@ -1,0 +1,143 @@
+//! The gRPC service the Envoy filter calls, one file per family of calls: principals on cache
+//! misses, the change feed that keeps every Envoy's caches fresh, global rate limits, and usage.
+//!
+//! Calls `accounts`, `identity`, `limits`, `changes` and `store`; tonic is only the transport.
+
+mod change_feed;
+pub mod limit_requests;
+pub mod limit_settings;
+pub mod limits;
+mod principals;
+mod usage;
+
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::accounts::api_key::KeyHasher;
+use crate::changes::signal::ChangeSignal;
+use crate::config::{FilterConfig, LimitsConfig};
+use crate::filter_service::limit_settings::limit_settings;
+use crate::filter_service::limits::LimitService;
+use crate::identity::tokens::SessionTokens;
+use crate::limits::quota::QuotaPolicy;
+use crate::limits::refusal_log::RefusalLog;
+use crate::proto::v1::filter_service_server::FilterService;
+use crate::proto::v1::{
+    self, LookupKeyRequest, LookupKeyResponse, LookupUserRequest, LookupUserResponse,
+    WatchChangesRequest, WatchChangesResponse,
+};
+use crate::store::{Store, StoreError};
+
+/// Answers the filter from the store.
+pub struct FilterApi {
+    store: Arc<dyn Store>,
+    hasher: KeyHasher,
+    cache: FilterConfig,
+    tokens: SessionTokens,
+    changes: ChangeSignal,
+    limit_counters: LimitService,
+    limits: LimitsConfig,
+    limit_settings: v1::LimitSettings,
+    quotas: QuotaPolicy,
+    /// Unix seconds of the last pruning of applied usage batch ids.
+    batches_pruned_at: AtomicI64,
+    refusals: RefusalLog,
+}
+
+/// The deployment's settings the filter service answers with.
+pub struct DataPlanePolicy {
+    pub cache: FilterConfig,
+    pub limits: LimitsConfig,
+    pub quotas: QuotaPolicy,
+}
+
+impl FilterApi {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: KeyHasher,
+        tokens: SessionTokens,
+        changes: ChangeSignal,
+        limit_counters: LimitService,
+        policy: DataPlanePolicy,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            cache: policy.cache,
+            tokens,
+            changes,
+            limit_counters,
+            limit_settings: limit_settings(&policy.limits),
+            limits: policy.limits,
+            quotas: policy.quotas,
+            batches_pruned_at: AtomicI64::new(0),
+            refusals: RefusalLog::default(),
+        }
+    }
+}
+
+fn unavailable(error: StoreError) -> Status {
+    tracing::error!(%error, "filter service storage failed");
+    Status::unavailable("the database is unavailable")
+}
+
+#[tonic::async_trait]
+impl FilterService for FilterApi {
+    async fn lookup_key(
+        &self,
+        request: Request<LookupKeyRequest>,
+    ) -> Result<Response<LookupKeyResponse>, Status> {
+        self.lookup_key(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn lookup_user(
+        &self,
+        request: Request<LookupUserRequest>,
+    ) -> Result<Response<LookupUserResponse>, Status> {
+        self.lookup_user(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn watch_changes(
+        &self,
+        request: Request<WatchChangesRequest>,
+    ) -> Result<Response<WatchChangesResponse>, Status> {
+        self.watch_changes(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn check_limits(
+        &self,
+        request: Request<v1::CheckLimitsRequest>,
+    ) -> Result<Response<v1::CheckLimitsResponse>, Status> {
+        self.limit_counters
+            .check(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn sync_limits(
+        &self,
+        request: Request<v1::SyncLimitsRequest>,
+    ) -> Result<Response<v1::SyncLimitsResponse>, Status> {
+        self.limit_counters
+            .sync(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn report_usage(
+        &self,
+        request: Request<v1::ReportUsageRequest>,
+    ) -> Result<Response<v1::ReportUsageResponse>, Status> {
+        self.report_usage(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+}

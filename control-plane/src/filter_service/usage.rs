@@ -1,0 +1,82 @@
+//! `ReportUsage`: the filter's usage batches, applied once each against the users' quotas.
+use std::sync::atomic::Ordering;
+
+use tonic::Status;
+
+use super::{unavailable, FilterApi};
+use crate::limits::usage_reports::UsageTotals;
+use crate::proto::v1;
+use crate::store::UsageOutcome;
+
+/// How long an applied usage batch id is remembered; retries come much sooner.
+const USAGE_BATCH_RETENTION_SECS: i64 = 7 * 24 * 3600;
+/// How often applied batch ids are pruned.
+const USAGE_BATCH_PRUNE_INTERVAL_SECS: i64 = 3600;
+
+impl FilterApi {
+    pub(super) async fn report_usage(
+        &self,
+        request: v1::ReportUsageRequest,
+    ) -> Result<v1::ReportUsageResponse, Status> {
+        let count = |result: &'static str| {
+            metrics::counter!("tollgate_usage_reports_total", "result" => result).increment(1);
+        };
+        let totals = UsageTotals::from_request(request).map_err(|error| {
+            count("invalid");
+            Status::invalid_argument(error.to_string())
+        })?;
+        let now = crate::domain::now();
+        let applied = async {
+            let entries = totals
+                .entries(self.store.as_ref(), &self.quotas, now)
+                .await?;
+            self.store
+                .apply_usage(&totals.batch_id, &entries, now)
+                .await
+        }
+        .await
+        .map_err(|error| {
+            count("error");
+            unavailable(error)
+        })?;
+        match applied {
+            UsageOutcome::AlreadyApplied => count("duplicate"),
+            UsageOutcome::Applied(reached) => {
+                count("applied");
+                for (user_id, refused) in &totals.refusals {
+                    self.refusals
+                        .record(self.store.as_ref(), user_id, refused)
+                        .await;
+                }
+                for (_, quota) in &reached {
+                    metrics::counter!("tollgate_quota_exhausted_total", "quota" => quota.as_str())
+                        .increment(1);
+                }
+                if !reached.is_empty() {
+                    self.changes.announce();
+                }
+            }
+        }
+        self.prune_usage_batches().await;
+        Ok(v1::ReportUsageResponse {})
+    }
+
+    /// Forgets old applied batch ids, at most once per interval; a failure waits for the
+    /// next report.
+    async fn prune_usage_batches(&self) {
+        let now = crate::domain::now();
+        let last = self.batches_pruned_at.load(Ordering::Relaxed);
+        if now.timestamp() - last < USAGE_BATCH_PRUNE_INTERVAL_SECS
+            || self
+                .batches_pruned_at
+                .compare_exchange(last, now.timestamp(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let before = now - chrono::Duration::seconds(USAGE_BATCH_RETENTION_SECS);
+        if let Err(error) = self.store.prune_usage_batches(before).await {
+            tracing::warn!(%error, "cannot prune applied usage batches");
+        }
+    }
+}

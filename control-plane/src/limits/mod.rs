@@ -1,0 +1,11 @@
+//! How much a principal may use: rate-limit settings and the global counters behind them,
+//! quotas and their periods, usage reports from the data plane, and the refusals it saw.
+//!
+//! Calls `domain`, `accounts` for whose limits they are, and `store` for durable usage.
+
+pub mod counters;
+pub mod quota;
+pub mod quota_state;
+pub mod rate_limits;
+pub mod refusal_log;
+pub mod usage_reports;

@@ -1,0 +1,204 @@
+//! Usage reports from the data plane: checked, summed per user and priced against each
+//! user's quotas for the period they fall in.
+
+use std::collections::BTreeMap;
+
+use crate::domain::ids::UserId;
+use crate::domain::Timestamp;
+use crate::limits::quota::{Period, QuotaPolicy};
+use crate::limits::quota_state::effective_quotas;
+use crate::proto::v1::ReportUsageRequest;
+use crate::store::{Store, StoreError, UsageEntry};
+
+pub const MAX_BATCH_ID_BYTES: usize = 128;
+pub const MAX_DELTAS_PER_BATCH: usize = 10_000;
+
+/// Why a report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReport {
+    #[error("batch_id must be 1 to 128 bytes")]
+    BatchId,
+    #[error("a batch holds at most 10000 usage entries")]
+    TooManyDeltas,
+    #[error("user_id {0:?} is not a user id")]
+    UserId(String),
+    #[error("rate_limited names {0:?}, not a limit level (ip, user, key, route)")]
+    LimitLevel(String),
+}
+
+/// The limit levels a refusal may name.
+const LIMIT_LEVELS: [&str; 4] = ["ip", "user", "key", "route"];
+
+/// A checked report: per-user totals, in user id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub batch_id: String,
+    pub users: BTreeMap<String, Totals>,
+    /// Requests the data plane refused, per user.
+    pub refusals: BTreeMap<String, Refusals>,
+}
+
+/// What one user was refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// 429s by limit level.
+    pub rate_limited: BTreeMap<&'static str, u64>,
+    /// 402s.
+    pub quota: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub bytes: u64,
+    pub storage_bytes: i64,
+}
+
+impl UsageTotals {
+    pub fn from_request(request: ReportUsageRequest) -> Result<Self, InvalidReport> {
+        if request.batch_id.is_empty() || request.batch_id.len() > MAX_BATCH_ID_BYTES {
+            return Err(InvalidReport::BatchId);
+        }
+        if request.usage.len() > MAX_DELTAS_PER_BATCH {
+            return Err(InvalidReport::TooManyDeltas);
+        }
+        let mut users = BTreeMap::<String, Totals>::new();
+        let mut refusals = BTreeMap::<String, Refusals>::new();
+        for delta in request.usage {
+            if UserId::parse(&delta.user_id).is_none() {
+                return Err(InvalidReport::UserId(delta.user_id));
+            }
+            if delta.quota_refused > 0 || !delta.rate_limited.is_empty() {
+                let refused = refusals.entry(delta.user_id.clone()).or_default();
+                refused.quota = refused.quota.saturating_add(delta.quota_refused);
+                for (level, count) in &delta.rate_limited {
+                    let level = LIMIT_LEVELS
+                        .into_iter()
+                        .find(|known| known == level)
+                        .ok_or_else(|| InvalidReport::LimitLevel(level.clone()))?;
+                    let total = refused.rate_limited.entry(level).or_default();
+                    *total = total.saturating_add(*count);
+                }
+            }
+            let totals = users.entry(delta.user_id).or_default();
+            totals.requests = totals.requests.saturating_add(delta.requests);
+            totals.bytes = totals.bytes.saturating_add(delta.bytes);
+            totals.storage_bytes = totals.storage_bytes.saturating_add(delta.storage_bytes);
+        }
+        Ok(Self {
+            batch_id: request.batch_id,
+            users,
+            refusals,
+        })
+    }
+
+    /// One entry per known user, with the quotas and period that apply at `now`;
+    /// unknown users are left out.
+    pub async fn entries(
+        &self,
+        store: &dyn Store,
+        policy: &QuotaPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<UsageEntry>, StoreError> {
+        let mut entries = Vec::with_capacity(self.users.len());
+        for (id, totals) in &self.users {
+            let user = match store.user(&UserId::from_string(id.clone())).await {
+                Ok(user) => user,
+                Err(StoreError::NotFound) => continue,
+                Err(error) => return Err(error),
+            };
+            let groups = store.groups_of(&user.id).await?;
+            let quotas = effective_quotas(policy, &user, &groups);
+            entries.push(UsageEntry {
+                period: Period::containing(now, quotas.reset_day, policy.time_zone),
+                user: user.id,
+                quotas,
+                requests: totals.requests,
+                bytes: totals.bytes,
+                storage_bytes: totals.storage_bytes,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::UsageDelta;
+
+    fn delta(user_id: &str, requests: u64, storage_bytes: i64) -> UsageDelta {
+        UsageDelta {
+            user_id: user_id.into(),
+            requests,
+            bytes: requests * 100,
+            storage_bytes,
+            ..UsageDelta::default()
+        }
+    }
+
+    fn request(batch_id: &str, usage: Vec<UsageDelta>) -> ReportUsageRequest {
+        ReportUsageRequest {
+            batch_id: batch_id.into(),
+            usage,
+        }
+    }
+
+    #[test]
+    fn deltas_are_summed_per_user() {
+        let totals = UsageTotals::from_request(request(
+            "b1",
+            vec![delta("u_a", 1, 10), delta("u_b", 5, 0), delta("u_a", 2, -4)],
+        ))
+        .expect("valid");
+        assert_eq!(
+            totals.users["u_a"],
+            Totals {
+                requests: 3,
+                bytes: 300,
+                storage_bytes: 6
+            }
+        );
+        assert_eq!(totals.users["u_b"].requests, 5);
+    }
+
+    #[test]
+    fn refusals_are_summed_per_user_and_level() {
+        let mut refused = delta("u_a", 0, 0);
+        refused.rate_limited.insert("user".into(), 3);
+        refused.quota_refused = 2;
+        let mut again = delta("u_a", 1, 0);
+        again.rate_limited.insert("user".into(), 4);
+        let totals = UsageTotals::from_request(request("b1", vec![refused, again])).expect("valid");
+        assert_eq!(totals.refusals["u_a"].rate_limited["user"], 7);
+        assert_eq!(totals.refusals["u_a"].quota, 2);
+
+        let mut unknown = delta("u_a", 0, 0);
+        unknown.rate_limited.insert("planet".into(), 1);
+        assert_eq!(
+            UsageTotals::from_request(request("b2", vec![unknown])),
+            Err(InvalidReport::LimitLevel("planet".into()))
+        );
+    }
+
+    #[test]
+    fn malformed_reports_are_refused() {
+        assert_eq!(
+            UsageTotals::from_request(request("", vec![])),
+            Err(InvalidReport::BatchId)
+        );
+        assert_eq!(
+            UsageTotals::from_request(request(&"x".repeat(129), vec![])),
+            Err(InvalidReport::BatchId)
+        );
+        assert!(UsageTotals::from_request(request(&"x".repeat(128), vec![])).is_ok());
+        assert_eq!(
+            UsageTotals::from_request(request("b", vec![delta("u_a", 1, 0); 10_001])),
+            Err(InvalidReport::TooManyDeltas)
+        );
+        assert_eq!(
+            UsageTotals::from_request(request("b", vec![delta("admin", 1, 0)])),
+            Err(InvalidReport::UserId("admin".into()))
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Upstream pools: a named set of backends and how their health is checked.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::user::InvalidField;
+
+/// The pool backends join when none is named.
+pub const DEFAULT_POOL: &str = "default";
+
+/// Pool names are 1-63 lowercase letters, digits and `-` (they become Envoy cluster names).
+pub fn validate_pool_name(name: &str) -> Result<(), InvalidField> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if name.is_empty() || name.len() > 63 || !name.chars().all(allowed) {
+        return Err(InvalidField {
+            field: "pool",
+            problem: "must be 1 to 63 lowercase letters, digits or -",
+        });
+    }
+    Ok(())
+}
+
+/// How a pool's backends are health-checked. Fields left out take the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckSettings {
+    pub interval_secs: u32,
+    pub timeout_secs: u32,
+    /// Consecutive failures that make a backend unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Consecutive successes that make it healthy again.
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthCheckSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 30,
+            timeout_secs: 5,
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+        }
+    }
+}
+
+impl HealthCheckSettings {
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs.into())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs.into())
+    }
+
+    /// Every value at least 1, and the timeout shorter than the interval.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        let positive = self.interval_secs >= 1
+            && self.timeout_secs >= 1
+            && self.unhealthy_threshold >= 1
+            && self.healthy_threshold >= 1
+            && self.interval_secs <= 3600
+            && self.unhealthy_threshold <= 100
+            && self.healthy_threshold <= 100;
+        if !positive {
+            return Err(InvalidField {
+                field: "health_check",
+                problem: "interval 1-3600 s, timeout and thresholds at least 1 (at most 100)",
+            });
+        }
+        if self.timeout_secs >= self.interval_secs {
+            return Err(InvalidField {
+                field: "health_check",
+                problem: "timeout_secs must be shorter than interval_secs",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_defaults_are_valid() {
+        let defaults = HealthCheckSettings::default();
+        assert_eq!(defaults.interval(), Duration::from_secs(30));
+        assert!(defaults.validate().is_ok());
+        let slow = HealthCheckSettings {
+            timeout_secs: 30,
+            ..defaults
+        };
+        assert!(slow.validate().is_err());
+    }
+
+    #[test]
+    fn pool_names_fit_envoy_cluster_names() {
+        assert!(validate_pool_name("default").is_ok());
+        assert!(validate_pool_name("eu-west-2").is_ok());
+        assert!(validate_pool_name("EU").is_err());
+        assert!(validate_pool_name("a_b").is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! Turns the stored backends, pools and groups into what Envoy is served over xDS, and
+//! republishes whenever they change (or another replica changed them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::accounts::group::Group;
+use crate::changes::signal::ChangeSignal;
+use crate::routing::backend::{Backend, HealthStatus};
+use crate::routing::pool::{HealthCheckSettings, DEFAULT_POOL};
+use crate::routing::xds::{
+    Endpoint, GroupRoute, HealthCheckPolicy, HealthState, Pool, RoutingTable, UpstreamTls,
+    XdsPublisher,
+};
+use crate::store::{Store, StoreError};
+
+/// Rebuilds at least this often, to pick up what other replicas wrote.
+const REBUILD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What the topology is built with besides the store.
+#[derive(Debug, Clone, Copy)]
+pub struct TopologyPolicy {
+    pub default_health_check: HealthCheckSettings,
+    /// A group whose pools are all down routes to the default pool instead of 503.
+    pub fallback_to_default_pool: bool,
+}
+
+/// Publishes a fresh snapshot at start, on every announcement, and periodically.
+pub async fn run(
+    store: Arc<dyn Store>,
+    publisher: Arc<XdsPublisher>,
+    topology: ChangeSignal,
+    policy: TopologyPolicy,
+) {
+    loop {
+        let announced = topology.announced();
+        match build(store.as_ref(), policy).await {
+            Ok((pools, routing)) => {
+                publisher.publish(&pools, &routing);
+            }
+            Err(error) => tracing::warn!(%error, "cannot build the xDS snapshot"),
+        }
+        tokio::select! {
+            () = announced => {}
+            () = tokio::time::sleep(REBUILD_INTERVAL) => {}
+        }
+    }
+}
+
+/// The pools (enabled backends only) and the group routes, from the store.
+pub async fn build(
+    store: &dyn Store,
+    policy: TopologyPolicy,
+) -> Result<(Vec<Pool>, RoutingTable), StoreError> {
+    let settings: HashMap<String, HealthCheckSettings> =
+        store.pool_settings().await?.into_iter().collect();
+    let backends = store.backends().await?;
+    let groups = store.groups().await?;
+    Ok(assemble(&backends, &settings, &groups, policy))
+}
+
+fn assemble(
+    backends: &[Backend],
+    settings: &HashMap<String, HealthCheckSettings>,
+    groups: &[Group],
+    policy: TopologyPolicy,
+) -> (Vec<Pool>, RoutingTable) {
+    let mut by_pool: BTreeMap<&str, Vec<&Backend>> = BTreeMap::new();
+    for backend in backends.iter().filter(|b| b.enabled) {
+        by_pool
+            .entry(backend.pool.as_str())
+            .or_default()
+            .push(backend);
+    }
+    let pools: Vec<Pool> = by_pool
+        .iter()
+        .map(|(name, members)| {
+            let check = settings
+                .get(*name)
+                .copied()
+                .unwrap_or(policy.default_health_check);
+            Pool {
+                name: (*name).to_string(),
+                endpoints: members.iter().map(|b| endpoint(b)).collect(),
+                health_check: HealthCheckPolicy {
+                    interval: check.interval(),
+                    timeout: check.timeout(),
+                    unhealthy_threshold: check.unhealthy_threshold,
+                    healthy_threshold: check.healthy_threshold,
+                    path: members
+                        .first()
+                        .map_or_else(|| "/".to_string(), |b| b.health_check_path.clone()),
+                },
+            }
+        })
+        .collect();
+    let available = |pool: &str| {
+        by_pool.get(pool).is_some_and(|members| {
+            members
+                .iter()
+                .any(|b| b.health.status != HealthStatus::Unhealthy)
+        })
+    };
+    let default_pool = by_pool
+        .contains_key(DEFAULT_POOL)
+        .then(|| DEFAULT_POOL.to_string());
+    let group_routes = groups
+        .iter()
+        .filter(|group| !group.pools.is_empty())
+        .filter_map(|group| {
+            let usable: Vec<String> = group
+                .pools
+                .iter()
+                .filter(|pool| by_pool.contains_key(pool.as_str()))
+                .cloned()
+                .collect();
+            let any_available = usable.iter().any(|pool| available(pool));
+            if !any_available && policy.fallback_to_default_pool && default_pool.is_some() {
+                // Left out: the default route catches the group's requests.
+                return None;
+            }
+            Some(GroupRoute {
+                group_header_value: group.id.to_string(),
+                pools: usable,
+            })
+        })
+        .collect();
+    (
+        pools,
+        RoutingTable {
+            group_routes,
+            default_pool,
+        },
+    )
+}
+
+fn endpoint(backend: &Backend) -> Endpoint {
+    Endpoint {
+        id: backend.id.to_string(),
+        host: backend.url.host.clone(),
+        port: backend.url.port,
+        weight: backend.weight,
+        healthy: match backend.health.status {
+            HealthStatus::Healthy => HealthState::Healthy,
+            HealthStatus::Unhealthy => HealthState::Unhealthy,
+            HealthStatus::Unknown => HealthState::Unknown,
+        },
+        tls: backend.url.tls.then(|| UpstreamTls {
+            sni: backend
+                .tls_sni
+                .clone()
+                .unwrap_or_else(|| backend.url.host.clone()),
+        }),
+    }
+}
