@@ -15,6 +15,7 @@ use crate::changes::signal::ChangeSignal;
 use crate::config::ValidConfig;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
+use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
@@ -139,6 +140,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         default_health_check: config.raw.pools.health_check,
         counters: counters.clone(),
         quotas: config.quota_policy,
+        passwords: PasswordWork::for_this_machine(),
     };
     let filter = FilterApi::new(
         store.clone(),

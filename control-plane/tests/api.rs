@@ -321,3 +321,16 @@ async fn health_and_metrics_answer_without_a_key() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "not_found");
 }
+
+#[tokio::test]
+async fn unknown_methods_share_one_metric_label() {
+    let api = Api::start().await;
+    for method in ["FOO123", "FOO124", "BREW"] {
+        api.call(method, "/api/v1/health", None, None).await;
+    }
+    let (_, metrics) = api.call("GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().expect("text");
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
+    assert!(!metrics.contains("FOO12"), "{metrics}");
+    assert!(!metrics.contains("BREW"), "{metrics}");
+}
