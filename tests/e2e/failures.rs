@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use tollgate_e2e::{
-    free_port, ControlPlane, ControlPlaneOptions, Envoy, EnvoyOptions, Gateway, Layout, Process,
+    ControlPlane, ControlPlaneOptions, Envoy, EnvoyOptions, Gateway, Layout, Port, Process,
 };
 
 #[test]
@@ -111,10 +111,11 @@ fn malformed_configuration_is_one_clear_line_and_a_failing_exit() {
 fn a_port_in_use_is_one_clear_line_and_a_failing_exit() {
     let layout = Layout::discover();
     let cp = ControlPlane::start(&layout, ControlPlaneOptions::default());
+    let grpc = Port::reserve();
     let mut command = cp.command(&["serve"]);
     command.env(
         "TOLLGATE_GRPC__LISTEN",
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", grpc.number()),
     );
     let (code, log) = run_to_exit(Process::spawn("tollgate", command));
     assert_eq!(code, Some(1), "{log}");
@@ -132,13 +133,7 @@ fn envoy_refuses_a_bad_filter_configuration_or_a_missing_wasm() {
         filter_config: Some(r#"{"callout_timeout_ms":"soon"}"#.to_string()),
         ..EnvoyOptions::default()
     };
-    let (_dir, command) = Envoy::command(
-        &layout,
-        &options,
-        free_port(),
-        free_port(),
-        &["--mode", "validate"],
-    );
+    let (_dir, command) = Envoy::validation_command(&layout, &options);
     let (code, log) = run_to_exit(Process::spawn("envoy-validate", command));
     assert_ne!(
         code,
@@ -152,13 +147,7 @@ fn envoy_refuses_a_bad_filter_configuration_or_a_missing_wasm() {
 
     let mut missing = layout.clone();
     missing.filter_wasm = layout.root.join("no/such/filter.wasm");
-    let (_dir, command) = Envoy::command(
-        &missing,
-        &EnvoyOptions::default(),
-        free_port(),
-        free_port(),
-        &["--mode", "validate"],
-    );
+    let (_dir, command) = Envoy::validation_command(&missing, &EnvoyOptions::default());
     let (code, log) = run_to_exit(Process::spawn("envoy-validate", command));
     assert_ne!(code, Some(0), "a missing wasm file was accepted: {log}");
 }
