@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::http::{client, send, Answer};
 use crate::layout::Layout;
-use crate::ports::{start_with_free_ports, Port, PortTaken};
+use crate::ports::{restarted, start_with_free_ports, Port, PortTaken};
 use crate::process::Process;
 
 /// The admin key every test control plane imports at start.
@@ -22,6 +22,19 @@ pub struct ControlPlaneOptions {
     pub database_url: Option<String>,
     /// Extra `TOLLGATE_*` variables.
     pub env: Vec<(String, String)>,
+}
+
+impl ControlPlaneOptions {
+    /// The embedded defaults with these extra `TOLLGATE_*` variables.
+    pub fn with_env(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            env: pairs
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A running control plane and what a test needs to reach it.
@@ -130,8 +143,7 @@ impl ControlPlane {
     /// Starts the process again on the same ports (Envoy knows the gRPC one) and data, and
     /// waits until ready. The reservations kept the ports from every other start meanwhile.
     pub fn resume(&mut self) {
-        self.serve()
-            .unwrap_or_else(|taken| panic!("tollgate: one of its ports is taken: {}", taken.line));
+        restarted("tollgate", self.serve());
     }
 
     fn serve(&mut self) -> Result<(), PortTaken> {
@@ -193,6 +205,49 @@ impl ControlPlane {
         let answer = self.admin("POST", "/api/v1/users", Some(body));
         assert_eq!(answer.status, 201, "create user: {}", answer.text);
         answer.body["id"].as_str().expect("user id").to_string()
+    }
+
+    /// Creates a user and issues it a key; returns (user id, key).
+    pub fn create_user_and_key(&self, username: &str) -> (String, String) {
+        self.create_user_and_key_with(json!({"username": username}))
+    }
+
+    /// Creates a user from a full JSON body and issues it a key; returns (user id, key).
+    pub fn create_user_and_key_with(&self, body: Value) -> (String, String) {
+        let user_id = self.create_user_with(body);
+        let (_, key) = self.create_key(&user_id);
+        (user_id, key)
+    }
+
+    /// `PATCH /api/v1/users/{user_id}` with `body`.
+    pub fn patch_user(&self, user_id: &str, body: Value) -> Answer {
+        self.admin("PATCH", &format!("/api/v1/users/{user_id}"), Some(body))
+    }
+
+    /// `DELETE /api/v1/users/{user_id}/keys/{key_id}`.
+    pub fn revoke_key(&self, user_id: &str, key_id: &str) -> Answer {
+        self.admin(
+            "DELETE",
+            &format!("/api/v1/users/{user_id}/keys/{key_id}"),
+            None,
+        )
+    }
+
+    /// Creates a group from a full JSON body; returns its id.
+    pub fn create_group(&self, body: Value) -> String {
+        let answer = self.admin("POST", "/api/v1/groups", Some(body));
+        assert_eq!(answer.status, 201, "create group: {}", answer.text);
+        answer.body["id"].as_str().expect("group id").to_string()
+    }
+
+    /// Makes the user a member of the group.
+    pub fn add_group_member(&self, group_id: &str, user_id: &str) {
+        let answer = self.admin(
+            "POST",
+            &format!("/api/v1/groups/{group_id}/members"),
+            Some(json!({"user_id": user_id})),
+        );
+        assert_eq!(answer.status, 201, "add member: {}", answer.text);
     }
 
     /// Issues a key with a full JSON body; returns (key id, key).

@@ -149,6 +149,18 @@ impl Envoy {
         send(request)
     }
 
+    /// A GET through Envoy with the API key in `X-API-Key`.
+    pub fn get_with_key(&self, path: &str, key: &str) -> Answer {
+        self.get(path, &[("x-api-key", key)])
+    }
+
+    /// Sends `count` GETs of `/` with the API key; returns their statuses in order.
+    pub fn statuses_with_key(&self, key: &str, count: usize) -> Vec<u16> {
+        (0..count)
+            .map(|_| self.get_with_key("/", key).status)
+            .collect()
+    }
+
     /// The value of a counter or gauge in Envoy's `/stats` (0 when absent).
     pub fn stat(&self, name: &str) -> u64 {
         let text = client()
@@ -181,6 +193,14 @@ impl Envoy {
         }
     }
 
+    /// Waits until the stat reaches `value`, then asserts it went no further (nothing was
+    /// counted twice); panics after `limit`.
+    pub fn wait_for_stat_exactly(&self, name: &str, value: u64, limit: Duration) {
+        self.wait_for_stat(name, value, limit);
+        let seen = self.stat(name);
+        assert_eq!(seen, value, "{name} is {seen}, not {value}");
+    }
+
     /// Requests Envoy sent to the upstream pool so far.
     pub fn upstream_requests(&self) -> u64 {
         self.stat("cluster.tollgate_pool_default.upstream_rq_total")
@@ -190,6 +210,17 @@ impl Envoy {
     /// address's failures) other workers read from shared data on their next tick.
     pub fn wait_for_worker_ticks(&self) {
         std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Repeats a GET of `/` with the API key until `done` holds for its answer; returns how
+    /// long that took. Panics after `limit`.
+    pub fn until_with_key(
+        &self,
+        key: &str,
+        limit: Duration,
+        done: impl Fn(&Answer) -> bool,
+    ) -> Duration {
+        self.until(limit, || self.get_with_key("/", key), done)
     }
 
     /// Repeats `request` until `done` holds for its answer; returns how long that took.

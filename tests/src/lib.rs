@@ -21,7 +21,7 @@ pub use redis::RedisServer;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 
-use ports::{start_with_free_ports, PortTaken};
+use ports::{restarted, start_with_free_ports, PortTaken};
 
 /// An upstream that echoes each request as JSON (`tollgate-echo`).
 pub struct Echo {
@@ -57,8 +57,8 @@ impl Echo {
     /// Answers again, on the same port (Envoy knows that one). Its reservation kept the port
     /// from every other start in the meantime.
     pub fn resume(&mut self) {
-        self.listen()
-            .unwrap_or_else(|taken| panic!("{}: its port is taken: {}", self.name, taken.line));
+        let restart = self.listen();
+        restarted(&self.name, restart);
     }
 
     /// Binds the port here and hands the listening socket to a new echo process, so the port
@@ -111,6 +111,15 @@ impl Gateway {
 
     pub fn start_with(options: ControlPlaneOptions) -> Self {
         Self::start_configured(options, None)
+    }
+
+    /// Starts everything on the embedded defaults, with `filter_config` as the filter's JSON
+    /// configuration.
+    pub fn start_with_filter_config(filter_config: &str) -> Self {
+        Self::start_configured(
+            ControlPlaneOptions::default(),
+            Some(filter_config.to_string()),
+        )
     }
 
     /// Starts everything, with `filter_config` as the filter's JSON configuration.

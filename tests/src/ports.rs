@@ -81,6 +81,14 @@ impl PortTaken {
     }
 }
 
+/// Panics if a restart on ports its process kept reserved found one taken anyway (by a process
+/// outside the tests: no reservation hands it out, and the kernel does not pick it).
+pub fn restarted(what: &str, restart: Result<(), PortTaken>) {
+    if let Err(taken) = restart {
+        panic!("{what}: a port it kept is taken: {}", taken.line);
+    }
+}
+
 /// Runs `start` with `N` freshly reserved ports; while it fails because a port was taken, runs
 /// it again with new ones (a bounded number of times). `start` keeps the [`Port`]s it was
 /// given for as long as its processes may listen on them.

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::ports::{start_with_free_ports, Port, PortTaken};
+use crate::ports::{restarted, start_with_free_ports, Port, PortTaken};
 use crate::process::Process;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,8 +43,7 @@ impl RedisServer {
     /// Starts the server again, empty, on the same port (the control plane knows that one).
     /// Its reservation kept the port from every other start in the meantime.
     pub fn resume(&mut self) {
-        self.spawn()
-            .unwrap_or_else(|taken| panic!("redis: its port is taken: {}", taken.line));
+        restarted("redis", self.spawn());
     }
 
     fn spawn(&mut self) -> Result<(), PortTaken> {
