@@ -52,6 +52,20 @@ fn a_bearer_key_works_and_client_sent_tollgate_headers_are_dropped() {
 }
 
 #[test]
+fn header_names_with_underscores_are_refused_by_envoy() {
+    let gateway = Gateway::start();
+    let (_, key) = gateway.control_plane.create_user_and_key("uma");
+
+    let spoofed = gateway.envoy.get(
+        "/",
+        &[("x-api-key", &key), ("x_tollgate_groups", "g_admins")],
+    );
+    assert_eq!(spoofed.status, 400, "{}", spoofed.text);
+    let plain = gateway.envoy.get_with_key("/", &key);
+    assert_eq!(plain.status, 200, "{}", plain.text);
+}
+
+#[test]
 fn a_request_without_a_key_is_refused_with_the_json_error() {
     let gateway = Gateway::start();
     let answer = gateway.envoy.get("/", &[]);
