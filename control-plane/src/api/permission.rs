@@ -77,6 +77,11 @@ permission! {
     ManageSigningKeys: Admin
 }
 
+permission! {
+    /// See in the health answer why a dependency is down.
+    ReadDependencyErrors: Admin
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +101,7 @@ mod tests {
             ManageBackends::held_by,
             ReadAudit::held_by,
             ManageSigningKeys::held_by,
+            ReadDependencyErrors::held_by,
         ];
         for held_by in admin_only {
             assert!(held_by(Role::Admin));
