@@ -8,14 +8,16 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use tollgate_filter_core::callout::{FILTER_SERVICE, WATCH_CHANGES_METHOD};
 use tollgate_filter_core::config::PluginConfig;
+use tollgate_filter_core::host::Host;
 use tollgate_filter_core::proto::{WatchChangesRequest, WatchChangesResponse};
 use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
 
-use crate::clock::now_ms;
+use crate::host::ProxyHost;
 
 /// After a failed watch, wait this long before the next.
 const RETRY_AFTER_MS: i64 = 1000;
 const MILLIS_PER_SECOND: i64 = 1000;
+const MICROS_PER_MILLI: i64 = 1000;
 const GRPC_STATUS_OK: u32 = 0;
 
 /// The watch loop: one call in flight at a time, the next sent as soon as one answers.
@@ -58,17 +60,16 @@ impl SyncService {
             signing_keys_version: self.state.signing_keys_version.clone(),
             initial: !self.has_state,
         };
-        match hostcalls::dispatch_grpc_call(
+        match ProxyHost.dispatch_grpc_call(
             &self.config.control_plane_cluster,
             FILTER_SERVICE,
             WATCH_CHANGES_METHOD,
-            Vec::new(),
-            Some(&request.encode_to_vec()),
+            &request.encode_to_vec(),
             self.config.watch_timeout(),
         ) {
             Ok(token) => self.in_flight = Some(token),
-            Err(status) => {
-                log::warn!("could not start watching the control plane: {status:?}");
+            Err(error) => {
+                log::warn!("could not start watching the control plane: {error}");
                 self.failed();
             }
         }
@@ -91,10 +92,9 @@ impl SyncService {
         self.state
             .apply(!self.has_state, answer, now_ms() / MILLIS_PER_SECOND);
         self.has_state = true;
-        if let Err(status) =
-            hostcalls::set_shared_data(SYNC_STATE_KEY, Some(&self.state.to_bytes()), None)
+        if let Err(error) = ProxyHost.shared_data_set(SYNC_STATE_KEY, &self.state.to_bytes(), None)
         {
-            log::warn!("could not publish the sync state: {status:?}");
+            log::warn!("could not publish the sync state: {error:?}");
         }
         count(self.answers);
         self.watch();
@@ -104,6 +104,10 @@ impl SyncService {
         count(self.failures);
         self.retry_at_ms = now_ms() + RETRY_AFTER_MS;
     }
+}
+
+fn now_ms() -> i64 {
+    ProxyHost.now_us() / MICROS_PER_MILLI
 }
 
 /// How often the service checks that a watch is running.

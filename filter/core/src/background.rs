@@ -5,16 +5,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use prost::Message;
-use proxy_wasm::hostcalls;
-use tollgate_filter_core::callout::{FILTER_SERVICE, REPORT_USAGE_METHOD, SYNC_LIMITS_METHOD};
-use tollgate_filter_core::config::PluginConfig;
-use tollgate_filter_core::proto::{
-    BucketRef, LimitMode, RateLimit, SyncLimitsRequest, SyncLimitsResponse,
-};
-use tollgate_filter_core::usage::UsageBuffer;
 
-use crate::limiter;
+use crate::callout::{FILTER_SERVICE, REPORT_USAGE_METHOD, SYNC_LIMITS_METHOD};
+use crate::config::PluginConfig;
+use crate::host::Host;
+use crate::limits::limiter;
 use crate::metrics::Metrics;
+use crate::proto::{BucketRef, LimitMode, RateLimit, SyncLimitsRequest, SyncLimitsResponse};
+use crate::usage::UsageBuffer;
 
 /// Ticks (of 100 ms) between two `fast` syncs and between two usage reports.
 const SYNC_EVERY_TICKS: u32 = 2;
@@ -65,18 +63,20 @@ impl Background {
         }
     }
 
-    pub fn tick(&self, config: &PluginConfig, metrics: &Metrics) {
+    /// One tick of the worker (every 100 ms): a sync every [`SYNC_EVERY_TICKS`], a usage
+    /// report every [`REPORT_EVERY_TICKS`].
+    pub fn tick(&self, host: &impl Host, config: &PluginConfig, metrics: &Metrics) {
         let ticks = self.ticks.get().wrapping_add(1);
         self.ticks.set(ticks);
         if ticks.is_multiple_of(SYNC_EVERY_TICKS) {
-            self.sync_limits(config, metrics);
+            self.sync_limits(host, config, metrics);
         }
         if ticks.is_multiple_of(REPORT_EVERY_TICKS) {
-            self.report_usage(config, metrics);
+            self.report_usage(host, config, metrics);
         }
     }
 
-    fn sync_limits(&self, config: &PluginConfig, metrics: &Metrics) {
+    fn sync_limits(&self, host: &impl Host, config: &PluginConfig, metrics: &Metrics) {
         let (Ok(mut in_flight), Ok(mut touched)) = (
             self.sync_in_flight.try_borrow_mut(),
             self.touched.try_borrow_mut(),
@@ -90,7 +90,7 @@ impl Background {
         let mut lost = Vec::new();
         for (subject, limits) in touched.drain() {
             let mut taken = Vec::new();
-            if !limiter::update(&subject, |state| taken = state.take_unreported()) {
+            if !limiter::update(host, &subject, |state| taken = state.take_unreported()) {
                 // Nothing was taken: the counts stay for the next sync.
                 lost.push((subject, limits));
                 continue;
@@ -114,24 +114,23 @@ impl Background {
             node_id: self.node_id.clone(),
             buckets,
         };
-        match hostcalls::dispatch_grpc_call(
+        match host.dispatch_grpc_call(
             &config.control_plane_cluster,
             FILTER_SERVICE,
             SYNC_LIMITS_METHOD,
-            Vec::new(),
-            Some(&request.encode_to_vec()),
+            &request.encode_to_vec(),
             config.callout_timeout(),
         ) {
             Ok(token) => *in_flight = Some((token, request.buckets)),
-            Err(status) => {
-                log::warn!("could not sync rate limits: {status:?}");
+            Err(error) => {
+                log::warn!("could not sync rate limits: {error}");
                 metrics.limit_sync_failed();
-                self.give_back(&request.buckets);
+                self.give_back(host, &request.buckets);
             }
         }
     }
 
-    fn report_usage(&self, config: &PluginConfig, metrics: &Metrics) {
+    fn report_usage(&self, host: &impl Host, config: &PluginConfig, metrics: &Metrics) {
         let (Ok(mut in_flight), Ok(mut usage)) = (
             self.report_in_flight.try_borrow_mut(),
             self.usage.try_borrow_mut(),
@@ -144,17 +143,16 @@ impl Background {
         let Some(batch) = usage.next_batch() else {
             return;
         };
-        match hostcalls::dispatch_grpc_call(
+        match host.dispatch_grpc_call(
             &config.control_plane_cluster,
             FILTER_SERVICE,
             REPORT_USAGE_METHOD,
-            Vec::new(),
-            Some(&batch.encode_to_vec()),
+            &batch.encode_to_vec(),
             config.callout_timeout(),
         ) {
             Ok(token) => *in_flight = Some((token, batch.batch_id.clone())),
-            Err(status) => {
-                log::warn!("could not report usage: {status:?}");
+            Err(error) => {
+                log::warn!("could not report usage: {error}");
                 metrics.usage_report_failed();
             }
         }
@@ -163,10 +161,10 @@ impl Background {
     /// Handles the answer to one of this worker's calls; `false` when the token is not ours.
     pub fn on_answer(
         &self,
+        host: &impl Host,
         token: u32,
         grpc_status: u32,
-        body: Option<Vec<u8>>,
-        now_us: i64,
+        body: Option<&[u8]>,
         metrics: &Metrics,
     ) -> bool {
         let sync = self
@@ -176,7 +174,7 @@ impl Background {
             .and_then(|mut in_flight| in_flight.take_if(|(t, _)| *t == token));
         if let Some((_, buckets)) = sync {
             let answer = (grpc_status == GRPC_STATUS_OK)
-                .then(|| SyncLimitsResponse::decode(body.unwrap_or_default().as_slice()).ok())
+                .then(|| SyncLimitsResponse::decode(body.unwrap_or_default()).ok())
                 .flatten()
                 .filter(|answer| answer.buckets.len() == buckets.len());
             match answer {
@@ -184,9 +182,10 @@ impl Background {
                     let envoys = answer.envoys.max(1);
                     self.envoys.set(envoys);
                     metrics.limits_degraded(false);
+                    let now_us = host.now_us();
                     for (bucket, state) in buckets.iter().zip(&answer.buckets) {
                         if let Some(limit) = &bucket.limit {
-                            limiter::update(&bucket.subject, |subject| {
+                            limiter::update(host, &bucket.subject, |subject| {
                                 subject.rebase(limit, state.backlog_ms, envoys, now_us);
                             });
                         }
@@ -196,7 +195,7 @@ impl Background {
                     log::warn!("rate-limit sync failed (gRPC status {grpc_status})");
                     metrics.limit_sync_failed();
                     metrics.limits_degraded(true);
-                    self.give_back(&buckets);
+                    self.give_back(host, &buckets);
                 }
             }
             return true;
@@ -225,11 +224,11 @@ impl Background {
     }
 
     /// Puts counts whose sync failed back, so the next sync charges them.
-    fn give_back(&self, buckets: &[BucketRef]) {
+    fn give_back(&self, host: &impl Host, buckets: &[BucketRef]) {
         let mut limits_of: HashMap<&str, Vec<RateLimit>> = HashMap::new();
         for bucket in buckets {
             if let Some(limit) = &bucket.limit {
-                limiter::update(&bucket.subject, |state| {
+                limiter::update(host, &bucket.subject, |state| {
                     state.restore_unreported(limit.window_seconds, bucket.count);
                 });
                 limits_of.entry(&bucket.subject).or_default().push(*limit);
@@ -238,5 +237,144 @@ impl Background {
         for (subject, limits) in limits_of {
             self.touched(subject, &limits);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::memory::{Call, MemoryHost};
+    use crate::limits::limiter::Limiter;
+    use crate::limits::plan::Draw;
+    use crate::proto::{BucketState, LimitLevel, ReportUsageRequest};
+
+    const NOW_US: i64 = 1_767_225_600_000_000;
+    const UNAVAILABLE: u32 = 14;
+
+    fn fast_per_minute(burst: u64) -> RateLimit {
+        RateLimit {
+            level: LimitLevel::User.into(),
+            window_seconds: 60,
+            requests: 600,
+            burst,
+            mode: LimitMode::Fast.into(),
+        }
+    }
+
+    fn ticks(background: &Background, host: &MemoryHost, count: u32) -> Vec<Call> {
+        let config = PluginConfig::default();
+        let metrics = Metrics::default();
+        for _ in 0..count {
+            background.tick(host, &config, &metrics);
+        }
+        host.take_calls()
+    }
+
+    fn synced(call: &Call) -> Vec<(String, u32)> {
+        assert_eq!(call.method, SYNC_LIMITS_METHOD);
+        let request = SyncLimitsRequest::decode(call.message.as_slice()).expect("decodes");
+        request
+            .buckets
+            .into_iter()
+            .map(|bucket| (bucket.subject, bucket.count))
+            .collect()
+    }
+
+    /// Two requests of `user:u` admitted one by one (the bucket is too small for a lease).
+    fn two_admitted(host: &MemoryHost, background: &Background) {
+        let draws = [Draw {
+            subject: "user:u".to_owned(),
+            limits: vec![fast_per_minute(5)],
+        }];
+        let limiter = Limiter::default();
+        for _ in 0..2 {
+            assert!(limiter.admit(host, &draws, NOW_US, 1).wrote_shared);
+        }
+        background.touched("user:u", &draws[0].limits);
+    }
+
+    #[test]
+    fn fast_counts_are_synced_and_the_answer_sets_the_envoys() {
+        let host = MemoryHost::at(NOW_US);
+        let background = Background::new("node".to_owned(), "vm".to_owned());
+        two_admitted(&host, &background);
+        assert!(ticks(&background, &host, 1).is_empty(), "every second tick");
+
+        let calls = ticks(&background, &host, 1);
+        assert_eq!(synced(&calls[0]), vec![("user:u".to_owned(), 2)]);
+        let answer = SyncLimitsResponse {
+            buckets: vec![BucketState { backlog_ms: 0 }],
+            envoys: 3,
+        };
+        let body = answer.encode_to_vec();
+        let metrics = Metrics::default();
+        assert!(background.on_answer(&host, calls[0].token, 0, Some(&body), &metrics));
+        assert_eq!(background.envoys(), 3);
+        assert_eq!(metrics.take_limits_degraded(), Some(false));
+        assert!(
+            ticks(&background, &host, 2).is_empty(),
+            "nothing new to sync"
+        );
+    }
+
+    #[test]
+    fn counts_of_a_failed_sync_go_in_the_next() {
+        let host = MemoryHost::at(NOW_US);
+        let background = Background::new("node".to_owned(), "vm".to_owned());
+        two_admitted(&host, &background);
+        let calls = ticks(&background, &host, 2);
+        let metrics = Metrics::default();
+
+        assert!(background.on_answer(&host, calls[0].token, UNAVAILABLE, None, &metrics));
+
+        assert_eq!(metrics.take_limits_degraded(), Some(true));
+        let again = ticks(&background, &host, 2);
+        assert_eq!(synced(&again[0]), vec![("user:u".to_owned(), 2)]);
+        assert!(
+            !background.on_answer(&host, calls[0].token, 0, None, &metrics),
+            "answered"
+        );
+    }
+
+    #[test]
+    fn a_usage_report_is_sent_again_with_its_id_until_acknowledged() {
+        let host = MemoryHost::at(NOW_US);
+        let background = Background::new("node".to_owned(), "vm".to_owned());
+        background
+            .usage
+            .borrow_mut()
+            .record("u_alice", |delta| delta.requests += 1);
+        let metrics = Metrics::default();
+        let report = |host: &MemoryHost| {
+            let calls = ticks(&background, host, REPORT_EVERY_TICKS);
+            assert_eq!(calls.len(), 1);
+            assert_eq!(calls[0].method, REPORT_USAGE_METHOD);
+            let batch = ReportUsageRequest::decode(calls[0].message.as_slice()).expect("decodes");
+            (calls[0].token, batch)
+        };
+
+        let (token, first) = report(&host);
+        assert_eq!(first.usage[0].requests, 1);
+        assert!(background.on_answer(&host, token, UNAVAILABLE, None, &metrics));
+        let (token, retried) = report(&host);
+        assert_eq!(retried, first);
+        assert!(background.on_answer(&host, token, 0, None, &metrics));
+        assert!(
+            ticks(&background, &host, REPORT_EVERY_TICKS).is_empty(),
+            "acknowledged"
+        );
+    }
+
+    #[test]
+    fn a_sync_that_cannot_start_keeps_its_counts() {
+        let host = MemoryHost::at(NOW_US);
+        host.set_unreachable(true);
+        let background = Background::new("node".to_owned(), "vm".to_owned());
+        two_admitted(&host, &background);
+        assert!(ticks(&background, &host, 2).is_empty());
+
+        host.set_unreachable(false);
+        let calls = ticks(&background, &host, 2);
+        assert_eq!(synced(&calls[0]), vec![("user:u".to_owned(), 2)]);
     }
 }
