@@ -45,11 +45,9 @@ pub struct MemoryHost {
     writes: Cell<u32>,
     unreachable: Cell<bool>,
     calls: RefCell<Vec<Call>>,
-    properties: RefCell<HashMap<String, Vec<u8>>>,
     request: RefCell<Vec<(String, String)>>,
     response: RefCell<Vec<(String, String)>>,
     replies: RefCell<Vec<Reply>>,
-    route_cache_clears: Cell<u32>,
 }
 
 fn set(headers: &RefCell<Vec<(String, String)>>, name: &str, value: Option<&str>) {
@@ -80,10 +78,6 @@ impl MemoryHost {
         self.envoy.borrow_mut().now_us = now_us;
     }
 
-    pub fn advance_us(&self, by_us: i64) {
-        self.envoy.borrow_mut().now_us += by_us;
-    }
-
     /// Runs `hook` before each shared-data write of this worker.
     pub fn before_each_write(&self, hook: impl FnMut(&str) + 'static) {
         *self.before_write.borrow_mut() = Some(Box::new(hook));
@@ -109,11 +103,6 @@ impl MemoryHost {
         self.calls.take()
     }
 
-    pub fn set_property(&self, path: &[&str], value: &str) {
-        let mut properties = self.properties.borrow_mut();
-        properties.insert(path.join("."), value.as_bytes().to_vec());
-    }
-
     /// Sets the request's headers, as a new request brings them.
     pub fn set_request(&self, headers: &[(&str, &str)]) {
         *self.request.borrow_mut() = owned(headers);
@@ -134,10 +123,6 @@ impl MemoryHost {
     /// The answers sent to the client since the last look.
     pub fn take_replies(&self) -> Vec<Reply> {
         self.replies.take()
-    }
-
-    pub fn route_cache_clears(&self) -> u32 {
-        self.route_cache_clears.get()
     }
 }
 
@@ -201,8 +186,9 @@ impl Host for MemoryHost {
         Ok(token)
     }
 
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.properties.borrow().get(&path.join(".")).cloned()
+    /// No stream properties: the peer address is unknown, and so is how the stream ended.
+    fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
+        None
     }
 
     fn request_headers(&self) -> Vec<u8> {
@@ -218,10 +204,7 @@ impl Host for MemoryHost {
         request.push((name.to_owned(), value.to_owned()));
     }
 
-    fn clear_route_cache(&self) {
-        self.route_cache_clears
-            .set(self.route_cache_clears.get() + 1);
-    }
+    fn clear_route_cache(&self) {}
 
     fn response_headers(&self) -> Vec<u8> {
         serialize(&self.response.borrow())
