@@ -1,11 +1,10 @@
 //! [`Host`] over the proxy-wasm host calls of the context that runs now.
 
-use std::time::Duration;
-
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
+use tollgate_filter_core::callout::FILTER_SERVICE;
 use tollgate_filter_core::clock::unix_micros;
-use tollgate_filter_core::host::{Host, HostError, WriteError};
+use tollgate_filter_core::host::{GrpcCall, HeaderMap, Host, HostError, WriteError};
 
 use crate::header_map;
 
@@ -16,15 +15,10 @@ fn host_error(status: Status) -> HostError {
     HostError(format!("{status:?}"))
 }
 
-fn set_header(map: MapType, name: &str, value: Option<&str>) {
-    if let Err(status) = hostcalls::set_map_value(map, name, value) {
-        log::warn!("could not set header {name}: {status:?}");
-    }
-}
-
-fn add_header(map: MapType, name: &str, value: &str) {
-    if let Err(status) = hostcalls::add_map_value(map, name, value) {
-        log::warn!("could not add header {name}: {status:?}");
+fn map_type(map: HeaderMap) -> MapType {
+    match map {
+        HeaderMap::Request => MapType::HttpRequestHeaders,
+        HeaderMap::Response => MapType::HttpResponseHeaders,
     }
 }
 
@@ -63,50 +57,42 @@ impl Host for ProxyHost {
         })
     }
 
-    fn dispatch_grpc_call(
-        &self,
-        cluster: &str,
-        service: &str,
-        method: &str,
-        message: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError> {
-        hostcalls::dispatch_grpc_call(cluster, service, method, Vec::new(), Some(message), timeout)
-            .map_err(host_error)
+    fn dispatch_grpc_call(&self, call: GrpcCall<'_>) -> Result<u32, HostError> {
+        hostcalls::dispatch_grpc_call(
+            call.cluster,
+            FILTER_SERVICE,
+            call.method,
+            Vec::new(),
+            Some(call.message),
+            call.timeout,
+        )
+        .map_err(host_error)
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
 
-    fn request_headers(&self) -> Vec<u8> {
-        header_map::request_headers()
+    fn headers(&self, map: HeaderMap) -> Vec<u8> {
+        header_map::serialized(map_type(map))
     }
 
-    fn set_request_header(&self, name: &str, value: Option<&str>) {
-        set_header(MapType::HttpRequestHeaders, name, value);
+    fn set_header(&self, map: HeaderMap, name: &str, value: Option<&str>) {
+        if let Err(status) = hostcalls::set_map_value(map_type(map), name, value) {
+            log::warn!("could not set header {name}: {status:?}");
+        }
     }
 
-    fn add_request_header(&self, name: &str, value: &str) {
-        add_header(MapType::HttpRequestHeaders, name, value);
+    fn add_header(&self, map: HeaderMap, name: &str, value: &str) {
+        if let Err(status) = hostcalls::add_map_value(map_type(map), name, value) {
+            log::warn!("could not add header {name}: {status:?}");
+        }
     }
 
     fn clear_route_cache(&self) {
         if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
             log::warn!("could not clear the route cache: {status:?}");
         }
-    }
-
-    fn response_headers(&self) -> Vec<u8> {
-        header_map::response_headers()
-    }
-
-    fn set_response_header(&self, name: &str, value: Option<&str>) {
-        set_header(MapType::HttpResponseHeaders, name, value);
-    }
-
-    fn add_response_header(&self, name: &str, value: &str) {
-        add_header(MapType::HttpResponseHeaders, name, value);
     }
 
     fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {

@@ -6,9 +6,10 @@ use std::time::Duration;
 use prost::Message;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
-use tollgate_filter_core::callout::{FILTER_SERVICE, WATCH_CHANGES_METHOD};
+use tollgate_filter_core::callout::WATCH_CHANGES_METHOD;
+use tollgate_filter_core::clock::unix_millis;
 use tollgate_filter_core::config::PluginConfig;
-use tollgate_filter_core::host::Host;
+use tollgate_filter_core::host::{GrpcCall, Host};
 use tollgate_filter_core::proto::{WatchChangesRequest, WatchChangesResponse};
 use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
 
@@ -17,7 +18,6 @@ use crate::host::ProxyHost;
 /// After a failed watch, wait this long before the next.
 const RETRY_AFTER_MS: i64 = 1000;
 const MILLIS_PER_SECOND: i64 = 1000;
-const MICROS_PER_MILLI: i64 = 1000;
 const GRPC_STATUS_OK: u32 = 0;
 
 /// The watch loop: one call in flight at a time, the next sent as soon as one answers.
@@ -60,13 +60,12 @@ impl SyncService {
             signing_keys_version: self.state.signing_keys_version.clone(),
             initial: !self.has_state,
         };
-        match ProxyHost.dispatch_grpc_call(
-            &self.config.control_plane_cluster,
-            FILTER_SERVICE,
-            WATCH_CHANGES_METHOD,
-            &request.encode_to_vec(),
-            self.config.watch_timeout(),
-        ) {
+        let message = request.encode_to_vec();
+        let call = GrpcCall {
+            timeout: self.config.watch_timeout(),
+            ..GrpcCall::new(&self.config, WATCH_CHANGES_METHOD, &message)
+        };
+        match ProxyHost.dispatch_grpc_call(call) {
             Ok(token) => self.in_flight = Some(token),
             Err(error) => {
                 log::warn!("could not start watching the control plane: {error}");
@@ -107,7 +106,7 @@ impl SyncService {
 }
 
 fn now_ms() -> i64 {
-    ProxyHost.now_us() / MICROS_PER_MILLI
+    hostcalls::get_current_time().map_or(0, unix_millis)
 }
 
 /// How often the service checks that a watch is running.

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use prost::Message;
 
-use crate::callout::{FILTER_SERVICE, REPORT_USAGE_METHOD, SYNC_LIMITS_METHOD};
+use crate::callout::{REPORT_USAGE_METHOD, SYNC_LIMITS_METHOD};
 use crate::config::PluginConfig;
-use crate::host::Host;
+use crate::host::{GrpcCall, Host};
 use crate::limits::limiter;
 use crate::metrics::Metrics;
 use crate::proto::{BucketRef, LimitMode, RateLimit, SyncLimitsRequest, SyncLimitsResponse};
@@ -114,13 +114,8 @@ impl Background {
             node_id: self.node_id.clone(),
             buckets,
         };
-        match host.dispatch_grpc_call(
-            &config.control_plane_cluster,
-            FILTER_SERVICE,
-            SYNC_LIMITS_METHOD,
-            &request.encode_to_vec(),
-            config.callout_timeout(),
-        ) {
+        let message = request.encode_to_vec();
+        match host.dispatch_grpc_call(GrpcCall::new(config, SYNC_LIMITS_METHOD, &message)) {
             Ok(token) => *in_flight = Some((token, request.buckets)),
             Err(error) => {
                 log::warn!("could not sync rate limits: {error}");
@@ -131,25 +126,20 @@ impl Background {
     }
 
     fn report_usage(&self, host: &impl Host, config: &PluginConfig, metrics: &Metrics) {
-        let (Ok(mut in_flight), Ok(mut usage)) = (
-            self.report_in_flight.try_borrow_mut(),
-            self.usage.try_borrow_mut(),
-        ) else {
+        let Ok(mut in_flight) = self.report_in_flight.try_borrow_mut() else {
             return;
         };
         if in_flight.is_some() {
             return;
         }
+        let Ok(mut usage) = self.usage.try_borrow_mut() else {
+            return;
+        };
         let Some(batch) = usage.next_batch() else {
             return;
         };
-        match host.dispatch_grpc_call(
-            &config.control_plane_cluster,
-            FILTER_SERVICE,
-            REPORT_USAGE_METHOD,
-            &batch.encode_to_vec(),
-            config.callout_timeout(),
-        ) {
+        let message = batch.encode_to_vec();
+        match host.dispatch_grpc_call(GrpcCall::new(config, REPORT_USAGE_METHOD, &message)) {
             Ok(token) => *in_flight = Some((token, batch.batch_id.clone())),
             Err(error) => {
                 log::warn!("could not report usage: {error}");
@@ -167,12 +157,7 @@ impl Background {
         body: Option<&[u8]>,
         metrics: &Metrics,
     ) -> bool {
-        let sync = self
-            .sync_in_flight
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut in_flight| in_flight.take_if(|(t, _)| *t == token));
-        if let Some((_, buckets)) = sync {
+        if let Some(buckets) = answered(&self.sync_in_flight, token) {
             let answer = (grpc_status == GRPC_STATUS_OK)
                 .then(|| SyncLimitsResponse::decode(body.unwrap_or_default()).ok())
                 .flatten()
@@ -200,12 +185,7 @@ impl Background {
             }
             return true;
         }
-        let report = self
-            .report_in_flight
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut in_flight| in_flight.take_if(|(t, _)| *t == token));
-        if let Some((_, batch_id)) = report {
+        if let Some(batch_id) = answered(&self.report_in_flight, token) {
             if grpc_status == GRPC_STATUS_OK || grpc_status == GRPC_STATUS_INVALID_ARGUMENT {
                 if grpc_status == GRPC_STATUS_INVALID_ARGUMENT {
                     log::error!("the control plane refused usage batch {batch_id}; dropped");
@@ -238,6 +218,14 @@ impl Background {
             self.touched(subject, &limits);
         }
     }
+}
+
+/// What the call in flight was about, taken out, when `token` is its answer's.
+fn answered<T>(in_flight: &RefCell<Option<(u32, T)>>, token: u32) -> Option<T> {
+    let mut in_flight = in_flight.try_borrow_mut().ok()?;
+    in_flight
+        .take_if(|(in_flight_token, _)| *in_flight_token == token)
+        .map(|(_, about)| about)
 }
 
 #[cfg(test)]

@@ -173,15 +173,11 @@ pub fn without_session_cookie(cookie_header: &str) -> Option<String> {
 ///
 /// Header names are matched case-insensitively; values are raw bytes because clients may send
 /// bytes that are not UTF-8.
-pub fn extract_credential<N, V>(
+pub fn extract_credential<N: AsRef<str>, V: AsRef<[u8]>>(
     headers: &[(N, V)],
     max_credential_bytes: usize,
     digester: &LocalDigester,
-) -> Result<PresentedCredential, CredentialError>
-where
-    N: AsRef<str>,
-    V: AsRef<[u8]>,
-{
+) -> Result<PresentedCredential, CredentialError> {
     let api_keys = values_of(headers, API_KEY_HEADER);
     if !api_keys.is_empty() {
         return single_key(

@@ -1,5 +1,5 @@
-//! The decision for one request, from its credential, the cached principals, the change feed
-//! and the failure policy. Pure: the host's caches come in through [`Principals`].
+//! The verdict on one request's credential, from the cached principals, the change feed and
+//! the failure policy. Pure: the host's caches come in through [`Principals`].
 
 use std::net::IpAddr;
 use std::rc::Rc;

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::config::PluginConfig;
+
 #[cfg(test)]
 pub mod memory;
 
@@ -27,6 +29,33 @@ pub enum WriteError {
     Failed(HostError),
 }
 
+/// A call to the control plane's `FilterService`.
+pub struct GrpcCall<'a> {
+    pub cluster: &'a str,
+    pub method: &'a str,
+    pub message: &'a [u8],
+    pub timeout: Duration,
+}
+
+impl<'a> GrpcCall<'a> {
+    /// A call on the configured cluster, with the configured callout timeout.
+    pub fn new(config: &'a PluginConfig, method: &'a str, message: &'a [u8]) -> Self {
+        Self {
+            cluster: &config.control_plane_cluster,
+            method,
+            message,
+            timeout: config.callout_timeout(),
+        }
+    }
+}
+
+/// One of the stream's header maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMap {
+    Request,
+    Response,
+}
+
 /// What the host does with the request once a callback returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -44,28 +73,17 @@ pub trait Host {
     fn shared_data_get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)>;
     /// Writes a shared value; with `cas`, only if it is still at that version.
     fn shared_data_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
-    /// Starts a gRPC call on `cluster`; its answer comes back with the returned token.
-    fn dispatch_grpc_call(
-        &self,
-        cluster: &str,
-        service: &str,
-        method: &str,
-        message: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError>;
+    /// Starts a call; its answer comes back with the returned token.
+    fn dispatch_grpc_call(&self, call: GrpcCall<'_>) -> Result<u32, HostError>;
     /// A property of the stream, such as `["source", "address"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    /// The request's headers, serialized as [`crate::header_pairs::parse_pairs`] reads them.
-    fn request_headers(&self) -> Vec<u8>;
-    /// Replaces a request header, or removes it when `value` is `None`.
-    fn set_request_header(&self, name: &str, value: Option<&str>);
-    fn add_request_header(&self, name: &str, value: &str);
+    /// The headers, serialized as [`crate::header_pairs::parse_pairs`] reads them.
+    fn headers(&self, map: HeaderMap) -> Vec<u8>;
+    /// Replaces a header, or removes it when `value` is `None`.
+    fn set_header(&self, map: HeaderMap, name: &str, value: Option<&str>);
+    fn add_header(&self, map: HeaderMap, name: &str, value: &str);
     /// Makes Envoy choose the request's route again.
     fn clear_route_cache(&self);
-    /// The response's headers, serialized like [`Host::request_headers`].
-    fn response_headers(&self) -> Vec<u8>;
-    fn set_response_header(&self, name: &str, value: Option<&str>);
-    fn add_response_header(&self, name: &str, value: &str);
     /// Answers the client; the request never reaches the upstream.
     fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]);
 }

@@ -1,5 +1,5 @@
-//! What every request on one worker VM shares: configuration, caches, the worker's view of
-//! the change feed, and verified session tokens.
+//! What every request on one worker VM shares (configuration, caches, the worker's view of
+//! the change feed, verified session tokens, leases, usage), and the worker's tick.
 
 use std::cell::{Cell, RefCell};
 

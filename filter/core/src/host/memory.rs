@@ -5,9 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
-use super::{Host, HostError, WriteError};
+use super::{GrpcCall, HeaderMap, Host, HostError, WriteError};
 use crate::header_pairs::serialize;
 
 /// A gRPC call the filter started.
@@ -48,14 +47,6 @@ pub struct MemoryHost {
     request: RefCell<Vec<(String, String)>>,
     response: RefCell<Vec<(String, String)>>,
     replies: RefCell<Vec<Reply>>,
-}
-
-fn set(headers: &RefCell<Vec<(String, String)>>, name: &str, value: Option<&str>) {
-    let mut headers = headers.borrow_mut();
-    headers.retain(|(known, _)| known != name);
-    if let Some(value) = value {
-        headers.push((name.to_owned(), value.to_owned()));
-    }
 }
 
 impl MemoryHost {
@@ -120,6 +111,13 @@ impl MemoryHost {
         self.response.borrow().clone()
     }
 
+    fn map(&self, map: HeaderMap) -> &RefCell<Vec<(String, String)>> {
+        match map {
+            HeaderMap::Request => &self.request,
+            HeaderMap::Response => &self.response,
+        }
+    }
+
     /// The answers sent to the client since the last look.
     pub fn take_replies(&self) -> Vec<Reply> {
         self.replies.take()
@@ -164,14 +162,7 @@ impl Host for MemoryHost {
         Ok(())
     }
 
-    fn dispatch_grpc_call(
-        &self,
-        _cluster: &str,
-        _service: &str,
-        method: &str,
-        message: &[u8],
-        _timeout: Duration,
-    ) -> Result<u32, HostError> {
+    fn dispatch_grpc_call(&self, call: GrpcCall<'_>) -> Result<u32, HostError> {
         if self.unreachable.get() {
             return Err(HostError("BadArgument".to_owned()));
         }
@@ -180,8 +171,8 @@ impl Host for MemoryHost {
         let token = envoy.last_token;
         self.calls.borrow_mut().push(Call {
             token,
-            method: method.to_owned(),
-            message: message.to_vec(),
+            method: call.method.to_owned(),
+            message: call.message.to_vec(),
         });
         Ok(token)
     }
@@ -191,33 +182,22 @@ impl Host for MemoryHost {
         None
     }
 
-    fn request_headers(&self) -> Vec<u8> {
-        serialize(&self.request.borrow())
+    fn headers(&self, map: HeaderMap) -> Vec<u8> {
+        serialize(&self.map(map).borrow())
     }
 
-    fn set_request_header(&self, name: &str, value: Option<&str>) {
-        set(&self.request, name, value);
+    fn set_header(&self, map: HeaderMap, name: &str, value: Option<&str>) {
+        let mut headers = self.map(map).borrow_mut();
+        headers.retain(|(known, _)| known != name);
+        headers.extend(value.map(|value| (name.to_owned(), value.to_owned())));
     }
 
-    fn add_request_header(&self, name: &str, value: &str) {
-        let mut request = self.request.borrow_mut();
-        request.push((name.to_owned(), value.to_owned()));
+    fn add_header(&self, map: HeaderMap, name: &str, value: &str) {
+        let mut headers = self.map(map).borrow_mut();
+        headers.push((name.to_owned(), value.to_owned()));
     }
 
     fn clear_route_cache(&self) {}
-
-    fn response_headers(&self) -> Vec<u8> {
-        serialize(&self.response.borrow())
-    }
-
-    fn set_response_header(&self, name: &str, value: Option<&str>) {
-        set(&self.response, name, value);
-    }
-
-    fn add_response_header(&self, name: &str, value: &str) {
-        let mut response = self.response.borrow_mut();
-        response.push((name.to_owned(), value.to_owned()));
-    }
 
     fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
         self.replies.borrow_mut().push(Reply {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use prost::Message;
 
-use crate::callout::{CHECK_LIMITS_METHOD, FILTER_SERVICE};
+use crate::callout::CHECK_LIMITS_METHOD;
 use crate::config::RateLimitHeaders;
 use crate::credential::{
     extract, without_session_cookie, CredentialError, CredentialSource, Presented,
@@ -18,7 +18,7 @@ use crate::decision::{Allowed, Callout, Decision, Refusal, AUTH_METHOD_HEADER};
 use crate::error_body::{error_body, quota_exceeded_body};
 use crate::gate::{client_address, Gate, RequestFacts, Stage, Verdict, CONTROL_PLANE_UNAVAILABLE};
 use crate::header_pairs::parse_pairs;
-use crate::host::{Action, Host};
+use crate::host::{Action, GrpcCall, HeaderMap, Host};
 use crate::hygiene::headers_to_remove;
 use crate::limits::RateLimitFigures;
 use crate::proto::CheckLimitsRequest;
@@ -152,7 +152,7 @@ impl RequestFlow {
         if !self.forwarded {
             return;
         }
-        let block = host.response_headers();
+        let block = host.headers(HeaderMap::Response);
         let headers = parse_pairs(&block);
         self.response_bytes = header_bytes(&headers);
         self.charge = Some(charge_for(&headers));
@@ -163,16 +163,16 @@ impl RequestFlow {
                 .ok()
                 .and_then(|text| text.trim().parse().ok())
                 .unwrap_or(0);
-            host.set_response_header(STORAGE_HEADER, None);
+            host.set_header(HeaderMap::Response, STORAGE_HEADER, None);
         }
         // The gateway's rate-limit figures, instead of any the upstream sent.
         let mut digits = Default::default();
         let rate_limit_headers = rate_limit_figures.map(|figures| figures.headers(&mut digits));
         for (name, value) in rate_limit_headers.iter().flatten() {
             if sent(name).is_some() {
-                host.set_response_header(name, Some(value));
+                host.set_header(HeaderMap::Response, name, Some(value));
             } else {
-                host.add_response_header(name, value);
+                host.add_header(HeaderMap::Response, name, value);
             }
         }
     }
@@ -320,19 +320,19 @@ impl RequestFlow {
             }
         };
         let config = &self.worker.config;
-        let cluster = &config.control_plane_cluster;
-        let timeout = config.callout_timeout();
-        let error =
-            match host.dispatch_grpc_call(cluster, FILTER_SERVICE, method, &message, timeout) {
-                Ok(_token) => {
-                    self.pending = Some((callout, self.now_ms()));
-                    return Action::Pause;
-                }
-                Err(error) => error,
-            };
+        let error = match host.dispatch_grpc_call(GrpcCall::new(config, method, &message)) {
+            Ok(_token) => {
+                self.pending = Some((callout, self.now_ms()));
+                return Action::Pause;
+            }
+            Err(error) => error,
+        };
         let decision = match callout {
             Callout::Lookup(_) => {
-                log::warn!("could not call the control plane on cluster {cluster}: {error}");
+                log::warn!(
+                    "could not call the control plane on cluster {}: {error}",
+                    config.control_plane_cluster
+                );
                 self.worker.metrics.lookup_failed();
                 self.decide(host, Stage::Unreachable)
             }
@@ -370,16 +370,17 @@ impl RequestFlow {
     /// one host call that returns nothing, far cheaper than replacing the whole map.
     fn forward(&mut self, host: &impl Host, allowed: Allowed) {
         self.worker.metrics.allowed(allowed.auth_method);
+        let request = HeaderMap::Request;
         for name in &self.headers_to_remove {
-            host.set_request_header(name, None);
+            host.set_header(request, name, None);
         }
         if let Some(cookie) = self.cookie_rewrite.take() {
-            host.set_request_header("cookie", cookie.as_deref());
+            host.set_header(request, "cookie", cookie.as_deref());
         }
         for (name, value) in allowed.set_headers.iter() {
-            host.add_request_header(name, value);
+            host.add_header(request, name, value);
         }
-        host.add_request_header(AUTH_METHOD_HEADER, allowed.auth_method.as_str());
+        host.add_header(request, AUTH_METHOD_HEADER, allowed.auth_method.as_str());
         if self.worker.config.rate_limit_headers == RateLimitHeaders::EveryAnswer {
             self.rate_limit_figures = RateLimitFigures::of(&allowed.checked, self.now_us);
         }
@@ -400,7 +401,7 @@ impl RequestFlow {
 
     fn read_request(&mut self, host: &impl Host) {
         // Bytes, not strings: a header value that is not UTF-8 must be refused, not trap the VM.
-        let block = host.request_headers();
+        let block = host.headers(HeaderMap::Request);
         let headers = parse_pairs(&block);
         self.request_bytes = header_bytes(&headers);
         self.presented = extract(

@@ -39,11 +39,14 @@ fn worker(host: &MemoryHost) -> Rc<Worker> {
     ))
 }
 
-/// The control plane's answer about the key, as another worker left it in shared data.
-fn cached(host: &MemoryHost, principal: Principal) {
+/// A host whose shared data holds the control plane's answer about the key, as another
+/// worker left it.
+fn serving(principal: Principal) -> MemoryHost {
+    let host = MemoryHost::at(NOW_US);
     let entry = CacheEntry::for_answer(Some(principal), 60, 0, NOW_US / MICROS_PER_MILLI);
     let key = shared_data_key(&KeyDigest::of_key(KEY.as_bytes()));
     assert!(host.shared_data_set(&key, &entry.to_bytes(), None).is_ok());
+    host
 }
 
 /// A request with the key, through a flow of its own.
@@ -69,8 +72,7 @@ fn only_reply(host: &MemoryHost) -> Reply {
 
 #[test]
 fn an_allowed_request_goes_on_with_its_identity_instead_of_its_key() {
-    let host = MemoryHost::at(NOW_US);
-    cached(&host, alice(LimitMode::Local, 10));
+    let host = serving(alice(LimitMode::Local, 10));
 
     let (mut flow, action) = request(&host, &worker(&host));
 
@@ -93,8 +95,7 @@ fn an_allowed_request_goes_on_with_its_identity_instead_of_its_key() {
 
 #[test]
 fn a_request_beyond_its_limit_is_refused_with_429_and_never_forwarded() {
-    let host = MemoryHost::at(NOW_US);
-    cached(&host, alice(LimitMode::Local, 1));
+    let host = serving(alice(LimitMode::Local, 1));
     let worker = worker(&host);
     assert_eq!(request(&host, &worker).1, Action::Continue);
     host.take_replies();
@@ -116,8 +117,7 @@ fn a_request_beyond_its_limit_is_refused_with_429_and_never_forwarded() {
 
 #[test]
 fn an_exact_limit_waits_for_the_control_plane_and_its_refusal_is_final() {
-    let host = MemoryHost::at(NOW_US);
-    cached(&host, alice(LimitMode::Exact, 10));
+    let host = serving(alice(LimitMode::Exact, 10));
     let (mut flow, action) = request(&host, &worker(&host));
     assert_eq!(action, Action::Pause);
     let calls = host.take_calls();
@@ -136,8 +136,7 @@ fn an_exact_limit_waits_for_the_control_plane_and_its_refusal_is_final() {
 
 #[test]
 fn an_exact_limit_that_cannot_be_checked_refuses_with_503() {
-    let host = MemoryHost::at(NOW_US);
-    cached(&host, alice(LimitMode::Exact, 10));
+    let host = serving(alice(LimitMode::Exact, 10));
     let (mut flow, _) = request(&host, &worker(&host));
 
     let resumed = flow.on_callout_answer(&host, UNAVAILABLE, None);
