@@ -5,16 +5,18 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::columns::{format_time, named, optional_time, required_time, small_number, touched};
+use super::columns::{
+    format_time, named, optional_time, required_time, small_number, touched, AnyQuery,
+};
 use super::{SqlStore, StoreError};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
 use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
 use crate::routing::pool::HealthCheckSettings;
 
-const BACKEND_COLUMNS: &str = "id, url, weight, health_check_path, pool, enabled, tls_sni, \
-     health_status, consecutive_failures, consecutive_successes, last_checked_at, \
-     last_latency_ms, last_error, created_at, updated_at";
+const BACKEND_COLUMNS: &str = "id, created_at, url, weight, health_check_path, pool, enabled, \
+     tls_sni, updated_at, health_status, consecutive_failures, consecutive_successes, \
+     last_checked_at, last_latency_ms, last_error";
 
 /// Upstream backends with their health, and each pool's health-check settings.
 #[async_trait]
@@ -53,27 +55,16 @@ impl BackendStore for SqlStore {
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         self.write(audit, async |write| {
-            sqlx::query(&format!(
+            let sql = format!(
                 "INSERT INTO backends ({BACKEND_COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-            ))
-            .bind(backend.id.as_str())
-            .bind(backend.url.to_string())
-            .bind(i64::from(backend.weight))
-            .bind(&backend.health_check_path)
-            .bind(&backend.pool)
-            .bind(i64::from(backend.enabled))
-            .bind(backend.tls_sni.as_deref())
-            .bind(backend.health.status.as_str())
-            .bind(i64::from(backend.health.consecutive_failures))
-            .bind(i64::from(backend.health.consecutive_successes))
-            .bind(backend.health.last_checked_at.map(format_time))
-            .bind(latency(&backend.health))
-            .bind(backend.health.last_error.as_deref())
-            .bind(format_time(backend.created_at))
-            .bind(format_time(backend.updated_at))
-            .execute(write.rows())
-            .await?;
+            );
+            let insert = sqlx::query(&sql)
+                .bind(backend.id.as_str())
+                .bind(format_time(backend.created_at));
+            bind_health(bind_changeable(insert, backend), &backend.health)
+                .execute(write.rows())
+                .await?;
             write.reroutes();
             Ok(())
         })
@@ -86,20 +77,14 @@ impl BackendStore for SqlStore {
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         self.write(audit, async |write| {
-            let updated = sqlx::query(
-                "UPDATE backends SET url = $1, weight = $2, health_check_path = $3, pool = $4, \
-                 enabled = $5, tls_sni = $6, updated_at = $7 WHERE id = $8",
+            let update = sqlx::query(
+                "UPDATE backends SET url = $2, weight = $3, health_check_path = $4, pool = $5, \
+                 enabled = $6, tls_sni = $7, updated_at = $8 WHERE id = $1",
             )
-            .bind(backend.url.to_string())
-            .bind(i64::from(backend.weight))
-            .bind(&backend.health_check_path)
-            .bind(&backend.pool)
-            .bind(i64::from(backend.enabled))
-            .bind(backend.tls_sni.as_deref())
-            .bind(format_time(backend.updated_at))
-            .bind(backend.id.as_str())
-            .execute(write.rows())
-            .await?;
+            .bind(backend.id.as_str());
+            let updated = bind_changeable(update, backend)
+                .execute(write.rows())
+                .await?;
             touched(&updated)?;
             if backend.health == BackendHealth::default() {
                 set_health(write.rows(), &backend.id, &backend.health).await?;
@@ -124,22 +109,13 @@ impl BackendStore for SqlStore {
     }
 
     async fn backend(&self, id: &BackendId) -> Result<Backend, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {BACKEND_COLUMNS} FROM backends WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        backend_from_row(&row)
+        let sql = format!("SELECT {BACKEND_COLUMNS} FROM backends WHERE id = $1");
+        backend_from_row(&self.select_one(&sql, id.as_str()).await?)
     }
 
     async fn backends(&self) -> Result<Vec<Backend>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {BACKEND_COLUMNS} FROM backends ORDER BY pool, created_at, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!("SELECT {BACKEND_COLUMNS} FROM backends ORDER BY pool, created_at, id");
+        let rows = self.select_all(&sql, None).await?;
         rows.iter().map(backend_from_row).collect()
     }
 
@@ -160,12 +136,9 @@ impl BackendStore for SqlStore {
     }
 
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, check_interval_secs, check_timeout_secs, unhealthy_threshold, \
-             healthy_threshold FROM pools ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT name, check_interval_secs, check_timeout_secs, unhealthy_threshold, \
+                   healthy_threshold FROM pools ORDER BY name";
+        let rows = self.select_all(sql, None).await?;
         rows.iter()
             .map(|row| {
                 Ok((
@@ -217,27 +190,41 @@ async fn set_health(
     id: &BackendId,
     health: &BackendHealth,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE backends SET health_status = $1, consecutive_failures = $2, \
-         consecutive_successes = $3, last_checked_at = $4, last_latency_ms = $5, \
-         last_error = $6 WHERE id = $7",
+    let update = sqlx::query(
+        "UPDATE backends SET health_status = $2, consecutive_failures = $3, \
+         consecutive_successes = $4, last_checked_at = $5, last_latency_ms = $6, \
+         last_error = $7 WHERE id = $1",
     )
-    .bind(health.status.as_str())
-    .bind(i64::from(health.consecutive_failures))
-    .bind(i64::from(health.consecutive_successes))
-    .bind(health.last_checked_at.map(format_time))
-    .bind(latency(health))
-    .bind(health.last_error.as_deref())
-    .bind(id.as_str())
-    .execute(tx)
-    .await?;
+    .bind(id.as_str());
+    bind_health(update, health).execute(tx).await?;
     Ok(())
 }
 
-fn latency(health: &BackendHealth) -> Option<i64> {
-    health
-        .last_latency_ms
-        .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+/// Binds what a change may set of a backend (url to updated_at, in that order).
+fn bind_changeable<'q>(query: AnyQuery<'q>, backend: &'q Backend) -> AnyQuery<'q> {
+    query
+        .bind(backend.url.to_string())
+        .bind(i64::from(backend.weight))
+        .bind(&backend.health_check_path)
+        .bind(&backend.pool)
+        .bind(i64::from(backend.enabled))
+        .bind(backend.tls_sni.as_deref())
+        .bind(format_time(backend.updated_at))
+}
+
+/// Binds a backend's health (status to last error, in that order).
+fn bind_health<'q>(query: AnyQuery<'q>, health: &'q BackendHealth) -> AnyQuery<'q> {
+    query
+        .bind(health.status.as_str())
+        .bind(i64::from(health.consecutive_failures))
+        .bind(i64::from(health.consecutive_successes))
+        .bind(health.last_checked_at.map(format_time))
+        .bind(
+            health
+                .last_latency_ms
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        )
+        .bind(health.last_error.as_deref())
 }
 
 fn backend_from_row(row: &AnyRow) -> Result<Backend, StoreError> {

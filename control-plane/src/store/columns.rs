@@ -1,11 +1,15 @@
 //! How values are stored in columns both databases read the same way: times as RFC 3339
 //! text, settings as JSON text, counts as signed 64-bit integers.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 
 use super::StoreError;
 use crate::domain::Timestamp;
+
+/// A statement with some of its parameters bound.
+pub(super) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
 pub(super) fn conflict_or(error: sqlx::Error, what: &'static str) -> StoreError {
     match &error {

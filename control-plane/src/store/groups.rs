@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::columns::{
-    conflict_or, format_time, from_json, required_time, small_number, to_json, touched,
+    conflict_or, format_time, from_json, required_time, small_number, to_json, touched, AnyQuery,
 };
 use super::sql::Write;
 use super::{SqlStore, StoreError};
@@ -51,21 +51,16 @@ pub trait GroupStore: Send + Sync {
 impl GroupStore for SqlStore {
     async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError> {
         self.write(audit, async |write| {
-            sqlx::query(
-                "INSERT INTO groups (id, name, priority, pools, created_at, updated_at, \
+            let insert = sqlx::query(
+                "INSERT INTO groups (id, created_at, name, priority, pools, updated_at, \
                  rate_limits, quotas) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(group.id.as_str())
-            .bind(&group.name)
-            .bind(i64::from(group.priority))
-            .bind(to_json(&group.pools)?)
-            .bind(format_time(group.created_at))
-            .bind(format_time(group.updated_at))
-            .bind(to_json(&group.rate_limits)?)
-            .bind(to_json(&group.quotas)?)
-            .execute(write.rows())
-            .await
-            .map_err(|e| conflict_or(e, "group name"))?;
+            .bind(format_time(group.created_at));
+            bind_changeable(insert, group)?
+                .execute(write.rows())
+                .await
+                .map_err(|e| conflict_or(e, "group name"))?;
             write.reroutes();
             Ok(())
         })
@@ -74,20 +69,15 @@ impl GroupStore for SqlStore {
 
     async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError> {
         self.write(audit, async |write| {
-            let updated = sqlx::query(
-                "UPDATE groups SET name = $1, priority = $2, pools = $3, updated_at = $4, \
-                 rate_limits = $6, quotas = $7 WHERE id = $5",
+            let update = sqlx::query(
+                "UPDATE groups SET name = $2, priority = $3, pools = $4, updated_at = $5, \
+                 rate_limits = $6, quotas = $7 WHERE id = $1",
             )
-            .bind(&group.name)
-            .bind(i64::from(group.priority))
-            .bind(to_json(&group.pools)?)
-            .bind(format_time(group.updated_at))
-            .bind(group.id.as_str())
-            .bind(to_json(&group.rate_limits)?)
-            .bind(to_json(&group.quotas)?)
-            .execute(write.rows())
-            .await
-            .map_err(|e| conflict_or(e, "group name"))?;
+            .bind(group.id.as_str());
+            let updated = bind_changeable(update, group)?
+                .execute(write.rows())
+                .await
+                .map_err(|e| conflict_or(e, "group name"))?;
             touched(&updated)?;
             stale_members(write, &group.id, group.updated_at).await
         })
@@ -111,22 +101,13 @@ impl GroupStore for SqlStore {
     }
 
     async fn group(&self, id: &GroupId) -> Result<Group, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        group_from_row(&row)
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = $1");
+        group_from_row(&self.select_one(&sql, id.as_str()).await?)
     }
 
     async fn groups(&self) -> Result<Vec<Group>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM groups g ORDER BY g.priority DESC, g.id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g ORDER BY g.priority DESC, g.id");
+        let rows = self.select_all(&sql, None).await?;
         rows.iter().map(group_from_row).collect()
     }
 
@@ -179,13 +160,11 @@ impl GroupStore for SqlStore {
     }
 
     async fn groups_of(&self, user: &UserId) -> Result<Vec<Group>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {GROUP_COLUMNS} FROM groups g JOIN group_members m ON m.group_id = g.id \
              WHERE m.user_id = $1 ORDER BY g.priority DESC, g.id"
-        ))
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = self.select_all(&sql, Some(user.as_str())).await?;
         rows.iter().map(group_from_row).collect()
     }
 }
@@ -216,6 +195,17 @@ async fn member_ids<'c>(
     .bind(group.as_str())
     .fetch_all(connection)
     .await?)
+}
+
+/// Binds what a change may set of a group (name to quotas, in that order).
+fn bind_changeable<'q>(query: AnyQuery<'q>, group: &'q Group) -> Result<AnyQuery<'q>, StoreError> {
+    Ok(query
+        .bind(&group.name)
+        .bind(i64::from(group.priority))
+        .bind(to_json(&group.pools)?)
+        .bind(format_time(group.updated_at))
+        .bind(to_json(&group.rate_limits)?)
+        .bind(to_json(&group.quotas)?))
 }
 
 fn group_from_row(row: &AnyRow) -> Result<Group, StoreError> {

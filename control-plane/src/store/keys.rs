@@ -112,24 +112,19 @@ impl KeyStore for SqlStore {
     }
 
     async fn keys_of(&self, user: &UserId) -> Result<Vec<ApiKey>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 ORDER BY k.created_at, k.id"
-        ))
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = self.select_all(&sql, Some(user.as_str())).await?;
         rows.iter().map(key_from_row).collect()
     }
 
     async fn key_by_hash(&self, hash: &StoredKeyHash) -> Result<KeyOwner, StoreError> {
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {KEY_COLUMNS}, {USER_COLUMNS} FROM api_keys k \
              JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1"
-        ))
-        .bind(hash.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        );
+        let row = self.select_one(&sql, hash.as_str()).await?;
         Ok(KeyOwner {
             key: key_from_row(&row)?,
             user: self.user_from_row(&row).await?,

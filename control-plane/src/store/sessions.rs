@@ -163,12 +163,9 @@ impl SessionStore for SqlStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kid, alg, sealed_private_key, public_jwk, created_at, activates_at, retires_at \
-             FROM signing_keys ORDER BY activates_at DESC, kid DESC",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT kid, alg, sealed_private_key, public_jwk, created_at, activates_at, \
+                   retires_at FROM signing_keys ORDER BY activates_at DESC, kid DESC";
+        let rows = self.select_all(sql, None).await?;
         rows.iter().map(signing_key_from_row).collect()
     }
 
@@ -206,14 +203,8 @@ impl SessionStore for SqlStore {
 
 impl SqlStore {
     async fn session_where(&self, condition: &str, value: &str) -> Result<Session, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE {condition}"
-        ))
-        .bind(value)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        session_from_row(&row)
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE {condition}");
+        session_from_row(&self.select_one(&sql, value).await?)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool};
 
 use super::migrations::{self, Dialect};
@@ -47,6 +47,28 @@ impl SqlStore {
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         migrations::run(&self.pool, self.dialect).await
+    }
+
+    /// The row `sql` selects with `key` as `$1`; `NotFound` when there is none.
+    pub(super) async fn select_one(&self, sql: &str, key: &str) -> Result<AnyRow, StoreError> {
+        sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Every row `sql` selects, with `key` as `$1` when there is one.
+    pub(super) async fn select_all(
+        &self,
+        sql: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut query = sqlx::query(sql);
+        if let Some(key) = key {
+            query = query.bind(key);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// The one way to change stored data: `rows` runs in a transaction together with `audit`

@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::columns::{
     conflict_or, format_time, from_json, named, required_time, to_i64, to_json, to_u64, touched,
+    AnyQuery,
 };
 use super::{GroupStore, Page, SqlStore, StoreError};
 use crate::accounts::user::{Role, User, UserStatus};
@@ -42,27 +43,18 @@ pub trait UserStore: Send + Sync {
 impl UserStore for SqlStore {
     async fn create_user(&self, user: &User, audit: &AuditEntry) -> Result<(), StoreError> {
         self.write(audit, async |write| {
-            sqlx::query(
-                "INSERT INTO users (id, username, email, name, status, role, tenant_id, \
-                 password_hash, created_at, updated_at, ip_allowlist, rate_limits, quotas) \
+            let insert = sqlx::query(
+                "INSERT INTO users (id, username, created_at, email, name, status, role, \
+                 tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(user.id.as_str())
             .bind(&user.username)
-            .bind(user.email.as_deref())
-            .bind(user.name.as_deref())
-            .bind(user.status.as_str())
-            .bind(user.role.as_str())
-            .bind(user.tenant_id.as_deref())
-            .bind(user.password_hash.as_deref())
-            .bind(format_time(user.created_at))
-            .bind(format_time(user.updated_at))
-            .bind(to_json(&user.ip_allowlist)?)
-            .bind(to_json(&user.rate_limits)?)
-            .bind(to_json(&user.quotas)?)
-            .execute(write.rows())
-            .await
-            .map_err(|e| conflict_or(e, "username"))?;
+            .bind(format_time(user.created_at));
+            bind_changeable(insert, user)?
+                .execute(write.rows())
+                .await
+                .map_err(|e| conflict_or(e, "username"))?;
             Ok(())
         })
         .await
@@ -70,24 +62,13 @@ impl UserStore for SqlStore {
 
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> Result<(), StoreError> {
         self.write(audit, async |write| {
-            let updated = sqlx::query(
-                "UPDATE users SET email = $1, name = $2, status = $3, role = $4, \
-                 tenant_id = $5, password_hash = $6, updated_at = $7, ip_allowlist = $9, \
-                 rate_limits = $10, quotas = $11 WHERE id = $8",
+            let update = sqlx::query(
+                "UPDATE users SET email = $2, name = $3, status = $4, role = $5, \
+                 tenant_id = $6, password_hash = $7, updated_at = $8, ip_allowlist = $9, \
+                 rate_limits = $10, quotas = $11 WHERE id = $1",
             )
-            .bind(user.email.as_deref())
-            .bind(user.name.as_deref())
-            .bind(user.status.as_str())
-            .bind(user.role.as_str())
-            .bind(user.tenant_id.as_deref())
-            .bind(user.password_hash.as_deref())
-            .bind(format_time(user.updated_at))
-            .bind(user.id.as_str())
-            .bind(to_json(&user.ip_allowlist)?)
-            .bind(to_json(&user.rate_limits)?)
-            .bind(to_json(&user.quotas)?)
-            .execute(write.rows())
-            .await?;
+            .bind(user.id.as_str());
+            let updated = bind_changeable(update, user)?.execute(write.rows()).await?;
             touched(&updated)?;
             write
                 .stale(&Stale::User(user.id.clone()), user.updated_at)
@@ -143,14 +124,9 @@ impl UserStore for SqlStore {
 
 impl SqlStore {
     async fn user_where(&self, condition: &str, value: &str) -> Result<User, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE {condition}"
-        ))
-        .bind(value)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        self.user_from_row(&row).await
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}");
+        self.user_from_row(&self.select_one(&sql, value).await?)
+            .await
     }
 
     /// The user of a row selected with [`USER_COLUMNS`], with its group ids.
@@ -179,6 +155,21 @@ impl SqlStore {
             .collect();
         Ok(user)
     }
+}
+
+/// Binds what a change may set of a user (email to quotas, in that order).
+fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'q>, StoreError> {
+    Ok(query
+        .bind(user.email.as_deref())
+        .bind(user.name.as_deref())
+        .bind(user.status.as_str())
+        .bind(user.role.as_str())
+        .bind(user.tenant_id.as_deref())
+        .bind(user.password_hash.as_deref())
+        .bind(format_time(user.updated_at))
+        .bind(to_json(&user.ip_allowlist)?)
+        .bind(to_json(&user.rate_limits)?)
+        .bind(to_json(&user.quotas)?))
 }
 
 fn escape_like(text: &str) -> String {
