@@ -26,6 +26,14 @@ pub struct Reach {
     pub routing: bool,
 }
 
+impl Reach {
+    /// The change-feed watchers only.
+    pub const FEED: Self = Self {
+        feed: true,
+        routing: false,
+    };
+}
+
 /// The signals of one replica, shared by everything that writes and everything that follows.
 #[derive(Clone, Default)]
 pub struct Followers {

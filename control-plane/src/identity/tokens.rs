@@ -103,10 +103,7 @@ impl SessionTokens {
         let before = self.published_kids();
         self.load(records, sealer)?;
         if self.published_kids() != before {
-            followers.announce(Reach {
-                feed: true,
-                routing: false,
-            });
+            followers.announce(Reach::FEED);
         }
         Ok(())
     }
