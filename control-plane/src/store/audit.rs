@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::columns::{format_time, from_json, required_time, to_i64, to_u64};
-use super::{Page, SqlStore, StoreError};
+use super::{Page, SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::{AuditId, UserId};
 
@@ -15,7 +15,7 @@ use crate::domain::ids::{AuditId, UserId};
 pub trait AuditLog: Send + Sync {
     async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError>;
     /// An entry about something that changed nothing stored (a refusal the data plane saw).
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    async fn record_audit(&self, entry: &AuditEntry) -> Written;
 }
 
 #[async_trait]
@@ -38,13 +38,13 @@ impl AuditLog for SqlStore {
         })
     }
 
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+    async fn record_audit(&self, entry: &AuditEntry) -> Written {
         self.write(entry, async |_| Ok(())).await
     }
 }
 
 /// Adds `entry` in the transaction of the write it records.
-pub(super) async fn insert(tx: &mut AnyConnection, entry: &AuditEntry) -> Result<(), StoreError> {
+pub(super) async fn insert(tx: &mut AnyConnection, entry: &AuditEntry) -> Written {
     sqlx::query(
         "INSERT INTO audit_log (id, at, actor_user_id, action, target, details) \
          VALUES ($1, $2, $3, $4, $5, $6)",

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use super::columns::{
     format_time, named, optional_time, required_time, small_number, touched, AnyQuery,
 };
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
 use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
@@ -21,12 +21,10 @@ const BACKEND_COLUMNS: &str = "id, created_at, url, weight, health_check_path, p
 /// Upstream backends with their health, and each pool's health-check settings.
 #[async_trait]
 pub trait BackendStore: Send + Sync {
-    async fn create_backend(&self, backend: &Backend, audit: &AuditEntry)
-        -> Result<(), StoreError>;
+    async fn create_backend(&self, backend: &Backend, audit: &AuditEntry) -> Written;
     /// Changes a backend; given the default health (a new URL), its recorded health is reset.
-    async fn update_backend(&self, backend: &Backend, audit: &AuditEntry)
-        -> Result<(), StoreError>;
-    async fn delete_backend(&self, id: &BackendId, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn update_backend(&self, backend: &Backend, audit: &AuditEntry) -> Written;
+    async fn delete_backend(&self, id: &BackendId, audit: &AuditEntry) -> Written;
     async fn backend(&self, id: &BackendId) -> Result<Backend, StoreError>;
     /// Every backend, by pool then creation.
     async fn backends(&self) -> Result<Vec<Backend>, StoreError>;
@@ -36,7 +34,7 @@ pub trait BackendStore: Send + Sync {
         id: &BackendId,
         health: &BackendHealth,
         audit: Option<&AuditEntry>,
-    ) -> Result<(), StoreError>;
+    ) -> Written;
     /// The pools with health-check settings of their own.
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError>;
     async fn set_pool_settings(
@@ -44,16 +42,12 @@ pub trait BackendStore: Send + Sync {
         pool: &str,
         settings: &HealthCheckSettings,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
+    ) -> Written;
 }
 
 #[async_trait]
 impl BackendStore for SqlStore {
-    async fn create_backend(
-        &self,
-        backend: &Backend,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    async fn create_backend(&self, backend: &Backend, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let sql = format!(
                 "INSERT INTO backends ({BACKEND_COLUMNS}) \
@@ -71,11 +65,7 @@ impl BackendStore for SqlStore {
         .await
     }
 
-    async fn update_backend(
-        &self,
-        backend: &Backend,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    async fn update_backend(&self, backend: &Backend, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let update = sqlx::query(
                 "UPDATE backends SET url = $2, weight = $3, health_check_path = $4, pool = $5, \
@@ -95,7 +85,7 @@ impl BackendStore for SqlStore {
         .await
     }
 
-    async fn delete_backend(&self, id: &BackendId, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn delete_backend(&self, id: &BackendId, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let deleted = sqlx::query("DELETE FROM backends WHERE id = $1")
                 .bind(id.as_str())
@@ -115,8 +105,7 @@ impl BackendStore for SqlStore {
 
     async fn backends(&self) -> Result<Vec<Backend>, StoreError> {
         let sql = format!("SELECT {BACKEND_COLUMNS} FROM backends ORDER BY pool, created_at, id");
-        let rows = self.select_all(&sql, None).await?;
-        rows.iter().map(backend_from_row).collect()
+        self.select_all(&sql, None, backend_from_row).await
     }
 
     async fn record_health(
@@ -124,7 +113,7 @@ impl BackendStore for SqlStore {
         id: &BackendId,
         health: &BackendHealth,
         audit: Option<&AuditEntry>,
-    ) -> Result<(), StoreError> {
+    ) -> Written {
         self.write(audit, async |write| {
             set_health(write.rows(), id, health).await?;
             if audit.is_some() {
@@ -138,20 +127,18 @@ impl BackendStore for SqlStore {
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError> {
         let sql = "SELECT name, check_interval_secs, check_timeout_secs, unhealthy_threshold, \
                    healthy_threshold FROM pools ORDER BY name";
-        let rows = self.select_all(sql, None).await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("name")?,
-                    HealthCheckSettings {
-                        interval_secs: small_number(row, "check_interval_secs")?,
-                        timeout_secs: small_number(row, "check_timeout_secs")?,
-                        unhealthy_threshold: small_number(row, "unhealthy_threshold")?,
-                        healthy_threshold: small_number(row, "healthy_threshold")?,
-                    },
-                ))
-            })
-            .collect()
+        self.select_all(sql, None, |row| {
+            Ok((
+                row.try_get("name")?,
+                HealthCheckSettings {
+                    interval_secs: small_number(row, "check_interval_secs")?,
+                    timeout_secs: small_number(row, "check_timeout_secs")?,
+                    unhealthy_threshold: small_number(row, "unhealthy_threshold")?,
+                    healthy_threshold: small_number(row, "healthy_threshold")?,
+                },
+            ))
+        })
+        .await
     }
 
     async fn set_pool_settings(
@@ -159,7 +146,7 @@ impl BackendStore for SqlStore {
         pool: &str,
         settings: &HealthCheckSettings,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Written {
         self.write(audit, async |write| {
             sqlx::query("DELETE FROM pools WHERE name = $1")
                 .bind(pool)
@@ -185,11 +172,7 @@ impl BackendStore for SqlStore {
     }
 }
 
-async fn set_health(
-    tx: &mut AnyConnection,
-    id: &BackendId,
-    health: &BackendHealth,
-) -> Result<(), StoreError> {
+async fn set_health(tx: &mut AnyConnection, id: &BackendId, health: &BackendHealth) -> Written {
     let update = sqlx::query(
         "UPDATE backends SET health_status = $2, consecutive_failures = $3, \
          consecutive_successes = $4, last_checked_at = $5, last_latency_ms = $6, \

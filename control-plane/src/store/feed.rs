@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::columns::{format_time, to_i64, to_u64};
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, Written};
 use crate::changes::feed::{Change, Stale};
 use crate::domain::ids::{ApiKeyId, SessionId, UserId};
 use crate::domain::Timestamp;
@@ -56,11 +56,7 @@ impl ChangeFeed for SqlStore {
 }
 
 /// Appends `stale` in the transaction of the write that made it stale.
-pub(super) async fn append(
-    tx: &mut AnyConnection,
-    stale: &Stale,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+pub(super) async fn append(tx: &mut AnyConnection, stale: &Stale, at: Timestamp) -> Written {
     let (kind, subject, tokens_expire_at) = match stale {
         Stale::User(id) => ("user", id.as_str(), None),
         Stale::Key(id) => ("key", id.as_str(), None),

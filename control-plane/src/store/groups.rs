@@ -9,7 +9,7 @@ use super::columns::{
     conflict_or, format_time, from_json, required_time, small_number, to_json, touched, AnyQuery,
 };
 use super::sql::Write;
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, Written};
 use crate::accounts::group::Group;
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
@@ -22,26 +22,16 @@ const GROUP_COLUMNS: &str =
 /// Groups and their members.
 #[async_trait]
 pub trait GroupStore: Send + Sync {
-    async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Written;
     /// Changes a group; its members' cached state becomes stale.
-    async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Written;
     /// Deletes a group and its memberships; its members' cached state becomes stale.
-    async fn delete_group(&self, id: &GroupId, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn delete_group(&self, id: &GroupId, audit: &AuditEntry) -> Written;
     async fn group(&self, id: &GroupId) -> Result<Group, StoreError>;
     /// Every group, highest priority first.
     async fn groups(&self) -> Result<Vec<Group>, StoreError>;
-    async fn add_member(
-        &self,
-        group: &GroupId,
-        user: &UserId,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
-    async fn remove_member(
-        &self,
-        group: &GroupId,
-        user: &UserId,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
+    async fn add_member(&self, group: &GroupId, user: &UserId, audit: &AuditEntry) -> Written;
+    async fn remove_member(&self, group: &GroupId, user: &UserId, audit: &AuditEntry) -> Written;
     async fn members(&self, group: &GroupId) -> Result<Vec<UserId>, StoreError>;
     /// The user's groups, highest priority first.
     async fn groups_of(&self, user: &UserId) -> Result<Vec<Group>, StoreError>;
@@ -49,7 +39,7 @@ pub trait GroupStore: Send + Sync {
 
 #[async_trait]
 impl GroupStore for SqlStore {
-    async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let insert = sqlx::query(
                 "INSERT INTO groups (id, created_at, name, priority, pools, updated_at, \
@@ -67,7 +57,7 @@ impl GroupStore for SqlStore {
         .await
     }
 
-    async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let update = sqlx::query(
                 "UPDATE groups SET name = $2, priority = $3, pools = $4, updated_at = $5, \
@@ -84,7 +74,7 @@ impl GroupStore for SqlStore {
         .await
     }
 
-    async fn delete_group(&self, id: &GroupId, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn delete_group(&self, id: &GroupId, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             stale_members(write, id, audit.at).await?;
             sqlx::query("DELETE FROM group_members WHERE group_id = $1")
@@ -107,16 +97,10 @@ impl GroupStore for SqlStore {
 
     async fn groups(&self) -> Result<Vec<Group>, StoreError> {
         let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g ORDER BY g.priority DESC, g.id");
-        let rows = self.select_all(&sql, None).await?;
-        rows.iter().map(group_from_row).collect()
+        self.select_all(&sql, None, group_from_row).await
     }
 
-    async fn add_member(
-        &self,
-        group: &GroupId,
-        user: &UserId,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    async fn add_member(&self, group: &GroupId, user: &UserId, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             sqlx::query(
                 "INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)",
@@ -132,12 +116,7 @@ impl GroupStore for SqlStore {
         .await
     }
 
-    async fn remove_member(
-        &self,
-        group: &GroupId,
-        user: &UserId,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    async fn remove_member(&self, group: &GroupId, user: &UserId, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let deleted =
                 sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
@@ -164,17 +143,13 @@ impl GroupStore for SqlStore {
             "SELECT {GROUP_COLUMNS} FROM groups g JOIN group_members m ON m.group_id = g.id \
              WHERE m.user_id = $1 ORDER BY g.priority DESC, g.id"
         );
-        let rows = self.select_all(&sql, Some(user.as_str())).await?;
-        rows.iter().map(group_from_row).collect()
+        self.select_all(&sql, Some(user.as_str()), group_from_row)
+            .await
     }
 }
 
 /// The group's routes change, and every member's cached state becomes stale.
-async fn stale_members(
-    write: &mut Write,
-    group: &GroupId,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+async fn stale_members(write: &mut Write, group: &GroupId, at: Timestamp) -> Written {
     write.reroutes();
     for member in member_ids(write.rows(), group, "").await? {
         write

@@ -8,7 +8,7 @@ use super::columns::{
     conflict_or, format_time, from_json, named, optional_time, required_time, to_json, touched,
 };
 use super::users::USER_COLUMNS;
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, Written};
 use crate::accounts::api_key::{ApiKey, KeyStatus, StoredKeyHash};
 use crate::accounts::user::User;
 use crate::changes::audit::AuditEntry;
@@ -31,7 +31,7 @@ pub struct KeyOwner {
 /// API keys. Revoking, rotating or limiting a key makes the data plane's copy stale.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    async fn create_key(&self, key: &ApiKey, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn create_key(&self, key: &ApiKey, audit: &AuditEntry) -> Written;
     /// Revokes `old` and creates `new` atomically.
     async fn rotate_key(
         &self,
@@ -39,20 +39,15 @@ pub trait KeyStore: Send + Sync {
         new: &ApiKey,
         at: Timestamp,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
-    async fn revoke_key(
-        &self,
-        id: &ApiKeyId,
-        at: Timestamp,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
+    ) -> Written;
+    async fn revoke_key(&self, id: &ApiKeyId, at: Timestamp, audit: &AuditEntry) -> Written;
     /// Replaces a key's rate limits.
     async fn set_key_limits(
         &self,
         id: &ApiKeyId,
         limits: &RateLimits,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
+    ) -> Written;
     async fn keys_of(&self, user: &UserId) -> Result<Vec<ApiKey>, StoreError>;
     /// The key with this hash in any state, with its owner.
     async fn key_by_hash(&self, hash: &StoredKeyHash) -> Result<KeyOwner, StoreError>;
@@ -60,7 +55,7 @@ pub trait KeyStore: Send + Sync {
 
 #[async_trait]
 impl KeyStore for SqlStore {
-    async fn create_key(&self, key: &ApiKey, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn create_key(&self, key: &ApiKey, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| insert(write.rows(), key).await)
             .await
     }
@@ -71,7 +66,7 @@ impl KeyStore for SqlStore {
         new: &ApiKey,
         at: Timestamp,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Written {
         self.write(audit, async |write| {
             revoke(write.rows(), old, at).await?;
             write.stale(&Stale::Key(old.clone()), at).await?;
@@ -80,12 +75,7 @@ impl KeyStore for SqlStore {
         .await
     }
 
-    async fn revoke_key(
-        &self,
-        id: &ApiKeyId,
-        at: Timestamp,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    async fn revoke_key(&self, id: &ApiKeyId, at: Timestamp, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             revoke(write.rows(), id, at).await?;
             write.stale(&Stale::Key(id.clone()), at).await
@@ -98,7 +88,7 @@ impl KeyStore for SqlStore {
         id: &ApiKeyId,
         limits: &RateLimits,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Written {
         self.write(audit, async |write| {
             let updated = sqlx::query("UPDATE api_keys SET rate_limits = $1 WHERE id = $2")
                 .bind(to_json(limits)?)
@@ -115,8 +105,8 @@ impl KeyStore for SqlStore {
         let sql = format!(
             "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 ORDER BY k.created_at, k.id"
         );
-        let rows = self.select_all(&sql, Some(user.as_str())).await?;
-        rows.iter().map(key_from_row).collect()
+        self.select_all(&sql, Some(user.as_str()), key_from_row)
+            .await
     }
 
     async fn key_by_hash(&self, hash: &StoredKeyHash) -> Result<KeyOwner, StoreError> {
@@ -132,7 +122,7 @@ impl KeyStore for SqlStore {
     }
 }
 
-async fn insert(tx: &mut AnyConnection, key: &ApiKey) -> Result<(), StoreError> {
+async fn insert(tx: &mut AnyConnection, key: &ApiKey) -> Written {
     sqlx::query(
         "INSERT INTO api_keys (id, user_id, name, prefix, last4, key_hash, status, scopes, \
          expires_at, created_at, revoked_at, rate_limits) \
@@ -157,7 +147,7 @@ async fn insert(tx: &mut AnyConnection, key: &ApiKey) -> Result<(), StoreError> 
 }
 
 /// Revokes an active key; `NotFound` when there is none with this id.
-async fn revoke(tx: &mut AnyConnection, id: &ApiKeyId, at: Timestamp) -> Result<(), StoreError> {
+async fn revoke(tx: &mut AnyConnection, id: &ApiKeyId, at: Timestamp) -> Written {
     let updated = sqlx::query(
         "UPDATE api_keys SET status = 'revoked', revoked_at = $1 \
          WHERE id = $2 AND status = 'active'",

@@ -49,6 +49,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 
+/// What a write answers: done, or why not.
+pub type Written = Result<(), StoreError>;
+
 /// One page of a listing and the number of matches over all pages.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::columns::{
     conflict_or, format_time, from_json, named, optional_time, required_time, to_json, touched,
 };
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, Written};
 use crate::accounts::api_key::StoredKeyHash;
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
@@ -23,8 +23,7 @@ const SESSION_COLUMNS: &str =
 /// Login sessions with their refresh tokens, and the keys that sign their access tokens.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn create_session(&self, session: &Session, audit: &AuditEntry)
-        -> Result<(), StoreError>;
+    async fn create_session(&self, session: &Session, audit: &AuditEntry) -> Written;
     async fn session(&self, id: &SessionId) -> Result<Session, StoreError>;
     async fn session_by_refresh_hash(&self, hash: &StoredKeyHash) -> Result<Session, StoreError>;
     /// The session a replaced (retired) refresh token belonged to.
@@ -39,7 +38,7 @@ pub trait SessionStore: Send + Sync {
         id: &SessionId,
         old: &StoredKeyHash,
         new: &StoredKeyHash,
-    ) -> Result<(), StoreError>;
+    ) -> Written;
     /// Ends a session; its tokens stay refused by the data plane until `tokens_expire_at`.
     async fn revoke_session(
         &self,
@@ -47,7 +46,7 @@ pub trait SessionStore: Send + Sync {
         at: Timestamp,
         tokens_expire_at: i64,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
+    ) -> Written;
 
     /// Every signing key, newest first.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
@@ -57,16 +56,12 @@ pub trait SessionStore: Send + Sync {
         key: &SigningKeyRecord,
         retire_others_at: Option<Timestamp>,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
+    ) -> Written;
 }
 
 #[async_trait]
 impl SessionStore for SqlStore {
-    async fn create_session(
-        &self,
-        session: &Session,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    async fn create_session(&self, session: &Session, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             sqlx::query(
                 "INSERT INTO sessions (id, user_id, refresh_hash, method, created_at, \
@@ -111,7 +106,7 @@ impl SessionStore for SqlStore {
         id: &SessionId,
         old: &StoredKeyHash,
         new: &StoredKeyHash,
-    ) -> Result<(), StoreError> {
+    ) -> Written {
         self.write(None, async |write| {
             let updated = sqlx::query(
                 "UPDATE sessions SET refresh_hash = $1 \
@@ -143,7 +138,7 @@ impl SessionStore for SqlStore {
         at: Timestamp,
         tokens_expire_at: i64,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Written {
         self.write(audit, async |write| {
             let updated = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
@@ -165,8 +160,7 @@ impl SessionStore for SqlStore {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let sql = "SELECT kid, alg, sealed_private_key, public_jwk, created_at, activates_at, \
                    retires_at FROM signing_keys ORDER BY activates_at DESC, kid DESC";
-        let rows = self.select_all(sql, None).await?;
-        rows.iter().map(signing_key_from_row).collect()
+        self.select_all(sql, None, signing_key_from_row).await
     }
 
     async fn add_signing_key(
@@ -174,7 +168,7 @@ impl SessionStore for SqlStore {
         key: &SigningKeyRecord,
         retire_others_at: Option<Timestamp>,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Written {
         self.write(audit, async |write| {
             if let Some(at) = retire_others_at {
                 sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE retires_at IS NULL")

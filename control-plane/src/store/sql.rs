@@ -58,17 +58,23 @@ impl SqlStore {
             .ok_or(StoreError::NotFound)
     }
 
-    /// Every row `sql` selects, with `key` as `$1` when there is one.
-    pub(super) async fn select_all(
+    /// Every row `sql` selects, with `key` as `$1` when there is one, each read by `read`.
+    pub(super) async fn select_all<T>(
         &self,
         sql: &str,
         key: Option<&str>,
-    ) -> Result<Vec<AnyRow>, StoreError> {
+        read: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let mut query = sqlx::query(sql);
         if let Some(key) = key {
             query = query.bind(key);
         }
-        Ok(query.fetch_all(&self.pool).await?)
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(read)
+            .collect()
     }
 
     /// The one way to change stored data: `rows` runs in a transaction together with `audit`

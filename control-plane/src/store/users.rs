@@ -8,7 +8,7 @@ use super::columns::{
     conflict_or, format_time, from_json, named, required_time, to_i64, to_json, to_u64, touched,
     AnyQuery,
 };
-use super::{GroupStore, Page, SqlStore, StoreError};
+use super::{GroupStore, Page, SqlStore, StoreError, Written};
 use crate::accounts::user::{Role, User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
@@ -31,9 +31,9 @@ pub struct UserQuery {
 /// Users, each read with the ids of its groups.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    async fn create_user(&self, user: &User, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written;
     /// Replaces a user; the data plane's copy of the user becomes stale.
-    async fn update_user(&self, user: &User, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written;
     async fn user(&self, id: &UserId) -> Result<User, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<User, StoreError>;
     async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError>;
@@ -41,7 +41,7 @@ pub trait UserStore: Send + Sync {
 
 #[async_trait]
 impl UserStore for SqlStore {
-    async fn create_user(&self, user: &User, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let insert = sqlx::query(
                 "INSERT INTO users (id, username, created_at, email, name, status, role, \
@@ -60,7 +60,7 @@ impl UserStore for SqlStore {
         .await
     }
 
-    async fn update_user(&self, user: &User, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let update = sqlx::query(
                 "UPDATE users SET email = $2, name = $3, status = $4, role = $5, \
