@@ -8,16 +8,18 @@ use axum::Json;
 use chrono::Duration;
 use serde::Deserialize;
 use serde_json::json;
+use tollgate_filter_core::credential::SESSION_COOKIE;
 
 use super::error::ApiError;
-use super::extract::{bearer_or_api_key, ApiJson, Caller, SESSION_COOKIE};
+use super::extract::{presented_session_token, ApiJson, Caller};
+use super::permission::ManageSigningKeys;
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
 use crate::accounts::user::{User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::SessionId;
 use crate::domain::now;
-use crate::identity::password::{decoy_hash, verify_password};
+use crate::identity::password::decoy_hash;
 use crate::identity::session::{LoginMethod, Session};
 use crate::identity::signing::SigningKeyRecord;
 use crate::identity::tokens::LEEWAY_SECS;
@@ -66,28 +68,24 @@ pub async fn login(
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| decoy_hash().to_string());
-    let password = body.password;
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored_hash))
+    let matches = state
+        .passwords
+        .verify(body.password, stored_hash)
         .await
-        .unwrap_or(false);
+        .map_err(|_| ApiError::busy("too many logins are in progress"))?;
+    // A suspended or deleted account answers exactly like a wrong password, whatever the
+    // password, so a guess at it reveals nothing.
     let user = match user {
-        Some(user) if matches && user.password_hash.is_some() => user,
+        Some(user)
+            if matches && user.password_hash.is_some() && user.status == UserStatus::Active =>
+        {
+            user
+        }
         _ => {
             metrics::counter!("tollgate_logins_total", "result" => "refused").increment(1);
             return Err(invalid_credentials());
         }
     };
-    match user.status {
-        UserStatus::Active => {}
-        UserStatus::Suspended => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "user_suspended",
-                "this account is suspended",
-            ))
-        }
-        UserStatus::Deleted => return Err(invalid_credentials()),
-    }
     let refresh = PlainApiKey::generate(REFRESH_TOKEN_PREFIX, &user.id);
     let at = now();
     let session = Session {
@@ -185,12 +183,12 @@ fn tokens_expire_at(state: &AppState) -> i64 {
         + i64::try_from(LEEWAY_SECS).unwrap_or(0)
 }
 
-/// Ends the caller's session (an access token in `Authorization: Bearer`).
+/// Ends the caller's session (an access token in `Authorization: Bearer` or the session cookie).
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    let token = bearer_or_api_key(&headers).ok_or_else(ApiError::unauthenticated)?;
+    let token = presented_session_token(&headers).ok_or_else(ApiError::unauthenticated)?;
     let claims = state
         .tokens
         .verify(&token)
@@ -220,9 +218,8 @@ pub async fn logout(
 /// current keys keep verifying until every token they signed has expired.
 pub async fn rotate_signing_key(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageSigningKeys>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let at = now();
     let activates_at = at + Duration::seconds(state.sessions.key_publish_delay_secs);
     let retire_others_at = activates_at

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{whole_list, ApiJson, Caller};
+use super::permission::{ManageBackends, ReadBackends};
 use super::AppState;
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
@@ -47,10 +48,9 @@ pub struct ChangeBackend {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageBackends>,
     ApiJson(body): ApiJson<CreateBackend>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let url = BackendUrl::parse(&body.url)?;
     let weight = body.weight.unwrap_or(DEFAULT_WEIGHT);
     validate_weight(weight)?;
@@ -87,29 +87,26 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadBackends>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let backends = state.store.backends().await?;
     Ok(Json(whole_list(&backends)))
 }
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadBackends>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     Ok(Json(find(&state, &id).await?))
 }
 
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageBackends>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeBackend>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut backend = find(&state, &id).await?;
     if let Some(url) = body.url {
         let url = BackendUrl::parse(&url)?;
@@ -153,10 +150,9 @@ pub async fn change(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageBackends>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let backend = find(&state, &id).await?;
     let audit = AuditEntry::new(
         Some(caller.0.id.clone()),
@@ -171,9 +167,8 @@ pub async fn delete(
 /// `GET /api/v1/pools`: each pool with its backends' health and its health-check settings.
 pub async fn pools(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadBackends>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let backends = state.store.backends().await?;
     let settings: BTreeMap<String, HealthCheckSettings> =
         state.store.pool_settings().await?.into_iter().collect();
@@ -204,11 +199,10 @@ pub async fn pools(
 /// `PUT /api/v1/pools/{name}`: the pool's health-check settings.
 pub async fn set_pool(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageBackends>,
     Path(name): Path<String>,
     ApiJson(settings): ApiJson<HealthCheckSettings>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     validate_pool_name(&name)?;
     settings.validate()?;
     let audit = AuditEntry::new(
@@ -227,9 +221,8 @@ pub async fn set_pool(
 /// `GET /api/v1/xds/nodes`: each connected Envoy's accepted versions and refusals.
 pub async fn xds_nodes(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadBackends>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     Ok(Json(json!({"nodes": state.xds_nodes.all()})))
 }
 

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow};
+use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow, SelfOr};
+use super::permission::{ManageUsers, ReadUsers};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
 use crate::accounts::user::{
@@ -18,7 +19,6 @@ use crate::accounts::user::{
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::UserId;
 use crate::domain::now;
-use crate::identity::password::hash_password;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
 use crate::store::{StoreError, UserQuery};
@@ -80,10 +80,9 @@ pub struct ListUsers {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     validate_username(&body.username)?;
     validate_optional(&body.email, validate_email)?;
     validate_optional(&body.name, validate_name)?;
@@ -100,7 +99,7 @@ pub async fn create(
     let password_hash = match &body.password {
         Some(password) => {
             validate_password(password)?;
-            Some(hash(password).await?)
+            Some(hash(&state, password).await?)
         }
         None => None,
     };
@@ -143,10 +142,9 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadUsers>,
     ApiQuery(query): ApiQuery<ListUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let window = PageWindow::from_query(query.page, query.per_page)?;
     let page = state
         .store
@@ -162,10 +160,9 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _: SelfOr<ReadUsers>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_self_or_admin(&id)?;
     Ok(Json(find(&state, &id).await?))
 }
 
@@ -175,11 +172,10 @@ pub async fn me(caller: Caller) -> impl IntoResponse {
 
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut user = find(&state, &id).await?;
     if user.status == UserStatus::Deleted {
         return Err(ApiError::conflict(
@@ -207,7 +203,7 @@ pub async fn change(
     user.quotas = settings::quotas(body.quotas, user.quotas)?;
     if let Some(password) = &body.password {
         validate_password(password)?;
-        user.password_hash = Some(hash(password).await?);
+        user.password_hash = Some(hash(&state, password).await?);
     }
     if let Some(status) = body.status {
         if status == UserStatus::Deleted {
@@ -245,10 +241,9 @@ pub async fn change(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut user = find(&state, &id).await?;
     if user.id == caller.0.id {
         return Err(ApiError::conflict(
@@ -293,19 +288,26 @@ fn validate_tenant(tenant_id: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
-/// Argon2id is deliberately slow, so it runs off the async workers.
-async fn hash(password: &str) -> Result<String, ApiError> {
-    let password = password.to_string();
-    let hashed = tokio::task::spawn_blocking(move || hash_password(&password))
+/// Argon2id is deliberately slow, so it runs off the async workers, a bounded few at once.
+async fn hash(state: &AppState, password: &str) -> Result<String, ApiError> {
+    let hashed = state
+        .passwords
+        .hash(password.to_string())
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|result| result.map_err(|e| e.to_string()));
-    hashed.map_err(|problem| {
-        tracing::error!(%problem, "password hashing failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "the password could not be stored",
-        )
-    })
+        .map_err(|_| ApiError::busy("too many password changes are in progress"))?;
+    match hashed {
+        Some(Ok(hash)) => Ok(hash),
+        problem => {
+            let problem = problem.map_or_else(
+                || "the hashing task failed".to_string(),
+                |failed| failed.err().map(|e| e.to_string()).unwrap_or_default(),
+            );
+            tracing::error!(%problem, "password hashing failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the password could not be stored",
+            ))
+        }
+    }
 }
