@@ -171,11 +171,9 @@ async fn end_session_of_reused_token(
         .revoke_session(&session.id, now(), tokens_expire_at(state), &audit)
         .await
     {
-        Ok(()) => state.changes.announce(),
-        Err(StoreError::NotFound) => {}
-        Err(other) => return Err(other.into()),
+        Ok(()) | Err(StoreError::NotFound) => Ok(()),
+        Err(other) => Err(other.into()),
     }
-    Ok(())
 }
 
 /// When every access token issued until now has expired, leeway included.
@@ -207,8 +205,7 @@ pub async fn logout(
         .revoke_session(&id, now(), tokens_expire_at(&state), &audit)
         .await
     {
-        Ok(()) => state.changes.announce(),
-        Err(StoreError::NotFound) => {}
+        Ok(()) | Err(StoreError::NotFound) => {}
         Err(other) => return Err(other.into()),
     }
     Ok((
@@ -249,9 +246,8 @@ pub async fn rotate_signing_key(
     let records = state.store.signing_keys().await?;
     state
         .tokens
-        .load(records, &state.sealer)
+        .reload(records, &state.sealer, state.store.followers())
         .map_err(|e| internal(&e.to_string()))?;
-    state.changes.announce();
     Ok((
         StatusCode::CREATED,
         Json(

@@ -82,7 +82,6 @@ pub async fn create(
         json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight}),
     );
     state.store.create_backend(&backend, &audit).await?;
-    state.topology.announce();
     Ok((StatusCode::CREATED, Json(backend)))
 }
 
@@ -146,13 +145,6 @@ pub async fn change(
         json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight, "enabled": backend.enabled}),
     );
     state.store.update_backend(&backend, &audit).await?;
-    if backend.health == BackendHealth::default() {
-        state
-            .store
-            .record_health(&backend.id, &backend.health, None)
-            .await?;
-    }
-    state.topology.announce();
     Ok(Json(backend))
 }
 
@@ -169,7 +161,6 @@ pub async fn delete(
         json!({"url": backend.url, "pool": backend.pool}),
     );
     state.store.delete_backend(&backend.id, &audit).await?;
-    state.topology.announce();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -224,7 +215,6 @@ pub async fn set_pool(
         .store
         .set_pool_settings(&name, &settings, &audit)
         .await?;
-    state.topology.announce();
     Ok(Json(json!({"name": name, "health_check": settings})))
 }
 

@@ -84,7 +84,6 @@ pub async fn create(
         .create_group(&group, &audit)
         .await
         .map_err(name_taken)?;
-    state.topology.announce();
     Ok((StatusCode::CREATED, Json(with_members(&group, 0))))
 }
 
@@ -151,8 +150,6 @@ pub async fn change(
         .update_group(&group, &audit)
         .await
         .map_err(name_taken)?;
-    state.changes.announce();
-    state.topology.announce();
     let members = state.store.members(&group.id).await?.len();
     Ok(Json(with_members(&group, members)))
 }
@@ -170,8 +167,6 @@ pub async fn delete(
         json!({"name": group.name}),
     );
     state.store.delete_group(&group.id, &audit).await?;
-    state.changes.announce();
-    state.topology.announce();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -209,7 +204,6 @@ pub async fn add_member(
         }
         Err(other) => return Err(other.into()),
     }
-    state.changes.announce();
     Ok((
         StatusCode::CREATED,
         Json(json!({"group_id": group.id, "user_id": user.id})),
@@ -234,7 +228,6 @@ pub async fn remove_member(
         Err(StoreError::NotFound) => return Err(ApiError::not_found("membership")),
         Err(other) => return Err(other.into()),
     }
-    state.changes.announce();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -128,7 +128,6 @@ pub async fn revoke(
             json!({"user_id": key.user_id}),
         );
         state.store.revoke_key(&key.id, now(), &audit).await?;
-        state.changes.announce();
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -152,7 +151,6 @@ pub async fn change(
         .store
         .set_key_limits(&key.id, &key.rate_limits, &audit)
         .await?;
-    state.changes.announce();
     Ok(Json(key))
 }
 
@@ -187,7 +185,6 @@ pub async fn rotate(
         json!({"user_id": old.user_id, "replaced_by": new.id}),
     );
     state.store.rotate_key(&old.id, &new, now(), &audit).await?;
-    state.changes.announce();
     Ok(issued(&new, &plain))
 }
 

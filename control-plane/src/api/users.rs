@@ -236,7 +236,6 @@ pub async fn change(
         }),
     );
     state.store.update_user(&user, &audit).await?;
-    state.changes.announce();
     Ok(Json(user))
 }
 
@@ -262,7 +261,6 @@ pub async fn delete(
             json!({"username": user.username}),
         );
         state.store.update_user(&user, &audit).await?;
-        state.changes.announce();
     }
     Ok(StatusCode::NO_CONTENT)
 }
