@@ -157,7 +157,6 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         xds.clone(),
         topology,
         TopologyPolicy {
-            default_health_check: config.raw.pools.health_check,
             fallback_to_default_pool: config.raw.routing.fallback_to_default_pool,
         },
     ));

@@ -20,8 +20,8 @@ use crate::identity::session::{LoginMethod, Session};
 use crate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
 use crate::limits::quota::Usage;
 use crate::limits::rate_limits::RateLimits;
-use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
-use crate::routing::pool::HealthCheckSettings;
+use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
+use crate::routing::pool::{HealthCheckSettings, PoolName};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -823,9 +823,9 @@ impl Store for SqlStore {
         ))
         .bind(backend.id.as_str())
         .bind(backend.url.to_string())
-        .bind(i64::from(backend.weight))
+        .bind(i64::from(backend.weight.get()))
         .bind(&backend.health_check_path)
-        .bind(&backend.pool)
+        .bind(backend.pool.as_str())
         .bind(i64::from(backend.enabled))
         .bind(backend.tls_sni.as_deref())
         .bind(backend.health.status.as_str())
@@ -859,9 +859,9 @@ impl Store for SqlStore {
              enabled = $5, tls_sni = $6, updated_at = $7 WHERE id = $8",
         )
         .bind(backend.url.to_string())
-        .bind(i64::from(backend.weight))
+        .bind(i64::from(backend.weight.get()))
         .bind(&backend.health_check_path)
-        .bind(&backend.pool)
+        .bind(backend.pool.as_str())
         .bind(i64::from(backend.enabled))
         .bind(backend.tls_sni.as_deref())
         .bind(format_time(backend.updated_at))
@@ -1281,9 +1281,11 @@ fn backend_from_row(row: &AnyRow) -> Result<Backend, StoreError> {
     Ok(Backend {
         id: BackendId::from_string(row.try_get("id")?),
         url: BackendUrl::parse(&url).map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
-        weight: count("weight")?,
+        weight: Weight::try_from(count("weight")?)
+            .map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
         health_check_path: row.try_get("health_check_path")?,
-        pool: row.try_get("pool")?,
+        pool: PoolName::try_from(row.try_get::<String, _>("pool")?)
+            .map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         tls_sni: row.try_get("tls_sni")?,
         health: BackendHealth {
