@@ -20,7 +20,7 @@ import global_limit
 import keys
 import report
 from load import LATENCY_CONNECTIONS, THROUGHPUT_CONNECTIONS, Case, cache_new_principals, measure
-from processes import Child, ControlPlane, Envoy, free_port, http
+from processes import Child, ControlPlane, Envoy, http, listening_socket, start_with_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -149,9 +149,11 @@ class Setup:
 
 
 def start_upstream(stack: Stack) -> int:
-    port = free_port()
-    argv = [str(ECHO_BIN), "--listen", f"127.0.0.1:{port}", "--name", "bench"]
-    echo = stack.add(Child("upstream", argv, LOG_DIR))
+    """The echo backend, serving on a socket bound here and handed over (never a free port)."""
+    with listening_socket() as listener:
+        port = listener.getsockname()[1]
+        argv = [str(ECHO_BIN), "--listen-fd", str(listener.fileno()), "--name", "bench"]
+        echo = stack.add(Child("upstream", argv, LOG_DIR, pass_fds=(listener.fileno(),)))
     echo.wait_ready(f"http://127.0.0.1:{port}/")
     return port
 
@@ -172,11 +174,14 @@ def envoy_values(setup: Setup, name: str, ports: tuple[int, int]) -> dict[str, s
 
 def start_envoy(setup: Setup, workers: int, filtered: bool, suffix: str = "") -> Envoy:
     name = f"envoy-{'filter' if filtered else 'plain'}-{workers}w{suffix}"
-    ports = (free_port(), free_port())
-    values = envoy_values(setup, name, ports)
-    config = setup.work_dir / f"{name}.yaml"
-    config.write_text(bootstrap.render_envoy(ROOT, values, with_tollgate=filtered))
-    envoy = setup.stack.add(Envoy(name, ENVOY_BIN, config, LOG_DIR, workers, ports))
+
+    def start(ports: list[int]) -> Envoy:
+        config = setup.work_dir / f"{name}.yaml"
+        values = envoy_values(setup, name, (ports[0], ports[1]))
+        config.write_text(bootstrap.render_envoy(ROOT, values, with_tollgate=filtered))
+        return Envoy(name, ENVOY_BIN, config, LOG_DIR, workers, (ports[0], ports[1]))
+
+    envoy = setup.stack.add(start_with_free_ports(name, 2, start))
     status, _ = http("GET", envoy.url(ROUTES["direct"]))
     if status != (401 if filtered else 200):
         raise SystemExit(f"bench: {name} answered {status} to a request without credentials")

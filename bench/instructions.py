@@ -20,7 +20,7 @@ from pathlib import Path
 
 import bench
 import report
-from processes import Envoy, free_port
+from processes import Envoy, start_with_free_ports
 
 REQUESTS = 2000
 WARMUP_REQUESTS = 300
@@ -47,11 +47,16 @@ def valgrind_wrapper(work_dir: Path, out_dir: Path) -> Path:
 
 def start_envoy(setup: bench.Setup, wrapper: Path, filtered: bool) -> Envoy:
     name = f"envoy-{'filter' if filtered else 'plain'}-callgrind"
-    ports = (free_port(), free_port())
-    values = bench.envoy_values(setup, name, ports)
-    config = setup.work_dir / f"{name}.yaml"
-    config.write_text(bench.bootstrap.render_envoy(bench.ROOT, values, with_tollgate=filtered))
-    return Envoy(name, wrapper, config, bench.LOG_DIR, 1, ports, ready_timeout_secs=START_TIMEOUT_SECS)
+
+    def start(ports: list[int]) -> Envoy:
+        values = bench.envoy_values(setup, name, (ports[0], ports[1]))
+        config = setup.work_dir / f"{name}.yaml"
+        config.write_text(bench.bootstrap.render_envoy(bench.ROOT, values, with_tollgate=filtered))
+        return Envoy(
+            name, wrapper, config, bench.LOG_DIR, 1, (ports[0], ports[1]), ready_timeout_secs=START_TIMEOUT_SECS
+        )
+
+    return start_with_free_ports(name, 2, start)
 
 
 def send(envoy: Envoy, path: str, headers: dict[str, str], count: int, expected: int) -> None:

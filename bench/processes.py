@@ -6,6 +6,7 @@ import os
 import resource
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +15,11 @@ from pathlib import Path
 READY_TIMEOUT_SECS = 60
 STOP_TIMEOUT_SECS = 10
 CLOCK_TICKS_PER_SEC = os.sysconf("SC_CLK_TCK")
+START_ATTEMPTS = 5
+# Reserved ports come from outside the kernel's ephemeral range, as the e2e harness's do
+# (tests/src/ports.rs), and are locked by the same names, so a benchmark and tests never share one.
+FIRST_PORT = 20_000
+SMALLEST_RANGE = 1_000
 
 
 def machine_busy_seconds() -> float:
@@ -39,10 +45,69 @@ def own_cpu_seconds() -> float:
     return total
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class PortTaken(Exception):
+    """A child exited at start-up because a port it was given is in use: a start on other
+    ports can fix that."""
+
+
+_reserved: dict[int, socket.socket] = {}
+
+
+def _reserved_range() -> range:
+    """Ports the kernel never picks by itself (for port-0 binds and outgoing connections)."""
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    if low - FIRST_PORT >= SMALLEST_RANGE:
+        return range(FIRST_PORT, low)
+    if 65_535 - max(high, FIRST_PORT) >= SMALLEST_RANGE:
+        return range(max(high, FIRST_PORT) + 1, 65_536)
+    return range(FIRST_PORT, 65_536)
+
+
+def reserve_port() -> int:
+    """A loopback port no other reservation on the machine (here or in the e2e tests) hands out
+    while this process runs, and that nothing listened on when reserved. The lock is an abstract
+    Unix socket named after the port, released by the kernel when this process exits."""
+    ports = _reserved_range()
+    offset = os.getpid() * 97
+    for index in range(len(ports)):
+        port = ports[(offset + len(_reserved) + index) % len(ports)]
+        lock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            lock.bind(f"\0tollgate-e2e-port-{port}")
+        except OSError:
+            lock.close()
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                lock.close()
+                continue
+        _reserved[port] = lock
+        return port
+    raise SystemExit(f"bench: every port in {ports} is taken")
+
+
+def start_with_free_ports(what: str, count: int, start):
+    """`start(ports)` with `count` freshly reserved ports; again with new ones while it raises
+    PortTaken (programs that bind the port numbers of their configuration cannot take a socket
+    bound here, so a number can be taken between its reservation and their bind)."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return start([reserve_port() for _ in range(count)])
+        except PortTaken as taken:
+            print(f"bench: {what}: a port was taken (attempt {attempt}): {taken}", file=sys.stderr, flush=True)
+    raise SystemExit(f"bench: {what} found a port taken on every one of {START_ATTEMPTS} starts")
+
+
+def listening_socket() -> socket.socket:
+    """A listening loopback socket on a port the kernel picks, to hand to a child that can take
+    one: the port is never free between here and the child."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    return listener
 
 
 def http(method: str, url: str, headers: dict[str, str] | None = None, body=None):
@@ -68,28 +133,45 @@ def _json_or_none(raw: bytes):
 class Child:
     """A running process whose output goes to `<log_dir>/<name>.log`."""
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=pass_fds
             )
         self.pid = self.process.pid
 
     def wait_ready(self, url: str, timeout_secs: float = READY_TIMEOUT_SECS) -> None:
+        """Until `url` answers 200; raises PortTaken if the child exits saying a port is in use."""
         deadline = time.monotonic() + timeout_secs
         while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"bench: {self.name} exited at start-up; see {self.log_path}")
+            self._check_running()
             try:
                 if http("GET", url)[0] == 200:
                     return
             except OSError:
                 pass
             if time.monotonic() > deadline:
+                self._check_running()
                 raise SystemExit(f"bench: {self.name} not ready in {timeout_secs}s; see {self.log_path}")
             time.sleep(0.1)
+
+    def _check_running(self) -> None:
+        if self.process.poll() is None:
+            return
+        log = self.log_path.read_text(errors="replace")
+        in_use = [line for line in log.splitlines() if "in use" in line]
+        if in_use:
+            raise PortTaken(in_use[0])
+        raise SystemExit(f"bench: {self.name} exited at start-up; see {self.log_path}")
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the whole process (every thread) so far."""
@@ -120,7 +202,7 @@ class ControlPlane:
     def __init__(self, binary: Path, data_dir: Path, log_dir: Path, admin_key: str, settings: dict[str, str]):
         self.binary, self.data_dir, self.log_dir = binary, data_dir, log_dir
         self.admin_key = admin_key
-        self.http_port, self.grpc_port = free_port(), free_port()
+        self.http_port, self.grpc_port = 0, 0
         self.settings = settings
         self.child: Child | None = None
 
@@ -137,6 +219,21 @@ class ControlPlane:
         return env
 
     def start(self) -> None:
+        """The first start takes fresh ports; a restart keeps them (Envoys know the gRPC one),
+        and the reservations kept them from everyone else meanwhile."""
+        if self.http_port:
+            try:
+                self.serve()
+            except PortTaken as taken:
+                raise SystemExit(f"bench: tollgate: a port of its own is taken: {taken}") from None
+        else:
+            start_with_free_ports("tollgate", 2, self.serve_on)
+
+    def serve_on(self, ports: list[int]) -> None:
+        self.http_port, self.grpc_port = ports
+        self.serve()
+
+    def serve(self) -> None:
         self.child = Child("tollgate", [str(self.binary), "serve"], self.log_dir, self.env())
         self.child.wait_ready(self.url("/api/v1/ready"))
 

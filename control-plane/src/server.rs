@@ -15,6 +15,7 @@ use crate::changes::signal::ChangeSignal;
 use crate::config::ValidConfig;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
+use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
@@ -30,9 +31,11 @@ pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
     if let Some(path) = config.database_url.strip_prefix("sqlite://") {
         let file = Path::new(path.split('?').next().unwrap_or(path));
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            create_private_dir(dir)
                 .with_context(|| format!("cannot create {} for `database.url`", dir.display()))?;
         }
+        create_private_file(file)
+            .with_context(|| format!("cannot create {} for `database.url`", file.display()))?;
     }
     let store = SqlStore::connect(&config.database_url, config.raw.database.max_connections)
         .await
@@ -52,6 +55,29 @@ pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
     Ok(store)
 }
 
+/// Creates `dir` and its missing parents, readable by this user only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `file` empty and readable by this user only, unless it exists. SQLite gives the
+/// journals it creates beside a database the database's mode.
+fn create_private_file(file: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// Everything the servers run, wired from the configuration and the store.
 pub struct Services {
     pub http: AppState,
@@ -66,7 +92,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     let secret = {
         let configured = config.raw.security.key_hash_secret.as_deref();
         if configured.is_none() {
-            std::fs::create_dir_all(&config.raw.data_dir).with_context(|| {
+            create_private_dir(&config.raw.data_dir).with_context(|| {
                 format!("cannot create `data_dir` {}", config.raw.data_dir.display())
             })?;
         }
@@ -139,6 +165,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         default_health_check: config.raw.pools.health_check,
         counters: counters.clone(),
         quotas: config.quota_policy,
+        passwords: PasswordWork::for_this_machine(),
     };
     let filter = FilterApi::new(
         store.clone(),

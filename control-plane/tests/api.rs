@@ -321,3 +321,33 @@ async fn health_and_metrics_answer_without_a_key() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "not_found");
 }
+
+#[tokio::test]
+async fn health_tells_only_admins_why_a_dependency_is_down() {
+    let api = Api::start_with(|config| config.redis.url = "redis://127.0.0.1:1".into()).await;
+    let (status, public) = api.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(public["status"], "degraded");
+    assert_eq!(public["checks"]["redis"], json!({"status": "down"}));
+
+    let (status, detailed) = api.admin("GET", "/api/v1/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detailed["checks"]["redis"]["status"], "down");
+    assert!(
+        detailed["checks"]["redis"]["error"].is_string(),
+        "{detailed}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_methods_share_one_metric_label() {
+    let api = Api::start().await;
+    for method in ["FOO123", "FOO124", "BREW"] {
+        api.call(method, "/api/v1/health", None, None).await;
+    }
+    let (_, metrics) = api.call("GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().expect("text");
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
+    assert!(!metrics.contains("FOO12"), "{metrics}");
+    assert!(!metrics.contains("BREW"), "{metrics}");
+}

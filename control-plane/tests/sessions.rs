@@ -103,7 +103,7 @@ async fn wrong_passwords_and_unknown_users_are_refused_alike() {
 }
 
 #[tokio::test]
-async fn a_suspended_user_cannot_log_in() {
+async fn a_suspended_user_cannot_log_in_and_cannot_tell_a_right_password_from_a_wrong_one() {
     let api = Api::start().await;
     let id = user_with_password(&api, "carol").await;
     api.admin(
@@ -112,9 +112,13 @@ async fn a_suspended_user_cannot_log_in() {
         Some(json!({"status": "suspended"})),
     )
     .await;
-    let (status, body) = login(&api, "carol", PASSWORD).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(error_code(&body), "user_suspended");
+    let right = login(&api, "carol", PASSWORD).await;
+    let wrong = login(&api, "carol", "not the password").await;
+    let unknown = login(&api, "nobody", PASSWORD).await;
+    assert_eq!(right.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&right.1), "invalid_credentials");
+    assert_eq!(right, wrong);
+    assert_eq!(right, unknown);
 }
 
 #[tokio::test]

@@ -22,8 +22,7 @@ fn health_readiness_and_metrics_answer() {
 #[test]
 fn the_imported_admin_key_is_never_logged() {
     let cp = ControlPlane::start(&Layout::discover(), ControlPlaneOptions::default());
-    let user_id = cp.create_user("ivan");
-    let (_, key) = cp.create_key(&user_id);
+    let (_, key) = cp.create_user_and_key("ivan");
     let log = cp.log();
     assert!(
         !log.contains(ADMIN_KEY) && !log.contains(&key),

@@ -17,9 +17,8 @@ fn an_allowlist_refuses_other_addresses_and_admits_its_own() {
     let (_, outsider_key) = cp.create_key(&outsider);
     let (_, insider_key) = cp.create_key(&insider);
 
-    let refused = gateway.envoy.get("/", &[("x-api-key", &outsider_key)]);
-    assert_eq!(refused.status, 403, "{}", refused.text);
-    assert_eq!(refused.error_code(), "ip_not_allowed");
+    let refused = gateway.envoy.get_with_key("/", &outsider_key);
+    refused.assert_refused(403, "ip_not_allowed");
     // A spoofed X-Forwarded-For from an untrusted peer changes nothing.
     let spoofed = gateway.envoy.get(
         "/",
@@ -29,21 +28,12 @@ fn an_allowlist_refuses_other_addresses_and_admits_its_own() {
         ],
     );
     assert_eq!(spoofed.status, 403, "{}", spoofed.text);
-    assert_eq!(
-        gateway
-            .envoy
-            .get("/", &[("x-api-key", &insider_key)])
-            .status,
-        200
-    );
+    assert_eq!(gateway.envoy.get_with_key("/", &insider_key).status, 200);
 }
 
 #[test]
 fn trusted_hops_make_the_forwarded_address_count() {
-    let gateway = Gateway::start_configured(
-        ControlPlaneOptions::default(),
-        Some(r#"{"trusted_hops":1}"#.to_string()),
-    );
+    let gateway = Gateway::start_with_filter_config(r#"{"trusted_hops":1}"#);
     let cp = &gateway.control_plane;
     let user = cp
         .create_user_with(json!({"username": "behind_proxy", "ip_allowlist": ["203.0.113.0/24"]}));
@@ -68,8 +58,7 @@ fn trusted_hops_make_the_forwarded_address_count() {
         "/",
         &[("x-api-key", &key), ("x-forwarded-for", "not-an-address")],
     );
-    assert_eq!(garbage.status, 400);
-    assert_eq!(garbage.error_code(), "invalid_forwarded_for");
+    garbage.assert_refused(400, "invalid_forwarded_for");
 }
 
 #[test]
@@ -84,12 +73,12 @@ fn scopes_limit_a_key_to_its_routes() {
     assert_eq!(
         gateway
             .envoy
-            .get("/v1/images/42?size=s", &[("x-api-key", &key)])
+            .get_with_key("/v1/images/42?size=s", &key)
             .status,
         200
     );
     for path in ["/v1/imagesX", "/v1/videos", "/v1/images/../admin"] {
-        let answer = gateway.envoy.get(path, &[("x-api-key", &key)]);
+        let answer = gateway.envoy.get_with_key(path, &key);
         assert_eq!(answer.status, 403, "{path}: {}", answer.text);
         assert_eq!(answer.error_code(), "scope_denied", "{path}");
     }
@@ -102,11 +91,10 @@ fn an_expired_key_is_refused_as_expired() {
     let user = cp.create_user("shortlived");
     let expires_at = rfc3339_in(2);
     let (_, key) = cp.create_key_with(&user, json!({"name": "brief", "expires_at": expires_at}));
-    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
     std::thread::sleep(Duration::from_millis(2100));
-    let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
-    assert_eq!(answer.status, 401, "{}", answer.text);
-    assert_eq!(answer.error_code(), "api_key_expired");
+    let answer = gateway.envoy.get_with_key("/", &key);
+    answer.assert_refused(401, "api_key_expired");
 }
 
 /// An RFC 3339 time `seconds` from now.
@@ -122,19 +110,12 @@ fn revoking_a_cached_key_takes_effect_within_one_second() {
     let user = cp.create_user("revoked_soon");
     let (key_id, key) = cp.create_key(&user);
     for _ in 0..5 {
-        assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+        assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
     }
-    let revoke = cp.admin(
-        "DELETE",
-        &format!("/api/v1/users/{user}/keys/{key_id}"),
-        None,
-    );
-    assert_eq!(revoke.status, 204);
-    let took = gateway.envoy.until(
-        Duration::from_secs(1),
-        || gateway.envoy.get("/", &[("x-api-key", &key)]),
-        |answer| answer.status == 401,
-    );
+    assert_eq!(cp.revoke_key(&user, &key_id).status, 204);
+    let took = gateway
+        .envoy
+        .until_with_key(&key, Duration::from_secs(1), |answer| answer.status == 401);
     println!("revocation reached Envoy in {took:?}");
 }
 
@@ -142,47 +123,33 @@ fn revoking_a_cached_key_takes_effect_within_one_second() {
 fn suspending_a_user_takes_effect_within_one_second_and_reactivating_restores() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user("suspended_soon");
-    let (_, key) = cp.create_key(&user);
-    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
-    let path = format!("/api/v1/users/{user}");
-    assert_eq!(
-        cp.admin("PATCH", &path, Some(json!({"status": "suspended"})))
-            .status,
-        200
-    );
-    gateway.envoy.until(
-        Duration::from_secs(1),
-        || gateway.envoy.get("/", &[("x-api-key", &key)]),
-        |answer| answer.status == 403 && answer.error_code() == "user_suspended",
-    );
-    assert_eq!(
-        cp.admin("PATCH", &path, Some(json!({"status": "active"})))
-            .status,
-        200
-    );
-    gateway.envoy.until(
-        Duration::from_secs(1),
-        || gateway.envoy.get("/", &[("x-api-key", &key)]),
-        |answer| answer.status == 200,
-    );
+    let (user, key) = cp.create_user_and_key("suspended_soon");
+    assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
+    let suspend = cp.patch_user(&user, json!({"status": "suspended"}));
+    assert_eq!(suspend.status, 200, "{}", suspend.text);
+    gateway
+        .envoy
+        .until_with_key(&key, Duration::from_secs(1), |answer| {
+            answer.status == 403 && answer.error_code() == "user_suspended"
+        });
+    let reactivate = cp.patch_user(&user, json!({"status": "active"}));
+    assert_eq!(reactivate.status, 200, "{}", reactivate.text);
+    gateway
+        .envoy
+        .until_with_key(&key, Duration::from_secs(1), |answer| answer.status == 200);
 }
 
 #[test]
 fn cached_principals_serve_past_their_ttl_while_the_control_plane_is_away() {
-    let mut gateway = Gateway::start_with(ControlPlaneOptions {
-        env: vec![(
-            "TOLLGATE_FILTER__POSITIVE_CACHE_TTL_SECS".into(),
-            "1".into(),
-        )],
-        ..Default::default()
-    });
-    let user = gateway.control_plane.create_user("stale_ok");
-    let (_, key) = gateway.control_plane.create_key(&user);
-    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    let mut gateway = Gateway::start_with(ControlPlaneOptions::with_env(&[(
+        "TOLLGATE_FILTER__POSITIVE_CACHE_TTL_SECS",
+        "1",
+    )]));
+    let (_, key) = gateway.control_plane.create_user_and_key("stale_ok");
+    assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
     gateway.control_plane.stop();
     std::thread::sleep(Duration::from_millis(1500));
-    let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+    let answer = gateway.envoy.get_with_key("/", &key);
     assert_eq!(answer.status, 200, "stale entry refused: {}", answer.text);
     gateway.envoy.wait_for_stat(
         "wasmcustom.tollgate.lookups.failed",
@@ -193,10 +160,7 @@ fn cached_principals_serve_past_their_ttl_while_the_control_plane_is_away() {
 
 #[test]
 fn a_fail_open_route_admits_unknown_credentials_only_while_the_control_plane_is_away() {
-    let mut gateway = Gateway::start_configured(
-        ControlPlaneOptions::default(),
-        Some(r#"{"fail_open_routes":["GET /status"]}"#.to_string()),
-    );
+    let mut gateway = Gateway::start_with_filter_config(r#"{"fail_open_routes":["GET /status"]}"#);
     let known_unknown = [("x-api-key", "tg_unknown_key_0123456789abcdefghijklmnop")];
     assert_eq!(gateway.envoy.get("/status", &known_unknown).status, 401);
     gateway.control_plane.stop();
@@ -206,6 +170,5 @@ fn a_fail_open_route_admits_unknown_credentials_only_while_the_control_plane_is_
     assert_eq!(open.body["headers"]["x-tollgate-auth-method"], "unverified");
     assert!(open.body["headers"].get("x-tollgate-user-id").is_none());
     let closed = gateway.envoy.get("/private", &unknown);
-    assert_eq!(closed.status, 503);
-    assert_eq!(closed.error_code(), "control_plane_unavailable");
+    closed.assert_refused(503, "control_plane_unavailable");
 }

@@ -139,13 +139,7 @@ fn a_token_minted_for_another_audience_is_refused() {
     // A second control plane on the same data and keys, issuing for another audience.
     let other = ControlPlane::start_sharing(
         &gateway.control_plane,
-        ControlPlaneOptions {
-            env: vec![(
-                "TOLLGATE_SESSIONS__AUDIENCE".into(),
-                "another-service".into(),
-            )],
-            ..Default::default()
-        },
+        ControlPlaneOptions::with_env(&[("TOLLGATE_SESSIONS__AUDIENCE", "another-service")]),
     );
     let foreign = other.login("elsewhere", PASSWORD);
     let answer = gateway

@@ -3,20 +3,19 @@
 use std::time::{Duration, Instant};
 
 use tollgate_e2e::{
-    free_port, ControlPlane, ControlPlaneOptions, Envoy, EnvoyOptions, Gateway, Layout, Process,
+    ControlPlane, ControlPlaneOptions, Envoy, EnvoyOptions, Gateway, Layout, Port, Process,
 };
 
 #[test]
 fn with_the_control_plane_down_cached_keys_work_and_unknown_keys_fail_closed() {
     let mut gateway = Gateway::start();
-    let user_id = gateway.control_plane.create_user("grace");
-    let (_, key) = gateway.control_plane.create_key(&user_id);
+    let (_, key) = gateway.control_plane.create_user_and_key("grace");
     // Warm the cache on both workers' shared data.
-    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
 
     gateway.control_plane.stop();
     for _ in 0..5 {
-        let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+        let answer = gateway.envoy.get_with_key("/", &key);
         assert_eq!(answer.status, 200, "cached key refused: {}", answer.text);
     }
     let started = Instant::now();
@@ -24,8 +23,7 @@ fn with_the_control_plane_down_cached_keys_work_and_unknown_keys_fail_closed() {
         "/",
         &[("x-api-key", "tg_never_seen_before_key_0123456789abcdef")],
     );
-    assert_eq!(answer.status, 503, "{}", answer.text);
-    assert_eq!(answer.error_code(), "control_plane_unavailable");
+    answer.assert_refused(503, "control_plane_unavailable");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the refusal hung"
@@ -40,9 +38,8 @@ fn a_control_plane_on_postgres_serves_the_same_slice() {
         ..ControlPlaneOptions::default()
     });
     let cp = &gateway.control_plane;
-    let user_id = cp.create_user("heidi");
-    let (_, key) = cp.create_key(&user_id);
-    let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+    let (user_id, key) = cp.create_user_and_key("heidi");
+    let answer = gateway.envoy.get_with_key("/", &key);
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(
         answer.body["headers"]["x-tollgate-user-id"],
@@ -111,10 +108,11 @@ fn malformed_configuration_is_one_clear_line_and_a_failing_exit() {
 fn a_port_in_use_is_one_clear_line_and_a_failing_exit() {
     let layout = Layout::discover();
     let cp = ControlPlane::start(&layout, ControlPlaneOptions::default());
+    let grpc = Port::reserve();
     let mut command = cp.command(&["serve"]);
     command.env(
         "TOLLGATE_GRPC__LISTEN",
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", grpc.number()),
     );
     let (code, log) = run_to_exit(Process::spawn("tollgate", command));
     assert_eq!(code, Some(1), "{log}");
@@ -132,13 +130,7 @@ fn envoy_refuses_a_bad_filter_configuration_or_a_missing_wasm() {
         filter_config: Some(r#"{"callout_timeout_ms":"soon"}"#.to_string()),
         ..EnvoyOptions::default()
     };
-    let (_dir, command) = Envoy::command(
-        &layout,
-        &options,
-        free_port(),
-        free_port(),
-        &["--mode", "validate"],
-    );
+    let (_dir, command) = Envoy::validation_command(&layout, &options);
     let (code, log) = run_to_exit(Process::spawn("envoy-validate", command));
     assert_ne!(
         code,
@@ -152,13 +144,7 @@ fn envoy_refuses_a_bad_filter_configuration_or_a_missing_wasm() {
 
     let mut missing = layout.clone();
     missing.filter_wasm = layout.root.join("no/such/filter.wasm");
-    let (_dir, command) = Envoy::command(
-        &missing,
-        &EnvoyOptions::default(),
-        free_port(),
-        free_port(),
-        &["--mode", "validate"],
-    );
+    let (_dir, command) = Envoy::validation_command(&missing, &EnvoyOptions::default());
     let (code, log) = run_to_exit(Process::spawn("envoy-validate", command));
     assert_ne!(code, Some(0), "a missing wasm file was accepted: {log}");
 }

@@ -7,51 +7,24 @@ use serde_json::json;
 use tollgate_e2e::http::Answer;
 use tollgate_e2e::{ControlPlaneOptions, Envoy, EnvoyOptions, Gateway};
 
-fn header(answer: &Answer, name: &str) -> String {
-    answer
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn env(pairs: &[(&str, &str)]) -> ControlPlaneOptions {
-    ControlPlaneOptions {
-        env: pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect(),
-        ..ControlPlaneOptions::default()
-    }
-}
-
-/// Sends `count` requests with the key; returns the statuses.
-fn statuses(envoy: &Envoy, key: &str, count: usize) -> Vec<u16> {
-    (0..count)
-        .map(|_| envoy.get("/", &[("x-api-key", key)]).status)
-        .collect()
-}
-
 #[test]
 fn a_user_limit_admits_its_burst_then_refuses_with_429_and_headers() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (_, key) = cp.create_user_and_key_with(json!({
         "username": "limited",
         "rate_limits": {"requests_per_minute": 5, "mode": "local"},
     }));
-    let (_, key) = cp.create_key(&user);
 
     for expected_remaining in (0..5).rev() {
-        let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+        let answer = gateway.envoy.get_with_key("/", &key);
         assert_eq!(answer.status, 200, "{}", answer.text);
-        assert_eq!(header(&answer, "x-ratelimit-limit"), "5");
+        assert_eq!(answer.header("x-ratelimit-limit"), "5");
         assert_eq!(
-            header(&answer, "x-ratelimit-remaining"),
+            answer.header("x-ratelimit-remaining"),
             expected_remaining.to_string()
         );
-        let reset: i64 = header(&answer, "x-ratelimit-reset").parse().expect("reset");
+        let reset: i64 = answer.header("x-ratelimit-reset").parse().expect("reset");
         let now = chrono::Utc::now().timestamp();
         assert!(
             reset > now && reset <= now + 61,
@@ -59,17 +32,14 @@ fn a_user_limit_admits_its_burst_then_refuses_with_429_and_headers() {
         );
     }
     let upstream_before = gateway.envoy.upstream_requests();
-    let refused = gateway.envoy.get("/", &[("x-api-key", &key)]);
-    assert_eq!(refused.status, 429, "{}", refused.text);
-    assert_eq!(refused.error_code(), "rate_limited");
-    let retry_after: u64 = header(&refused, "retry-after")
-        .parse()
-        .expect("Retry-After");
+    let refused = gateway.envoy.get_with_key("/", &key);
+    refused.assert_refused(429, "rate_limited");
+    let retry_after: u64 = refused.header("retry-after").parse().expect("Retry-After");
     assert!(
         (11..=12).contains(&retry_after),
         "Retry-After {retry_after}"
     );
-    assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
+    assert_eq!(refused.header("x-ratelimit-remaining"), "0");
     assert_eq!(gateway.envoy.upstream_requests(), upstream_before);
     gateway.envoy.wait_for_stat(
         "wasmcustom.tollgate.rate_limited.user",
@@ -87,30 +57,21 @@ fn a_user_override_beats_the_group_limit_and_members_inherit_it() {
         "username": "overridden",
         "rate_limits": {"requests_per_minute": 6},
     }));
-    let group = cp.admin(
-        "POST",
-        "/api/v1/groups",
-        Some(json!({"name": "small", "rate_limits": {"requests_per_minute": 3, "mode": "local"}})),
+    let group_id = cp.create_group(
+        json!({"name": "small", "rate_limits": {"requests_per_minute": 3, "mode": "local"}}),
     );
-    assert_eq!(group.status, 201, "{}", group.text);
-    let group_id = group.body["id"].as_str().expect("group id");
     for user in [&member, &overridden] {
-        let added = cp.admin(
-            "POST",
-            &format!("/api/v1/groups/{group_id}/members"),
-            Some(json!({"user_id": user})),
-        );
-        assert_eq!(added.status, 201, "{}", added.text);
+        cp.add_group_member(&group_id, user);
     }
     let (_, member_key) = cp.create_key(&member);
     let (_, overridden_key) = cp.create_key(&overridden);
 
     assert_eq!(
-        statuses(&gateway.envoy, &member_key, 4),
+        gateway.envoy.statuses_with_key(&member_key, 4),
         [200, 200, 200, 429]
     );
     assert_eq!(
-        statuses(&gateway.envoy, &overridden_key, 7),
+        gateway.envoy.statuses_with_key(&overridden_key, 7),
         [200, 200, 200, 200, 200, 200, 429]
     );
 }
@@ -126,33 +87,31 @@ fn a_key_limit_holds_for_its_key_only() {
     );
     let (_, other_key) = cp.create_key(&user);
 
-    assert_eq!(statuses(&gateway.envoy, &slow_key, 3), [200, 200, 429]);
-    assert_eq!(statuses(&gateway.envoy, &other_key, 3), [200, 200, 200]);
+    assert_eq!(
+        gateway.envoy.statuses_with_key(&slow_key, 3),
+        [200, 200, 429]
+    );
+    assert_eq!(
+        gateway.envoy.statuses_with_key(&other_key, 3),
+        [200, 200, 200]
+    );
 }
 
 #[test]
 fn a_route_limit_holds_for_all_users_together_where_configured() {
-    let gateway = Gateway::start_with(env(&[(
+    let gateway = Gateway::start_with(ControlPlaneOptions::with_env(&[(
         "TOLLGATE_LIMITS__ROUTES",
         r#"[{route="/reports/", requests_per_minute=3, mode="local"}]"#,
     )]));
     let cp = &gateway.control_plane;
-    let (_, first) = cp.create_key(&cp.create_user("first"));
-    let (_, second) = cp.create_key(&cp.create_user("second"));
-    let report = |key: &str| {
-        gateway
-            .envoy
-            .get("/reports/1", &[("x-api-key", key)])
-            .status
-    };
+    let (_, first) = cp.create_user_and_key("first");
+    let (_, second) = cp.create_user_and_key("second");
+    let report = |key: &str| gateway.envoy.get_with_key("/reports/1", key).status;
 
     assert_eq!([report(&first), report(&second), report(&first)], [200; 3]);
     assert_eq!(report(&second), 429);
     assert_eq!(
-        gateway
-            .envoy
-            .get("/other", &[("x-api-key", &second)])
-            .status,
+        gateway.envoy.get_with_key("/other", &second).status,
         200,
         "other routes are not limited"
     );
@@ -160,39 +119,45 @@ fn a_route_limit_holds_for_all_users_together_where_configured() {
 
 #[test]
 fn an_address_is_limited_on_failed_authentications_only() {
-    let gateway = Gateway::start_with(env(&[
+    let gateway = Gateway::start_with(ControlPlaneOptions::with_env(&[
         ("TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE", "3"),
         ("TOLLGATE_LIMITS__IP__BURST", "3"),
     ]));
     let cp = &gateway.control_plane;
-    let (_, key) = cp.create_key(&cp.create_user("behind-nat"));
+    let (_, key) = cp.create_user_and_key("behind-nat");
 
     assert!(
-        statuses(&gateway.envoy, &key, 10).iter().all(|s| *s == 200),
+        gateway
+            .envoy
+            .statuses_with_key(&key, 10)
+            .iter()
+            .all(|s| *s == 200),
         "successful requests do not count against the address"
     );
-    let guesses = statuses(&gateway.envoy, "tg_guess_000000000000000000000000000000", 4);
+    let guesses = gateway
+        .envoy
+        .statuses_with_key("tg_guess_000000000000000000000000000000", 4);
     assert_eq!(guesses, [401, 401, 401, 429]);
     gateway.envoy.wait_for_worker_ticks();
-    let blocked = gateway.envoy.get("/", &[("x-api-key", &key)]);
+    let blocked = gateway.envoy.get_with_key("/", &key);
     assert_eq!(
         blocked.status, 429,
         "a blocked address learns nothing, not even from a valid key"
     );
-    assert!(header(&blocked, "retry-after").parse::<u64>().is_ok());
+    assert!(blocked.header("retry-after").parse::<u64>().is_ok());
 }
 
 #[test]
 fn a_guessing_address_is_blocked_and_its_neighbours_are_not() {
     let gateway = Gateway::start_configured(
-        env(&[
+        ControlPlaneOptions::with_env(&[
             ("TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE", "3"),
             ("TOLLGATE_LIMITS__IP__BURST", "3"),
         ]),
         Some(r#"{"trusted_hops":1}"#.to_string()),
     );
     let cp = &gateway.control_plane;
-    let (_, key) = cp.create_key(&cp.create_user("neighbour"));
+    let (_, key) = cp.create_user_and_key("neighbour");
     let from = |address: &str, key: &str| {
         gateway
             .envoy
@@ -225,63 +190,56 @@ fn a_guessing_address_is_blocked_and_its_neighbours_are_not() {
 
 #[test]
 fn rate_limit_headers_can_be_kept_to_refusals() {
-    let gateway = Gateway::start_configured(
-        ControlPlaneOptions::default(),
-        Some(r#"{"rate_limit_headers":"refusals"}"#.to_string()),
-    );
+    let gateway = Gateway::start_with_filter_config(r#"{"rate_limit_headers":"refusals"}"#);
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (_, key) = cp.create_user_and_key_with(json!({
         "username": "quiet",
         "rate_limits": {"requests_per_minute": 2, "mode": "local"},
     }));
-    let (_, key) = cp.create_key(&user);
 
     for _ in 0..2 {
-        let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+        let answer = gateway.envoy.get_with_key("/", &key);
         assert_eq!(answer.status, 200, "{}", answer.text);
         assert!(answer.headers.get("x-ratelimit-limit").is_none());
         assert!(answer.headers.get("x-ratelimit-remaining").is_none());
     }
-    let refused = gateway.envoy.get("/", &[("x-api-key", &key)]);
+    let refused = gateway.envoy.get_with_key("/", &key);
     assert_eq!(refused.status, 429, "{}", refused.text);
-    assert_eq!(header(&refused, "x-ratelimit-limit"), "2");
-    assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
-    assert!(header(&refused, "retry-after").parse::<u64>().is_ok());
+    assert_eq!(refused.header("x-ratelimit-limit"), "2");
+    assert_eq!(refused.header("x-ratelimit-remaining"), "0");
+    assert!(refused.header("retry-after").parse::<u64>().is_ok());
 }
 
 #[test]
 fn exact_limits_are_counted_by_the_control_plane() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (_, key) = cp.create_user_and_key_with(json!({
         "username": "exact",
         "rate_limits": {"requests_per_minute": 3, "mode": "exact"},
     }));
-    let (_, key) = cp.create_key(&user);
 
     let answers: Vec<Answer> = (0..4)
-        .map(|_| gateway.envoy.get("/", &[("x-api-key", &key)]))
+        .map(|_| gateway.envoy.get_with_key("/", &key))
         .collect();
     let seen: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(seen, [200, 200, 200, 429]);
-    assert_eq!(header(&answers[2], "x-ratelimit-remaining"), "0");
+    assert_eq!(answers[2].header("x-ratelimit-remaining"), "0");
     assert!(cp.metric("tollgate_limit_checks_total", "limited") >= 1.0);
 }
 
 #[test]
 fn exact_limits_fail_closed_when_the_control_plane_is_gone() {
     let mut gateway = Gateway::start();
-    let user = gateway.control_plane.create_user_with(json!({
+    let (_, key) = gateway.control_plane.create_user_and_key_with(json!({
         "username": "exact-closed",
         "rate_limits": {"requests_per_minute": 100, "mode": "exact"},
     }));
-    let (_, key) = gateway.control_plane.create_key(&user);
-    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
 
     gateway.control_plane.stop();
-    let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
-    assert_eq!(answer.status, 503, "{}", answer.text);
-    assert_eq!(answer.error_code(), "rate_limiter_unavailable");
+    let answer = gateway.envoy.get_with_key("/", &key);
+    answer.assert_refused(503, "rate_limiter_unavailable");
 }
 
 #[test]
@@ -300,16 +258,15 @@ fn two_envoys_share_one_exact_limit() {
         2,
         Duration::from_secs(10),
     );
-    let user = cp.create_user_with(json!({
+    let (_, key) = cp.create_user_and_key_with(json!({
         "username": "shared",
         "rate_limits": {"requests_per_minute": 10, "mode": "exact"},
     }));
-    let (_, key) = cp.create_key(&user);
 
     let admitted = (0..20)
         .map(|i| {
             let envoy = if i % 2 == 0 { &gateway.envoy } else { &second };
-            envoy.get("/", &[("x-api-key", &key)]).status
+            envoy.get_with_key("/", &key).status
         })
         .filter(|status| *status == 200)
         .count();
@@ -320,14 +277,13 @@ fn two_envoys_share_one_exact_limit() {
 fn fast_limits_admit_locally_and_sync_in_the_background() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (_, key) = cp.create_user_and_key_with(json!({
         "username": "fast",
         "rate_limits": {"requests_per_minute": 5, "mode": "fast"},
     }));
-    let (_, key) = cp.create_key(&user);
 
     assert_eq!(
-        statuses(&gateway.envoy, &key, 6),
+        gateway.envoy.statuses_with_key(&key, 6),
         [200, 200, 200, 200, 200, 429]
     );
     let synced = std::time::Instant::now();
@@ -344,14 +300,13 @@ fn fast_limits_admit_locally_and_sync_in_the_background() {
 fn leases_spread_over_workers_never_admit_more_than_the_limit() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (_, key) = cp.create_user_and_key_with(json!({
         "username": "leased",
         "rate_limits": {"requests_per_hour": 200, "mode": "local"},
     }));
-    let (_, key) = cp.create_key(&user);
     let admitted = |statuses: &[u16]| statuses.iter().filter(|status| **status == 200).count();
 
-    let first = statuses(&gateway.envoy, &key, 200);
+    let first = gateway.envoy.statuses_with_key(&key, 200);
     assert!(
         admitted(&first) >= 195,
         "only {} of the first 200 admitted: {first:?}",
@@ -359,7 +314,7 @@ fn leases_spread_over_workers_never_admit_more_than_the_limit() {
     );
     // What a worker leased and did not use goes back to the bucket within a tick.
     std::thread::sleep(Duration::from_millis(500));
-    let rest = statuses(&gateway.envoy, &key, 20);
+    let rest = gateway.envoy.statuses_with_key(&key, 20);
     assert_eq!(admitted(&first) + admitted(&rest), 200, "{rest:?}");
     assert_eq!(rest.last(), Some(&429));
 }

@@ -37,26 +37,22 @@ fn wait_for_usage(cp: &ControlPlane, user: &str, name: &str, field: &str, expect
 fn a_request_quota_runs_out_with_402_until_an_admin_raises_it() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (user, key) = cp.create_user_and_key_with(json!({
         "username": "metered",
         "quotas": {"monthly_requests": 3},
     }));
-    let (_, key) = cp.create_key(&user);
-    for _ in 0..3 {
-        assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
-    }
+    assert_eq!(gateway.envoy.statuses_with_key(&key, 3), [200; 3]);
     wait_for_usage(cp, &user, "monthly_requests", "used", 3.0);
     assert_eq!(quota(cp, &user, "monthly_requests")["remaining"], 0);
 
-    let request = || gateway.envoy.get("/", &[("x-api-key", &key)]);
+    let request = || gateway.envoy.get_with_key("/", &key);
     let took = gateway
         .envoy
         .until(Duration::from_secs(5), request, |a| a.status == 402);
     assert!(took < Duration::from_secs(1), "402 only after {took:?}");
     let upstream_before = gateway.envoy.upstream_requests();
     let refused = request();
-    assert_eq!(refused.status, 402);
-    assert_eq!(refused.error_code(), "quota_exceeded");
+    refused.assert_refused(402, "quota_exceeded");
     assert_eq!(refused.body["error"]["quota"], "monthly_requests");
     let resets_at = refused.body["error"]["resets_at"]
         .as_str()
@@ -69,11 +65,7 @@ fn a_request_quota_runs_out_with_402_until_an_admin_raises_it() {
     );
     assert_eq!(gateway.envoy.upstream_requests(), upstream_before);
 
-    let raised = cp.admin(
-        "PATCH",
-        &format!("/api/v1/users/{user}"),
-        Some(json!({"quotas": {"monthly_requests": 10}})),
-    );
+    let raised = cp.patch_user(&user, json!({"quotas": {"monthly_requests": 10}}));
     assert_eq!(raised.status, 200, "{}", raised.text);
     let took = gateway
         .envoy
@@ -85,16 +77,15 @@ fn a_request_quota_runs_out_with_402_until_an_admin_raises_it() {
 fn refused_requests_are_not_charged() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (user, key) = cp.create_user_and_key_with(json!({
         "username": "refused",
         "rate_limits": {"requests_per_minute": 2, "mode": "local"},
         "quotas": {"monthly_requests": 100},
     }));
-    let (_, key) = cp.create_key(&user);
-    let statuses: Vec<u16> = (0..5)
-        .map(|_| gateway.envoy.get("/", &[("x-api-key", &key)]).status)
-        .collect();
-    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    assert_eq!(
+        gateway.envoy.statuses_with_key(&key, 5),
+        [200, 200, 429, 429, 429]
+    );
     wait_for_usage(cp, &user, "monthly_requests", "used", 2.0);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(quota(cp, &user, "monthly_requests")["used"], 2);
@@ -104,11 +95,10 @@ fn refused_requests_are_not_charged() {
 fn bandwidth_and_reported_storage_are_accounted() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (user, key) = cp.create_user_and_key_with(json!({
         "username": "storing",
         "quotas": {"storage_quota_mb": 1},
     }));
-    let (_, key) = cp.create_key(&user);
     let store = gateway.envoy.get(
         "/objects/1",
         &[("x-api-key", &key), ("x-echo-storage-bytes", "2000000")],
@@ -125,7 +115,7 @@ fn bandwidth_and_reported_storage_are_accounted() {
         "request and response bytes are counted: {bandwidth}"
     );
 
-    let read = || gateway.envoy.get("/objects/1", &[("x-api-key", &key)]);
+    let read = || gateway.envoy.get_with_key("/objects/1", &key);
     gateway
         .envoy
         .until(Duration::from_secs(5), read, |a| a.status == 402);
@@ -150,14 +140,11 @@ fn bandwidth_and_reported_storage_are_accounted() {
 fn a_report_retried_after_a_timeout_is_counted_once() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let user = cp.create_user("retried");
-    let (_, key) = cp.create_key(&user);
-    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    let (user, key) = cp.create_user_and_key("retried");
+    assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
     wait_for_usage(cp, &user, "monthly_requests", "used", 1.0);
 
-    for _ in 0..5 {
-        assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
-    }
+    assert_eq!(gateway.envoy.statuses_with_key(&key, 5), [200; 5]);
     // Frozen, the control plane takes the report but answers only after Envoy gave up on
     // it (1 s); Envoy sends the same batch again.
     cp.freeze(true);
@@ -178,19 +165,18 @@ fn a_report_retried_after_a_timeout_is_counted_once() {
 #[test]
 fn a_redis_restart_loses_no_quota_usage() {
     let mut redis = RedisServer::start();
-    let gateway = Gateway::start_with(ControlPlaneOptions {
-        env: vec![("TOLLGATE_REDIS__URL".to_owned(), redis.url())],
-        ..ControlPlaneOptions::default()
-    });
+    let gateway = Gateway::start_with(ControlPlaneOptions::with_env(&[(
+        "TOLLGATE_REDIS__URL",
+        &redis.url(),
+    )]));
     let cp = &gateway.control_plane;
-    let user = cp.create_user_with(json!({
+    let (user, key) = cp.create_user_and_key_with(json!({
         "username": "through-redis",
         "rate_limits": {"requests_per_minute": 1000, "mode": "fast"},
     }));
-    let (_, key) = cp.create_key(&user);
     let send = |count: usize| {
         for _ in 0..count {
-            assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+            assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
         }
     };
     send(10);
@@ -206,12 +192,11 @@ fn a_redis_restart_loses_no_quota_usage() {
 #[test]
 fn envoys_own_errors_are_not_charged() {
     let mut gateway = Gateway::start();
-    let user = gateway.control_plane.create_user_with(json!({
+    let (user, key) = gateway.control_plane.create_user_and_key_with(json!({
         "username": "unlucky",
         "quotas": {"monthly_requests": 100},
     }));
-    let (_, key) = gateway.control_plane.create_key(&user);
-    assert_eq!(gateway.envoy.get("/", &[("x-api-key", &key)]).status, 200);
+    assert_eq!(gateway.envoy.get_with_key("/", &key).status, 200);
     wait_for_usage(
         &gateway.control_plane,
         &user,
@@ -223,7 +208,7 @@ fn envoys_own_errors_are_not_charged() {
     gateway.upstream_a.stop();
     gateway.upstream_b.stop();
     for _ in 0..3 {
-        let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+        let answer = gateway.envoy.get_with_key("/", &key);
         assert_eq!(answer.status, 503, "{}", answer.text);
     }
     // Two report intervals: anything counted would have arrived.

@@ -7,13 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tollgate_e2e::{ControlPlaneOptions, Echo, Gateway};
 
-fn user_key(gateway: &Gateway, username: &str) -> String {
-    let user = gateway.control_plane.create_user(username);
-    gateway.control_plane.create_key(&user).1
-}
-
 fn backend_of(gateway: &Gateway, key: &str) -> String {
-    let answer = gateway.envoy.get("/", &[("x-api-key", key)]);
+    let answer = gateway.envoy.get_with_key("/", key);
     assert_eq!(answer.status, 200, "{}", answer.text);
     answer.body["backend"]
         .as_str()
@@ -24,7 +19,7 @@ fn backend_of(gateway: &Gateway, key: &str) -> String {
 #[test]
 fn weights_70_30_split_a_thousand_requests_within_five_points() {
     let gateway = Gateway::start();
-    let key = user_key(&gateway, "splitter");
+    let (_, key) = gateway.control_plane.create_user_and_key("splitter");
     let to_a = (0..1000)
         .filter(|_| backend_of(&gateway, &key) == "backend-a")
         .count();
@@ -50,7 +45,7 @@ fn a_failing_backend_leaves_after_three_checks_and_returns_after_two() {
         Some(json!({"interval_secs": 2, "timeout_secs": 1, "unhealthy_threshold": 3, "healthy_threshold": 2})),
     );
     assert_eq!(settings.status, 200, "{}", settings.text);
-    let key = user_key(&gateway, "watcher");
+    let (_, key) = gateway.control_plane.create_user_and_key("watcher");
     let backend_b = find_backend(&gateway, gateway.upstream_b.port);
     wait_for_health(&gateway, &backend_b, "healthy", Duration::from_secs(10));
 
@@ -175,7 +170,7 @@ impl SteadyLoad {
 #[test]
 fn adding_reweighting_and_removing_a_backend_reach_envoy_within_a_second_under_load() {
     let gateway = Gateway::start();
-    let key = user_key(&gateway, "steady");
+    let (_, key) = gateway.control_plane.create_user_and_key("steady");
     let layout = tollgate_e2e::Layout::discover();
     let third = Echo::start(&layout, "backend-c");
     let load = SteadyLoad::start(gateway.envoy.url("/"), key);
@@ -241,22 +236,11 @@ fn users_of_different_groups_reach_different_pools_through_the_same_route() {
     let premium = Echo::start(&layout, "premium-1");
     let cp = &gateway.control_plane;
     cp.add_backend(premium.port, 100, "premium");
-    let group = cp.admin(
-        "POST",
-        "/api/v1/groups",
-        Some(json!({"name": "premium", "priority": 10, "pools": ["premium"]})),
-    );
-    assert_eq!(group.status, 201, "{}", group.text);
-    let group_id = group.body["id"].as_str().expect("id").to_string();
-    let vip = cp.create_user("vip");
-    let (_, vip_key) = cp.create_key(&vip);
-    let member = cp.admin(
-        "POST",
-        &format!("/api/v1/groups/{group_id}/members"),
-        Some(json!({"user_id": vip})),
-    );
-    assert_eq!(member.status, 201);
-    let regular_key = user_key(&gateway, "regular");
+    let group_id =
+        cp.create_group(json!({"name": "premium", "priority": 10, "pools": ["premium"]}));
+    let (vip, vip_key) = cp.create_user_and_key("vip");
+    cp.add_group_member(&group_id, &vip);
+    let (_, regular_key) = cp.create_user_and_key("regular");
     gateway.envoy.wait_for_stat(
         "cluster.tollgate_pool_premium.membership_total",
         1,
@@ -281,28 +265,15 @@ fn users_of_different_groups_reach_different_pools_through_the_same_route() {
 #[test]
 fn a_group_without_an_available_pool_gets_503_unless_fallback_is_configured() {
     for (fallback, expected) in [("false", 503), ("true", 200)] {
-        let gateway = Gateway::start_with(ControlPlaneOptions {
-            env: vec![(
-                "TOLLGATE_ROUTING__FALLBACK_TO_DEFAULT_POOL".into(),
-                fallback.into(),
-            )],
-            ..Default::default()
-        });
+        let gateway = Gateway::start_with(ControlPlaneOptions::with_env(&[(
+            "TOLLGATE_ROUTING__FALLBACK_TO_DEFAULT_POOL",
+            fallback,
+        )]));
         let cp = &gateway.control_plane;
-        let group = cp.admin(
-            "POST",
-            "/api/v1/groups",
-            Some(json!({"name": "stranded", "pools": ["nowhere"]})),
-        );
-        let group_id = group.body["id"].as_str().expect("id").to_string();
-        let user = cp.create_user("stranded_user");
-        let (_, key) = cp.create_key(&user);
-        cp.admin(
-            "POST",
-            &format!("/api/v1/groups/{group_id}/members"),
-            Some(json!({"user_id": user})),
-        );
-        let answer = gateway.envoy.get("/", &[("x-api-key", &key)]);
+        let group_id = cp.create_group(json!({"name": "stranded", "pools": ["nowhere"]}));
+        let (user, key) = cp.create_user_and_key("stranded_user");
+        cp.add_group_member(&group_id, &user);
+        let answer = gateway.envoy.get_with_key("/", &key);
         assert_eq!(
             answer.status, expected,
             "fallback {fallback}: {}",

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tollgate_e2e::Gateway;
+use tollgate_e2e::{ControlPlaneOptions, Gateway};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -31,11 +31,11 @@ fn a_session_token_reaches_the_upstream_as_its_user() {
         seen.get("authorization").is_none(),
         "the token reached the upstream"
     );
-    let counted = "wasmcustom.tollgate.requests.allowed.session";
-    gateway
-        .envoy
-        .wait_for_stat(counted, 1, Duration::from_secs(2));
-    assert_eq!(gateway.envoy.stat(counted), 1);
+    gateway.envoy.wait_for_stat_exactly(
+        "wasmcustom.tollgate.requests.allowed.session",
+        1,
+        Duration::from_secs(2),
+    );
 }
 
 #[test]
@@ -43,8 +43,7 @@ fn a_session_wins_over_an_api_key_and_the_pair_is_counted() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
     user_with_password(&gateway, "bob");
-    let other = cp.create_user("other");
-    let (_, other_key) = cp.create_key(&other);
+    let (_, other_key) = cp.create_user_and_key("other");
     let bearer = format!("Bearer {}", cp.login("bob", PASSWORD));
 
     let answer = gateway.envoy.get(
@@ -54,11 +53,11 @@ fn a_session_wins_over_an_api_key_and_the_pair_is_counted() {
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.body["headers"]["x-tollgate-auth-method"], "session");
     assert!(answer.body["headers"].get("x-api-key").is_none());
-    let counted = "wasmcustom.tollgate.requests.dual_credentials";
-    gateway
-        .envoy
-        .wait_for_stat(counted, 1, Duration::from_secs(2));
-    assert_eq!(gateway.envoy.stat(counted), 1);
+    gateway.envoy.wait_for_stat_exactly(
+        "wasmcustom.tollgate.requests.dual_credentials",
+        1,
+        Duration::from_secs(2),
+    );
 }
 
 #[test]
@@ -91,13 +90,10 @@ fn logout_is_refused_on_envoy_within_one_second() {
 
 #[test]
 fn a_rotated_signing_key_reaches_envoy_before_it_signs() {
-    let gateway = Gateway::start_with(tollgate_e2e::ControlPlaneOptions {
-        env: vec![(
-            "TOLLGATE_SESSIONS__KEY_PUBLISH_DELAY_SECS".into(),
-            "1".into(),
-        )],
-        ..Default::default()
-    });
+    let gateway = Gateway::start_with(ControlPlaneOptions::with_env(&[(
+        "TOLLGATE_SESSIONS__KEY_PUBLISH_DELAY_SECS",
+        "1",
+    )]));
     user_with_password(&gateway, "dave");
     let old = format!("Bearer {}", gateway.control_plane.login("dave", PASSWORD));
     let rotated = gateway

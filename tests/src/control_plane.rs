@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::http::{client, send, Answer};
 use crate::layout::Layout;
-use crate::process::{free_port, Process};
+use crate::ports::{restarted, start_with_free_ports, Port, PortTaken};
+use crate::process::Process;
 
 /// The admin key every test control plane imports at start.
 pub const ADMIN_KEY: &str = "test-admin-key-imported-from-an-older-system";
@@ -23,6 +24,19 @@ pub struct ControlPlaneOptions {
     pub env: Vec<(String, String)>,
 }
 
+impl ControlPlaneOptions {
+    /// The embedded defaults with these extra `TOLLGATE_*` variables.
+    pub fn with_env(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            env: pairs
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
 /// A running control plane and what a test needs to reach it.
 pub struct ControlPlane {
     pub http_port: u16,
@@ -31,23 +45,24 @@ pub struct ControlPlane {
     options: ControlPlaneOptions,
     layout: Layout,
     process: Option<Process>,
+    _reserved: Vec<Port>,
     _data: tempfile::TempDir,
 }
 
 impl ControlPlane {
     pub fn start(layout: &Layout, options: ControlPlaneOptions) -> Self {
         let data = tempfile::tempdir().expect("data folder");
-        let mut control_plane = Self {
-            http_port: free_port(),
-            grpc_port: free_port(),
+        Self {
+            http_port: 0,
+            grpc_port: 0,
             data_dir: data.path().to_path_buf(),
             options,
             layout: layout.clone(),
             process: None,
+            _reserved: Vec::new(),
             _data: data,
-        };
-        control_plane.resume();
-        control_plane
+        }
+        .serve_on_free_ports()
     }
 
     /// A second control plane on `first`'s data (same database, secret and signing keys),
@@ -56,9 +71,9 @@ impl ControlPlane {
         let unused = tempfile::tempdir().expect("data folder");
         let mut env = first.options.env.clone();
         env.extend(options.env);
-        let mut control_plane = Self {
-            http_port: free_port(),
-            grpc_port: free_port(),
+        Self {
+            http_port: 0,
+            grpc_port: 0,
             data_dir: first.data_dir.clone(),
             options: ControlPlaneOptions {
                 database_url: first.options.database_url.clone(),
@@ -66,10 +81,22 @@ impl ControlPlane {
             },
             layout: first.layout.clone(),
             process: None,
+            _reserved: Vec::new(),
             _data: unused,
-        };
-        control_plane.resume();
-        control_plane
+        }
+        .serve_on_free_ports()
+    }
+
+    /// The control plane binds the addresses in its configuration (it cannot take sockets
+    /// bound here): a start whose port was taken meanwhile is made again on others.
+    fn serve_on_free_ports(mut self) -> Self {
+        start_with_free_ports("tollgate", |[http, grpc]| {
+            self.http_port = http.number();
+            self.grpc_port = grpc.number();
+            self._reserved = vec![http, grpc];
+            self.serve()
+        });
+        self
     }
 
     /// A command for the `tollgate` binary with this instance's configuration.
@@ -113,16 +140,24 @@ impl ControlPlane {
         }
     }
 
-    /// Starts the process again on the same ports and data, and waits until ready.
+    /// Starts the process again on the same ports (Envoy knows the gRPC one) and data, and
+    /// waits until ready. The reservations kept the ports from every other start meanwhile.
     pub fn resume(&mut self) {
+        restarted("tollgate", self.serve());
+    }
+
+    fn serve(&mut self) -> Result<(), PortTaken> {
         let mut process = Process::spawn("tollgate", self.command(&["serve"]));
-        process.wait_for_log("tollgate listening", READY_TIMEOUT);
+        process.wait_ready("listening", READY_TIMEOUT, |log| {
+            log.contains("tollgate listening")
+        })?;
         self.process = Some(process);
         let deadline = Instant::now() + READY_TIMEOUT;
         while self.get("/api/v1/ready", None).status != 200 {
             assert!(Instant::now() < deadline, "control plane not ready");
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     pub fn log(&self) -> String {
@@ -170,6 +205,49 @@ impl ControlPlane {
         let answer = self.admin("POST", "/api/v1/users", Some(body));
         assert_eq!(answer.status, 201, "create user: {}", answer.text);
         answer.body["id"].as_str().expect("user id").to_string()
+    }
+
+    /// Creates a user and issues it a key; returns (user id, key).
+    pub fn create_user_and_key(&self, username: &str) -> (String, String) {
+        self.create_user_and_key_with(json!({"username": username}))
+    }
+
+    /// Creates a user from a full JSON body and issues it a key; returns (user id, key).
+    pub fn create_user_and_key_with(&self, body: Value) -> (String, String) {
+        let user_id = self.create_user_with(body);
+        let (_, key) = self.create_key(&user_id);
+        (user_id, key)
+    }
+
+    /// `PATCH /api/v1/users/{user_id}` with `body`.
+    pub fn patch_user(&self, user_id: &str, body: Value) -> Answer {
+        self.admin("PATCH", &format!("/api/v1/users/{user_id}"), Some(body))
+    }
+
+    /// `DELETE /api/v1/users/{user_id}/keys/{key_id}`.
+    pub fn revoke_key(&self, user_id: &str, key_id: &str) -> Answer {
+        self.admin(
+            "DELETE",
+            &format!("/api/v1/users/{user_id}/keys/{key_id}"),
+            None,
+        )
+    }
+
+    /// Creates a group from a full JSON body; returns its id.
+    pub fn create_group(&self, body: Value) -> String {
+        let answer = self.admin("POST", "/api/v1/groups", Some(body));
+        assert_eq!(answer.status, 201, "create group: {}", answer.text);
+        answer.body["id"].as_str().expect("group id").to_string()
+    }
+
+    /// Makes the user a member of the group.
+    pub fn add_group_member(&self, group_id: &str, user_id: &str) {
+        let answer = self.admin(
+            "POST",
+            &format!("/api/v1/groups/{group_id}/members"),
+            Some(json!({"user_id": user_id})),
+        );
+        assert_eq!(answer.status, 201, "add member: {}", answer.text);
     }
 
     /// Issues a key with a full JSON body; returns (key id, key).
@@ -236,7 +314,7 @@ pub struct PostgresDatabase {
 pub fn fresh_postgres_database() -> PostgresDatabase {
     let admin_url = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    let name = format!("tollgate_e2e_{}", free_port());
+    let name = unique_database_name();
     psql(&admin_url, &format!("CREATE DATABASE {name}"));
     let base = admin_url
         .rsplit_once('/')
@@ -246,6 +324,20 @@ pub fn fresh_postgres_database() -> PostgresDatabase {
         admin_url: admin_url.clone(),
         name,
     }
+}
+
+/// A name no other database of this run, or of a run before or beside it, has.
+fn unique_database_name() -> String {
+    static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "tollgate_e2e_{}_{}_{}",
+        std::process::id(),
+        since_epoch.as_millis(),
+        CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 impl Drop for PostgresDatabase {

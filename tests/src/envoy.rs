@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::http::{client, send, Answer};
 use crate::layout::Layout;
-use crate::process::{free_port, Process};
+use crate::ports::{start_with_free_ports, Port, PortTaken};
+use crate::process::Process;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,41 +35,59 @@ pub struct Envoy {
     pub admin_port: u16,
     process: Process,
     _config_dir: tempfile::TempDir,
+    _reserved: [Port; 2],
 }
 
 impl Envoy {
+    /// Envoy binds the port numbers of its bootstrap (it takes no sockets bound here): a start
+    /// whose port was taken meanwhile is made again on others.
     pub fn start(layout: &Layout, options: EnvoyOptions) -> Self {
-        let listen_port = free_port();
-        let admin_port = free_port();
-        let (config_dir, command) = Self::command(layout, &options, listen_port, admin_port, &[]);
+        start_with_free_ports("envoy", |ports| Self::start_on(layout, &options, ports))
+    }
+
+    fn start_on(
+        layout: &Layout,
+        options: &EnvoyOptions,
+        [listen, admin]: [Port; 2],
+    ) -> Result<Self, PortTaken> {
+        let (listen_port, admin_port) = (listen.number(), admin.number());
+        let (config_dir, command) = Self::command(layout, options, listen_port, admin_port, &[]);
         let mut process = Process::spawn("envoy", command);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let ready = client()
-                .get(format!("http://127.0.0.1:{admin_port}/ready"))
+        let ready_url = format!("http://127.0.0.1:{admin_port}/ready");
+        process.wait_ready("ready", READY_TIMEOUT, |_| {
+            client()
+                .get(&ready_url)
                 .send()
-                .ok()
-                .filter(|r| r.status().is_success());
-            if ready.is_some() {
-                break;
-            }
-            assert!(!process.has_exited(), "envoy exited during start-up");
-            assert!(
-                Instant::now() < deadline,
-                "envoy not ready in {READY_TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
+                .is_ok_and(|answer| answer.status().is_success())
+        })?;
+        Ok(Self {
             listen_port,
             admin_port,
             process,
             _config_dir: config_dir,
-        }
+            _reserved: [listen, admin],
+        })
+    }
+
+    /// An Envoy command that only checks the bootstrap and the filter's configuration
+    /// (`--mode validate`) and exits, with the folder of its rendered bootstrap.
+    pub fn validation_command(
+        layout: &Layout,
+        options: &EnvoyOptions,
+    ) -> (tempfile::TempDir, Command) {
+        // Validation binds nothing; reserved ports still give it a base id of its own.
+        let [listen, admin] = [Port::reserve(), Port::reserve()];
+        Self::command(
+            layout,
+            options,
+            listen.number(),
+            admin.number(),
+            &["--mode", "validate"],
+        )
     }
 
     /// The rendered bootstrap and an Envoy command for it; `extra_args` are appended.
-    pub fn command(
+    fn command(
         layout: &Layout,
         options: &EnvoyOptions,
         listen_port: u16,
@@ -130,6 +149,18 @@ impl Envoy {
         send(request)
     }
 
+    /// A GET through Envoy with the API key in `X-API-Key`.
+    pub fn get_with_key(&self, path: &str, key: &str) -> Answer {
+        self.get(path, &[("x-api-key", key)])
+    }
+
+    /// Sends `count` GETs of `/` with the API key; returns their statuses in order.
+    pub fn statuses_with_key(&self, key: &str, count: usize) -> Vec<u16> {
+        (0..count)
+            .map(|_| self.get_with_key("/", key).status)
+            .collect()
+    }
+
     /// The value of a counter or gauge in Envoy's `/stats` (0 when absent).
     pub fn stat(&self, name: &str) -> u64 {
         let text = client()
@@ -162,6 +193,14 @@ impl Envoy {
         }
     }
 
+    /// Waits until the stat reaches `value`, then asserts it went no further (nothing was
+    /// counted twice); panics after `limit`.
+    pub fn wait_for_stat_exactly(&self, name: &str, value: u64, limit: Duration) {
+        self.wait_for_stat(name, value, limit);
+        let seen = self.stat(name);
+        assert_eq!(seen, value, "{name} is {seen}, not {value}");
+    }
+
     /// Requests Envoy sent to the upstream pool so far.
     pub fn upstream_requests(&self) -> u64 {
         self.stat("cluster.tollgate_pool_default.upstream_rq_total")
@@ -171,6 +210,17 @@ impl Envoy {
     /// address's failures) other workers read from shared data on their next tick.
     pub fn wait_for_worker_ticks(&self) {
         std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Repeats a GET of `/` with the API key until `done` holds for its answer; returns how
+    /// long that took. Panics after `limit`.
+    pub fn until_with_key(
+        &self,
+        key: &str,
+        limit: Duration,
+        done: impl Fn(&Answer) -> bool,
+    ) -> Duration {
+        self.until(limit, || self.get_with_key("/", key), done)
     }
 
     /// Repeats `request` until `done` holds for its answer; returns how long that took.

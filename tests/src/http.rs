@@ -20,6 +20,20 @@ impl Answer {
     pub fn error_code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or_default()
     }
+
+    /// Asserts that this is a refusal with `status` and the JSON error `code`.
+    pub fn assert_refused(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(self.error_code(), code, "{}", self.text);
+    }
+
+    /// A response header's value, or "" when absent or not text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
 }
 
 /// A client that never follows redirects and gives up after 10 s.

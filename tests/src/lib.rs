@@ -1,9 +1,10 @@
 //! End-to-end test harness for Tollgate: starts the real processes (control plane,
-//! Envoy with the built filter, echo upstreams) on free loopback ports, waits until each
+//! Envoy with the built filter, echo upstreams) on loopback ports reserved for them, waits until each
 //! is ready, prints their logs when a test fails, and kills them when dropped.
 
 mod envoy;
 mod layout;
+mod ports;
 mod process;
 mod redis;
 
@@ -13,8 +14,14 @@ pub mod http;
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use envoy::{Envoy, EnvoyOptions};
 pub use layout::Layout;
-pub use process::{free_port, Process};
+pub use ports::Port;
+pub use process::Process;
 pub use redis::RedisServer;
+
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+
+use ports::{restarted, start_with_free_ports, PortTaken};
 
 /// An upstream that echoes each request as JSON (`tollgate-echo`).
 pub struct Echo {
@@ -22,18 +29,22 @@ pub struct Echo {
     name: String,
     echo_bin: std::path::PathBuf,
     process: Option<Process>,
+    _reserved: Port,
 }
 
 impl Echo {
     pub fn start(layout: &Layout, name: &str) -> Self {
-        let mut echo = Self {
-            port: free_port(),
-            name: name.to_string(),
-            echo_bin: layout.echo_bin.clone(),
-            process: None,
-        };
-        echo.resume();
-        echo
+        start_with_free_ports(name, |[port]| {
+            let mut echo = Self {
+                port: port.number(),
+                name: name.to_string(),
+                echo_bin: layout.echo_bin.clone(),
+                process: None,
+                _reserved: port,
+            };
+            echo.listen()?;
+            Ok(echo)
+        })
     }
 
     /// Stops answering (connections are refused).
@@ -43,18 +54,39 @@ impl Echo {
         }
     }
 
-    /// Answers again, on the same port.
+    /// Answers again, on the same port (Envoy knows that one). Its reservation kept the port
+    /// from every other start in the meantime.
     pub fn resume(&mut self) {
+        let restart = self.listen();
+        restarted(&self.name, restart);
+    }
+
+    /// Binds the port here and hands the listening socket to a new echo process, so the port
+    /// is never free between the two.
+    fn listen(&mut self) -> Result<(), PortTaken> {
+        let address = format!("127.0.0.1:{}", self.port);
+        let listener = match TcpListener::bind(&address) {
+            Ok(listener) => listener,
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(PortTaken {
+                    line: format!("{address}: {err}"),
+                })
+            }
+            Err(err) => panic!("{}: cannot listen on {address}: {err}", self.name),
+        };
         let mut command = std::process::Command::new(&self.echo_bin);
         command.args([
-            "--listen",
-            &format!("127.0.0.1:{}", self.port),
+            "--listen-fd",
+            &listener.as_raw_fd().to_string(),
             "--name",
             &self.name,
         ]);
-        let mut process = Process::spawn(&self.name, command);
+        let mut process = Process::spawn_with_listener(&self.name, command, &listener);
+        // The child has its own copy: once it exits, the port refuses connections.
+        drop(listener);
         process.wait_for_log("listening on", std::time::Duration::from_secs(10));
         self.process = Some(process);
+        Ok(())
     }
 }
 
@@ -79,6 +111,15 @@ impl Gateway {
 
     pub fn start_with(options: ControlPlaneOptions) -> Self {
         Self::start_configured(options, None)
+    }
+
+    /// Starts everything on the embedded defaults, with `filter_config` as the filter's JSON
+    /// configuration.
+    pub fn start_with_filter_config(filter_config: &str) -> Self {
+        Self::start_configured(
+            ControlPlaneOptions::default(),
+            Some(filter_config.to_string()),
+        )
     }
 
     /// Starts everything, with `filter_config` as the filter's JSON configuration.

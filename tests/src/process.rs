@@ -3,19 +3,14 @@
 
 use std::fs::File;
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LOG_LINES_SHOWN_ON_FAILURE: usize = 80;
+use crate::ports::PortTaken;
 
-/// A free TCP port on 127.0.0.1 (free when asked; tests bind it right away).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
-}
+const LOG_LINES_SHOWN_ON_FAILURE: usize = 80;
 
 /// A running child whose stdout and stderr go to a log file.
 pub struct Process {
@@ -51,18 +46,55 @@ impl Process {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Like `spawn`, with `listener` open in the child under the same descriptor number (for
+    /// an option such as `--listen-fd`); the caller closes its own copy when it likes.
+    pub fn spawn_with_listener(name: &str, mut command: Command, listener: &TcpListener) -> Self {
+        use std::os::unix::process::CommandExt;
+        let fd = listener.as_raw_fd();
+        // SAFETY: fcntl is async-signal-safe; it clears close-on-exec on a descriptor the
+        // parent keeps open until `spawn` returns, in the child's own descriptor table.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(name, command)
+    }
+
     /// Waits until the log contains `needle`; panics (showing the log) after `timeout`.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_ready(&format!("printing {needle:?}"), timeout, |log| {
+            log.contains(needle)
+        })
+        .unwrap_or_else(|taken| panic!("{}: {}", self.name, taken.line));
+    }
+
+    /// Waits until `ready` holds for the log so far. A child that exits first because a port
+    /// it was given is in use is a `PortTaken` (a start on other ports can fix that); any
+    /// other early exit, or `timeout` passing, panics (showing the log).
+    pub fn wait_ready(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut(&str) -> bool,
+    ) -> Result<(), PortTaken> {
         let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
+        loop {
+            let log = self.log();
+            if ready(&log) {
+                return Ok(());
+            }
+            if self.has_exited() {
+                return Err(PortTaken::in_log(&self.log())
+                    .unwrap_or_else(|| panic!("{} exited before {what}", self.name)));
+            }
             assert!(
                 Instant::now() < deadline,
-                "{} did not print {needle:?} within {timeout:?}",
-                self.name
-            );
-            assert!(
-                !self.has_exited(),
-                "{} exited before printing {needle:?}",
+                "{} did not get to {what} within {timeout:?}",
                 self.name
             );
             std::thread::sleep(Duration::from_millis(20));

@@ -17,6 +17,8 @@ use crate::limits::rate_limits::RateLimits;
 use crate::store::{Store, StoreError};
 
 const ADMIN_USERNAME: &str = "admin";
+/// A configured admin key shorter than this draws a warning at start.
+const RECOMMENDED_ADMIN_KEY_CHARS: usize = 32;
 
 /// What bootstrapping did, for the operator.
 pub enum AdminBootstrap {
@@ -26,6 +28,18 @@ pub enum AdminBootstrap {
     ImportedKey,
     /// A new admin was created with this generated key, to be shown once.
     GeneratedKey(PlainApiKey),
+}
+
+/// Warns when the configured admin key is short enough to be guessed.
+pub fn warn_if_weak(configured_key: Option<&str>) {
+    let chars = configured_key.map_or(usize::MAX, |key| key.chars().count());
+    if chars < RECOMMENDED_ADMIN_KEY_CHARS {
+        tracing::warn!(
+            chars,
+            "`bootstrap.admin_api_key` is shorter than {RECOMMENDED_ADMIN_KEY_CHARS} characters \
+             and may be guessed; replace it with a long random key"
+        );
+    }
 }
 
 /// Creates the `admin` user if missing; imports `configured_key` when it is not yet

@@ -17,7 +17,7 @@ use crate::accounts::user::{User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::SessionId;
 use crate::domain::now;
-use crate::identity::password::{decoy_hash, verify_password};
+use crate::identity::password::decoy_hash;
 use crate::identity::session::{LoginMethod, Session};
 use crate::identity::signing::SigningKeyRecord;
 use crate::identity::tokens::LEEWAY_SECS;
@@ -66,28 +66,24 @@ pub async fn login(
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| decoy_hash().to_string());
-    let password = body.password;
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored_hash))
+    let matches = state
+        .passwords
+        .verify(body.password, stored_hash)
         .await
-        .unwrap_or(false);
+        .map_err(|_| ApiError::busy("too many logins are in progress"))?;
+    // A suspended or deleted account answers exactly like a wrong password, whatever the
+    // password, so a guess at it reveals nothing.
     let user = match user {
-        Some(user) if matches && user.password_hash.is_some() => user,
+        Some(user)
+            if matches && user.password_hash.is_some() && user.status == UserStatus::Active =>
+        {
+            user
+        }
         _ => {
             metrics::counter!("tollgate_logins_total", "result" => "refused").increment(1);
             return Err(invalid_credentials());
         }
     };
-    match user.status {
-        UserStatus::Active => {}
-        UserStatus::Suspended => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "user_suspended",
-                "this account is suspended",
-            ))
-        }
-        UserStatus::Deleted => return Err(invalid_credentials()),
-    }
     let refresh = PlainApiKey::generate(REFRESH_TOKEN_PREFIX, &user.id);
     let at = now();
     let session = Session {

@@ -8,12 +8,27 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map};
 
+use super::error::ApiError;
+use super::extract::Caller;
 use super::AppState;
 
 /// `GET /api/v1/health`: the status of every dependency; 503 when the database is down.
 /// Shared rate-limit counters that are down only degrade the service: the filter applies its
-/// configured fallback to global limits while everything else keeps working.
-pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+/// configured fallback to global limits while everything else keeps working. Why a dependency
+/// is down goes to the log, and to admins in the answer; anyone else sees the status only.
+pub async fn health(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+) -> impl IntoResponse {
+    let show_errors = caller.is_ok_and(|caller| caller.is_admin());
+    let down = |dependency: &str, error: &dyn std::fmt::Display| {
+        tracing::warn!(dependency, %error, "health check: dependency down");
+        if show_errors {
+            json!({"status": "down", "error": error.to_string()})
+        } else {
+            json!({"status": "down"})
+        }
+    };
     let started = Instant::now();
     let database = state.store.ping().await;
     let latency_ms = started.elapsed().as_millis();
@@ -22,10 +37,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             StatusCode::OK,
             json!({"status": "ok", "latency_ms": latency_ms}),
         ),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "down", "error": error.to_string()}),
-        ),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, down("database", &error)),
     };
     let mut overall = if status == StatusCode::OK {
         "ok"
@@ -42,7 +54,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
                 if overall == "ok" {
                     overall = "degraded";
                 }
-                json!({"status": "down", "error": error.to_string()})
+                down(dependency, &error)
             }
         };
         checks.insert(dependency.into(), check);

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +29,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::accounts::api_key::KeyHasher;
 use crate::changes::signal::ChangeSignal;
+use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
 use crate::identity::tokens::SessionTokens;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub xds_nodes: NodeStatuses,
     /// The rate-limit counters, for the health report.
     pub counters: Arc<dyn Counters>,
+    /// Bounds the Argon2id hashes of logins and password changes.
+    pub passwords: PasswordWork,
 }
 
 /// How many backends a pool may have.
@@ -147,13 +151,34 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The method as a metric label: the standard ones by name, anything else as `other`, so that
+/// clients cannot grow the metrics without bound.
+fn method_label(method: &Method) -> String {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if STANDARD.contains(method) {
+        method.as_str().to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
 
 async fn record_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()

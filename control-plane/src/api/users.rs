@@ -19,7 +19,6 @@ use crate::changes::audit::AuditEntry;
 use crate::domain::ids::UserId;
 use crate::domain::now;
 use crate::domain::validation::InvalidField;
-use crate::identity::password::hash_password;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
 use crate::store::{StoreError, UserQuery};
@@ -99,7 +98,7 @@ pub async fn create(
     let password_hash = match &body.password {
         Some(password) => {
             validate_password(password)?;
-            Some(hash(password).await?)
+            Some(hash(&state, password).await?)
         }
         None => None,
     };
@@ -205,7 +204,7 @@ pub async fn change(
     user.quotas = settings::quotas(body.quotas, user.quotas)?;
     if let Some(password) = &body.password {
         validate_password(password)?;
-        user.password_hash = Some(hash(password).await?);
+        user.password_hash = Some(hash(&state, password).await?);
     }
     if let Some(status) = body.status {
         if status == UserStatus::Deleted {
@@ -293,19 +292,26 @@ fn validate_tenant(tenant_id: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
-/// Argon2id is deliberately slow, so it runs off the async workers.
-async fn hash(password: &str) -> Result<String, ApiError> {
-    let password = password.to_string();
-    let hashed = tokio::task::spawn_blocking(move || hash_password(&password))
+/// Argon2id is deliberately slow, so it runs off the async workers, a bounded few at once.
+async fn hash(state: &AppState, password: &str) -> Result<String, ApiError> {
+    let hashed = state
+        .passwords
+        .hash(password.to_string())
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|result| result.map_err(|e| e.to_string()));
-    hashed.map_err(|problem| {
-        tracing::error!(%problem, "password hashing failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "the password could not be stored",
-        )
-    })
+        .map_err(|_| ApiError::busy("too many password changes are in progress"))?;
+    match hashed {
+        Some(Ok(hash)) => Ok(hash),
+        problem => {
+            let problem = problem.map_or_else(
+                || "the hashing task failed".to_string(),
+                |failed| failed.err().map(|e| e.to_string()).unwrap_or_default(),
+            );
+            tracing::error!(%problem, "password hashing failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the password could not be stored",
+            ))
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -23,6 +24,11 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:48080")]
     listen: SocketAddr,
 
+    /// Serve on this inherited descriptor, a TCP socket its parent already bound and made
+    /// listen, instead of binding `--listen`.
+    #[arg(long, conflicts_with = "listen")]
+    listen_fd: Option<RawFd>,
+
     /// Name reported as `backend` in every answer.
     #[arg(long, default_value = "backend")]
     name: String,
@@ -32,10 +38,13 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
 
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+    let listener = match listener(&args).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("tollgate-echo: cannot listen on {}: {err}", args.listen);
+            match args.listen_fd {
+                Some(fd) => eprintln!("tollgate-echo: cannot serve on descriptor {fd}: {err}"),
+                None => eprintln!("tollgate-echo: cannot listen on {}: {err}", args.listen),
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -55,6 +64,20 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn listener(args: &Args) -> std::io::Result<tokio::net::TcpListener> {
+    let Some(fd) = args.listen_fd else {
+        return tokio::net::TcpListener::bind(args.listen).await;
+    };
+    // SAFETY: `--listen-fd` names a descriptor the parent handed over for this process to own,
+    // and nothing else here opens or uses it.
+    #[allow(unsafe_code)]
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    // A descriptor that is not a socket fails here rather than when serving.
+    listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
 }
 
 /// A request header asking the echo to report storage, as a storage backend would.
