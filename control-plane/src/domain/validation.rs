@@ -44,3 +44,22 @@ pub fn with_refusal<T>(deserialize: impl FnOnce() -> T) -> (T, Option<String>) {
     let result = deserialize();
     (result, LATEST_REFUSAL.with(|latest| latest.replace(None)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::backend::Weight;
+
+    #[test]
+    fn a_refused_value_is_told_from_input_of_the_wrong_shape() {
+        let (result, refusal) = with_refusal(|| serde_json::from_str::<Weight>("0"));
+        assert!(result.is_err());
+        assert_eq!(refusal.as_deref(), Some("`weight` must be 1 to 100"));
+        let (result, refusal) = with_refusal(|| serde_json::from_str::<Weight>("\"heavy\""));
+        assert!(result.is_err());
+        assert_eq!(refusal, None);
+        let (result, refusal) = with_refusal(|| serde_json::from_str::<Weight>("70"));
+        assert_eq!(result.map(Weight::get).ok(), Some(70));
+        assert_eq!(refusal, None);
+    }
+}
