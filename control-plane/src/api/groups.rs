@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{nullable, whole_list, ApiJson, Caller};
+use super::permission::{ManageGroups, ReadGroups};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::users::find as find_user;
 use super::AppState;
@@ -55,10 +56,9 @@ pub struct AddMember {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     validate_group_name(&body.name)?;
     validate_group_pools(&body.pools)?;
     let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
@@ -91,9 +91,8 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadGroups>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let groups = state.store.groups().await?;
     let mut items = Vec::with_capacity(groups.len());
     for group in &groups {
@@ -107,10 +106,9 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let members = state.store.members(&group.id).await?.len();
     Ok(Json(with_members(&group, members)))
@@ -118,11 +116,10 @@ pub async fn get(
 
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeGroup>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut group = find(&state, &id).await?;
     if let Some(name) = body.name {
         validate_group_name(&name)?;
@@ -163,10 +160,9 @@ pub async fn change(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let audit = AuditEntry::new(
         Some(caller.0.id.clone()),
@@ -182,10 +178,9 @@ pub async fn delete(
 
 pub async fn members(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let members = state.store.members(&group.id).await?;
     Ok(Json(whole_list(&members)))
@@ -193,11 +188,10 @@ pub async fn members(
 
 pub async fn add_member(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let user = find_user(&state, &body.user_id).await?;
     let audit = AuditEntry::new(
@@ -225,10 +219,9 @@ pub async fn add_member(
 
 pub async fn remove_member(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let user = UserId::from_string(user_id);
     let audit = AuditEntry::new(

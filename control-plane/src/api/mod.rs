@@ -12,6 +12,7 @@ mod extract;
 mod groups;
 mod health;
 mod keys;
+mod permission;
 mod quota;
 mod settings;
 mod users;

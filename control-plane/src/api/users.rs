@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow};
+use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow, SelfOr};
+use super::permission::{ManageUsers, ReadUsers};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
 use crate::accounts::ip_allowlist::IpAllowlist;
@@ -80,10 +81,9 @@ pub struct ListUsers {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     validate_username(&body.username)?;
     validate_optional(&body.email, validate_email)?;
     validate_optional(&body.name, validate_name)?;
@@ -141,10 +141,9 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadUsers>,
     ApiQuery(query): ApiQuery<ListUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let window = PageWindow::from_query(query.page, query.per_page)?;
     let page = state
         .store
@@ -160,10 +159,9 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _: SelfOr<ReadUsers>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_self_or_admin(&id)?;
     Ok(Json(find(&state, &id).await?))
 }
 
@@ -173,11 +171,10 @@ pub async fn me(caller: Caller) -> impl IntoResponse {
 
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut user = find(&state, &id).await?;
     if user.status == UserStatus::Deleted {
         return Err(ApiError::conflict(
@@ -243,10 +240,9 @@ pub async fn change(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut user = find(&state, &id).await?;
     if user.id == caller.0.id {
         return Err(ApiError::conflict(

@@ -88,6 +88,13 @@ pub fn client_address(
     client_ip(source_address, forwarded_for, hops).map_err(|_| INVALID_FORWARDED_FOR)
 }
 
+/// Whether a key that expires at `key_expires_at` (Unix seconds, 0 for never) has expired at
+/// `now_ms`: from the first millisecond of that second on. The control plane's admin API
+/// applies this same rule, so a key works or fails at both doors alike.
+pub fn key_expired(key_expires_at: i64, now_ms: i64) -> bool {
+    key_expires_at != 0 && key_expires_at.saturating_mul(MILLIS_PER_SECOND) <= now_ms
+}
+
 impl<P: Principals> Gate<'_, P> {
     /// Decides the request. `tokens` remembers verified session tokens across requests.
     pub fn decide(
@@ -221,9 +228,7 @@ impl<P: Principals> Gate<'_, P> {
         if principal.user_status == UserStatus::Suspended {
             return USER_SUSPENDED;
         }
-        let key_expired = principal.key_expires_at != 0
-            && principal.key_expires_at.saturating_mul(MILLIS_PER_SECOND) <= facts.now_ms;
-        if key_expired {
+        if key_expired(principal.key_expires_at, facts.now_ms) {
             return API_KEY_EXPIRED;
         }
         match &principal.allowlist {

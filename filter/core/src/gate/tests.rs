@@ -215,6 +215,14 @@ fn a_negative_entry_is_an_invalid_key() {
 }
 
 #[test]
+fn a_key_expires_from_the_first_millisecond_of_its_expiry_second() {
+    assert!(!key_expired(NOW_SECS, NOW_MS - 1));
+    assert!(key_expired(NOW_SECS, NOW_MS));
+    assert!(key_expired(NOW_SECS, NOW_MS + 999));
+    assert!(!key_expired(0, NOW_MS), "0 is a key that never expires");
+}
+
+#[test]
 fn suspension_expiry_allowlist_and_scopes_are_enforced_in_that_order() {
     let suspended = Principal {
         user_status: UserStatus::Suspended as i32,
