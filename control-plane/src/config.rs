@@ -58,6 +58,9 @@ pub struct HttpConfig {
 pub struct GrpcConfig {
     /// The service Envoy's filter calls.
     pub listen: String,
+    /// What every Envoy presents on this port. Every replica must share it. When unset, one is
+    /// generated into `data_dir` on first start.
+    pub credential: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -305,6 +308,7 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:18000".into(),
+            credential: None,
         }
     }
 }
@@ -450,6 +454,17 @@ impl Config {
                     "must be at least 32 characters",
                 ));
             }
+        }
+        if self
+            .grpc
+            .credential
+            .as_ref()
+            .is_some_and(|credential| credential.len() < 32 || !credential.chars().all(|c| c.is_ascii_graphic()))
+        {
+            return Err(invalid(
+                "grpc.credential",
+                "must be at least 32 visible ASCII characters",
+            ));
         }
         if SigningAlgorithm::parse(&self.sessions.algorithm).is_none() {
             return Err(invalid("sessions.algorithm", "must be EdDSA or RS256"));

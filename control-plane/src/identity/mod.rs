@@ -1,6 +1,7 @@
 //! Proving who someone is: passwords, sessions and their signing keys, and the server secret
 //! behind key hashes. Calls `domain`, `accounts` and `store`.
 
+pub mod envoy_credential;
 pub mod password;
 pub mod sealing;
 pub mod secret;
