@@ -12,7 +12,6 @@ use tonic::service::InterceptorLayer;
 use crate::accounts::api_key::KeyHasher;
 use crate::accounts::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
 use crate::api::{app, AppState, PoolLimits, SessionSettings};
-use crate::changes::signal::ChangeSignal;
 use crate::config::ValidConfig;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
@@ -141,19 +140,16 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         Some(dependency) => tracing::info!(dependency, "rate-limit counters are shared"),
         None => tracing::info!("rate-limit counters are in-process"),
     }
-    let changes = ChangeSignal::default();
-    let topology = ChangeSignal::default();
+    let followers = store.followers().clone();
     let xds = Arc::new(XdsPublisher::new());
     tokio::spawn(health_check::run(
         store.clone(),
-        topology.clone(),
         config.raw.pools.health_check,
     ));
     tokio::spawn(reload_signing_keys(
         store.clone(),
         tokens.clone(),
         sealer.clone(),
-        changes.clone(),
     ));
 
     let http = AppState {
@@ -168,8 +164,6 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             key_publish_delay_secs: sessions.key_publish_delay_secs.into(),
             algorithm: config.session_algorithm,
         }),
-        changes: changes.clone(),
-        topology: topology.clone(),
         xds_nodes: xds.node_statuses(),
         pool_limits: PoolLimits {
             min_backends: config.raw.pools.min_backends,
@@ -184,7 +178,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         store.clone(),
         hasher,
         tokens,
-        changes,
+        followers.feed,
         LimitService::new(counters),
         DataPlanePolicy {
             cache: config.raw.filter.clone(),
@@ -195,7 +189,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     tokio::spawn(topology::run(
         store,
         xds.clone(),
-        topology,
+        followers.routing,
         TopologyPolicy {
             default_health_check: config.raw.pools.health_check,
             fallback_to_default_pool: config.raw.routing.fallback_to_default_pool,
@@ -265,27 +259,17 @@ const GRPC_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 /// Another replica may rotate the signing keys; pick its keys up within this long.
 const SIGNING_KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn reload_signing_keys(
-    store: Arc<dyn Store>,
-    tokens: SessionTokens,
-    sealer: Sealer,
-    changes: ChangeSignal,
-) {
+async fn reload_signing_keys(store: Arc<dyn Store>, tokens: SessionTokens, sealer: Sealer) {
     let mut interval = tokio::time::interval(SIGNING_KEY_RELOAD);
     loop {
         interval.tick().await;
-        let before: Vec<String> = tokens.published().into_iter().map(|k| k.kid).collect();
         match store.signing_keys().await {
             Ok(records) => {
-                if let Err(error) = tokens.load(records, &sealer) {
+                if let Err(error) = tokens.reload(records, &sealer, store.followers()) {
                     tracing::error!(%error, "cannot load the signing keys");
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot reload the signing keys"),
-        }
-        let after: Vec<String> = tokens.published().into_iter().map(|k| k.kid).collect();
-        if before != after {
-            changes.announce();
         }
     }
 }

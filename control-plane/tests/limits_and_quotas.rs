@@ -5,13 +5,12 @@ mod support;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use support::app::{error_code, Api};
-use tollgate::accounts::api_key::PlainApiKey;
+use support::app::{error_code, key_principal, Api};
 use tollgate::filter_service::FilterApi;
 use tollgate::proto::v1::filter_service_server::FilterService;
 use tollgate::proto::v1::{
-    LimitLevel, LimitMode, LookupKeyRequest, LookupUserRequest, Principal, RateLimit,
-    ReportUsageRequest, UsageDelta, WatchChangesRequest, WatchChangesResponse,
+    LimitLevel, LimitMode, LookupUserRequest, Principal, RateLimit, ReportUsageRequest, UsageDelta,
+    WatchChangesRequest, WatchChangesResponse,
 };
 use tonic::{Code, Request};
 
@@ -32,16 +31,7 @@ async fn lookup_user(filter: &FilterApi, user_id: &str) -> Principal {
 }
 
 async fn lookup_key(filter: &FilterApi, key: &str) -> Principal {
-    let digest = PlainApiKey::from_client(key.to_string()).digest();
-    filter
-        .lookup_key(Request::new(LookupKeyRequest {
-            key_digest: digest.0.to_vec(),
-        }))
-        .await
-        .expect("lookup")
-        .into_inner()
-        .principal
-        .expect("principal")
+    key_principal(filter, key).await.expect("principal")
 }
 
 async fn report(filter: &FilterApi, batch_id: &str, usage: Vec<UsageDelta>) -> Result<(), Code> {

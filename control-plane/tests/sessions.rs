@@ -11,14 +11,9 @@ use support::app::{error_code, Api};
 const PASSWORD: &str = "correct horse battery";
 
 async fn user_with_password(api: &Api, username: &str) -> String {
-    let (status, user) = api
-        .admin(
-            "POST",
-            "/api/v1/users",
-            Some(json!({"username": username, "password": PASSWORD})),
-        )
+    let user = api
+        .create_user_with(json!({"username": username, "password": PASSWORD}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{user}");
     user["id"].as_str().expect("id").to_string()
 }
 
@@ -69,7 +64,7 @@ async fn a_password_login_gives_a_session_that_authenticates() {
     );
 
     let (status, me) = api
-        .call("GET", "/api/v1/users/me", Some(access), None)
+        .call_with_session("GET", "/api/v1/users/me", access)
         .await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["username"], "alice");
@@ -178,7 +173,7 @@ async fn a_reused_refresh_token_ends_the_whole_session() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let access = second["access_token"].as_str().expect("access");
     let (status, _) = api
-        .call("GET", "/api/v1/users/me", Some(access), None)
+        .call_with_session("GET", "/api/v1/users/me", access)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (_, audit) = api.admin("GET", "/api/v1/audit", None).await;
@@ -193,11 +188,11 @@ async fn logout_ends_the_session_and_its_tokens() {
     let access = tokens["access_token"].as_str().expect("access");
     let refresh = tokens["refresh_token"].as_str().expect("refresh");
     let (status, _) = api
-        .call("POST", "/api/v1/auth/logout", Some(access), None)
+        .call_with_session("POST", "/api/v1/auth/logout", access)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = api
-        .call("GET", "/api/v1/users/me", Some(access), None)
+        .call_with_session("GET", "/api/v1/users/me", access)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = api
@@ -233,7 +228,7 @@ async fn forged_and_tampered_tokens_are_refused() {
     let unsigned = format!("{none_header}.{}.", parts[1]);
     for forged in [tampered.as_str(), unsigned.as_str(), "a.b.c"] {
         let (status, body) = api
-            .call("GET", "/api/v1/users/me", Some(forged), None)
+            .call_with_session("GET", "/api/v1/users/me", forged)
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{forged}");
         assert_eq!(error_code(&body), "unauthenticated");
@@ -268,7 +263,9 @@ async fn a_rotated_signing_key_is_published_first_and_old_tokens_keep_working() 
     let new_token = after["access_token"].as_str().expect("access");
     assert_eq!(token_part(new_token, 0)["kid"], rotated["kid"]);
     for token in [old_token, new_token] {
-        let (status, _) = api.call("GET", "/api/v1/users/me", Some(token), None).await;
+        let (status, _) = api
+            .call_with_session("GET", "/api/v1/users/me", token)
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
 }
@@ -282,7 +279,7 @@ async fn rs256_sessions_work_when_configured() {
     let access = tokens["access_token"].as_str().expect("access");
     assert_eq!(token_part(access, 0)["alg"], "RS256");
     let (status, _) = api
-        .call("GET", "/api/v1/users/me", Some(access), None)
+        .call_with_session("GET", "/api/v1/users/me", access)
         .await;
     assert_eq!(status, StatusCode::OK);
 }

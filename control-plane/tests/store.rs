@@ -18,7 +18,10 @@ use tollgate::limits::quota::{EffectiveQuotas, Period, QuotaName, Quotas, Usage,
 use tollgate::limits::rate_limits::{LimitMode, RateLimits};
 use tollgate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
 use tollgate::routing::pool::HealthCheckSettings;
-use tollgate::store::{Store, StoreError, UsageEntry, UsageOutcome, UserQuery};
+use tollgate::store::{
+    AuditLog, BackendStore, ChangeFeed, GroupStore, KeyStore, SessionStore, Store, StoreError,
+    UsageEntry, UsageOutcome, UsageStore, UserQuery, UserStore,
+};
 
 fn user(username: &str) -> User {
     let at = now();

@@ -17,18 +17,9 @@ extern "C" {
     ) -> Status;
 }
 
-/// The request's headers, serialized as `tollgate_filter_core::header_pairs` reads them;
-/// empty when Envoy has none to give.
-pub fn request_headers() -> Vec<u8> {
-    serialized(MapType::HttpRequestHeaders)
-}
-
-/// The response's headers, as [`request_headers`].
-pub fn response_headers() -> Vec<u8> {
-    serialized(MapType::HttpResponseHeaders)
-}
-
-fn serialized(map_type: MapType) -> Vec<u8> {
+/// A header map, serialized as `tollgate_filter_core::header_pairs` reads it; empty when
+/// Envoy has none to give.
+pub fn serialized(map_type: MapType) -> Vec<u8> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: on success the host has allocated `size` bytes at `data` with the VM's own

@@ -1,22 +1,17 @@
 //! Tollgate's proxy-wasm HTTP filter: authenticates every request by API key or session, and,
 //! as a singleton service, keeps every worker's caches fresh from the control plane.
 //!
-//! This crate only talks to the host (headers, shared data, gRPC callouts, clock); every
-//! decision comes from `tollgate-filter-core`.
+//! This crate only translates: it implements the core's `Host` over proxy-wasm's host calls
+//! and hands Envoy's callbacks to `tollgate-filter-core`, where every decision is made.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod address_failures;
-mod background;
-mod caches;
-mod clock;
 mod header_map;
-mod limiter;
-mod metrics;
+mod host;
+mod metric_ids;
 mod request;
 mod root;
 mod sync_service;
-mod worker;
 
 use proxy_wasm::types::LogLevel;
 

@@ -6,10 +6,13 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use tollgate_filter_core::config::PluginConfig;
+use tollgate_filter_core::host::Host;
+use tollgate_filter_core::worker::Worker;
 
+use crate::host::ProxyHost;
+use crate::metric_ids::MetricIds;
 use crate::request::TollgateRequest;
 use crate::sync_service::{SyncService, TICK};
-use crate::worker::Worker;
 
 /// The `root_id` of the change-feed service in Envoy's `bootstrap_extensions`.
 const SYNC_ROOT_ID: &str = "tollgate_sync";
@@ -18,7 +21,7 @@ const FRESHNESS_TICK: std::time::Duration = std::time::Duration::from_millis(100
 
 enum Role {
     Unconfigured,
-    Filter(Rc<Worker>),
+    Filter(Rc<Worker>, MetricIds),
     Sync(Box<SyncService>),
 }
 
@@ -36,25 +39,18 @@ impl TollgateRoot {
 
 impl Context for TollgateRoot {
     fn on_done(&mut self) -> bool {
-        // A VM going away settles what its worker leased, rather than leave it taken.
-        if let Role::Filter(worker) = &self.role {
-            worker.limiter.settle_expired(i64::MAX);
+        if let Role::Filter(worker, _) = &self.role {
+            worker.shut_down(&ProxyHost);
         }
         true
     }
 
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        let body = match response_size {
-            0 => None,
-            size => self.get_grpc_call_response_body(0, size),
-        };
+        let body = ProxyHost::grpc_answer_body(response_size);
         match &mut self.role {
             Role::Sync(service) => service.on_answer(token_id, status_code, body),
-            Role::Filter(worker) => {
-                let now_us = crate::clock::now_us();
-                worker
-                    .background
-                    .on_answer(token_id, status_code, body, now_us, &worker.metrics);
+            Role::Filter(worker, _) => {
+                worker.on_answer(&ProxyHost, token_id, status_code, body.as_deref());
             }
             Role::Unconfigured => {}
         }
@@ -89,11 +85,10 @@ impl RootContext for TollgateRoot {
                 return false;
             }
             let node_id = text(vec!["node", "id"]);
-            let vm_id = format!("{node_id}-{:x}", crate::clock::now_us());
-            (
-                Role::Filter(Rc::new(Worker::new(config, node_id, vm_id, secret))),
-                FRESHNESS_TICK,
-            )
+            let vm_id = format!("{node_id}-{:x}", ProxyHost.now_us());
+            let worker = Worker::new(&ProxyHost, config, node_id, vm_id, secret);
+            let ids = MetricIds::define(&worker.metrics);
+            (Role::Filter(Rc::new(worker), ids), FRESHNESS_TICK)
         };
         self.role = role;
         self.set_tick_period(tick);
@@ -102,16 +97,9 @@ impl RootContext for TollgateRoot {
 
     fn on_tick(&mut self) {
         match &mut self.role {
-            Role::Filter(worker) => {
-                let now_us = crate::clock::now_us();
-                worker.refresh_freshness();
-                worker.refresh_address_failures(now_us);
-                let settled = worker.limiter.settle_expired(now_us);
-                for (subject, limits) in settled {
-                    worker.background.touched(&subject, &limits);
-                }
-                worker.background.tick(&worker.config, &worker.metrics);
-                worker.metrics.flush();
+            Role::Filter(worker, ids) => {
+                worker.tick(&ProxyHost);
+                ids.flush(&worker.metrics);
             }
             Role::Sync(service) => service.tick(),
             Role::Unconfigured => {}
@@ -120,7 +108,7 @@ impl RootContext for TollgateRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.role {
-            Role::Filter(worker) => Some(Box::new(TollgateRequest::new(Rc::clone(worker)))),
+            Role::Filter(worker, _) => Some(Box::new(TollgateRequest::new(Rc::clone(worker)))),
             _ => None,
         }
     }

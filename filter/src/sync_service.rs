@@ -6,12 +6,14 @@ use std::time::Duration;
 use prost::Message;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
-use tollgate_filter_core::callout::{FILTER_SERVICE, WATCH_CHANGES_METHOD};
+use tollgate_filter_core::callout::WATCH_CHANGES_METHOD;
+use tollgate_filter_core::clock::unix_millis;
 use tollgate_filter_core::config::PluginConfig;
+use tollgate_filter_core::host::{GrpcCall, Host};
 use tollgate_filter_core::proto::{WatchChangesRequest, WatchChangesResponse};
 use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
 
-use crate::clock::now_ms;
+use crate::host::ProxyHost;
 
 /// After a failed watch, wait this long before the next.
 const RETRY_AFTER_MS: i64 = 1000;
@@ -58,17 +60,15 @@ impl SyncService {
             signing_keys_version: self.state.signing_keys_version.clone(),
             initial: !self.has_state,
         };
-        match hostcalls::dispatch_grpc_call(
-            &self.config.control_plane_cluster,
-            FILTER_SERVICE,
-            WATCH_CHANGES_METHOD,
-            Vec::new(),
-            Some(&request.encode_to_vec()),
-            self.config.watch_timeout(),
-        ) {
+        let message = request.encode_to_vec();
+        let call = GrpcCall {
+            timeout: self.config.watch_timeout(),
+            ..GrpcCall::new(&self.config, WATCH_CHANGES_METHOD, &message)
+        };
+        match ProxyHost.dispatch_grpc_call(call) {
             Ok(token) => self.in_flight = Some(token),
-            Err(status) => {
-                log::warn!("could not start watching the control plane: {status:?}");
+            Err(error) => {
+                log::warn!("could not start watching the control plane: {error}");
                 self.failed();
             }
         }
@@ -91,10 +91,9 @@ impl SyncService {
         self.state
             .apply(!self.has_state, answer, now_ms() / MILLIS_PER_SECOND);
         self.has_state = true;
-        if let Err(status) =
-            hostcalls::set_shared_data(SYNC_STATE_KEY, Some(&self.state.to_bytes()), None)
+        if let Err(error) = ProxyHost.shared_data_set(SYNC_STATE_KEY, &self.state.to_bytes(), None)
         {
-            log::warn!("could not publish the sync state: {status:?}");
+            log::warn!("could not publish the sync state: {error:?}");
         }
         count(self.answers);
         self.watch();
@@ -104,6 +103,10 @@ impl SyncService {
         count(self.failures);
         self.retry_at_ms = now_ms() + RETRY_AFTER_MS;
     }
+}
+
+fn now_ms() -> i64 {
+    hostcalls::get_current_time().map_or(0, unix_millis)
 }
 
 /// How often the service checks that a watch is running.

@@ -3,6 +3,7 @@
 mod admin;
 mod authorization;
 mod bad_input;
+mod changes;
 mod failures;
 mod keys;
 mod limits;

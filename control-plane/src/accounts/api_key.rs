@@ -6,6 +6,7 @@ use hmac::{Hmac, Mac};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tollgate_filter_core::gate::key_expired;
 
 use crate::domain::ids::{ApiKeyId, UserId};
 use crate::domain::Timestamp;
@@ -66,6 +67,13 @@ pub struct KeyDigest(pub [u8; 32]);
 impl KeyDigest {
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         <[u8; 32]>::try_from(bytes).ok().map(Self)
+    }
+}
+
+/// The digest the filter's credential parser computes, which is this same SHA-256.
+impl From<tollgate_filter_core::digest::KeyDigest> for KeyDigest {
+    fn from(digest: tollgate_filter_core::digest::KeyDigest) -> Self {
+        Self(*digest.as_bytes())
     }
 }
 
@@ -136,6 +144,14 @@ impl KeyStatus {
     }
 }
 
+/// Whether a key authenticates at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Usable,
+    Expired,
+    Revoked,
+}
+
 /// An API key as stored: everything but the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKey {
@@ -180,6 +196,24 @@ impl ApiKey {
             revoked_at: None,
         }
     }
+
+    /// The key's state at `now`, by the filter's rule: a revoked key is revoked whatever its
+    /// expiry, and a key expires from the first millisecond of its expiry second on. The admin
+    /// API and the filter's `LookupKey` answer both read it, so a key means the same at both.
+    pub fn state_at(&self, now: Timestamp) -> KeyState {
+        if self.status == KeyStatus::Revoked {
+            KeyState::Revoked
+        } else if key_expired(self.expires_at_secs(), now.timestamp_millis()) {
+            KeyState::Expired
+        } else {
+            KeyState::Usable
+        }
+    }
+
+    /// The expiry as the filter receives it: Unix seconds, 0 for a key that never expires.
+    pub fn expires_at_secs(&self) -> i64 {
+        self.expires_at.map_or(0, |at| at.timestamp())
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +241,46 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, KeyHasher::new(b"first secret").hash(&key.digest()));
         assert!(!a.as_str().contains("legacy"));
+    }
+
+    fn key_expiring_at(expires_at: Option<Timestamp>) -> ApiKey {
+        let plain = PlainApiKey::from_client("tg_u_expiring".into());
+        let hasher = KeyHasher::new(b"secret");
+        ApiKey::new(
+            UserId::generate(),
+            "k".into(),
+            &plain,
+            &hasher,
+            expires_at,
+            Vec::new(),
+        )
+    }
+
+    fn at_millis(millis: i64) -> Timestamp {
+        Timestamp::from_timestamp_millis(millis).expect("a time")
+    }
+
+    #[test]
+    fn a_key_expires_at_the_start_of_its_expiry_second_as_the_filter_has_it() {
+        let key = key_expiring_at(Some(at_millis(10_500)));
+        assert_eq!(key.expires_at_secs(), 10);
+        assert_eq!(key.state_at(at_millis(9_999)), KeyState::Usable);
+        assert_eq!(key.state_at(at_millis(10_000)), KeyState::Expired);
+        assert!(key_expired(key.expires_at_secs(), 10_000));
+        assert_eq!(
+            key_expiring_at(None).state_at(at_millis(4_102_444_800_000)),
+            KeyState::Usable
+        );
+    }
+
+    #[test]
+    fn a_revoked_key_is_revoked_whether_or_not_it_expired() {
+        let key = ApiKey {
+            status: KeyStatus::Revoked,
+            ..key_expiring_at(Some(at_millis(10_000)))
+        };
+        assert_eq!(key.state_at(at_millis(5_000)), KeyState::Revoked);
+        assert_eq!(key.state_at(at_millis(20_000)), KeyState::Revoked);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, Caller, PageWindow};
+use super::permission::ReadAudit;
 use super::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -17,10 +18,9 @@ pub struct ListAudit {
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadAudit>,
     ApiQuery(query): ApiQuery<ListAudit>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let window = PageWindow::from_query(query.page, query.per_page)?;
     let page = state
         .store

@@ -8,9 +8,11 @@ use axum::Json;
 use chrono::Duration;
 use serde::Deserialize;
 use serde_json::json;
+use tollgate_filter_core::credential::SESSION_COOKIE;
 
 use super::error::ApiError;
-use super::extract::{bearer_or_api_key, ApiJson, Caller, SESSION_COOKIE};
+use super::extract::{presented_session_token, ApiJson, Caller};
+use super::permission::ManageSigningKeys;
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
 use crate::accounts::user::{User, UserStatus};
@@ -169,11 +171,9 @@ async fn end_session_of_reused_token(
         .revoke_session(&session.id, now(), tokens_expire_at(state), &audit)
         .await
     {
-        Ok(()) => state.changes.announce(),
-        Err(StoreError::NotFound) => {}
-        Err(other) => return Err(other.into()),
+        Ok(()) | Err(StoreError::NotFound) => Ok(()),
+        Err(other) => Err(other.into()),
     }
-    Ok(())
 }
 
 /// When every access token issued until now has expired, leeway included.
@@ -183,12 +183,12 @@ fn tokens_expire_at(state: &AppState) -> i64 {
         + i64::try_from(LEEWAY_SECS).unwrap_or(0)
 }
 
-/// Ends the caller's session (an access token in `Authorization: Bearer`).
+/// Ends the caller's session (an access token in `Authorization: Bearer` or the session cookie).
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    let token = bearer_or_api_key(&headers).ok_or_else(ApiError::unauthenticated)?;
+    let token = presented_session_token(&headers).ok_or_else(ApiError::unauthenticated)?;
     let claims = state
         .tokens
         .verify(&token)
@@ -205,8 +205,7 @@ pub async fn logout(
         .revoke_session(&id, now(), tokens_expire_at(&state), &audit)
         .await
     {
-        Ok(()) => state.changes.announce(),
-        Err(StoreError::NotFound) => {}
+        Ok(()) | Err(StoreError::NotFound) => {}
         Err(other) => return Err(other.into()),
     }
     Ok((
@@ -219,9 +218,8 @@ pub async fn logout(
 /// current keys keep verifying until every token they signed has expired.
 pub async fn rotate_signing_key(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageSigningKeys>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let at = now();
     let activates_at = at + Duration::seconds(state.sessions.key_publish_delay_secs);
     let retire_others_at = activates_at
@@ -248,9 +246,8 @@ pub async fn rotate_signing_key(
     let records = state.store.signing_keys().await?;
     state
         .tokens
-        .load(records, &state.sealer)
+        .reload(records, &state.sealer, state.store.followers())
         .map_err(|e| internal(&e.to_string()))?;
-    state.changes.announce();
     Ok((
         StatusCode::CREATED,
         Json(

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{whole_list, ApiJson, Caller};
+use super::permission::{ManageBackends, ReadBackends};
 use super::AppState;
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
@@ -47,10 +48,9 @@ pub struct ChangeBackend {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageBackends>,
     ApiJson(body): ApiJson<CreateBackend>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let url = BackendUrl::parse(&body.url)?;
     let weight = body.weight.unwrap_or(DEFAULT_WEIGHT);
     validate_weight(weight)?;
@@ -82,35 +82,31 @@ pub async fn create(
         json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight}),
     );
     state.store.create_backend(&backend, &audit).await?;
-    state.topology.announce();
     Ok((StatusCode::CREATED, Json(backend)))
 }
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadBackends>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let backends = state.store.backends().await?;
     Ok(Json(whole_list(&backends)))
 }
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadBackends>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     Ok(Json(find(&state, &id).await?))
 }
 
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageBackends>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeBackend>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut backend = find(&state, &id).await?;
     if let Some(url) = body.url {
         let url = BackendUrl::parse(&url)?;
@@ -149,22 +145,14 @@ pub async fn change(
         json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight, "enabled": backend.enabled}),
     );
     state.store.update_backend(&backend, &audit).await?;
-    if backend.health == BackendHealth::default() {
-        state
-            .store
-            .record_health(&backend.id, &backend.health, None)
-            .await?;
-    }
-    state.topology.announce();
     Ok(Json(backend))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageBackends>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let backend = find(&state, &id).await?;
     let audit = AuditEntry::new(
         Some(caller.0.id.clone()),
@@ -173,16 +161,14 @@ pub async fn delete(
         json!({"url": backend.url, "pool": backend.pool}),
     );
     state.store.delete_backend(&backend.id, &audit).await?;
-    state.topology.announce();
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/pools`: each pool with its backends' health and its health-check settings.
 pub async fn pools(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadBackends>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let backends = state.store.backends().await?;
     let settings: BTreeMap<String, HealthCheckSettings> =
         state.store.pool_settings().await?.into_iter().collect();
@@ -213,11 +199,10 @@ pub async fn pools(
 /// `PUT /api/v1/pools/{name}`: the pool's health-check settings.
 pub async fn set_pool(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageBackends>,
     Path(name): Path<String>,
     ApiJson(settings): ApiJson<HealthCheckSettings>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     validate_pool_name(&name)?;
     settings.validate()?;
     let audit = AuditEntry::new(
@@ -230,16 +215,14 @@ pub async fn set_pool(
         .store
         .set_pool_settings(&name, &settings, &audit)
         .await?;
-    state.topology.announce();
     Ok(Json(json!({"name": name, "health_check": settings})))
 }
 
 /// `GET /api/v1/xds/nodes`: each connected Envoy's accepted versions and refusals.
 pub async fn xds_nodes(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadBackends>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     Ok(Json(json!({"nodes": state.xds_nodes.all()})))
 }
 

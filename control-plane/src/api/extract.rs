@@ -1,25 +1,25 @@
-//! Extractors: JSON bodies with the project's error shape, the authenticated caller,
-//! and list paging.
+//! Extractors: JSON bodies with the project's error shape, the authenticated caller and what
+//! their role permits, and list paging.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::header::AUTHORIZATION;
+use std::marker::PhantomData;
+use std::sync::LazyLock;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use tollgate_filter_core::credential::{self, CredentialError, Presented};
+use tollgate_filter_core::local_digest::LocalDigester;
 
 use super::error::ApiError;
+use super::permission::{Authenticated, Permission};
 use super::AppState;
-use crate::accounts::api_key::{KeyStatus, PlainApiKey};
-use crate::accounts::user::{Role, User, UserStatus};
+use crate::accounts::api_key::{KeyDigest, KeyState};
+use crate::accounts::user::{User, UserStatus};
 use crate::domain::ids::SessionId;
 use crate::store::{Page, StoreError};
-
-const API_KEY_HEADER: &str = "x-api-key";
-/// The cookie holding a browser session's access token.
-pub const SESSION_COOKIE: &str = "tollgate_session";
-const MAX_CREDENTIAL_BYTES: usize = 8192;
 
 /// A JSON body; malformed input answers 400 in the documented error shape.
 pub struct ApiJson<T>(pub T);
@@ -64,96 +64,151 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The authenticated user making an admin-API request.
-pub struct Caller(pub User);
+/// An authenticated caller whose role holds the permission `P`; a handler that takes one
+/// cannot run for anyone else. Without `P`, any authenticated caller.
+pub struct Caller<P = Authenticated>(pub User, PhantomData<P>);
 
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.0.role == Role::Admin
-    }
-
-    /// Admins act on anyone; others only on themselves.
-    pub fn require_self_or_admin(&self, user_id: &str) -> Result<(), ApiError> {
-        if self.is_admin() || self.0.id.as_str() == user_id {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
-
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
+impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let credential = bearer_or_api_key(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        if looks_like_jwt(&credential) {
-            return session_caller(state, &credential).await.map(Self);
+        let user = authenticate(&parts.headers, state).await?;
+        if P::held_by(user.role) {
+            Ok(Self(user, PhantomData))
+        } else {
+            Err(ApiError::forbidden())
         }
-        let credential = PlainApiKey::from_client(credential);
-        let hash = state.hasher.hash(&credential.digest());
-        let owner = match state.store.key_by_hash(&hash).await {
-            Ok(owner) => owner,
-            Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
-            Err(other) => return Err(other.into()),
-        };
-        let expired = owner
-            .key
-            .expires_at
-            .is_some_and(|at| at <= crate::domain::now());
-        if owner.key.status != KeyStatus::Active
-            || expired
-            || owner.user.status != UserStatus::Active
-        {
-            return Err(ApiError::unauthenticated());
-        }
-        Ok(Self(owner.user))
     }
 }
 
-/// The credential of a request: `X-API-Key`, else `Authorization: Bearer`, else the session
-/// cookie.
-pub fn bearer_or_api_key(headers: &HeaderMap) -> Option<String> {
-    let from_api_key_header = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
-    let from_bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim())
-        });
-    let from_cookie = || {
-        headers
-            .get_all(axum::http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == SESSION_COOKIE)
-            .map(|(_, value)| value.trim())
-    };
-    from_api_key_header
-        .or(from_bearer)
-        .or_else(from_cookie)
-        .filter(|credential| !credential.is_empty() && credential.len() <= MAX_CREDENTIAL_BYTES)
-        .map(str::to_string)
+/// A caller acting on the user `{id}` of the path: that user themselves, or anyone whose role
+/// holds `P`. Only for routes under `/api/v1/users/{id}`.
+pub struct SelfOr<P>(pub User, PhantomData<P>);
+
+impl<P> SelfOr<P> {
+    /// 403 unless the caller's role also holds `Q`, which only some of a request's input needs.
+    pub fn also_holding<Q: Permission>(&self) -> Result<(), ApiError> {
+        if Q::held_by(self.0.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
 }
 
-/// API keys never contain dots; a compact JWT has exactly two.
-fn looks_like_jwt(credential: &str) -> bool {
-    credential.bytes().filter(|&b| b == b'.').count() == 2
+/// The `{id}` of a route under `/api/v1/users/{id}`; other parameters are left to the handler.
+#[derive(Deserialize)]
+struct TargetUserId {
+    id: String,
+}
+
+impl<P: Permission> FromRequestParts<AppState> for SelfOr<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = authenticate(&parts.headers, state).await?;
+        let Path(target) = Path::<TargetUserId>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection: PathRejection| {
+                if rejection.status().is_client_error() {
+                    ApiError::validation(rejection.body_text())
+                } else {
+                    tracing::error!(%rejection, "a route without a user id asks for one");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "the route names no user",
+                    )
+                }
+            })?;
+        if user.id.as_str() == target.id || P::held_by(user.role) {
+            Ok(Self(user, PhantomData))
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}
+
+/// Longest credential read, as the filter's default `max_credential_bytes`.
+const MAX_CREDENTIAL_BYTES: usize = 8192;
+
+/// The filter's parser names every credential by a digest under a per-process secret for its
+/// own caches; the control plane keeps no such cache, but parses with the same code.
+static CREDENTIAL_DIGESTER: LazyLock<LocalDigester> =
+    LazyLock::new(|| LocalDigester::new(rand::random()));
+
+/// The credential of a request, read exactly as the filter reads it: a session token
+/// (`Authorization: Bearer <JWT>`, else the session cookie when no key is sent) wins over an
+/// API key (`X-API-Key`, else `Authorization: Bearer`); a key sent twice is refused.
+fn presented(headers: &HeaderMap) -> Result<Presented, CredentialError> {
+    let pairs: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    credential::extract(&pairs, MAX_CREDENTIAL_BYTES, &CREDENTIAL_DIGESTER)
+}
+
+/// The session token a request presents, if it presents one.
+pub fn presented_session_token(headers: &HeaderMap) -> Option<String> {
+    match presented(headers) {
+        Ok(Presented::Session { token, .. }) => Some(token),
+        _ => None,
+    }
+}
+
+/// What authenticates a request, as read from its headers.
+enum Credential {
+    Session(String),
+    ApiKey(KeyDigest),
+}
+
+fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
+    match presented(headers) {
+        Ok(Presented::Session {
+            token,
+            alongside_api_key,
+            ..
+        }) => {
+            if alongside_api_key {
+                tracing::info!("a request sent both a session and an API key; the session wins");
+                metrics::counter!("tollgate_http_dual_credentials_total").increment(1);
+            }
+            Ok(Credential::Session(token))
+        }
+        Ok(Presented::ApiKey(key)) => Ok(Credential::ApiKey(key.digest().into())),
+        Err(CredentialError::Missing | CredentialError::Invalid) => {
+            Err(ApiError::unauthenticated())
+        }
+    }
+}
+
+/// The active user behind the request's credential.
+async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<User, ApiError> {
+    match credential(headers)? {
+        Credential::Session(token) => session_caller(state, &token).await,
+        Credential::ApiKey(digest) => key_caller(state, &digest).await,
+    }
+}
+
+/// The owner of a usable key, if the owner is active.
+async fn key_caller(state: &AppState, digest: &KeyDigest) -> Result<User, ApiError> {
+    let owner = match state.store.key_by_hash(&state.hasher.hash(digest)).await {
+        Ok(owner) => owner,
+        Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
+        Err(other) => return Err(other.into()),
+    };
+    if owner.key.state_at(crate::domain::now()) != KeyState::Usable
+        || owner.user.status != UserStatus::Active
+    {
+        return Err(ApiError::unauthenticated());
+    }
+    Ok(owner.user)
 }
 
 /// A verified access token of a live session of an active user.

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{nullable, whole_list, ApiJson, Caller};
+use super::permission::{ManageGroups, ReadGroups};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::users::find as find_user;
 use super::AppState;
@@ -54,10 +55,9 @@ pub struct AddMember {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     validate_group_name(&body.name)?;
     validate_group_pools(&body.pools)?;
     let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
@@ -84,15 +84,13 @@ pub async fn create(
         .create_group(&group, &audit)
         .await
         .map_err(name_taken)?;
-    state.topology.announce();
     Ok((StatusCode::CREATED, Json(with_members(&group, 0))))
 }
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadGroups>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let groups = state.store.groups().await?;
     let mut items = Vec::with_capacity(groups.len());
     for group in &groups {
@@ -106,10 +104,9 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let members = state.store.members(&group.id).await?.len();
     Ok(Json(with_members(&group, members)))
@@ -117,11 +114,10 @@ pub async fn get(
 
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeGroup>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut group = find(&state, &id).await?;
     if let Some(name) = body.name {
         validate_group_name(&name)?;
@@ -154,18 +150,15 @@ pub async fn change(
         .update_group(&group, &audit)
         .await
         .map_err(name_taken)?;
-    state.changes.announce();
-    state.topology.announce();
     let members = state.store.members(&group.id).await?.len();
     Ok(Json(with_members(&group, members)))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let audit = AuditEntry::new(
         Some(caller.0.id.clone()),
@@ -174,17 +167,14 @@ pub async fn delete(
         json!({"name": group.name}),
     );
     state.store.delete_group(&group.id, &audit).await?;
-    state.changes.announce();
-    state.topology.announce();
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn members(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let members = state.store.members(&group.id).await?;
     Ok(Json(whole_list(&members)))
@@ -192,11 +182,10 @@ pub async fn members(
 
 pub async fn add_member(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let user = find_user(&state, &body.user_id).await?;
     let audit = AuditEntry::new(
@@ -215,7 +204,6 @@ pub async fn add_member(
         }
         Err(other) => return Err(other.into()),
     }
-    state.changes.announce();
     Ok((
         StatusCode::CREATED,
         Json(json!({"group_id": group.id, "user_id": user.id})),
@@ -224,10 +212,9 @@ pub async fn add_member(
 
 pub async fn remove_member(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageGroups>,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let group = find(&state, &id).await?;
     let user = UserId::from_string(user_id);
     let audit = AuditEntry::new(
@@ -241,7 +228,6 @@ pub async fn remove_member(
         Err(StoreError::NotFound) => return Err(ApiError::not_found("membership")),
         Err(other) => return Err(other.into()),
     }
-    state.changes.announce();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{nullable, whole_list, ApiJson, Caller};
+use super::extract::{nullable, whole_list, ApiJson, Caller, SelfOr};
+use super::permission::{ManageKeyLimits, ManageUsers, ReadUsers};
 use super::settings::{self, RateLimitsPatch, SettingsField};
 use super::users::find;
 use super::AppState;
@@ -52,11 +53,10 @@ struct IssuedKey<'a> {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: SelfOr<ManageUsers>,
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_self_or_admin(&user_id)?;
     let user = find(&state, &user_id).await?;
     if user.status == UserStatus::Deleted {
         return Err(ApiError::conflict(
@@ -66,7 +66,7 @@ pub async fn create(
     }
     validate(&body)?;
     if body.rate_limits.is_some() {
-        caller.require_admin()?;
+        caller.also_holding::<ManageKeyLimits>()?;
     }
     let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
     let active = state
@@ -106,10 +106,9 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: SelfOr<ReadUsers>,
     Path(user_id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_self_or_admin(&user_id)?;
     let user = find(&state, &user_id).await?;
     let keys = state.store.keys_of(&user.id).await?;
     Ok(Json(whole_list(&keys)))
@@ -117,10 +116,9 @@ pub async fn list(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: SelfOr<ManageUsers>,
     Path((user_id, key_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_self_or_admin(&user_id)?;
     let key = owned_key(&state, &user_id, &key_id).await?;
     if key.status == KeyStatus::Active {
         let audit = AuditEntry::new(
@@ -130,7 +128,6 @@ pub async fn revoke(
             json!({"user_id": key.user_id}),
         );
         state.store.revoke_key(&key.id, now(), &audit).await?;
-        state.changes.announce();
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -138,11 +135,10 @@ pub async fn revoke(
 /// Changes a key's rate limits. Only admins: a key's limits may be the operator's cap.
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageKeyLimits>,
     Path((user_id, key_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ChangeKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut key = owned_key(&state, &user_id, &key_id).await?;
     key.rate_limits = settings::rate_limits(body.rate_limits, key.rate_limits)?;
     let audit = AuditEntry::new(
@@ -155,16 +151,14 @@ pub async fn change(
         .store
         .set_key_limits(&key.id, &key.rate_limits, &audit)
         .await?;
-    state.changes.announce();
     Ok(Json(key))
 }
 
 pub async fn rotate(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: SelfOr<ManageUsers>,
     Path((user_id, key_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_self_or_admin(&user_id)?;
     let old = owned_key(&state, &user_id, &key_id).await?;
     if old.status != KeyStatus::Active {
         return Err(ApiError::conflict(
@@ -191,7 +185,6 @@ pub async fn rotate(
         json!({"user_id": old.user_id, "replaced_by": new.id}),
     );
     state.store.rotate_key(&old.id, &new, now(), &audit).await?;
-    state.changes.announce();
     Ok(issued(&new, &plain))
 }
 

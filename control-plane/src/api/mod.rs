@@ -12,6 +12,7 @@ mod extract;
 mod groups;
 mod health;
 mod keys;
+mod permission;
 mod quota;
 mod settings;
 mod users;
@@ -28,7 +29,6 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::accounts::api_key::KeyHasher;
-use crate::changes::signal::ChangeSignal;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
@@ -50,10 +50,6 @@ pub struct AppState {
     pub tokens: SessionTokens,
     pub sealer: Sealer,
     pub sessions: Arc<SessionSettings>,
-    /// Wakes the data plane's change-feed watchers.
-    pub changes: ChangeSignal,
-    /// Wakes the xDS snapshot builder after backends, pools or groups changed.
-    pub topology: ChangeSignal,
     pub pool_limits: PoolLimits,
     pub default_health_check: HealthCheckSettings,
     pub quotas: QuotaPolicy,

@@ -6,7 +6,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::Caller;
+use super::extract::SelfOr;
+use super::permission::ReadUsers;
 use super::users::find;
 use super::AppState;
 use crate::domain::now;
@@ -15,10 +16,9 @@ use crate::limits::quota_state::QuotaState;
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _: SelfOr<ReadUsers>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_self_or_admin(&id)?;
     let user = find(&state, &id).await?;
     let groups = state.store.groups_of(&user.id).await?;
     let quota =

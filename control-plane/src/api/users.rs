@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow};
+use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow, SelfOr};
+use super::permission::{ManageUsers, ReadUsers};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
 use crate::accounts::user::{
@@ -79,10 +80,9 @@ pub struct ListUsers {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     validate_username(&body.username)?;
     validate_optional(&body.email, validate_email)?;
     validate_optional(&body.name, validate_name)?;
@@ -142,10 +142,9 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ReadUsers>,
     ApiQuery(query): ApiQuery<ListUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let window = PageWindow::from_query(query.page, query.per_page)?;
     let page = state
         .store
@@ -161,10 +160,9 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _: SelfOr<ReadUsers>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_self_or_admin(&id)?;
     Ok(Json(find(&state, &id).await?))
 }
 
@@ -174,11 +172,10 @@ pub async fn me(caller: Caller) -> impl IntoResponse {
 
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut user = find(&state, &id).await?;
     if user.status == UserStatus::Deleted {
         return Err(ApiError::conflict(
@@ -239,16 +236,14 @@ pub async fn change(
         }),
     );
     state.store.update_user(&user, &audit).await?;
-    state.changes.announce();
     Ok(Json(user))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<ManageUsers>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
     let mut user = find(&state, &id).await?;
     if user.id == caller.0.id {
         return Err(ApiError::conflict(
@@ -266,7 +261,6 @@ pub async fn delete(
             json!({"username": user.username}),
         );
         state.store.update_user(&user, &audit).await?;
-        state.changes.announce();
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,11 @@
 //! What changed and who did it: the audit log, the change feed that tells every Envoy which
-//! cached principals are stale, and the signal that wakes the feed's watchers.
+//! cached principals are stale, and the followers (the feed's watchers, the xDS snapshot
+//! builder) woken once a change is committed.
 //!
-//! Calls `domain` only; every capability records its changes through it.
+//! Calls `domain` only. Every change is recorded through the store's one write, which takes
+//! the audit entry, appends to the feed and wakes the followers after the commit. Only the
+//! signing keys announce elsewhere: once the replica has loaded them, as the watchers hand out
+//! the loaded keys.
 
 pub mod audit;
 pub mod feed;

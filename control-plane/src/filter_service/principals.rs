@@ -5,7 +5,7 @@ use tonic::Status;
 
 use super::limit_settings::{key_limits, user_limits};
 use super::{unavailable, FilterApi};
-use crate::accounts::api_key::{KeyDigest, KeyStatus};
+use crate::accounts::api_key::{KeyDigest, KeyState};
 use crate::accounts::group::Group;
 use crate::accounts::user::{User, UserStatus};
 use crate::domain::ids::UserId;
@@ -120,19 +120,20 @@ impl FilterApi {
 }
 
 /// Revoked keys and deleted users resolve to nothing, exactly like unknown keys;
-/// suspension and expiry are reported so the filter can answer precisely.
+/// suspension and expiry are reported so the filter can answer precisely (an expired key
+/// answers that it expired, and a usable one stops at its expiry while cached).
 fn key_principal(
     owner: KeyOwner,
     context: UserContext,
     key_limits: Vec<v1::RateLimit>,
 ) -> Option<v1::Principal> {
-    if owner.key.status != KeyStatus::Active {
+    if owner.key.state_at(crate::domain::now()) == KeyState::Revoked {
         return None;
     }
     let mut principal = user_principal(owner.user, context)?;
     principal.rate_limits.extend(key_limits);
     principal.key_id = owner.key.id.to_string();
-    principal.key_expires_at = owner.key.expires_at.map_or(0, |at| at.timestamp());
+    principal.key_expires_at = owner.key.expires_at_secs();
     principal.scopes = owner.key.scopes;
     Some(principal)
 }

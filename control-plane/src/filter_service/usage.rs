@@ -52,9 +52,6 @@ impl FilterApi {
                     metrics::counter!("tollgate_quota_exhausted_total", "quota" => quota.as_str())
                         .increment(1);
                 }
-                if !reached.is_empty() {
-                    self.changes.announce();
-                }
             }
         }
         self.prune_usage_batches().await;

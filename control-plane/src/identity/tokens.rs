@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::sealing::Sealer;
 use super::signing::{PublicJwk, SigningAlgorithm, SigningKeyError, SigningKeyRecord};
 use crate::accounts::user::User;
+use crate::changes::signal::{Followers, Reach};
 use crate::domain::ids::SessionId;
 use crate::domain::{now, Timestamp};
 
@@ -89,6 +90,26 @@ impl SessionTokens {
             *keys = loaded;
         }
         Ok(())
+    }
+
+    /// Replaces the key set with `records`; when that changes the published keys, wakes the
+    /// change-feed watchers that hand them to the data plane.
+    pub fn reload(
+        &self,
+        records: Vec<SigningKeyRecord>,
+        sealer: &Sealer,
+        followers: &Followers,
+    ) -> Result<(), TokenError> {
+        let before = self.published_kids();
+        self.load(records, sealer)?;
+        if self.published_kids() != before {
+            followers.announce(Reach::FEED);
+        }
+        Ok(())
+    }
+
+    fn published_kids(&self) -> Vec<String> {
+        self.published().into_iter().map(|key| key.kid).collect()
     }
 
     /// A token for `user` in session `session`; returns it with its lifetime in seconds.

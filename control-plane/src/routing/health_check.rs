@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::changes::audit::AuditEntry;
-use crate::changes::signal::ChangeSignal;
 use crate::domain::now;
 use crate::routing::backend::Backend;
 use crate::routing::pool::HealthCheckSettings;
@@ -18,7 +17,7 @@ use crate::store::Store;
 const SCAN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs forever: checks each enabled backend at its pool's interval.
-pub async fn run(store: Arc<dyn Store>, topology: ChangeSignal, defaults: HealthCheckSettings) {
+pub async fn run(store: Arc<dyn Store>, defaults: HealthCheckSettings) {
     let client = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -59,10 +58,10 @@ pub async fn run(store: Arc<dyn Store>, topology: ChangeSignal, defaults: Health
                     .unwrap_or(false);
             if claimed {
                 let in_flight = in_flight.clone();
-                let (client, store, topology) = (client.clone(), store.clone(), topology.clone());
+                let (client, store) = (client.clone(), store.clone());
                 tokio::spawn(async move {
                     let id = backend.id.to_string();
-                    check_one(client, store, topology, backend, policy).await;
+                    check_one(client, store, backend, policy).await;
                     if let Ok(mut checking) = in_flight.lock() {
                         checking.remove(&id);
                     }
@@ -75,7 +74,6 @@ pub async fn run(store: Arc<dyn Store>, topology: ChangeSignal, defaults: Health
 async fn check_one(
     client: reqwest::Client,
     store: Arc<dyn Store>,
-    topology: ChangeSignal,
     backend: Backend,
     policy: HealthCheckSettings,
 ) {
@@ -112,7 +110,6 @@ async fn check_one(
         );
         metrics::counter!("tollgate_backend_health_changes_total", "to" => health.status.as_str())
             .increment(1);
-        topology.announce();
     }
 }
 

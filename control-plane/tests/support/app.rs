@@ -7,10 +7,13 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use tollgate::accounts::api_key::PlainApiKey;
 use tollgate::accounts::bootstrap::AdminBootstrap;
 use tollgate::api::app;
 use tollgate::config::Config;
 use tollgate::filter_service::FilterApi;
+use tollgate::proto::v1::filter_service_server::FilterService;
+use tollgate::proto::v1::{LookupKeyRequest, Principal};
 use tollgate::server::services;
 use tower::ServiceExt;
 
@@ -53,6 +56,7 @@ impl Api {
         }
     }
 
+    /// A request with the key, if any, in `X-API-Key`.
     pub async fn call(
         &self,
         method: &str,
@@ -60,9 +64,33 @@ impl Api {
         key: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        let headers: Vec<(&str, &str)> = key.map(|key| ("x-api-key", key)).into_iter().collect();
+        self.call_with_headers(method, path, &headers, body).await
+    }
+
+    /// A request with the access token of a session in `Authorization: Bearer`.
+    pub async fn call_with_session(
+        &self,
+        method: &str,
+        path: &str,
+        access_token: &str,
+    ) -> (StatusCode, Value) {
+        let bearer = format!("Bearer {access_token}");
+        self.call_with_headers(method, path, &[("authorization", &bearer)], None)
+            .await
+    }
+
+    /// A request with exactly these headers (a name may come more than once).
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder().method(method).uri(path);
-        if let Some(key) = key {
-            request = request.header("x-api-key", key);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = match body {
             Some(body) => request
@@ -103,27 +131,70 @@ impl Api {
     }
 
     pub async fn create_user(&self, username: &str) -> Value {
-        let (status, user) = self
-            .admin("POST", "/api/v1/users", Some(json!({"username": username})))
-            .await;
+        self.create_user_with(json!({"username": username})).await
+    }
+
+    /// A new user from a full JSON body, created by the admin.
+    pub async fn create_user_with(&self, body: Value) -> Value {
+        let (status, user) = self.admin("POST", "/api/v1/users", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{user}");
         user
     }
 }
 
 impl Api {
-    /// A new key of the user, issued by the admin; returns the key itself.
-    pub async fn issue_key(&self, user_id: &str) -> String {
-        let (status, issued) = self
-            .admin(
+    /// A new user with a password, logged in; returns the user's id and the access token.
+    pub async fn logged_in_user(&self, username: &str) -> (String, String) {
+        let password = "correct horse battery";
+        let user = self
+            .create_user_with(json!({"username": username, "password": password}))
+            .await;
+        let (status, tokens) = self
+            .call(
                 "POST",
-                &format!("/api/v1/users/{user_id}/keys"),
-                Some(json!({"name": "issued"})),
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": password})),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        assert_eq!(status, StatusCode::OK, "{tokens}");
+        let access_token = tokens["access_token"].as_str().expect("access token");
+        (
+            user["id"].as_str().expect("id").to_string(),
+            access_token.to_string(),
+        )
+    }
+
+    /// A new key of the user, issued by the admin; returns the key itself.
+    pub async fn issue_key(&self, user_id: &str) -> String {
+        let issued = self
+            .issue_key_with(user_id, json!({"name": "issued"}))
+            .await;
         issued["key"].as_str().expect("key").to_string()
     }
+
+    /// A new key of the user from a full JSON body, issued by the admin; returns the answer.
+    pub async fn issue_key_with(&self, user_id: &str, body: Value) -> Value {
+        let (status, issued) = self
+            .admin("POST", &format!("/api/v1/users/{user_id}/keys"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        issued
+    }
+}
+
+/// The filter service's `LookupKey` answer for a key: who it is, or `None` for a key the
+/// filter must refuse as unknown.
+pub async fn key_principal(filter: &FilterApi, key: &str) -> Option<Principal> {
+    let digest = PlainApiKey::from_client(key.to_string()).digest();
+    filter
+        .lookup_key(tonic::Request::new(LookupKeyRequest {
+            key_digest: digest.0.to_vec(),
+        }))
+        .await
+        .expect("lookup")
+        .into_inner()
+        .principal
 }
 
 pub fn error_code(body: &Value) -> &str {

@@ -1,9 +1,12 @@
-//! What happens to a request: forwarded with identity headers, refused, or paused for a lookup.
+//! What happens to a request, all checks done: forwarded with identity headers, answered by
+//! the filter, or paused for the control plane.
 
 use std::rc::Rc;
 
 use crate::callout::Lookup;
-use crate::limits::plan::Plan;
+use crate::limits::plan::Draw;
+use crate::limits::state::Checked;
+use crate::proto::BucketRef;
 
 /// The header that tells the upstream how the request was authenticated.
 pub const AUTH_METHOD_HEADER: &str = "x-tollgate-auth-method";
@@ -27,84 +30,50 @@ impl AuthMethod {
     }
 }
 
-/// The one answer the filter applies to a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The one answer applied to a request.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Forward the request with these headers set (after the client's credential and
-    /// `x-tollgate-*` headers are removed).
-    Allow {
-        /// Identity headers for the upstream, as (lowercase name, value); the auth method
-        /// goes along as [`AUTH_METHOD_HEADER`].
-        set_headers: Rc<[(&'static str, String)]>,
-        auth_method: AuthMethod,
-        /// The user whose quotas the request counts against; empty when unverified.
-        user_id: Rc<str>,
-        /// The rate limits the request draws on.
-        limits: Rc<Plan>,
-    },
-    /// Refuse with 402: the user has used up `quota` until `resets_at` (Unix seconds; 0 for a
-    /// quota that does not reset by itself).
-    QuotaExceeded {
-        user_id: String,
-        quota: String,
-        resets_at: i64,
-    },
-    /// Answer the client directly with an error.
-    Deny {
-        /// HTTP status.
-        status: u32,
-        /// Stable `snake_case` error code for the body.
-        code: &'static str,
-        /// Human-readable explanation for the body.
-        message: &'static str,
-    },
-    /// Pause the request and ask the control plane.
+    /// Forward the request: authorized, within its limits and quotas. Nothing refuses it after.
+    Allow(Allowed),
+    /// Answer the client with an error and never reach the upstream.
+    Deny(Refusal),
+    /// Hold the request until the control plane answers.
+    Pause(Callout),
+}
+
+/// An authorized request within its limits, on its way to the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// Identity headers for the upstream, as (lowercase name, value); the auth method goes
+    /// along as [`AUTH_METHOD_HEADER`].
+    pub set_headers: Rc<[(&'static str, String)]>,
+    pub auth_method: AuthMethod,
+    /// The user whose quotas the request counts against; empty when unverified.
+    pub user_id: Rc<str>,
+    /// Verdicts of the buckets the request was counted in, for the `X-RateLimit-*` headers.
+    pub checked: Vec<Checked>,
+}
+
+/// The filter's own answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u32,
+    /// The project's JSON error body.
+    pub body: String,
+    /// Headers beyond `content-type` and the `X-RateLimit-*` ones, such as `retry-after`.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// What a paused request asks the control plane.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Callout {
+    /// The principal behind the request's credential.
     Lookup(Lookup),
+    /// The `exact` limits of an otherwise allowed request, as `buckets`; `taken_here` are the
+    /// draws already taken in this Envoy, given back if the answer refuses.
+    ExactLimits {
+        allowed: Allowed,
+        buckets: Vec<BucketRef>,
+        taken_here: Vec<Draw>,
+    },
 }
-
-impl Decision {
-    pub(crate) const fn deny(status: u32, code: &'static str, message: &'static str) -> Self {
-        Self::Deny {
-            status,
-            code,
-            message,
-        }
-    }
-}
-
-/// No credential at all.
-pub const MISSING_CREDENTIALS: Decision = Decision::deny(
-    401,
-    "missing_credentials",
-    "an API key (X-API-Key or Authorization: Bearer) or a session token is required",
-);
-/// Unknown, revoked and malformed keys all get this same answer.
-pub const INVALID_API_KEY: Decision = Decision::deny(401, "invalid_api_key", "invalid API key");
-pub const API_KEY_EXPIRED: Decision =
-    Decision::deny(401, "api_key_expired", "the API key has expired");
-pub const SESSION_REVOKED: Decision = Decision::deny(
-    401,
-    "session_revoked",
-    "the session has ended; log in again",
-);
-pub const USER_SUSPENDED: Decision = Decision::deny(403, "user_suspended", "the user is suspended");
-pub const IP_NOT_ALLOWED: Decision = Decision::deny(
-    403,
-    "ip_not_allowed",
-    "requests from this address are not allowed for this user",
-);
-pub const SCOPE_DENIED: Decision = Decision::deny(
-    403,
-    "scope_denied",
-    "the API key's scopes do not cover this route",
-);
-pub const INVALID_FORWARDED_FOR: Decision = Decision::deny(
-    400,
-    "invalid_forwarded_for",
-    "X-Forwarded-For does not hold a valid client address",
-);
-pub const CONTROL_PLANE_UNAVAILABLE: Decision = Decision::deny(
-    503,
-    "control_plane_unavailable",
-    "the control plane could not be reached",
-);

@@ -1,5 +1,5 @@
-//! The decision for one request, from its credential, the cached principals, the change feed
-//! and the failure policy. Pure: the host's caches come in through [`Principals`].
+//! The verdict on one request's credential, from the cached principals, the change feed and
+//! the failure policy. Pure: the host's caches come in through [`Principals`].
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -7,17 +7,17 @@ use std::rc::Rc;
 use crate::access::{client_ip, Scopes};
 use crate::callout::Lookup;
 use crate::credential::{CredentialError, Presented, PresentedCredential};
-use crate::decision::{
-    AuthMethod, Decision, API_KEY_EXPIRED, CONTROL_PLANE_UNAVAILABLE, INVALID_API_KEY,
-    INVALID_FORWARDED_FOR, IP_NOT_ALLOWED, MISSING_CREDENTIALS, SCOPE_DENIED, SESSION_REVOKED,
-    USER_SUSPENDED,
-};
+use crate::decision::AuthMethod;
 use crate::freshness::Freshness;
 use crate::limits::plan::{request_plan, Plan};
 use crate::local_digest::LocalDigest;
 use crate::proto::{ExhaustedQuota, UserStatus};
 use crate::resolved::{Resolved, ResolvedPrincipal};
 use crate::session::{verify, SessionClaims, VerifiedTokens};
+
+mod verdict;
+
+pub use verdict::*;
 
 const MILLIS_PER_SECOND: i64 = 1000;
 
@@ -59,7 +59,7 @@ pub struct RequestFacts<'a> {
     pub path: &'a str,
     /// The client's address, worked out only when a user has an allowlist (most have none,
     /// and reading Envoy's `source.address` costs a host call).
-    pub client_ip: &'a dyn Fn() -> Result<IpAddr, Decision>,
+    pub client_ip: &'a dyn Fn() -> Result<IpAddr, Verdict>,
     pub now_ms: i64,
     pub stage: Stage,
 }
@@ -80,12 +80,19 @@ pub fn client_address(
     source_address: &str,
     forwarded_for: Option<&[u8]>,
     trusted_hops: u8,
-) -> Result<IpAddr, Decision> {
+) -> Result<IpAddr, Verdict> {
     let (forwarded_for, hops) = match trusted_hops {
         0 => (None, 0),
         hops => (forwarded_for, hops.saturating_add(1)),
     };
     client_ip(source_address, forwarded_for, hops).map_err(|_| INVALID_FORWARDED_FOR)
+}
+
+/// Whether a key that expires at `key_expires_at` (Unix seconds, 0 for never) has expired at
+/// `now_ms`: from the first millisecond of that second on. The control plane's admin API
+/// applies this same rule, so a key works or fails at both doors alike.
+pub fn key_expired(key_expires_at: i64, now_ms: i64) -> bool {
+    key_expires_at != 0 && key_expires_at.saturating_mul(MILLIS_PER_SECOND) <= now_ms
 }
 
 impl<P: Principals> Gate<'_, P> {
@@ -95,7 +102,7 @@ impl<P: Principals> Gate<'_, P> {
         presented: &Result<Presented, CredentialError>,
         facts: &RequestFacts<'_>,
         tokens: &mut VerifiedTokens,
-    ) -> Decision {
+    ) -> Verdict {
         match presented {
             Err(CredentialError::Missing) => MISSING_CREDENTIALS,
             Err(CredentialError::Invalid) => INVALID_API_KEY,
@@ -140,8 +147,8 @@ impl<P: Principals> Gate<'_, P> {
         entry: Option<&Resolved>,
         lookup: impl FnOnce() -> Lookup,
         facts: &RequestFacts<'_>,
-        answer: impl FnOnce(&Resolved) -> Decision,
-    ) -> Decision {
+        answer: impl FnOnce(&Resolved) -> Verdict,
+    ) -> Verdict {
         let usable = entry.filter(|resolved| match facts.stage {
             Stage::Fetched => true,
             Stage::First => resolved.is_fresh(facts.now_ms) && self.is_current(resolved),
@@ -155,7 +162,7 @@ impl<P: Principals> Gate<'_, P> {
         match (usable, facts.stage) {
             (Some(resolved), _) => answer(resolved),
             (None, Stage::Unreachable) => self.when_unreachable(facts),
-            (None, _) => Decision::Lookup(lookup()),
+            (None, _) => Verdict::Lookup(lookup()),
         }
     }
 
@@ -168,14 +175,14 @@ impl<P: Principals> Gate<'_, P> {
             .is_current(resolved.fetched_cursor, user_id, key_id)
     }
 
-    fn when_unreachable(&self, facts: &RequestFacts<'_>) -> Decision {
+    fn when_unreachable(&self, facts: &RequestFacts<'_>) -> Verdict {
         let fails_open = self
             .policy
             .fail_open
             .as_ref()
             .is_some_and(|routes| routes.permits(facts.method, facts.path));
         if fails_open {
-            Decision::Allow {
+            Verdict::Authorized {
                 set_headers: Rc::from([]),
                 auth_method: AuthMethod::Unverified,
                 user_id: Rc::from(""),
@@ -192,7 +199,7 @@ impl<P: Principals> Gate<'_, P> {
         local: LocalDigest,
         now_ms: i64,
         tokens: &mut VerifiedTokens,
-    ) -> Result<SessionClaims, Decision> {
+    ) -> Result<SessionClaims, Verdict> {
         let now_secs = now_ms / MILLIS_PER_SECOND;
         let claims = match tokens.get(&local, now_secs) {
             Some(claims) => claims.clone(),
@@ -200,7 +207,7 @@ impl<P: Principals> Gate<'_, P> {
                 let verification = self.freshness.sessions().ok_or(CONTROL_PLANE_UNAVAILABLE)?;
                 let claims = verify(token, &verification.keys, &verification.expect, now_secs)
                     .map_err(|error| {
-                        Decision::deny(401, error.code(), session_error_message(error.code()))
+                        Verdict::refused(401, error.code(), session_error_message(error.code()))
                     })?;
                 tokens.insert(local, claims.clone(), now_secs);
                 claims
@@ -217,13 +224,11 @@ impl<P: Principals> Gate<'_, P> {
         principal: &ResolvedPrincipal,
         facts: &RequestFacts<'_>,
         method: AuthMethod,
-    ) -> Decision {
+    ) -> Verdict {
         if principal.user_status == UserStatus::Suspended {
             return USER_SUSPENDED;
         }
-        let key_expired = principal.key_expires_at != 0
-            && principal.key_expires_at.saturating_mul(MILLIS_PER_SECOND) <= facts.now_ms;
-        if key_expired {
+        if key_expired(principal.key_expires_at, facts.now_ms) {
             return API_KEY_EXPIRED;
         }
         match &principal.allowlist {
@@ -248,13 +253,13 @@ impl<P: Principals> Gate<'_, P> {
             .iter()
             .find(|quota| blocks(quota, facts.method, now_secs))
         {
-            return Decision::QuotaExceeded {
+            return Verdict::QuotaExceeded {
                 user_id: principal.user_id.to_string(),
                 quota: quota.name.clone(),
                 resets_at: quota.resets_at,
             };
         }
-        Decision::Allow {
+        Verdict::Authorized {
             set_headers: Rc::clone(&principal.identity_headers),
             auth_method: method,
             user_id: Rc::clone(&principal.user_id),
@@ -278,8 +283,8 @@ fn blocks(quota: &ExhaustedQuota, method: &str, now_secs: i64) -> bool {
     }
 }
 
-fn invalid_session() -> Decision {
-    Decision::deny(
+fn invalid_session() -> Verdict {
+    Verdict::refused(
         401,
         "invalid_session",
         session_error_message("invalid_session"),

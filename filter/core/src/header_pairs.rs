@@ -50,25 +50,27 @@ fn slice(bytes: &[u8], at: usize, length: usize) -> Option<&[u8]> {
     bytes.get(at..at.checked_add(length)?)
 }
 
+/// The serialized map of `pairs`, as Envoy hands it over.
+#[cfg(test)]
+pub fn serialize<N: AsRef<str>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
+    let length = |of: usize| u32::try_from(of).expect("length").to_le_bytes();
+    let mut bytes = length(pairs.len()).to_vec();
+    for (name, value) in pairs {
+        bytes.extend(length(name.as_ref().len()));
+        bytes.extend(length(value.as_ref().len()));
+    }
+    for (name, value) in pairs {
+        bytes.extend(name.as_ref().as_bytes());
+        bytes.push(0);
+        bytes.extend(value.as_ref());
+        bytes.push(0);
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
-        let count = u32::try_from(pairs.len()).expect("count");
-        let mut bytes = count.to_le_bytes().to_vec();
-        for (name, value) in pairs {
-            bytes.extend(u32::try_from(name.len()).expect("len").to_le_bytes());
-            bytes.extend(u32::try_from(value.len()).expect("len").to_le_bytes());
-        }
-        for (name, value) in pairs {
-            bytes.extend(name.as_bytes());
-            bytes.push(0);
-            bytes.extend(*value);
-            bytes.push(0);
-        }
-        bytes
-    }
 
     #[test]
     fn reads_every_pair_in_order() {
@@ -84,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_truncated_map_gives_the_pairs_before_the_cut() {
-        let bytes = serialize(&[(":method", b"GET"), (":path", b"/v1/x")]);
+        let bytes = serialize(&[(":method", "GET"), (":path", "/v1/x")]);
         let cut = &bytes[..bytes.len() - 3];
         assert_eq!(parse_pairs(cut), vec![(":method", &b"GET"[..])]);
         assert!(parse_pairs(&u32::MAX.to_le_bytes()).is_empty());
@@ -93,7 +95,7 @@ mod tests {
 
     #[test]
     fn names_that_are_not_utf8_are_skipped() {
-        let bytes = serialize(&[("ok", b"1")]);
+        let bytes = serialize(&[("ok", "1")]);
         let mut broken = bytes.clone();
         let name_at = 4 + 8;
         broken[name_at] = 0xff;

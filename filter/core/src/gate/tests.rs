@@ -84,7 +84,7 @@ fn with_key(key: &str, resolved: Resolved) -> Cached {
     cached
 }
 
-fn client() -> Result<std::net::IpAddr, Decision> {
+fn client() -> Result<std::net::IpAddr, Verdict> {
     Ok("192.0.2.10".parse().expect("ip"))
 }
 
@@ -103,7 +103,7 @@ fn decide(
     freshness: &Freshness,
     presented: &Result<Presented, CredentialError>,
     facts: &RequestFacts<'_>,
-) -> Decision {
+) -> Verdict {
     let policy = FailurePolicy {
         max_stale_ms: 300_000,
         fail_open: Scopes::parse(&["GET /status".to_owned()]).ok(),
@@ -116,7 +116,7 @@ fn decide(
     gate.decide(presented, facts, &mut VerifiedTokens::new(16))
 }
 
-fn decide_key(cached: &Cached, stage: Stage) -> Decision {
+fn decide_key(cached: &Cached, stage: Stage) -> Verdict {
     decide(
         cached,
         &Freshness::default(),
@@ -125,19 +125,19 @@ fn decide_key(cached: &Cached, stage: Stage) -> Decision {
     )
 }
 
-fn denied_code(decision: &Decision) -> &'static str {
+fn denied_code(decision: &Verdict) -> &'static str {
     match decision {
-        Decision::Deny { code, .. } => code,
+        Verdict::Refused { code, .. } => code,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
-fn header<'d>(decision: &'d Decision, name: &str) -> Option<&'d str> {
+fn header<'d>(decision: &'d Verdict, name: &str) -> Option<&'d str> {
     match decision {
-        Decision::Allow { auth_method, .. } if name == AUTH_METHOD_HEADER => {
+        Verdict::Authorized { auth_method, .. } if name == AUTH_METHOD_HEADER => {
             Some(auth_method.as_str())
         }
-        Decision::Allow { set_headers, .. } => set_headers
+        Verdict::Authorized { set_headers, .. } => set_headers
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str()),
@@ -190,10 +190,10 @@ fn an_unknown_or_expired_entry_asks_the_control_plane() {
     };
     assert_eq!(
         decide_key(&Cached::default(), Stage::First),
-        Decision::Lookup(lookup.clone())
+        Verdict::Lookup(lookup.clone())
     );
     let expired = with_key("k3y", entry(Some(alice()), NOW_MS, 0));
-    assert_eq!(decide_key(&expired, Stage::First), Decision::Lookup(lookup));
+    assert_eq!(decide_key(&expired, Stage::First), Verdict::Lookup(lookup));
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn a_just_fetched_entry_answers_even_if_expired_or_behind_the_feed() {
     let cached = with_key("k3y", entry(Some(alice()), NOW_MS, 0));
     assert!(matches!(
         decide_key(&cached, Stage::Fetched),
-        Decision::Allow { .. }
+        Verdict::Authorized { .. }
     ));
 }
 
@@ -212,6 +212,14 @@ fn a_negative_entry_is_an_invalid_key() {
         denied_code(&decide_key(&cached, Stage::First)),
         "invalid_api_key"
     );
+}
+
+#[test]
+fn a_key_expires_from_the_first_millisecond_of_its_expiry_second() {
+    assert!(!key_expired(NOW_SECS, NOW_MS - 1));
+    assert!(key_expired(NOW_SECS, NOW_MS));
+    assert!(key_expired(NOW_SECS, NOW_MS + 999));
+    assert!(!key_expired(0, NOW_MS), "0 is a key that never expires");
 }
 
 #[test]
@@ -268,7 +276,7 @@ fn suspension_expiry_allowlist_and_scopes_are_enforced_in_that_order() {
     let cached = with_key("k3y", entry(Some(in_scope), NOW_MS + 1_000, 0));
     assert!(matches!(
         decide_key(&cached, Stage::First),
-        Decision::Allow { .. }
+        Verdict::Authorized { .. }
     ));
 }
 
@@ -290,7 +298,7 @@ fn when_unreachable_a_recently_expired_entry_still_serves() {
     let recent = with_key("k3y", entry(Some(alice()), NOW_MS - 299_000, 0));
     assert!(matches!(
         decide_key(&recent, Stage::Unreachable),
-        Decision::Allow { .. }
+        Verdict::Authorized { .. }
     ));
     let too_old = with_key("k3y", entry(Some(alice()), NOW_MS - 300_000, 0));
     assert_eq!(
@@ -369,7 +377,7 @@ fn a_revoked_key_or_changed_user_is_looked_up_again_at_once() {
         &key_presented("k3y"),
         &facts(Stage::First),
     );
-    assert!(matches!(decision, Decision::Lookup(_)), "{decision:?}");
+    assert!(matches!(decision, Verdict::Lookup(_)), "{decision:?}");
     let refetched = with_key("k3y", entry(Some(alice()), NOW_MS + 60_000, 15));
     let decision = decide(
         &refetched,
@@ -377,7 +385,7 @@ fn a_revoked_key_or_changed_user_is_looked_up_again_at_once() {
         &key_presented("k3y"),
         &facts(Stage::First),
     );
-    assert!(matches!(decision, Decision::Allow { .. }));
+    assert!(matches!(decision, Verdict::Authorized { .. }));
     // A revoked key must not serve from a stale entry when the control plane is away either.
     let decision = decide(
         &cached,
@@ -456,7 +464,7 @@ fn a_session_user_not_cached_is_looked_up() {
         &alice_session("s_1"),
         &facts(Stage::First),
     );
-    assert_eq!(decision, Decision::Lookup(Lookup::User("u_alice".into())));
+    assert_eq!(decision, Verdict::Lookup(Lookup::User("u_alice".into())));
 }
 
 #[test]
@@ -564,7 +572,7 @@ fn a_used_up_quota_refuses_until_it_resets() {
     );
     assert_eq!(
         decide_key(&over, Stage::First),
-        Decision::QuotaExceeded {
+        Verdict::QuotaExceeded {
             user_id: "u_alice".to_owned(),
             quota: "monthly_requests".to_owned(),
             resets_at: NOW_SECS + 60,
@@ -580,7 +588,7 @@ fn a_used_up_quota_refuses_until_it_resets() {
     );
     assert!(matches!(
         decide_key(&reset, Stage::First),
-        Decision::Allow { .. }
+        Verdict::Authorized { .. }
     ));
 }
 
@@ -592,7 +600,7 @@ fn a_full_storage_quota_still_lets_storage_be_freed() {
     );
     assert!(matches!(
         decide_key(&full, Stage::First),
-        Decision::QuotaExceeded { .. }
+        Verdict::QuotaExceeded { .. }
     ));
     let delete = RequestFacts {
         method: "DELETE",
@@ -600,7 +608,7 @@ fn a_full_storage_quota_still_lets_storage_be_freed() {
     };
     assert!(matches!(
         decide(&full, &Freshness::default(), &key_presented("k3y"), &delete),
-        Decision::Allow { .. }
+        Verdict::Authorized { .. }
     ));
 }
 
@@ -618,7 +626,7 @@ fn an_allowed_request_carries_its_user_and_limits() {
         ..alice()
     };
     let cached = with_key("k3y", entry(Some(limited), NOW_MS + 1_000, 0));
-    let Decision::Allow {
+    let Verdict::Authorized {
         user_id, limits, ..
     } = decide_key(&cached, Stage::First)
     else {

@@ -4,7 +4,9 @@
 pub mod bucket;
 pub mod failing_addresses;
 pub mod lease;
+pub mod limiter;
 pub mod plan;
+pub mod shared_failures;
 pub mod state;
 
 use state::Checked;

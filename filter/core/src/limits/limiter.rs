@@ -1,17 +1,16 @@
 //! Takes requests from the token buckets in Envoy's shared data, which every worker of the
 //! Envoy sees: a read, the decision, and a compare-and-swap write per subject, for one
 //! request or, while a bucket is far from empty, for a lease of several (see
-//! `tollgate_filter_core::limits::lease`).
+//! [`super::lease`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
-use tollgate_filter_core::limits::lease::{lease_size, Lease, LEASE_SETTLED_WITHIN_US};
-use tollgate_filter_core::limits::plan::{Draw, ADDRESS_OVERFLOW_SUBJECT};
-use tollgate_filter_core::limits::state::{Checked, SubjectState};
-use tollgate_filter_core::proto::RateLimit;
+use super::lease::{lease_size, Lease, LEASE_SETTLED_WITHIN_US};
+use super::plan::{Draw, ADDRESS_OVERFLOW_SUBJECT};
+use super::state::{Checked, SubjectState};
+use crate::host::{Host, WriteError};
+use crate::proto::RateLimit;
 
 /// Writes lost to another worker's are retried this many times, then the request passes:
 /// a bucket that busy is better served late than by refusing on contention.
@@ -37,32 +36,28 @@ fn shared_key(subject: &str) -> String {
     format!("tollgate:rl:{subject}")
 }
 
-fn read(subject: &str) -> (SubjectState, Option<u32>) {
-    read_key(&shared_key(subject))
+fn read(host: &impl Host, subject: &str) -> (SubjectState, Option<u32>) {
+    read_key(host, &shared_key(subject))
 }
 
-fn read_key(key: &str) -> (SubjectState, Option<u32>) {
-    match hostcalls::get_shared_data(key) {
-        Ok((Some(bytes), cas)) => (SubjectState::from_bytes(&bytes), cas),
-        Ok((None, cas)) => (SubjectState::default(), cas),
-        Err(status) => {
-            log::warn!("could not read a rate-limit bucket: {status:?}");
-            (SubjectState::default(), None)
-        }
+fn read_key(host: &impl Host, key: &str) -> (SubjectState, Option<u32>) {
+    match host.shared_data_get(key) {
+        Some((bytes, cas)) => (SubjectState::from_bytes(&bytes), cas),
+        None => (SubjectState::default(), None),
     }
 }
 
 /// Applies `change` to a subject's buckets with compare-and-swap; `false` when every
 /// attempt lost to another worker.
-pub fn update(subject: &str, mut change: impl FnMut(&mut SubjectState)) -> bool {
+pub fn update(host: &impl Host, subject: &str, mut change: impl FnMut(&mut SubjectState)) -> bool {
     for _ in 0..MAX_ATTEMPTS {
-        let (mut state, cas) = read(subject);
+        let (mut state, cas) = read(host, subject);
         change(&mut state);
-        match hostcalls::set_shared_data(&shared_key(subject), Some(&state.to_bytes()), cas) {
+        match host.shared_data_set(&shared_key(subject), &state.to_bytes(), cas) {
             Ok(()) => return true,
-            Err(Status::CasMismatch) => {}
-            Err(status) => {
-                log::warn!("could not write a rate-limit bucket: {status:?}");
+            Err(WriteError::CasMismatch) => {}
+            Err(WriteError::Failed(error)) => {
+                log::warn!("could not write a rate-limit bucket: {error}");
                 return false;
             }
         }
@@ -86,9 +81,9 @@ impl Limiter {
     /// Takes one request from every bucket of `draws`, or from none when any refuses: from
     /// this worker's lease on a subject when it has one, else from shared data, leasing a
     /// few more while the buckets are far from empty.
-    pub fn admit(&self, draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
+    pub fn admit(&self, host: &impl Host, draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
         let Ok(mut leases) = self.leases.try_borrow_mut() else {
-            return take_shared(draws.iter().collect(), now_us, envoys, None);
+            return take_shared(host, draws.iter().collect(), now_us, envoys, None);
         };
         let mut checked = Vec::new();
         let mut leased = Vec::new();
@@ -113,7 +108,7 @@ impl Limiter {
                 wrote_shared: false,
             };
         }
-        let mut admission = take_shared(unleased, now_us, envoys, Some(&mut leases));
+        let mut admission = take_shared(host, unleased, now_us, envoys, Some(&mut leases));
         if !admission.admitted {
             for subject in leased {
                 if let Some(lease) = leases.get_mut(subject) {
@@ -126,7 +121,7 @@ impl Limiter {
     }
 
     /// The verdicts one more request would get, without taking it.
-    pub fn peek(&self, draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
+    pub fn peek(&self, host: &impl Host, draws: &[Draw], now_us: i64, envoys: u32) -> Admission {
         let leases = self.leases.try_borrow().ok();
         let mut checked = Vec::new();
         let mut refused_by = None;
@@ -138,7 +133,7 @@ impl Limiter {
             if leased {
                 continue;
             }
-            let verdicts = read(&draw.subject)
+            let verdicts = read(host, &draw.subject)
                 .0
                 .would_admit(&draw.limits, now_us, envoys);
             if refused_by.is_none() && verdicts.iter().any(|c| !c.verdict.admitted) {
@@ -157,7 +152,7 @@ impl Limiter {
     /// Returns the requests [`Limiter::admit`] took from `draws` after the request was refused
     /// elsewhere: to this worker's lease on a subject when it holds one, else to the shared
     /// buckets.
-    pub fn give_back(&self, draws: &[Draw]) {
+    pub fn give_back(&self, host: &impl Host, draws: &[Draw]) {
         for draw in draws {
             let put_back = self.leases.try_borrow_mut().is_ok_and(|mut leases| {
                 leases
@@ -166,14 +161,14 @@ impl Limiter {
                     .is_some_and(Lease::put_back)
             });
             if !put_back {
-                update(&draw.subject, |state| state.give_back(&draw.limits));
+                update(host, &draw.subject, |state| state.give_back(&draw.limits));
             }
         }
     }
 
     /// Settles expired leases in the shared buckets: what they gave counts as admitted, what
     /// they did not goes back. Returns the subjects with newly admitted requests, to report.
-    pub fn settle_expired(&self, now_us: i64) -> Vec<(String, Vec<RateLimit>)> {
+    pub fn settle_expired(&self, host: &impl Host, now_us: i64) -> Vec<(String, Vec<RateLimit>)> {
         let mut admitted = Vec::new();
         let Ok(mut leases) = self.leases.try_borrow_mut() else {
             return admitted;
@@ -183,7 +178,7 @@ impl Limiter {
                 return true;
             }
             let (limits, used, unused) = lease.settlement();
-            update(subject, |state| state.settle(limits, used, unused));
+            update(host, subject, |state| state.settle(limits, used, unused));
             if used > 0 {
                 admitted.push((subject.clone(), limits.to_vec()));
             }
@@ -197,6 +192,7 @@ impl Limiter {
 /// whose buckets have room takes a lease along, and the lease it replaces (used up or
 /// expired) is settled in the same write.
 fn take_shared(
+    host: &impl Host,
     draws: Vec<&Draw>,
     now_us: i64,
     envoys: u32,
@@ -210,7 +206,7 @@ fn take_shared(
             if done[index].is_some() {
                 continue;
             }
-            let (mut state, cas) = read_key(&keys[index]);
+            let (mut state, cas) = read_key(host, &keys[index]);
             let old = leases.as_ref().and_then(|leases| leases.get(&draw.subject));
             if let Some(old) = old {
                 let (limits, used, unused) = old.settlement();
@@ -251,7 +247,7 @@ fn take_shared(
                     if let Some(leases) = leases.as_mut() {
                         leases.remove(&draw.subject);
                     }
-                    update(&draw.subject, |state| match taken.count {
+                    update(host, &draw.subject, |state| match taken.count {
                         1 => state.give_back(&draw.limits),
                         count => state.settle(&draw.limits, 0, count),
                     });
@@ -272,12 +268,11 @@ fn take_shared(
         }
         let mut lost = false;
         for (index, state, cas, taken) in decided {
-            let written = hostcalls::set_shared_data(&keys[index], Some(&state.to_bytes()), cas);
-            match written {
-                Err(Status::CasMismatch) => lost = true,
-                Err(status) => {
+            match host.shared_data_set(&keys[index], &state.to_bytes(), cas) {
+                Err(WriteError::CasMismatch) => lost = true,
+                Err(WriteError::Failed(error)) => {
                     // The request passes, but nothing was taken: no lease comes of it.
-                    log::warn!("could not write a rate-limit bucket: {status:?}");
+                    log::warn!("could not write a rate-limit bucket: {error}");
                     done[index] = Some(Taken {
                         count: 1,
                         checked: taken.checked,
@@ -318,17 +313,12 @@ fn take_shared(
 
 /// The bucket a failed authentication from `subject`'s address is counted in: its own when it
 /// has one or one may still be made, else the overflow bucket.
-pub fn address_bucket(subject: String) -> String {
-    if matches!(
-        hostcalls::get_shared_data(&shared_key(&subject)),
-        Ok((Some(_), _))
-    ) {
+pub fn address_bucket(host: &impl Host, subject: String) -> String {
+    if host.shared_data_get(&shared_key(&subject)).is_some() {
         return subject;
     }
     for _ in 0..MAX_ATTEMPTS {
-        let Ok((bytes, cas)) = hostcalls::get_shared_data(ADDRESS_BUCKETS_KEY) else {
-            break;
-        };
+        let (bytes, cas) = host.shared_data_get(ADDRESS_BUCKETS_KEY).unzip();
         let held = bytes
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
             .map_or(0, u64::from_le_bytes);
@@ -336,11 +326,14 @@ pub fn address_bucket(subject: String) -> String {
             break;
         }
         let claimed = (held + 1).to_le_bytes();
-        match hostcalls::set_shared_data(ADDRESS_BUCKETS_KEY, Some(&claimed), cas) {
+        match host.shared_data_set(ADDRESS_BUCKETS_KEY, &claimed, cas.flatten()) {
             Ok(()) => return subject,
-            Err(Status::CasMismatch) => {}
-            Err(_) => break,
+            Err(WriteError::CasMismatch) => {}
+            Err(WriteError::Failed(_)) => break,
         }
     }
     ADDRESS_OVERFLOW_SUBJECT.to_owned()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,23 +1,21 @@
-//! What every request on one worker VM shares: configuration, caches, the worker's view of
-//! the change feed, and verified session tokens.
+//! What every request on one worker VM shares (configuration, caches, the worker's view of
+//! the change feed, verified session tokens, leases, usage), and the worker's tick.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
-use tollgate_filter_core::config::PluginConfig;
-use tollgate_filter_core::freshness::Freshness;
-use tollgate_filter_core::gate::FailurePolicy;
-use tollgate_filter_core::limits::plan::address_failure_horizon_us;
-use tollgate_filter_core::local_digest::LocalDigester;
-use tollgate_filter_core::session::VerifiedTokens;
-use tollgate_filter_core::sync::{SyncState, SYNC_STATE_KEY};
-
-use crate::address_failures::AddressFailures;
 use crate::background::Background;
-use crate::caches::PrincipalCaches;
-use crate::limiter::Limiter;
+use crate::config::PluginConfig;
+use crate::freshness::Freshness;
+use crate::gate::FailurePolicy;
+use crate::host::Host;
+use crate::limits::limiter::Limiter;
+use crate::limits::plan::address_failure_horizon_us;
+use crate::limits::shared_failures::AddressFailures;
+use crate::local_digest::LocalDigester;
 use crate::metrics::Metrics;
+use crate::principal_caches::PrincipalCaches;
+use crate::session::VerifiedTokens;
+use crate::sync::{SyncState, SYNC_STATE_KEY};
 
 /// Bounds the memory one VM spends on verified session tokens.
 const VERIFIED_TOKENS_CAPACITY: usize = 10_000;
@@ -31,7 +29,7 @@ pub struct Worker {
     pub tokens: RefCell<VerifiedTokens>,
     /// Names credentials in this VM's caches under a secret of its own.
     pub digester: LocalDigester,
-    pub metrics: Rc<Metrics>,
+    pub metrics: Metrics,
     pub background: Background,
     pub limiter: Limiter,
     pub address_failures: AddressFailures,
@@ -42,56 +40,79 @@ pub struct Worker {
 impl Worker {
     /// `node_id` names this Envoy to the control plane; `vm_id` makes usage batch ids unique;
     /// `secret` keys the VM's [`LocalDigester`].
-    pub fn new(config: PluginConfig, node_id: String, vm_id: String, secret: [u8; 16]) -> Self {
-        let metrics = Rc::new(Metrics::define());
+    pub fn new(
+        host: &impl Host,
+        config: PluginConfig,
+        node_id: String,
+        vm_id: String,
+        secret: [u8; 16],
+    ) -> Self {
         let max_stale_ms = i64::from(config.max_stale_secs) * MILLIS_PER_SECOND;
         Self {
             policy: FailurePolicy {
                 max_stale_ms,
                 fail_open: config.fail_open_scopes(),
             },
-            caches: PrincipalCaches::new(max_stale_ms, Rc::clone(&metrics)),
+            caches: PrincipalCaches::new(max_stale_ms),
             freshness: RefCell::new(Freshness::default()),
             tokens: RefCell::new(VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY)),
             digester: LocalDigester::new(secret),
-            metrics,
+            metrics: Metrics::default(),
             background: Background::new(node_id, vm_id),
             limiter: Limiter::default(),
-            address_failures: AddressFailures::prepare(),
+            address_failures: AddressFailures::prepare(host),
             seen_sync_version: Cell::new(None),
             config,
         }
     }
 
+    /// The worker's tick (every 100 ms): the change feed and the failing addresses other
+    /// workers shared are taken in, expired leases settled, syncs and reports sent.
+    pub fn tick(&self, host: &impl Host) {
+        let now_us = host.now_us();
+        self.refresh_freshness(host);
+        self.refresh_address_failures(host, now_us);
+        for (subject, limits) in self.limiter.settle_expired(host, now_us) {
+            self.background.touched(&subject, &limits);
+        }
+        self.background.tick(host, &self.config, &self.metrics);
+    }
+
+    /// Settles what this worker leased, rather than leave it taken, when its VM goes away.
+    pub fn shut_down(&self, host: &impl Host) {
+        self.limiter.settle_expired(host, i64::MAX);
+    }
+
+    /// Handles the answer to one of the worker's background calls.
+    pub fn on_answer(&self, host: &impl Host, token: u32, grpc_status: u32, body: Option<&[u8]>) {
+        self.background
+            .on_answer(host, token, grpc_status, body, &self.metrics);
+    }
+
     /// Takes in the failing addresses other workers shared.
-    pub fn refresh_address_failures(&self, now_us: i64) {
+    fn refresh_address_failures(&self, host: &impl Host, now_us: i64) {
         let Ok(freshness) = self.freshness.try_borrow() else {
             return;
         };
         let horizon_us = address_failure_horizon_us(freshness.limits(), self.background.envoys());
-        self.address_failures.refresh(now_us, horizon_us);
+        self.address_failures.refresh(host, now_us, horizon_us);
     }
 
     /// Reads the sync state now if this worker cannot verify sessions yet.
-    pub fn load_session_keys_if_missing(&self) {
+    pub fn load_session_keys_if_missing(&self, host: &impl Host) {
         let missing = self
             .freshness
             .try_borrow()
             .is_ok_and(|freshness| freshness.sessions().is_none());
         if missing {
-            self.refresh_freshness();
+            self.refresh_freshness(host);
         }
     }
 
     /// Re-reads the Envoy-wide sync state if it changed since the last look.
-    pub fn refresh_freshness(&self) {
-        let (bytes, version) = match hostcalls::get_shared_data(SYNC_STATE_KEY) {
-            Ok((Some(bytes), version)) => (bytes, version),
-            Ok((None, _)) => return,
-            Err(status) => {
-                log::warn!("could not read the sync state: {status:?}");
-                return;
-            }
+    fn refresh_freshness(&self, host: &impl Host) {
+        let Some((bytes, version)) = host.shared_data_get(SYNC_STATE_KEY) else {
+            return;
         };
         if version.is_some() && version == self.seen_sync_version.get() {
             return;

@@ -4,19 +4,18 @@
 use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::hash::Hash;
-use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
-use tollgate_filter_core::cache::{shared_data_key, shared_user_key, CacheEntry};
-use tollgate_filter_core::callout::Lookup;
-use tollgate_filter_core::credential::PresentedCredential;
-use tollgate_filter_core::gate::Principals;
-use tollgate_filter_core::local_cache::LocalCache;
-use tollgate_filter_core::local_digest::LocalDigest;
-use tollgate_filter_core::resolved::Resolved;
-
-use crate::clock::now_ms;
+use crate::cache::{shared_data_key, shared_user_key, CacheEntry};
+use crate::callout::Lookup;
+use crate::credential::PresentedCredential;
+use crate::gate::Principals;
+use crate::host::Host;
+use crate::local_cache::LocalCache;
+use crate::local_digest::LocalDigest;
 use crate::metrics::Metrics;
+use crate::resolved::Resolved;
+
+const MICROS_PER_MILLI: i64 = 1000;
 
 /// Bounds the memory one VM spends on cached principals; shared data still holds them all.
 const LOCAL_CAPACITY_ENTRIES: usize = 10_000;
@@ -26,14 +25,28 @@ const LOCAL_CAPACITY_ENTRIES: usize = 10_000;
 pub struct PrincipalCaches {
     keys: RefCell<LocalCache<LocalDigest, Resolved>>,
     users: RefCell<LocalCache<String, Resolved>>,
-    metrics: Rc<Metrics>,
+}
+
+/// The caches as the gate reads them, through `host`'s shared data.
+pub struct CachedPrincipals<'a, H: Host> {
+    caches: &'a PrincipalCaches,
+    host: &'a H,
+    metrics: &'a Metrics,
 }
 
 impl PrincipalCaches {
-    pub fn new(keep_stale_ms: i64, metrics: Rc<Metrics>) -> Self {
+    pub fn new(keep_stale_ms: i64) -> Self {
         Self {
             keys: RefCell::new(LocalCache::new(LOCAL_CAPACITY_ENTRIES, keep_stale_ms)),
             users: RefCell::new(LocalCache::new(LOCAL_CAPACITY_ENTRIES, keep_stale_ms)),
+        }
+    }
+
+    /// The caches for the gate, counting hits and misses in `metrics`.
+    pub fn on<'a, H: Host>(&'a self, host: &'a H, metrics: &'a Metrics) -> CachedPrincipals<'a, H> {
+        CachedPrincipals {
+            caches: self,
+            host,
             metrics,
         }
     }
@@ -41,17 +54,15 @@ impl PrincipalCaches {
     /// Keeps the answer to `lookup`. Positive answers go to shared data for every worker;
     /// negative ones only replace a shared entry that exists, so a flood of made-up keys
     /// cannot grow Envoy's shared memory.
-    pub fn remember(&self, lookup: &Lookup, entry: CacheEntry, now_ms: i64) {
+    pub fn remember(&self, host: &impl Host, lookup: &Lookup, entry: CacheEntry, now_ms: i64) {
         let shared_key = match lookup {
             Lookup::Key { digest, .. } => shared_data_key(digest),
             Lookup::User(user_id) => shared_user_key(user_id),
         };
-        let share = entry.principal.is_some() || read_shared(&shared_key).is_some();
+        let share = entry.principal.is_some() || read_shared(host, &shared_key).is_some();
         if share {
-            if let Err(status) =
-                hostcalls::set_shared_data(&shared_key, Some(&entry.to_bytes()), None)
-            {
-                log::warn!("could not write a cache entry to shared data: {status:?}");
+            if let Err(error) = host.shared_data_set(&shared_key, &entry.to_bytes(), None) {
+                log::warn!("could not write a cache entry to shared data: {error:?}");
             }
         }
         let resolved = Resolved::new(entry);
@@ -68,7 +79,9 @@ impl PrincipalCaches {
             }
         }
     }
+}
 
+impl<H: Host> CachedPrincipals<'_, H> {
     fn with_entry<K, Q, R>(
         &self,
         cache: &RefCell<LocalCache<K, Resolved>>,
@@ -88,10 +101,11 @@ impl PrincipalCaches {
             self.metrics.local_hit();
             return read(Some(entry));
         }
-        match read_shared(&shared_key()) {
+        match read_shared(self.host, &shared_key()) {
             Some(entry) => {
                 self.metrics.shared_hit();
-                local.insert(key.to_owned(), Resolved::new(entry), now_ms());
+                let now_ms = self.host.now_us() / MICROS_PER_MILLI;
+                local.insert(key.to_owned(), Resolved::new(entry), now_ms);
                 read(local.get(key))
             }
             None => {
@@ -102,14 +116,14 @@ impl PrincipalCaches {
     }
 }
 
-impl Principals for PrincipalCaches {
+impl<H: Host> Principals for CachedPrincipals<'_, H> {
     fn with_key<R>(
         &self,
         key: &PresentedCredential,
         read: impl FnOnce(Option<&Resolved>) -> R,
     ) -> R {
         self.with_entry(
-            &self.keys,
+            &self.caches.keys,
             &key.local,
             || shared_data_key(&key.digest()),
             read,
@@ -117,17 +131,16 @@ impl Principals for PrincipalCaches {
     }
 
     fn with_user<R>(&self, user_id: &str, read: impl FnOnce(Option<&Resolved>) -> R) -> R {
-        self.with_entry(&self.users, user_id, || shared_user_key(user_id), read)
+        self.with_entry(
+            &self.caches.users,
+            user_id,
+            || shared_user_key(user_id),
+            read,
+        )
     }
 }
 
-fn read_shared(key: &str) -> Option<CacheEntry> {
-    match hostcalls::get_shared_data(key) {
-        Ok((Some(bytes), _cas)) => CacheEntry::from_bytes(&bytes),
-        Ok((None, _cas)) => None,
-        Err(status) => {
-            log::warn!("could not read the cache in shared data: {status:?}");
-            None
-        }
-    }
+fn read_shared(host: &impl Host, key: &str) -> Option<CacheEntry> {
+    host.shared_data_get(key)
+        .and_then(|(bytes, _cas)| CacheEntry::from_bytes(&bytes))
 }

@@ -1,0 +1,179 @@
+//! [`UserStore`] on SQL: the `users` table; a user is read with its group ids.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::columns::{
+    conflict_or, format_time, from_json, named, required_time, to_i64, to_json, to_u64, touched,
+    AnyQuery,
+};
+use super::{GroupStore, Page, SqlStore, StoreError, Written};
+use crate::accounts::user::{Role, User, UserStatus};
+use crate::changes::audit::AuditEntry;
+use crate::changes::feed::Stale;
+use crate::domain::ids::UserId;
+
+pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.status, u.role, \
+     u.tenant_id, u.ip_allowlist, u.rate_limits, u.quotas, u.password_hash, u.created_at, \
+     u.updated_at";
+
+/// Which users a listing returns, and which page of them.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Matches a substring of username, email or name.
+    pub text: Option<String>,
+    pub status: Option<UserStatus>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// Users, each read with the ids of its groups.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written;
+    /// Replaces a user; the data plane's copy of the user becomes stale.
+    async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written;
+    async fn user(&self, id: &UserId) -> Result<User, StoreError>;
+    async fn user_by_username(&self, username: &str) -> Result<User, StoreError>;
+    async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError>;
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written {
+        self.write(audit, async |write| {
+            let insert = sqlx::query(
+                "INSERT INTO users (id, username, created_at, email, name, status, role, \
+                 tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(user.id.as_str())
+            .bind(&user.username)
+            .bind(format_time(user.created_at));
+            bind_changeable(insert, user)?
+                .execute(write.rows())
+                .await
+                .map_err(|e| conflict_or(e, "username"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written {
+        self.write(audit, async |write| {
+            let update = sqlx::query(
+                "UPDATE users SET email = $2, name = $3, status = $4, role = $5, \
+                 tenant_id = $6, password_hash = $7, updated_at = $8, ip_allowlist = $9, \
+                 rate_limits = $10, quotas = $11 WHERE id = $1",
+            )
+            .bind(user.id.as_str());
+            let updated = bind_changeable(update, user)?.execute(write.rows()).await?;
+            touched(&updated)?;
+            write
+                .stale(&Stale::User(user.id.clone()), user.updated_at)
+                .await
+        })
+        .await
+    }
+
+    async fn user(&self, id: &UserId) -> Result<User, StoreError> {
+        self.user_where("u.id = $1", id.as_str()).await
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<User, StoreError> {
+        self.user_where("u.username = $1", username).await
+    }
+
+    async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError> {
+        let pattern = query
+            .text
+            .as_ref()
+            .map(|text| format!("%{}%", escape_like(&text.to_lowercase())));
+        let status = query.status.map(UserStatus::as_str);
+        let filter = "($1 IS NULL OR LOWER(u.username) LIKE $1 ESCAPE '\\' \
+                      OR LOWER(COALESCE(u.email, '')) LIKE $1 ESCAPE '\\' \
+                      OR LOWER(COALESCE(u.name, '')) LIKE $1 ESCAPE '\\') \
+                      AND ($2 IS NULL OR u.status = $2)";
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users u WHERE {filter}"))
+                .bind(pattern.as_deref())
+                .bind(status)
+                .fetch_one(&self.pool)
+                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE {filter} \
+             ORDER BY u.created_at, u.id LIMIT $3 OFFSET $4"
+        ))
+        .bind(pattern.as_deref())
+        .bind(status)
+        .bind(to_i64(query.limit))
+        .bind(to_i64(query.offset))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.push(self.user_from_row(row).await?);
+        }
+        Ok(Page {
+            items,
+            total: to_u64(total),
+        })
+    }
+}
+
+impl SqlStore {
+    async fn user_where(&self, condition: &str, value: &str) -> Result<User, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}");
+        self.user_from_row(&self.select_one(&sql, value).await?)
+            .await
+    }
+
+    /// The user of a row selected with [`USER_COLUMNS`], with its group ids.
+    pub(super) async fn user_from_row(&self, row: &AnyRow) -> Result<User, StoreError> {
+        let mut user = User {
+            id: UserId::from_string(row.try_get("id")?),
+            username: row.try_get("username")?,
+            email: row.try_get("email")?,
+            name: row.try_get("name")?,
+            status: named(row, "status", UserStatus::parse)?,
+            role: named(row, "role", Role::parse)?,
+            tenant_id: row.try_get("tenant_id")?,
+            groups: Vec::new(),
+            ip_allowlist: from_json(row, "ip_allowlist")?,
+            rate_limits: from_json(row, "rate_limits")?,
+            quotas: from_json(row, "quotas")?,
+            password_hash: row.try_get("password_hash")?,
+            created_at: required_time(row, "created_at")?,
+            updated_at: required_time(row, "updated_at")?,
+        };
+        user.groups = self
+            .groups_of(&user.id)
+            .await?
+            .into_iter()
+            .map(|group| group.id.to_string())
+            .collect();
+        Ok(user)
+    }
+}
+
+/// Binds what a change may set of a user (email to quotas, in that order).
+fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'q>, StoreError> {
+    Ok(query
+        .bind(user.email.as_deref())
+        .bind(user.name.as_deref())
+        .bind(user.status.as_str())
+        .bind(user.role.as_str())
+        .bind(user.tenant_id.as_deref())
+        .bind(user.password_hash.as_deref())
+        .bind(format_time(user.updated_at))
+        .bind(to_json(&user.ip_allowlist)?)
+        .bind(to_json(&user.rate_limits)?)
+        .bind(to_json(&user.quotas)?))
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
