@@ -191,7 +191,6 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         xds.clone(),
         followers.routing,
         TopologyPolicy {
-            default_health_check: config.raw.pools.health_check,
             fallback_to_default_pool: config.raw.routing.fallback_to_default_pool,
         },
     ));

@@ -6,6 +6,7 @@ use serde_json::json;
 use support::TestDatabase;
 use tollgate::accounts::api_key::{ApiKey, KeyHasher, KeyStatus, PlainApiKey};
 use tollgate::accounts::group::Group;
+use tollgate::accounts::ip_allowlist::IpAllowlist;
 use tollgate::accounts::user::{Role, User, UserStatus};
 use tollgate::changes::audit::AuditEntry;
 use tollgate::changes::feed::Stale;
@@ -16,8 +17,8 @@ use tollgate::identity::session::{LoginMethod, Session};
 use tollgate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
 use tollgate::limits::quota::{EffectiveQuotas, Period, QuotaName, Quotas, Usage, BYTES_PER_MB};
 use tollgate::limits::rate_limits::{LimitMode, RateLimits};
-use tollgate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
-use tollgate::routing::pool::HealthCheckSettings;
+use tollgate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
+use tollgate::routing::pool::{HealthCheckSettings, PoolName};
 use tollgate::store::{
     AuditLog, BackendStore, ChangeFeed, GroupStore, KeyStore, SessionStore, Store, StoreError,
     UsageEntry, UsageOutcome, UsageStore, UserQuery, UserStore,
@@ -34,13 +35,25 @@ fn user(username: &str) -> User {
         role: Role::User,
         tenant_id: None,
         groups: Vec::new(),
-        ip_allowlist: vec!["10.0.0.0/8".to_string(), "2001:db8::/32".to_string()],
+        ip_allowlist: IpAllowlist::try_from(vec![
+            "10.0.0.0/8".to_string(),
+            "2001:db8::/32".to_string(),
+        ])
+        .expect("a valid allowlist"),
         rate_limits: RateLimits::default(),
         quotas: Quotas::default(),
         password_hash: None,
         created_at: at,
         updated_at: at,
     }
+}
+
+fn pool_name(name: &str) -> PoolName {
+    PoolName::parse(name).expect("a valid pool name")
+}
+
+fn weight(weight: u32) -> Weight {
+    Weight::try_from(weight).expect("a valid weight")
 }
 
 fn audit(action: &str) -> AuditEntry {
@@ -518,7 +531,7 @@ fn group(name: &str, priority: i32, pools: &[&str]) -> Group {
         id: GroupId::generate(),
         name: name.to_string(),
         priority,
-        pools: pools.iter().map(|p| p.to_string()).collect(),
+        pools: pools.iter().map(|p| pool_name(p)).collect(),
         rate_limits: RateLimits::default(),
         quotas: Quotas::default(),
         created_at: now(),
@@ -572,7 +585,7 @@ async fn group_membership_orders_by_priority_and_stales_members(db: TestDatabase
 
     let before = store.latest_change().await.expect("cursor");
     let mut changed = high.clone();
-    changed.pools = vec!["spare".into()];
+    changed.pools = vec![pool_name("spare")];
     store
         .update_group(&changed, &audit("group.updated"))
         .await
@@ -611,9 +624,9 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
     let backend = Backend {
         id: BackendId::generate(),
         url: BackendUrl::parse("https://api.example.com:8443").expect("url"),
-        weight: 70,
+        weight: weight(70),
         health_check_path: "/healthz".into(),
-        pool: "default".into(),
+        pool: pool_name("default"),
         enabled: true,
         tls_sni: Some("internal.example.com".into()),
         health: BackendHealth::default(),
@@ -634,7 +647,7 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
         .expect("health");
     let mut changed = store.backend(&backend.id).await.expect("read");
     assert_eq!(changed.health, health);
-    changed.weight = 30;
+    changed.weight = weight(30);
     changed.enabled = false;
     store
         .update_backend(&changed, &audit("backend.updated"))

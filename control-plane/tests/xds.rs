@@ -18,8 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tollgate::routing::xds::snapshot::{CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE};
 use tollgate::routing::xds::{
-    Endpoint, GroupRoute, HealthCheckPolicy, HealthState, NodeStatus, Pool, RoutingTable,
-    XdsPublisher,
+    Endpoint, GroupRoute, HealthState, NodeStatus, Pool, RoutingTable, XdsPublisher,
 };
 use tonic::Streaming;
 
@@ -136,16 +135,6 @@ impl Envoy {
     }
 }
 
-fn health_check() -> HealthCheckPolicy {
-    HealthCheckPolicy {
-        interval: Duration::from_secs(30),
-        timeout: Duration::from_secs(5),
-        unhealthy_threshold: 3,
-        healthy_threshold: 2,
-        path: "/health".into(),
-    }
-}
-
 fn pool(name: &str, hosts: &[(&str, u32)]) -> Pool {
     Pool {
         name: name.into(),
@@ -161,7 +150,6 @@ fn pool(name: &str, hosts: &[(&str, u32)]) -> Pool {
                 tls: None,
             })
             .collect(),
-        health_check: health_check(),
     }
 }
 
@@ -432,7 +420,6 @@ fn scale_pools(pools: usize, endpoints: usize, weight: u32) -> Vec<Pool> {
                     tls: None,
                 })
                 .collect(),
-            health_check: health_check(),
         })
         .collect()
 }

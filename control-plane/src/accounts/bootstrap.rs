@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::accounts::api_key::{ApiKey, KeyHasher, PlainApiKey};
+use crate::accounts::ip_allowlist::IpAllowlist;
 use crate::accounts::user::{Role, User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::UserId;
@@ -87,7 +88,7 @@ async fn create_admin(store: &dyn Store) -> Result<User, StoreError> {
         role: Role::Admin,
         tenant_id: None,
         groups: Vec::new(),
-        ip_allowlist: Vec::new(),
+        ip_allowlist: IpAllowlist::default(),
         rate_limits: RateLimits::default(),
         quotas: Quotas::default(),
         password_hash: None,

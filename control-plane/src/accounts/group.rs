@@ -2,12 +2,12 @@
 
 use serde::Serialize;
 
-use crate::accounts::user::InvalidField;
 use crate::domain::ids::GroupId;
+use crate::domain::validation::InvalidField;
 use crate::domain::Timestamp;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
-use crate::routing::pool::validate_pool_name;
+use crate::routing::pool::PoolName;
 
 /// A group as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,7 +17,7 @@ pub struct Group {
     /// When a user is in several groups, the highest priority routes them.
     pub priority: i32,
     /// Pools this group's requests go to, in precedence order (first healthy wins).
-    pub pools: Vec<String>,
+    pub pools: Vec<PoolName>,
     pub rate_limits: RateLimits,
     pub quotas: Quotas,
     pub created_at: Timestamp,
@@ -38,20 +38,17 @@ pub fn validate_group_name(name: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
-/// At most 10 distinct, valid pool names.
-pub fn validate_group_pools(pools: &[String]) -> Result<(), InvalidField> {
-    let invalid = InvalidField {
-        field: "pools",
-        problem: "must be at most 10 distinct pool names",
-    };
-    if pools.len() > MAX_POOLS_PER_GROUP {
-        return Err(invalid);
-    }
-    for (index, pool) in pools.iter().enumerate() {
-        validate_pool_name(pool)?;
-        if pools[..index].contains(pool) {
-            return Err(invalid);
-        }
+/// At most 10 distinct pool names.
+pub fn validate_group_pools(pools: &[PoolName]) -> Result<(), InvalidField> {
+    let distinct = pools
+        .iter()
+        .enumerate()
+        .all(|(index, pool)| !pools[..index].contains(pool));
+    if pools.len() > MAX_POOLS_PER_GROUP || !distinct {
+        return Err(InvalidField {
+            field: "pools",
+            problem: "must be at most 10 distinct pool names",
+        });
     }
     Ok(())
 }
@@ -65,8 +62,13 @@ mod tests {
         assert!(validate_group_name("premium-tier").is_ok());
         assert!(validate_group_name("").is_err());
         assert!(validate_group_name("with space").is_err());
-        assert!(validate_group_pools(&["a".into(), "b".into()]).is_ok());
-        assert!(validate_group_pools(&["a".into(), "a".into()]).is_err());
-        assert!(validate_group_pools(&["Bad Pool".into()]).is_err());
+        let pools = |names: &[&str]| -> Vec<PoolName> {
+            names
+                .iter()
+                .map(|name| PoolName::parse(name).expect("a valid pool name"))
+                .collect()
+        };
+        assert!(validate_group_pools(&pools(&["a", "b"])).is_ok());
+        assert!(validate_group_pools(&pools(&["a", "a"])).is_err());
     }
 }

@@ -6,4 +6,5 @@
 pub mod api_key;
 pub mod bootstrap;
 pub mod group;
+pub mod ip_allowlist;
 pub mod user;

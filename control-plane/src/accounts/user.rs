@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::ip_allowlist::IpAllowlist;
 use crate::domain::ids::UserId;
+use crate::domain::validation::InvalidField;
 use crate::domain::Timestamp;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
@@ -72,21 +74,13 @@ pub struct User {
     pub tenant_id: Option<String>,
     pub groups: Vec<String>,
     /// Addresses and CIDRs the user may call from; empty allows every address.
-    pub ip_allowlist: Vec<String>,
+    pub ip_allowlist: IpAllowlist,
     pub rate_limits: RateLimits,
     pub quotas: Quotas,
     #[serde(skip)]
     pub password_hash: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-}
-
-/// A field of a user that failed validation, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{field}` {problem}")]
-pub struct InvalidField {
-    pub field: &'static str,
-    pub problem: &'static str,
 }
 
 const MAX_USERNAME_CHARS: usize = 64;
@@ -152,72 +146,9 @@ pub fn validate_password(password: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
-const MAX_ALLOWLIST_ENTRIES: usize = 100;
-
-/// Each entry is an address (`10.0.0.1`, `::1`) or a network with no host bits set
-/// (`192.168.1.0/24`, `2001:db8::/32`); at most 100 entries. Returns them normalised.
-pub fn validate_ip_allowlist(entries: &[String]) -> Result<Vec<String>, InvalidAllowlist> {
-    if entries.len() > MAX_ALLOWLIST_ENTRIES {
-        return Err(InvalidAllowlist("at most 100 entries".to_string()));
-    }
-    entries
-        .iter()
-        .map(|entry| {
-            let entry = entry.trim();
-            if let Ok(address) = entry.parse::<std::net::IpAddr>() {
-                return Ok(address.to_string());
-            }
-            // The address part must also satisfy the strict standard parser (no octal-looking
-            // leading zeros), as the filter reads it that way.
-            let strict_address = entry
-                .split_once('/')
-                .is_some_and(|(address, _)| address.parse::<std::net::IpAddr>().is_ok());
-            match entry.parse::<ipnet::IpNet>() {
-                Ok(network) if strict_address && network.trunc() == network => {
-                    Ok(network.to_string())
-                }
-                Ok(network) if strict_address => Err(InvalidAllowlist(format!(
-                    "{entry:?} has host bits set; did you mean {}?",
-                    network.trunc()
-                ))),
-                _ => Err(InvalidAllowlist(format!(
-                    "{entry:?} is not an IP address or CIDR network"
-                ))),
-            }
-        })
-        .collect()
-}
-
-/// Why an allowlist was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`ip_allowlist`: {0}")]
-pub struct InvalidAllowlist(String);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn allowlists_are_validated_and_normalised() {
-        let ok = validate_ip_allowlist(&[
-            "10.0.0.1".into(),
-            " 192.168.1.0/24".into(),
-            "2001:DB8::/32".into(),
-        ])
-        .expect("valid");
-        assert_eq!(ok, ["10.0.0.1", "192.168.1.0/24", "2001:db8::/32"]);
-        for bad in [
-            "10.0.0.1/8",
-            "10.0.0.0/33",
-            "example.com",
-            "",
-            "010.0.0.0/8",
-            "010.0.0.1",
-        ] {
-            assert!(validate_ip_allowlist(&[bad.to_string()]).is_err(), "{bad}");
-        }
-        assert!(validate_ip_allowlist(&vec!["10.0.0.1".to_string(); 101]).is_err());
-    }
 
     #[test]
     fn usernames_are_checked() {

@@ -17,20 +17,19 @@ use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
 use crate::domain::now;
 use crate::routing::backend::{
-    validate_health_check_path, validate_weight, Backend, BackendHealth, BackendUrl,
+    validate_health_check_path, Backend, BackendHealth, BackendUrl, Weight,
 };
-use crate::routing::pool::{validate_pool_name, HealthCheckSettings, DEFAULT_POOL};
+use crate::routing::pool::{HealthCheckSettings, PoolName};
 
-const DEFAULT_WEIGHT: u32 = 100;
 const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBackend {
     url: String,
-    weight: Option<u32>,
+    weight: Option<Weight>,
     health_check_path: Option<String>,
-    pool: Option<String>,
+    pool: Option<PoolName>,
     enabled: Option<bool>,
     tls_sni: Option<String>,
 }
@@ -39,9 +38,9 @@ pub struct CreateBackend {
 #[serde(deny_unknown_fields)]
 pub struct ChangeBackend {
     url: Option<String>,
-    weight: Option<u32>,
+    weight: Option<Weight>,
     health_check_path: Option<String>,
-    pool: Option<String>,
+    pool: Option<PoolName>,
     enabled: Option<bool>,
     tls_sni: Option<String>,
 }
@@ -52,14 +51,12 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBackend>,
 ) -> Result<impl IntoResponse, ApiError> {
     let url = BackendUrl::parse(&body.url)?;
-    let weight = body.weight.unwrap_or(DEFAULT_WEIGHT);
-    validate_weight(weight)?;
+    let weight = body.weight.unwrap_or(Weight::DEFAULT);
     let health_check_path = body
         .health_check_path
         .unwrap_or_else(|| DEFAULT_HEALTH_CHECK_PATH.to_string());
     validate_health_check_path(&health_check_path)?;
-    let pool = body.pool.unwrap_or_else(|| DEFAULT_POOL.to_string());
-    validate_pool_name(&pool)?;
+    let pool = body.pool.unwrap_or_else(PoolName::default_pool);
     validate_sni(body.tls_sni.as_deref())?;
     ensure_room(&state, &pool, None).await?;
     let at = now();
@@ -116,7 +113,6 @@ pub async fn change(
         }
     }
     if let Some(weight) = body.weight {
-        validate_weight(weight)?;
         backend.weight = weight;
     }
     if let Some(path) = body.health_check_path {
@@ -124,7 +120,6 @@ pub async fn change(
         backend.health_check_path = path;
     }
     if let Some(pool) = body.pool {
-        validate_pool_name(&pool)?;
         if pool != backend.pool {
             ensure_room(&state, &pool, Some(&backend.id)).await?;
         }
@@ -172,9 +167,9 @@ pub async fn pools(
     let backends = state.store.backends().await?;
     let settings: BTreeMap<String, HealthCheckSettings> =
         state.store.pool_settings().await?.into_iter().collect();
-    let mut pools: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut pools: BTreeMap<&PoolName, (usize, usize)> = BTreeMap::new();
     for backend in backends.iter().filter(|b| b.enabled) {
-        let counts = pools.entry(backend.pool.as_str()).or_default();
+        let counts = pools.entry(&backend.pool).or_default();
         counts.0 += 1;
         if backend.health.status != crate::routing::backend::HealthStatus::Unhealthy {
             counts.1 += 1;
@@ -189,7 +184,7 @@ pub async fn pools(
                 "enabled_backends": enabled,
                 "available_backends": available,
                 "below_minimum": *enabled < limits.min_backends,
-                "health_check": settings.get(*name).copied().unwrap_or(state.default_health_check),
+                "health_check": settings.get(name.as_str()).copied().unwrap_or(state.default_health_check),
             })
         })
         .collect();
@@ -203,17 +198,17 @@ pub async fn set_pool(
     Path(name): Path<String>,
     ApiJson(settings): ApiJson<HealthCheckSettings>,
 ) -> Result<impl IntoResponse, ApiError> {
-    validate_pool_name(&name)?;
+    let name = PoolName::parse(&name)?;
     settings.validate()?;
     let audit = AuditEntry::new(
         Some(caller.0.id.clone()),
         "pool.updated",
-        &name,
+        name.as_str(),
         json!({"health_check": settings}),
     );
     state
         .store
-        .set_pool_settings(&name, &settings, &audit)
+        .set_pool_settings(name.as_str(), &settings, &audit)
         .await?;
     Ok(Json(json!({"name": name, "health_check": settings})))
 }
@@ -229,7 +224,7 @@ pub async fn xds_nodes(
 /// Refuses a backend that would take `pool` past its maximum.
 async fn ensure_room(
     state: &AppState,
-    pool: &str,
+    pool: &PoolName,
     moving: Option<&BackendId>,
 ) -> Result<(), ApiError> {
     let in_pool = state
@@ -237,7 +232,7 @@ async fn ensure_room(
         .backends()
         .await?
         .iter()
-        .filter(|b| b.pool == pool && Some(&b.id) != moving)
+        .filter(|b| &b.pool == pool && Some(&b.id) != moving)
         .count();
     if in_pool >= state.pool_limits.max_backends {
         return Err(ApiError::conflict(

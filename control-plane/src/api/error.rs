@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::accounts::user::InvalidField;
+use crate::domain::validation::InvalidField;
 use crate::store::StoreError;
 
 /// An error as the client sees it.

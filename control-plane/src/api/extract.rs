@@ -19,18 +19,19 @@ use super::AppState;
 use crate::accounts::api_key::{KeyDigest, KeyState};
 use crate::accounts::user::{User, UserStatus};
 use crate::domain::ids::SessionId;
+use crate::domain::validation::with_refusal;
 use crate::store::{Page, StoreError};
 
-/// A JSON body; malformed input answers 400 in the documented error shape.
+/// A JSON body. Malformed input answers 400 `invalid_body`, and a value its type refuses
+/// (see [`crate::domain::validation`]) 400 `validation_failed` with the rule's message.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state)
+        let axum::Json(json) = axum::Json::<serde_json::Value>::from_request(req, state)
             .await
-            .map(|axum::Json(value)| Self(value))
             .map_err(|rejection: JsonRejection| {
                 // Every malformed body is a validation error (400), as the contract says;
                 // only an oversized one keeps its own status.
@@ -39,7 +40,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     _ => StatusCode::BAD_REQUEST,
                 };
                 ApiError::new(status, "invalid_body", rejection.body_text())
-            })
+            })?;
+        match with_refusal(|| serde_path_to_error::deserialize::<_, T>(json)) {
+            (Ok(value), _) => Ok(Self(value)),
+            (Err(_), Some(refusal)) => Err(ApiError::validation(refusal)),
+            (Err(error), None) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("Failed to deserialize the JSON body into the target type: {error}"),
+            )),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::domain::ids::{GroupId, UserId};
 use crate::domain::now;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
+use crate::routing::pool::PoolName;
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize)]
@@ -28,7 +29,7 @@ pub struct CreateGroup {
     #[serde(default)]
     priority: i32,
     #[serde(default)]
-    pools: Vec<String>,
+    pools: Vec<PoolName>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[serde(default, deserialize_with = "nullable")]
@@ -40,7 +41,7 @@ pub struct CreateGroup {
 pub struct ChangeGroup {
     name: Option<String>,
     priority: Option<i32>,
-    pools: Option<Vec<String>>,
+    pools: Option<Vec<PoolName>>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[serde(default, deserialize_with = "nullable")]

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::nullable;
-use crate::accounts::user::InvalidField;
+use crate::domain::validation::InvalidField;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::{LimitMode, RateLimits};
 

@@ -12,13 +12,14 @@ use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow, SelfOr};
 use super::permission::{ManageUsers, ReadUsers};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
+use crate::accounts::ip_allowlist::IpAllowlist;
 use crate::accounts::user::{
-    validate_email, validate_ip_allowlist, validate_name, validate_password, validate_username,
-    Role, User, UserStatus,
+    validate_email, validate_name, validate_password, validate_username, Role, User, UserStatus,
 };
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::UserId;
 use crate::domain::now;
+use crate::domain::validation::InvalidField;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
 use crate::store::{StoreError, UserQuery};
@@ -36,7 +37,7 @@ pub struct CreateUser {
     status: UserStatus,
     tenant_id: Option<String>,
     #[serde(default)]
-    ip_allowlist: Vec<String>,
+    ip_allowlist: IpAllowlist,
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[serde(default, deserialize_with = "nullable")]
@@ -63,7 +64,7 @@ pub struct ChangeUser {
     status: Option<UserStatus>,
     #[serde(default, deserialize_with = "nullable")]
     tenant_id: Option<Option<String>>,
-    ip_allowlist: Option<Vec<String>>,
+    ip_allowlist: Option<IpAllowlist>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[serde(default, deserialize_with = "nullable")]
@@ -87,8 +88,6 @@ pub async fn create(
     validate_optional(&body.email, validate_email)?;
     validate_optional(&body.name, validate_name)?;
     validate_tenant(&body.tenant_id)?;
-    let ip_allowlist = validate_ip_allowlist(&body.ip_allowlist)
-        .map_err(|e| ApiError::validation(e.to_string()))?;
     let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
     let quotas = settings::quotas(body.quotas, Quotas::default())?;
     if body.status == UserStatus::Deleted {
@@ -113,7 +112,7 @@ pub async fn create(
         role: body.role,
         tenant_id: body.tenant_id,
         groups: Vec::new(),
-        ip_allowlist,
+        ip_allowlist: body.ip_allowlist,
         rate_limits,
         quotas,
         password_hash,
@@ -195,9 +194,8 @@ pub async fn change(
         validate_tenant(&tenant_id)?;
         user.tenant_id = tenant_id;
     }
-    if let Some(entries) = &body.ip_allowlist {
-        user.ip_allowlist =
-            validate_ip_allowlist(entries).map_err(|e| ApiError::validation(e.to_string()))?;
+    if let Some(ip_allowlist) = body.ip_allowlist {
+        user.ip_allowlist = ip_allowlist;
     }
     user.rate_limits = settings::rate_limits(body.rate_limits, user.rate_limits)?;
     user.quotas = settings::quotas(body.quotas, user.quotas)?;
@@ -273,7 +271,7 @@ pub async fn find(state: &AppState, id: &str) -> Result<User, ApiError> {
 
 fn validate_optional(
     value: &Option<String>,
-    check: fn(&str) -> Result<(), crate::accounts::user::InvalidField>,
+    check: fn(&str) -> Result<(), InvalidField>,
 ) -> Result<(), ApiError> {
     value.as_deref().map(check).transpose()?;
     Ok(())

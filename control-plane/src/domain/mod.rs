@@ -1,6 +1,8 @@
-//! The vocabulary every capability shares: identifiers and timestamps.
+//! The vocabulary every capability shares: identifiers, timestamps and how values are
+//! validated where they enter.
 
 pub mod ids;
+pub mod validation;
 
 /// A timestamp as stored and shown: RFC 3339, UTC, millisecond precision.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

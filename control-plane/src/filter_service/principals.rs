@@ -151,7 +151,7 @@ fn user_principal(user: User, context: UserContext) -> Option<v1::Principal> {
         group_ids: user.groups,
         user_status: user_status.into(),
         key_expires_at: 0,
-        ip_allowlist: user.ip_allowlist,
+        ip_allowlist: user.ip_allowlist.into_entries(),
         scopes: Vec::new(),
         route_group: context.route_group,
         rate_limits: context.rate_limits,

@@ -106,6 +106,9 @@ mod tests {
         assert_eq!(first, file);
         assert_eq!(first.len(), 2 * GENERATED_SECRET_BYTES);
         assert_eq!(envoy_credential(None, dir.path()).expect("reload"), first);
-        assert_eq!(envoy_credential(Some("set"), dir.path()).expect("configured"), "set");
+        assert_eq!(
+            envoy_credential(Some("set"), dir.path()).expect("configured"),
+            "set"
+        );
     }
 }

@@ -5,7 +5,7 @@ use chrono::{Datelike, Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::user::InvalidField;
+use crate::domain::validation::InvalidField;
 use crate::domain::Timestamp;
 
 /// The largest quota amount that may be set.

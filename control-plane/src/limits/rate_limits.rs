@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::user::InvalidField;
+use crate::domain::validation::InvalidField;
 
 /// The largest request count a limit or a burst may name.
 pub const MAX_REQUESTS: u64 = 1_000_000_000;

@@ -1,10 +1,13 @@
 //! Upstream backends: where requests go, and how healthy each one is.
 
-use serde::{Serialize, Serializer};
+use std::ops::RangeInclusive;
 
-use crate::accounts::user::InvalidField;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::domain::ids::BackendId;
+use crate::domain::validation::{deserialize_checked, InvalidField};
 use crate::domain::Timestamp;
+use crate::routing::pool::PoolName;
 
 /// A backend's address, validated: `http` or `https`, a host, a port; nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,10 +181,10 @@ impl BackendHealth {
 pub struct Backend {
     pub id: BackendId,
     pub url: BackendUrl,
-    /// Share of its pool's traffic, 1-100, relative to the other backends' weights.
-    pub weight: u32,
+    /// Share of its pool's traffic, relative to the other backends' weights.
+    pub weight: Weight,
     pub health_check_path: String,
-    pub pool: String,
+    pub pool: PoolName,
     pub enabled: bool,
     /// SNI for TLS to an `https` backend; the URL's host when unset.
     pub tls_sni: Option<String>,
@@ -190,15 +193,41 @@ pub struct Backend {
     pub updated_at: Timestamp,
 }
 
-/// Weights are 1-100.
-pub fn validate_weight(weight: u32) -> Result<(), InvalidField> {
-    if (1..=100).contains(&weight) {
-        Ok(())
-    } else {
-        Err(InvalidField {
-            field: "weight",
-            problem: "must be 1 to 100",
-        })
+/// A backend's share of its pool's traffic: 1 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Weight(u32);
+
+impl Weight {
+    /// The weights a backend may have; Envoy refuses 0.
+    pub const RANGE: RangeInclusive<u32> = 1..=100;
+    /// The weight of a backend created without one.
+    pub const DEFAULT: Self = Self(100);
+
+    /// The weight as a number, e.g. for storage or Envoy.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for Weight {
+    type Error = InvalidField;
+
+    fn try_from(weight: u32) -> Result<Self, Self::Error> {
+        if Self::RANGE.contains(&weight) {
+            Ok(Self(weight))
+        } else {
+            Err(InvalidField {
+                field: "weight",
+                problem: "must be 1 to 100",
+            })
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_checked::<D, u32, Self>(deserializer)
     }
 }
 

@@ -45,7 +45,10 @@ pub async fn run(store: Arc<dyn Store>, defaults: HealthCheckSettings) {
         };
         let at = now();
         for backend in backends.into_iter().filter(|b| b.enabled) {
-            let policy = settings.get(&backend.pool).copied().unwrap_or(defaults);
+            let policy = settings
+                .get(backend.pool.as_str())
+                .copied()
+                .unwrap_or(defaults);
             let interval = chrono::Duration::seconds(policy.interval_secs.into());
             let due = backend
                 .health

@@ -1,24 +1,62 @@
 //! Upstream pools: a named set of backends and how their health is checked.
 
+use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::accounts::user::InvalidField;
+use crate::domain::validation::{deserialize_checked, InvalidField};
 
-/// The pool backends join when none is named.
+/// The name of the pool backends join when none is named.
 pub const DEFAULT_POOL: &str = "default";
 
-/// Pool names are 1-63 lowercase letters, digits and `-` (they become Envoy cluster names).
-pub fn validate_pool_name(name: &str) -> Result<(), InvalidField> {
-    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    if name.is_empty() || name.len() > 63 || !name.chars().all(allowed) {
-        return Err(InvalidField {
-            field: "pool",
-            problem: "must be 1 to 63 lowercase letters, digits or -",
-        });
+/// A pool's name: 1-63 lowercase letters, digits and `-`, as it becomes an Envoy cluster name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PoolName(String);
+
+impl PoolName {
+    /// A name from outside, checked.
+    pub fn parse(name: &str) -> Result<Self, InvalidField> {
+        Self::try_from(name.to_string())
     }
-    Ok(())
+
+    /// The pool backends join when none is named.
+    pub fn default_pool() -> Self {
+        Self(DEFAULT_POOL.to_string())
+    }
+
+    /// The name as written, e.g. for storage.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PoolName {
+    type Error = InvalidField;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if name.is_empty() || name.len() > 63 || !name.chars().all(allowed) {
+            return Err(InvalidField {
+                field: "pool",
+                problem: "must be 1 to 63 lowercase letters, digits or -",
+            });
+        }
+        Ok(Self(name))
+    }
+}
+
+impl<'de> Deserialize<'de> for PoolName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_checked::<D, String, Self>(deserializer)
+    }
+}
+
+impl fmt::Display for PoolName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// How a pool's backends are health-checked. Fields left out take the defaults.
@@ -45,10 +83,7 @@ impl Default for HealthCheckSettings {
 }
 
 impl HealthCheckSettings {
-    pub fn interval(&self) -> Duration {
-        Duration::from_secs(self.interval_secs.into())
-    }
-
+    /// How long one check may take before it counts as a failure.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs.into())
     }
@@ -85,7 +120,7 @@ mod tests {
     #[test]
     fn the_seed_defaults_are_valid() {
         let defaults = HealthCheckSettings::default();
-        assert_eq!(defaults.interval(), Duration::from_secs(30));
+        assert_eq!(defaults.timeout(), Duration::from_secs(5));
         assert!(defaults.validate().is_ok());
         let slow = HealthCheckSettings {
             timeout_secs: 30,
@@ -96,9 +131,11 @@ mod tests {
 
     #[test]
     fn pool_names_fit_envoy_cluster_names() {
-        assert!(validate_pool_name("default").is_ok());
-        assert!(validate_pool_name("eu-west-2").is_ok());
-        assert!(validate_pool_name("EU").is_err());
-        assert!(validate_pool_name("a_b").is_err());
+        assert!(PoolName::parse("default").is_ok());
+        assert!(PoolName::parse("eu-west-2").is_ok());
+        assert!(PoolName::parse("EU").is_err());
+        assert!(PoolName::parse("a_b").is_err());
+        let error = serde_json::from_str::<PoolName>(r#""a_b""#).expect_err("refused");
+        assert!(error.to_string().contains("`pool` must be"), "{error}");
     }
 }

@@ -1,17 +1,16 @@
 //! Turns the stored backends, pools and groups into what Envoy is served over xDS, and
 //! republishes whenever they change (or another replica changed them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accounts::group::Group;
 use crate::changes::signal::ChangeSignal;
 use crate::routing::backend::{Backend, HealthStatus};
-use crate::routing::pool::{HealthCheckSettings, DEFAULT_POOL};
+use crate::routing::pool::{PoolName, DEFAULT_POOL};
 use crate::routing::xds::{
-    Endpoint, GroupRoute, HealthCheckPolicy, HealthState, Pool, RoutingTable, UpstreamTls,
-    XdsPublisher,
+    Endpoint, GroupRoute, HealthState, Pool, RoutingTable, UpstreamTls, XdsPublisher,
 };
 use crate::store::{Store, StoreError};
 
@@ -21,7 +20,6 @@ const REBUILD_INTERVAL: Duration = Duration::from_secs(2);
 /// What the topology is built with besides the store.
 #[derive(Debug, Clone, Copy)]
 pub struct TopologyPolicy {
-    pub default_health_check: HealthCheckSettings,
     /// A group whose pools are all down routes to the default pool instead of 503.
     pub fallback_to_default_pool: bool,
 }
@@ -53,16 +51,13 @@ pub async fn build(
     store: &dyn Store,
     policy: TopologyPolicy,
 ) -> Result<(Vec<Pool>, RoutingTable), StoreError> {
-    let settings: HashMap<String, HealthCheckSettings> =
-        store.pool_settings().await?.into_iter().collect();
     let backends = store.backends().await?;
     let groups = store.groups().await?;
-    Ok(assemble(&backends, &settings, &groups, policy))
+    Ok(assemble(&backends, &groups, policy))
 }
 
 fn assemble(
     backends: &[Backend],
-    settings: &HashMap<String, HealthCheckSettings>,
     groups: &[Group],
     policy: TopologyPolicy,
 ) -> (Vec<Pool>, RoutingTable) {
@@ -75,24 +70,9 @@ fn assemble(
     }
     let pools: Vec<Pool> = by_pool
         .iter()
-        .map(|(name, members)| {
-            let check = settings
-                .get(*name)
-                .copied()
-                .unwrap_or(policy.default_health_check);
-            Pool {
-                name: (*name).to_string(),
-                endpoints: members.iter().map(|b| endpoint(b)).collect(),
-                health_check: HealthCheckPolicy {
-                    interval: check.interval(),
-                    timeout: check.timeout(),
-                    unhealthy_threshold: check.unhealthy_threshold,
-                    healthy_threshold: check.healthy_threshold,
-                    path: members
-                        .first()
-                        .map_or_else(|| "/".to_string(), |b| b.health_check_path.clone()),
-                },
-            }
+        .map(|(name, members)| Pool {
+            name: (*name).to_string(),
+            endpoints: members.iter().map(|b| endpoint(b)).collect(),
         })
         .collect();
     let available = |pool: &str| {
@@ -113,7 +93,7 @@ fn assemble(
                 .pools
                 .iter()
                 .filter(|pool| by_pool.contains_key(pool.as_str()))
-                .cloned()
+                .map(PoolName::to_string)
                 .collect();
             let any_available = usable.iter().any(|pool| available(pool));
             if !any_available && policy.fallback_to_default_pool && default_pool.is_some() {
@@ -140,7 +120,7 @@ fn endpoint(backend: &Backend) -> Endpoint {
         id: backend.id.to_string(),
         host: backend.url.host.clone(),
         port: backend.url.port,
-        weight: backend.weight,
+        weight: backend.weight.get(),
         healthy: match backend.health.status {
             HealthStatus::Healthy => HealthState::Healthy,
             HealthStatus::Unhealthy => HealthState::Unhealthy,

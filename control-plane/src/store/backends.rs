@@ -11,8 +11,8 @@ use super::columns::{
 use super::{SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
-use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus};
-use crate::routing::pool::HealthCheckSettings;
+use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
+use crate::routing::pool::{HealthCheckSettings, PoolName};
 
 const BACKEND_COLUMNS: &str = "id, created_at, url, weight, health_check_path, pool, enabled, \
      tls_sni, updated_at, health_status, consecutive_failures, consecutive_successes, \
@@ -187,9 +187,9 @@ async fn set_health(tx: &mut AnyConnection, id: &BackendId, health: &BackendHeal
 fn bind_changeable<'q>(query: AnyQuery<'q>, backend: &'q Backend) -> AnyQuery<'q> {
     query
         .bind(backend.url.to_string())
-        .bind(i64::from(backend.weight))
+        .bind(i64::from(backend.weight.get()))
         .bind(&backend.health_check_path)
-        .bind(&backend.pool)
+        .bind(backend.pool.as_str())
         .bind(i64::from(backend.enabled))
         .bind(backend.tls_sni.as_deref())
         .bind(format_time(backend.updated_at))
@@ -215,9 +215,11 @@ fn backend_from_row(row: &AnyRow) -> Result<Backend, StoreError> {
     Ok(Backend {
         id: BackendId::from_string(row.try_get("id")?),
         url: BackendUrl::parse(&url).map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
-        weight: small_number(row, "weight")?,
+        weight: Weight::try_from(small_number::<u32>(row, "weight")?)
+            .map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
         health_check_path: row.try_get("health_check_path")?,
-        pool: row.try_get("pool")?,
+        pool: PoolName::try_from(row.try_get::<String, _>("pool")?)
+            .map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         tls_sni: row.try_get("tls_sni")?,
         health: BackendHealth {

@@ -28,6 +28,7 @@ use envoy_types::pb::google::protobuf::{self, value, Struct, UInt32Value, Value}
 use envoy_types::util::pack_any;
 
 use super::model::{cluster_name, Endpoint, HealthState, Pool, UpstreamTls};
+use crate::routing::backend::Weight;
 
 /// How long Envoy waits for a TCP connection to a backend.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -39,8 +40,6 @@ const OUTLIER_INTERVAL: Duration = Duration::from_secs(5);
 const OUTLIER_BASE_EJECTION: Duration = Duration::from_secs(10);
 /// ...but never more than this share of a pool.
 const OUTLIER_MAX_EJECTION_PERCENT: u32 = 50;
-/// Endpoint weights are clamped into this range (Envoy refuses 0).
-const WEIGHT_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// Endpoint metadata namespace Envoy reads to pick a cluster's transport socket.
 const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
@@ -136,7 +135,7 @@ fn lb_endpoint(endpoint: &Endpoint) -> LbEndpoint {
         load_balancing_weight: Some(UInt32Value {
             value: endpoint
                 .weight
-                .clamp(*WEIGHT_RANGE.start(), *WEIGHT_RANGE.end()),
+                .clamp(*Weight::RANGE.start(), *Weight::RANGE.end()),
         }),
         metadata: endpoint.tls.as_ref().map(tls_metadata),
     }

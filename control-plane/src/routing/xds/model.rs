@@ -2,7 +2,6 @@
 //! values with no storage types, so a snapshot can be built (and tested) from anything.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// A named set of backends; Envoy sees it as one cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,11 +9,9 @@ pub struct Pool {
     /// Unique among pools; the cluster is named after it (see [`cluster_name`]).
     pub name: String,
     /// The backends; a pool with none answers nothing (its routes fall back, see
-    /// [`RoutingTable`]).
+    /// [`RoutingTable`]). Envoy runs no active health checks: it learns the control plane's
+    /// verdict through each endpoint's health status.
     pub endpoints: Vec<Endpoint>,
-    /// How the control plane checks this pool's endpoints. Envoy runs no active checks of
-    /// its own: it learns the outcome through each endpoint's health status.
-    pub health_check: HealthCheckPolicy,
 }
 
 /// One backend of a pool.
@@ -26,7 +23,9 @@ pub struct Endpoint {
     pub host: String,
     /// The backend's TCP port.
     pub port: u16,
-    /// Share of the pool's traffic relative to its siblings, 1-100 (clamped into that range).
+    /// Share of the pool's traffic relative to its siblings, clamped into [`Weight::RANGE`].
+    ///
+    /// [`Weight::RANGE`]: crate::routing::backend::Weight::RANGE
     pub weight: u32,
     /// The latest verdict of the control plane's health checks.
     pub healthy: HealthState,
@@ -48,21 +47,6 @@ pub enum HealthState {
 pub struct UpstreamTls {
     /// Server name sent in the handshake; empty sends none.
     pub sni: String,
-}
-
-/// Active health checking of a pool's endpoints, run by the control plane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheckPolicy {
-    /// Time between two checks of an endpoint.
-    pub interval: Duration,
-    /// How long a check may take before it counts as a failure.
-    pub timeout: Duration,
-    /// Consecutive failures that make a healthy endpoint unhealthy.
-    pub unhealthy_threshold: u32,
-    /// Consecutive successes that make an unhealthy endpoint healthy.
-    pub healthy_threshold: u32,
-    /// HTTP path probed on each endpoint.
-    pub path: String,
 }
 
 /// Which pool serves which request.
@@ -148,13 +132,6 @@ mod tests {
         let mut pool = Pool {
             name: "p".into(),
             endpoints: vec![],
-            health_check: HealthCheckPolicy {
-                interval: Duration::from_secs(30),
-                timeout: Duration::from_secs(5),
-                unhealthy_threshold: 3,
-                healthy_threshold: 2,
-                path: "/health".into(),
-            },
         };
         assert!(!pool.can_serve());
         pool.endpoints

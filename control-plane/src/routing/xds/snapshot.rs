@@ -156,14 +156,12 @@ impl Default for Snapshot {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::time::Duration;
-
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
     use super::*;
-    use crate::routing::xds::model::{Endpoint, GroupRoute, HealthCheckPolicy, HealthState};
+    use crate::routing::xds::model::{Endpoint, GroupRoute, HealthState};
 
     pub(crate) fn endpoint(id: &str, host: &str, weight: u32, healthy: HealthState) -> Endpoint {
         Endpoint {
@@ -180,13 +178,6 @@ pub(crate) mod tests {
         Pool {
             name: name.into(),
             endpoints,
-            health_check: HealthCheckPolicy {
-                interval: Duration::from_secs(30),
-                timeout: Duration::from_secs(5),
-                unhealthy_threshold: 3,
-                healthy_threshold: 2,
-                path: "/health".into(),
-            },
         }
     }
 
