@@ -28,6 +28,8 @@ TOLLGATE_BIN = TARGET / "release/tollgate"
 ECHO_BIN = TARGET / "release/tollgate-echo"
 FILTER_WASM = TARGET / "wasm32-wasip1/release/tollgate_filter.wasm"
 ENVOY_BIN = ROOT / ".tools/bin/envoy"
+# What the benchmark's Envoys present on the control plane's gRPC port.
+ENVOY_CREDENTIAL = "bench-envoy-credential-" + "0" * 24
 LOG_DIR = ROOT / ".run/bench"
 
 WORKER_COUNTS = (1, 2)
@@ -39,6 +41,7 @@ PRINCIPALS_FILLING_A_WORKER = 20_000
 # Resolved keys, known and unknown, stay cached for the whole run. Address limits are checked
 # on every request but set high enough that the load of one address never reaches them.
 CONTROL_PLANE_SETTINGS = {
+    "TOLLGATE_GRPC__CREDENTIAL": ENVOY_CREDENTIAL,
     "TOLLGATE_FILTER__POSITIVE_CACHE_TTL_SECS": "3600",
     "TOLLGATE_FILTER__NEGATIVE_CACHE_TTL_SECS": "3600",
     "TOLLGATE_LIMITS__IP__REQUESTS_PER_MINUTE": "1000000000",
@@ -168,6 +171,7 @@ def envoy_values(setup: Setup, name: str, ports: tuple[int, int]) -> dict[str, s
         "ENVOY_FILTER_WASM": str(FILTER_WASM),
         "ENVOY_CONTROL_PLANE_HOST": "127.0.0.1",
         "ENVOY_CONTROL_PLANE_PORT": str(setup.control_plane.grpc_port),
+        "ENVOY_CONTROL_PLANE_CREDENTIAL": ENVOY_CREDENTIAL,
         "BENCH_UPSTREAM_PORT": str(setup.upstream_port),
     }
 

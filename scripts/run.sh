@@ -42,6 +42,15 @@ if [[ -z "${TOLLGATE_BOOTSTRAP__ADMIN_API_KEY:-}" ]]; then
 fi
 export TOLLGATE_BOOTSTRAP__ADMIN_API_KEY
 ADMIN_KEY="$TOLLGATE_BOOTSTRAP__ADMIN_API_KEY"
+# What Envoy presents on the control plane's gRPC port: the operator's, or one kept in .run/.
+if [[ -z "${TOLLGATE_GRPC__CREDENTIAL:-}" ]]; then
+    if [[ ! -s "$RUN_DIR/envoy.credential" ]]; then
+        (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$RUN_DIR/envoy.credential")
+    fi
+    TOLLGATE_GRPC__CREDENTIAL="$(cat "$RUN_DIR/envoy.credential")"
+fi
+export TOLLGATE_GRPC__CREDENTIAL
+export ENVOY_CONTROL_PLANE_CREDENTIAL="$TOLLGATE_GRPC__CREDENTIAL"
 
 pids=()
 cleanup() {

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tonic::service::InterceptorLayer;
 
 use crate::accounts::api_key::KeyHasher;
 use crate::accounts::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
@@ -14,6 +15,7 @@ use crate::api::{app, AppState, PoolLimits, SessionSettings};
 use crate::config::ValidConfig;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
+use crate::identity::envoy_credential::EnvoyCredential;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
@@ -84,6 +86,8 @@ pub struct Services {
     pub xds: Arc<XdsPublisher>,
     /// What start-up did about the admin user, for the operator.
     pub admin: AdminBootstrap,
+    /// What every Envoy must present on the gRPC port.
+    pub envoy_credential: EnvoyCredential,
 }
 
 /// Loads secrets, makes sure the admin and a signing key exist, and wires the services.
@@ -96,6 +100,15 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             })?;
         }
         secret::load_or_create(configured, &config.raw.data_dir)?
+    };
+    let envoy_credential = {
+        let configured = config.raw.grpc.credential.as_deref();
+        if configured.is_none() {
+            create_private_dir(&config.raw.data_dir).with_context(|| {
+                format!("cannot create `data_dir` {}", config.raw.data_dir.display())
+            })?;
+        }
+        EnvoyCredential::new(&secret::envoy_credential(configured, &config.raw.data_dir)?)
     };
     let hasher = KeyHasher::new(&secret);
     let admin = ensure_admin(
@@ -186,6 +199,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         filter,
         xds,
         admin,
+        envoy_credential,
     })
 }
 
@@ -205,17 +219,37 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
     );
     let http =
         axum::serve(http_listener, app(services.http)).with_graceful_shutdown(shutdown_signal());
-    // Keepalives find Envoys that vanished without closing their streams.
-    let grpc = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
-        .add_service(FilterServiceServer::new(services.filter))
-        .add_service(services.xds.service())
-        .serve_with_incoming_shutdown(tokio_stream_from(grpc_listener), shutdown_signal());
+    let grpc = serve_grpc(
+        grpc_listener,
+        services.filter,
+        &services.xds,
+        services.envoy_credential,
+        shutdown_signal(),
+    );
     tokio::try_join!(async { http.await.context("HTTP server failed") }, async {
         grpc.await.context("gRPC server failed")
     },)?;
     Ok(())
+}
+
+/// Serves ADS and the filter service on `listener` to Envoys that present `credential`, until
+/// `shutdown` completes.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    filter: FilterApi,
+    xds: &XdsPublisher,
+    credential: EnvoyCredential,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    // Keepalives find Envoys that vanished without closing their streams.
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        .layer(InterceptorLayer::new(credential))
+        .add_service(FilterServiceServer::new(filter))
+        .add_service(xds.service())
+        .serve_with_incoming_shutdown(tokio_stream_from(listener), shutdown)
+        .await
 }
 
 const GRPC_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);

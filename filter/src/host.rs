@@ -62,7 +62,9 @@ impl Host for ProxyHost {
             call.cluster,
             FILTER_SERVICE,
             call.method,
-            Vec::new(),
+            call.authorization
+                .map(|value| vec![("authorization", value)])
+                .unwrap_or_default(),
             Some(call.message),
             call.timeout,
         )

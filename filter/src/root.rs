@@ -67,6 +67,11 @@ impl RootContext for TollgateRoot {
                 return false;
             }
         };
+        if config.control_plane_credential.authorization().is_none() {
+            log::warn!(
+                "control_plane_credential is not set; the control plane refuses calls without it"
+            );
+        }
         let root_id = self
             .get_property(vec!["plugin_root_id"])
             .and_then(|bytes| String::from_utf8(bytes).ok())

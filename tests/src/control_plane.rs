@@ -13,6 +13,8 @@ use crate::process::Process;
 
 /// The admin key every test control plane imports at start.
 pub const ADMIN_KEY: &str = "test-admin-key-imported-from-an-older-system";
+/// What the tests' Envoys present on the control plane's gRPC port.
+pub const ENVOY_CREDENTIAL: &str = "test-envoy-credential-of-this-deployment-0123";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to start a control plane.
@@ -119,6 +121,7 @@ impl ControlPlane {
                 format!("127.0.0.1:{}", self.grpc_port),
             )
             .env("TOLLGATE_BOOTSTRAP__ADMIN_API_KEY", ADMIN_KEY)
+            .env("TOLLGATE_GRPC__CREDENTIAL", ENVOY_CREDENTIAL)
             .env("TOLLGATE_LOG", "info")
             // Tests send many refused requests from one address: only the tests of address
             // limits set their own.

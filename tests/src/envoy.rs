@@ -3,6 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::control_plane::ENVOY_CREDENTIAL;
 use crate::http::{client, send, Answer};
 use crate::layout::Layout;
 use crate::ports::{start_with_free_ports, Port, PortTaken};
@@ -110,14 +111,22 @@ impl Envoy {
             )
             .replace("${ENVOY_NODE_ID}", &format!("envoy-{admin_port}"));
         if let Some(config) = &options.filter_config {
-            let default =
-                r#"'{"control_plane_cluster":"tollgate_control_plane","callout_timeout_ms":1000}'"#;
+            let default = r#"'{"control_plane_cluster":"tollgate_control_plane","control_plane_credential":"${ENVOY_CONTROL_PLANE_CREDENTIAL}","callout_timeout_ms":1000}'"#;
             assert!(
                 rendered.contains(default),
                 "bootstrap filter configuration moved"
             );
-            rendered = rendered.replace(default, &format!("'{config}'"));
+            let config = config
+                .strip_prefix('{')
+                .expect("a filter configuration is a JSON object");
+            rendered = rendered.replace(
+                default,
+                &format!(
+                    r#"'{{"control_plane_credential":"${{ENVOY_CONTROL_PLANE_CREDENTIAL}}",{config}'"#
+                ),
+            );
         }
+        let rendered = rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL);
         assert!(
             !rendered.contains("${"),
             "unrendered placeholder in the bootstrap"

@@ -2,6 +2,7 @@
 //! behind key hashes. Calls `domain`, `accounts`, `store`, and `changes` to tell the data plane
 //! of new signing keys.
 
+pub mod envoy_credential;
 pub mod password;
 pub mod sealing;
 pub mod secret;

@@ -16,6 +16,8 @@ use crate::access::Scopes;
 pub struct PluginConfig {
     /// Envoy cluster of the control plane's gRPC server.
     pub control_plane_cluster: String,
+    /// What the filter presents on the control plane's gRPC port: its `grpc.credential`.
+    pub control_plane_credential: ControlPlaneCredential,
     /// How long a request waits for the control plane before it is refused with 503.
     pub callout_timeout_ms: u64,
     /// Longest API key accepted; a longer one is refused without a lookup.
@@ -36,6 +38,44 @@ pub struct PluginConfig {
     pub rate_limit_headers: RateLimitHeaders,
 }
 
+/// The control plane's gRPC credential, kept as the `authorization` metadata every call sends.
+/// `Debug` does not show it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub struct ControlPlaneCredential {
+    /// `Bearer <credential>`; empty when none is configured.
+    authorization: String,
+}
+
+impl ControlPlaneCredential {
+    /// The `authorization` metadata for a call; `None` when no credential is configured.
+    pub fn authorization(&self) -> Option<&[u8]> {
+        (!self.authorization.is_empty()).then_some(self.authorization.as_bytes())
+    }
+}
+
+impl From<String> for ControlPlaneCredential {
+    fn from(credential: String) -> Self {
+        let authorization = if credential.is_empty() {
+            credential
+        } else {
+            format!("Bearer {credential}")
+        };
+        Self { authorization }
+    }
+}
+
+impl fmt::Debug for ControlPlaneCredential {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = if self.authorization.is_empty() {
+            "none"
+        } else {
+            "set"
+        };
+        write!(formatter, "ControlPlaneCredential({shown})")
+    }
+}
+
 /// Which answers carry the `X-RateLimit-*` headers. Adding the three to an upstream's answer
 /// costs Envoy about 10,000 instructions, an eighth of what the filter adds to a request, so a
 /// deployment whose clients do not read them may keep them to refusals.
@@ -54,6 +94,7 @@ impl Default for PluginConfig {
     fn default() -> Self {
         Self {
             control_plane_cluster: "tollgate_control_plane".to_owned(),
+            control_plane_credential: ControlPlaneCredential::default(),
             callout_timeout_ms: 1000,
             max_credential_bytes: 8192,
             trusted_hops: 0,
@@ -124,6 +165,17 @@ impl PluginConfig {
             return Err(ConfigError::invalid_field(
                 "control_plane_cluster",
                 "must name an Envoy cluster",
+            ));
+        }
+        if !self
+            .control_plane_credential
+            .authorization
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() || byte == b' ')
+        {
+            return Err(ConfigError::invalid_field(
+                "control_plane_credential",
+                "must be visible ASCII characters",
             ));
         }
         if self.callout_timeout_ms == 0 {
@@ -214,7 +266,7 @@ mod tests {
     #[test]
     fn reads_every_field() {
         let config = parse(
-            r#"{"control_plane_cluster": "cp", "callout_timeout_ms": 250,
+            r#"{"control_plane_cluster": "cp", "control_plane_credential": "c", "callout_timeout_ms": 250,
                 "max_credential_bytes": 512, "trusted_hops": 2, "max_stale_secs": 60,
                 "fail_open_routes": ["GET /status"], "watch_wait_ms": 5000,
                 "rate_limit_headers": "refusals"}"#,
@@ -225,6 +277,7 @@ mod tests {
             config,
             PluginConfig {
                 control_plane_cluster: "cp".to_owned(),
+                control_plane_credential: ControlPlaneCredential::from("c".to_owned()),
                 callout_timeout_ms: 250,
                 max_credential_bytes: 512,
                 trusted_hops: 2,
@@ -319,5 +372,23 @@ mod tests {
             let error = parse(json).expect_err("not a configuration object");
             assert_eq!(error.field(), None, "for {json:?}");
         }
+    }
+
+    #[test]
+    fn the_control_plane_credential_is_sent_as_a_bearer_and_never_shown() {
+        let config = parse(r#"{"control_plane_credential": "s3cret-credential"}"#).expect("valid");
+        assert_eq!(
+            config.control_plane_credential.authorization(),
+            Some(b"Bearer s3cret-credential".as_slice())
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert_eq!(
+            PluginConfig::default()
+                .control_plane_credential
+                .authorization(),
+            None
+        );
+        let refused = parse("{\"control_plane_credential\": \"new\\nline\"}").expect_err("refused");
+        assert_eq!(refused.field.as_deref(), Some("control_plane_credential"));
     }
 }

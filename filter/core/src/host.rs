@@ -32,6 +32,8 @@ pub enum WriteError {
 /// A call to the control plane's `FilterService`.
 pub struct GrpcCall<'a> {
     pub cluster: &'a str,
+    /// The `authorization` metadata: the control plane's credential.
+    pub authorization: Option<&'a [u8]>,
     pub method: &'a str,
     pub message: &'a [u8],
     pub timeout: Duration,
@@ -42,6 +44,7 @@ impl<'a> GrpcCall<'a> {
     pub fn new(config: &'a PluginConfig, method: &'a str, message: &'a [u8]) -> Self {
         Self {
             cluster: &config.control_plane_cluster,
+            authorization: config.control_plane_credential.authorization(),
             method,
             message,
             timeout: config.callout_timeout(),
