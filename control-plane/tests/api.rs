@@ -22,14 +22,9 @@ async fn the_admin_api_requires_a_valid_key() {
 #[tokio::test]
 async fn an_imported_admin_key_administers_users() {
     let api = Api::start().await;
-    let (status, body) = api
-        .admin(
-            "POST",
-            "/api/v1/users",
-            Some(json!({"username": "alice", "email": "alice@example.com", "name": "Alice", "password": "correct horse"})),
-        )
+    let body = api
+        .create_user_with(json!({"username": "alice", "email": "alice@example.com", "name": "Alice", "password": "correct horse"}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(body["id"].as_str().expect("id").starts_with("u_"));
     assert_eq!(body["status"], "active");
     assert_eq!(body["role"], "user");
@@ -95,14 +90,7 @@ async fn a_key_is_shown_once_and_authenticates_its_owner() {
     let api = Api::start().await;
     let user = api.create_user("carol").await;
     let id = user["id"].as_str().expect("id");
-    let (status, issued) = api
-        .admin(
-            "POST",
-            &format!("/api/v1/users/{id}/keys"),
-            Some(json!({"name": "primary"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let issued = api.issue_key_with(id, json!({"name": "primary"})).await;
     let key = issued["key"].as_str().expect("key");
     assert!(key.starts_with(&format!("tg_{id}_")));
     assert_eq!(issued["prefix"], "tg");
@@ -133,13 +121,7 @@ async fn revoked_and_rotated_keys_stop_working() {
     let api = Api::start().await;
     let user = api.create_user("dave").await;
     let id = user["id"].as_str().expect("id");
-    let (_, first) = api
-        .admin(
-            "POST",
-            &format!("/api/v1/users/{id}/keys"),
-            Some(json!({"name": "a"})),
-        )
-        .await;
+    let first = api.issue_key_with(id, json!({"name": "a"})).await;
     let first_key = first["key"].as_str().expect("key");
     let first_id = first["id"].as_str().expect("key id");
 
@@ -202,14 +184,7 @@ async fn users_cannot_touch_other_users() {
     let frank = api.create_user("frank").await;
     let erin_id = erin["id"].as_str().expect("id");
     let frank_id = frank["id"].as_str().expect("id");
-    let (_, issued) = api
-        .admin(
-            "POST",
-            &format!("/api/v1/users/{erin_id}/keys"),
-            Some(json!({"name": "e"})),
-        )
-        .await;
-    let erin_key = issued["key"].as_str().expect("key");
+    let erin_key = api.issue_key(erin_id).await;
     for (method, path) in [
         ("GET", format!("/api/v1/users/{frank_id}")),
         ("GET", format!("/api/v1/users/{frank_id}/keys")),
@@ -218,7 +193,7 @@ async fn users_cannot_touch_other_users() {
         ("GET", "/api/v1/audit".to_string()),
     ] {
         let (status, _) = api
-            .call(method, &path, Some(erin_key), Some(json!({"name": "x"})))
+            .call(method, &path, Some(&erin_key), Some(json!({"name": "x"})))
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
     }
@@ -227,16 +202,7 @@ async fn users_cannot_touch_other_users() {
 #[tokio::test]
 async fn suspending_and_deleting_a_user_disables_their_keys() {
     let api = Api::start().await;
-    let user = api.create_user("gina").await;
-    let id = user["id"].as_str().expect("id");
-    let (_, issued) = api
-        .admin(
-            "POST",
-            &format!("/api/v1/users/{id}/keys"),
-            Some(json!({"name": "g"})),
-        )
-        .await;
-    let key = issued["key"].as_str().expect("key");
+    let (id, key) = api.user_with_key("gina").await;
 
     let (status, changed) = api
         .admin(
@@ -249,7 +215,9 @@ async fn suspending_and_deleting_a_user_disables_their_keys() {
     assert_eq!(changed["status"], "suspended");
     assert_eq!(changed["name"], Value::Null);
     assert_eq!(
-        api.call("GET", "/api/v1/users/me", Some(key), None).await.0,
+        api.call("GET", "/api/v1/users/me", Some(&key), None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
 
@@ -275,15 +243,7 @@ async fn suspending_and_deleting_a_user_disables_their_keys() {
 #[tokio::test]
 async fn changes_are_audited_without_secrets() {
     let api = Api::start().await;
-    let user = api.create_user("hank").await;
-    let id = user["id"].as_str().expect("id");
-    let (_, issued) = api
-        .admin(
-            "POST",
-            &format!("/api/v1/users/{id}/keys"),
-            Some(json!({"name": "h"})),
-        )
-        .await;
+    let (_, key) = api.user_with_key("hank").await;
     let (status, audit) = api.admin("GET", "/api/v1/audit", None).await;
     assert_eq!(status, StatusCode::OK);
     let actions: Vec<&str> = audit["items"]
@@ -297,7 +257,7 @@ async fn changes_are_audited_without_secrets() {
         "{actions:?}"
     );
     let text = audit.to_string();
-    assert!(!text.contains(issued["key"].as_str().expect("key")));
+    assert!(!text.contains(&key));
     assert!(!text.contains(ADMIN_KEY));
 }
 

@@ -155,9 +155,7 @@ async fn an_expired_key_is_refused_at_both_doors_from_its_expiry_second() {
 #[tokio::test]
 async fn a_revoked_key_is_refused_at_both_doors() {
     let api = Api::start().await;
-    let user = api.create_user("mia").await;
-    let user_id = user["id"].as_str().expect("id");
-    let key = api.issue_key(user_id).await;
+    let (user_id, key) = api.user_with_key("mia").await;
     let key_id = key_principal(&api.filter, &key)
         .await
         .expect("principal")

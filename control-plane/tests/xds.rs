@@ -471,14 +471,8 @@ async fn scale_1000_pools_50_envoys() {
         let envoy = Envoy::connect(address, &format!("envoy-{i}")).await;
         tokio::spawn(follow(envoy, targets_rx.clone(), synced.clone()));
     }
-    for _ in 0..ENVOYS {
-        synced_rx.recv().await.expect("synced");
-    }
-    println!(
-        "initial sync of {ENVOYS} Envoys: {:?}; {}",
-        started.elapsed(),
-        rss_mib()
-    );
+    let initial_sync = format!("initial sync of {ENVOYS} Envoys:");
+    print_when_synced(&mut synced_rx, ENVOYS, started, &initial_sync).await;
 
     for (label, pools, routing) in [
         (
@@ -496,14 +490,8 @@ async fn scale_1000_pools_50_envoys() {
         targets.send_replace(versions(&next));
         let started = Instant::now();
         publisher.publish(&pools, &routing);
-        for _ in 0..ENVOYS {
-            synced_rx.recv().await.expect("synced");
-        }
-        println!(
-            "{label}: publish to last ACK {:?}; {}",
-            started.elapsed(),
-            rss_mib()
-        );
+        let publish = format!("{label}: publish to last ACK");
+        print_when_synced(&mut synced_rx, ENVOYS, started, &publish).await;
     }
     let acked = publisher
         .node_statuses()
@@ -512,6 +500,14 @@ async fn scale_1000_pools_50_envoys() {
         .filter(|s| s.acked_versions.len() == 3)
         .count();
     assert_eq!(acked, ENVOYS);
+}
+
+/// Waits for `envoys` reports of being in sync, then prints the time `since`.
+async fn print_when_synced(rx: &mut mpsc::Receiver<()>, envoys: usize, since: Instant, what: &str) {
+    for _ in 0..envoys {
+        rx.recv().await.expect("synced");
+    }
+    println!("{what} {:?}; {}", since.elapsed(), rss_mib());
 }
 
 fn size(resources: &tollgate::routing::xds::snapshot::Resources) -> usize {

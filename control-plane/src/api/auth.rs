@@ -233,8 +233,7 @@ pub async fn rotate_signing_key(
     .await
     .map_err(|e| internal(&e.to_string()))?
     .map_err(|e| internal(&e.to_string()))?;
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "signing_key.created",
         &key.kid,
         json!({"alg": key.alg.as_str(), "activates_at": activates_at}),

@@ -13,7 +13,6 @@ use super::error::{found, ApiError};
 use super::extract::{whole_list, ApiJson, Caller};
 use super::permission::{ManageBackends, ReadBackends};
 use super::AppState;
-use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
 use crate::domain::now;
 use crate::routing::backend::{
@@ -72,8 +71,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "backend.created",
         backend.id.as_str(),
         json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight}),
@@ -133,8 +131,7 @@ pub async fn change(
         backend.tls_sni = body.tls_sni;
     }
     backend.updated_at = now();
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "backend.updated",
         backend.id.as_str(),
         json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight, "enabled": backend.enabled}),
@@ -149,8 +146,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let backend = find(&state, &id).await?;
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "backend.deleted",
         backend.id.as_str(),
         json!({"url": backend.url, "pool": backend.pool}),
@@ -200,8 +196,7 @@ pub async fn set_pool(
 ) -> Result<impl IntoResponse, ApiError> {
     let name = PoolName::parse(&name)?;
     settings.validate()?;
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "pool.updated",
         name.as_str(),
         json!({"health_check": settings}),

@@ -18,6 +18,7 @@ use super::permission::{Authenticated, Permission};
 use super::AppState;
 use crate::accounts::api_key::{KeyDigest, KeyState};
 use crate::accounts::user::{User, UserStatus};
+use crate::changes::audit::AuditEntry;
 use crate::domain::ids::SessionId;
 use crate::domain::validation::with_refusal;
 use crate::store::{Page, StoreError};
@@ -78,6 +79,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 /// cannot run for anyone else. Without `P`, any authenticated caller.
 pub struct Caller<P = Authenticated>(pub User, PhantomData<P>);
 
+impl<P> Caller<P> {
+    /// An audit entry naming this caller as the one who acted.
+    pub fn audit(&self, action: &str, target: &str, details: serde_json::Value) -> AuditEntry {
+        AuditEntry::new(Some(self.0.id.clone()), action, target, details)
+    }
+}
+
 impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
     type Rejection = ApiError;
 
@@ -99,6 +107,11 @@ impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
 pub struct SelfOr<P>(pub User, PhantomData<P>);
 
 impl<P> SelfOr<P> {
+    /// An audit entry naming this caller as the one who acted.
+    pub fn audit(&self, action: &str, target: &str, details: serde_json::Value) -> AuditEntry {
+        AuditEntry::new(Some(self.0.id.clone()), action, target, details)
+    }
+
     /// 403 unless the caller's role also holds `Q`, which only some of a request's input needs.
     pub fn also_holding<Q: Permission>(&self) -> Result<(), ApiError> {
         if Q::held_by(self.0.role) {
@@ -256,8 +269,24 @@ pub struct PageWindow {
     pub per_page: u64,
 }
 
+/// The paging parameters of a listing's query, before their ranges are checked.
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<u64>,
+    per_page: Option<u64>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageWindow {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ApiQuery(query) = ApiQuery::<PageQuery>::from_request_parts(parts, state).await?;
+        Self::from_query(query.page, query.per_page)
+    }
+}
+
 impl PageWindow {
-    pub fn from_query(page: Option<u64>, per_page: Option<u64>) -> Result<Self, ApiError> {
+    fn from_query(page: Option<u64>, per_page: Option<u64>) -> Result<Self, ApiError> {
         let page = page.unwrap_or(1);
         let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
         if page == 0 {

@@ -14,7 +14,6 @@ use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::users::find as find_user;
 use super::AppState;
 use crate::accounts::group::{validate_group_name, validate_group_pools, Group};
-use crate::changes::audit::AuditEntry;
 use crate::domain::ids::{GroupId, UserId};
 use crate::domain::now;
 use crate::limits::quota::Quotas;
@@ -74,8 +73,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "group.created",
         group.id.as_str(),
         json!({"name": group.name, "pools": group.pools}),
@@ -134,8 +132,7 @@ pub async fn change(
     group.rate_limits = settings::rate_limits(body.rate_limits, group.rate_limits)?;
     group.quotas = settings::quotas(body.quotas, group.quotas)?;
     group.updated_at = now();
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "group.updated",
         group.id.as_str(),
         json!({
@@ -161,8 +158,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let group = find(&state, &id).await?;
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "group.deleted",
         group.id.as_str(),
         json!({"name": group.name}),
@@ -189,8 +185,7 @@ pub async fn add_member(
 ) -> Result<impl IntoResponse, ApiError> {
     let group = find(&state, &id).await?;
     let user = find_user(&state, &body.user_id).await?;
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "group.member_added",
         group.id.as_str(),
         json!({"user_id": user.id}),
@@ -218,8 +213,7 @@ pub async fn remove_member(
 ) -> Result<impl IntoResponse, ApiError> {
     let group = find(&state, &id).await?;
     let user = UserId::from_string(user_id);
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "group.member_removed",
         group.id.as_str(),
         json!({"user_id": user}),

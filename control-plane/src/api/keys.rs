@@ -15,7 +15,6 @@ use super::users::find;
 use super::AppState;
 use crate::accounts::api_key::{ApiKey, KeyStatus, PlainApiKey};
 use crate::accounts::user::UserStatus;
-use crate::changes::audit::AuditEntry;
 use crate::domain::ids::ApiKeyId;
 use crate::domain::{now, Timestamp};
 use crate::limits::rate_limits::RateLimits;
@@ -94,8 +93,7 @@ pub async fn create(
             body.scopes,
         )
     };
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "api_key.created",
         key.id.as_str(),
         json!({"user_id": key.user_id, "name": key.name}),
@@ -121,8 +119,7 @@ pub async fn revoke(
 ) -> Result<impl IntoResponse, ApiError> {
     let key = owned_key(&state, &user_id, &key_id).await?;
     if key.status == KeyStatus::Active {
-        let audit = AuditEntry::new(
-            Some(caller.0.id.clone()),
+        let audit = caller.audit(
             "api_key.revoked",
             key.id.as_str(),
             json!({"user_id": key.user_id}),
@@ -141,8 +138,7 @@ pub async fn change(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut key = owned_key(&state, &user_id, &key_id).await?;
     key.rate_limits = settings::rate_limits(body.rate_limits, key.rate_limits)?;
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "api_key.updated",
         key.id.as_str(),
         json!({"user_id": key.user_id, "rate_limits": key.rate_limits}),
@@ -178,8 +174,7 @@ pub async fn rotate(
             old.scopes.clone(),
         )
     };
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "api_key.rotated",
         old.id.as_str(),
         json!({"user_id": old.user_id, "replaced_by": new.id}),

@@ -16,7 +16,6 @@ use crate::accounts::ip_allowlist::IpAllowlist;
 use crate::accounts::user::{
     validate_email, validate_name, validate_password, validate_username, Role, User, UserStatus,
 };
-use crate::changes::audit::AuditEntry;
 use crate::domain::ids::UserId;
 use crate::domain::now;
 use crate::domain::validation::InvalidField;
@@ -71,10 +70,9 @@ pub struct ChangeUser {
     quotas: SettingsField<QuotasPatch>,
 }
 
+/// What narrows a listing of users; its page is a [`PageWindow`].
 #[derive(Debug, Deserialize)]
-pub struct ListUsers {
-    page: Option<u64>,
-    per_page: Option<u64>,
+pub struct UserFilter {
     q: Option<String>,
     status: Option<UserStatus>,
 }
@@ -119,8 +117,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "user.created",
         user.id.as_str(),
         json!({"username": user.username, "role": user.role}),
@@ -142,9 +139,9 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     _: Caller<ReadUsers>,
-    ApiQuery(query): ApiQuery<ListUsers>,
+    ApiQuery(query): ApiQuery<UserFilter>,
+    window: PageWindow,
 ) -> Result<impl IntoResponse, ApiError> {
-    let window = PageWindow::from_query(query.page, query.per_page)?;
     let page = state
         .store
         .users(&UserQuery {
@@ -221,8 +218,7 @@ pub async fn change(
         ));
     }
     user.updated_at = now();
-    let audit = AuditEntry::new(
-        Some(caller.0.id.clone()),
+    let audit = caller.audit(
         "user.updated",
         user.id.as_str(),
         json!({
@@ -252,8 +248,7 @@ pub async fn delete(
     if user.status != UserStatus::Deleted {
         user.status = UserStatus::Deleted;
         user.updated_at = now();
-        let audit = AuditEntry::new(
-            Some(caller.0.id.clone()),
+        let audit = caller.audit(
             "user.deleted",
             user.id.as_str(),
             json!({"username": user.username}),

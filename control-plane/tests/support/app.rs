@@ -143,6 +143,14 @@ impl Api {
 }
 
 impl Api {
+    /// A new user with a key issued by the admin; returns the user's id and the key.
+    pub async fn user_with_key(&self, username: &str) -> (String, String) {
+        let user = self.create_user(username).await;
+        let id = user["id"].as_str().expect("id").to_string();
+        let key = self.issue_key(&id).await;
+        (id, key)
+    }
+
     /// A new user with a password, logged in; returns the user's id and the access token.
     pub async fn logged_in_user(&self, username: &str) -> (String, String) {
         let password = "correct horse battery";
@@ -199,4 +207,8 @@ pub async fn key_principal(filter: &FilterApi, key: &str) -> Option<Principal> {
 
 pub fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
+}
+
+pub fn error_message(body: &Value) -> &str {
+    body["error"]["message"].as_str().expect("an error message")
 }

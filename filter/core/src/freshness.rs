@@ -160,25 +160,12 @@ mod tests {
     }
 
     fn state_after(changes: Vec<Invalidation>) -> SyncState {
-        let mut state = SyncState::default();
-        state.apply(
-            true,
-            WatchChangesResponse {
-                cursor: 10,
-                ..Default::default()
-            },
-            0,
-        );
-        state.apply(
-            false,
-            WatchChangesResponse {
-                cursor: 20,
-                invalidations: changes,
-                ..Default::default()
-            },
-            0,
-        );
-        state
+        let next = WatchChangesResponse {
+            cursor: 20,
+            invalidations: changes,
+            ..Default::default()
+        };
+        SyncState::after_first_answer_then(next, 0)
     }
 
     #[test]

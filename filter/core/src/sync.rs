@@ -88,6 +88,22 @@ impl SyncState {
     }
 }
 
+/// States as the filter holds them after a few answers, for the tests of what reads them.
+#[cfg(test)]
+impl SyncState {
+    /// A first answer at cursor 10 with nothing in it, then `next`, both at `now_secs`.
+    pub(crate) fn after_first_answer_then(next: WatchChangesResponse, now_secs: i64) -> Self {
+        let mut state = Self::default();
+        let first = WatchChangesResponse {
+            cursor: 10,
+            ..WatchChangesResponse::default()
+        };
+        state.apply(true, first, now_secs);
+        state.apply(false, next, now_secs);
+        state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -331,29 +331,16 @@ fn when_unreachable_fail_open_routes_let_unknown_credentials_through_unverified(
 }
 
 fn synced(invalidations: Vec<Invalidation>, keys: Vec<SigningKey>) -> Freshness {
-    let mut state = SyncState::default();
-    state.apply(
-        true,
-        WatchChangesResponse {
-            cursor: 10,
-            ..Default::default()
-        },
-        NOW_SECS,
-    );
-    state.apply(
-        false,
-        WatchChangesResponse {
-            cursor: 20,
-            invalidations,
-            signing_keys: keys,
-            session_issuer: "tollgate".into(),
-            session_audience: "tollgate".into(),
-            signing_keys_version: "v1".into(),
-            ..Default::default()
-        },
-        NOW_SECS,
-    );
-    Freshness::from_state(&state, None)
+    let next = WatchChangesResponse {
+        cursor: 20,
+        invalidations,
+        signing_keys: keys,
+        session_issuer: "tollgate".into(),
+        session_audience: "tollgate".into(),
+        signing_keys_version: "v1".into(),
+        ..Default::default()
+    };
+    Freshness::from_state(&SyncState::after_first_answer_then(next, NOW_SECS), None)
 }
 
 fn revoked(cursor: u64, subject: invalidation::Subject) -> Invalidation {

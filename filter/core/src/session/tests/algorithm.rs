@@ -63,33 +63,20 @@ fn accepts_a_valid_rs256_token() {
 }
 
 #[test]
-fn refuses_alg_none_with_an_empty_signature() {
-    for kid in [ED_KID, RSA_KID] {
-        let input = signing_input(
-            &json!({ "alg": "none", "kid": kid, "typ": "JWT" }).to_string(),
-            &claims().to_string(),
-        );
+fn refuses_alg_none_in_any_case_with_an_empty_signature() {
+    for header in [
+        json!({ "alg": "none", "kid": ED_KID, "typ": "JWT" }),
+        json!({ "alg": "none", "kid": RSA_KID, "typ": "JWT" }),
+        json!({ "alg": "None", "kid": ED_KID }),
+        json!({ "alg": "NONE", "kid": ED_KID }),
+        json!({ "alg": "nOnE", "kid": ED_KID }),
+    ] {
+        let input = signing_input(&header.to_string(), &claims().to_string());
 
         assert_eq!(
             check(&format!("{input}.")),
             Err(SessionError::UnsupportedAlgorithm),
-            "with kid {kid}"
-        );
-    }
-}
-
-#[test]
-fn refuses_alg_none_in_any_case() {
-    for alg in ["None", "NONE", "nOnE"] {
-        let input = signing_input(
-            &json!({ "alg": alg, "kid": ED_KID }).to_string(),
-            &claims().to_string(),
-        );
-
-        assert_eq!(
-            check(&format!("{input}.")),
-            Err(SessionError::UnsupportedAlgorithm),
-            "for {alg}"
+            "for {header}"
         );
     }
 }
