@@ -18,4 +18,4 @@ mod scope;
 pub use allowlist::{validate_allowlist_entry, AllowlistError, IpAllowlist};
 pub use client_ip::{client_ip, ClientIpError};
 pub use path::PathFlaw;
-pub use scope::{ScopeError, ScopeProblem, Scopes};
+pub use scope::{ScopeError, ScopeProblem, Scopes, ADMIN_API_SCOPE};

@@ -1,9 +1,12 @@
 //! Key scopes: which methods and path prefixes a key may call.
 //!
-//! One scope is `[METHOD ]PATH_PREFIX`, e.g. `/v1/images`, `GET /v1/images`, `* /v1/`. The
-//! prefix matches on segment boundaries against the path without its query string. Prefixes are
-//! compared as written, so Envoy must normalise paths first (see [`super`]); paths that are not
-//! in normal form are refused, never matched.
+//! One scope is `[METHOD ]PATH_PREFIX`, e.g. `/v1/images`, `GET /v1/images`, `* /v1/`, or
+//! [`ADMIN_API_SCOPE`]. The prefix matches on segment boundaries against the path without its
+//! query string. Prefixes are compared as written, so Envoy must normalise paths first (see
+//! [`super`]); paths that are not in normal form are refused, never matched.
+//!
+//! The control plane's admin API honours the same scopes: a call is within them when a prefix
+//! covers its own path (`GET /api/v1/users`) or the key holds [`ADMIN_API_SCOPE`].
 
 use std::fmt;
 
@@ -16,11 +19,15 @@ const MAX_SCOPES: usize = 50;
 const MAX_SCOPE_CHARS: usize = 200;
 /// The method that stands for every method.
 const ANY_METHOD: &str = "*";
+/// The scope that admits a key to the whole admin API, and to nothing behind Envoy.
+pub const ADMIN_API_SCOPE: &str = "admin:*";
 
 /// The scopes of a key, parsed once; no scopes means no restriction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes {
     scopes: Vec<Scope>,
+    /// [`ADMIN_API_SCOPE`] is one of them.
+    admin_api: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +46,10 @@ impl Scopes {
                 count: scopes.len(),
             });
         }
+        let admin_api = scopes.iter().any(|scope| scope == ADMIN_API_SCOPE);
         let scopes = scopes
             .iter()
+            .filter(|scope| *scope != ADMIN_API_SCOPE)
             .map(|scope| {
                 Scope::parse(scope).map_err(|problem| ScopeError::Invalid {
                     scope: excerpt(scope),
@@ -48,7 +57,13 @@ impl Scopes {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { scopes })
+        Ok(Self { scopes, admin_api })
+    }
+
+    /// No scopes at all: every route and the whole admin API, as far as the user may go.
+    #[must_use]
+    pub fn is_unrestricted(&self) -> bool {
+        self.scopes.is_empty() && !self.admin_api
     }
 
     /// Whether a request with this method and path (query string allowed) is within the scopes.
@@ -58,7 +73,7 @@ impl Scopes {
     /// unless there are none.
     #[must_use]
     pub fn permits(&self, method: &str, path: &str) -> bool {
-        if self.scopes.is_empty() {
+        if self.is_unrestricted() {
             return true;
         }
         let path = path.split_once('?').map_or(path, |(path, _)| path);
@@ -66,6 +81,29 @@ impl Scopes {
             return false;
         }
         self.scopes.iter().any(|scope| scope.permits(method, path))
+    }
+
+    /// Whether a call of the control plane's admin API is within the scopes: by
+    /// [`ADMIN_API_SCOPE`], or by a prefix that covers the call's own path.
+    #[must_use]
+    pub fn permits_admin_api(&self, method: &str, path: &str) -> bool {
+        self.admin_api || self.permits(method, path)
+    }
+
+    /// Whether every request `narrower` permits, through Envoy or to the admin API, these
+    /// scopes permit too: a key holding these may hand out a key holding `narrower`.
+    #[must_use]
+    pub fn covers(&self, narrower: &Self) -> bool {
+        if self.is_unrestricted() {
+            return true;
+        }
+        if narrower.is_unrestricted() || (narrower.admin_api && !self.admin_api) {
+            return false;
+        }
+        narrower
+            .scopes
+            .iter()
+            .all(|inner| self.scopes.iter().any(|outer| outer.covers(inner)))
     }
 }
 
@@ -96,6 +134,15 @@ impl Scope {
     fn permits(&self, method: &str, path: &str) -> bool {
         self.method.as_deref().is_none_or(|wanted| wanted == method)
             && prefix_matches(&self.prefix, path)
+    }
+
+    /// Every path `inner`'s prefix matches, this prefix matches too (segment boundaries make
+    /// that so whenever this prefix matches `inner`'s), for every method `inner` allows.
+    fn covers(&self, inner: &Self) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|wanted| inner.method.as_deref() == Some(wanted))
+            && prefix_matches(&self.prefix, &inner.prefix)
     }
 }
 

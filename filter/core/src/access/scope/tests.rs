@@ -305,3 +305,73 @@ fn error_messages_escape_and_shorten_the_scope() {
         "{message}"
     );
 }
+
+#[test]
+fn the_admin_api_scope_permits_no_route_behind_envoy() {
+    let admin_only = scopes(&[ADMIN_API_SCOPE]);
+
+    assert!(!admin_only.is_unrestricted());
+    for path in ["/", "/v1/images", "/api/v1/users"] {
+        assert!(!admin_only.permits("GET", path), "for {path:?}");
+    }
+    assert!(scopes(&[ADMIN_API_SCOPE, "/v1/images"]).permits("GET", "/v1/images/1"));
+}
+
+#[test]
+fn the_admin_api_is_reached_by_its_scope_or_a_prefix_covering_the_call() {
+    let calls = [("GET", "/api/v1/users"), ("POST", "/api/v1/users/u_1/keys")];
+    for list in [
+        &[][..],
+        &[ADMIN_API_SCOPE][..],
+        &["/api/v1/"][..],
+        &["* /api/"][..],
+    ] {
+        let granted = scopes(list);
+        for (method, path) in calls {
+            assert!(
+                granted.permits_admin_api(method, path),
+                "{list:?} for {method} {path}"
+            );
+        }
+    }
+    let readonly = scopes(&["GET /api/v1/users"]);
+    assert!(readonly.permits_admin_api("GET", "/api/v1/users"));
+    assert!(!readonly.permits_admin_api("POST", "/api/v1/users/u_1/keys"));
+    let data_plane = scopes(&["GET /v1/reports"]);
+    for (method, path) in calls {
+        assert!(
+            !data_plane.permits_admin_api(method, path),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn scopes_cover_only_what_they_permit_themselves() {
+    let broad = scopes(&["GET /v1/", "/v2/images", ADMIN_API_SCOPE]);
+
+    for narrower in [
+        &["GET /v1/reports"][..],
+        &["GET /v1/"][..],
+        &["/v2/images/1", "GET /v2/images"][..],
+        &["/v2/images/"][..],
+        &[ADMIN_API_SCOPE][..],
+    ] {
+        assert!(broad.covers(&scopes(narrower)), "{narrower:?}");
+    }
+    for wider in [
+        &[][..],
+        &["/v1/reports"][..],
+        &["* /v1/reports"][..],
+        &["POST /v1/reports"][..],
+        &["GET /v1"][..],
+        &["/v2/imagesX"][..],
+        &["/v2/"][..],
+        &["GET /v1/reports", "/v3"][..],
+    ] {
+        assert!(!broad.covers(&scopes(wider)), "{wider:?}");
+    }
+    assert!(!scopes(&["/"]).covers(&scopes(&[ADMIN_API_SCOPE])));
+    assert!(scopes(&[]).covers(&scopes(&[])));
+    assert!(scopes(&[]).covers(&scopes(&[ADMIN_API_SCOPE, "/x"])));
+}
