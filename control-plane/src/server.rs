@@ -11,7 +11,7 @@ use tonic::service::InterceptorLayer;
 
 use crate::accounts::api_key::KeyHasher;
 use crate::accounts::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
-use crate::api::{app, AppState, PoolLimits, SessionSettings};
+use crate::api::{app, AccessPolicy, AppState, PoolLimits, SessionSettings};
 use crate::config::ValidConfig;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
@@ -173,6 +173,10 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         counters: counters.clone(),
         quotas: config.quota_policy,
         passwords: PasswordWork::for_this_machine(),
+        access: Arc::new(AccessPolicy {
+            trusted_hops: config.raw.http.trusted_hops,
+            allowed_origins: config.raw.http.allowed_origins(),
+        }),
     };
     let filter = FilterApi::new(
         store.clone(),
@@ -217,8 +221,12 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
         config.grpc_listen,
         redact(&config.database_url)
     );
-    let http =
-        axum::serve(http_listener, app(services.http)).with_graceful_shutdown(shutdown_signal());
+    // The peer address is the client's for allowlists, unless proxies are trusted.
+    let http = axum::serve(
+        http_listener,
+        app(services.http).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
     let grpc = serve_grpc(
         grpc_listener,
         services.filter,

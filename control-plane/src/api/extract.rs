@@ -10,9 +10,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use tollgate_filter_core::access::Scopes;
 use tollgate_filter_core::credential::{self, CredentialError, Presented};
 use tollgate_filter_core::local_digest::LocalDigester;
 
+use super::access;
 use super::error::ApiError;
 use super::permission::{Authenticated, Permission};
 use super::AppState;
@@ -75,8 +77,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// An authenticated caller whose role holds the permission `P`; a handler that takes one
-/// cannot run for anyone else. Without `P`, any authenticated caller.
+/// An authenticated caller whose role holds the permission `P`, calling from an address their
+/// allowlist admits with a credential whose scopes cover the call (see [`access`]); a handler
+/// that takes one cannot run for anyone else. Without `P`, any such caller.
 pub struct Caller<P = Authenticated>(pub User, PhantomData<P>);
 
 impl<P> Caller<P> {
@@ -93,7 +96,7 @@ impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user = authenticate(&parts.headers, state).await?;
+        let (user, _) = authenticate(parts, state).await?;
         if P::held_by(user.role) {
             Ok(Self(user, PhantomData))
         } else {
@@ -103,13 +106,18 @@ impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
 }
 
 /// A caller acting on the user `{id}` of the path: that user themselves, or anyone whose role
-/// holds `P`. Only for routes under `/api/v1/users/{id}`.
-pub struct SelfOr<P>(pub User, PhantomData<P>);
+/// holds `P`, admitted like a [`Caller`]. Only for routes under `/api/v1/users/{id}`.
+pub struct SelfOr<P>(pub User, PhantomData<P>, Scopes);
 
 impl<P> SelfOr<P> {
     /// An audit entry naming this caller as the one who acted.
     pub fn audit(&self, action: &str, target: &str, details: serde_json::Value) -> AuditEntry {
         AuditEntry::new(Some(self.0.id.clone()), action, target, details)
+    }
+
+    /// The scopes of the caller's key; unrestricted for a session or an unscoped key.
+    pub fn scopes(&self) -> &Scopes {
+        &self.2
     }
 
     /// 403 unless the caller's role also holds `Q`, which only some of a request's input needs.
@@ -135,7 +143,7 @@ impl<P: Permission> FromRequestParts<AppState> for SelfOr<P> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user = authenticate(&parts.headers, state).await?;
+        let (user, scopes) = authenticate(parts, state).await?;
         let Path(target) = Path::<TargetUserId>::from_request_parts(parts, state)
             .await
             .map_err(|rejection: PathRejection| {
@@ -151,7 +159,7 @@ impl<P: Permission> FromRequestParts<AppState> for SelfOr<P> {
                 }
             })?;
         if user.id.as_str() == target.id || P::held_by(user.role) {
-            Ok(Self(user, PhantomData))
+            Ok(Self(user, PhantomData, scopes))
         } else {
             Err(ApiError::forbidden())
         }
@@ -185,6 +193,18 @@ pub fn presented_session_token(headers: &HeaderMap) -> Option<String> {
     }
 }
 
+/// Whether the session cookie is what authenticates the request: no key and no bearer token
+/// came with it.
+pub fn authenticates_by_cookie(headers: &HeaderMap) -> bool {
+    matches!(
+        presented(headers),
+        Ok(Presented::Session {
+            from_cookie: true,
+            ..
+        })
+    )
+}
+
 /// What authenticates a request, as read from its headers.
 enum Credential {
     Session(String),
@@ -211,16 +231,20 @@ fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
     }
 }
 
-/// The active user behind the request's credential.
-async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<User, ApiError> {
-    match credential(headers)? {
-        Credential::Session(token) => session_caller(state, &token).await,
-        Credential::ApiKey(digest) => key_caller(state, &digest).await,
-    }
+/// The active user behind the request's credential and what that credential is limited to,
+/// once [`access::admit`] lets the call through.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<(User, Scopes), ApiError> {
+    let (user, scopes) = match credential(&parts.headers)? {
+        Credential::Session(token) => (session_caller(state, &token).await?, Scopes::default()),
+        Credential::ApiKey(digest) => key_caller(state, &digest).await?,
+    };
+    access::admit(parts, &state.access, &user, &scopes)?;
+    Ok((user, scopes))
 }
 
-/// The owner of a usable key, if the owner is active.
-async fn key_caller(state: &AppState, digest: &KeyDigest) -> Result<User, ApiError> {
+/// The owner of a usable key, if the owner is active, and the key's scopes. Scopes that cannot
+/// be read admit nothing, as in the filter.
+async fn key_caller(state: &AppState, digest: &KeyDigest) -> Result<(User, Scopes), ApiError> {
     let owner = match state.store.key_by_hash(&state.hasher.hash(digest)).await {
         Ok(owner) => owner,
         Err(StoreError::NotFound) => return Err(ApiError::unauthenticated()),
@@ -231,7 +255,15 @@ async fn key_caller(state: &AppState, digest: &KeyDigest) -> Result<User, ApiErr
     {
         return Err(ApiError::unauthenticated());
     }
-    Ok(owner.user)
+    let scopes = Scopes::parse(&owner.key.scopes).map_err(|error| {
+        tracing::error!(%error, key = %owner.key.id, "a stored key's scopes are unreadable");
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scope_denied",
+            "the API key's scopes cannot be read",
+        )
+    })?;
+    Ok((owner.user, scopes))
 }
 
 /// A verified access token of a live session of an active user.

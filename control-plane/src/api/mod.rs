@@ -4,9 +4,11 @@
 //! behaviour (`accounts`, `identity`, `limits`, `routing`, `changes`), and encodes the answer;
 //! errors become the documented JSON shape in [`error`].
 
+mod access;
 mod audit;
 mod auth;
 mod backends;
+mod cross_site;
 pub mod error;
 mod extract;
 mod groups;
@@ -38,6 +40,7 @@ use crate::limits::quota::QuotaPolicy;
 use crate::routing::pool::HealthCheckSettings;
 use crate::routing::xds::NodeStatuses;
 use crate::store::Store;
+pub use access::AccessPolicy;
 use error::ApiError;
 
 /// What every handler may use.
@@ -59,6 +62,8 @@ pub struct AppState {
     pub counters: Arc<dyn Counters>,
     /// Bounds the Argon2id hashes of logins and password changes.
     pub passwords: PasswordWork,
+    /// Where calls may come from: trusted proxies and the origins of cookie-authenticated pages.
+    pub access: Arc<AccessPolicy>,
 }
 
 /// How many backends a pool may have.
@@ -143,6 +148,10 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(backends::set_pool),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cross_site::refuse_cross_site_changes,
+        ))
         .layer(middleware::from_fn(record_request))
         .with_state(state)
 }

@@ -6,18 +6,28 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use crate::domain::web_origin::WebOrigin;
 
 /// The admin API, login, health and metrics.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: String,
+    /// How many proxies in front of the control plane append the address they saw to
+    /// `X-Forwarded-For`; 0 (the default) takes the peer as the client, as the filter's
+    /// `trusted_hops` does. Allowlists are checked against that address.
+    pub trusted_hops: u8,
+    /// Origins (`https://admin.example.com`) besides the control plane's own whose pages may
+    /// send changes authenticated by the session cookie.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8090".into(),
+            trusted_hops: 0,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -25,7 +35,26 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// The address to listen on.
     pub fn validate(&self) -> Result<SocketAddr, ConfigError> {
+        for (index, origin) in self.allowed_origins.iter().enumerate() {
+            if WebOrigin::parse(origin).is_none_or(|parsed| parsed.as_str() != origin) {
+                return Err(ConfigError::invalid(
+                    format!("http.allowed_origins[{index}]"),
+                    format!(
+                        "must be an origin like https://admin.example.com (scheme, lower-case \
+                         host and a port other than the default, nothing else), not {origin:?}"
+                    ),
+                ));
+            }
+        }
         parse_listen("http.listen", &self.listen)
+    }
+
+    /// The allowed origins, parsed.
+    pub fn allowed_origins(&self) -> Vec<WebOrigin> {
+        self.allowed_origins
+            .iter()
+            .filter_map(|origin| WebOrigin::parse(origin))
+            .collect()
     }
 }
 
@@ -89,6 +118,30 @@ mod tests {
         };
         let error = grpc.validate().expect_err("must fail").to_string();
         assert!(error.contains("grpc.listen"), "{error}");
+    }
+
+    #[test]
+    fn allowed_origins_are_bare_origins_in_their_serialised_form() {
+        for bad in [
+            "admin.example.com",
+            "https://admin.example.com/",
+            "https://admin.example.com/ui",
+            "https://Admin.example.com",
+            "https://admin.example.com:443",
+            "null",
+        ] {
+            let http = HttpConfig {
+                allowed_origins: vec!["http://127.0.0.1:8090".into(), bad.into()],
+                ..HttpConfig::default()
+            };
+            let error = http.validate().expect_err(bad).to_string();
+            assert!(error.contains("http.allowed_origins[1]"), "{error}");
+        }
+        let http = HttpConfig {
+            allowed_origins: vec!["https://admin.example.com".into()],
+            ..HttpConfig::default()
+        };
+        assert!(http.validate().is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod ids;
 pub mod validation;
+pub mod web_origin;
 
 /// A timestamp as stored and shown: RFC 3339, UTC, millisecond precision.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

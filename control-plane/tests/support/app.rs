@@ -1,8 +1,10 @@
 //! The HTTP application in-process, on a real SQLite database, called through its router.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
@@ -20,6 +22,10 @@ use tower::ServiceExt;
 use super::TestDatabase;
 
 pub const ADMIN_KEY: &str = "legacy-admin-key-from-an-older-system";
+
+/// The peer every request comes from unless a test names another, as the server's connection
+/// info reports it.
+pub const LOCAL_PEER: &str = "127.0.0.1:40000";
 
 pub struct Api {
     router: Router,
@@ -88,7 +94,24 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
+        self.call_from(LOCAL_PEER, method, path, headers, body)
+            .await
+    }
+
+    /// A request with exactly these headers over a connection from `peer` (`10.0.0.7:5000`).
+    pub async fn call_from(
+        &self,
+        peer: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let peer: SocketAddr = peer.parse().expect("a peer address");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(ConnectInfo(peer));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
