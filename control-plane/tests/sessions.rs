@@ -7,6 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 use support::app::{error_code, error_message, Api};
+use tollgate::proto::v1::filter_service_server::FilterService;
+use tollgate::proto::v1::{invalidation, WatchChangesRequest};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -303,4 +305,132 @@ async fn allowlists_are_validated_and_stored_normalised() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_message(&body).contains("10.0.0.1/8"));
+}
+
+/// The sessions whose tokens an Envoy that starts now is told to refuse.
+async fn sessions_refused_by_envoy(api: &Api) -> Vec<String> {
+    let request = WatchChangesRequest {
+        initial: true,
+        ..WatchChangesRequest::default()
+    };
+    let answer = api
+        .filter
+        .watch_changes(tonic::Request::new(request))
+        .await
+        .expect("watch")
+        .into_inner();
+    answer
+        .invalidations
+        .into_iter()
+        .filter_map(|change| match change.subject {
+            Some(invalidation::Subject::SessionId(id)) => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn session_id(tokens: &Value) -> String {
+    let access = tokens["access_token"].as_str().expect("access");
+    token_part(access, 1)["sid"]
+        .as_str()
+        .expect("sid")
+        .to_string()
+}
+
+/// Asserts that the session of `tokens` is over at both doors: its access token is refused by
+/// the admin API and named to Envoy, and its refresh token renews nothing.
+async fn assert_ended(api: &Api, tokens: &Value) {
+    let access = tokens["access_token"].as_str().expect("access");
+    let (status, _) = api
+        .call_with_session("GET", "/api/v1/users/me", access)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(sessions_refused_by_envoy(api)
+        .await
+        .contains(&session_id(tokens)));
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": tokens["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "invalid_refresh_token");
+}
+
+#[tokio::test]
+async fn a_password_change_ends_every_session_of_the_user() {
+    let api = Api::start().await;
+    let id = user_with_password(&api, "judy").await;
+    let (_, first) = login(&api, "judy", PASSWORD).await;
+    let (_, second) = login(&api, "judy", PASSWORD).await;
+    let new_password = "a brand new passphrase";
+    let (status, body) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(json!({"password": new_password})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for tokens in [&first, &second] {
+        assert_ended(&api, tokens).await;
+    }
+    let (status, _) = login(&api, "judy", new_password).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_reactivated_user_s_old_sessions_stay_ended() {
+    let api = Api::start().await;
+    let id = user_with_password(&api, "kim").await;
+    let (_, tokens) = login(&api, "kim", PASSWORD).await;
+    for status in ["suspended", "active"] {
+        let (answer, body) = api
+            .admin(
+                "PATCH",
+                &format!("/api/v1/users/{id}"),
+                Some(json!({"status": status})),
+            )
+            .await;
+        assert_eq!(answer, StatusCode::OK, "{body}");
+    }
+    assert_ended(&api, &tokens).await;
+}
+
+#[tokio::test]
+async fn deleting_a_user_ends_their_sessions_at_envoy_too() {
+    let api = Api::start().await;
+    let id = user_with_password(&api, "leo").await;
+    let (_, tokens) = login(&api, "leo", PASSWORD).await;
+    let (status, _) = api
+        .admin("DELETE", &format!("/api/v1/users/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_ended(&api, &tokens).await;
+}
+
+#[tokio::test]
+async fn other_changes_to_a_user_leave_their_sessions_alone() {
+    let api = Api::start().await;
+    let id = user_with_password(&api, "mia").await;
+    let (_, tokens) = login(&api, "mia", PASSWORD).await;
+    let (status, _) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(json!({"name": "Mia", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let access = tokens["access_token"].as_str().expect("access");
+    let (status, _) = api
+        .call_with_session("GET", "/api/v1/users/me", access)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!sessions_refused_by_envoy(&api)
+        .await
+        .contains(&session_id(&tokens)));
 }

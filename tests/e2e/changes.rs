@@ -1,5 +1,6 @@
 //! Every admin call that changes what the filter caches about a principal reaches Envoy within
-//! a second of its answer, while Envoy holds the principal in its caches. One row per call.
+//! a second of its answer, while Envoy holds the principal in its caches. One row per call
+//! (and per kind of principal, where a call ends sessions as well).
 
 use std::time::Duration;
 
@@ -116,6 +117,36 @@ fn rows() -> Vec<Row> {
             },
             presents: Presents::Own,
             refreshed: |answer| answer.status == 401,
+        },
+        Row {
+            endpoint: "PATCH /api/v1/users/{id} (password)",
+            cached: Cached::Session,
+            change: |gateway, principal| {
+                let password = json!({"password": "a brand new passphrase"});
+                change_user(gateway, principal, password);
+            },
+            presents: Presents::Own,
+            refreshed: |answer| answer.error_code() == "session_revoked",
+        },
+        Row {
+            endpoint: "PATCH /api/v1/users/{id} (suspended, then active again)",
+            cached: Cached::Session,
+            change: |gateway, principal| {
+                change_user(gateway, principal, json!({"status": "suspended"}));
+                change_user(gateway, principal, json!({"status": "active"}));
+            },
+            presents: Presents::Own,
+            refreshed: |answer| answer.error_code() == "session_revoked",
+        },
+        Row {
+            endpoint: "DELETE /api/v1/users/{id} (signed in)",
+            cached: Cached::Session,
+            change: |gateway, principal| {
+                let path = format!("/api/v1/users/{}", principal.user);
+                admin(gateway, "DELETE", &path, None, 204);
+            },
+            presents: Presents::Own,
+            refreshed: |answer| answer.error_code() == "session_revoked",
         },
         Row {
             endpoint: "POST /api/v1/groups/{id}/members",

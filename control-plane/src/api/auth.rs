@@ -168,19 +168,17 @@ async fn end_session_of_reused_token(
     );
     match state
         .store
-        .revoke_session(&session.id, now(), tokens_expire_at(state), &audit)
+        .revoke_session(
+            &session.id,
+            now(),
+            state.tokens.issued_tokens_expire_at(),
+            &audit,
+        )
         .await
     {
         Ok(()) | Err(StoreError::NotFound) => Ok(()),
         Err(other) => Err(other.into()),
     }
-}
-
-/// When every access token issued until now has expired, leeway included.
-fn tokens_expire_at(state: &AppState) -> i64 {
-    now().timestamp()
-        + state.tokens.policy().access_ttl_secs
-        + i64::try_from(LEEWAY_SECS).unwrap_or(0)
 }
 
 /// Ends the caller's session (an access token in `Authorization: Bearer` or the session cookie).
@@ -202,7 +200,7 @@ pub async fn logout(
     );
     match state
         .store
-        .revoke_session(&id, now(), tokens_expire_at(&state), &audit)
+        .revoke_session(&id, now(), state.tokens.issued_tokens_expire_at(), &audit)
         .await
     {
         Ok(()) | Err(StoreError::NotFound) => {}

@@ -218,6 +218,9 @@ pub async fn change(
         ));
     }
     user.updated_at = now();
+    // A new password or a suspension ends every session, so that neither a stolen session nor
+    // a later reactivation carries the old access over.
+    let ends_sessions = body.password.is_some() || user.status == UserStatus::Suspended;
     let audit = caller.audit(
         "user.updated",
         user.id.as_str(),
@@ -225,11 +228,20 @@ pub async fn change(
             "status": user.status,
             "role": user.role,
             "password_changed": body.password.is_some(),
+            "sessions_ended": ends_sessions,
             "rate_limits": user.rate_limits,
             "quotas": user.quotas,
         }),
     );
-    state.store.update_user(&user, &audit).await?;
+    if ends_sessions {
+        let tokens_expire_at = state.tokens.issued_tokens_expire_at();
+        state
+            .store
+            .update_user_ending_sessions(&user, tokens_expire_at, &audit)
+            .await?;
+    } else {
+        state.store.update_user(&user, &audit).await?;
+    }
     Ok(Json(user))
 }
 
@@ -251,9 +263,13 @@ pub async fn delete(
         let audit = caller.audit(
             "user.deleted",
             user.id.as_str(),
-            json!({"username": user.username}),
+            json!({"username": user.username, "sessions_ended": true}),
         );
-        state.store.update_user(&user, &audit).await?;
+        let tokens_expire_at = state.tokens.issued_tokens_expire_at();
+        state
+            .store
+            .update_user_ending_sessions(&user, tokens_expire_at, &audit)
+            .await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -80,6 +80,12 @@ impl SessionTokens {
         &self.policy
     }
 
+    /// Unix seconds by which every access token issued until now has expired, leeway
+    /// included: how long an ended session's tokens must stay refused.
+    pub fn issued_tokens_expire_at(&self) -> i64 {
+        now().timestamp() + self.policy.access_ttl_secs + i64::try_from(LEEWAY_SECS).unwrap_or(0)
+    }
+
     /// Replaces the key set with `records` (the store's, newest first).
     pub fn load(&self, records: Vec<SigningKeyRecord>, sealer: &Sealer) -> Result<(), TokenError> {
         let loaded = records

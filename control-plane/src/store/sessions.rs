@@ -2,12 +2,14 @@
 //! tables.
 
 use async_trait::async_trait;
+use chrono::Duration;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::columns::{
     conflict_or, format_time, from_json, named, optional_time, required_time, to_json, touched,
 };
+use super::sql::Write;
 use super::{SqlStore, StoreError, Written};
 use crate::accounts::api_key::StoredKeyHash;
 use crate::changes::audit::AuditEntry;
@@ -193,6 +195,40 @@ impl SessionStore for SqlStore {
         })
         .await
     }
+}
+
+/// Ends every session of `user` within `write`: their refresh tokens stop working at once, and
+/// the data plane refuses the access tokens of those that may still hold live ones until
+/// `tokens_expire_at` (Unix seconds, when every access token issued until `at` has expired).
+pub(super) async fn end_sessions_of(
+    write: &mut Write,
+    user: &UserId,
+    at: Timestamp,
+    tokens_expire_at: i64,
+) -> Written {
+    let open = sqlx::query(
+        "SELECT id, refresh_expires_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user.as_str())
+    .fetch_all(write.rows())
+    .await?;
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(format_time(at))
+        .bind(user.as_str())
+        .execute(write.rows())
+        .await?;
+    let access_lifetime = Duration::seconds(tokens_expire_at - at.timestamp());
+    for row in &open {
+        // A session's last access token was issued before its refresh token expired.
+        if required_time(row, "refresh_expires_at")? + access_lifetime > at {
+            let stale = Stale::Session {
+                id: SessionId::from_string(row.try_get("id")?),
+                tokens_expire_at,
+            };
+            write.stale(&stale, at).await?;
+        }
+    }
+    Ok(())
 }
 
 impl SqlStore {

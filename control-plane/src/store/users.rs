@@ -8,6 +8,8 @@ use super::columns::{
     conflict_or, format_time, from_json, named, required_time, to_i64, to_json, to_u64, touched,
     AnyQuery,
 };
+use super::sessions::end_sessions_of;
+use super::sql::Write;
 use super::{GroupStore, Page, SqlStore, StoreError, Written};
 use crate::accounts::user::{Role, User, UserStatus};
 use crate::changes::audit::AuditEntry;
@@ -34,6 +36,14 @@ pub trait UserStore: Send + Sync {
     async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written;
     /// Replaces a user; the data plane's copy of the user becomes stale.
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written;
+    /// Replaces a user and, in the same write, ends every session of the user (see
+    /// [`end_sessions_of`]): for a password change, a suspension or a deletion.
+    async fn update_user_ending_sessions(
+        &self,
+        user: &User,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written;
     async fn user(&self, id: &UserId) -> Result<User, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<User, StoreError>;
     async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError>;
@@ -61,18 +71,19 @@ impl UserStore for SqlStore {
     }
 
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written {
+        self.write(audit, async |write| replace_user(write, user).await)
+            .await
+    }
+
+    async fn update_user_ending_sessions(
+        &self,
+        user: &User,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written {
         self.write(audit, async |write| {
-            let update = sqlx::query(
-                "UPDATE users SET email = $2, name = $3, status = $4, role = $5, \
-                 tenant_id = $6, password_hash = $7, updated_at = $8, ip_allowlist = $9, \
-                 rate_limits = $10, quotas = $11 WHERE id = $1",
-            )
-            .bind(user.id.as_str());
-            let updated = bind_changeable(update, user)?.execute(write.rows()).await?;
-            touched(&updated)?;
-            write
-                .stale(&Stale::User(user.id.clone()), user.updated_at)
-                .await
+            replace_user(write, user).await?;
+            end_sessions_of(write, &user.id, user.updated_at, tokens_expire_at).await
         })
         .await
     }
@@ -155,6 +166,21 @@ impl SqlStore {
             .collect();
         Ok(user)
     }
+}
+
+/// Replaces the user's row; the data plane's copy of the user becomes stale.
+async fn replace_user(write: &mut Write, user: &User) -> Written {
+    let update = sqlx::query(
+        "UPDATE users SET email = $2, name = $3, status = $4, role = $5, tenant_id = $6, \
+         password_hash = $7, updated_at = $8, ip_allowlist = $9, rate_limits = $10, \
+         quotas = $11 WHERE id = $1",
+    )
+    .bind(user.id.as_str());
+    let updated = bind_changeable(update, user)?.execute(write.rows()).await?;
+    touched(&updated)?;
+    write
+        .stale(&Stale::User(user.id.clone()), user.updated_at)
+        .await
 }
 
 /// Binds what a change may set of a user (email to quotas, in that order).
