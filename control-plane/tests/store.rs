@@ -94,6 +94,7 @@ against_both_databases!(
     data_survives_a_restart,
     the_change_feed_records_what_became_stale_in_order,
     sessions_round_trip_and_refresh_tokens_are_replaced_once,
+    ending_a_user_s_sessions_ends_theirs_and_names_those_with_live_tokens,
     a_new_signing_key_retires_the_others,
     group_membership_orders_by_priority_and_stales_members,
     backends_round_trip_with_their_health,
@@ -495,6 +496,73 @@ async fn sessions_round_trip_and_refresh_tokens_are_replaced_once(db: TestDataba
         .expect("the replaced token is remembered");
     assert_eq!(retired.id, session.id);
     assert_eq!(retired.refresh_hash, next);
+}
+
+async fn ending_a_user_s_sessions_ends_theirs_and_names_those_with_live_tokens(db: TestDatabase) {
+    let store = db.open().await;
+    let mut owner = user("ending");
+    let bystander = user("bystander");
+    for user in [&owner, &bystander] {
+        store
+            .create_user(user, &audit("user.created"))
+            .await
+            .expect("user");
+    }
+    let live = session_of(&owner);
+    let long_expired = Session {
+        refresh_expires_at: now() - chrono::Duration::days(2),
+        ..session_of(&owner)
+    };
+    let already_ended = session_of(&owner);
+    let others = session_of(&bystander);
+    for session in [&live, &long_expired, &already_ended, &others] {
+        store
+            .create_session(session, &audit("session.created"))
+            .await
+            .expect("session");
+    }
+    let tokens_expire_at = now().timestamp() + 900;
+    store
+        .revoke_session(
+            &already_ended.id,
+            now(),
+            tokens_expire_at,
+            &audit("session.ended"),
+        )
+        .await
+        .expect("logout");
+    let cursor = store.latest_change().await.expect("latest");
+
+    owner.status = UserStatus::Suspended;
+    owner.updated_at = now();
+    store
+        .update_user_ending_sessions(&owner, tokens_expire_at, &audit("user.updated"))
+        .await
+        .expect("suspend");
+
+    let stale: Vec<Stale> = store
+        .changes_since(cursor, 100)
+        .await
+        .expect("changes")
+        .into_iter()
+        .map(|change| change.stale)
+        .collect();
+    assert_eq!(
+        stale,
+        vec![
+            Stale::User(owner.id.clone()),
+            Stale::Session {
+                id: live.id.clone(),
+                tokens_expire_at
+            },
+        ]
+    );
+    for ended in [&live, &long_expired] {
+        let stored = store.session(&ended.id).await.expect("session");
+        assert_eq!(stored.revoked_at, Some(owner.updated_at));
+    }
+    let stored = store.session(&others.id).await.expect("session");
+    assert!(stored.is_live(now()), "another user's session lives on");
 }
 
 async fn a_new_signing_key_retires_the_others(db: TestDatabase) {
