@@ -141,27 +141,11 @@ async fn a_scoped_key_issues_and_rotates_only_keys_within_its_scopes() {
 #[tokio::test]
 async fn the_allowlist_holds_on_the_admin_api_for_keys_and_sessions() {
     let api = Api::start().await;
-    let user = api
-        .create_user_with(json!({
-            "username": "pinned",
-            "password": "correct horse battery",
-            "ip_allowlist": ["10.0.0.0/8"],
-        }))
+    let (user, token) = api
+        .logged_in_user_with(json!({"username": "pinned", "ip_allowlist": ["10.0.0.0/8"]}))
         .await;
-    let user = id(&user);
     let key = api.issue_key(&user).await;
-    let (_, tokens) = api
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "pinned", "password": "correct horse battery"})),
-        )
-        .await;
-    let bearer = format!(
-        "Bearer {}",
-        tokens["access_token"].as_str().expect("access token")
-    );
+    let bearer = format!("Bearer {token}");
     let keys_path = format!("/api/v1/users/{user}/keys");
     let credentials = [
         ("x-api-key", key.as_str()),
@@ -234,23 +218,12 @@ async fn behind_trusted_proxies_the_address_they_vouch_for_is_checked() {
 
 const OWN_HOST: (&str, &str) = ("host", "127.0.0.1:8090");
 
-/// A new admin with a password, logged in: their id and their session's `Cookie` header.
+/// A new admin, logged in: their id and their session's `Cookie` header.
 async fn admin_session(api: &Api, username: &str) -> (String, String) {
-    let password = "correct horse battery";
-    let user = api
-        .create_user_with(json!({"username": username, "password": password, "role": "admin"}))
+    let (id, token) = api
+        .logged_in_user_with(json!({"username": username, "role": "admin"}))
         .await;
-    let (status, tokens) = api
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": username, "password": password})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{tokens}");
-    let token = tokens["access_token"].as_str().expect("access token");
-    (id(&user), format!("tollgate_session={token}"))
+    (id, format!("tollgate_session={token}"))
 }
 
 /// Changes a session cookie can authenticate without a body, each with its status on success;

@@ -176,16 +176,22 @@ impl Api {
 
     /// A new user with a password, logged in; returns the user's id and the access token.
     pub async fn logged_in_user(&self, username: &str) -> (String, String) {
+        self.logged_in_user_with(json!({"username": username}))
+            .await
+    }
+
+    /// A new user from a JSON body, given a password and logged in; returns the user's id and
+    /// the access token.
+    pub async fn logged_in_user_with(&self, mut body: Value) -> (String, String) {
         let password = "correct horse battery";
-        let user = self
-            .create_user_with(json!({"username": username, "password": password}))
-            .await;
+        body["password"] = json!(password);
+        let user = self.create_user_with(body.clone()).await;
         let (status, tokens) = self
             .call(
                 "POST",
                 "/api/v1/auth/login",
                 None,
-                Some(json!({"username": username, "password": password})),
+                Some(json!({"username": body["username"], "password": password})),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{tokens}");
