@@ -50,6 +50,7 @@ fn a_request_quota_runs_out_with_402_until_an_admin_raises_it() {
         .envoy
         .until(Duration::from_secs(5), request, |a| a.status == 402);
     assert!(took < Duration::from_secs(1), "402 only after {took:?}");
+    gateway.envoy.wait_for_worker_ticks();
     let upstream_before = gateway.envoy.upstream_requests();
     let refused = request();
     refused.assert_refused(402, "quota_exceeded");
