@@ -18,6 +18,8 @@ pub struct EnvoyOptions {
     pub workers: u32,
     /// Replaces the filter's JSON configuration when set.
     pub filter_config: Option<String>,
+    /// This Envoy's node id; `envoy-<admin port>` when unset.
+    pub node_id: Option<String>,
 }
 
 impl Default for EnvoyOptions {
@@ -26,6 +28,7 @@ impl Default for EnvoyOptions {
             grpc_port: 0,
             workers: 2,
             filter_config: None,
+            node_id: None,
         }
     }
 }
@@ -109,7 +112,13 @@ impl Envoy {
                 "${ENVOY_CONTROL_PLANE_PORT}",
                 &options.grpc_port.to_string(),
             )
-            .replace("${ENVOY_NODE_ID}", &format!("envoy-{admin_port}"));
+            .replace(
+                "${ENVOY_NODE_ID}",
+                &options
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(|| format!("envoy-{admin_port}")),
+            );
         if let Some(config) = &options.filter_config {
             let default = r#"'{"control_plane_cluster":"tollgate_control_plane","control_plane_credential":"${ENVOY_CONTROL_PLANE_CREDENTIAL}","callout_timeout_ms":1000}'"#;
             assert!(
