@@ -6,7 +6,6 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use tollgate_filter_core::config::PluginConfig;
-use tollgate_filter_core::host::Host;
 use tollgate_filter_core::worker::Worker;
 
 use crate::host::ProxyHost;
