@@ -18,6 +18,9 @@ pub struct EnvoyOptions {
     pub workers: u32,
     /// Replaces the filter's JSON configuration when set.
     pub filter_config: Option<String>,
+    /// Lets header names with underscores through, as Envoys without the shipped bootstrap's
+    /// `headers_with_underscores_action: REJECT_REQUEST` do (Istio's by default).
+    pub allow_header_underscores: bool,
 }
 
 impl Default for EnvoyOptions {
@@ -26,6 +29,7 @@ impl Default for EnvoyOptions {
             grpc_port: 0,
             workers: 2,
             filter_config: None,
+            allow_header_underscores: false,
         }
     }
 }
@@ -125,6 +129,14 @@ impl Envoy {
                     r#"'{{"control_plane_credential":"${{ENVOY_CONTROL_PLANE_CREDENTIAL}}",{config}'"#
                 ),
             );
+        }
+        if options.allow_header_underscores {
+            let reject = "headers_with_underscores_action: REJECT_REQUEST";
+            assert!(
+                rendered.contains(reject),
+                "bootstrap underscore policy moved"
+            );
+            rendered = rendered.replace(reject, "headers_with_underscores_action: ALLOW");
         }
         let rendered = rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL);
         assert!(
