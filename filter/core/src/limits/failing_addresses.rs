@@ -1,7 +1,7 @@
 //! The addresses whose failed authentications an Envoy counted lately. When address limits
 //! count only failures, these are the only addresses whose buckets can be refusing, so every
 //! other request skips its bucket; and when the set is empty (the usual case), no request
-//! even reads its client address. A failure counted in the bucket that addresses share once
+//! reads its client address before authentication. A failure counted in the bucket that addresses share once
 //! an Envoy holds its most address buckets may make that bucket refuse any address, so after
 //! one every request reads the bucket it counts in.
 //!
