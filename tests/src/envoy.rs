@@ -20,6 +20,9 @@ pub struct EnvoyOptions {
     pub filter_config: Option<String>,
     /// This Envoy's node id; `envoy-<admin port>` when unset.
     pub node_id: Option<String>,
+    /// Lets header names with underscores through, as Envoys without the shipped bootstrap's
+    /// `headers_with_underscores_action: REJECT_REQUEST` do (Istio's by default).
+    pub allow_header_underscores: bool,
 }
 
 impl Default for EnvoyOptions {
@@ -29,6 +32,7 @@ impl Default for EnvoyOptions {
             workers: 2,
             filter_config: None,
             node_id: None,
+            allow_header_underscores: false,
         }
     }
 }
@@ -134,6 +138,14 @@ impl Envoy {
                     r#"'{{"control_plane_credential":"${{ENVOY_CONTROL_PLANE_CREDENTIAL}}",{config}'"#
                 ),
             );
+        }
+        if options.allow_header_underscores {
+            let reject = "headers_with_underscores_action: REJECT_REQUEST";
+            assert!(
+                rendered.contains(reject),
+                "bootstrap underscore policy moved"
+            );
+            rendered = rendered.replace(reject, "headers_with_underscores_action: ALLOW");
         }
         let rendered = rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL);
         assert!(
