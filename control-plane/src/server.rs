@@ -15,7 +15,9 @@ use crate::api::{app, AppState, PoolLimits, SessionSettings};
 use crate::config::ValidConfig;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
+use crate::identity::address_failures::AddressFailures;
 use crate::identity::envoy_credential::EnvoyCredential;
+use crate::identity::lockout::AccountLockout;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
@@ -173,6 +175,16 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         counters: counters.clone(),
         quotas: config.quota_policy,
         passwords: PasswordWork::for_this_machine(),
+        lockout: AccountLockout::new(
+            config.raw.login.lockout_policy(),
+            store.clone(),
+            hasher.clone(),
+        ),
+        address_failures: AddressFailures::new(
+            counters.clone(),
+            config.raw.login.address_failures_per_hour,
+            config.raw.login.address_failures_burst,
+        ),
     };
     let filter = FilterApi::new(
         store.clone(),
@@ -217,8 +229,11 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
         config.grpc_listen,
         redact(&config.database_url)
     );
-    let http =
-        axum::serve(http_listener, app(services.http)).with_graceful_shutdown(shutdown_signal());
+    let http = axum::serve(
+        http_listener,
+        app(services.http).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
     let grpc = serve_grpc(
         grpc_listener,
         services.filter,

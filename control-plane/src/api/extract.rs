@@ -15,6 +15,7 @@ use tollgate_filter_core::local_digest::LocalDigester;
 
 use super::error::ApiError;
 use super::permission::{Authenticated, Permission};
+use super::throttle::{self, ClientAddress};
 use super::AppState;
 use crate::accounts::api_key::{KeyDigest, KeyState};
 use crate::accounts::user::{User, UserStatus};
@@ -93,7 +94,7 @@ impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user = authenticate(&parts.headers, state).await?;
+        let user = authenticate(parts, state).await?;
         if P::held_by(user.role) {
             Ok(Self(user, PhantomData))
         } else {
@@ -135,7 +136,7 @@ impl<P: Permission> FromRequestParts<AppState> for SelfOr<P> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user = authenticate(&parts.headers, state).await?;
+        let user = authenticate(parts, state).await?;
         let Path(target) = Path::<TargetUserId>::from_request_parts(parts, state)
             .await
             .map_err(|rejection: PathRejection| {
@@ -211,12 +212,18 @@ fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
     }
 }
 
-/// The active user behind the request's credential.
-async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<User, ApiError> {
-    match credential(headers)? {
-        Credential::Session(token) => session_caller(state, &token).await,
-        Credential::ApiKey(digest) => key_caller(state, &digest).await,
-    }
+/// The active user behind the request's credential. A client address that keeps presenting
+/// refused credentials is held back before any lookup (see [`throttle`]).
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<User, ApiError> {
+    let credential = credential(&parts.headers)?;
+    let address = ClientAddress::from_request_parts(parts, state).await?;
+    throttle::counting_failures(state, address, async {
+        match credential {
+            Credential::Session(token) => session_caller(state, &token).await,
+            Credential::ApiKey(digest) => key_caller(state, &digest).await,
+        }
+    })
+    .await
 }
 
 /// The owner of a usable key, if the owner is active.

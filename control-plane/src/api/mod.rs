@@ -15,6 +15,7 @@ mod keys;
 mod permission;
 mod quota;
 mod settings;
+mod throttle;
 mod users;
 
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::accounts::api_key::KeyHasher;
+use crate::identity::address_failures::AddressFailures;
+use crate::identity::lockout::AccountLockout;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
@@ -59,6 +62,10 @@ pub struct AppState {
     pub counters: Arc<dyn Counters>,
     /// Bounds the Argon2id hashes of logins and password changes.
     pub passwords: PasswordWork,
+    /// Locks a login name after repeated failures.
+    pub lockout: AccountLockout,
+    /// Holds back client addresses that keep failing to authenticate.
+    pub address_failures: AddressFailures,
 }
 
 /// How many backends a pool may have.

@@ -1,9 +1,11 @@
 //! The HTTP application in-process, on a real SQLite database, called through its router.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -20,6 +22,17 @@ use tower::ServiceExt;
 use super::TestDatabase;
 
 pub const ADMIN_KEY: &str = "legacy-admin-key-from-an-older-system";
+
+/// The peer every request comes from unless a test names another, as the server's connection
+/// info reports it.
+pub const LOCAL_PEER: &str = "127.0.0.1:40000";
+
+/// A whole HTTP answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
 
 pub struct Api {
     router: Router,
@@ -88,7 +101,27 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
+        let answer = self
+            .answer_from(LOCAL_PEER, method, path, headers, body)
+            .await;
+        (answer.status, answer.body)
+    }
+
+    /// A request with exactly these headers over a connection from `peer` (`10.0.0.7:5000`);
+    /// the whole answer.
+    pub async fn answer_from(
+        &self,
+        peer: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let peer: SocketAddr = peer.parse().expect("a peer address");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(ConnectInfo(peer));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -106,6 +139,7 @@ impl Api {
             .await
             .expect("response");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
@@ -118,7 +152,11 @@ impl Api {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
         };
-        (status, value)
+        Answer {
+            status,
+            headers,
+            body: value,
+        }
     }
 
     pub async fn admin(
