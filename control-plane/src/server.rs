@@ -15,7 +15,9 @@ use crate::api::{app, AccessPolicy, AppState, PoolLimits, SessionSettings};
 use crate::config::ValidConfig;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
+use crate::identity::address_failures::AddressFailures;
 use crate::identity::envoy_credential::EnvoyCredential;
+use crate::identity::lockout::AccountLockout;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
@@ -173,6 +175,16 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         counters: counters.clone(),
         quotas: config.quota_policy,
         passwords: PasswordWork::for_this_machine(),
+        lockout: AccountLockout::new(
+            config.raw.login.lockout_policy(),
+            store.clone(),
+            hasher.clone(),
+        ),
+        address_failures: AddressFailures::new(
+            counters.clone(),
+            config.raw.login.address_failures_per_hour,
+            config.raw.login.address_failures_burst,
+        ),
         access: Arc::new(AccessPolicy {
             trusted_hops: config.raw.http.trusted_hops,
             allowed_origins: config.raw.http.allowed_origins(),
@@ -221,7 +233,6 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
         config.grpc_listen,
         redact(&config.database_url)
     );
-    // The peer address is the client's for allowlists, unless proxies are trusted.
     let http = axum::serve(
         http_listener,
         app(services.http).into_make_service_with_connect_info::<SocketAddr>(),

@@ -153,20 +153,26 @@ async fn the_allowlist_holds_on_the_admin_api_for_keys_and_sessions() {
     ];
 
     for credential in credentials {
-        let (status, body) = api
-            .call_from(OUTSIDE, "GET", "/api/v1/users/me", &[credential], None)
+        let outside = api
+            .answer_from(OUTSIDE, "GET", "/api/v1/users/me", &[credential], None)
             .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{}: {body}", credential.0);
-        assert_eq!(error_code(&body), "ip_not_allowed");
+        assert_eq!(outside.status, StatusCode::FORBIDDEN, "{}", credential.0);
+        assert_eq!(error_code(&outside.body), "ip_not_allowed");
         let new_key = Some(json!({"name": "from outside"}));
-        let (status, _) = api
-            .call_from(OUTSIDE, "POST", &keys_path, &[credential], new_key)
+        let outside = api
+            .answer_from(OUTSIDE, "POST", &keys_path, &[credential], new_key)
             .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{}", credential.0);
-        let (status, body) = api
-            .call_from(INSIDE, "GET", "/api/v1/users/me", &[credential], None)
+        assert_eq!(outside.status, StatusCode::FORBIDDEN, "{}", credential.0);
+        let inside = api
+            .answer_from(INSIDE, "GET", "/api/v1/users/me", &[credential], None)
             .await;
-        assert_eq!(status, StatusCode::OK, "{}: {body}", credential.0);
+        assert_eq!(
+            inside.status,
+            StatusCode::OK,
+            "{}: {}",
+            credential.0,
+            inside.body
+        );
     }
     assert_eq!(key_count(&api, &user).await, 1, "no key was issued");
 }
@@ -181,8 +187,10 @@ async fn pinned_key(api: &Api) -> String {
 
 async fn me_via(api: &Api, key: &str, peer: &str, forwarded_for: &str) -> (StatusCode, Value) {
     let headers = [("x-api-key", key), ("x-forwarded-for", forwarded_for)];
-    api.call_from(peer, "GET", "/api/v1/users/me", &headers, None)
-        .await
+    let answer = api
+        .answer_from(peer, "GET", "/api/v1/users/me", &headers, None)
+        .await;
+    (answer.status, answer.body)
 }
 
 #[tokio::test]
@@ -214,6 +222,32 @@ async fn behind_trusted_proxies_the_address_they_vouch_for_is_checked() {
     let (status, body) = me_via(&api, &key, LOCAL_PEER, "not-an-address").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body), "invalid_forwarded_for");
+}
+
+#[tokio::test]
+async fn behind_trusted_proxies_failures_count_against_the_client_not_the_proxy() {
+    let api = Api::start_with(|config| {
+        config.http.trusted_hops = 1;
+        config.login.address_failures_burst = 2;
+    })
+    .await;
+    let api = &api;
+    let guess = |client: &'static str| async move {
+        let headers = [("x-api-key", "tg_guessed"), ("x-forwarded-for", client)];
+        api.answer_from(LOCAL_PEER, "GET", "/api/v1/users/me", &headers, None)
+            .await
+            .status
+    };
+
+    for _ in 0..2 {
+        assert_eq!(guess("192.0.2.7").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(guess("192.0.2.7").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        guess("198.51.100.8").await,
+        StatusCode::UNAUTHORIZED,
+        "another client behind the same proxy keeps its own budget"
+    );
 }
 
 const OWN_HOST: (&str, &str) = ("host", "127.0.0.1:8090");

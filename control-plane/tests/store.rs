@@ -12,6 +12,7 @@ use tollgate::changes::audit::AuditEntry;
 use tollgate::changes::feed::Stale;
 use tollgate::domain::ids::{BackendId, GroupId, SessionId, UserId};
 use tollgate::domain::now;
+use tollgate::identity::lockout::FailureRecord;
 use tollgate::identity::sealing::Sealer;
 use tollgate::identity::session::{LoginMethod, Session};
 use tollgate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
@@ -20,8 +21,8 @@ use tollgate::limits::rate_limits::{LimitMode, RateLimits};
 use tollgate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
 use tollgate::routing::pool::{HealthCheckSettings, PoolName};
 use tollgate::store::{
-    AuditLog, BackendStore, ChangeFeed, GroupStore, KeyStore, SessionStore, Store, StoreError,
-    UsageEntry, UsageOutcome, UsageStore, UserQuery, UserStore,
+    AuditLog, BackendStore, ChangeFeed, GroupStore, KeyStore, LoginFailureStore, SessionStore,
+    Store, StoreError, UsageEntry, UsageOutcome, UsageStore, UserQuery, UserStore,
 };
 
 fn user(username: &str) -> User {
@@ -105,6 +106,7 @@ against_both_databases!(
     freeing_storage_below_its_quota_records_a_change,
     a_new_period_starts_from_zero,
     storage_never_drops_below_zero,
+    login_failures_are_written_only_over_what_was_read,
 );
 
 async fn users_round_trip_and_usernames_are_unique(db: TestDatabase) {
@@ -1099,4 +1101,55 @@ async fn storage_never_drops_below_zero(db: TestDatabase) {
         held.push(usage.storage_bytes);
     }
     assert_eq!(held, [0, 100, 70]);
+}
+
+async fn login_failures_are_written_only_over_what_was_read(db: TestDatabase) {
+    let store = db.open().await;
+    let account = hasher().hash(&PlainApiKey::from_client("someone".into()).digest());
+    let at = now();
+    let counted = |failures| FailureRecord {
+        failures,
+        lockouts: 0,
+        locked_until: None,
+        last_attempt_at: at,
+    };
+    let keep = |record: FailureRecord, version| {
+        let (store, account) = (&store, &account);
+        async move {
+            store
+                .keep_login_failures(account, &record, version)
+                .await
+                .expect("keep")
+        }
+    };
+    let read = || async { store.login_failures(&account).await.expect("read") };
+
+    assert!(read().await.is_none());
+    assert!(keep(counted(1), None).await);
+    assert!(
+        !keep(counted(1), None).await,
+        "another replica inserted first"
+    );
+    let first = read().await.expect("kept");
+    assert_eq!(first.record, counted(1));
+
+    // Two replicas read the same version; the second write is refused.
+    let locked = FailureRecord {
+        failures: 0,
+        lockouts: 1,
+        locked_until: Some(at + chrono::Duration::minutes(15)),
+        last_attempt_at: at,
+    };
+    assert!(keep(locked.clone(), Some(first.version)).await);
+    assert!(!keep(counted(2), Some(first.version)).await);
+    assert_eq!(read().await.expect("kept").record, locked);
+
+    assert_eq!(store.prune_login_failures(at).await.expect("prune"), 0);
+    let later = at + chrono::Duration::milliseconds(1);
+    assert_eq!(store.prune_login_failures(later).await.expect("prune"), 1);
+    assert!(read().await.is_none());
+
+    assert!(keep(counted(1), None).await);
+    store.forget_login_failures(&account).await.expect("forget");
+    assert!(read().await.is_none());
 }

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use tollgate_filter_core::config::PluginConfig;
-use tollgate_filter_core::host::Host;
 use tollgate_filter_core::worker::Worker;
 
 use crate::host::ProxyHost;
@@ -85,12 +84,15 @@ impl RootContext for TollgateRoot {
                     .unwrap_or_default()
             };
             let mut secret = [0; 16];
-            if let Err(error) = getrandom::fill(&mut secret) {
+            let mut vm_nonce = [0; 16];
+            if let Err(error) = getrandom::fill(&mut secret).and(getrandom::fill(&mut vm_nonce)) {
                 log::error!("no random source for the credential cache's secret: {error}");
                 return false;
             }
             let node_id = text(vec!["node", "id"]);
-            let vm_id = format!("{node_id}-{:x}", ProxyHost.now_us());
+            // Usage batch ids start with it: unique to this VM whatever the node id's length,
+            // and unlike a clock reading, not shared by workers configured at the same moment.
+            let vm_id = format!("{:032x}", u128::from_le_bytes(vm_nonce));
             let worker = Worker::new(&ProxyHost, config, node_id, vm_id, secret);
             let ids = MetricIds::define(&worker.metrics);
             (Role::Filter(Rc::new(worker), ids), FRESHNESS_TICK)

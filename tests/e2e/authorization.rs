@@ -62,6 +62,43 @@ fn trusted_hops_make_the_forwarded_address_count() {
 }
 
 #[test]
+fn the_upstream_learns_the_peer_as_the_client_address_whatever_the_client_claims() {
+    let gateway = Gateway::start();
+    let (_, key) = gateway.control_plane.create_user_and_key("direct");
+
+    let answer = gateway.envoy.get(
+        "/",
+        &[
+            ("x-api-key", &key),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-tollgate-client-ip", "6.6.6.6"),
+        ],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body["headers"]["x-tollgate-client-ip"], "127.0.0.1");
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_upstream_learns_the_address_it_vouches_for() {
+    let gateway = Gateway::start_with_filter_config(r#"{"trusted_hops":1}"#);
+    let (_, key) = gateway.control_plane.create_user_and_key("proxied");
+
+    let answer = gateway.envoy.get(
+        "/",
+        &[
+            ("x-api-key", &key),
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.9"),
+            ("x-tollgate-client-ip", "6.6.6.6"),
+        ],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.body["headers"]["x-tollgate-client-ip"],
+        "203.0.113.9"
+    );
+}
+
+#[test]
 fn scopes_limit_a_key_to_its_routes() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;

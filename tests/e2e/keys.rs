@@ -1,6 +1,6 @@
 //! API keys through Envoy: who gets through, what the upstream sees, what is refused.
 
-use tollgate_e2e::Gateway;
+use tollgate_e2e::{ControlPlaneOptions, EnvoyOptions, Gateway};
 
 #[test]
 fn a_valid_key_reaches_the_upstream_as_its_user_without_the_key() {
@@ -63,6 +63,40 @@ fn header_names_with_underscores_are_refused_by_envoy() {
     assert_eq!(spoofed.status, 400, "{}", spoofed.text);
     let plain = gateway.envoy.get_with_key("/", &key);
     assert_eq!(plain.status, 200, "{}", plain.text);
+}
+
+#[test]
+fn tollgate_headers_spelled_with_underscores_are_dropped_where_envoy_lets_them_in() {
+    let gateway = Gateway::start_with_envoy(
+        ControlPlaneOptions::default(),
+        EnvoyOptions {
+            allow_header_underscores: true,
+            ..EnvoyOptions::default()
+        },
+    );
+    let (user_id, key) = gateway.control_plane.create_user_and_key("ursula");
+
+    let answer = gateway.envoy.get(
+        "/",
+        &[
+            ("x-api-key", &key),
+            ("x_tollgate_user_id", "u_admin"),
+            ("x_tollgate_groups", "g_admins"),
+            ("x-tollgate_tenant_id", "t_other"),
+            ("x_other_header", "kept"),
+        ],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let seen = &answer.body["headers"];
+    assert_eq!(seen["x_other_header"], "kept", "Envoy let underscores in");
+    assert_eq!(seen["x-tollgate-user-id"], user_id.as_str());
+    for spoofed in [
+        "x_tollgate_user_id",
+        "x_tollgate_groups",
+        "x-tollgate_tenant_id",
+    ] {
+        assert!(seen.get(spoofed).is_none(), "{spoofed} passed: {seen}");
+    }
 }
 
 #[test]

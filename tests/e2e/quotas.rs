@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tollgate_e2e::{ControlPlane, ControlPlaneOptions, Gateway, RedisServer};
+use tollgate_e2e::{ControlPlane, ControlPlaneOptions, Envoy, EnvoyOptions, Gateway, RedisServer};
 
 /// The user's quota entry called `name`, as `GET /api/v1/users/{id}/quota` answers it.
 fn quota(cp: &ControlPlane, user: &str, name: &str) -> Value {
@@ -50,6 +50,7 @@ fn a_request_quota_runs_out_with_402_until_an_admin_raises_it() {
         .envoy
         .until(Duration::from_secs(5), request, |a| a.status == 402);
     assert!(took < Duration::from_secs(1), "402 only after {took:?}");
+    gateway.envoy.wait_for_worker_ticks();
     let upstream_before = gateway.envoy.upstream_requests();
     let refused = request();
     refused.assert_refused(402, "quota_exceeded");
@@ -71,6 +72,37 @@ fn a_request_quota_runs_out_with_402_until_an_admin_raises_it() {
         .envoy
         .until(Duration::from_secs(5), request, |a| a.status == 200);
     assert!(took < Duration::from_secs(1), "the raise took {took:?}");
+}
+
+#[test]
+fn usage_is_accounted_for_an_envoy_with_a_long_node_id() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    // Istio names a sidecar's Envoy like this; batch ids must not grow with it.
+    let node_id = format!(
+        "sidecar~10.244.17.203~{}-7d9f8b6c5d-x2k9q.payments~payments.svc.cluster.local",
+        "checkout-".repeat(8)
+    );
+    let envoy = Envoy::start(
+        &gateway.layout,
+        EnvoyOptions {
+            grpc_port: cp.grpc_port,
+            node_id: Some(node_id),
+            ..EnvoyOptions::default()
+        },
+    );
+    envoy.wait_for_stat(
+        "cluster.tollgate_pool_default.membership_total",
+        2,
+        Duration::from_secs(10),
+    );
+    let (user, key) = cp.create_user_and_key_with(json!({
+        "username": "sidecar",
+        "quotas": {"monthly_requests": 100},
+    }));
+
+    assert_eq!(envoy.statuses_with_key(&key, 3), [200; 3]);
+    wait_for_usage(cp, &user, "monthly_requests", "used", 3.0);
 }
 
 #[test]

@@ -61,6 +61,36 @@ fn a_session_wins_over_an_api_key_and_the_pair_is_counted() {
 }
 
 #[test]
+fn the_session_cookie_never_reaches_the_upstream_whatever_authenticated() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    user_with_password(&gateway, "dora");
+    let token = cp.login("dora", PASSWORD);
+    let (_, key) = cp.create_user_and_key("ed");
+    let cookie = format!("theme=dark; tollgate_session={token}; lang=en");
+    let bearer_key = format!("Bearer {key}");
+    let bearer_token = format!("Bearer {token}");
+
+    for (header, credential, method) in [
+        ("x-api-key", key.as_str(), "api_key"),
+        ("authorization", bearer_key.as_str(), "api_key"),
+        ("authorization", bearer_token.as_str(), "session"),
+    ] {
+        let answer = gateway
+            .envoy
+            .get("/", &[(header, credential), ("cookie", &cookie)]);
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let seen = &answer.body["headers"];
+        assert_eq!(seen["x-tollgate-auth-method"], method);
+        assert_eq!(seen["cookie"], "theme=dark; lang=en", "with {header}");
+        assert!(
+            !answer.text.contains(&token),
+            "the session token reached the upstream with {header}"
+        );
+    }
+}
+
+#[test]
 fn logout_is_refused_on_envoy_within_one_second() {
     let gateway = Gateway::start();
     user_with_password(&gateway, "carol");

@@ -18,6 +18,11 @@ pub struct EnvoyOptions {
     pub workers: u32,
     /// Replaces the filter's JSON configuration when set.
     pub filter_config: Option<String>,
+    /// This Envoy's node id; `envoy-<admin port>` when unset.
+    pub node_id: Option<String>,
+    /// Lets header names with underscores through, as Envoys without the shipped bootstrap's
+    /// `headers_with_underscores_action: REJECT_REQUEST` do (Istio's by default).
+    pub allow_header_underscores: bool,
 }
 
 impl Default for EnvoyOptions {
@@ -26,6 +31,8 @@ impl Default for EnvoyOptions {
             grpc_port: 0,
             workers: 2,
             filter_config: None,
+            node_id: None,
+            allow_header_underscores: false,
         }
     }
 }
@@ -109,7 +116,13 @@ impl Envoy {
                 "${ENVOY_CONTROL_PLANE_PORT}",
                 &options.grpc_port.to_string(),
             )
-            .replace("${ENVOY_NODE_ID}", &format!("envoy-{admin_port}"));
+            .replace(
+                "${ENVOY_NODE_ID}",
+                &options
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(|| format!("envoy-{admin_port}")),
+            );
         if let Some(config) = &options.filter_config {
             let default = r#"'{"control_plane_cluster":"tollgate_control_plane","control_plane_credential":"${ENVOY_CONTROL_PLANE_CREDENTIAL}","callout_timeout_ms":1000}'"#;
             assert!(
@@ -125,6 +138,14 @@ impl Envoy {
                     r#"'{{"control_plane_credential":"${{ENVOY_CONTROL_PLANE_CREDENTIAL}}",{config}'"#
                 ),
             );
+        }
+        if options.allow_header_underscores {
+            let reject = "headers_with_underscores_action: REJECT_REQUEST";
+            assert!(
+                rendered.contains(reject),
+                "bootstrap underscore policy moved"
+            );
+            rendered = rendered.replace(reject, "headers_with_underscores_action: ALLOW");
         }
         let rendered = rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL);
         assert!(

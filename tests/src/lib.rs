@@ -124,6 +124,17 @@ impl Gateway {
 
     /// Starts everything, with `filter_config` as the filter's JSON configuration.
     pub fn start_configured(options: ControlPlaneOptions, filter_config: Option<String>) -> Self {
+        Self::start_with_envoy(
+            options,
+            EnvoyOptions {
+                filter_config,
+                ..EnvoyOptions::default()
+            },
+        )
+    }
+
+    /// Starts everything, Envoy as `envoy` says (its control plane port is filled in).
+    pub fn start_with_envoy(options: ControlPlaneOptions, envoy: EnvoyOptions) -> Self {
         let slot = GatewaySlot::acquire();
         let layout = Layout::discover();
         let upstream_a = Echo::start(&layout, "backend-a");
@@ -136,8 +147,7 @@ impl Gateway {
             &layout,
             EnvoyOptions {
                 grpc_port: control_plane.grpc_port,
-                filter_config,
-                ..EnvoyOptions::default()
+                ..envoy
             },
         );
         envoy.wait_for_stat(SYNC_ANSWERS_STAT, 1, std::time::Duration::from_secs(10));

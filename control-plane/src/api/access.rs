@@ -1,6 +1,6 @@
-//! Where an admin API call may come from and what a key may reach, beyond its user's role:
-//! the user's IP allowlist (for keys and sessions alike) and the key's scopes, read and matched
-//! by the filter's own code, so both doors answer a credential alike.
+//! Where an admin API call comes from and what a key may reach, beyond its user's role: the
+//! client's address, the user's IP allowlist (for keys and sessions alike) and the key's
+//! scopes, read and matched by the filter's own code, so both doors answer a credential alike.
 //!
 //! A key without scopes is unrestricted: it reaches every route behind Envoy and the whole admin
 //! API, as far as its user's role goes. A scoped key reaches the admin API only through
@@ -9,12 +9,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use tollgate_filter_core::access::{client_ip, ClientIpError, IpAllowlist, Scopes};
 
 use super::error::ApiError;
+use super::AppState;
 use crate::accounts::user::User;
 use crate::domain::web_origin::WebOrigin;
 
@@ -33,12 +34,29 @@ pub struct AccessPolicy {
     pub allowed_origins: Vec<WebOrigin>,
 }
 
-/// Admits a call by `user` with a credential limited to `scopes` (a session's are
-/// unrestricted): 403 `ip_not_allowed` from outside the user's allowlist, 403 `scope_denied`
-/// outside the key's scopes.
+/// The address a request comes from, as the filter works it out: the connection's peer, or
+/// the `X-Forwarded-For` entry `http.trusted_hops` proxies vouch for (400
+/// `invalid_forwarded_for` when that entry is no address).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        client_address(parts, state.access.trusted_hops).map(Self)
+    }
+}
+
+/// Admits a call by `user` from `address` with a credential limited to `scopes` (a session's
+/// are unrestricted): 403 `ip_not_allowed` from outside the user's allowlist, 403
+/// `scope_denied` outside the key's scopes.
 pub fn admit(
     parts: &Parts,
-    policy: &AccessPolicy,
+    address: ClientAddress,
     user: &User,
     scopes: &Scopes,
 ) -> Result<(), ApiError> {
@@ -46,7 +64,7 @@ pub fn admit(
         tracing::error!(%error, user = %user.id, "a stored allowlist is unreadable; refusing");
         ip_not_allowed()
     })?;
-    if !allowlist.is_empty() && !allowlist.allows(client_address(parts, policy.trusted_hops)?) {
+    if !allowlist.allows(address.0) {
         return Err(ip_not_allowed());
     }
     if !scopes.permits_admin_api(parts.method.as_str(), parts.uri.path()) {
@@ -78,11 +96,9 @@ pub fn may_hand_out(caller: &Scopes, key: &Scopes) -> Result<(), ApiError> {
     }
 }
 
-/// The client's address, as the filter works it out: the peer, or the `X-Forwarded-For`
-/// entry `trusted_hops` proxies vouch for.
 fn client_address(parts: &Parts, trusted_hops: u8) -> Result<IpAddr, ApiError> {
     let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
-        tracing::error!("the HTTP server gives no peer address, so no allowlist can pass");
+        tracing::error!("the HTTP server is not told its clients' addresses");
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",

@@ -10,15 +10,18 @@ use serde::Deserialize;
 use serde_json::json;
 use tollgate_filter_core::credential::SESSION_COOKIE;
 
+use super::access::ClientAddress;
 use super::error::ApiError;
 use super::extract::{presented_session_token, ApiJson, Caller};
 use super::permission::ManageSigningKeys;
+use super::throttle::{self, too_many_attempts};
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
 use crate::accounts::user::{User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::SessionId;
 use crate::domain::now;
+use crate::identity::lockout::Admission;
 use crate::identity::password::decoy_hash;
 use crate::identity::session::{LoginMethod, Session};
 use crate::identity::signing::SigningKeyRecord;
@@ -49,8 +52,11 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.tokens.jwks())
 }
 
+/// A login: refused at once (429) while the client's address is over its budget of failures
+/// or the name is locked, whatever the password; otherwise the password is checked.
 pub async fn login(
     State(state): State<AppState>,
+    address: ClientAddress,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<impl IntoResponse, ApiError> {
     let method = body.method.as_deref().unwrap_or("local");
@@ -59,6 +65,15 @@ pub async fn login(
             "`method` {method:?} is not enabled; see /api/v1/auth/methods"
         ))
     })?;
+    throttle::refuse_over_budget(&state, address)
+        .await
+        .inspect_err(|_| count_login("throttled"))?;
+    if let Admission::Locked { until } = state.lockout.attempt(&body.username).await? {
+        count_login("locked");
+        return Err(too_many_attempts(
+            (until - now()).to_std().unwrap_or_default(),
+        ));
+    }
     let user = match state.store.user_by_username(&body.username).await {
         Ok(user) => Some(user),
         Err(StoreError::NotFound) => None,
@@ -82,10 +97,12 @@ pub async fn login(
             user
         }
         _ => {
-            metrics::counter!("tollgate_logins_total", "result" => "refused").increment(1);
+            state.address_failures.record(address.0).await;
+            count_login("refused");
             return Err(invalid_credentials());
         }
     };
+    state.lockout.succeeded(&body.username).await?;
     let refresh = PlainApiKey::generate(REFRESH_TOKEN_PREFIX, &user.id);
     let at = now();
     let session = Session {
@@ -104,8 +121,12 @@ pub async fn login(
         json!({"method": method.as_str()}),
     );
     state.store.create_session(&session, &audit).await?;
-    metrics::counter!("tollgate_logins_total", "result" => "ok").increment(1);
+    count_login("ok");
     token_answer(&state, &user, &session.id, &refresh)
+}
+
+fn count_login(result: &'static str) {
+    metrics::counter!("tollgate_logins_total", "result" => result).increment(1);
 }
 
 pub async fn refresh(

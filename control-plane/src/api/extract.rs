@@ -14,9 +14,10 @@ use tollgate_filter_core::access::Scopes;
 use tollgate_filter_core::credential::{self, CredentialError, Presented};
 use tollgate_filter_core::local_digest::LocalDigester;
 
-use super::access;
+use super::access::{self, ClientAddress};
 use super::error::ApiError;
 use super::permission::{Authenticated, Permission};
+use super::throttle;
 use super::AppState;
 use crate::accounts::api_key::{KeyDigest, KeyState};
 use crate::accounts::user::{User, UserStatus};
@@ -232,13 +233,21 @@ fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
 }
 
 /// The active user behind the request's credential and what that credential is limited to,
-/// once [`access::admit`] lets the call through.
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<(User, Scopes), ApiError> {
-    let (user, scopes) = match credential(&parts.headers)? {
-        Credential::Session(token) => (session_caller(state, &token).await?, Scopes::default()),
-        Credential::ApiKey(digest) => key_caller(state, &digest).await?,
-    };
-    access::admit(parts, &state.access, &user, &scopes)?;
+/// once [`access::admit`] lets the call through. A client address that keeps presenting
+/// refused credentials is held back before any lookup (see [`throttle`]).
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<(User, Scopes), ApiError> {
+    let credential = credential(&parts.headers)?;
+    let address = ClientAddress::from_request_parts(parts, state).await?;
+    let (user, scopes) = throttle::counting_failures(state, address, async {
+        match credential {
+            Credential::Session(token) => {
+                Ok((session_caller(state, &token).await?, Scopes::default()))
+            }
+            Credential::ApiKey(digest) => key_caller(state, &digest).await,
+        }
+    })
+    .await?;
+    access::admit(parts, address, &user, &scopes)?;
     Ok((user, scopes))
 }
 

@@ -17,6 +17,7 @@ mod keys;
 mod permission;
 mod quota;
 mod settings;
+mod throttle;
 mod users;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::accounts::api_key::KeyHasher;
+use crate::identity::address_failures::AddressFailures;
+use crate::identity::lockout::AccountLockout;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
@@ -64,6 +67,10 @@ pub struct AppState {
     pub passwords: PasswordWork,
     /// Where calls may come from: trusted proxies and the origins of cookie-authenticated pages.
     pub access: Arc<AccessPolicy>,
+    /// Locks a login name after repeated failures.
+    pub lockout: AccountLockout,
+    /// Holds back client addresses that keep failing to authenticate.
+    pub address_failures: AddressFailures,
 }
 
 /// How many backends a pool may have.

@@ -10,6 +10,7 @@ mod filter;
 mod keys;
 mod limits;
 mod listen;
+mod login;
 mod pools;
 mod quotas;
 mod redis;
@@ -28,6 +29,7 @@ pub use filter::FilterConfig;
 pub use keys::{KeysConfig, SecurityConfig};
 pub use limits::{IpCounts, LimitsConfig, RouteLimitConfig};
 pub use listen::{GrpcConfig, HttpConfig};
+pub use login::LoginConfig;
 pub use pools::{PoolsConfig, RoutingConfig};
 pub use quotas::{QuotaDefaults, QuotasConfig};
 pub use redis::RedisConfig;
@@ -71,6 +73,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub filter: FilterConfig,
     pub sessions: SessionsConfig,
+    pub login: LoginConfig,
     pub pools: PoolsConfig,
     pub routing: RoutingConfig,
     pub limits: LimitsConfig,
@@ -90,6 +93,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             filter: FilterConfig::default(),
             sessions: SessionsConfig::default(),
+            login: LoginConfig::default(),
             pools: PoolsConfig::default(),
             routing: RoutingConfig::default(),
             limits: LimitsConfig::default(),
@@ -142,6 +146,7 @@ impl Config {
         self.filter.validate()?;
         self.security.validate()?;
         let session_algorithm = self.sessions.validate()?;
+        self.login.validate()?;
         self.pools.validate()?;
         self.bootstrap.validate()?;
         self.limits.validate()?;

@@ -1,8 +1,11 @@
-//! Proving who someone is: passwords, sessions and their signing keys, and the server secret
-//! behind key hashes. Calls `domain`, `accounts`, `store`, and `changes` to tell the data plane
-//! of new signing keys.
+//! Proving who someone is: passwords, sessions and their signing keys, the server secret
+//! behind key hashes, and holding back those who keep failing to (account lockout, failures
+//! per address). Calls `domain`, `accounts`, `store`, `limits` for the shared counters, and
+//! `changes` to tell the data plane of new signing keys.
 
+pub mod address_failures;
 pub mod envoy_credential;
+pub mod lockout;
 pub mod password;
 pub mod sealing;
 pub mod secret;

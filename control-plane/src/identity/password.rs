@@ -77,9 +77,12 @@ impl PasswordWork {
 
     /// Whether `password` matches `stored`.
     pub async fn verify(&self, password: String, stored: String) -> Result<bool, PasswordWorkBusy> {
-        self.run(move || verify_password(&password, &stored))
-            .await
-            .map(|matched| matched.unwrap_or(false))
+        self.run(move || {
+            metrics::counter!("tollgate_password_verifications_total").increment(1);
+            verify_password(&password, &stored)
+        })
+        .await
+        .map(|matched| matched.unwrap_or(false))
     }
 
     /// Hashes `password` for storage; `None` when the hashing task failed.

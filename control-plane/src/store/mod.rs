@@ -1,7 +1,7 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
-//! [`SessionStore`], [`UsageStore`], [`BackendStore`], [`ChangeFeed`], [`AuditLog`]), each
-//! implemented for [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so
-//! callers never see which database is in use.
+//! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`BackendStore`], [`ChangeFeed`],
+//! [`AuditLog`]), each implemented for [`SqlStore`] in its own file beside its SQL. [`Store`]
+//! is all of them, so callers never see which database is in use.
 //!
 //! Every change goes through [`SqlStore`]'s one write: the rows, their audit entry and the
 //! change-feed records of what the data plane must drop commit together, and only then are
@@ -14,6 +14,7 @@ mod columns;
 mod feed;
 mod groups;
 mod keys;
+mod login_failures;
 mod migrations;
 mod sessions;
 mod sql;
@@ -29,6 +30,7 @@ pub use backends::BackendStore;
 pub use feed::ChangeFeed;
 pub use groups::GroupStore;
 pub use keys::{KeyOwner, KeyStore};
+pub use login_failures::{KeptFailures, LoginFailureStore};
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
 pub use usage::{UsageEntry, UsageOutcome, UsageStore};
@@ -62,7 +64,15 @@ pub struct Page<T> {
 /// Every capability's storage in one database.
 #[async_trait]
 pub trait Store:
-    UserStore + KeyStore + GroupStore + SessionStore + UsageStore + BackendStore + ChangeFeed + AuditLog
+    UserStore
+    + KeyStore
+    + GroupStore
+    + SessionStore
+    + LoginFailureStore
+    + UsageStore
+    + BackendStore
+    + ChangeFeed
+    + AuditLog
 {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -26,6 +26,13 @@ pub const ADMIN_KEY: &str = "legacy-admin-key-from-an-older-system";
 /// The peer every request comes from unless a test names another, as the server's connection
 /// info reports it.
 pub const LOCAL_PEER: &str = "127.0.0.1:40000";
+
+/// A whole HTTP answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
 
 pub struct Api {
     router: Router,
@@ -94,19 +101,22 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        self.call_from(LOCAL_PEER, method, path, headers, body)
-            .await
+        let answer = self
+            .answer_from(LOCAL_PEER, method, path, headers, body)
+            .await;
+        (answer.status, answer.body)
     }
 
-    /// A request with exactly these headers over a connection from `peer` (`10.0.0.7:5000`).
-    pub async fn call_from(
+    /// A request with exactly these headers over a connection from `peer` (`10.0.0.7:5000`);
+    /// the whole answer.
+    pub async fn answer_from(
         &self,
         peer: &str,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    ) -> Answer {
         let peer: SocketAddr = peer.parse().expect("a peer address");
         let mut request = Request::builder()
             .method(method)
@@ -129,6 +139,7 @@ impl Api {
             .await
             .expect("response");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
@@ -141,7 +152,11 @@ impl Api {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
         };
-        (status, value)
+        Answer {
+            status,
+            headers,
+            body: value,
+        }
     }
 
     pub async fn admin(

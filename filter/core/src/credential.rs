@@ -13,7 +13,7 @@ use crate::session::looks_like_jwt;
 
 const API_KEY_HEADER: &str = "x-api-key";
 const AUTHORIZATION_HEADER: &str = "authorization";
-const COOKIE_HEADER: &str = "cookie";
+pub(crate) const COOKIE_HEADER: &str = "cookie";
 /// The cookie the control plane sets at login, holding the session's access token.
 pub const SESSION_COOKIE: &str = "tollgate_session";
 const BEARER_SCHEME: &[u8] = b"bearer";
@@ -150,22 +150,6 @@ where
         (Some(token), None) if looks_like_jwt(token.as_bytes()) => Some(token.to_owned()),
         _ => None,
     }
-}
-
-/// `cookie_header` without the session cookie, so the token never reaches the upstream;
-/// `None` when nothing else remains.
-pub fn without_session_cookie(cookie_header: &str) -> Option<String> {
-    let kept: Vec<&str> = cookie_header
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| {
-            !pair.is_empty()
-                && pair
-                    .split_once('=')
-                    .is_none_or(|(name, _)| name.trim() != SESSION_COOKIE)
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
 /// Reads the API key from `X-API-Key`, or else from `Authorization: Bearer` (scheme matched

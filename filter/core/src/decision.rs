@@ -11,6 +11,10 @@ use crate::proto::BucketRef;
 /// The header that tells the upstream how the request was authenticated.
 pub const AUTH_METHOD_HEADER: &str = "x-tollgate-auth-method";
 
+/// The header that tells the upstream the client's address: the one the filter checked the
+/// allowlist and the address limits against (see [`crate::access::client_ip`]).
+pub const CLIENT_IP_HEADER: &str = "x-tollgate-client-ip";
+
 /// How an allowed request was authenticated; the value of `x-tollgate-auth-method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -45,7 +49,7 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     /// Identity headers for the upstream, as (lowercase name, value); the auth method goes
-    /// along as [`AUTH_METHOD_HEADER`].
+    /// along as [`AUTH_METHOD_HEADER`], the client's address as [`CLIENT_IP_HEADER`].
     pub set_headers: Rc<[(&'static str, String)]>,
     pub auth_method: AuthMethod,
     /// The user whose quotas the request counts against; empty when unverified.

@@ -57,8 +57,9 @@ pub enum Stage {
 pub struct RequestFacts<'a> {
     pub method: &'a str,
     pub path: &'a str,
-    /// The client's address, worked out only when a user has an allowlist (most have none,
-    /// and reading Envoy's `source.address` costs a host call).
+    /// The client's address, worked out when first needed (reading Envoy's `source.address`
+    /// costs a host call): here when a user has an allowlist, else for the upstream's
+    /// `x-tollgate-client-ip` once the request is allowed.
     pub client_ip: &'a dyn Fn() -> Result<IpAddr, Verdict>,
     pub now_ms: i64,
     pub stage: Stage,

@@ -1,112 +1,97 @@
-//! Which client headers must not reach the upstream.
+//! Which client headers must not reach the upstream, and what is left of the `Cookie` header.
 
-use crate::credential::CredentialSource;
+use crate::credential::{CredentialSource, COOKIE_HEADER, SESSION_COOKIE};
 
-const IDENTITY_HEADER_PREFIX: &str = "x-tollgate-";
+/// The filter's own header names start with this; a client's copy is removed in any case, and
+/// with `_` for any `-` (many upstream frameworks read `x_tollgate_user_id` as
+/// `x-tollgate-user-id`, and Envoys that allow underscores in names pass it on).
+const IDENTITY_HEADER_PREFIX: &[u8] = b"x-tollgate-";
 
-/// Lowercase names of the request headers to remove before forwarding an allowed request:
-/// `x-api-key`, `authorization` when it carried the key, and every `x-tollgate-*` header the
-/// client sent (only the filter may set those). Each name is listed once, in request order.
-pub fn headers_to_remove<N, V>(headers: &[(N, V)], key_source: CredentialSource) -> Vec<String>
+/// What to take out of an allowed request before it is forwarded.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Scrub {
+    /// Lowercase names of the headers to remove, each once, in request order.
+    pub remove: Vec<String>,
+    /// The `Cookie` header to forward instead of the client's when it held Tollgate's session
+    /// cookie; `Some(None)` removes the header.
+    pub cookie: Option<Option<String>>,
+}
+
+/// What must not reach the upstream: `x-api-key`, `authorization` when it carried the key,
+/// every `x-tollgate-*` header the client sent (only the filter may set those), and the
+/// session cookie, however the request authenticated. One pass over the headers; nothing is
+/// allocated unless there is something to remove.
+pub fn scrub<N, V>(headers: &[(N, V)], key_source: CredentialSource) -> Scrub
 where
     N: AsRef<str>,
+    V: AsRef<[u8]>,
 {
-    let mut names: Vec<String> = Vec::new();
-    for (name, _) in headers {
+    let mut remove: Vec<String> = Vec::new();
+    let mut session_cookie_sent = false;
+    for (name, value) in headers {
         let name = name.as_ref();
+        if name.eq_ignore_ascii_case(COOKIE_HEADER) {
+            session_cookie_sent = session_cookie_sent || holds_session_cookie(value.as_ref());
+            continue;
+        }
         let carries_the_key = name.eq_ignore_ascii_case("x-api-key")
             || (name.eq_ignore_ascii_case("authorization")
                 && key_source == CredentialSource::AuthorizationBearer);
-        let forged_identity = name
-            .get(..IDENTITY_HEADER_PREFIX.len())
-            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(IDENTITY_HEADER_PREFIX));
-        if carries_the_key || forged_identity {
+        if carries_the_key || is_identity_header(name) {
             let name = name.to_ascii_lowercase();
-            if !names.contains(&name) {
-                names.push(name);
+            if !remove.contains(&name) {
+                remove.push(name);
             }
         }
     }
-    names
+    let cookie = session_cookie_sent.then(|| without_session_cookie(headers));
+    Scrub { remove, cookie }
+}
+
+/// Whether `name` is `x-tollgate-*` in any case, each `-` of the prefix possibly a `_`.
+fn is_identity_header(name: &str) -> bool {
+    name.len() >= IDENTITY_HEADER_PREFIX.len()
+        && name
+            .bytes()
+            .zip(IDENTITY_HEADER_PREFIX)
+            .all(|(sent, &ours)| {
+                sent.to_ascii_lowercase() == ours || (ours == b'-' && sent == b'_')
+            })
+}
+
+/// Whether a `Cookie` value holds a cookie named like Tollgate's session cookie.
+fn holds_session_cookie(cookie_header: &[u8]) -> bool {
+    cookie_header
+        .split(|&byte| byte == b';')
+        .filter_map(|pair| {
+            let equals = pair.iter().position(|&byte| byte == b'=')?;
+            pair.get(..equals)
+        })
+        .any(|name| name.trim_ascii() == SESSION_COOKIE.as_bytes())
+}
+
+/// The request's cookies without the session cookie, in one header; `None` when nothing else
+/// remains. A `Cookie` header that is not UTF-8 is dropped with it.
+fn without_session_cookie<N, V>(headers: &[(N, V)]) -> Option<String>
+where
+    N: AsRef<str>,
+    V: AsRef<[u8]>,
+{
+    let kept: Vec<&str> = headers
+        .iter()
+        .filter(|(name, _)| name.as_ref().eq_ignore_ascii_case(COOKIE_HEADER))
+        .filter_map(|(_, value)| std::str::from_utf8(value.as_ref()).ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim_ascii)
+        .filter(|pair| {
+            !pair.is_empty()
+                && pair
+                    .split_once('=')
+                    .is_none_or(|(name, _)| name.trim_ascii() != SESSION_COOKIE)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn remove(headers: &[(&str, &str)], key_source: CredentialSource) -> Vec<String> {
-        headers_to_remove(headers, key_source)
-    }
-
-    #[test]
-    fn removes_the_api_key_header() {
-        let headers = [("x-api-key", "k3y"), ("accept", "*/*")];
-
-        assert_eq!(
-            remove(&headers, CredentialSource::ApiKeyHeader),
-            ["x-api-key"]
-        );
-    }
-
-    #[test]
-    fn removes_authorization_when_it_carried_the_key() {
-        let headers = [("authorization", "Bearer k3y"), ("accept", "*/*")];
-
-        assert_eq!(
-            remove(&headers, CredentialSource::AuthorizationBearer),
-            ["authorization"]
-        );
-    }
-
-    #[test]
-    fn keeps_authorization_when_the_key_came_from_x_api_key() {
-        let headers = [("x-api-key", "k3y"), ("authorization", "Bearer other")];
-
-        assert_eq!(
-            remove(&headers, CredentialSource::ApiKeyHeader),
-            ["x-api-key"]
-        );
-    }
-
-    #[test]
-    fn removes_every_client_sent_tollgate_header_in_any_case() {
-        let headers = [
-            ("X-Tollgate-User-Id", "u_admin"),
-            ("x-tollgate-groups", "g_admins"),
-            ("x-tollgate-anything-else", "1"),
-            ("x-tollgateway", "not ours"),
-            ("x-api-key", "k3y"),
-        ];
-
-        assert_eq!(
-            remove(&headers, CredentialSource::ApiKeyHeader),
-            [
-                "x-tollgate-user-id",
-                "x-tollgate-groups",
-                "x-tollgate-anything-else",
-                "x-api-key"
-            ]
-        );
-    }
-
-    #[test]
-    fn lists_a_repeated_header_once() {
-        let headers = [
-            ("x-tollgate-user-id", "a"),
-            ("X-Tollgate-User-Id", "b"),
-            ("x-api-key", "k3y"),
-        ];
-
-        assert_eq!(
-            remove(&headers, CredentialSource::ApiKeyHeader),
-            ["x-tollgate-user-id", "x-api-key"]
-        );
-    }
-
-    #[test]
-    fn leaves_ordinary_headers_alone() {
-        let headers = [("accept", "*/*"), ("x-request-id", "r1"), ("cookie", "a=b")];
-
-        assert!(remove(&headers, CredentialSource::ApiKeyHeader).is_empty());
-    }
-}
+mod tests;

@@ -2,6 +2,7 @@
 //! configured number of trusted proxies vouch for.
 
 use std::fmt;
+use std::io::{Cursor, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use super::excerpt::excerpt;
@@ -48,6 +49,26 @@ pub fn client_ip(
         .ok_or_else(|| ClientIpError::InvalidForwardedFor {
             entry: excerpt(&String::from_utf8_lossy(entry)),
         })
+}
+
+/// The longest text of an address: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
+const MAX_ADDRESS_TEXT: usize = 45;
+
+/// Room to write a client address as text in place, so that no request allocates for it.
+pub struct AddressText([u8; MAX_ADDRESS_TEXT]);
+
+impl Default for AddressText {
+    fn default() -> Self {
+        Self([0; MAX_ADDRESS_TEXT])
+    }
+}
+
+/// `address` as text (`203.0.113.5`, `2001:db8::7`), written into `text`.
+pub fn address_text(address: IpAddr, text: &mut AddressText) -> Option<&str> {
+    let mut cursor = Cursor::new(&mut text.0[..]);
+    write!(cursor, "{address}").ok()?;
+    let written = usize::try_from(cursor.position()).ok()?;
+    std::str::from_utf8(text.0.get(..written)?).ok()
 }
 
 /// An address as Envoy or a proxy writes it: `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]`, `[::1]:80`.
@@ -282,6 +303,23 @@ mod tests {
                 entry: "\u{fffd}\u{fffd}".to_owned()
             })
         );
+    }
+
+    #[test]
+    fn writes_the_longest_addresses_as_text() {
+        let mut text = AddressText::default();
+        for address in [
+            "255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+            "2001:db8::7",
+        ] {
+            assert_eq!(
+                address_text(ip(address), &mut text),
+                Some(address),
+                "for {address}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,6 @@ mod path;
 mod scope;
 
 pub use allowlist::{validate_allowlist_entry, AllowlistError, IpAllowlist};
-pub use client_ip::{client_ip, ClientIpError};
+pub use client_ip::{address_text, client_ip, AddressText, ClientIpError};
 pub use path::PathFlaw;
 pub use scope::{ScopeError, ScopeProblem, Scopes, ADMIN_API_SCOPE};

@@ -44,19 +44,6 @@ fn the_session_cookie_is_a_session_when_no_key_is_sent() {
 }
 
 #[test]
-fn the_session_cookie_is_cut_from_the_cookie_header() {
-    assert_eq!(
-        without_session_cookie("theme=dark; tollgate_session=a.b.c; lang=en"),
-        Some("theme=dark; lang=en".to_owned())
-    );
-    assert_eq!(without_session_cookie("tollgate_session=a.b.c"), None);
-    assert_eq!(
-        without_session_cookie("tollgate_sessionx=1"),
-        Some("tollgate_sessionx=1".to_owned())
-    );
-}
-
-#[test]
 fn a_session_wins_over_an_api_key_and_the_pair_is_flagged() {
     let bearer = format!("Bearer {SESSION_TOKEN}");
     assert_eq!(

@@ -43,6 +43,8 @@ pub struct MemoryHost {
     before_write: RefCell<Option<WriteHook>>,
     writes: Cell<u32>,
     unreachable: Cell<bool>,
+    /// Envoy's `source.address` of the request.
+    peer: RefCell<Option<String>>,
     calls: RefCell<Vec<Call>>,
     request: RefCell<Vec<(String, String)>>,
     response: RefCell<Vec<(String, String)>>,
@@ -82,6 +84,11 @@ impl MemoryHost {
     /// Makes every callout fail to start, as with an unknown cluster.
     pub fn set_unreachable(&self, unreachable: bool) {
         self.unreachable.set(unreachable);
+    }
+
+    /// Sets the request's peer address, as Envoy's `source.address` gives it.
+    pub fn set_peer(&self, source_address: &str) {
+        *self.peer.borrow_mut() = Some(source_address.to_owned());
     }
 
     pub fn shared(&self, key: &str) -> Option<Vec<u8>> {
@@ -177,9 +184,12 @@ impl Host for MemoryHost {
         Ok(token)
     }
 
-    /// No stream properties: the peer address is unknown, and so is how the stream ended.
-    fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
-        None
+    /// Only the peer address (when set); how the stream ended is unknown.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        match path {
+            ["source", "address"] => self.peer.borrow().clone().map(String::into_bytes),
+            _ => None,
+        }
     }
 
     fn headers(&self, map: HeaderMap) -> Vec<u8> {

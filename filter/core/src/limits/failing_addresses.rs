@@ -1,7 +1,9 @@
 //! The addresses whose failed authentications an Envoy counted lately. When address limits
 //! count only failures, these are the only addresses whose buckets can be refusing, so every
 //! other request skips its bucket; and when the set is empty (the usual case), no request
-//! even reads its client address.
+//! reads its client address before authentication. A failure counted in the bucket that addresses share once
+//! an Envoy holds its most address buckets may make that bucket refuse any address, so after
+//! one every request reads the bucket it counts in.
 //!
 //! Envoy's workers share one set in shared data; each keeps a copy, refreshed on its tick.
 
@@ -38,12 +40,22 @@ pub fn failure_horizon_us(longest_window_secs: u32, envoys: u32) -> i64 {
     i64::from(longest_window_secs) * 1_000_000 * i64::from(envoys.max(1)) + STALENESS_US
 }
 
+/// The bucket a failed authentication was counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureBucket {
+    /// The address's own (its /64's for IPv6).
+    Own(IpAddr),
+    /// The one every address without a bucket of its own shares.
+    Overflow,
+}
+
 /// Failing addresses (bucket addresses, see [`bucket_address`]) and when each last failed.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct FailingAddresses {
     last_failure_us: HashMap<IpAddr, i64>,
-    /// When a failure last found the set full: every address may be refusing until then plus
-    /// the horizon.
+    /// When a failure that names no single address last came: one that found the set full,
+    /// or one counted in the shared overflow bucket. Every address may be refusing until then
+    /// plus the horizon.
     overflowed_at_us: Option<i64>,
     /// The latest of all the times above, so that a quiet set is known at a glance.
     latest_us: Option<i64>,
@@ -66,10 +78,14 @@ impl FailingAddresses {
             .is_some_and(|at| within(at, now_us, horizon_us))
     }
 
-    /// Whether the set shows a failure of `address` less than [`SHARE_EVERY_US`] before
+    /// Whether the set shows a failure in `bucket` less than [`SHARE_EVERY_US`] before
     /// `now_us`.
-    pub fn knows_recent(&self, address: IpAddr, now_us: i64) -> bool {
-        self.failed_when(address, |at| now_us.saturating_sub(at) < SHARE_EVERY_US)
+    pub fn knows_recent(&self, bucket: FailureBucket, now_us: i64) -> bool {
+        let recent = |at: i64| now_us.saturating_sub(at) < SHARE_EVERY_US;
+        match bucket {
+            FailureBucket::Own(address) => self.failed_when(address, recent),
+            FailureBucket::Overflow => self.overflowed_at_us.is_some_and(recent),
+        }
     }
 
     /// Whether the overflow, or `address`'s own last failure, happened at a time `when` accepts.
@@ -81,10 +97,14 @@ impl FailingAddresses {
                 .is_some_and(|&at| when(at))
     }
 
-    /// Records a failure of `address` at `now_us`, first forgetting failures past the horizon.
-    pub fn record(&mut self, address: IpAddr, now_us: i64, horizon_us: i64) {
+    /// Records a failure counted in `bucket` at `now_us`, first forgetting failures past the
+    /// horizon.
+    pub fn record(&mut self, bucket: FailureBucket, now_us: i64, horizon_us: i64) {
         self.forget_before(now_us, horizon_us);
-        self.record_at(bucket_address(address), now_us);
+        match bucket {
+            FailureBucket::Own(address) => self.record_at(bucket_address(address), now_us),
+            FailureBucket::Overflow => self.overflowed(now_us),
+        }
     }
 
     /// Takes in every failure `other` knows of, first forgetting failures past the horizon.
@@ -175,11 +195,11 @@ impl WorkerFailures {
         &self.known
     }
 
-    /// Records a failure of `address` counted here; `true` when shared data must hear of it,
-    /// because what it holds of the address is a second or more old.
-    pub fn counted(&mut self, address: IpAddr, now_us: i64, horizon_us: i64) -> bool {
-        self.known.record(address, now_us, horizon_us);
-        !self.shared.knows_recent(address, now_us)
+    /// Records a failure counted here in `bucket`; `true` when shared data must hear of it,
+    /// because what it holds of the bucket is a second or more old.
+    pub fn counted(&mut self, bucket: FailureBucket, now_us: i64, horizon_us: i64) -> bool {
+        self.known.record(bucket, now_us, horizon_us);
+        !self.shared.knows_recent(bucket, now_us)
     }
 
     /// Takes in the set just read from or written to shared data.
@@ -216,6 +236,10 @@ mod tests {
         text.parse().expect("an address")
     }
 
+    fn own(text: &str) -> FailureBucket {
+        FailureBucket::Own(ip(text))
+    }
+
     #[test]
     fn an_empty_set_is_quiet_and_refuses_nobody() {
         let set = FailingAddresses::default();
@@ -227,7 +251,7 @@ mod tests {
     #[test]
     fn only_the_failing_address_may_be_refused_until_the_horizon() {
         let mut set = FailingAddresses::default();
-        set.record(ip("192.0.2.1"), 1_000, HORIZON);
+        set.record(own("192.0.2.1"), 1_000, HORIZON);
 
         assert!(!set.is_quiet(1_000 + HORIZON, HORIZON));
         assert!(set.may_refuse(ip("192.0.2.1"), 1_000 + HORIZON, HORIZON));
@@ -239,7 +263,7 @@ mod tests {
     #[test]
     fn ipv6_addresses_fail_per_64() {
         let mut set = FailingAddresses::default();
-        set.record(ip("2001:db8:1:2::7"), 0, HORIZON);
+        set.record(own("2001:db8:1:2::7"), 0, HORIZON);
 
         assert!(set.may_refuse(ip("2001:db8:1:2:ffff::1"), 0, HORIZON));
         assert!(!set.may_refuse(ip("2001:db8:1:3::7"), 0, HORIZON));
@@ -248,11 +272,11 @@ mod tests {
     #[test]
     fn a_failure_is_shared_again_only_after_a_second() {
         let mut set = FailingAddresses::default();
-        set.record(ip("192.0.2.1"), 0, HORIZON);
+        set.record(own("192.0.2.1"), 0, HORIZON);
 
-        assert!(set.knows_recent(ip("192.0.2.1"), SHARE_EVERY_US - 1));
-        assert!(!set.knows_recent(ip("192.0.2.1"), SHARE_EVERY_US));
-        assert!(!set.knows_recent(ip("192.0.2.2"), 0));
+        assert!(set.knows_recent(own("192.0.2.1"), SHARE_EVERY_US - 1));
+        assert!(!set.knows_recent(own("192.0.2.1"), SHARE_EVERY_US));
+        assert!(!set.knows_recent(own("192.0.2.2"), 0));
     }
 
     #[test]
@@ -260,21 +284,21 @@ mod tests {
         let mut set = FailingAddresses::default();
         for n in 0..CAPACITY {
             let address = IpAddr::from([10, 0, (n / 256) as u8, (n % 256) as u8]);
-            set.record(address, 0, HORIZON);
+            set.record(FailureBucket::Own(address), 0, HORIZON);
         }
-        set.record(ip("192.0.2.1"), HORIZON + 1, HORIZON);
+        set.record(own("192.0.2.1"), HORIZON + 1, HORIZON);
         assert!(!set.may_refuse(ip("10.0.0.1"), HORIZON + 1, HORIZON));
         assert!(set.may_refuse(ip("192.0.2.1"), HORIZON + 1, HORIZON));
 
         for n in 0..CAPACITY {
             let address = IpAddr::from([10, 1, (n / 256) as u8, (n % 256) as u8]);
-            set.record(address, HORIZON + 2, HORIZON);
+            set.record(FailureBucket::Own(address), HORIZON + 2, HORIZON);
         }
         assert!(
             set.may_refuse(ip("198.51.100.9"), HORIZON + 2, HORIZON),
             "the set overflowed: every address may be refused"
         );
-        assert!(set.knows_recent(ip("198.51.100.9"), HORIZON + 2));
+        assert!(set.knows_recent(own("198.51.100.9"), HORIZON + 2));
         assert!(set.is_quiet(3 * HORIZON, HORIZON));
     }
 
@@ -282,9 +306,13 @@ mod tests {
     fn a_full_set_still_updates_the_addresses_it_holds() {
         let mut set = FailingAddresses::default();
         for n in 0..CAPACITY {
-            set.record(IpAddr::from([10, 0, 0, n as u8]), 0, HORIZON);
+            set.record(
+                FailureBucket::Own(IpAddr::from([10, 0, 0, n as u8])),
+                0,
+                HORIZON,
+            );
         }
-        set.record(ip("10.0.0.7"), 5, HORIZON);
+        set.record(own("10.0.0.7"), 5, HORIZON);
 
         assert!(
             !set.may_refuse(ip("198.51.100.9"), 5, HORIZON),
@@ -295,10 +323,25 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_in_the_overflow_bucket_may_make_any_address_refused() {
+        let mut set = FailingAddresses::default();
+        set.record(own("192.0.2.1"), 0, HORIZON);
+        assert!(!set.knows_recent(FailureBucket::Overflow, 0));
+
+        set.record(FailureBucket::Overflow, 10, HORIZON);
+
+        assert!(set.may_refuse(ip("198.51.100.9"), 10 + HORIZON, HORIZON));
+        assert!(!set.may_refuse(ip("198.51.100.9"), 11 + HORIZON, HORIZON));
+        assert!(set.knows_recent(FailureBucket::Overflow, 10));
+        assert!(!set.knows_recent(FailureBucket::Overflow, 10 + SHARE_EVERY_US));
+        assert!(set.is_quiet(11 + HORIZON, HORIZON));
+    }
+
+    #[test]
     fn survives_the_shared_encoding() {
         let mut set = FailingAddresses::default();
-        set.record(ip("192.0.2.1"), 5, HORIZON);
-        set.record(ip("2001:db8::1"), 7, HORIZON);
+        set.record(own("192.0.2.1"), 5, HORIZON);
+        set.record(own("2001:db8::1"), 7, HORIZON);
         set.overflowed(6);
 
         assert_eq!(FailingAddresses::from_bytes(&set.to_bytes()), Some(set));
@@ -307,11 +350,11 @@ mod tests {
     #[test]
     fn merging_keeps_the_later_time_of_each_address_and_the_overflow() {
         let mut mine = FailingAddresses::default();
-        mine.record(ip("192.0.2.1"), 10, HORIZON);
-        mine.record(ip("192.0.2.2"), 30, HORIZON);
+        mine.record(own("192.0.2.1"), 10, HORIZON);
+        mine.record(own("192.0.2.2"), 30, HORIZON);
         let mut theirs = FailingAddresses::default();
-        theirs.record(ip("192.0.2.1"), 20, HORIZON);
-        theirs.record(ip("192.0.2.2"), 5, HORIZON);
+        theirs.record(own("192.0.2.1"), 20, HORIZON);
+        theirs.record(own("192.0.2.2"), 5, HORIZON);
         theirs.overflowed(1);
 
         mine.merge(&theirs, 40, HORIZON);
@@ -338,8 +381,9 @@ mod tests {
         }
 
         fn fail(&mut self, worker: usize, address: IpAddr, now_us: i64) {
-            if self.workers[worker].counted(address, now_us, HORIZON) {
-                self.shared.record(address, now_us, HORIZON);
+            let bucket = FailureBucket::Own(address);
+            if self.workers[worker].counted(bucket, now_us, HORIZON) {
+                self.shared.record(bucket, now_us, HORIZON);
                 let written = self.shared.clone();
                 self.workers[worker].saw_shared(written, now_us, HORIZON);
             }
@@ -371,14 +415,18 @@ mod tests {
         let mut envoy = Envoy::new();
         let guesser = ip("203.0.113.9");
         envoy.fail(1, guesser, 0);
-        assert!(!envoy.workers[1].counted(guesser, SHARE_EVERY_US - 1, HORIZON));
-        assert!(envoy.workers[1].counted(guesser, SHARE_EVERY_US, HORIZON));
+        assert!(!envoy.workers[1].counted(
+            FailureBucket::Own(guesser),
+            SHARE_EVERY_US - 1,
+            HORIZON
+        ));
+        assert!(envoy.workers[1].counted(FailureBucket::Own(guesser), SHARE_EVERY_US, HORIZON));
     }
 
     #[test]
     fn a_worker_keeps_its_own_failures_when_the_shared_set_lacks_them() {
         let mut worker = WorkerFailures::default();
-        worker.counted(ip("203.0.113.9"), 0, HORIZON);
+        worker.counted(own("203.0.113.9"), 0, HORIZON);
 
         worker.saw_shared(FailingAddresses::default(), 1, HORIZON);
 

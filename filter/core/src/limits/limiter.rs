@@ -18,8 +18,8 @@ const MAX_ATTEMPTS: usize = 4;
 
 /// The most address buckets one Envoy keeps, about 100 bytes of shared data each. Shared data
 /// cannot delete, so beyond this every new address counts against one overflow bucket.
-const MAX_ADDRESS_BUCKETS: u64 = 100_000;
-const ADDRESS_BUCKETS_KEY: &str = "tollgate:rl:address_buckets";
+pub(crate) const MAX_ADDRESS_BUCKETS: u64 = 100_000;
+pub(crate) const ADDRESS_BUCKETS_KEY: &str = "tollgate:rl:address_buckets";
 
 /// The verdicts of one request against its buckets.
 pub struct Admission {
@@ -312,27 +312,44 @@ fn take_shared(
 }
 
 /// The bucket a failed authentication from `subject`'s address is counted in: its own when it
-/// has one or one may still be made, else the overflow bucket.
+/// has one or one may still be made (which claims it), else the overflow bucket.
 pub fn address_bucket(host: &impl Host, subject: String) -> String {
     if host.shared_data_get(&shared_key(&subject)).is_some() {
         return subject;
     }
     for _ in 0..MAX_ATTEMPTS {
-        let (bytes, cas) = host.shared_data_get(ADDRESS_BUCKETS_KEY).unzip();
-        let held = bytes
-            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-            .map_or(0, u64::from_le_bytes);
+        let (held, cas) = address_buckets_held(host);
         if held >= MAX_ADDRESS_BUCKETS {
             break;
         }
         let claimed = (held + 1).to_le_bytes();
-        match host.shared_data_set(ADDRESS_BUCKETS_KEY, &claimed, cas.flatten()) {
+        match host.shared_data_set(ADDRESS_BUCKETS_KEY, &claimed, cas) {
             Ok(()) => return subject,
             Err(WriteError::CasMismatch) => {}
             Err(WriteError::Failed(_)) => break,
         }
     }
     ADDRESS_OVERFLOW_SUBJECT.to_owned()
+}
+
+/// The bucket [`address_bucket`] would count `subject`'s address in, without claiming one:
+/// the bucket that can be refusing the address.
+pub fn address_bucket_in_use(host: &impl Host, subject: String) -> String {
+    if host.shared_data_get(&shared_key(&subject)).is_some()
+        || address_buckets_held(host).0 < MAX_ADDRESS_BUCKETS
+    {
+        return subject;
+    }
+    ADDRESS_OVERFLOW_SUBJECT.to_owned()
+}
+
+/// How many address buckets this Envoy holds, and the version of that count.
+fn address_buckets_held(host: &impl Host) -> (u64, Option<u32>) {
+    let (bytes, cas) = host.shared_data_get(ADDRESS_BUCKETS_KEY).unzip();
+    let held = bytes
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+        .map_or(0, u64::from_le_bytes);
+    (held, cas.flatten())
 }
 
 #[cfg(test)]

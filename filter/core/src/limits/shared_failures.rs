@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 
-use super::failing_addresses::{FailingAddresses, WorkerFailures};
+use super::failing_addresses::{FailingAddresses, FailureBucket, WorkerFailures};
 use crate::host::{Host, WriteError};
 
 const SHARED_KEY: &str = "tollgate:rl:failing_addresses";
@@ -46,13 +46,13 @@ impl AddressFailures {
         })
     }
 
-    /// Records a failure counted now, for this worker at once and, at most once a second per
-    /// address, for the others by their next tick.
-    pub fn counted(&self, host: &impl Host, address: IpAddr, now_us: i64, horizon_us: i64) {
+    /// Records a failure counted now in `bucket`, for this worker at once and, at most once a
+    /// second per bucket, for the others by their next tick.
+    pub fn counted(&self, host: &impl Host, bucket: FailureBucket, now_us: i64, horizon_us: i64) {
         let Ok(mut view) = self.view.try_borrow_mut() else {
             return;
         };
-        if !view.counted(address, now_us, horizon_us) {
+        if !view.counted(bucket, now_us, horizon_us) {
             return;
         }
         for _ in 0..MAX_ATTEMPTS {
@@ -61,7 +61,7 @@ impl AddressFailures {
                 .as_deref()
                 .and_then(FailingAddresses::from_bytes)
                 .unwrap_or_default();
-            shared.record(address, now_us, horizon_us);
+            shared.record(bucket, now_us, horizon_us);
             match host.shared_data_set(SHARED_KEY, &shared.to_bytes(), version.flatten()) {
                 Ok(()) => {
                     view.saw_shared(shared, now_us, horizon_us);
@@ -118,7 +118,12 @@ mod tests {
         let there = AddressFailures::prepare(&other_host);
         assert!(there.is_quiet(NOW_US, HORIZON_US));
 
-        here.counted(&host, ip("192.0.2.1"), NOW_US, HORIZON_US);
+        here.counted(
+            &host,
+            FailureBucket::Own(ip("192.0.2.1")),
+            NOW_US,
+            HORIZON_US,
+        );
 
         assert!(
             here.may_refuse(ip("192.0.2.1"), NOW_US, HORIZON_US),
@@ -146,13 +151,23 @@ mod tests {
             let mut first = true;
             host.before_each_write(move |_key| {
                 if std::mem::take(&mut first) {
-                    there.counted(&*other_host, ip("192.0.2.2"), NOW_US, HORIZON_US);
+                    there.counted(
+                        &*other_host,
+                        FailureBucket::Own(ip("192.0.2.2")),
+                        NOW_US,
+                        HORIZON_US,
+                    );
                 }
             });
         }
 
         let writes = host.writes();
-        here.counted(&host, ip("192.0.2.1"), NOW_US, HORIZON_US);
+        here.counted(
+            &host,
+            FailureBucket::Own(ip("192.0.2.1")),
+            NOW_US,
+            HORIZON_US,
+        );
 
         assert_eq!(
             host.writes() - writes,

@@ -10,8 +10,11 @@ use crate::decision::{Allowed, Callout, Decision, Refusal};
 use crate::error_body::error_body;
 use crate::host::Host;
 use crate::limits::bucket::Rate;
-use crate::limits::limiter::{address_bucket, Admission};
-use crate::limits::plan::{address_failure_horizon_us, address_plan, address_subject, Draw, Plan};
+use crate::limits::failing_addresses::FailureBucket;
+use crate::limits::limiter::{address_bucket, address_bucket_in_use, Admission};
+use crate::limits::plan::{
+    address_failure_horizon_us, address_plan, address_subject, Draw, Plan, ADDRESS_OVERFLOW_SUBJECT,
+};
 use crate::limits::state::Checked;
 use crate::limits::{retry_after_secs, RateLimitFigures};
 use crate::proto::{BucketRef, CheckLimitsResponse, UsageDelta};
@@ -19,9 +22,10 @@ use crate::proto::{BucketRef, CheckLimitsResponse, UsageDelta};
 const GRPC_STATUS_OK: u32 = 0;
 
 impl RequestFlow {
-    /// The address's own limits, before authentication: a request from an address over
-    /// its limit is refused whatever it carries. Counts the request when every request
-    /// counts; otherwise only looks (failed authentications are counted when they fail).
+    /// The address's limits, before authentication: a request from an address over its
+    /// limit is refused whatever it carries. Counts the request when every request counts;
+    /// otherwise only looks, at the bucket its failed authentications are counted in (they
+    /// are counted when they fail).
     pub(super) fn address_refusal(&mut self, host: &impl Host) -> Option<Admission> {
         let worker = Rc::clone(&self.worker);
         let freshness = worker.freshness.try_borrow().ok()?;
@@ -36,9 +40,7 @@ impl RequestFlow {
         if !counts_every_request && failures.is_quiet(self.now_us, horizon_us) {
             return None;
         }
-        let address = self.client_ip(host);
-        self.client = Some(address.clone());
-        let address = address.ok()?;
+        let address = self.client_ip(host).ok()?;
         if !counts_every_request && !failures.may_refuse(address, self.now_us, horizon_us) {
             return None;
         }
@@ -46,7 +48,7 @@ impl RequestFlow {
         let subject = if counts_every_request {
             address_bucket(host, subject)
         } else {
-            subject
+            address_bucket_in_use(host, subject)
         };
         let plan = address_plan(settings, subject);
         drop(freshness);
@@ -67,20 +69,26 @@ impl RequestFlow {
     pub(super) fn count_failed_authentication(&mut self, host: &impl Host) -> Option<Admission> {
         let worker = Rc::clone(&self.worker);
         let envoys = worker.background.envoys();
-        let (address, plan, horizon_us) = {
+        let (bucket, plan, horizon_us) = {
             let freshness = worker.freshness.try_borrow().ok()?;
             let settings = freshness.limits();
             if settings.ip.is_empty() || settings.ip_counts_every_request {
                 return None;
             }
             let address = self.client_ip(host).ok()?;
-            let plan = address_plan(settings, address_bucket(host, address_subject(address)));
-            (address, plan, address_failure_horizon_us(settings, envoys))
+            let subject = address_bucket(host, address_subject(address));
+            let bucket = if subject == ADDRESS_OVERFLOW_SUBJECT {
+                FailureBucket::Overflow
+            } else {
+                FailureBucket::Own(address)
+            };
+            let plan = address_plan(settings, subject);
+            (bucket, plan, address_failure_horizon_us(settings, envoys))
         };
         let admission = worker.limiter.admit(host, &plan.here, self.now_us, envoys);
         worker
             .address_failures
-            .counted(host, address, self.now_us, horizon_us);
+            .counted(host, bucket, self.now_us, horizon_us);
         if admission.wrote_shared {
             self.touched(&plan.here);
         }

@@ -4,22 +4,22 @@
 
 mod limits;
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::rc::Rc;
 
 use prost::Message;
 
+use crate::access::{address_text, AddressText};
 use crate::callout::CHECK_LIMITS_METHOD;
 use crate::config::RateLimitHeaders;
-use crate::credential::{
-    extract, without_session_cookie, CredentialError, CredentialSource, Presented,
-};
-use crate::decision::{Allowed, Callout, Decision, Refusal, AUTH_METHOD_HEADER};
+use crate::credential::{extract, CredentialError, CredentialSource, Presented};
+use crate::decision::{Allowed, Callout, Decision, Refusal, AUTH_METHOD_HEADER, CLIENT_IP_HEADER};
 use crate::error_body::{error_body, quota_exceeded_body};
 use crate::gate::{client_address, Gate, RequestFacts, Stage, Verdict, CONTROL_PLANE_UNAVAILABLE};
 use crate::header_pairs::parse_pairs;
 use crate::host::{Action, GrpcCall, HeaderMap, Host};
-use crate::hygiene::headers_to_remove;
+use crate::hygiene::{scrub, Scrub};
 use crate::limits::RateLimitFigures;
 use crate::proto::CheckLimitsRequest;
 use crate::resolved::ROUTE_GROUP_HEADER;
@@ -39,15 +39,12 @@ pub struct RequestFlow {
     method: String,
     path: String,
     forwarded_for: Vec<u8>,
-    /// Client headers to strip if the request is allowed.
-    headers_to_remove: Vec<String>,
-    /// The `Cookie` header to forward instead of the client's, without the session cookie;
-    /// `Some(None)` removes the header.
-    cookie_rewrite: Option<Option<String>>,
+    /// What of the client's headers must not reach the upstream if the request is allowed.
+    scrub: Scrub,
     /// What the paused request waits for, and when it was asked (Unix milliseconds).
     pending: Option<(Callout, i64)>,
-    /// The client's address, worked out once.
-    client: Option<Result<IpAddr, Verdict>>,
+    /// The client's address, worked out once, when first needed.
+    client: OnceCell<Result<IpAddr, Verdict>>,
     /// The `X-RateLimit-*` headers for the response.
     rate_limit_figures: Option<RateLimitFigures>,
     /// The user the upstream's answer is charged to; empty when nobody is.
@@ -72,10 +69,9 @@ impl RequestFlow {
             method: String::new(),
             path: String::new(),
             forwarded_for: Vec::new(),
-            headers_to_remove: Vec::new(),
-            cookie_rewrite: None,
+            scrub: Scrub::default(),
             pending: None,
-            client: None,
+            client: OnceCell::new(),
             rate_limit_figures: None,
             charged_user: Rc::from(""),
             forwarded: false,
@@ -211,18 +207,19 @@ impl RequestFlow {
 
     /// The client's address, from Envoy's peer address and trusted `X-Forwarded-For` hops.
     fn client_ip(&self, host: &impl Host) -> Result<IpAddr, Verdict> {
-        if let Some(known) = &self.client {
-            return known.clone();
-        }
-        let source = host
-            .property(&["source", "address"])
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_default();
-        client_address(
-            &source,
-            (!self.forwarded_for.is_empty()).then_some(self.forwarded_for.as_slice()),
-            self.worker.config.trusted_hops,
-        )
+        self.client
+            .get_or_init(|| {
+                let source = host
+                    .property(&["source", "address"])
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .unwrap_or_default();
+                client_address(
+                    &source,
+                    (!self.forwarded_for.is_empty()).then_some(self.forwarded_for.as_slice()),
+                    self.worker.config.trusted_hops,
+                )
+            })
+            .clone()
     }
 
     fn verdict(&self, host: &impl Host, stage: Stage) -> Verdict {
@@ -366,21 +363,32 @@ impl RequestFlow {
 
     /// Sends the request on with its identity headers and remembers what the answer needs.
     /// The request's headers are rewritten in place: the client's credential and
-    /// `x-tollgate-*` headers out, the session cookie cut, the identity headers in. Each is
-    /// one host call that returns nothing, far cheaper than replacing the whole map.
+    /// `x-tollgate-*` headers out, the session cookie cut, the identity headers and the
+    /// client's address in. Each is one host call that returns nothing, far cheaper than
+    /// replacing the whole map.
     fn forward(&mut self, host: &impl Host, allowed: Allowed) {
         self.worker.metrics.allowed(allowed.auth_method);
         let request = HeaderMap::Request;
-        for name in &self.headers_to_remove {
+        for name in &self.scrub.remove {
             host.set_header(request, name, None);
         }
-        if let Some(cookie) = self.cookie_rewrite.take() {
+        if let Some(cookie) = self.scrub.cookie.take() {
             host.set_header(request, "cookie", cookie.as_deref());
         }
         for (name, value) in allowed.set_headers.iter() {
             host.add_header(request, name, value);
         }
         host.add_header(request, AUTH_METHOD_HEADER, allowed.auth_method.as_str());
+        // Without an address (a peer that is not an IP), the upstream gets none rather than
+        // one the client chose.
+        let mut text = AddressText::default();
+        if let Some(client_ip) = self
+            .client_ip(host)
+            .ok()
+            .and_then(|ip| address_text(ip, &mut text))
+        {
+            host.add_header(request, CLIENT_IP_HEADER, client_ip);
+        }
         if self.worker.config.rate_limit_headers == RateLimitHeaders::EveryAnswer {
             self.rate_limit_figures = RateLimitFigures::of(&allowed.checked, self.now_us);
         }
@@ -390,7 +398,7 @@ impl RequestFlow {
             .set_headers
             .iter()
             .map(|(name, _)| *name)
-            .chain(self.headers_to_remove.iter().map(String::as_str))
+            .chain(self.scrub.remove.iter().map(String::as_str))
             .any(|name| name == ROUTE_GROUP_HEADER);
         self.charged_user = allowed.user_id;
         self.forwarded = true;
@@ -409,8 +417,9 @@ impl RequestFlow {
             self.worker.config.max_credential_bytes,
             &self.worker.digester,
         );
+        // Which header carried the credential, so that `authorization` goes only when it did.
         let credential_source = match &self.presented {
-            Ok(Presented::ApiKey(key)) => Some(key.source),
+            Ok(Presented::ApiKey(key)) => key.source,
             Ok(Presented::Session {
                 alongside_api_key,
                 from_cookie,
@@ -421,23 +430,14 @@ impl RequestFlow {
                     self.worker.metrics.dual_credentials();
                 }
                 if *from_cookie {
-                    let cookies: Vec<&str> = headers
-                        .iter()
-                        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-                        .collect();
-                    self.cookie_rewrite = Some(without_session_cookie(&cookies.join("; ")));
-                    Some(CredentialSource::ApiKeyHeader)
+                    CredentialSource::ApiKeyHeader
                 } else {
-                    Some(CredentialSource::AuthorizationBearer)
+                    CredentialSource::AuthorizationBearer
                 }
             }
-            Err(_) => None,
+            Err(_) => CredentialSource::ApiKeyHeader,
         };
-        self.headers_to_remove = headers_to_remove(
-            &headers,
-            credential_source.unwrap_or(CredentialSource::ApiKeyHeader),
-        );
+        self.scrub = scrub(&headers, credential_source);
         let text = |name: &str| {
             headers
                 .iter()

@@ -1,12 +1,16 @@
 use super::*;
 use crate::cache::{shared_data_key, CacheEntry};
 use crate::config::PluginConfig;
+use crate::decision::CLIENT_IP_HEADER;
 use crate::digest::KeyDigest;
+use crate::freshness::Freshness;
 use crate::host::memory::{MemoryHost, Reply};
+use crate::limits::limiter::{ADDRESS_BUCKETS_KEY, MAX_ADDRESS_BUCKETS};
 use crate::proto::{
-    BucketState, CheckLimitsResponse, LimitLevel, LimitMode, LookupKeyResponse, Principal,
-    RateLimit, UserStatus,
+    BucketState, CheckLimitsResponse, LimitLevel, LimitMode, LimitSettings, LookupKeyResponse,
+    Principal, RateLimit, UserStatus,
 };
+use crate::sync::SyncState;
 
 const NOW_US: i64 = 1_767_225_600_000_000;
 const KEY: &str = "tg_u_alice_0123456789abcdef0123456789abcdef";
@@ -29,7 +33,10 @@ fn alice(mode: LimitMode, burst: u64) -> Principal {
 }
 
 fn worker(host: &MemoryHost) -> Rc<Worker> {
-    let config = PluginConfig::default();
+    worker_with(host, PluginConfig::default())
+}
+
+fn worker_with(host: &MemoryHost, config: PluginConfig) -> Rc<Worker> {
     Rc::new(Worker::new(
         host,
         config,
@@ -51,10 +58,30 @@ fn serving(principal: Principal) -> MemoryHost {
 
 /// A request with the key, through a flow of its own.
 fn request(host: &MemoryHost, worker: &Rc<Worker>) -> (RequestFlow, Action) {
-    host.set_request(&[(":method", "GET"), (":path", "/v1/x"), ("x-api-key", KEY)]);
+    request_with(host, worker, &[("x-api-key", KEY)])
+}
+
+/// A request with these headers besides its method and path, through a flow of its own.
+fn request_with(
+    host: &MemoryHost,
+    worker: &Rc<Worker>,
+    headers: &[(&str, &str)],
+) -> (RequestFlow, Action) {
+    let mut all = vec![(":method", "GET"), (":path", "/v1/x")];
+    all.extend_from_slice(headers);
+    host.set_request(&all);
     let mut flow = RequestFlow::new(Rc::clone(worker));
     let action = flow.on_request_headers(host);
     (flow, action)
+}
+
+/// The headers of the request as it went upstream, each with how often it was sent.
+fn sent(host: &MemoryHost, name: &str) -> Vec<String> {
+    host.request()
+        .into_iter()
+        .filter(|(known, _)| known == name)
+        .map(|(_, value)| value)
+        .collect()
 }
 
 fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
@@ -196,5 +223,160 @@ fn a_request_without_credentials_is_refused_with_401() {
     assert_eq!(
         header(&reply.headers, "content-type"),
         Some("application/json")
+    );
+}
+
+#[test]
+fn client_sent_tollgate_headers_in_any_spelling_never_reach_the_upstream() {
+    let host = serving(alice(LimitMode::Local, 10));
+
+    let (_, action) = request_with(
+        &host,
+        &worker(&host),
+        &[
+            ("x-api-key", KEY),
+            ("x_tollgate_user_id", "u_admin"),
+            ("x-tollgate_groups", "g_admins"),
+            ("x-tollgate-user-id", "u_admin"),
+        ],
+    );
+
+    assert_eq!(action, Action::Continue);
+    assert_eq!(sent(&host, "x-tollgate-user-id"), ["u_alice"]);
+    assert!(sent(&host, "x_tollgate_user_id").is_empty());
+    assert!(sent(&host, "x-tollgate_groups").is_empty());
+}
+
+#[test]
+fn the_session_cookie_never_reaches_the_upstream_of_a_key_request() {
+    let host = serving(alice(LimitMode::Local, 10));
+
+    let (_, action) = request_with(
+        &host,
+        &worker(&host),
+        &[
+            ("x-api-key", KEY),
+            ("cookie", "theme=dark; tollgate_session=a.b.c; lang=en"),
+        ],
+    );
+
+    assert_eq!(action, Action::Continue);
+    assert_eq!(sent(&host, "x-tollgate-auth-method"), ["api_key"]);
+    assert_eq!(sent(&host, "cookie"), ["theme=dark; lang=en"]);
+}
+
+#[test]
+fn the_upstream_learns_the_peer_as_the_client_address_not_the_clients_claim() {
+    let host = serving(alice(LimitMode::Local, 10));
+    host.set_peer("[::ffff:203.0.113.9]:5000");
+
+    request_with(
+        &host,
+        &worker(&host),
+        &[
+            ("x-api-key", KEY),
+            (CLIENT_IP_HEADER, "6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ],
+    );
+
+    assert_eq!(sent(&host, CLIENT_IP_HEADER), ["203.0.113.9"]);
+}
+
+#[test]
+fn behind_trusted_proxies_the_upstream_learns_the_address_they_vouch_for() {
+    let host = serving(alice(LimitMode::Local, 10));
+    host.set_peer("10.0.0.2:40000");
+    let config = PluginConfig {
+        trusted_hops: 1,
+        ..PluginConfig::default()
+    };
+
+    // As Envoy hands it over: the proxy's entry for the client, then Envoy's for the proxy.
+    request_with(
+        &host,
+        &worker_with(&host, config),
+        &[
+            ("x-api-key", KEY),
+            ("x-forwarded-for", "6.6.6.6, 2001:db8::7, 10.0.0.2"),
+        ],
+    );
+
+    assert_eq!(sent(&host, CLIENT_IP_HEADER), ["2001:db8::7"]);
+}
+
+#[test]
+fn without_a_peer_address_the_upstream_gets_no_client_address() {
+    let host = serving(alice(LimitMode::Local, 10));
+
+    let (_, action) = request_with(
+        &host,
+        &worker(&host),
+        &[("x-api-key", KEY), (CLIENT_IP_HEADER, "6.6.6.6")],
+    );
+
+    assert_eq!(action, Action::Continue);
+    assert!(sent(&host, CLIENT_IP_HEADER).is_empty());
+}
+
+/// Address limits that count failed authentications only, two failures a minute.
+fn two_failures_a_minute(worker: &Worker) {
+    let limits = LimitSettings {
+        ip: vec![RateLimit {
+            level: LimitLevel::Ip.into(),
+            window_seconds: 60,
+            requests: 2,
+            burst: 2,
+            mode: LimitMode::Fast.into(),
+        }],
+        ..LimitSettings::default()
+    };
+    let state = SyncState {
+        limits: Some(limits),
+        ..SyncState::default()
+    };
+    *worker.freshness.borrow_mut() = Freshness::from_state(&state, None);
+}
+
+/// A request from `peer`: with the key, or with no credential at all.
+fn from(host: &MemoryHost, worker: &Rc<Worker>, peer: &str, with_key: bool) -> u32 {
+    host.set_peer(peer);
+    let headers: &[(&str, &str)] = if with_key { &[("x-api-key", KEY)] } else { &[] };
+    match request_with(host, worker, headers).1 {
+        Action::Continue => 200,
+        Action::Pause => only_reply(host).status,
+    }
+}
+
+#[test]
+fn once_addresses_share_the_overflow_bucket_its_failures_refuse_them_before_authentication() {
+    let host = serving(alice(LimitMode::Local, 10));
+    let worker = worker(&host);
+    two_failures_a_minute(&worker);
+    let known = "192.0.2.1:1000";
+    assert_eq!(from(&host, &worker, known, false), 401, "its own bucket");
+    let full = MAX_ADDRESS_BUCKETS.to_le_bytes();
+    assert!(host
+        .shared_data_set(ADDRESS_BUCKETS_KEY, &full, None)
+        .is_ok());
+
+    let guesser = "198.51.100.7:1000";
+    assert_eq!(from(&host, &worker, guesser, false), 401);
+    assert_eq!(from(&host, &worker, guesser, false), 401);
+
+    assert_eq!(
+        from(&host, &worker, guesser, true),
+        429,
+        "the overflow bucket is empty: refused before its key is tried"
+    );
+    assert_eq!(
+        from(&host, &worker, "198.51.100.8:1000", true),
+        429,
+        "another address without a bucket counts in the same one"
+    );
+    assert_eq!(
+        from(&host, &worker, known, true),
+        200,
+        "its own bucket still has room"
     );
 }

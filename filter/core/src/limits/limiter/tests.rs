@@ -222,3 +222,28 @@ fn addresses_beyond_the_most_buckets_share_the_overflow_bucket() {
         "ip:192.0.2.3"
     );
 }
+
+#[test]
+fn the_bucket_in_use_is_found_without_claiming_one() {
+    let host = MemoryHost::at(NOW_US);
+    assert_eq!(
+        address_bucket_in_use(&host, "ip:192.0.2.1".to_owned()),
+        "ip:192.0.2.1"
+    );
+    assert_eq!(host.writes(), 0, "nothing claimed");
+    let known = [draw("ip:192.0.2.3", per_minute(5, LimitMode::Fast))];
+    assert!(Limiter::default().admit(&host, &known, NOW_US, 1).admitted);
+    let full = MAX_ADDRESS_BUCKETS.to_le_bytes();
+    assert!(host
+        .shared_data_set(ADDRESS_BUCKETS_KEY, &full, None)
+        .is_ok());
+
+    assert_eq!(
+        address_bucket_in_use(&host, "ip:192.0.2.2".to_owned()),
+        ADDRESS_OVERFLOW_SUBJECT
+    );
+    assert_eq!(
+        address_bucket_in_use(&host, "ip:192.0.2.3".to_owned()),
+        "ip:192.0.2.3"
+    );
+}
