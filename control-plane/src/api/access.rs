@@ -12,14 +12,14 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use tollgate_filter_core::access::{client_ip, ClientIpError, IpAllowlist, Scopes};
+use tollgate_filter_core::access::{
+    client_ip, ClientIpError, IpAllowlist, Scopes, ADMIN_API_SCOPE,
+};
 
 use super::error::ApiError;
 use super::AppState;
 use crate::accounts::user::User;
 use crate::domain::web_origin::WebOrigin;
-
-pub use tollgate_filter_core::access::ADMIN_API_SCOPE;
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
 
