@@ -21,6 +21,7 @@ use crate::identity::sealing::Sealer;
 use crate::identity::secret;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
 use crate::limits::counters;
+use crate::limits::subjects::SubjectLimits;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
 use crate::routing::health_check;
 use crate::routing::topology::{self, TopologyPolicy};
@@ -179,7 +180,11 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         hasher,
         tokens,
         followers.feed,
-        LimitService::new(counters),
+        LimitService::new(
+            counters,
+            Arc::new(SubjectLimits::new(store.clone(), config.raw.limits.clone())),
+            config.raw.limits.max_envoys,
+        ),
         DataPlanePolicy {
             cache: config.raw.filter.clone(),
             limits: config.raw.limits.clone(),
@@ -221,7 +226,7 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
         axum::serve(http_listener, app(services.http)).with_graceful_shutdown(shutdown_signal());
     let grpc = serve_grpc(
         grpc_listener,
-        services.filter,
+        Arc::new(services.filter),
         &services.xds,
         services.envoy_credential,
         shutdown_signal(),
@@ -236,7 +241,7 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
 /// `shutdown` completes.
 pub async fn serve_grpc(
     listener: TcpListener,
-    filter: FilterApi,
+    filter: Arc<FilterApi>,
     xds: &XdsPublisher,
     credential: EnvoyCredential,
     shutdown: impl std::future::Future<Output = ()>,
@@ -246,7 +251,7 @@ pub async fn serve_grpc(
         .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
         .layer(InterceptorLayer::new(credential))
-        .add_service(FilterServiceServer::new(filter))
+        .add_service(FilterServiceServer::from_arc(filter))
         .add_service(xds.service())
         .serve_with_incoming_shutdown(tokio_stream_from(listener), shutdown)
         .await

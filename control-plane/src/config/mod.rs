@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn bad_limits_and_quotas_name_their_key() {
         type Adjustment = fn(&mut Config);
-        let cases: [(Adjustment, &str); 6] = [
+        let cases: [(Adjustment, &str); 8] = [
             (
                 |c| c.limits.user.requests_per_hour = Some(0),
                 "limits.user.requests_per_hour",
@@ -215,6 +215,11 @@ mod tests {
                     });
                 },
                 "limits.routes[0].route",
+            ),
+            (|c| c.limits.max_envoys = 0, "limits.max_envoys"),
+            (
+                |c| c.limits.refusal_audits_per_minute = 100_001,
+                "limits.refusal_audits_per_minute",
             ),
             (|c| c.quotas.reset_day = 29, "quotas.reset_day"),
             (
