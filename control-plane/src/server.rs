@@ -25,6 +25,7 @@ use crate::limits::subjects::SubjectLimits;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
 use crate::routing::health_check;
 use crate::routing::topology::{self, TopologyPolicy};
+use crate::routing::upstream_tls;
 use crate::routing::xds::XdsPublisher;
 use crate::store::{SqlStore, Store};
 
@@ -142,6 +143,10 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         None => tracing::info!("rate-limit counters are in-process"),
     }
     let followers = store.followers().clone();
+    match store.backends().await {
+        Ok(backends) => backends.iter().for_each(upstream_tls::warn_if_unverified),
+        Err(error) => tracing::warn!(%error, "cannot read the backends to check their TLS"),
+    }
     let xds = Arc::new(XdsPublisher::new());
     tokio::spawn(health_check::run(
         store.clone(),
@@ -197,6 +202,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         followers.routing,
         TopologyPolicy {
             fallback_to_default_pool: config.raw.routing.fallback_to_default_pool,
+            upstream_ca_file: config.raw.routing.upstream_ca_file.clone(),
         },
     ));
     Ok(Services {

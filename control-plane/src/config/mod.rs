@@ -143,6 +143,7 @@ impl Config {
         self.security.validate()?;
         let session_algorithm = self.sessions.validate()?;
         self.pools.validate()?;
+        self.routing.validate()?;
         self.bootstrap.validate()?;
         self.limits.validate()?;
         let quota_policy = self.quotas.validate()?;
