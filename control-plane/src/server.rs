@@ -23,9 +23,11 @@ use crate::identity::sealing::Sealer;
 use crate::identity::secret;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
 use crate::limits::counters;
+use crate::limits::subjects::SubjectLimits;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
 use crate::routing::health_check;
 use crate::routing::topology::{self, TopologyPolicy};
+use crate::routing::upstream_tls;
 use crate::routing::xds::XdsPublisher;
 use crate::store::{SqlStore, Store};
 
@@ -143,6 +145,10 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         None => tracing::info!("rate-limit counters are in-process"),
     }
     let followers = store.followers().clone();
+    match store.backends().await {
+        Ok(backends) => backends.iter().for_each(upstream_tls::warn_if_unverified),
+        Err(error) => tracing::warn!(%error, "cannot read the backends to check their TLS"),
+    }
     let xds = Arc::new(XdsPublisher::new());
     tokio::spawn(health_check::run(
         store.clone(),
@@ -195,7 +201,11 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         hasher,
         tokens,
         followers.feed,
-        LimitService::new(counters),
+        LimitService::new(
+            counters,
+            Arc::new(SubjectLimits::new(store.clone(), config.raw.limits.clone())),
+            config.raw.limits.max_envoys,
+        ),
         DataPlanePolicy {
             cache: config.raw.filter.clone(),
             limits: config.raw.limits.clone(),
@@ -208,6 +218,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         followers.routing,
         TopologyPolicy {
             fallback_to_default_pool: config.raw.routing.fallback_to_default_pool,
+            upstream_ca_file: config.raw.routing.upstream_ca_file.clone(),
         },
     ));
     Ok(Services {
@@ -240,7 +251,7 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
     .with_graceful_shutdown(shutdown_signal());
     let grpc = serve_grpc(
         grpc_listener,
-        services.filter,
+        Arc::new(services.filter),
         &services.xds,
         services.envoy_credential,
         shutdown_signal(),
@@ -255,7 +266,7 @@ pub async fn serve(config: ValidConfig) -> Result<()> {
 /// `shutdown` completes.
 pub async fn serve_grpc(
     listener: TcpListener,
-    filter: FilterApi,
+    filter: Arc<FilterApi>,
     xds: &XdsPublisher,
     credential: EnvoyCredential,
     shutdown: impl std::future::Future<Output = ()>,
@@ -265,7 +276,7 @@ pub async fn serve_grpc(
         .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
         .layer(InterceptorLayer::new(credential))
-        .add_service(FilterServiceServer::new(filter))
+        .add_service(FilterServiceServer::from_arc(filter))
         .add_service(xds.service())
         .serve_with_incoming_shutdown(tokio_stream_from(listener), shutdown)
         .await

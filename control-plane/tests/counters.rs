@@ -8,16 +8,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
+use support::app::Api;
+use support::grpc::FilterClient;
 use tokio::net::TcpListener;
-use tollgate::config::{Config, RedisConfig};
+use tollgate::config::{Config, RedisConfig, RouteLimitConfig};
 use tollgate::limits::counters::{self, CounterError, Counters, Draw, Limit, LocalCounters};
-use tollgate::proto::v1::filter_service_client::FilterServiceClient;
-use tollgate::proto::v1::filter_service_server::FilterServiceServer;
-use tollgate::proto::v1::{BucketRef, CheckLimitsRequest, RateLimit, SyncLimitsRequest};
-use tollgate::server::services;
+use tollgate::proto::v1::{
+    BucketRef, CheckLimitsRequest, CheckLimitsResponse, RateLimit, SyncLimitsRequest,
+    SyncLimitsResponse,
+};
 use tonic::Code;
 
 const HOUR_MS: u64 = 3_600_000;
+/// More Envoys than any test here counts, unless it is about the cap.
+const MAX_ENVOYS: u32 = 64;
 
 fn redis_url() -> String {
     std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -80,6 +85,7 @@ against_both_backends!(
     concurrent_checks_admit_exactly_the_burst,
     charges_are_never_refused_and_report_the_debt,
     syncing_envoys_are_counted_once_each,
+    envoys_beyond_the_cap_are_charged_but_not_counted,
 );
 
 async fn a_burst_is_admitted_then_refused(counters: Arc<dyn Counters>) {
@@ -147,7 +153,7 @@ async fn charges_are_never_refused_and_report_the_debt(counters: Arc<dyn Counter
     // 7 requests: 84 s; a million: capped at 120 s.
     for (count, expected_ms) in [(7, 84_000), (1_000_000, 120_000)] {
         let charged = counters
-            .charge("envoy-a", &[draw(count)])
+            .charge("envoy-a", MAX_ENVOYS, &[draw(count)])
             .await
             .expect("charge");
         let backlog = charged.backlog_ms[0];
@@ -165,11 +171,33 @@ async fn syncing_envoys_are_counted_once_each(counters: Arc<dyn Counters>) {
     let count = |node: &'static str| {
         let counters = counters.clone();
         let draw = draw.clone();
-        async move { counters.charge(node, &draw).await.expect("charge").envoys }
+        async move {
+            counters
+                .charge(node, MAX_ENVOYS, &draw)
+                .await
+                .expect("charge")
+                .envoys
+        }
     };
     assert_eq!(count("envoy-a").await, 1);
     assert_eq!(count("envoy-b").await, 2);
     assert_eq!(count("envoy-a").await, 2);
+}
+
+async fn envoys_beyond_the_cap_are_charged_but_not_counted(counters: Arc<dyn Counters>) {
+    let draw = [hourly("user:capped", 100)];
+    for node in ["envoy-a", "envoy-b"] {
+        let charged = counters.charge(node, 2, &draw).await.expect("charge");
+        assert!(charged.counted, "{node}");
+    }
+    let beyond = counters.charge("envoy-c", 2, &draw).await.expect("charge");
+    assert_eq!((beyond.envoys, beyond.counted), (2, false));
+    let again = counters.charge("envoy-a", 2, &draw).await.expect("charge");
+    assert_eq!((again.envoys, again.counted), (2, true));
+    assert!(
+        again.backlog_ms[0] > 4 * HOUR_MS - 60_000,
+        "every charge counted: {again:?}"
+    );
 }
 
 /// A loopback address where nothing listens.
@@ -295,38 +323,11 @@ async fn health_reports_a_down_redis_as_degraded_not_down() {
     assert!(health["checks"].get("redis").is_none(), "{health}");
 }
 
-/// The filter service of a whole control plane on a free loopback port.
-async fn filter_service(
-    adjust: impl FnOnce(&mut Config),
-) -> (
-    FilterServiceClient<tonic::transport::Channel>,
-    support::TestDatabase,
-    tempfile::TempDir,
-) {
-    let db = support::TestDatabase::sqlite().await;
-    let data_dir = tempfile::tempdir().expect("data dir");
-    let mut config = Config {
-        data_dir: data_dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    config.database.url = db.url.clone();
-    adjust(&mut config);
-    let config = config.validate().expect("valid config");
-    let store = Arc::new(db.open().await);
-    let services = services(&config, store).await.expect("services");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(FilterServiceServer::new(services.filter))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .await
-            .expect("gRPC server");
-    });
-    let client = FilterServiceClient::connect(format!("http://{address}"))
-        .await
-        .expect("connect");
-    (client, db, data_dir)
+/// A whole control plane whose gRPC port is called with the Envoy credential.
+async fn filter_service(adjust: impl FnOnce(&mut Config)) -> (Api, FilterClient) {
+    let api = Api::start_with(adjust).await;
+    let client = api.filter_client().await;
+    (api, client)
 }
 
 fn bucket(subject: &str, window_seconds: u32, requests: u64, burst: u64, count: u32) -> BucketRef {
@@ -342,9 +343,40 @@ fn bucket(subject: &str, window_seconds: u32, requests: u64, burst: u64, count: 
     }
 }
 
+/// A user whose own limit is `settings`, and the subject of their bucket.
+async fn limited_user(api: &Api, username: &str, settings: Value) -> String {
+    let user = api
+        .create_user_with(json!({"username": username, "rate_limits": settings}))
+        .await;
+    format!("user:{}", user["id"].as_str().expect("id"))
+}
+
+async fn check(client: &mut FilterClient, buckets: Vec<BucketRef>) -> CheckLimitsResponse {
+    client
+        .check_limits(CheckLimitsRequest { buckets })
+        .await
+        .expect("check")
+        .into_inner()
+}
+
+async fn sync(
+    client: &mut FilterClient,
+    node_id: &str,
+    buckets: Vec<BucketRef>,
+) -> SyncLimitsResponse {
+    client
+        .sync_limits(SyncLimitsRequest {
+            node_id: node_id.into(),
+            buckets,
+        })
+        .await
+        .expect("sync")
+        .into_inner()
+}
+
 #[tokio::test]
 async fn limit_calls_name_the_field_they_refuse() {
-    let (mut client, _db, _dir) = filter_service(|_| {}).await;
+    let (_api, mut client) = filter_service(|_| {}).await;
     let good = bucket("user:u_1", 60, 10, 10, 1);
     let cases = [
         (vec![], "buckets"),
@@ -353,6 +385,14 @@ async fn limit_calls_name_the_field_they_refuse() {
         (
             vec![good.clone(), bucket(&"x".repeat(513), 60, 10, 10, 1)],
             "buckets[1].subject",
+        ),
+        (
+            vec![bucket("user:k_1", 60, 10, 10, 1)],
+            "buckets[0].subject",
+        ),
+        (
+            vec![bucket("planet:mars", 60, 10, 10, 1)],
+            "buckets[0].subject",
         ),
         (
             vec![BucketRef {
@@ -364,18 +404,6 @@ async fn limit_calls_name_the_field_they_refuse() {
         (
             vec![bucket("user:u_1", 30, 10, 10, 1)],
             "buckets[0].limit.window_seconds",
-        ),
-        (
-            vec![bucket("user:u_1", 60, 0, 10, 1)],
-            "buckets[0].limit.requests",
-        ),
-        (
-            vec![bucket("user:u_1", 60, 1_000_000_001, 10, 1)],
-            "buckets[0].limit.requests",
-        ),
-        (
-            vec![bucket("user:u_1", 60, 10, 0, 1)],
-            "buckets[0].limit.burst",
         ),
         (vec![bucket("user:u_1", 60, 10, 10, 0)], "buckets[0].count"),
         (
@@ -415,44 +443,159 @@ async fn limit_calls_name_the_field_they_refuse() {
 #[tokio::test]
 async fn limit_calls_answer_over_grpc_from_either_backend() {
     for url in [String::new(), redis_url()] {
-        let (mut client, _db, _dir) =
-            filter_service(|config| config.redis = redis_config(url)).await;
-        let tight = bucket("key:k_1", 3600, 1, 1, 1);
+        let (api, mut client) = filter_service(|config| {
+            config.redis = redis_config(url);
+            config.limits.key.requests_per_hour = Some(1);
+        })
+        .await;
+        let (user_id, _) = api.user_with_key("keyed").await;
+        let (_, keys) = api
+            .admin("GET", &format!("/api/v1/users/{user_id}/keys"), None)
+            .await;
+        let key_id = keys["items"][0]["id"].as_str().expect("key id");
+        let tight = bucket(&format!("key:{key_id}"), 3600, 1, 1, 1);
         for expected in [true, false] {
-            let checked = client
-                .check_limits(CheckLimitsRequest {
-                    buckets: vec![tight.clone()],
-                })
-                .await
-                .expect("check")
-                .into_inner();
+            let checked = check(&mut client, vec![tight.clone()]).await;
             assert_eq!(checked.admitted, expected);
             assert_eq!(checked.buckets.len(), 1);
         }
-        let synced = client
-            .sync_limits(SyncLimitsRequest {
-                node_id: String::new(),
-                buckets: vec![tight],
-            })
-            .await
-            .expect("sync")
-            .into_inner();
+        let synced = sync(&mut client, "", vec![tight]).await;
         assert_eq!(synced.envoys, 1);
         assert!(synced.buckets[0].backlog_ms > i64::try_from(HOUR_MS).expect("fits"));
     }
 }
 
 #[tokio::test]
+async fn buckets_are_counted_with_the_control_planes_limits_not_the_callers() {
+    let (api, mut client) = filter_service(|config| {
+        config.limits.routes.push(RouteLimitConfig {
+            route: "POST /api/".into(),
+            requests_per_second: None,
+            requests_per_minute: Some(1),
+            requests_per_hour: None,
+            burst: None,
+            mode: None,
+        });
+    })
+    .await;
+    let user = limited_user(&api, "two-a-minute", json!({"requests_per_minute": 2})).await;
+    // The caller claims a billion a minute; the user may make two.
+    let generous = || bucket(&user, 60, 1_000_000_000, 1_000_000_000, 1);
+    for _ in 0..2 {
+        assert!(check(&mut client, vec![generous()]).await.admitted);
+    }
+    let refused = check(&mut client, vec![generous()]).await;
+    assert!(!refused.admitted);
+    // Two taken at 30 s each: the bucket is a minute ahead.
+    assert!(
+        (59_000..=60_000).contains(&refused.buckets[0].backlog_ms),
+        "{refused:?}"
+    );
+    let route = || bucket("route:POST /api/", 60, 1_000_000_000, 1_000_000_000, 1);
+    assert!(check(&mut client, vec![route()]).await.admitted);
+    assert!(!check(&mut client, vec![route()]).await.admitted);
+}
+
+#[tokio::test]
+async fn buckets_the_control_plane_does_not_know_are_left_alone() {
+    let (api, mut client) = filter_service(|_| {}).await;
+    let known = limited_user(&api, "known", json!({"requests_per_minute": 1})).await;
+    let (_, deleted) = api
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": "soon-gone"})),
+        )
+        .await;
+    let deleted_id = deleted["id"].as_str().expect("id");
+    let (status, _) = api
+        .admin("DELETE", &format!("/api/v1/users/{deleted_id}"), None)
+        .await;
+    assert!(status.is_success(), "{status}");
+    let unknown = [
+        bucket("user:u_nobody", 60, 1, 1, 1),
+        bucket(&format!("user:{deleted_id}"), 60, 1, 1, 1),
+        bucket("key:k_nobody", 60, 1, 1, 1),
+        bucket("route:GET /unconfigured/", 60, 1, 1, 1),
+        // The user has no per-second limit.
+        bucket(&known, 1, 1, 1, 1),
+    ];
+    for _ in 0..3 {
+        let checked = check(&mut client, unknown.to_vec()).await;
+        assert!(checked.admitted);
+        assert!(
+            checked.buckets.iter().all(|b| b.backlog_ms == 0),
+            "{checked:?}"
+        );
+        let synced = sync(&mut client, "envoy-a", unknown.to_vec()).await;
+        assert!(
+            synced.buckets.iter().all(|b| b.backlog_ms == 0),
+            "{synced:?}"
+        );
+    }
+    // A known bucket beside them is counted, and answered in its place.
+    let mut mixed = unknown.to_vec();
+    mixed.insert(2, bucket(&known, 60, 1, 1, 1));
+    let checked = check(&mut client, mixed.clone()).await;
+    assert!(checked.admitted);
+    assert!(checked.buckets[2].backlog_ms > 59_000, "{checked:?}");
+    assert!(!check(&mut client, mixed).await.admitted);
+}
+
+#[tokio::test]
+async fn a_caller_cannot_lock_a_user_out_for_longer_than_their_own_limit_allows() {
+    let (api, mut client) = filter_service(|_| {}).await;
+    let victim = limited_user(
+        &api,
+        "victim",
+        json!({"requests_per_second": 2, "mode": "exact"}),
+    )
+    .await;
+    // One request an hour... per second, with room for a million at once.
+    let hostile = |count| bucket(&victim, 1, 1, 1_000_000_000, count);
+    let checked = check(&mut client, vec![hostile(1_000_000)]).await;
+    assert!(!checked.admitted, "more than the user's burst at once");
+    sync(&mut client, "envoy-a", vec![hostile(1_000_000)]).await;
+    let honest = || bucket(&victim, 1, 2, 2, 1);
+    let locked = check(&mut client, vec![honest()]).await;
+    assert!(!locked.admitted);
+    // The most debt a sync leaves: a full burst (1 s) and one window (1 s).
+    assert!(locked.buckets[0].backlog_ms <= 2_000, "{locked:?}");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert!(check(&mut client, vec![honest()]).await.admitted);
+}
+
+#[tokio::test]
+async fn invented_node_ids_beyond_the_cap_do_not_divide_the_envoys_share() {
+    for url in [String::new(), redis_url()] {
+        let (api, mut client) = filter_service(|config| {
+            config.redis = redis_config(url);
+            config.limits.max_envoys = 3;
+        })
+        .await;
+        let user = limited_user(&api, "shared", json!({"requests_per_minute": 100})).await;
+        let draw = || vec![bucket(&user, 60, 100, 100, 1)];
+        assert_eq!(sync(&mut client, "envoy-real", draw()).await.envoys, 1);
+        for invented in 0..20 {
+            let synced = sync(&mut client, &format!("invented-{invented}"), draw()).await;
+            assert!(synced.envoys <= 3, "{synced:?}");
+        }
+        assert_eq!(sync(&mut client, "envoy-real", draw()).await.envoys, 3);
+    }
+}
+
+#[tokio::test]
 async fn a_down_redis_makes_limit_calls_unavailable() {
     let address = closed_port().await;
-    let (mut client, _db, _dir) = filter_service(|config| {
+    let (api, mut client) = filter_service(|config| {
         config.redis = redis_config(format!("redis://{address}"));
         config.redis.command_timeout_ms = 250;
     })
     .await;
+    let user = limited_user(&api, "unlucky", json!({"requests_per_minute": 10})).await;
     let status = client
         .check_limits(CheckLimitsRequest {
-            buckets: vec![bucket("user:u_1", 60, 10, 10, 1)],
+            buckets: vec![bucket(&user, 60, 10, 10, 1)],
         })
         .await
         .expect_err("unavailable");

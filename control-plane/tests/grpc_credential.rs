@@ -32,7 +32,7 @@ async fn grpc_port() -> (SocketAddr, tempfile::TempDir) {
     tokio::spawn(async move {
         serve_grpc(
             listener,
-            services.filter,
+            Arc::new(services.filter),
             &services.xds,
             services.envoy_credential,
             std::future::pending(),

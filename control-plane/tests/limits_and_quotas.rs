@@ -516,3 +516,106 @@ async fn every_change_feed_answer_carries_the_deployment_limits() {
         assert!(limits.routes.is_empty());
     }
 }
+
+/// The audit entries with this action, as `(target, details)`.
+async fn audited(api: &Api, action: &str) -> Vec<(String, Value)> {
+    let (status, audit) = api.admin("GET", "/api/v1/audit?per_page=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|entry| entry["action"] == action)
+        .map(|entry| {
+            (
+                entry["target"].as_str().unwrap_or_default().to_string(),
+                entry["details"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn rate_limited(user_id: &str, refused: u64) -> UsageDelta {
+    UsageDelta {
+        user_id: user_id.to_string(),
+        rate_limited: [("user".to_string(), refused)].into(),
+        ..UsageDelta::default()
+    }
+}
+
+#[tokio::test]
+async fn usage_of_unknown_users_is_ignored_and_absurd_counts_are_refused() {
+    let api = Api::start().await;
+    let client = api.filter_client().await;
+    let user = api.create_user("reported").await;
+    let user_id = id(&user);
+    let report = |batch_id: &str, usage: Vec<UsageDelta>| {
+        let request = ReportUsageRequest {
+            batch_id: batch_id.to_string(),
+            usage,
+        };
+        let mut client = client.clone();
+        async move { client.report_usage(request).await.map(|_| ()) }
+    };
+    report(
+        "unknown",
+        vec![rate_limited("u_nobody", 5), requests(user_id, 1, 0)],
+    )
+    .await
+    .expect("a batch naming an unknown user is applied for the known ones");
+    assert!(
+        audited(&api, "rate_limit.exceeded").await.is_empty(),
+        "nothing is audited for a user who does not exist"
+    );
+
+    let mut storage = requests(user_id, 0, 0);
+    storage.storage_bytes = -(1 << 62);
+    for (batch_id, absurd, field) in [
+        (
+            "requests",
+            requests(user_id, 1 << 63, 0),
+            "usage[0].requests",
+        ),
+        ("bytes", requests(user_id, 1, u64::MAX), "usage[0].bytes"),
+        ("storage", storage, "usage[0].storage_bytes"),
+        (
+            "refusals",
+            rate_limited(user_id, u64::MAX),
+            "usage[0].rate_limited",
+        ),
+    ] {
+        let refused = report(batch_id, vec![absurd]).await.expect_err("refused");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{batch_id}");
+        assert!(refused.message().starts_with(field), "{refused:?}");
+    }
+    let (_, answer) = api
+        .admin("GET", &format!("/api/v1/users/{user_id}/quota"), None)
+        .await;
+    assert_eq!(quota(&answer, "monthly_requests")["used"], 1, "{answer}");
+    assert!(audited(&api, "rate_limit.exceeded").await.is_empty());
+}
+
+#[tokio::test]
+async fn refusal_audits_are_bounded_per_user_and_per_minute() {
+    let api = Api::start_with(|config| config.limits.refusal_audits_per_minute = 2).await;
+    let mut client = api.filter_client().await;
+    let mut users = Vec::new();
+    for name in ["first", "second", "third"] {
+        users.push(id(&api.create_user(name).await).to_string());
+    }
+    for batch in ["one", "two"] {
+        client
+            .report_usage(ReportUsageRequest {
+                batch_id: batch.to_string(),
+                usage: users.iter().map(|user| rate_limited(user, 3)).collect(),
+            })
+            .await
+            .expect("applied");
+    }
+    let entries = audited(&api, "rate_limit.exceeded").await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let mut targets: Vec<&str> = entries.iter().map(|(target, _)| target.as_str()).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    assert_eq!(targets.len(), 2, "one entry per user: {entries:?}");
+}

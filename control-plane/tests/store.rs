@@ -20,6 +20,7 @@ use tollgate::limits::quota::{EffectiveQuotas, Period, QuotaName, Quotas, Usage,
 use tollgate::limits::rate_limits::{LimitMode, RateLimits};
 use tollgate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
 use tollgate::routing::pool::{HealthCheckSettings, PoolName};
+use tollgate::routing::upstream_tls::TrustedCa;
 use tollgate::store::{
     AuditLog, BackendStore, ChangeFeed, GroupStore, KeyStore, LoginFailureStore, SessionStore,
     Store, StoreError, UsageEntry, UsageOutcome, UsageStore, UserQuery, UserStore,
@@ -699,6 +700,10 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
         pool: pool_name("default"),
         enabled: true,
         tls_sni: Some("internal.example.com".into()),
+        tls_ca: Some(
+            TrustedCa::parse(include_str!("../../tests/fixtures/upstream-tls/ca.pem")).expect("CA"),
+        ),
+        tls_insecure: false,
         health: BackendHealth::default(),
         created_at: now(),
         updated_at: now(),
@@ -719,6 +724,8 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
     assert_eq!(changed.health, health);
     changed.weight = weight(30);
     changed.enabled = false;
+    changed.tls_ca = None;
+    changed.tls_insecure = true;
     store
         .update_backend(&changed, &audit("backend.updated"))
         .await

@@ -4,7 +4,7 @@ mod support;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use support::app::{error_code, Api};
+use support::app::{error_code, error_message, Api};
 
 #[tokio::test]
 async fn backends_are_validated_and_listed_with_health() {
@@ -209,4 +209,77 @@ async fn groups_carry_pools_and_members() {
         .admin("GET", &format!("/api/v1/users/{user_id}"), None)
         .await;
     assert_eq!(reread["groups"], json!([]));
+}
+
+#[tokio::test]
+async fn backend_tls_settings_are_validated_and_an_opt_out_is_shown() {
+    let api = Api::start().await;
+    let ca = include_str!("../../tests/fixtures/upstream-tls/ca.pem");
+    for (body, field) in [
+        (
+            json!({"url": "https://api.example.com", "tls_ca": "not a certificate"}),
+            "tls_ca",
+        ),
+        (
+            json!({"url": "http://api.example.com", "tls_ca": ca}),
+            "tls_ca",
+        ),
+        (
+            json!({"url": "http://api.example.com", "tls_insecure": true}),
+            "tls_insecure",
+        ),
+        (
+            json!({"url": "https://api.example.com", "tls_ca": ca, "tls_insecure": true}),
+            "tls_insecure",
+        ),
+    ] {
+        let (status, answer) = api.admin("POST", "/api/v1/backends", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(error_code(&answer), "validation_failed", "{answer}");
+        assert!(
+            error_message(&answer).contains(&format!("`{field}`")),
+            "{answer}"
+        );
+    }
+    let (_, listed) = api.admin("GET", "/api/v1/backends", None).await;
+    assert_eq!(listed["total"], 0, "refusals change nothing: {listed}");
+
+    let (status, verified) = api
+        .admin(
+            "POST",
+            "/api/v1/backends",
+            Some(json!({"url": "https://api.example.com", "tls_ca": ca})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{verified}");
+    assert_eq!(verified["tls_ca"], ca);
+    assert_eq!(verified["tls_insecure"], false);
+    let path = format!("/api/v1/backends/{}", verified["id"].as_str().expect("id"));
+    let (status, answer) = api
+        .admin("PATCH", &path, Some(json!({"tls_insecure": true})))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a CA and an opt-out: {answer}"
+    );
+    let (status, insecure) = api
+        .admin(
+            "PATCH",
+            &path,
+            Some(json!({"tls_ca": null, "tls_insecure": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{insecure}");
+    let (_, shown) = api.admin("GET", &path, None).await;
+    assert_eq!(shown["tls_insecure"], true, "{shown}");
+    assert_eq!(shown["tls_ca"], serde_json::Value::Null, "{shown}");
+    let (_, audit) = api.admin("GET", "/api/v1/audit", None).await;
+    let updated = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|entry| entry["action"] == "backend.updated")
+        .expect("an audit entry");
+    assert_eq!(updated["details"]["tls_insecure"], true, "{updated}");
 }

@@ -1,18 +1,29 @@
 //! Envoy's ADS stream over real gRPC on loopback, spoken by an in-process client the way
 //! Envoy speaks it: subscribe, ACK, follow updates, NACK.
 
+mod support;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
+
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::{data_source, transport_socket, Node};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::Message;
+use serde_json::json;
+use support::app::Api;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -53,8 +64,12 @@ impl Envoy {
             .expect("connect")
             .max_decoding_message_size(64 << 20);
         let (requests, outgoing) = mpsc::channel(64);
+        let mut stream = tonic::Request::new(ReceiverStream::new(outgoing));
+        stream
+            .metadata_mut()
+            .insert("authorization", support::grpc::bearer());
         let responses = client
-            .stream_aggregated_resources(ReceiverStream::new(outgoing))
+            .stream_aggregated_resources(stream)
             .await
             .expect("ADS stream")
             .into_inner();
@@ -512,4 +527,119 @@ async fn print_when_synced(rx: &mut mpsc::Receiver<()>, envoys: usize, since: In
 
 fn size(resources: &tollgate::routing::xds::snapshot::Resources) -> usize {
     resources.items().iter().map(|r| r.body.value.len()).sum()
+}
+
+/// What a TLS context demands of the backend's certificate: the trusted CAs (a file or the
+/// PEM itself) and the subject alternative names.
+type Demands = (String, Vec<(SanType, String)>);
+
+/// What `context` demands; `None` when it demands nothing.
+fn demanded(context: &UpstreamTlsContext) -> Option<Demands> {
+    let Some(ValidationContextType::ValidationContext(validation)) = context
+        .common_tls_context
+        .as_ref()
+        .and_then(|common| common.validation_context_type.as_ref())
+    else {
+        return None;
+    };
+    let trusted = match validation
+        .trusted_ca
+        .as_ref()
+        .and_then(|ca| ca.specifier.as_ref())
+    {
+        Some(data_source::Specifier::Filename(path)) => format!("file {path}"),
+        Some(data_source::Specifier::InlineString(pem)) => format!("pem {pem}"),
+        other => panic!("unexpected trusted CA {other:?}"),
+    };
+    let names = validation
+        .match_typed_subject_alt_names
+        .iter()
+        .map(|san| {
+            let Some(MatchPattern::Exact(name)) =
+                san.matcher.as_ref().and_then(|m| m.match_pattern.as_ref())
+            else {
+                panic!("not an exact match: {san:?}");
+            };
+            (
+                SanType::try_from(san.san_type).expect("SAN type"),
+                name.clone(),
+            )
+        })
+        .collect();
+    Some((trusted, names))
+}
+
+#[tokio::test]
+async fn https_backends_are_verified_unless_they_opt_out() {
+    let bundle = "/etc/tollgate/upstream-cas.pem";
+    let api = Api::start_with(|config| config.routing.upstream_ca_file = bundle.into()).await;
+    let ca = include_str!("../../tests/fixtures/upstream-tls/ca.pem");
+    for body in [
+        json!({"url": "https://api.example.com:8443"}),
+        json!({"url": "https://10.0.0.9", "tls_ca": ca}),
+        json!({"url": "https://10.0.0.10", "tls_sni": "internal.example.com"}),
+        json!({"url": "https://legacy.internal", "tls_insecure": true}),
+        json!({"url": "http://plain.internal"}),
+    ] {
+        let (status, created) = api.admin("POST", "/api/v1/backends", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    let mut envoy = Envoy::connect(api.grpc_address().await, "envoy-tls").await;
+    let mut cds = envoy.subscribe(CLUSTER_TYPE, &[]).await;
+    // The snapshot follows the admin API's writes: wait for all five backends.
+    let cluster = loop {
+        let cluster = cds
+            .resources
+            .iter()
+            .map(|any| Cluster::decode(any.value.as_slice()).expect("cluster"))
+            .find(|cluster| cluster.name == "tollgate_pool_default");
+        let endpoints = cluster
+            .as_ref()
+            .and_then(|c| c.load_assignment.as_ref())
+            .map_or(0, |a| {
+                a.endpoints.iter().map(|l| l.lb_endpoints.len()).sum()
+            });
+        if let (Some(cluster), 5) = (cluster, endpoints) {
+            break cluster;
+        }
+        envoy.ack(&cds, &[]).await;
+        cds = envoy.receive().await;
+    };
+    let contexts: BTreeMap<String, Option<Demands>> = cluster
+        .transport_socket_matches
+        .iter()
+        .map(|matched| {
+            let socket = matched.transport_socket.as_ref().expect("socket");
+            let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else {
+                panic!("no TLS config");
+            };
+            let context = UpstreamTlsContext::decode(any.value.as_slice()).expect("TLS context");
+            (context.sni.clone(), demanded(&context))
+        })
+        .collect();
+    let expected = BTreeMap::from([
+        (
+            "api.example.com".to_string(),
+            Some((
+                format!("file {bundle}"),
+                vec![(SanType::Dns, "api.example.com".to_string())],
+            )),
+        ),
+        (
+            "10.0.0.9".to_string(),
+            Some((
+                format!("pem {ca}"),
+                vec![(SanType::IpAddress, "10.0.0.9".to_string())],
+            )),
+        ),
+        (
+            "internal.example.com".to_string(),
+            Some((
+                format!("file {bundle}"),
+                vec![(SanType::Dns, "internal.example.com".to_string())],
+            )),
+        ),
+        ("legacy.internal".to_string(), None),
+    ]);
+    assert_eq!(contexts, expected);
 }

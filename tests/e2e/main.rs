@@ -10,3 +10,4 @@ mod limits;
 mod quotas;
 mod routing;
 mod sessions;
+mod tls;

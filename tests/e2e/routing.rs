@@ -96,7 +96,7 @@ fn find_backend(gateway: &Gateway, port: u16) -> String {
         .to_string()
 }
 
-fn wait_for_health(
+pub(super) fn wait_for_health(
     gateway: &Gateway,
     id: &str,
     status: &str,

@@ -28,17 +28,35 @@ pub struct Echo {
     pub port: u16,
     name: String,
     echo_bin: std::path::PathBuf,
+    /// Certificate and key when it speaks HTTPS.
+    tls: Option<[std::path::PathBuf; 2]>,
     process: Option<Process>,
     _reserved: Port,
 }
 
 impl Echo {
     pub fn start(layout: &Layout, name: &str) -> Self {
+        Self::start_serving(layout, name, None)
+    }
+
+    /// An echo that speaks HTTPS with the test certificate for `localhost` and `127.0.0.1`,
+    /// signed by the test CA (`tests/fixtures/upstream-tls`).
+    pub fn start_https(layout: &Layout, name: &str) -> Self {
+        let fixtures = layout.root.join("tests/fixtures/upstream-tls");
+        let tls = [
+            fixtures.join("localhost.pem"),
+            fixtures.join("localhost.key"),
+        ];
+        Self::start_serving(layout, name, Some(tls))
+    }
+
+    fn start_serving(layout: &Layout, name: &str, tls: Option<[std::path::PathBuf; 2]>) -> Self {
         start_with_free_ports(name, |[port]| {
             let mut echo = Self {
                 port: port.number(),
                 name: name.to_string(),
                 echo_bin: layout.echo_bin.clone(),
+                tls: tls.clone(),
                 process: None,
                 _reserved: port,
             };
@@ -81,6 +99,13 @@ impl Echo {
             "--name",
             &self.name,
         ]);
+        if let Some([cert, key]) = &self.tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+        }
         let mut process = Process::spawn_with_listener(&self.name, command, &listener);
         // The child has its own copy: once it exits, the port refuses connections.
         drop(listener);

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{whole_list, ApiJson, Caller};
+use super::extract::{nullable, whole_list, ApiJson, Caller};
 use super::permission::{ManageBackends, ReadBackends};
 use super::AppState;
 use crate::domain::ids::BackendId;
@@ -19,6 +19,7 @@ use crate::routing::backend::{
     validate_health_check_path, Backend, BackendHealth, BackendUrl, Weight,
 };
 use crate::routing::pool::{HealthCheckSettings, PoolName};
+use crate::routing::upstream_tls::{self, TrustedCa};
 
 const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
 
@@ -31,6 +32,8 @@ pub struct CreateBackend {
     pool: Option<PoolName>,
     enabled: Option<bool>,
     tls_sni: Option<String>,
+    tls_ca: Option<String>,
+    tls_insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +45,9 @@ pub struct ChangeBackend {
     pool: Option<PoolName>,
     enabled: Option<bool>,
     tls_sni: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    tls_ca: Option<Option<String>>,
+    tls_insecure: Option<bool>,
 }
 
 pub async fn create(
@@ -57,7 +63,7 @@ pub async fn create(
     validate_health_check_path(&health_check_path)?;
     let pool = body.pool.unwrap_or_else(PoolName::default_pool);
     validate_sni(body.tls_sni.as_deref())?;
-    ensure_room(&state, &pool, None).await?;
+    let tls_ca = body.tls_ca.as_deref().map(TrustedCa::parse).transpose()?;
     let at = now();
     let backend = Backend {
         id: BackendId::generate(),
@@ -67,16 +73,22 @@ pub async fn create(
         pool,
         enabled: body.enabled.unwrap_or(true),
         tls_sni: body.tls_sni,
+        tls_ca,
+        tls_insecure: body.tls_insecure.unwrap_or(false),
         health: BackendHealth::default(),
         created_at: at,
         updated_at: at,
     };
+    upstream_tls::check(&backend)?;
+    ensure_room(&state, &backend.pool, None).await?;
     let audit = caller.audit(
         "backend.created",
         backend.id.as_str(),
-        json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight}),
+        json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight,
+               "tls_insecure": backend.tls_insecure}),
     );
     state.store.create_backend(&backend, &audit).await?;
+    upstream_tls::warn_if_unverified(&backend);
     Ok((StatusCode::CREATED, Json(backend)))
 }
 
@@ -130,13 +142,22 @@ pub async fn change(
         validate_sni(body.tls_sni.as_deref())?;
         backend.tls_sni = body.tls_sni;
     }
+    if let Some(tls_ca) = body.tls_ca {
+        backend.tls_ca = tls_ca.as_deref().map(TrustedCa::parse).transpose()?;
+    }
+    if let Some(insecure) = body.tls_insecure {
+        backend.tls_insecure = insecure;
+    }
+    upstream_tls::check(&backend)?;
     backend.updated_at = now();
     let audit = caller.audit(
         "backend.updated",
         backend.id.as_str(),
-        json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight, "enabled": backend.enabled}),
+        json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight,
+               "enabled": backend.enabled, "tls_insecure": backend.tls_insecure}),
     );
     state.store.update_backend(&backend, &audit).await?;
+    upstream_tls::warn_if_unverified(&backend);
     Ok(Json(backend))
 }
 

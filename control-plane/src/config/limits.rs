@@ -22,7 +22,16 @@ pub struct LimitsConfig {
     pub routes: Vec<RouteLimitConfig>,
     /// When the control plane cannot be reached, `exact` limits admit (true) or refuse.
     pub exact_fails_open: bool,
+    /// The most Envoys (node ids syncing within a minute) that share each `fast` limit; any
+    /// further node id is charged but does not shrink the others' shares.
+    pub max_envoys: u32,
+    /// The most refusals (429 and 402, sampled per user) written to the audit log per minute
+    /// by one control plane; the rest are counted in metrics only.
+    pub refusal_audits_per_minute: u32,
 }
+
+/// The largest `limits.max_envoys` and `limits.refusal_audits_per_minute`.
+const MAX_CAP: u32 = 100_000;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -42,6 +51,8 @@ impl Default for LimitsConfig {
             key: RateLimits::default(),
             routes: Vec::new(),
             exact_fails_open: false,
+            max_envoys: 64,
+            refusal_audits_per_minute: 1000,
         }
     }
 }
@@ -111,6 +122,20 @@ impl LimitsConfig {
         validate_settings("limits.ip", &self.ip)?;
         validate_settings("limits.user", &self.user)?;
         validate_settings("limits.key", &self.key)?;
+        for (key, cap) in [
+            ("limits.max_envoys", self.max_envoys),
+            (
+                "limits.refusal_audits_per_minute",
+                self.refusal_audits_per_minute,
+            ),
+        ] {
+            if !(1..=MAX_CAP).contains(&cap) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be an integer from 1 to {MAX_CAP}"),
+                ));
+            }
+        }
         self.routes
             .iter()
             .enumerate()

@@ -148,6 +148,7 @@ impl Config {
         let session_algorithm = self.sessions.validate()?;
         self.login.validate()?;
         self.pools.validate()?;
+        self.routing.validate()?;
         self.bootstrap.validate()?;
         self.limits.validate()?;
         let quota_policy = self.quotas.validate()?;
@@ -199,7 +200,7 @@ mod tests {
     #[test]
     fn bad_limits_and_quotas_name_their_key() {
         type Adjustment = fn(&mut Config);
-        let cases: [(Adjustment, &str); 6] = [
+        let cases: [(Adjustment, &str); 8] = [
             (
                 |c| c.limits.user.requests_per_hour = Some(0),
                 "limits.user.requests_per_hour",
@@ -220,6 +221,11 @@ mod tests {
                     });
                 },
                 "limits.routes[0].route",
+            ),
+            (|c| c.limits.max_envoys = 0, "limits.max_envoys"),
+            (
+                |c| c.limits.refusal_audits_per_minute = 100_001,
+                "limits.refusal_audits_per_minute",
             ),
             (|c| c.quotas.reset_day = 29, "quotas.reset_day"),
             (

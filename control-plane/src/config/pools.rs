@@ -1,5 +1,5 @@
-//! `pools.*` and `routing.*`: the size of upstream pools, their default health checks and
-//! where requests go when a group's pools are down.
+//! `pools.*` and `routing.*`: the size of upstream pools, their default health checks,
+//! where requests go when a group's pools are down, and whom `https` backends are trusted by.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,10 +42,35 @@ impl PoolsConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     /// When none of a group's pools has a healthy backend, send its users to the default
     /// pool instead of answering 503 `no_upstream_available`.
     pub fallback_to_default_pool: bool,
+    /// The PEM bundle, on each Envoy's host, of the CAs that `https` backends' certificates
+    /// must chain to unless a backend names its own (`tls_ca`).
+    pub upstream_ca_file: String,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            fallback_to_default_pool: false,
+            upstream_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// The CA bundle is an absolute path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.upstream_ca_file.starts_with('/') {
+            return Err(ConfigError::invalid(
+                "routing.upstream_ca_file",
+                "must be an absolute path on the Envoys' hosts",
+            ));
+        }
+        Ok(())
+    }
 }

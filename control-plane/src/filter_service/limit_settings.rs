@@ -1,59 +1,44 @@
 //! Rate limits as the filter receives them: the deployment's limits on every change-feed
 //! answer, and each principal's own buckets on every lookup.
 
-use std::iter;
-
 use crate::accounts::api_key::ApiKey;
 use crate::accounts::group::Group;
 use crate::accounts::user::User;
 use crate::config::{IpCounts, LimitsConfig};
-use crate::limits::rate_limits::{self, LimitLevel, LimitMode, RateLimit, RateLimits};
+use crate::limits::rate_limits::{LimitLevel, LimitMode, RateLimit};
+use crate::limits::subjects;
 use crate::proto::v1;
 
 /// The deployment-wide limits.
 pub fn limit_settings(config: &LimitsConfig) -> v1::LimitSettings {
     v1::LimitSettings {
-        ip: buckets(&[&config.ip], LimitLevel::Ip, config.mode),
+        ip: to_proto(subjects::ip_limits(config)),
         ip_counts_every_request: config.ip_counts == IpCounts::EveryRequest,
-        routes: config
-            .routes
-            .iter()
-            .map(|route| v1::RouteLimit {
-                route: route.route.clone(),
-                limits: buckets(&[&route.limits()], LimitLevel::Route, config.mode),
+        routes: subjects::route_limits(config)
+            .map(|(route, limits)| v1::RouteLimit {
+                route: route.to_string(),
+                limits: to_proto(limits),
             })
             .collect(),
         exact_fails_open: config.exact_fails_open,
     }
 }
 
-/// The user's buckets: their own settings, then their groups' in priority order, then
-/// the deployment's user defaults.
+/// The user's buckets, as the control plane counts them (see [`subjects::user_limits`]).
 pub fn user_limits(config: &LimitsConfig, user: &User, groups: &[Group]) -> Vec<v1::RateLimit> {
-    let layers: Vec<&RateLimits> = iter::once(&user.rate_limits)
-        .chain(groups.iter().map(|group| &group.rate_limits))
-        .chain(iter::once(&config.user))
-        .collect();
-    buckets(&layers, LimitLevel::User, config.mode)
+    to_proto(subjects::user_limits(config, user, groups))
 }
 
-/// The key's buckets: its own settings, then the deployment's key defaults.
+/// The key's buckets, as the control plane counts them (see [`subjects::key_limits`]).
 pub fn key_limits(config: &LimitsConfig, key: &ApiKey) -> Vec<v1::RateLimit> {
-    buckets(
-        &[&key.rate_limits, &config.key],
-        LimitLevel::Key,
-        config.mode,
-    )
+    to_proto(subjects::key_limits(config, key))
 }
 
-fn buckets(layers: &[&RateLimits], level: LimitLevel, mode: LimitMode) -> Vec<v1::RateLimit> {
-    rate_limits::resolve(layers, level, mode)
-        .into_iter()
-        .map(to_proto)
-        .collect()
+fn to_proto(limits: Vec<RateLimit>) -> Vec<v1::RateLimit> {
+    limits.into_iter().map(limit_to_proto).collect()
 }
 
-fn to_proto(limit: RateLimit) -> v1::RateLimit {
+fn limit_to_proto(limit: RateLimit) -> v1::RateLimit {
     let level = match limit.level {
         LimitLevel::Ip => v1::LimitLevel::Ip,
         LimitLevel::User => v1::LimitLevel::User,

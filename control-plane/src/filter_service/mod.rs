@@ -70,10 +70,10 @@ impl FilterApi {
             changes,
             limit_counters,
             limit_settings: limit_settings(&policy.limits),
+            refusals: RefusalLog::new(policy.limits.refusal_audits_per_minute),
             limits: policy.limits,
             quotas: policy.quotas,
             batches_pruned_at: AtomicI64::new(0),
-            refusals: RefusalLog::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use tonic::Status;
 use super::{unavailable, FilterApi};
 use crate::limits::usage_reports::UsageTotals;
 use crate::proto::v1;
-use crate::store::UsageOutcome;
+use crate::store::{StoreError, UsageOutcome};
 
 /// How long an applied usage batch id is remembered; retries come much sooner.
 const USAGE_BATCH_RETENTION_SECS: i64 = 7 * 24 * 3600;
@@ -26,13 +26,15 @@ impl FilterApi {
             Status::invalid_argument(error.to_string())
         })?;
         let now = crate::domain::now();
-        let applied = async {
+        let (entries, applied) = async {
             let entries = totals
                 .entries(self.store.as_ref(), &self.quotas, now)
                 .await?;
-            self.store
+            let applied = self
+                .store
                 .apply_usage(&totals.batch_id, &entries, now)
-                .await
+                .await?;
+            Ok::<_, StoreError>((entries, applied))
         }
         .await
         .map_err(|error| {
@@ -43,10 +45,16 @@ impl FilterApi {
             UsageOutcome::AlreadyApplied => count("duplicate"),
             UsageOutcome::Applied(reached) => {
                 count("applied");
-                for (user_id, refused) in &totals.refusals {
-                    self.refusals
-                        .record(self.store.as_ref(), user_id, refused)
-                        .await;
+                let unknown = totals.users.len() - entries.len();
+                metrics::counter!("tollgate_usage_unknown_users_total")
+                    .increment(u64::try_from(unknown).unwrap_or(u64::MAX));
+                for entry in &entries {
+                    let user_id = entry.user.as_str();
+                    if let Some(refused) = totals.refusals.get(user_id) {
+                        self.refusals
+                            .record(self.store.as_ref(), user_id, refused)
+                            .await;
+                    }
                 }
                 for (_, quota) in &reached {
                     metrics::counter!("tollgate_quota_exhausted_total", "quota" => quota.as_str())

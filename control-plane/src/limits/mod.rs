@@ -8,4 +8,5 @@ pub mod quota;
 pub mod quota_state;
 pub mod rate_limits;
 pub mod refusal_log;
+pub mod subjects;
 pub mod usage_reports;

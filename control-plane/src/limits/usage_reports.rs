@@ -1,17 +1,23 @@
 //! Usage reports from the data plane: checked, summed per user and priced against each
-//! user's quotas for the period they fall in.
+//! user's quotas for the period they fall in. Counts beyond what one batch of one Envoy
+//! worker could hold refuse the batch; users the control plane does not know are left out.
 
 use std::collections::BTreeMap;
 
+use crate::accounts::user::UserStatus;
 use crate::domain::ids::UserId;
 use crate::domain::Timestamp;
 use crate::limits::quota::{Period, QuotaPolicy};
 use crate::limits::quota_state::effective_quotas;
-use crate::proto::v1::ReportUsageRequest;
+use crate::proto::v1::{ReportUsageRequest, UsageDelta};
 use crate::store::{Store, StoreError, UsageEntry};
 
 pub const MAX_BATCH_ID_BYTES: usize = 128;
 pub const MAX_DELTAS_PER_BATCH: usize = 10_000;
+/// The most requests (and refusals of each kind) one entry may report.
+pub const MAX_REQUESTS_PER_DELTA: u64 = 1_000_000_000;
+/// The most bytes one entry may report transferred, and stored or freed: 1 PiB.
+pub const MAX_BYTES_PER_DELTA: u64 = 1 << 50;
 
 /// Why a report was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +30,12 @@ pub enum InvalidReport {
     UserId(String),
     #[error("rate_limited names {0:?}, not a limit level (ip, user, key, route)")]
     LimitLevel(String),
+    #[error("usage[{index}].{field} must be {range}")]
+    OutOfRange {
+        index: usize,
+        field: &'static str,
+        range: String,
+    },
 }
 
 /// The limit levels a refusal may name.
@@ -64,10 +76,11 @@ impl UsageTotals {
         }
         let mut users = BTreeMap::<String, Totals>::new();
         let mut refusals = BTreeMap::<String, Refusals>::new();
-        for delta in request.usage {
+        for (index, delta) in request.usage.into_iter().enumerate() {
             if UserId::parse(&delta.user_id).is_none() {
                 return Err(InvalidReport::UserId(delta.user_id));
             }
+            check_counts(index, &delta)?;
             if delta.quota_refused > 0 || !delta.rate_limited.is_empty() {
                 let refused = refusals.entry(delta.user_id.clone()).or_default();
                 refused.quota = refused.quota.saturating_add(delta.quota_refused);
@@ -93,7 +106,7 @@ impl UsageTotals {
     }
 
     /// One entry per known user, with the quotas and period that apply at `now`;
-    /// unknown users are left out.
+    /// unknown and deleted users are left out.
     pub async fn entries(
         &self,
         store: &dyn Store,
@@ -103,8 +116,8 @@ impl UsageTotals {
         let mut entries = Vec::with_capacity(self.users.len());
         for (id, totals) in &self.users {
             let user = match store.user(&UserId::from_string(id.clone())).await {
-                Ok(user) => user,
-                Err(StoreError::NotFound) => continue,
+                Ok(user) if user.status != UserStatus::Deleted => user,
+                Ok(_) | Err(StoreError::NotFound) => continue,
                 Err(error) => return Err(error),
             };
             let groups = store.groups_of(&user.id).await?;
@@ -122,10 +135,43 @@ impl UsageTotals {
     }
 }
 
+/// Refuses a count no worker could have gathered in one batch.
+fn check_counts(index: usize, delta: &UsageDelta) -> Result<(), InvalidReport> {
+    let out_of_range = |field, max: u64, signed: bool| InvalidReport::OutOfRange {
+        index,
+        field,
+        range: if signed {
+            format!("from -{max} to {max}")
+        } else {
+            format!("at most {max}")
+        },
+    };
+    let counts = [
+        ("requests", delta.requests, MAX_REQUESTS_PER_DELTA),
+        ("bytes", delta.bytes, MAX_BYTES_PER_DELTA),
+        ("quota_refused", delta.quota_refused, MAX_REQUESTS_PER_DELTA),
+    ];
+    for (field, count, max) in counts {
+        if count > max {
+            return Err(out_of_range(field, max, false));
+        }
+    }
+    if delta.storage_bytes.unsigned_abs() > MAX_BYTES_PER_DELTA {
+        return Err(out_of_range("storage_bytes", MAX_BYTES_PER_DELTA, true));
+    }
+    if delta
+        .rate_limited
+        .values()
+        .any(|count| *count > MAX_REQUESTS_PER_DELTA)
+    {
+        return Err(out_of_range("rate_limited", MAX_REQUESTS_PER_DELTA, false));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::v1::UsageDelta;
 
     fn delta(user_id: &str, requests: u64, storage_bytes: i64) -> UsageDelta {
         UsageDelta {
@@ -200,5 +246,40 @@ mod tests {
             UsageTotals::from_request(request("b", vec![delta("admin", 1, 0)])),
             Err(InvalidReport::UserId("admin".into()))
         );
+    }
+
+    #[test]
+    fn absurd_counts_are_refused_by_entry_and_field() {
+        let field_at_fault =
+            |usage: Vec<UsageDelta>| match UsageTotals::from_request(request("b", usage)) {
+                Err(InvalidReport::OutOfRange { index, field, .. }) => Some((index, field)),
+                _ => None,
+            };
+        let most = MAX_BYTES_PER_DELTA as i64;
+        assert_eq!(
+            field_at_fault(vec![delta("u_a", 1, most), delta("u_a", 1, -most)]),
+            None
+        );
+        assert_eq!(
+            field_at_fault(vec![
+                delta("u_a", 1, 0),
+                UsageDelta {
+                    requests: 1 << 63,
+                    ..delta("u_a", 0, 0)
+                }
+            ]),
+            Some((1, "requests"))
+        );
+        assert_eq!(
+            field_at_fault(vec![delta("u_a", 1, -most - 1)]),
+            Some((0, "storage_bytes"))
+        );
+        assert_eq!(
+            field_at_fault(vec![delta("u_a", 1, i64::MIN)]),
+            Some((0, "storage_bytes"))
+        );
+        let mut limited = delta("u_a", 0, 0);
+        limited.rate_limited.insert("user".into(), u64::MAX);
+        assert_eq!(field_at_fault(vec![limited]), Some((0, "rate_limited")));
     }
 }

@@ -8,6 +8,7 @@ use crate::domain::ids::BackendId;
 use crate::domain::validation::{deserialize_checked, InvalidField};
 use crate::domain::Timestamp;
 use crate::routing::pool::PoolName;
+use crate::routing::upstream_tls::TrustedCa;
 
 /// A backend's address, validated: `http` or `https`, a host, a port; nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,8 +187,14 @@ pub struct Backend {
     pub health_check_path: String,
     pub pool: PoolName,
     pub enabled: bool,
-    /// SNI for TLS to an `https` backend; the URL's host when unset.
+    /// SNI for TLS to an `https` backend, and the name its certificate must carry; the
+    /// URL's host when unset.
     pub tls_sni: Option<String>,
+    /// CA certificates an `https` backend's certificate must chain to, instead of the
+    /// deployment's bundle.
+    pub tls_ca: Option<TrustedCa>,
+    /// An `https` backend whose certificate is not checked at all.
+    pub tls_insecure: bool,
     pub health: BackendHealth,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

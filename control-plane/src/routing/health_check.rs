@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::changes::audit::AuditEntry;
 use crate::domain::now;
 use crate::routing::backend::Backend;
+use crate::routing::health_probe;
 use crate::routing::pool::HealthCheckSettings;
 use crate::store::Store;
 
@@ -123,9 +124,11 @@ async fn probe(
     backend: &Backend,
     timeout: Duration,
 ) -> Result<u64, String> {
-    let url = format!("{}{}", backend.url, backend.health_check_path);
+    let target = health_probe::target(backend, client).await?;
+    let url = format!("{}{}", target.base_url, backend.health_check_path);
     let started = Instant::now();
-    let response = client
+    let response = target
+        .client
         .get(&url)
         .timeout(timeout)
         .send()

@@ -10,7 +10,8 @@ use crate::changes::signal::ChangeSignal;
 use crate::routing::backend::{Backend, HealthStatus};
 use crate::routing::pool::{PoolName, DEFAULT_POOL};
 use crate::routing::xds::{
-    Endpoint, GroupRoute, HealthState, Pool, RoutingTable, UpstreamTls, XdsPublisher,
+    CertificateCheck, Endpoint, GroupRoute, HealthState, Pool, RoutingTable, TrustedCas,
+    UpstreamTls, XdsPublisher,
 };
 use crate::store::{Store, StoreError};
 
@@ -18,10 +19,13 @@ use crate::store::{Store, StoreError};
 const REBUILD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What the topology is built with besides the store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TopologyPolicy {
     /// A group whose pools are all down routes to the default pool instead of 503.
     pub fallback_to_default_pool: bool,
+    /// The CA bundle on Envoy's host that `https` backends without a CA of their own are
+    /// checked against.
+    pub upstream_ca_file: String,
 }
 
 /// Publishes a fresh snapshot at start, on every announcement, and periodically.
@@ -33,7 +37,7 @@ pub async fn run(
 ) {
     loop {
         let announced = topology.announced();
-        match build(store.as_ref(), policy).await {
+        match build(store.as_ref(), &policy).await {
             Ok((pools, routing)) => {
                 publisher.publish(&pools, &routing);
             }
@@ -49,7 +53,7 @@ pub async fn run(
 /// The pools (enabled backends only) and the group routes, from the store.
 pub async fn build(
     store: &dyn Store,
-    policy: TopologyPolicy,
+    policy: &TopologyPolicy,
 ) -> Result<(Vec<Pool>, RoutingTable), StoreError> {
     let backends = store.backends().await?;
     let groups = store.groups().await?;
@@ -59,7 +63,7 @@ pub async fn build(
 fn assemble(
     backends: &[Backend],
     groups: &[Group],
-    policy: TopologyPolicy,
+    policy: &TopologyPolicy,
 ) -> (Vec<Pool>, RoutingTable) {
     let mut by_pool: BTreeMap<&str, Vec<&Backend>> = BTreeMap::new();
     for backend in backends.iter().filter(|b| b.enabled) {
@@ -72,7 +76,7 @@ fn assemble(
         .iter()
         .map(|(name, members)| Pool {
             name: (*name).to_string(),
-            endpoints: members.iter().map(|b| endpoint(b)).collect(),
+            endpoints: members.iter().map(|b| endpoint(b, policy)).collect(),
         })
         .collect();
     let available = |pool: &str| {
@@ -115,7 +119,7 @@ fn assemble(
     )
 }
 
-fn endpoint(backend: &Backend) -> Endpoint {
+fn endpoint(backend: &Backend, policy: &TopologyPolicy) -> Endpoint {
     Endpoint {
         id: backend.id.to_string(),
         host: backend.url.host.clone(),
@@ -126,11 +130,31 @@ fn endpoint(backend: &Backend) -> Endpoint {
             HealthStatus::Unhealthy => HealthState::Unhealthy,
             HealthStatus::Unknown => HealthState::Unknown,
         },
-        tls: backend.url.tls.then(|| UpstreamTls {
-            sni: backend
-                .tls_sni
-                .clone()
-                .unwrap_or_else(|| backend.url.host.clone()),
-        }),
+        tls: backend.url.tls.then(|| upstream_tls(backend, policy)),
+    }
+}
+
+/// The server name is the backend's `tls_sni`, else its URL's host; unless the backend opted
+/// out, its certificate must carry that name and chain to the backend's CA or the bundle.
+fn upstream_tls(backend: &Backend, policy: &TopologyPolicy) -> UpstreamTls {
+    let server_name = backend
+        .tls_sni
+        .clone()
+        .unwrap_or_else(|| backend.url.host.clone());
+    let check = if backend.tls_insecure {
+        CertificateCheck::Unverified
+    } else {
+        let trusted = match &backend.tls_ca {
+            Some(ca) => TrustedCas::Pem(ca.as_str().to_string()),
+            None => TrustedCas::File(policy.upstream_ca_file.clone()),
+        };
+        CertificateCheck::Verified {
+            trusted,
+            server_name: server_name.clone(),
+        }
+    };
+    UpstreamTls {
+        sni: server_name,
+        check,
     }
 }

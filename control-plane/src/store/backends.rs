@@ -13,9 +13,10 @@ use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
 use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
 use crate::routing::pool::{HealthCheckSettings, PoolName};
+use crate::routing::upstream_tls::TrustedCa;
 
 const BACKEND_COLUMNS: &str = "id, created_at, url, weight, health_check_path, pool, enabled, \
-     tls_sni, updated_at, health_status, consecutive_failures, consecutive_successes, \
+     tls_sni, tls_ca, tls_insecure, updated_at, health_status, consecutive_failures, consecutive_successes, \
      last_checked_at, last_latency_ms, last_error";
 
 /// Upstream backends with their health, and each pool's health-check settings.
@@ -51,7 +52,8 @@ impl BackendStore for SqlStore {
         self.write(audit, async |write| {
             let sql = format!(
                 "INSERT INTO backends ({BACKEND_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17)"
             );
             let insert = sqlx::query(&sql)
                 .bind(backend.id.as_str())
@@ -69,7 +71,8 @@ impl BackendStore for SqlStore {
         self.write(audit, async |write| {
             let update = sqlx::query(
                 "UPDATE backends SET url = $2, weight = $3, health_check_path = $4, pool = $5, \
-                 enabled = $6, tls_sni = $7, updated_at = $8 WHERE id = $1",
+                 enabled = $6, tls_sni = $7, tls_ca = $8, tls_insecure = $9, updated_at = $10 \
+                 WHERE id = $1",
             )
             .bind(backend.id.as_str());
             let updated = bind_changeable(update, backend)
@@ -192,6 +195,8 @@ fn bind_changeable<'q>(query: AnyQuery<'q>, backend: &'q Backend) -> AnyQuery<'q
         .bind(backend.pool.as_str())
         .bind(i64::from(backend.enabled))
         .bind(backend.tls_sni.as_deref())
+        .bind(backend.tls_ca.as_ref().map(TrustedCa::as_str))
+        .bind(i64::from(backend.tls_insecure))
         .bind(format_time(backend.updated_at))
 }
 
@@ -222,6 +227,10 @@ fn backend_from_row(row: &AnyRow) -> Result<Backend, StoreError> {
             .map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         tls_sni: row.try_get("tls_sni")?,
+        tls_ca: row
+            .try_get::<Option<String>, _>("tls_ca")?
+            .map(TrustedCa::from_stored),
+        tls_insecure: row.try_get::<i64, _>("tls_insecure")? != 0,
         health: BackendHealth {
             status: named(row, "health_status", HealthStatus::parse)?,
             consecutive_failures: small_number(row, "consecutive_failures")?,

@@ -49,6 +49,8 @@ pub trait KeyStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Written;
     async fn keys_of(&self, user: &UserId) -> Result<Vec<ApiKey>, StoreError>;
+    /// The key with this id, in any state.
+    async fn key(&self, id: &ApiKeyId) -> Result<ApiKey, StoreError>;
     /// The key with this hash in any state, with its owner.
     async fn key_by_hash(&self, hash: &StoredKeyHash) -> Result<KeyOwner, StoreError>;
 }
@@ -107,6 +109,11 @@ impl KeyStore for SqlStore {
         );
         self.select_all(&sql, Some(user.as_str()), key_from_row)
             .await
+    }
+
+    async fn key(&self, id: &ApiKeyId) -> Result<ApiKey, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = $1");
+        key_from_row(&self.select_one(&sql, id.as_str()).await?)
     }
 
     async fn key_by_hash(&self, hash: &StoredKeyHash) -> Result<KeyOwner, StoreError> {

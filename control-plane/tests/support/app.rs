@@ -14,8 +14,10 @@ use tollgate::accounts::bootstrap::AdminBootstrap;
 use tollgate::api::app;
 use tollgate::config::Config;
 use tollgate::filter_service::FilterApi;
+use tollgate::identity::envoy_credential::EnvoyCredential;
 use tollgate::proto::v1::filter_service_server::FilterService;
 use tollgate::proto::v1::{LookupKeyRequest, Principal};
+use tollgate::routing::xds::XdsPublisher;
 use tollgate::server::services;
 use tower::ServiceExt;
 
@@ -37,7 +39,10 @@ pub struct Answer {
 pub struct Api {
     router: Router,
     /// The gRPC service the filter calls, on the same store.
-    pub filter: FilterApi,
+    pub filter: Arc<FilterApi>,
+    /// ADS and what the gRPC port demands, for [`Api::filter_client`].
+    pub(super) xds: Arc<XdsPublisher>,
+    pub(super) envoy_credential: EnvoyCredential,
     _db: TestDatabase,
     _data_dir: tempfile::TempDir,
 }
@@ -56,6 +61,7 @@ impl Api {
         };
         config.database.url = db.url.clone();
         config.bootstrap.admin_api_key = Some(ADMIN_KEY.to_string());
+        config.grpc.credential = Some(super::grpc::ENVOY_CREDENTIAL.to_string());
         adjust(&mut config);
         let config = config.validate().expect("valid config");
         let store = Arc::new(db.open().await);
@@ -63,7 +69,9 @@ impl Api {
         assert!(matches!(services.admin, AdminBootstrap::ImportedKey));
         Self {
             router: app(services.http),
-            filter: services.filter,
+            filter: Arc::new(services.filter),
+            xds: services.xds,
+            envoy_credential: services.envoy_credential,
             _db: db,
             _data_dir: data_dir,
         }

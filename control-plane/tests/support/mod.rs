@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod grpc;
 
 use sqlx::{Connection, Executor, PgConnection};
 use tollgate::store::SqlStore;

@@ -1,20 +1,27 @@
 //! `tollgate-echo`: the demo upstream backend. Answers every method and path with
 //! `200 application/json` describing the request it received, so tests and users can see what
-//! Envoy forwarded (which backend, and which headers the filter added or stripped).
+//! Envoy forwarded (which backend, and which headers the filter added or stripped). With a
+//! certificate it speaks HTTPS.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
+use axum::serve::Listener;
 use axum::{Json, Router};
 use clap::Parser;
 use http_body_util::BodyExt;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 
 /// Echo every HTTP request back as JSON.
 #[derive(Debug, Parser)]
@@ -32,12 +39,30 @@ struct Args {
     /// Name reported as `backend` in every answer.
     #[arg(long, default_value = "backend")]
     name: String,
+
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls_acceptor(cert, key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(err) => {
+                eprintln!("tollgate-echo: cannot use {}: {err}", cert.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let listener = match listener(&args).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -54,10 +79,19 @@ async fn main() -> ExitCode {
     let app = Router::new()
         .fallback(echo)
         .with_state(Arc::<str>::from(args.name));
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-    {
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        Some(acceptor) => {
+            axum::serve(TlsListener { listener, acceptor }, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("tollgate-echo: server error: {err}");
@@ -78,6 +112,47 @@ async fn listener(args: &Args) -> std::io::Result<tokio::net::TcpListener> {
     listener.local_addr()?;
     listener.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(listener)
+}
+
+/// A TLS server of one certificate chain and key.
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|err| err.to_string())?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|err| err.to_string())?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| err.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|err| err.to_string())?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Connections that completed a TLS handshake; a failed handshake is logged and dropped.
+struct TlsListener {
+    listener: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, peer) = Listener::accept(&mut self.listener).await;
+            match self.acceptor.accept(stream).await {
+                Ok(tls) => return (tls, peer),
+                Err(err) => eprintln!("tollgate-echo: TLS handshake with {peer} failed: {err}"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Listener::local_addr(&self.listener)
+    }
 }
 
 /// A request header asking the echo to report storage, as a storage backend would.

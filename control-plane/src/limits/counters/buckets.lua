@@ -3,9 +3,9 @@
 -- its backlog `l` at `t` (µs), in ticks of 1/`r` µs.
 --
 -- ARGV: mode, expiry margin (ms), then per bucket: window (µs), requests, burst, count.
--- A charge adds the node id and how long an Envoy stays counted (µs); its last key is the
--- sorted set of Envoys by when they last synced.
--- Replies: check {admitted (0/1), backlog ms...}; charge {Envoys, backlog ms...}.
+-- A charge adds the node id, how long an Envoy stays counted (µs) and the most Envoys
+-- counted at once; its last key is the sorted set of Envoys by when they last synced.
+-- Replies: check {admitted (0/1), backlog ms...}; charge {Envoys, counted (0/1), backlog ms...}.
 
 local mode = ARGV[1]
 local margin_ms = tonumber(ARGV[2])
@@ -57,22 +57,33 @@ if admitted == 0 then
   after = before
 end
 local reply = {admitted}
+local header = 1
+if mode == 'charge' then
+  header = 2
+end
 for i = 1, buckets do
   local backlog_ms = math.ceil(after[i] / (requests_of[i] * 1000))
   if admitted == 1 then
     redis.call('HSET', KEYS[i], 'l', number(after[i]), 't', number(now), 'r', number(requests_of[i]))
     redis.call('PEXPIRE', KEYS[i], backlog_ms + margin_ms)
   end
-  reply[i + 1] = backlog_ms
+  reply[i + header] = backlog_ms
 end
 
 if mode == 'charge' then
   local envoys = KEYS[#KEYS]
   local at = 3 + buckets * 4
+  local node = ARGV[at]
   local presence_us = tonumber(ARGV[at + 1])
-  redis.call('ZADD', envoys, now, ARGV[at])
+  local max_envoys = tonumber(ARGV[at + 2])
   redis.call('ZREMRANGEBYSCORE', envoys, '-inf', number(now - presence_us))
-  redis.call('PEXPIRE', envoys, math.ceil(presence_us / 1000))
+  local counted = 0
+  if redis.call('ZSCORE', envoys, node) or redis.call('ZCARD', envoys) < max_envoys then
+    redis.call('ZADD', envoys, now, node)
+    redis.call('PEXPIRE', envoys, math.ceil(presence_us / 1000))
+    counted = 1
+  end
   reply[1] = redis.call('ZCARD', envoys)
+  reply[2] = counted
 end
 return reply

@@ -101,7 +101,12 @@ impl Counters for LocalCounters {
         })
     }
 
-    async fn charge(&self, node_id: &str, draws: &[Draw]) -> Result<Charged, CounterError> {
+    async fn charge(
+        &self,
+        node_id: &str,
+        max_envoys: u32,
+        draws: &[Draw],
+    ) -> Result<Charged, CounterError> {
         let now_us = self.now_us();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.sweep(now_us);
@@ -112,10 +117,11 @@ impl Counters for LocalCounters {
             after.push(backlog);
         }
         let presence_us = u64::try_from(ENVOY_PRESENCE.as_micros()).unwrap_or(u64::MAX);
-        let envoys = state.envoys.seen(node_id, now_us, presence_us);
+        let presence = state.envoys.seen(node_id, now_us, presence_us, max_envoys);
         Ok(Charged {
             backlog_ms: backlogs_ms(draws, &after),
-            envoys,
+            envoys: presence.envoys,
+            counted: presence.counted,
         })
     }
 

@@ -54,8 +54,11 @@ pub struct Checked {
 pub struct Charged {
     /// Per bucket, in the order charged, as in [`Checked::backlog_ms`].
     pub backlog_ms: Vec<u64>,
-    /// How many Envoys synced within [`ENVOY_PRESENCE`], the caller included.
+    /// How many Envoys synced within [`ENVOY_PRESENCE`], at most the cap the charge named:
+    /// the caller included, unless it was beyond the cap.
     pub envoys: u32,
+    /// Whether the caller is among the Envoys counted.
+    pub counted: bool,
 }
 
 #[async_trait]
@@ -65,8 +68,13 @@ pub trait Counters: Send + Sync {
     async fn check(&self, draws: &[Draw]) -> Result<Checked, CounterError>;
 
     /// Charges requests an Envoy already admitted; never refused. Also records that
-    /// `node_id` synced.
-    async fn charge(&self, node_id: &str, draws: &[Draw]) -> Result<Charged, CounterError>;
+    /// `node_id` synced, unless `max_envoys` other Envoys synced within [`ENVOY_PRESENCE`].
+    async fn charge(
+        &self,
+        node_id: &str,
+        max_envoys: u32,
+        draws: &[Draw],
+    ) -> Result<Charged, CounterError>;
 
     /// The service the counters live in, for the health report; `None` when in-process.
     fn dependency(&self) -> Option<&'static str>;

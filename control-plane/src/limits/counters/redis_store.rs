@@ -47,14 +47,16 @@ impl RedisCounters {
         )
     }
 
-    /// Runs the bucket script over `draws`; the caller adds what its mode needs.
+    /// Runs the bucket script over `draws`; the caller adds what its mode needs. The reply
+    /// is `header` values, then one backlog per draw.
     async fn run(
         &self,
         mode: &str,
         draws: &[Draw],
         extra_key: Option<String>,
         extra_args: &[String],
-    ) -> Result<Vec<u64>, CounterError> {
+        header: usize,
+    ) -> Result<(Vec<u64>, Vec<u64>), CounterError> {
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(mode).arg(EXPIRY_MARGIN_MS);
         for draw in draws {
@@ -72,17 +74,18 @@ impl RedisCounters {
             invocation.arg(arg);
         }
         let mut connection = self.connection.clone();
-        let reply: Vec<u64> = self
+        let mut reply: Vec<u64> = self
             .bounded(invocation.invoke_async(&mut connection))
             .await?;
-        if reply.len() != draws.len() + 1 {
+        if reply.len() != draws.len() + header {
             return Err(CounterError::Malformed(format!(
                 "{} values for {} buckets",
                 reply.len(),
                 draws.len()
             )));
         }
-        Ok(reply)
+        let backlogs = reply.split_off(header);
+        Ok((reply, backlogs))
     }
 
     /// Fails a call that takes longer than the command timeout, reconnection included, and
@@ -105,29 +108,34 @@ impl RedisCounters {
 #[async_trait]
 impl Counters for RedisCounters {
     async fn check(&self, draws: &[Draw]) -> Result<Checked, CounterError> {
-        let mut reply = self.run("check", draws, None, &[]).await?;
-        let admitted = reply.remove(0) == 1;
+        let (header, backlog_ms) = self.run("check", draws, None, &[], 1).await?;
         Ok(Checked {
-            admitted,
-            backlog_ms: reply,
+            admitted: header[0] == 1,
+            backlog_ms,
         })
     }
 
-    async fn charge(&self, node_id: &str, draws: &[Draw]) -> Result<Charged, CounterError> {
+    async fn charge(
+        &self,
+        node_id: &str,
+        max_envoys: u32,
+        draws: &[Draw],
+    ) -> Result<Charged, CounterError> {
         let envoys_key = format!("{}envoys", self.key_prefix);
         let presence_us = ENVOY_PRESENCE.as_micros().to_string();
-        let mut reply = self
+        let (header, backlog_ms) = self
             .run(
                 "charge",
                 draws,
                 Some(envoys_key),
-                &[node_id.to_string(), presence_us],
+                &[node_id.to_string(), presence_us, max_envoys.to_string()],
+                2,
             )
             .await?;
-        let envoys = u32::try_from(reply.remove(0)).unwrap_or(u32::MAX);
         Ok(Charged {
-            backlog_ms: reply,
-            envoys,
+            backlog_ms,
+            envoys: u32::try_from(header[0]).unwrap_or(u32::MAX),
+            counted: header[1] == 1,
         })
     }
 

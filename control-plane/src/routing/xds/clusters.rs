@@ -10,6 +10,7 @@
 //! order, and the snapshot's version is a hash of the encoding.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
@@ -17,17 +18,25 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 };
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, OutlierDetection};
 use envoy_types::pb::envoy::config::core::v3::{
-    address, config_source, socket_address, transport_socket, Address, AggregatedConfigSource,
-    ApiVersion, ConfigSource, HealthStatus, Metadata, SocketAddress, TransportSocket,
+    address, config_source, data_source, socket_address, transport_socket, Address,
+    AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, HealthStatus, Metadata,
+    SocketAddress, TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
 };
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context, subject_alt_name_matcher, CertificateValidationContext, CommonTlsContext,
+    SubjectAltNameMatcher, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::google::protobuf::{self, value, Struct, UInt32Value, Value};
 use envoy_types::util::pack_any;
+use sha2::{Digest, Sha256};
 
-use super::model::{cluster_name, Endpoint, HealthState, Pool, UpstreamTls};
+use super::model::{
+    cluster_name, CertificateCheck, Endpoint, HealthState, Pool, TrustedCas, UpstreamTls,
+};
 use crate::routing::backend::Weight;
 
 /// How long Envoy waits for a TCP connection to a backend.
@@ -43,8 +52,8 @@ const OUTLIER_MAX_EJECTION_PERCENT: u32 = 50;
 
 /// Endpoint metadata namespace Envoy reads to pick a cluster's transport socket.
 const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
-/// Key under [`TRANSPORT_SOCKET_MATCH`] naming the SNI of an endpoint that speaks TLS.
-const TLS_SNI_KEY: &str = "tollgate_tls_sni";
+/// Key under [`TRANSPORT_SOCKET_MATCH`] naming the TLS settings of an endpoint that speaks TLS.
+const TLS_KEY: &str = "tollgate_tls";
 const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 
 /// The cluster for `pool`. Its load assignment is inline when the pool has a DNS host;
@@ -141,9 +150,10 @@ fn lb_endpoint(endpoint: &Endpoint) -> LbEndpoint {
     }
 }
 
-/// One transport socket per distinct SNI in the pool, chosen by the endpoint's metadata, so
-/// TLS and plaintext backends (and several server names) can share a pool. Endpoints without
-/// TLS match none and use the cluster's default, plaintext.
+/// One transport socket per distinct TLS setting in the pool (server name and what the
+/// certificate is checked against), chosen by the endpoint's metadata, so TLS and plaintext
+/// backends (and several server names) can share a pool. Endpoints without TLS match none and
+/// use the cluster's default, plaintext.
 fn tls_matches(pool: &Pool) -> Vec<TransportSocketMatch> {
     let distinct: BTreeSet<&UpstreamTls> = pool
         .endpoints
@@ -153,13 +163,14 @@ fn tls_matches(pool: &Pool) -> Vec<TransportSocketMatch> {
     distinct
         .into_iter()
         .map(|tls| TransportSocketMatch {
-            name: format!("tls:{}", tls.sni),
-            r#match: Some(sni_struct(&tls.sni)),
+            name: format!("tls:{}:{}", tls.sni, tls_id(tls)),
+            r#match: Some(tls_selector(tls)),
             transport_socket: Some(TransportSocket {
                 name: TLS_TRANSPORT_SOCKET.into(),
                 config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(
                     UpstreamTlsContext {
                         sni: tls.sni.clone(),
+                        common_tls_context: certificate_validation(&tls.check),
                         ..UpstreamTlsContext::default()
                     },
                 ))),
@@ -168,22 +179,87 @@ fn tls_matches(pool: &Pool) -> Vec<TransportSocketMatch> {
         .collect()
 }
 
+/// The trusted CAs and the name the backend's certificate must carry; nothing (Envoy then
+/// accepts any certificate) for a backend that opted out.
+fn certificate_validation(check: &CertificateCheck) -> Option<CommonTlsContext> {
+    let CertificateCheck::Verified {
+        trusted,
+        server_name,
+    } = check
+    else {
+        return None;
+    };
+    let trusted_ca = match trusted {
+        TrustedCas::File(path) => data_source::Specifier::Filename(path.clone()),
+        TrustedCas::Pem(pem) => data_source::Specifier::InlineString(pem.clone()),
+    };
+    let san_type = if server_name.parse::<IpAddr>().is_ok() {
+        subject_alt_name_matcher::SanType::IpAddress
+    } else {
+        subject_alt_name_matcher::SanType::Dns
+    };
+    Some(CommonTlsContext {
+        validation_context_type: Some(
+            common_tls_context::ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    trusted_ca: Some(DataSource {
+                        specifier: Some(trusted_ca),
+                        ..DataSource::default()
+                    }),
+                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                        san_type: san_type.into(),
+                        matcher: Some(StringMatcher {
+                            match_pattern: Some(string_matcher::MatchPattern::Exact(
+                                server_name.clone(),
+                            )),
+                            ignore_case: false,
+                        }),
+                        ..SubjectAltNameMatcher::default()
+                    }],
+                    ..CertificateValidationContext::default()
+                },
+            ),
+        ),
+        ..CommonTlsContext::default()
+    })
+}
+
+/// Names one TLS setting in metadata: a digest, since a CA may be long.
+fn tls_id(tls: &UpstreamTls) -> String {
+    let mut digest = Sha256::new();
+    digest.update(tls.sni.as_bytes());
+    match &tls.check {
+        CertificateCheck::Verified {
+            trusted,
+            server_name,
+        } => {
+            let (kind, cas) = match trusted {
+                TrustedCas::File(path) => ("file", path),
+                TrustedCas::Pem(pem) => ("pem", pem),
+            };
+            for part in ["verified", server_name, kind, cas] {
+                digest.update([0]);
+                digest.update(part.as_bytes());
+            }
+        }
+        CertificateCheck::Unverified => digest.update(b"\0unverified"),
+    }
+    hex::encode(&digest.finalize()[..8])
+}
+
 fn tls_metadata(tls: &UpstreamTls) -> Metadata {
     Metadata {
-        filter_metadata: HashMap::from([(
-            TRANSPORT_SOCKET_MATCH.to_string(),
-            sni_struct(&tls.sni),
-        )]),
+        filter_metadata: HashMap::from([(TRANSPORT_SOCKET_MATCH.to_string(), tls_selector(tls))]),
         ..Metadata::default()
     }
 }
 
-fn sni_struct(sni: &str) -> Struct {
+fn tls_selector(tls: &UpstreamTls) -> Struct {
     Struct {
         fields: HashMap::from([(
-            TLS_SNI_KEY.to_string(),
+            TLS_KEY.to_string(),
             Value {
-                kind: Some(value::Kind::StringValue(sni.to_string())),
+                kind: Some(value::Kind::StringValue(tls_id(tls))),
             },
         )]),
     }
@@ -312,6 +388,25 @@ mod tests {
         assert_eq!(lbs[1].health_status, i32::from(HealthStatus::Unhealthy));
     }
 
+    fn tls_context(matched: &TransportSocketMatch) -> UpstreamTlsContext {
+        let socket = matched.transport_socket.as_ref().expect("socket");
+        assert_eq!(socket.name, "envoy.transport_sockets.tls");
+        let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else {
+            panic!("no TLS config");
+        };
+        <UpstreamTlsContext as prost::Message>::decode(any.value.as_slice()).expect("TLS context")
+    }
+
+    fn verified(server_name: &str, trusted: TrustedCas) -> UpstreamTls {
+        UpstreamTls {
+            sni: server_name.into(),
+            check: CertificateCheck::Verified {
+                trusted,
+                server_name: server_name.into(),
+            },
+        }
+    }
+
     #[test]
     fn tls_endpoints_get_a_transport_socket_with_their_sni() {
         let mut pool = pool(
@@ -322,23 +417,14 @@ mod tests {
                 endpoint("c", "10.0.0.3", 1, HealthState::Healthy),
             ],
         );
-        let tls = UpstreamTls {
-            sni: "api.example.com".into(),
-        };
+        let tls = verified("api.example.com", TrustedCas::File("/etc/ca.pem".into()));
         pool.endpoints[0].tls = Some(tls.clone());
-        pool.endpoints[1].tls = Some(tls);
+        pool.endpoints[1].tls = Some(tls.clone());
         let cluster = cluster(&pool);
         assert_eq!(cluster.transport_socket_matches.len(), 1);
         let matched = &cluster.transport_socket_matches[0];
-        assert_eq!(matched.r#match, Some(sni_struct("api.example.com")));
-        let socket = matched.transport_socket.as_ref().expect("socket");
-        assert_eq!(socket.name, "envoy.transport_sockets.tls");
-        let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else {
-            panic!("no TLS config");
-        };
-        let context = <UpstreamTlsContext as prost::Message>::decode(any.value.as_slice())
-            .expect("TLS context");
-        assert_eq!(context.sni, "api.example.com");
+        assert_eq!(matched.r#match, Some(tls_selector(&tls)));
+        assert_eq!(tls_context(matched).sni, "api.example.com");
 
         let lbs = &load_assignment(&pool).endpoints[0].lb_endpoints;
         let selector = lbs[0]
@@ -347,5 +433,32 @@ mod tests {
             .and_then(|m| m.filter_metadata.get(TRANSPORT_SOCKET_MATCH));
         assert_eq!(selector, matched.r#match.as_ref());
         assert!(lbs[2].metadata.is_none());
+    }
+
+    #[test]
+    fn the_same_name_checked_differently_gets_a_socket_of_its_own() {
+        let mut pool = pool(
+            "tls",
+            vec![
+                endpoint("a", "10.0.0.1", 1, HealthState::Healthy),
+                endpoint("b", "10.0.0.2", 1, HealthState::Healthy),
+            ],
+        );
+        pool.endpoints[0].tls = Some(verified(
+            "api.example.com",
+            TrustedCas::File("/etc/ca.pem".into()),
+        ));
+        pool.endpoints[1].tls = Some(UpstreamTls {
+            sni: "api.example.com".into(),
+            check: CertificateCheck::Unverified,
+        });
+        let cluster = cluster(&pool);
+        assert_eq!(cluster.transport_socket_matches.len(), 2);
+        let selectors: BTreeSet<_> = cluster
+            .transport_socket_matches
+            .iter()
+            .map(|m| format!("{:?}", m.r#match))
+            .collect();
+        assert_eq!(selectors.len(), 2);
     }
 }

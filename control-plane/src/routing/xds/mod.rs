@@ -13,7 +13,10 @@ pub mod snapshot;
 pub mod status;
 pub mod stream;
 
-pub use model::{cluster_name, Endpoint, GroupRoute, HealthState, Pool, RoutingTable, UpstreamTls};
+pub use model::{
+    cluster_name, CertificateCheck, Endpoint, GroupRoute, HealthState, Pool, RoutingTable,
+    TrustedCas, UpstreamTls,
+};
 pub use routes::{ROUTE_CONFIG_NAME, ROUTE_GROUP_HEADER};
 pub use server::{AdsService, XdsPublisher};
 pub use snapshot::Snapshot;

@@ -47,6 +47,30 @@ pub enum HealthState {
 pub struct UpstreamTls {
     /// Server name sent in the handshake; empty sends none.
     pub sni: String,
+    /// How the backend's certificate is checked.
+    pub check: CertificateCheck,
+}
+
+/// What Envoy demands of a backend's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CertificateCheck {
+    /// It chains to `trusted` and names `server_name` (a DNS name or an IP address) in its
+    /// subject alternative names.
+    Verified {
+        trusted: TrustedCas,
+        server_name: String,
+    },
+    /// Nothing: the operator turned the check off for this backend.
+    Unverified,
+}
+
+/// The CA certificates a backend's certificate must chain to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrustedCas {
+    /// A PEM bundle on Envoy's host.
+    File(String),
+    /// PEM certificates sent with the configuration.
+    Pem(String),
 }
 
 /// Which pool serves which request.
