@@ -4,6 +4,7 @@ mod admin;
 mod authorization;
 mod bad_input;
 mod changes;
+mod deployment;
 mod failures;
 mod keys;
 mod limits;
