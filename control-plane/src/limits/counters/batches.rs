@@ -3,8 +3,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-/// The most batch ids remembered at once; beyond it the oldest are forgotten first. A
-/// filter's ids are about 45 bytes, so this is a few megabytes.
+/// The most batch ids remembered at once; beyond it the oldest are forgotten first. With
+/// ids of at most 128 bytes that is at most about 20 MB.
 pub const MAX_REMEMBERED_BATCHES: usize = 100_000;
 
 /// Batch ids charged within the last `memory_us`, in µs of the owner's clock.
