@@ -45,6 +45,11 @@ fn in_redis() -> Arc<dyn Counters> {
     counters::open(&redis_config(redis_url())).expect("Redis counters")
 }
 
+/// A sync batch id no other call uses.
+fn new_batch() -> String {
+    format!("batch-{}", support::rand_suffix())
+}
+
 /// `burst` requests at once, then one an hour: nothing refills while a test runs.
 fn hourly(subject: &str, burst: u64) -> Draw {
     Draw {
@@ -86,6 +91,7 @@ against_both_backends!(
     charges_are_never_refused_and_report_the_debt,
     syncing_envoys_are_counted_once_each,
     envoys_beyond_the_cap_are_charged_but_not_counted,
+    a_repeated_batch_is_charged_once,
 );
 
 async fn a_burst_is_admitted_then_refused(counters: Arc<dyn Counters>) {
@@ -153,7 +159,7 @@ async fn charges_are_never_refused_and_report_the_debt(counters: Arc<dyn Counter
     // 7 requests: 84 s; a million: capped at 120 s.
     for (count, expected_ms) in [(7, 84_000), (1_000_000, 120_000)] {
         let charged = counters
-            .charge("envoy-a", MAX_ENVOYS, &[draw(count)])
+            .charge("envoy-a", &new_batch(), MAX_ENVOYS, &[draw(count)])
             .await
             .expect("charge");
         let backlog = charged.backlog_ms[0];
@@ -173,7 +179,7 @@ async fn syncing_envoys_are_counted_once_each(counters: Arc<dyn Counters>) {
         let draw = draw.clone();
         async move {
             counters
-                .charge(node, MAX_ENVOYS, &draw)
+                .charge(node, &new_batch(), MAX_ENVOYS, &draw)
                 .await
                 .expect("charge")
                 .envoys
@@ -187,12 +193,21 @@ async fn syncing_envoys_are_counted_once_each(counters: Arc<dyn Counters>) {
 async fn envoys_beyond_the_cap_are_charged_but_not_counted(counters: Arc<dyn Counters>) {
     let draw = [hourly("user:capped", 100)];
     for node in ["envoy-a", "envoy-b"] {
-        let charged = counters.charge(node, 2, &draw).await.expect("charge");
+        let charged = counters
+            .charge(node, &new_batch(), 2, &draw)
+            .await
+            .expect("charge");
         assert!(charged.counted, "{node}");
     }
-    let beyond = counters.charge("envoy-c", 2, &draw).await.expect("charge");
+    let beyond = counters
+        .charge("envoy-c", &new_batch(), 2, &draw)
+        .await
+        .expect("charge");
     assert_eq!((beyond.envoys, beyond.counted), (2, false));
-    let again = counters.charge("envoy-a", 2, &draw).await.expect("charge");
+    let again = counters
+        .charge("envoy-a", &new_batch(), 2, &draw)
+        .await
+        .expect("charge");
     assert_eq!((again.envoys, again.counted), (2, true));
     assert!(
         again.backlog_ms[0] > 4 * HOUR_MS - 60_000,
@@ -201,6 +216,32 @@ async fn envoys_beyond_the_cap_are_charged_but_not_counted(counters: Arc<dyn Cou
 }
 
 /// A loopback address where nothing listens.
+async fn a_repeated_batch_is_charged_once(counters: Arc<dyn Counters>) {
+    let draw = [hourly("user:retried", 10)];
+    let charge = |batch_id: String| {
+        let counters = counters.clone();
+        let draw = draw.clone();
+        async move {
+            counters
+                .charge("envoy-a", &batch_id, MAX_ENVOYS, &draw)
+                .await
+                .expect("charge")
+        }
+    };
+    let batch = new_batch();
+    let first = charge(batch.clone()).await;
+    assert!(!first.repeated);
+    let retried = charge(batch).await;
+    assert!(retried.repeated);
+    assert!(
+        retried.backlog_ms[0] <= first.backlog_ms[0] && retried.backlog_ms[0] > HOUR_MS - 60_000,
+        "charged again: {retried:?}"
+    );
+    let next = charge(new_batch()).await;
+    assert!(!next.repeated);
+    assert!(next.backlog_ms[0] > 2 * HOUR_MS - 60_000, "{next:?}");
+}
+
 async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("address")
@@ -364,10 +405,20 @@ async fn sync(
     node_id: &str,
     buckets: Vec<BucketRef>,
 ) -> SyncLimitsResponse {
+    sync_batch(client, node_id, &new_batch(), buckets).await
+}
+
+async fn sync_batch(
+    client: &mut FilterClient,
+    node_id: &str,
+    batch_id: &str,
+    buckets: Vec<BucketRef>,
+) -> SyncLimitsResponse {
     client
         .sync_limits(SyncLimitsRequest {
             node_id: node_id.into(),
             buckets,
+            batch_id: batch_id.into(),
         })
         .await
         .expect("sync")
@@ -425,19 +476,32 @@ async fn limit_calls_name_the_field_they_refuse() {
             .sync_limits(SyncLimitsRequest {
                 node_id: "envoy-a".into(),
                 buckets,
+                batch_id: new_batch(),
             })
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().starts_with(field), "{field}: {status:?}");
     }
-    let status = client
-        .sync_limits(SyncLimitsRequest {
-            node_id: "n".repeat(513),
-            buckets: vec![good],
-        })
-        .await
-        .expect_err("refused");
-    assert!(status.message().starts_with("node_id"), "{status:?}");
+    let refused_syncs = [
+        ("n".repeat(513), new_batch(), "node_id"),
+        ("envoy-a".into(), String::new(), "batch_id"),
+        ("envoy-a".into(), "b".repeat(129), "batch_id"),
+    ];
+    for (node_id, batch_id, field) in refused_syncs {
+        let status = client
+            .sync_limits(SyncLimitsRequest {
+                node_id,
+                buckets: vec![good.clone()],
+                batch_id,
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().starts_with(field), "{field}: {status:?}");
+    }
+    let longest = sync_batch(&mut client, "envoy-a", &"b".repeat(128), vec![good]).await;
+    assert_eq!(longest.buckets.len(), 1);
 }
 
 #[tokio::test]
@@ -600,4 +664,73 @@ async fn a_down_redis_makes_limit_calls_unavailable() {
         .await
         .expect_err("unavailable");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+}
+
+/// Ten an hour for `POST /retried/`: a limit every control plane of the test knows from its
+/// configuration, so a second one on the same Redis counts the same bucket.
+fn retried_route(config: &mut Config) {
+    config.limits.routes.push(RouteLimitConfig {
+        route: "POST /retried/".into(),
+        requests_per_second: None,
+        requests_per_minute: None,
+        requests_per_hour: Some(10),
+        burst: None,
+        mode: None,
+    });
+}
+
+/// Three requests of the retried route: the bucket is 18 minutes ahead.
+const THREE_OF_TEN_AN_HOUR_MS: i64 = 3 * 360_000;
+
+fn three_of_the_retried_route() -> Vec<BucketRef> {
+    vec![bucket("route:POST /retried/", 3600, 10, 10, 3)]
+}
+
+#[tokio::test]
+async fn a_resent_sync_is_charged_once_by_either_backend() {
+    for url in [String::new(), redis_url()] {
+        let (_api, mut client) = filter_service(|config| {
+            config.redis = redis_config(url);
+            retried_route(config);
+        })
+        .await;
+        let batch = new_batch();
+        let sent = sync_batch(&mut client, "envoy-a", &batch, three_of_the_retried_route()).await;
+        let resent = sync_batch(&mut client, "envoy-a", &batch, three_of_the_retried_route()).await;
+        let backlog = resent.buckets[0].backlog_ms;
+        assert!(
+            backlog <= sent.buckets[0].backlog_ms && backlog > THREE_OF_TEN_AN_HOUR_MS - 60_000,
+            "{sent:?} then {resent:?}"
+        );
+        let next = sync(&mut client, "envoy-a", three_of_the_retried_route()).await;
+        assert!(
+            next.buckets[0].backlog_ms > 2 * THREE_OF_TEN_AN_HOUR_MS - 60_000,
+            "a new batch is charged: {next:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sync_resent_to_a_restarted_control_plane_is_charged_once() {
+    let shared = redis_config(redis_url());
+    let batch = new_batch();
+    let (api, mut client) = filter_service(|config| {
+        config.redis = shared.clone();
+        retried_route(config);
+    })
+    .await;
+    let sent = sync_batch(&mut client, "envoy-a", &batch, three_of_the_retried_route()).await;
+    drop((client, api));
+
+    let (_restarted, mut client) = filter_service(|config| {
+        config.redis = shared.clone();
+        retried_route(config);
+    })
+    .await;
+    let resent = sync_batch(&mut client, "envoy-a", &batch, three_of_the_retried_route()).await;
+    let backlog = resent.buckets[0].backlog_ms;
+    assert!(
+        backlog <= sent.buckets[0].backlog_ms && backlog > THREE_OF_TEN_AN_HOUR_MS - 60_000,
+        "{sent:?} then {resent:?}"
+    );
 }

@@ -90,8 +90,9 @@ impl RootContext for TollgateRoot {
                 return false;
             }
             let node_id = text(vec!["node", "id"]);
-            // Usage batch ids start with it: unique to this VM whatever the node id's length,
-            // and unlike a clock reading, not shared by workers configured at the same moment.
+            // Usage and sync batch ids start with it: unique to this VM whatever the node id's
+            // length, and unlike a clock reading, not shared by workers configured at the same
+            // moment.
             let vm_id = format!("{:032x}", u128::from_le_bytes(vm_nonce));
             let worker = Worker::new(&ProxyHost, config, node_id, vm_id, secret);
             let ids = MetricIds::define(&worker.metrics);

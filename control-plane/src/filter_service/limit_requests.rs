@@ -11,6 +11,7 @@ use crate::proto::v1::BucketRef;
 pub const MAX_BUCKETS: usize = 64;
 pub const MAX_SUBJECT_BYTES: usize = 512;
 pub const MAX_NODE_ID_BYTES: usize = 512;
+pub const MAX_BATCH_ID_BYTES: usize = 128;
 const WINDOWS: [u32; 3] = [1, 60, 3600];
 const MAX_COUNT: u32 = 1_000_000;
 
@@ -52,6 +53,16 @@ pub fn node_id(node_id: &str) -> Result<(), Status> {
     if node_id.len() > MAX_NODE_ID_BYTES {
         return Err(Status::invalid_argument(format!(
             "node_id: must be at most {MAX_NODE_ID_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the id a sync's batch is charged once by.
+pub fn batch_id(batch_id: &str) -> Result<(), Status> {
+    if batch_id.is_empty() || batch_id.len() > MAX_BATCH_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "batch_id: must be 1 to {MAX_BATCH_ID_BYTES} bytes"
         )));
     }
     Ok(())

@@ -77,6 +77,7 @@ impl LimitService {
 
     pub async fn sync(&self, request: SyncLimitsRequest) -> Result<SyncLimitsResponse, Status> {
         let asked = validate::node_id(&request.node_id)
+            .and_then(|()| validate::batch_id(&request.batch_id))
             .and_then(|()| validate::buckets(&request.buckets))
             .inspect_err(|_| count_sync("invalid"))?;
         let known = self
@@ -85,11 +86,16 @@ impl LimitService {
             .inspect_err(|_| count_sync("error"))?;
         let charged = self
             .counters
-            .charge(&request.node_id, self.max_envoys, &known.draws)
+            .charge(
+                &request.node_id,
+                &request.batch_id,
+                self.max_envoys,
+                &known.draws,
+            )
             .await
             .map_err(|error| unavailable("sync", error))
             .inspect_err(|_| count_sync("error"))?;
-        count_sync("ok");
+        count_sync(if charged.repeated { "repeated" } else { "ok" });
         if !charged.counted {
             metrics::counter!("tollgate_limit_syncs_uncounted_envoy_total").increment(1);
         }

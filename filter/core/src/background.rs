@@ -1,5 +1,7 @@
 //! A worker's background calls to the control plane: `fast` rate-limit syncs and usage
-//! reports. Both run from the worker's tick, one call of each kind in flight at a time.
+//! reports. Both run from the worker's tick, one call of each kind in flight at a time, and
+//! both send a batch again, unchanged and with its id, until it is answered: the control
+//! plane applies a batch id once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -21,25 +23,41 @@ const GRPC_STATUS_OK: u32 = 0;
 /// The control plane refused the call's content: sending it again cannot help.
 const GRPC_STATUS_INVALID_ARGUMENT: u32 = 3;
 
+/// The most buckets one sync carries (the control plane refuses more); the rest wait for the
+/// next batch.
+pub const MAX_BUCKETS_PER_SYNC: usize = 64;
+
 pub struct Background {
     node_id: String,
     ticks: Cell<u32>,
-    /// `fast` subjects admitted here since their last sync, with their limits.
+    /// `fast` subjects admitted here since their last sync batch, with their limits.
     touched: RefCell<HashMap<String, Vec<RateLimit>>>,
-    sync_in_flight: RefCell<Option<(u32, Vec<BucketRef>)>>,
+    /// The sync batch sent and not answered yet: sent again, unchanged, until it is.
+    unanswered_sync: RefCell<Option<UnansweredSync>>,
+    batch_prefix: String,
+    next_sync_sequence: Cell<u64>,
     /// How many Envoys share `fast` buckets, as the control plane last said.
     envoys: Cell<u32>,
     pub usage: RefCell<UsageBuffer>,
     report_in_flight: RefCell<Option<(u32, String)>>,
 }
 
+struct UnansweredSync {
+    request: SyncLimitsRequest,
+    /// The call carrying it, while one is in flight.
+    token: Option<u32>,
+}
+
 impl Background {
+    /// `batch_prefix` must be unique to this worker VM's lifetime.
     pub fn new(node_id: String, batch_prefix: String) -> Self {
         Self {
             node_id,
             ticks: Cell::new(0),
             touched: RefCell::new(HashMap::new()),
-            sync_in_flight: RefCell::new(None),
+            unanswered_sync: RefCell::new(None),
+            batch_prefix: batch_prefix.clone(),
+            next_sync_sequence: Cell::new(0),
             envoys: Cell::new(1),
             usage: RefCell::new(UsageBuffer::new(batch_prefix)),
             report_in_flight: RefCell::new(None),
@@ -76,23 +94,54 @@ impl Background {
         }
     }
 
+    /// Sends the unanswered sync batch again, else a new one, unless a call is in flight.
     fn sync_limits(&self, host: &impl Host, config: &PluginConfig, metrics: &Metrics) {
-        let (Ok(mut in_flight), Ok(mut touched)) = (
-            self.sync_in_flight.try_borrow_mut(),
-            self.touched.try_borrow_mut(),
-        ) else {
+        let Ok(mut unanswered) = self.unanswered_sync.try_borrow_mut() else {
             return;
         };
-        if in_flight.is_some() || touched.is_empty() {
-            return;
+        if unanswered.is_none() {
+            *unanswered = self.next_sync_batch(host).map(|request| UnansweredSync {
+                request,
+                token: None,
+            });
         }
+        let Some(sync) = unanswered.as_mut().filter(|sync| sync.token.is_none()) else {
+            return;
+        };
+        let message = sync.request.encode_to_vec();
+        match host.dispatch_grpc_call(GrpcCall::new(config, SYNC_LIMITS_METHOD, &message)) {
+            Ok(token) => sync.token = Some(token),
+            Err(error) => {
+                log::warn!("could not sync rate limits: {error}; it is retried");
+                metrics.limit_sync_failed();
+            }
+        }
+    }
+
+    /// A new batch of the `fast` counts admitted since the last one. Counts admitted while it
+    /// is unanswered stay in the limiter's state for the batch after.
+    fn next_sync_batch(&self, host: &impl Host) -> Option<SyncLimitsRequest> {
+        let mut touched = self.touched.try_borrow_mut().ok()?;
+        let mut room = MAX_BUCKETS_PER_SYNC;
+        let chosen: Vec<_> = touched
+            .extract_if(|_, limits| {
+                let fast = limits
+                    .iter()
+                    .filter(|limit| limit.mode() == LimitMode::Fast)
+                    .count();
+                let fits = fast <= room;
+                if fits {
+                    room -= fast;
+                }
+                fits
+            })
+            .collect();
         let mut buckets = Vec::new();
-        let mut lost = Vec::new();
-        for (subject, limits) in touched.drain() {
+        for (subject, limits) in chosen {
             let mut taken = Vec::new();
             if !limiter::update(host, &subject, |state| taken = state.take_unreported()) {
-                // Nothing was taken: the counts stay for the next sync.
-                lost.push((subject, limits));
+                // Nothing was taken: the counts stay for the next batch.
+                touched.insert(subject, limits);
                 continue;
             }
             for (window_seconds, count) in taken {
@@ -105,24 +154,16 @@ impl Background {
                 }
             }
         }
-        touched.extend(lost);
-        drop(touched);
         if buckets.is_empty() {
-            return;
+            return None;
         }
-        let request = SyncLimitsRequest {
+        let sequence = self.next_sync_sequence.get();
+        self.next_sync_sequence.set(sequence + 1);
+        Some(SyncLimitsRequest {
             node_id: self.node_id.clone(),
             buckets,
-        };
-        let message = request.encode_to_vec();
-        match host.dispatch_grpc_call(GrpcCall::new(config, SYNC_LIMITS_METHOD, &message)) {
-            Ok(token) => *in_flight = Some((token, request.buckets)),
-            Err(error) => {
-                log::warn!("could not sync rate limits: {error}");
-                metrics.limit_sync_failed();
-                self.give_back(host, &request.buckets);
-            }
-        }
+            batch_id: format!("{}-sync-{sequence}", self.batch_prefix),
+        })
     }
 
     fn report_usage(&self, host: &impl Host, config: &PluginConfig, metrics: &Metrics) {
@@ -157,33 +198,14 @@ impl Background {
         body: Option<&[u8]>,
         metrics: &Metrics,
     ) -> bool {
-        if let Some(buckets) = answered(&self.sync_in_flight, token) {
-            let answer = (grpc_status == GRPC_STATUS_OK)
-                .then(|| SyncLimitsResponse::decode(body.unwrap_or_default()).ok())
-                .flatten()
-                .filter(|answer| answer.buckets.len() == buckets.len());
-            match answer {
-                Some(answer) => {
-                    let envoys = answer.envoys.max(1);
-                    self.envoys.set(envoys);
-                    metrics.limits_degraded(false);
-                    let now_us = host.now_us();
-                    for (bucket, state) in buckets.iter().zip(&answer.buckets) {
-                        if let Some(limit) = &bucket.limit {
-                            limiter::update(host, &bucket.subject, |subject| {
-                                subject.rebase(limit, state.backlog_ms, envoys, now_us);
-                            });
-                        }
-                    }
+        if let Ok(mut unanswered) = self.unanswered_sync.try_borrow_mut() {
+            if let Some(sync) = unanswered.as_mut().filter(|sync| sync.token == Some(token)) {
+                sync.token = None;
+                if self.sync_answered(host, &sync.request, grpc_status, body, metrics) {
+                    *unanswered = None;
                 }
-                None => {
-                    log::warn!("rate-limit sync failed (gRPC status {grpc_status})");
-                    metrics.limit_sync_failed();
-                    metrics.limits_degraded(true);
-                    self.give_back(host, &buckets);
-                }
+                return true;
             }
-            return true;
         }
         if let Some(batch_id) = answered(&self.report_in_flight, token) {
             if grpc_status == GRPC_STATUS_OK || grpc_status == GRPC_STATUS_INVALID_ARGUMENT {
@@ -203,20 +225,43 @@ impl Background {
         false
     }
 
-    /// Puts counts whose sync failed back, so the next sync charges them.
-    fn give_back(&self, host: &impl Host, buckets: &[BucketRef]) {
-        let mut limits_of: HashMap<&str, Vec<RateLimit>> = HashMap::new();
-        for bucket in buckets {
+    /// Re-bases the buckets of an answered sync; false when the batch must be sent again.
+    fn sync_answered(
+        &self,
+        host: &impl Host,
+        request: &SyncLimitsRequest,
+        grpc_status: u32,
+        body: Option<&[u8]>,
+        metrics: &Metrics,
+    ) -> bool {
+        if grpc_status == GRPC_STATUS_INVALID_ARGUMENT {
+            let batch_id = &request.batch_id;
+            log::error!("the control plane refused rate-limit batch {batch_id}; dropped");
+            metrics.limit_sync_failed();
+            return true;
+        }
+        let answer = (grpc_status == GRPC_STATUS_OK)
+            .then(|| SyncLimitsResponse::decode(body.unwrap_or_default()).ok())
+            .flatten()
+            .filter(|answer| answer.buckets.len() == request.buckets.len());
+        let Some(answer) = answer else {
+            log::warn!("rate-limit sync failed (gRPC status {grpc_status}); it is retried");
+            metrics.limit_sync_failed();
+            metrics.limits_degraded(true);
+            return false;
+        };
+        let envoys = answer.envoys.max(1);
+        self.envoys.set(envoys);
+        metrics.limits_degraded(false);
+        let now_us = host.now_us();
+        for (bucket, state) in request.buckets.iter().zip(&answer.buckets) {
             if let Some(limit) = &bucket.limit {
-                limiter::update(host, &bucket.subject, |state| {
-                    state.restore_unreported(limit.window_seconds, bucket.count);
+                limiter::update(host, &bucket.subject, |subject| {
+                    subject.rebase(limit, state.backlog_ms, envoys, now_us);
                 });
-                limits_of.entry(&bucket.subject).or_default().push(*limit);
             }
         }
-        for (subject, limits) in limits_of {
-            self.touched(subject, &limits);
-        }
+        true
     }
 }
 
@@ -238,6 +283,7 @@ mod tests {
 
     const NOW_US: i64 = 1_767_225_600_000_000;
     const UNAVAILABLE: u32 = 14;
+    const DEADLINE_EXCEEDED: u32 = 4;
 
     fn fast_per_minute(burst: u64) -> RateLimit {
         RateLimit {
@@ -305,23 +351,100 @@ mod tests {
         );
     }
 
+    fn sent_sync(call: &Call) -> SyncLimitsRequest {
+        assert_eq!(call.method, SYNC_LIMITS_METHOD);
+        SyncLimitsRequest::decode(call.message.as_slice()).expect("decodes")
+    }
+
+    fn answer_with_one_bucket() -> Vec<u8> {
+        SyncLimitsResponse {
+            buckets: vec![BucketState { backlog_ms: 0 }],
+            envoys: 1,
+        }
+        .encode_to_vec()
+    }
+
     #[test]
-    fn counts_of_a_failed_sync_go_in_the_next() {
+    fn a_failed_or_timed_out_sync_is_resent_unchanged_and_new_counts_wait() {
+        let host = MemoryHost::at(NOW_US);
+        let background = Background::new("node".to_owned(), "vm".to_owned());
+        two_admitted(&host, &background);
+        let calls = ticks(&background, &host, 2);
+        let first = sent_sync(&calls[0]);
+        assert_eq!(synced(&calls[0]), vec![("user:u".to_owned(), 2)]);
+        assert_eq!(first.batch_id, "vm-sync-0");
+        let metrics = Metrics::default();
+        two_admitted(&host, &background);
+        assert!(
+            ticks(&background, &host, 2).is_empty(),
+            "one sync in flight"
+        );
+
+        let mut token = calls[0].token;
+        for failure in [UNAVAILABLE, DEADLINE_EXCEEDED] {
+            assert!(background.on_answer(&host, token, failure, None, &metrics));
+            assert_eq!(metrics.take_limits_degraded(), Some(true));
+            let again = ticks(&background, &host, 2);
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].message, calls[0].message, "the same batch");
+            token = again[0].token;
+        }
+        assert!(
+            !background.on_answer(&host, calls[0].token, 0, None, &metrics),
+            "answered"
+        );
+
+        let body = answer_with_one_bucket();
+        assert!(background.on_answer(&host, token, 0, Some(&body), &metrics));
+        let next = ticks(&background, &host, 2);
+        assert_eq!(synced(&next[0]), vec![("user:u".to_owned(), 2)]);
+        assert_eq!(sent_sync(&next[0]).batch_id, "vm-sync-1");
+    }
+
+    #[test]
+    fn a_sync_the_control_plane_refuses_is_dropped() {
         let host = MemoryHost::at(NOW_US);
         let background = Background::new("node".to_owned(), "vm".to_owned());
         two_admitted(&host, &background);
         let calls = ticks(&background, &host, 2);
         let metrics = Metrics::default();
 
-        assert!(background.on_answer(&host, calls[0].token, UNAVAILABLE, None, &metrics));
+        assert!(background.on_answer(
+            &host,
+            calls[0].token,
+            GRPC_STATUS_INVALID_ARGUMENT,
+            None,
+            &metrics
+        ));
 
-        assert_eq!(metrics.take_limits_degraded(), Some(true));
-        let again = ticks(&background, &host, 2);
-        assert_eq!(synced(&again[0]), vec![("user:u".to_owned(), 2)]);
-        assert!(
-            !background.on_answer(&host, calls[0].token, 0, None, &metrics),
-            "answered"
-        );
+        assert!(ticks(&background, &host, 2).is_empty());
+    }
+
+    #[test]
+    fn a_sync_carries_at_most_its_share_of_buckets() {
+        let host = MemoryHost::at(NOW_US);
+        let background = Background::new("node".to_owned(), "vm".to_owned());
+        let limiter = Limiter::default();
+        for user in 0..=MAX_BUCKETS_PER_SYNC {
+            let draws = [Draw {
+                subject: format!("user:u_{user}"),
+                limits: vec![fast_per_minute(5)],
+            }];
+            assert!(limiter.admit(&host, &draws, NOW_US, 1).wrote_shared);
+            background.touched(&draws[0].subject, &draws[0].limits);
+        }
+        let calls = ticks(&background, &host, 2);
+        let first = sent_sync(&calls[0]);
+        assert_eq!(first.buckets.len(), MAX_BUCKETS_PER_SYNC);
+        let body = SyncLimitsResponse {
+            buckets: vec![BucketState { backlog_ms: 0 }; MAX_BUCKETS_PER_SYNC],
+            envoys: 1,
+        }
+        .encode_to_vec();
+        let metrics = Metrics::default();
+        assert!(background.on_answer(&host, calls[0].token, 0, Some(&body), &metrics));
+        let rest = ticks(&background, &host, 2);
+        assert_eq!(sent_sync(&rest[0]).buckets.len(), 1);
     }
 
     #[test]

@@ -38,8 +38,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// `node_id` names this Envoy to the control plane; `vm_id` makes usage batch ids unique;
-    /// `secret` keys the VM's [`LocalDigester`].
+    /// `node_id` names this Envoy to the control plane; `vm_id` makes usage and sync batch
+    /// ids unique; `secret` keys the VM's [`LocalDigester`].
     pub fn new(
         host: &impl Host,
         config: PluginConfig,

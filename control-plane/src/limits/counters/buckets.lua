@@ -3,17 +3,25 @@
 -- its backlog `l` at `t` (µs), in ticks of 1/`r` µs.
 --
 -- ARGV: mode, expiry margin (ms), then per bucket: window (µs), requests, burst, count.
--- A charge adds the node id, how long an Envoy stays counted (µs) and the most Envoys
--- counted at once; its last key is the sorted set of Envoys by when they last synced.
--- Replies: check {admitted (0/1), backlog ms...}; charge {Envoys, counted (0/1), backlog ms...}.
+-- A charge adds the node id, how long an Envoy stays counted (µs), the most Envoys counted
+-- at once and how long its batch id is remembered (ms); its last two keys are the sorted set
+-- of Envoys by when they last synced and its batch's key. A batch whose key exists was
+-- charged before: it charges nothing and answers the buckets as they are.
+-- Replies: check {admitted (0/1), backlog ms...};
+-- charge {Envoys, counted (0/1), repeated (0/1), backlog ms...}.
 
 local mode = ARGV[1]
 local margin_ms = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local buckets = #KEYS
+local repeated = 0
 if mode == 'charge' then
-  buckets = buckets - 1
+  buckets = buckets - 2
+  local batch_memory_ms = ARGV[2 + buckets * 4 + 4]
+  if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', batch_memory_ms) then
+    repeated = 1
+  end
 end
 
 local function number(value)
@@ -48,6 +56,8 @@ for i = 1, buckets do
     if after[i] > capacity then
       admitted = 0
     end
+  elseif repeated == 1 then
+    after[i] = before[i]
   else
     after[i] = math.min(before[i] + cost, capacity + window_us * requests)
   end
@@ -59,11 +69,11 @@ end
 local reply = {admitted}
 local header = 1
 if mode == 'charge' then
-  header = 2
+  header = 3
 end
 for i = 1, buckets do
   local backlog_ms = math.ceil(after[i] / (requests_of[i] * 1000))
-  if admitted == 1 then
+  if admitted == 1 and repeated == 0 then
     redis.call('HSET', KEYS[i], 'l', number(after[i]), 't', number(now), 'r', number(requests_of[i]))
     redis.call('PEXPIRE', KEYS[i], backlog_ms + margin_ms)
   end
@@ -71,7 +81,7 @@ for i = 1, buckets do
 end
 
 if mode == 'charge' then
-  local envoys = KEYS[#KEYS]
+  local envoys = KEYS[#KEYS - 1]
   local at = 3 + buckets * 4
   local node = ARGV[at]
   local presence_us = tonumber(ARGV[at + 1])
@@ -85,5 +95,6 @@ if mode == 'charge' then
   end
   reply[1] = redis.call('ZCARD', envoys)
   reply[2] = counted
+  reply[3] = repeated
 end
 return reply

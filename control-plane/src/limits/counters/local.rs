@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::batches::RecentBatches;
 use super::envoys::RecentEnvoys;
 use super::gcra::{self, Bucket};
-use super::{Charged, Checked, CounterError, Counters, Draw, ENVOY_PRESENCE};
+use super::{Charged, Checked, CounterError, Counters, Draw, BATCH_MEMORY, ENVOY_PRESENCE};
 
 /// How often full buckets are looked for and dropped.
 const SWEEP_INTERVAL_US: u64 = 10_000_000;
@@ -22,10 +23,10 @@ pub struct LocalCounters {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     buckets: HashMap<BucketKey, Bucket>,
     envoys: RecentEnvoys,
+    batches: RecentBatches,
     last_sweep_us: u64,
 }
 
@@ -34,7 +35,12 @@ impl LocalCounters {
         metrics::gauge!("tollgate_counter_backend_up").set(1.0);
         Self {
             started: Instant::now(),
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                buckets: HashMap::new(),
+                envoys: RecentEnvoys::default(),
+                batches: RecentBatches::new(micros(BATCH_MEMORY)),
+                last_sweep_us: 0,
+            }),
         }
     }
 
@@ -104,24 +110,31 @@ impl Counters for LocalCounters {
     async fn charge(
         &self,
         node_id: &str,
+        batch_id: &str,
         max_envoys: u32,
         draws: &[Draw],
     ) -> Result<Charged, CounterError> {
         let now_us = self.now_us();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.sweep(now_us);
+        let repeated = !state.batches.first_time(batch_id, now_us);
         let mut after = Vec::with_capacity(draws.len());
         for draw in draws {
-            let backlog = gcra::charge(state.backlog(draw, now_us), &draw.limit, draw.count);
-            state.store(draw, backlog, now_us);
+            let mut backlog = state.backlog(draw, now_us);
+            if !repeated {
+                backlog = gcra::charge(backlog, &draw.limit, draw.count);
+                state.store(draw, backlog, now_us);
+            }
             after.push(backlog);
         }
-        let presence_us = u64::try_from(ENVOY_PRESENCE.as_micros()).unwrap_or(u64::MAX);
-        let presence = state.envoys.seen(node_id, now_us, presence_us, max_envoys);
+        let presence = state
+            .envoys
+            .seen(node_id, now_us, micros(ENVOY_PRESENCE), max_envoys);
         Ok(Charged {
             backlog_ms: backlogs_ms(draws, &after),
             envoys: presence.envoys,
             counted: presence.counted,
+            repeated,
         })
     }
 
@@ -132,6 +145,10 @@ impl Counters for LocalCounters {
     async fn ping(&self) -> Result<(), CounterError> {
         Ok(())
     }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn backlogs_ms(draws: &[Draw], backlogs: &[gcra::Ticks]) -> Vec<u64> {

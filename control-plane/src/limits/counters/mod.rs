@@ -1,6 +1,7 @@
 //! Global rate-limit counters: GCRA token buckets shared by every Envoy, held in this
 //! process or, for several control-plane replicas, in Redis.
 
+mod batches;
 mod envoys;
 pub mod gcra;
 mod local;
@@ -18,6 +19,9 @@ pub use redis_store::RedisCounters;
 
 /// How long an Envoy counts as present after its last sync.
 pub const ENVOY_PRESENCE: Duration = Duration::from_secs(60);
+/// How long a charged sync batch's id is remembered, so that a retry is not charged again.
+/// Retries come within seconds.
+pub const BATCH_MEMORY: Duration = Duration::from_secs(300);
 
 /// Why the counters could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,9 @@ pub struct Charged {
     pub envoys: u32,
     /// Whether the caller is among the Envoys counted.
     pub counted: bool,
+    /// True when the batch was charged before: nothing was charged again, and the backlogs
+    /// are the buckets' current ones.
+    pub repeated: bool,
 }
 
 #[async_trait]
@@ -67,11 +74,13 @@ pub trait Counters: Send + Sync {
     /// The draws name distinct buckets, as every method's do.
     async fn check(&self, draws: &[Draw]) -> Result<Checked, CounterError>;
 
-    /// Charges requests an Envoy already admitted; never refused. Also records that
+    /// Charges requests an Envoy already admitted in batch `batch_id`; never refused, and
+    /// a batch charged within [`BATCH_MEMORY`] is not charged again. Also records that
     /// `node_id` synced, unless `max_envoys` other Envoys synced within [`ENVOY_PRESENCE`].
     async fn charge(
         &self,
         node_id: &str,
+        batch_id: &str,
         max_envoys: u32,
         draws: &[Draw],
     ) -> Result<Charged, CounterError>;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 
-use super::{Charged, Checked, CounterError, Counters, Draw, ENVOY_PRESENCE};
+use super::{Charged, Checked, CounterError, Counters, Draw, BATCH_MEMORY, ENVOY_PRESENCE};
 use crate::config::RedisConfig;
 
 /// How long a bucket outlives the moment it is full again.
@@ -53,7 +53,7 @@ impl RedisCounters {
         &self,
         mode: &str,
         draws: &[Draw],
-        extra_key: Option<String>,
+        extra_keys: &[String],
         extra_args: &[String],
         header: usize,
     ) -> Result<(Vec<u64>, Vec<u64>), CounterError> {
@@ -67,7 +67,7 @@ impl RedisCounters {
                 .arg(draw.limit.burst)
                 .arg(draw.count);
         }
-        if let Some(key) = extra_key {
+        for key in extra_keys {
             invocation.key(key);
         }
         for arg in extra_args {
@@ -108,7 +108,7 @@ impl RedisCounters {
 #[async_trait]
 impl Counters for RedisCounters {
     async fn check(&self, draws: &[Draw]) -> Result<Checked, CounterError> {
-        let (header, backlog_ms) = self.run("check", draws, None, &[], 1).await?;
+        let (header, backlog_ms) = self.run("check", draws, &[], &[], 1).await?;
         Ok(Checked {
             admitted: header[0] == 1,
             backlog_ms,
@@ -118,24 +118,31 @@ impl Counters for RedisCounters {
     async fn charge(
         &self,
         node_id: &str,
+        batch_id: &str,
         max_envoys: u32,
         draws: &[Draw],
     ) -> Result<Charged, CounterError> {
         let envoys_key = format!("{}envoys", self.key_prefix);
-        let presence_us = ENVOY_PRESENCE.as_micros().to_string();
+        let batch_key = format!("{}rlbatch:{batch_id}", self.key_prefix);
         let (header, backlog_ms) = self
             .run(
                 "charge",
                 draws,
-                Some(envoys_key),
-                &[node_id.to_string(), presence_us, max_envoys.to_string()],
-                2,
+                &[envoys_key, batch_key],
+                &[
+                    node_id.to_string(),
+                    ENVOY_PRESENCE.as_micros().to_string(),
+                    max_envoys.to_string(),
+                    BATCH_MEMORY.as_millis().to_string(),
+                ],
+                3,
             )
             .await?;
         Ok(Charged {
             backlog_ms,
             envoys: u32::try_from(header[0]).unwrap_or(u32::MAX),
             counted: header[1] == 1,
+            repeated: header[2] == 1,
         })
     }
 

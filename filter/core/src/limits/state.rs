@@ -270,12 +270,6 @@ impl SubjectState {
             .collect()
     }
 
-    /// Gives back counts whose report failed, so the next report carries them.
-    pub fn restore_unreported(&mut self, window_seconds: u32, count: u32) {
-        let slot = self.slot_mut(window_seconds);
-        slot.unreported = slot.unreported.saturating_add(count);
-    }
-
     /// Re-bases a `fast` bucket on the global state the control plane answered: its
     /// backlog, and the number of Envoys that share it. What was admitted here since the
     /// report, and what workers hold in leases, is not in that backlog yet.
