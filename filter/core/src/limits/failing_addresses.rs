@@ -71,6 +71,14 @@ impl FailingAddresses {
         self.failed_when(address, |at| within(at, now_us, horizon_us))
     }
 
+    /// Whether `address` failed in its own bucket within the horizon: that bucket is the one
+    /// that may be refusing it, with no need to ask which bucket it counts in.
+    pub fn failed_in_own_bucket(&self, address: IpAddr, now_us: i64, horizon_us: i64) -> bool {
+        self.last_failure_us
+            .get(&bucket_address(address))
+            .is_some_and(|&at| within(at, now_us, horizon_us))
+    }
+
     /// Whether no address may be refusing at `now_us`, so a request need not know its own.
     pub fn is_quiet(&self, now_us: i64, horizon_us: i64) -> bool {
         !self

@@ -46,6 +46,14 @@ impl AddressFailures {
         })
     }
 
+    /// Whether `address` failed in its own bucket lately, as far as this worker knows.
+    pub fn failed_in_own_bucket(&self, address: IpAddr, now_us: i64, horizon_us: i64) -> bool {
+        self.view.try_borrow().is_ok_and(|view| {
+            view.known()
+                .failed_in_own_bucket(address, now_us, horizon_us)
+        })
+    }
+
     /// Records a failure counted now in `bucket`, for this worker at once and, at most once a
     /// second per bucket, for the others by their next tick.
     pub fn counted(&self, host: &impl Host, bucket: FailureBucket, now_us: i64, horizon_us: i64) {

@@ -47,7 +47,11 @@ impl RequestFlow {
         let subject = address_subject(address);
         let subject = if counts_every_request {
             address_bucket(host, subject)
+        } else if failures.failed_in_own_bucket(address, self.now_us, horizon_us) {
+            subject
         } else {
+            // Only the shared overflow bucket failed: whether it is this address's takes a
+            // read of shared data.
             address_bucket_in_use(host, subject)
         };
         let plan = address_plan(settings, subject);
