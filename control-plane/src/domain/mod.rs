@@ -1,6 +1,7 @@
 //! The vocabulary every capability shares: identifiers, timestamps and how values are
 //! validated where they enter.
 
+pub mod at_most_every;
 pub mod ids;
 pub mod validation;
 pub mod web_origin;

@@ -10,7 +10,6 @@ pub mod limits;
 mod principals;
 mod usage;
 
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -18,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::accounts::api_key::KeyHasher;
 use crate::changes::signal::ChangeSignal;
 use crate::config::{FilterConfig, LimitsConfig};
+use crate::domain::at_most_every::AtMostEvery;
 use crate::filter_service::limit_settings::limit_settings;
 use crate::filter_service::limits::LimitService;
 use crate::identity::tokens::SessionTokens;
@@ -41,8 +41,8 @@ pub struct FilterApi {
     limits: LimitsConfig,
     limit_settings: v1::LimitSettings,
     quotas: QuotaPolicy,
-    /// Unix seconds of the last pruning of applied usage batch ids.
-    batches_pruned_at: AtomicI64,
+    /// Turns at pruning applied usage batch ids.
+    batch_pruning: AtMostEvery,
     refusals: RefusalLog,
 }
 
@@ -73,7 +73,7 @@ impl FilterApi {
             refusals: RefusalLog::new(policy.limits.refusal_audits_per_minute),
             limits: policy.limits,
             quotas: policy.quotas,
-            batches_pruned_at: AtomicI64::new(0),
+            batch_pruning: AtMostEvery::new(usage::USAGE_BATCH_PRUNE_INTERVAL_SECS),
         }
     }
 }

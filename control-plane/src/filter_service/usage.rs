@@ -1,6 +1,4 @@
 //! `ReportUsage`: the filter's usage batches, applied once each against the users' quotas.
-use std::sync::atomic::Ordering;
-
 use tonic::Status;
 
 use super::{unavailable, FilterApi};
@@ -11,7 +9,7 @@ use crate::store::{StoreError, UsageOutcome};
 /// How long an applied usage batch id is remembered; retries come much sooner.
 const USAGE_BATCH_RETENTION_SECS: i64 = 7 * 24 * 3600;
 /// How often applied batch ids are pruned.
-const USAGE_BATCH_PRUNE_INTERVAL_SECS: i64 = 3600;
+pub(super) const USAGE_BATCH_PRUNE_INTERVAL_SECS: i64 = 3600;
 
 impl FilterApi {
     pub(super) async fn report_usage(
@@ -70,13 +68,7 @@ impl FilterApi {
     /// next report.
     async fn prune_usage_batches(&self) {
         let now = crate::domain::now();
-        let last = self.batches_pruned_at.load(Ordering::Relaxed);
-        if now.timestamp() - last < USAGE_BATCH_PRUNE_INTERVAL_SECS
-            || self
-                .batches_pruned_at
-                .compare_exchange(last, now.timestamp(), Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        if !self.batch_pruning.take_turn(now) {
             return;
         }
         let before = now - chrono::Duration::seconds(USAGE_BATCH_RETENTION_SECS);

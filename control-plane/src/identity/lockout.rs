@@ -6,13 +6,13 @@
 //! overshoot the limit, and a successful login forgets the account's failures. A locked
 //! account is answered before any password work, whatever the password.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use chrono::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::accounts::api_key::{KeyDigest, KeyHasher, StoredKeyHash};
+use crate::domain::at_most_every::AtMostEvery;
 use crate::domain::{now, Timestamp};
 use crate::store::{Store, StoreError};
 
@@ -119,8 +119,8 @@ pub struct AccountLockout {
     policy: LockoutPolicy,
     store: Arc<dyn Store>,
     hasher: KeyHasher,
-    /// When forgotten failures were last removed (Unix seconds).
-    pruned_at: Arc<AtomicI64>,
+    /// Turns at removing forgotten failures.
+    pruning: Arc<AtMostEvery>,
 }
 
 impl AccountLockout {
@@ -129,7 +129,7 @@ impl AccountLockout {
             policy,
             store,
             hasher,
-            pruned_at: Arc::new(AtomicI64::new(0)),
+            pruning: Arc::new(AtMostEvery::new(PRUNE_INTERVAL_SECS)),
         }
     }
 
@@ -182,13 +182,7 @@ impl AccountLockout {
     /// Removes forgotten failures, at most once per interval; a failure waits for the next
     /// attempt.
     async fn prune(&self, at: Timestamp) {
-        let last = self.pruned_at.load(Ordering::Relaxed);
-        if at.timestamp() - last < PRUNE_INTERVAL_SECS
-            || self
-                .pruned_at
-                .compare_exchange(last, at.timestamp(), Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        if !self.pruning.take_turn(at) {
             return;
         }
         if let Err(error) = self
