@@ -68,6 +68,17 @@ impl Background {
         self.envoys.get()
     }
 
+    /// This Envoy's node id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Names this worker VM to the control plane: its batch ids start with it, and it holds
+    /// allowances under it.
+    pub fn holder(&self) -> &str {
+        &self.batch_prefix
+    }
+
     /// Remembers a subject to report at the next sync, if any of its limits is `fast` (only
     /// those are reported).
     pub fn touched(&self, subject: &str, limits: &[RateLimit]) {

@@ -16,6 +16,7 @@ pub const WATCH_CHANGES_METHOD: &str = "WatchChanges";
 pub const CHECK_LIMITS_METHOD: &str = "CheckLimits";
 pub const SYNC_LIMITS_METHOD: &str = "SyncLimits";
 pub const REPORT_USAGE_METHOD: &str = "ReportUsage";
+pub const ACQUIRE_ALLOWANCES_METHOD: &str = "AcquireAllowances";
 
 const GRPC_STATUS_OK: u32 = 0;
 

@@ -36,6 +36,10 @@ pub struct PluginConfig {
     pub watch_wait_ms: u32,
     /// Which answers carry `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
     pub rate_limit_headers: RateLimitHeaders,
+    /// What a request reserves of a bandwidth quota's allowance when it is admitted, unless
+    /// it declares more (headers plus `content-length`); it is settled with the bytes that
+    /// passed when it ends.
+    pub bandwidth_reserve_bytes: u64,
 }
 
 /// The control plane's gRPC credential, kept as the `authorization` metadata every call sends.
@@ -102,6 +106,7 @@ impl Default for PluginConfig {
             fail_open_routes: Vec::new(),
             watch_wait_ms: 20_000,
             rate_limit_headers: RateLimitHeaders::EveryAnswer,
+            bandwidth_reserve_bytes: 65_536,
         }
     }
 }
@@ -269,7 +274,7 @@ mod tests {
             r#"{"control_plane_cluster": "cp", "control_plane_credential": "c", "callout_timeout_ms": 250,
                 "max_credential_bytes": 512, "trusted_hops": 2, "max_stale_secs": 60,
                 "fail_open_routes": ["GET /status"], "watch_wait_ms": 5000,
-                "rate_limit_headers": "refusals"}"#,
+                "rate_limit_headers": "refusals", "bandwidth_reserve_bytes": 4096}"#,
         )
         .expect("valid configuration");
 
@@ -285,6 +290,7 @@ mod tests {
                 fail_open_routes: vec!["GET /status".to_owned()],
                 watch_wait_ms: 5000,
                 rate_limit_headers: RateLimitHeaders::Refusals,
+                bandwidth_reserve_bytes: 4096,
             }
         );
         assert!(config

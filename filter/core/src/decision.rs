@@ -3,8 +3,9 @@
 
 use std::rc::Rc;
 
+use crate::allowances::{MeteredQuotas, Taken};
 use crate::callout::Lookup;
-use crate::limits::plan::Draw;
+use crate::limits::plan::{Draw, Plan};
 use crate::limits::state::Checked;
 use crate::proto::BucketRef;
 
@@ -54,6 +55,8 @@ pub struct Allowed {
     pub auth_method: AuthMethod,
     /// The user whose quotas the request counts against; empty when unverified.
     pub user_id: Rc<str>,
+    /// What the request took from the user's quota allowances.
+    pub taken: Vec<Taken>,
     /// Verdicts of the buckets the request was counted in, for the `X-RateLimit-*` headers.
     pub checked: Vec<Checked>,
 }
@@ -79,5 +82,12 @@ pub enum Callout {
         allowed: Allowed,
         buckets: Vec<BucketRef>,
         taken_here: Vec<Draw>,
+    },
+    /// New allowances of the user's `wanted` quotas, for a request the worker holds none
+    /// for; `plan` is what it draws on, its local limits already taken.
+    Allowances {
+        allowed: Allowed,
+        plan: Rc<Plan>,
+        wanted: MeteredQuotas,
     },
 }

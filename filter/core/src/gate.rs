@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use crate::access::{client_ip, Scopes};
+use crate::allowances::MeteredQuotas;
 use crate::callout::Lookup;
 use crate::credential::{CredentialError, Presented, PresentedCredential};
 use crate::decision::AuthMethod;
@@ -188,6 +189,7 @@ impl<P: Principals> Gate<'_, P> {
                 auth_method: AuthMethod::Unverified,
                 user_id: Rc::from(""),
                 limits: Rc::new(Plan::default()),
+                metered: MeteredQuotas::default(),
             }
         } else {
             CONTROL_PLANE_UNAVAILABLE
@@ -270,6 +272,7 @@ impl<P: Principals> Gate<'_, P> {
                 facts.method,
                 facts.path,
             ),
+            metered: principal.metered,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! callback to a [`request::RequestFlow`] (per request) or a [`worker::Worker`] (per VM).
 
 pub mod access;
+pub mod allowances;
 pub mod background;
 pub mod cache;
 pub mod callout;

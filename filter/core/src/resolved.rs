@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use crate::access::{IpAllowlist, Scopes};
+use crate::allowances::MeteredQuotas;
 use crate::cache::CacheEntry;
 use crate::limits::plan::{principal_plan, Plan};
 use crate::local_cache::Expiring;
@@ -39,6 +40,8 @@ pub struct ResolvedPrincipal {
     /// Unix seconds; 0 when the key never expires.
     pub key_expires_at: i64,
     pub exhausted_quotas: Box<[ExhaustedQuota]>,
+    /// The quotas a request is admitted to only from an allowance.
+    pub metered: MeteredQuotas,
     /// `None` when the control plane sent an allowlist this filter cannot read: every
     /// address is refused rather than every address allowed.
     pub allowlist: Option<IpAllowlist>,
@@ -81,6 +84,7 @@ impl ResolvedPrincipal {
             user_status: principal.user_status(),
             key_expires_at: principal.key_expires_at,
             exhausted_quotas: principal.exhausted_quotas.into_boxed_slice(),
+            metered: MeteredQuotas::from_names(&principal.metered_quotas),
             user_id: Rc::from(principal.user_id),
             key_id: principal.key_id.into_boxed_str(),
         }

@@ -8,12 +8,16 @@ use crate::proto::{ReportUsageRequest, UsageDelta};
 /// The most users one batch carries (the control plane refuses more); the rest wait for the
 /// next batch.
 pub const MAX_USERS_PER_BATCH: usize = 10_000;
+/// The most allowances one batch settles; the rest go with the next.
+pub const MAX_SETTLEMENTS_PER_BATCH: usize = 10_000;
 
 /// What this worker counted and has not had acknowledged.
 pub struct UsageBuffer {
     batch_prefix: String,
     next_sequence: u64,
     current: HashMap<String, UsageDelta>,
+    /// Allowances whose requests have all been recorded in `current` or an earlier batch.
+    settled: Vec<String>,
     unacknowledged: Option<ReportUsageRequest>,
 }
 
@@ -24,6 +28,7 @@ impl UsageBuffer {
             batch_prefix,
             next_sequence: 0,
             current: HashMap::new(),
+            settled: Vec::new(),
             unacknowledged: None,
         }
     }
@@ -43,9 +48,17 @@ impl UsageBuffer {
         add(delta);
     }
 
+    /// Settles an allowance with the next batch that carries everything recorded so far.
+    pub fn settle(&mut self, allowance_id: &str) {
+        self.settled.push(allowance_id.to_owned());
+    }
+
     /// The batch to send: the unacknowledged one again, else everything counted since.
+    /// Settlements go only in a batch that leaves nothing recorded behind, so the usage of
+    /// an allowance's requests never arrives after the allowance was settled.
     pub fn next_batch(&mut self) -> Option<&ReportUsageRequest> {
-        if self.unacknowledged.is_none() && !self.current.is_empty() {
+        let something = !self.current.is_empty() || !self.settled.is_empty();
+        if self.unacknowledged.is_none() && something {
             let batch_id = format!("{}-{}", self.batch_prefix, self.next_sequence);
             self.next_sequence += 1;
             let users: Vec<String> = self
@@ -58,7 +71,17 @@ impl UsageBuffer {
                 .iter()
                 .filter_map(|user| self.current.remove(user))
                 .collect();
-            self.unacknowledged = Some(ReportUsageRequest { batch_id, usage });
+            let settled_allowances = if self.current.is_empty() {
+                let count = self.settled.len().min(MAX_SETTLEMENTS_PER_BATCH);
+                self.settled.drain(..count).collect()
+            } else {
+                Vec::new()
+            };
+            self.unacknowledged = Some(ReportUsageRequest {
+                batch_id,
+                usage,
+                settled_allowances,
+            });
         }
         self.unacknowledged.as_ref()
     }

@@ -2,24 +2,31 @@
 //! the change feed, verified session tokens, leases, usage), and the worker's tick.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
+use prost::Message;
+
+use crate::allowances::{Allowances, Refill};
 use crate::background::Background;
+use crate::callout::ACQUIRE_ALLOWANCES_METHOD;
 use crate::config::PluginConfig;
 use crate::freshness::Freshness;
 use crate::gate::FailurePolicy;
-use crate::host::Host;
+use crate::host::{GrpcCall, Host};
 use crate::limits::limiter::Limiter;
 use crate::limits::plan::address_failure_horizon_us;
 use crate::limits::shared_failures::AddressFailures;
 use crate::local_digest::LocalDigester;
 use crate::metrics::Metrics;
 use crate::principal_caches::PrincipalCaches;
+use crate::proto::{AcquireAllowancesRequest, AcquireAllowancesResponse};
 use crate::session::VerifiedTokens;
 use crate::sync::{SyncState, SYNC_STATE_KEY};
 
 /// Bounds the memory one VM spends on verified session tokens.
 const VERIFIED_TOKENS_CAPACITY: usize = 10_000;
 const MILLIS_PER_SECOND: i64 = 1000;
+const GRPC_STATUS_OK: u32 = 0;
 
 pub struct Worker {
     pub config: PluginConfig,
@@ -33,6 +40,10 @@ pub struct Worker {
     pub background: Background,
     pub limiter: Limiter,
     pub address_failures: AddressFailures,
+    /// The quota allowances this worker holds.
+    pub allowances: RefCell<Allowances>,
+    /// Allowances asked for ahead of need, by the token of their call.
+    refills: RefCell<HashMap<u32, Refill>>,
     /// The shared-data version of the sync state last read, to skip unchanged reads.
     seen_sync_version: Cell<Option<u32>>,
 }
@@ -61,13 +72,16 @@ impl Worker {
             background: Background::new(node_id, vm_id),
             limiter: Limiter::default(),
             address_failures: AddressFailures::prepare(host),
+            allowances: RefCell::new(Allowances::default()),
+            refills: RefCell::new(HashMap::new()),
             seen_sync_version: Cell::new(None),
             config,
         }
     }
 
     /// The worker's tick (every 100 ms): the change feed and the failing addresses other
-    /// workers shared are taken in, expired leases settled, syncs and reports sent.
+    /// workers shared are taken in, expired leases settled, allowances settled and refilled,
+    /// syncs and reports sent.
     pub fn tick(&self, host: &impl Host) {
         let now_us = host.now_us();
         self.refresh_freshness(host);
@@ -75,7 +89,44 @@ impl Worker {
         for (subject, limits) in self.limiter.settle_expired(host, now_us) {
             self.background.touched(&subject, &limits);
         }
+        self.tend_allowances(host, now_us);
         self.background.tick(host, &self.config, &self.metrics);
+    }
+
+    /// Hands allowances whose requests all ended to the next usage report, and asks for the
+    /// next allowance of those running low.
+    fn tend_allowances(&self, host: &impl Host, now_us: i64) {
+        let Ok(mut allowances) = self.allowances.try_borrow_mut() else {
+            return;
+        };
+        let (settled, refills) = allowances.tick(now_us);
+        if let Ok(mut usage) = self.background.usage.try_borrow_mut() {
+            for allowance_id in &settled {
+                usage.settle(allowance_id);
+            }
+        }
+        let Ok(mut in_flight) = self.refills.try_borrow_mut() else {
+            return;
+        };
+        for refill in refills {
+            let request = AcquireAllowancesRequest {
+                node_id: self.background.node_id().to_owned(),
+                holder: self.background.holder().to_owned(),
+                user_id: refill.user_id.to_string(),
+                quotas: refill.quotas.names(),
+            }
+            .encode_to_vec();
+            let call = GrpcCall::new(&self.config, ACQUIRE_ALLOWANCES_METHOD, &request);
+            match host.dispatch_grpc_call(call) {
+                Ok(token) => {
+                    in_flight.insert(token, refill);
+                }
+                Err(error) => {
+                    log::warn!("could not ask for a quota allowance: {error}");
+                    allowances.refill_answered(&refill.user_id, refill.quotas, now_us);
+                }
+            }
+        }
     }
 
     /// Settles what this worker leased, rather than leave it taken, when its VM goes away.
@@ -85,8 +136,37 @@ impl Worker {
 
     /// Handles the answer to one of the worker's background calls.
     pub fn on_answer(&self, host: &impl Host, token: u32, grpc_status: u32, body: Option<&[u8]>) {
-        self.background
-            .on_answer(host, token, grpc_status, body, &self.metrics);
+        let refill = self
+            .refills
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut in_flight| in_flight.remove(&token));
+        match refill {
+            Some(refill) => self.refilled(host, &refill, grpc_status, body),
+            None => {
+                self.background
+                    .on_answer(host, token, grpc_status, body, &self.metrics);
+            }
+        }
+    }
+
+    fn refilled(&self, host: &impl Host, refill: &Refill, grpc_status: u32, body: Option<&[u8]>) {
+        let Ok(mut allowances) = self.allowances.try_borrow_mut() else {
+            return;
+        };
+        let now_us = host.now_us();
+        let answer = (grpc_status == GRPC_STATUS_OK)
+            .then(|| AcquireAllowancesResponse::decode(body.unwrap_or_default()).ok())
+            .flatten();
+        match answer {
+            Some(answer) => {
+                for grant in &answer.allowances {
+                    allowances.granted(&refill.user_id, grant, now_us);
+                }
+            }
+            None => log::warn!("a quota allowance refill failed (gRPC status {grpc_status})"),
+        }
+        allowances.refill_answered(&refill.user_id, refill.quotas, now_us);
     }
 
     /// Takes in the failing addresses other workers shared.

@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use crate::allowances::MeteredQuotas;
 use crate::callout::Lookup;
 use crate::decision::AuthMethod;
 use crate::limits::plan::Plan;
@@ -21,6 +22,8 @@ pub enum Verdict {
         user_id: Rc<str>,
         /// The rate limits the request draws on.
         limits: Rc<Plan>,
+        /// The quotas it must have an allowance of.
+        metered: MeteredQuotas,
     },
     /// Refuse with 402: the user has used up `quota` until `resets_at` (Unix seconds; 0 for a
     /// quota that does not reset by itself).

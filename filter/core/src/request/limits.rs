@@ -6,6 +6,7 @@ use std::rc::Rc;
 use prost::Message;
 
 use super::{refusal, RequestFlow};
+use crate::allowances::MeteredQuotas;
 use crate::decision::{Allowed, Callout, Decision, Refusal};
 use crate::error_body::error_body;
 use crate::host::Host;
@@ -135,13 +136,14 @@ impl RequestFlow {
         })
     }
 
-    /// Takes the request from its rate limits: allowed, refused, or to be checked by the
-    /// control plane for its `exact` limits.
+    /// Takes the request from its rate limits and its quota allowances: allowed, refused, or
+    /// to be asked of the control plane (new allowances, then its `exact` limits).
     pub(super) fn admit(
         &mut self,
         host: &impl Host,
         mut allowed: Allowed,
-        limits: &Plan,
+        limits: &Rc<Plan>,
+        metered: MeteredQuotas,
     ) -> Decision {
         if !limits.here.is_empty() {
             let envoys = self.worker.background.envoys();
@@ -157,6 +159,21 @@ impl RequestFlow {
             }
             allowed.checked = admission.checked;
         }
+        if !metered.is_empty() {
+            let wanted = self.take_allowances(&mut allowed, metered);
+            if !wanted.is_empty() {
+                return Decision::Pause(Callout::Allowances {
+                    allowed,
+                    plan: Rc::clone(limits),
+                    wanted,
+                });
+            }
+        }
+        self.check_exact_limits(allowed, limits)
+    }
+
+    /// Allows a request without `exact` limits; pauses one with them for the control plane.
+    pub(super) fn check_exact_limits(&mut self, allowed: Allowed, limits: &Plan) -> Decision {
         if limits.exact.is_empty() {
             return Decision::Allow(allowed);
         }
@@ -209,6 +226,7 @@ impl RequestFlow {
             .collect();
         if !answer.admitted {
             self.worker.limiter.give_back(host, taken_here);
+            self.give_back_allowances(&allowed);
             let admission = Admission {
                 admitted: false,
                 refused_by: buckets.first().map(|b| b.subject.clone()),
@@ -238,6 +256,7 @@ impl RequestFlow {
             return Decision::Allow(allowed);
         }
         worker.limiter.give_back(host, taken_here);
+        self.give_back_allowances(&allowed);
         worker.metrics.denied("rate_limiter_unavailable");
         refusal(
             503,

@@ -3,6 +3,7 @@
 //! step reaches Envoy through [`Host`]; every request ends in one applied [`Decision`].
 
 mod limits;
+mod quotas;
 
 use std::cell::OnceCell;
 use std::net::IpAddr;
@@ -11,7 +12,8 @@ use std::rc::Rc;
 use prost::Message;
 
 use crate::access::{address_text, AddressText};
-use crate::callout::CHECK_LIMITS_METHOD;
+use crate::allowances::{MeteredQuota, Taken};
+use crate::callout::{ACQUIRE_ALLOWANCES_METHOD, CHECK_LIMITS_METHOD};
 use crate::config::RateLimitHeaders;
 use crate::credential::{extract, CredentialError, CredentialSource, Presented};
 use crate::decision::{Allowed, Callout, Decision, Refusal, AUTH_METHOD_HEADER, CLIENT_IP_HEADER};
@@ -27,6 +29,7 @@ use crate::usage::{charge_for, header_bytes, Charge};
 use crate::worker::Worker;
 
 const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
+const CONTENT_LENGTH_HEADER: &str = "content-length";
 /// An upstream reports storage it added (or, negative, freed) in this response header, in bytes.
 const STORAGE_HEADER: &str = "x-tollgate-storage-bytes";
 const UNAUTHENTICATED: u32 = 401;
@@ -49,6 +52,8 @@ pub struct RequestFlow {
     rate_limit_figures: Option<RateLimitFigures>,
     /// The user the upstream's answer is charged to; empty when nobody is.
     charged_user: Rc<str>,
+    /// What the forwarded request took from its user's quota allowances.
+    taken: Vec<Taken>,
     /// Whether the request went to the upstream (else the filter answered it).
     forwarded: bool,
     /// Whether the answer counts against the user, as its headers showed; `None` until they come.
@@ -57,6 +62,8 @@ pub struct RequestFlow {
     /// Metered sizes: headers, then every body chunk as it passes.
     request_bytes: u64,
     response_bytes: u64,
+    /// The request's headers plus the body its `content-length` announces.
+    declared_bytes: u64,
     /// Envoy's clock when the current callback started, in Unix microseconds.
     now_us: i64,
 }
@@ -74,11 +81,13 @@ impl RequestFlow {
             client: OnceCell::new(),
             rate_limit_figures: None,
             charged_user: Rc::from(""),
+            taken: Vec::new(),
             forwarded: false,
             charge: None,
             storage_bytes: 0,
             request_bytes: 0,
             response_bytes: 0,
+            declared_bytes: 0,
             now_us: 0,
         }
     }
@@ -134,6 +143,11 @@ impl RequestFlow {
             } => {
                 self.exact_limits_answered(host, allowed, &buckets, &taken_here, grpc_status, body)
             }
+            Callout::Allowances {
+                allowed,
+                plan,
+                wanted,
+            } => self.allowances_answered(host, allowed, &plan, wanted, grpc_status, body),
         };
         self.apply(host, decision)
     }
@@ -177,7 +191,8 @@ impl RequestFlow {
         self.response_bytes = self.response_bytes.saturating_add(body_size as u64);
     }
 
-    /// The stream ended: what the upstream answered counts against the user.
+    /// The stream ended: what the upstream answered counts against the user, and settles
+    /// what the request took from their allowances.
     pub fn on_log(&mut self, host: &impl Host) {
         if self.charged_user.is_empty() {
             return;
@@ -187,10 +202,11 @@ impl RequestFlow {
             || host
                 .property(&["response", "code_details"])
                 .is_some_and(|details| details == b"via_upstream");
+        let bytes = self.request_bytes.saturating_add(self.response_bytes);
+        self.finish_allowances(counts.then_some(bytes));
         if !counts {
             return;
         }
-        let bytes = self.request_bytes.saturating_add(self.response_bytes);
         let storage_bytes = self.storage_bytes;
         if let Ok(mut usage) = self.worker.background.usage.try_borrow_mut() {
             usage.record(&self.charged_user, |delta| {
@@ -198,6 +214,24 @@ impl RequestFlow {
                 delta.bytes = delta.bytes.saturating_add(bytes);
                 delta.storage_bytes = delta.storage_bytes.saturating_add(storage_bytes);
             });
+        }
+    }
+
+    /// Settles what the request took: `used_bytes` is `None` when its answer does not count.
+    fn finish_allowances(&mut self, used_bytes: Option<u64>) {
+        if self.taken.is_empty() {
+            return;
+        }
+        let Ok(mut allowances) = self.worker.allowances.try_borrow_mut() else {
+            return;
+        };
+        for taken in self.taken.drain(..) {
+            let used = match (taken.quota(), used_bytes) {
+                (_, None) => 0,
+                (MeteredQuota::Requests, Some(_)) => 1,
+                (MeteredQuota::Bandwidth, Some(bytes)) => bytes,
+            };
+            allowances.finish(&taken, used);
         }
     }
 
@@ -253,14 +287,16 @@ impl RequestFlow {
                 auth_method,
                 user_id,
                 limits,
+                metered,
             } => {
                 let allowed = Allowed {
                     set_headers,
                     auth_method,
                     user_id,
+                    taken: Vec::new(),
                     checked: Vec::new(),
                 };
-                self.admit(host, allowed, &limits)
+                self.admit(host, allowed, &limits, metered)
             }
             Verdict::Refused {
                 status,
@@ -315,6 +351,12 @@ impl RequestFlow {
                 };
                 (CHECK_LIMITS_METHOD, request.encode_to_vec())
             }
+            Callout::Allowances {
+                allowed, wanted, ..
+            } => (
+                ACQUIRE_ALLOWANCES_METHOD,
+                self.allowance_request(allowed, *wanted),
+            ),
         };
         let config = &self.worker.config;
         let error = match host.dispatch_grpc_call(GrpcCall::new(config, method, &message)) {
@@ -340,6 +382,10 @@ impl RequestFlow {
             } => {
                 log::warn!("could not check exact rate limits: {error}");
                 self.exact_limits_unavailable(host, allowed, &taken_here)
+            }
+            Callout::Allowances { allowed, plan, .. } => {
+                log::warn!("could not acquire quota allowances: {error}");
+                self.allowances_unavailable(host, allowed, &plan)
             }
         };
         self.apply(host, decision)
@@ -401,6 +447,7 @@ impl RequestFlow {
             .chain(self.scrub.remove.iter().map(String::as_str))
             .any(|name| name == ROUTE_GROUP_HEADER);
         self.charged_user = allowed.user_id;
+        self.taken = allowed.taken;
         self.forwarded = true;
         if routing_changed {
             host.clear_route_cache();
@@ -448,6 +495,12 @@ impl RequestFlow {
         };
         self.method = text(":method");
         self.path = text(":path");
+        let content_length = headers
+            .iter()
+            .find(|(name, _)| *name == CONTENT_LENGTH_HEADER)
+            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        self.declared_bytes = self.request_bytes.saturating_add(content_length);
         // Only a trusted proxy's X-Forwarded-For names the client.
         if self.worker.config.trusted_hops > 0 {
             let forwarded_for: Vec<&[u8]> = headers

@@ -7,8 +7,9 @@ use crate::freshness::Freshness;
 use crate::host::memory::{MemoryHost, Reply};
 use crate::limits::limiter::{ADDRESS_BUCKETS_KEY, MAX_ADDRESS_BUCKETS};
 use crate::proto::{
-    BucketState, CheckLimitsResponse, LimitLevel, LimitMode, LimitSettings, LookupKeyResponse,
-    Principal, RateLimit, UserStatus,
+    AcquireAllowancesRequest, AcquireAllowancesResponse, Allowance, BucketState,
+    CheckLimitsResponse, LimitLevel, LimitMode, LimitSettings, LookupKeyResponse, Principal,
+    RateLimit, ReportUsageRequest, UserStatus,
 };
 use crate::sync::SyncState;
 
@@ -379,4 +380,176 @@ fn once_addresses_share_the_overflow_bucket_its_failures_refuse_them_before_auth
         200,
         "its own bucket still has room"
     );
+}
+
+fn metered(quotas: &[&str]) -> Principal {
+    Principal {
+        metered_quotas: quotas.iter().map(|quota| (*quota).to_owned()).collect(),
+        rate_limits: Vec::new(),
+        ..alice(LimitMode::Local, 10)
+    }
+}
+
+fn granted(quota: &str, id: &str, amount: u64) -> Vec<u8> {
+    AcquireAllowancesResponse {
+        allowances: vec![Allowance {
+            quota: quota.to_owned(),
+            allowance_id: id.to_owned(),
+            granted: amount,
+            admit_for_ms: 30_000,
+            resets_at: 1_798_761_600,
+            unlimited: false,
+            held_by_others: false,
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Ends a forwarded request with an upstream's 200.
+fn answered_by_upstream(host: &MemoryHost, flow: &mut RequestFlow) {
+    host.set_response(&[(":status", "200"), ("x-envoy-upstream-service-time", "1")]);
+    flow.on_response_headers(host);
+    flow.on_log(host);
+}
+
+#[test]
+fn a_metered_request_waits_for_an_allowance_and_the_next_ones_use_it() {
+    let host = serving(metered(&["monthly_requests"]));
+    let worker = worker(&host);
+    let (mut flow, action) = request(&host, &worker);
+    assert_eq!(action, Action::Pause);
+    let calls = host.take_calls();
+    assert_eq!(calls[0].method, ACQUIRE_ALLOWANCES_METHOD);
+    let asked = AcquireAllowancesRequest::decode(calls[0].message.as_slice()).expect("decodes");
+    assert_eq!(asked.user_id, "u_alice");
+    assert_eq!(asked.quotas, vec!["monthly_requests".to_owned()]);
+    assert_eq!(
+        (asked.holder.as_str(), asked.node_id.as_str()),
+        ("vm", "node")
+    );
+
+    let resumed = flow.on_callout_answer(&host, 0, Some(&granted("monthly_requests", "a1", 2)));
+    assert_eq!(resumed, Action::Continue);
+    answered_by_upstream(&host, &mut flow);
+
+    let (mut second, action) = request(&host, &worker);
+    assert_eq!(action, Action::Continue, "from the allowance");
+    assert!(host.take_calls().is_empty());
+    answered_by_upstream(&host, &mut second);
+
+    assert_eq!(request(&host, &worker).1, Action::Pause, "used up");
+    assert_eq!(host.take_calls()[0].method, ACQUIRE_ALLOWANCES_METHOD);
+}
+
+#[test]
+fn nothing_granted_refuses_with_402_and_when_the_quota_resets() {
+    let host = serving(metered(&["monthly_requests"]));
+    let worker = worker(&host);
+    let (mut flow, _) = request(&host, &worker);
+
+    let resumed = flow.on_callout_answer(&host, 0, Some(&granted("monthly_requests", "", 0)));
+
+    assert_eq!(resumed, Action::Pause);
+    let reply = only_reply(&host);
+    assert_eq!(reply.status, 402);
+    let body: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert_eq!(body["error"]["quota"], "monthly_requests");
+    assert_eq!(body["error"]["resets_at"], "2027-01-01T00:00:00Z");
+}
+
+#[test]
+fn a_quota_whose_rest_other_gateways_hold_answers_429_not_402() {
+    let host = serving(metered(&["monthly_requests"]));
+    let (mut flow, _) = request(&host, &worker(&host));
+    let answer = AcquireAllowancesResponse {
+        allowances: vec![Allowance {
+            quota: "monthly_requests".to_owned(),
+            held_by_others: true,
+            ..Allowance::default()
+        }],
+    };
+
+    flow.on_callout_answer(&host, 0, Some(&answer.encode_to_vec()));
+
+    let reply = only_reply(&host);
+    assert_eq!(reply.status, 429);
+    assert!(reply.body.contains("quota_held"), "{}", reply.body);
+    assert_eq!(header(&reply.headers, "retry-after"), Some("2"));
+}
+
+#[test]
+fn an_allowance_that_cannot_be_had_refuses_with_503() {
+    let host = serving(metered(&["monthly_requests"]));
+    let (mut flow, _) = request(&host, &worker(&host));
+
+    let resumed = flow.on_callout_answer(&host, UNAVAILABLE, None);
+
+    assert_eq!(resumed, Action::Pause);
+    let reply = only_reply(&host);
+    assert_eq!(reply.status, 503);
+    assert!(reply.body.contains("control_plane_unavailable"));
+}
+
+#[test]
+fn a_request_whose_answer_does_not_count_gives_its_share_back() {
+    let host = serving(metered(&["monthly_requests"]));
+    let worker = worker(&host);
+    let (mut flow, _) = request(&host, &worker);
+    flow.on_callout_answer(&host, 0, Some(&granted("monthly_requests", "a1", 1)));
+    host.take_calls();
+    // Envoy's own 503: no upstream answered.
+    host.set_response(&[(":status", "503")]);
+    flow.on_response_headers(&host);
+    flow.on_log(&host);
+
+    assert_eq!(request(&host, &worker).1, Action::Continue);
+    assert!(host.take_calls().is_empty());
+}
+
+#[test]
+fn a_used_up_allowance_is_settled_in_the_usage_report_that_counts_its_requests() {
+    let host = serving(metered(&["monthly_requests"]));
+    let worker = worker(&host);
+    let (mut flow, _) = request(&host, &worker);
+    flow.on_callout_answer(&host, 0, Some(&granted("monthly_requests", "a1", 1)));
+    worker.tick(&host);
+    answered_by_upstream(&host, &mut flow);
+
+    let report = (0..10)
+        .flat_map(|_| {
+            worker.tick(&host);
+            host.take_calls()
+        })
+        .find(|call| call.method == "ReportUsage")
+        .expect("a usage report");
+    let report = ReportUsageRequest::decode(report.message.as_slice()).expect("decodes");
+    assert_eq!(report.usage[0].requests, 1);
+    assert_eq!(report.settled_allowances, vec!["a1".to_owned()]);
+}
+
+#[test]
+fn bandwidth_reserves_what_a_request_declares() {
+    let host = serving(metered(&["monthly_bandwidth"]));
+    let worker = worker_with(
+        &host,
+        PluginConfig {
+            bandwidth_reserve_bytes: 100,
+            ..PluginConfig::default()
+        },
+    );
+    let upload = [("x-api-key", KEY), ("content-length", "5000")];
+    let (mut flow, _) = request_with(&host, &worker, &upload);
+    flow.on_callout_answer(&host, 0, Some(&granted("monthly_bandwidth", "b1", 6000)));
+    host.take_calls();
+    // The upload reserved its 90 header bytes and 5,000 declared: 910 are left, ten small
+    // requests' reservations of 100 (the last takes the 10 left), and the eleventh waits.
+    for _ in 0..10 {
+        assert_eq!(request(&host, &worker).1, Action::Continue);
+    }
+    assert!(host.take_calls().is_empty());
+    assert_eq!(request(&host, &worker).1, Action::Pause);
+    assert_eq!(host.take_calls()[0].method, ACQUIRE_ALLOWANCES_METHOD);
+    flow.on_request_body(5000);
+    answered_by_upstream(&host, &mut flow);
 }
