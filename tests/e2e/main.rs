@@ -1,6 +1,7 @@
 //! End-to-end: real Envoy with the built filter, the real control plane, echo upstreams.
 
 mod admin;
+mod allowances;
 mod authorization;
 mod bad_input;
 mod changes;

@@ -314,7 +314,6 @@ mod tests {
             admit_for_ms: 30_000,
             resets_at: 0,
             unlimited: false,
-            held_by_others: false,
         }
     }
 
@@ -352,8 +351,10 @@ mod tests {
         let taken = allowances
             .take(&user, MeteredQuota::Requests, 1, NOW_US)
             .expect("taken");
-        let (settled, _) = allowances.tick(NOW_US + 1);
+        let (settled, refills) = allowances.tick(NOW_US + 1);
         assert!(settled.is_empty(), "its request is still in flight");
+        assert_eq!(refills.len(), 1, "used up while traffic comes");
+        allowances.refill_answered(&user, refills[0].quotas, NOW_US + 1);
 
         allowances.finish(&taken, 1);
         let (settled, _) = allowances.tick(NOW_US + 2);

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use crate::decision::AuthMethod;
 
 /// Every refusal code the filter can answer with, each counted under `tollgate.denied.<code>`.
-const DENIAL_CODES: [&str; 15] = [
+const DENIAL_CODES: [&str; 14] = [
     "missing_credentials",
     "invalid_api_key",
     "api_key_expired",
@@ -22,7 +22,6 @@ const DENIAL_CODES: [&str; 15] = [
     "rate_limited",
     "quota_exceeded",
     "rate_limiter_unavailable",
-    "quota_held",
 ];
 
 /// Limit levels, each counted under `tollgate.rate_limited.<level>` when it refuses.

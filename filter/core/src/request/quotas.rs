@@ -7,7 +7,7 @@ use prost::Message;
 
 use super::{refusal, RequestFlow};
 use crate::allowances::{MeteredQuota, MeteredQuotas};
-use crate::decision::{Allowed, Decision, Refusal};
+use crate::decision::{Allowed, Decision};
 use crate::error_body::{error_body, quota_exceeded_body};
 use crate::host::Host;
 use crate::limits::plan::Plan;
@@ -15,9 +15,6 @@ use crate::proto::{AcquireAllowancesRequest, AcquireAllowancesResponse};
 
 const GRPC_STATUS_OK: u32 = 0;
 const UNAVAILABLE_CODE: &str = "control_plane_unavailable";
-const QUOTA_HELD_CODE: &str = "quota_held";
-/// An allowance nobody draws on goes back within about this long.
-const QUOTA_HELD_RETRY_AFTER_SECS: u32 = 2;
 
 impl RequestFlow {
     /// Takes the request's share of each of `metered` from the allowances this worker holds;
@@ -99,17 +96,6 @@ impl RequestFlow {
             .iter()
             .find(|grant| grant.quota == quota.name());
         self.give_back(host, &allowed, plan);
-        if grant.is_some_and(|grant| grant.held_by_others) {
-            self.worker.metrics.denied(QUOTA_HELD_CODE);
-            return Decision::Deny(Refusal {
-                status: 429,
-                body: error_body(
-                    QUOTA_HELD_CODE,
-                    "the rest of the quota is held by other gateways; retry shortly",
-                ),
-                headers: vec![("retry-after", QUOTA_HELD_RETRY_AFTER_SECS.to_string())],
-            });
-        }
         self.worker.metrics.denied("quota_exceeded");
         if let Ok(mut usage) = self.worker.background.usage.try_borrow_mut() {
             usage.record(&allowed.user_id, |delta| delta.quota_refused += 1);

@@ -399,7 +399,6 @@ fn granted(quota: &str, id: &str, amount: u64) -> Vec<u8> {
             admit_for_ms: 30_000,
             resets_at: 1_798_761_600,
             unlimited: false,
-            held_by_others: false,
         }],
     }
     .encode_to_vec()
@@ -456,26 +455,6 @@ fn nothing_granted_refuses_with_402_and_when_the_quota_resets() {
     assert_eq!(body["error"]["code"], "quota_exceeded");
     assert_eq!(body["error"]["quota"], "monthly_requests");
     assert_eq!(body["error"]["resets_at"], "2027-01-01T00:00:00Z");
-}
-
-#[test]
-fn a_quota_whose_rest_other_gateways_hold_answers_429_not_402() {
-    let host = serving(metered(&["monthly_requests"]));
-    let (mut flow, _) = request(&host, &worker(&host));
-    let answer = AcquireAllowancesResponse {
-        allowances: vec![Allowance {
-            quota: "monthly_requests".to_owned(),
-            held_by_others: true,
-            ..Allowance::default()
-        }],
-    };
-
-    flow.on_callout_answer(&host, 0, Some(&answer.encode_to_vec()));
-
-    let reply = only_reply(&host);
-    assert_eq!(reply.status, 429);
-    assert!(reply.body.contains("quota_held"), "{}", reply.body);
-    assert_eq!(header(&reply.headers, "retry-after"), Some("2"));
 }
 
 #[test]
