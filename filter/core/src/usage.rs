@@ -58,7 +58,11 @@ impl UsageBuffer {
                 .iter()
                 .filter_map(|user| self.current.remove(user))
                 .collect();
-            self.unacknowledged = Some(ReportUsageRequest { batch_id, usage });
+            self.unacknowledged = Some(ReportUsageRequest {
+                batch_id,
+                usage,
+                settled_allowances: Vec::new(),
+            });
         }
         self.unacknowledged.as_ref()
     }
