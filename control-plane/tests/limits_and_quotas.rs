@@ -5,7 +5,7 @@ mod support;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use support::app::{error_code, error_message, key_principal, Api};
+use support::app::{error_code, error_message, key_principal, quota, Api};
 use tollgate::filter_service::FilterApi;
 use tollgate::proto::v1::filter_service_server::FilterService;
 use tollgate::proto::v1::{
@@ -39,6 +39,7 @@ async fn report(filter: &FilterApi, batch_id: &str, usage: Vec<UsageDelta>) -> R
         .report_usage(Request::new(ReportUsageRequest {
             batch_id: batch_id.to_string(),
             usage,
+            settled_allowances: Vec::new(),
         }))
         .await
         .map(|_| ())
@@ -76,15 +77,6 @@ fn bucket(
         burst,
         mode: mode.into(),
     }
-}
-
-fn quota<'a>(answer: &'a Value, name: &str) -> &'a Value {
-    answer["quotas"]
-        .as_array()
-        .expect("quotas")
-        .iter()
-        .find(|q| q["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {answer}"))
 }
 
 #[tokio::test]
@@ -553,6 +545,7 @@ async fn usage_of_unknown_users_is_ignored_and_absurd_counts_are_refused() {
         let request = ReportUsageRequest {
             batch_id: batch_id.to_string(),
             usage,
+            settled_allowances: Vec::new(),
         };
         let mut client = client.clone();
         async move { client.report_usage(request).await.map(|_| ()) }
@@ -608,6 +601,7 @@ async fn refusal_audits_are_bounded_per_user_and_per_minute() {
             .report_usage(ReportUsageRequest {
                 batch_id: batch.to_string(),
                 usage: users.iter().map(|user| rate_limited(user, 3)).collect(),
+                settled_allowances: Vec::new(),
             })
             .await
             .expect("applied");

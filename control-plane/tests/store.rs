@@ -884,17 +884,17 @@ async fn a_usage_batch_applied_twice_counts_once(db: TestDatabase) {
     let owner = stored_user(&store, "counted").await;
     let batch = [usage_of(&owner.id, march(), 3, 300, 50)];
     let first = store
-        .apply_usage("batch-1", &batch, now())
+        .apply_usage("batch-1", &batch, &[], now())
         .await
         .expect("apply");
     assert_eq!(first, UsageOutcome::Applied(Vec::new()));
     let again = store
-        .apply_usage("batch-1", &batch, now())
+        .apply_usage("batch-1", &batch, &[], now())
         .await
         .expect("retry");
     assert_eq!(again, UsageOutcome::AlreadyApplied);
     store
-        .apply_usage("batch-2", &batch, now())
+        .apply_usage("batch-2", &batch, &[], now())
         .await
         .expect("another batch");
     assert_eq!(
@@ -908,7 +908,7 @@ async fn a_usage_batch_applied_twice_counts_once(db: TestDatabase) {
 
     let long_ago = now() - chrono::Duration::days(8);
     store
-        .apply_usage("old-batch", &batch, long_ago)
+        .apply_usage("old-batch", &batch, &[], long_ago)
         .await
         .expect("old batch");
     assert_eq!(
@@ -920,7 +920,7 @@ async fn a_usage_batch_applied_twice_counts_once(db: TestDatabase) {
     );
     assert_eq!(
         store
-            .apply_usage("batch-1", &batch, now())
+            .apply_usage("batch-1", &batch, &[], now())
             .await
             .expect("retry"),
         UsageOutcome::AlreadyApplied,
@@ -937,7 +937,7 @@ async fn usage_survives_reopening_the_store(db: TestDatabase) {
             .await
             .expect("user");
         store
-            .apply_usage("b", &[usage_of(&owner.id, march(), 7, 70, 700)], now())
+            .apply_usage("b", &[usage_of(&owner.id, march(), 7, 70, 700)], &[], now())
             .await
             .expect("apply");
     }
@@ -955,7 +955,7 @@ async fn usage_survives_reopening_the_store(db: TestDatabase) {
     );
     assert_eq!(
         reopened
-            .apply_usage("b", &[usage_of(&owner.id, march(), 7, 70, 700)], now())
+            .apply_usage("b", &[usage_of(&owner.id, march(), 7, 70, 700)], &[], now())
             .await
             .expect("retry"),
         UsageOutcome::AlreadyApplied
@@ -980,14 +980,14 @@ async fn reaching_a_quota_records_one_change_and_one_audit_entry(db: TestDatabas
     let cursor = store.latest_change().await.expect("cursor");
 
     let below = store
-        .apply_usage("b1", &[entry(9, 0)], now())
+        .apply_usage("b1", &[entry(9, 0)], &[], now())
         .await
         .expect("apply");
     assert_eq!(below, UsageOutcome::Applied(Vec::new()));
     assert_eq!(store.latest_change().await.expect("cursor"), cursor);
 
     let crossing = store
-        .apply_usage("b2", &[entry(1, BYTES_PER_MB / 2)], now())
+        .apply_usage("b2", &[entry(1, BYTES_PER_MB / 2)], &[], now())
         .await
         .expect("apply");
     assert_eq!(
@@ -995,7 +995,7 @@ async fn reaching_a_quota_records_one_change_and_one_audit_entry(db: TestDatabas
         UsageOutcome::Applied(vec![(owner.id.clone(), QuotaName::MonthlyRequests)])
     );
     let beyond = store
-        .apply_usage("b3", &[entry(5, 0)], now())
+        .apply_usage("b3", &[entry(5, 0)], &[], now())
         .await
         .expect("apply");
     assert_eq!(beyond, UsageOutcome::Applied(Vec::new()), "already over");
@@ -1022,7 +1022,7 @@ async fn freeing_storage_below_its_quota_records_a_change(db: TestDatabase) {
         ..usage_of(&owner.id, march(), 0, 0, storage_bytes)
     };
     let full = store
-        .apply_usage("fill", &[entry(2 * BYTES_PER_MB_I64)], now())
+        .apply_usage("fill", &[entry(2 * BYTES_PER_MB_I64)], &[], now())
         .await
         .expect("apply");
     assert_eq!(
@@ -1032,7 +1032,7 @@ async fn freeing_storage_below_its_quota_records_a_change(db: TestDatabase) {
     let cursor = store.latest_change().await.expect("cursor");
 
     store
-        .apply_usage("free", &[entry(-2 * BYTES_PER_MB_I64)], now())
+        .apply_usage("free", &[entry(-2 * BYTES_PER_MB_I64)], &[], now())
         .await
         .expect("apply");
     let changes = store.changes_since(cursor, 10).await.expect("changes");
@@ -1061,7 +1061,7 @@ async fn a_new_period_starts_from_zero(db: TestDatabase) {
         ..usage_of(&owner.id, period, requests, 1, 0)
     };
     let march_use = store
-        .apply_usage("m", &[entry(march(), 12)], now())
+        .apply_usage("m", &[entry(march(), 12)], &[], now())
         .await
         .expect("march");
     assert_eq!(
@@ -1069,7 +1069,7 @@ async fn a_new_period_starts_from_zero(db: TestDatabase) {
         UsageOutcome::Applied(vec![(owner.id.clone(), QuotaName::MonthlyRequests)])
     );
     let april_use = store
-        .apply_usage("a", &[entry(april, 4)], now())
+        .apply_usage("a", &[entry(april, 4)], &[], now())
         .await
         .expect("april");
     assert_eq!(april_use, UsageOutcome::Applied(Vec::new()));
@@ -1100,6 +1100,7 @@ async fn storage_never_drops_below_zero(db: TestDatabase) {
             .apply_usage(
                 batch,
                 &[usage_of(&owner.id, march(), 0, 0, storage_bytes)],
+                &[],
                 now(),
             )
             .await

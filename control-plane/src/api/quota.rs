@@ -1,4 +1,4 @@
-//! `GET /api/v1/users/{id}/quota`: a user's quotas, usage and period.
+//! `GET /api/v1/users/{id}/quota`: a user's quotas, usage, what allowances hold, and period.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -21,8 +21,12 @@ pub async fn get(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = find(&state, &id).await?;
     let groups = state.store.groups_of(&user.id).await?;
-    let quota =
-        QuotaState::load(state.store.as_ref(), &state.quotas, &user, &groups, now()).await?;
+    let at = now();
+    let quota = QuotaState::load(state.store.as_ref(), &state.quotas, &user, &groups, at).await?;
+    let reserved = state
+        .store
+        .reserved(&user.id, quota.period.start, at)
+        .await?;
     let (quotas, usage) = (quota.quotas, quota.usage);
     Ok(Json(json!({
         "user_id": user.id,
@@ -36,15 +40,17 @@ pub async fn get(
                 "limit": quotas.monthly_requests,
                 "used": usage.requests,
                 "remaining": quotas.monthly_requests.map(|limit| limit.saturating_sub(usage.requests)),
+                "reserved": reserved.requests,
             },
-            in_megabytes("monthly_bandwidth_mb", quotas.monthly_bandwidth_mb, usage.bytes),
-            in_megabytes("storage_quota_mb", quotas.storage_quota_mb, usage.storage_bytes),
+            in_megabytes("monthly_bandwidth_mb", quotas.monthly_bandwidth_mb, usage.bytes, reserved.bytes),
+            in_megabytes("storage_quota_mb", quotas.storage_quota_mb, usage.storage_bytes, 0),
         ],
     })))
 }
 
-/// A quota set in MB and counted in bytes; used and remaining may be fractions of an MB.
-fn in_megabytes(name: &str, limit_mb: Option<u64>, used_bytes: u64) -> Value {
+/// A quota set in MB and counted in bytes; used, remaining and reserved may be fractions of
+/// an MB.
+fn in_megabytes(name: &str, limit_mb: Option<u64>, used_bytes: u64, reserved_bytes: u64) -> Value {
     let megabytes = |bytes: u128| bytes as f64 / BYTES_PER_MB as f64;
     let remaining = limit_mb.map(|limit| {
         let limit_bytes = u128::from(limit) * u128::from(BYTES_PER_MB);
@@ -56,5 +62,7 @@ fn in_megabytes(name: &str, limit_mb: Option<u64>, used_bytes: u64) -> Value {
         "used": megabytes(u128::from(used_bytes)),
         "used_bytes": used_bytes,
         "remaining": remaining,
+        "reserved": megabytes(u128::from(reserved_bytes)),
+        "reserved_bytes": reserved_bytes,
     })
 }

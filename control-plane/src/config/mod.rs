@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn bad_limits_and_quotas_name_their_key() {
         type Adjustment = fn(&mut Config);
-        let cases: [(Adjustment, &str); 8] = [
+        let cases: [(Adjustment, &str); 11] = [
             (
                 |c| c.limits.user.requests_per_hour = Some(0),
                 "limits.user.requests_per_hour",
@@ -235,6 +235,18 @@ mod tests {
             (
                 |c| c.quotas.defaults.storage_quota_mb = Some(u64::MAX),
                 "quotas.defaults.storage_quota_mb",
+            ),
+            (
+                |c| c.quotas.allowance_divisor = 0,
+                "quotas.allowance_divisor",
+            ),
+            (
+                |c| c.quotas.max_allowance_bandwidth_mb = 0,
+                "quotas.max_allowance_bandwidth_mb",
+            ),
+            (
+                |c| c.quotas.allowance_admit_secs = 151,
+                "quotas.allowance_admit_secs",
             ),
         ];
         for (adjust, key) in cases {

@@ -88,6 +88,11 @@ prefixed_id!(
     AuditId,
     "a"
 );
+prefixed_id!(
+    /// Identifies a quota allowance granted to one Envoy worker.
+    AllowanceId,
+    "al"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,10 @@
 //! The gRPC service the Envoy filter calls, one file per family of calls: principals on cache
-//! misses, the change feed that keeps every Envoy's caches fresh, global rate limits, and usage.
+//! misses, the change feed that keeps every Envoy's caches fresh, global rate limits, quota
+//! allowances, and usage.
 //!
 //! Calls `accounts`, `identity`, `limits`, `changes` and `store`; tonic is only the transport.
 
+mod allowances;
 mod change_feed;
 pub mod limit_requests;
 pub mod limit_settings;
@@ -41,7 +43,7 @@ pub struct FilterApi {
     limits: LimitsConfig,
     limit_settings: v1::LimitSettings,
     quotas: QuotaPolicy,
-    /// Turns at pruning applied usage batch ids.
+    /// Turns at pruning applied usage batch ids and expired allowances.
     batch_pruning: AtMostEvery,
     refusals: RefusalLog,
 }
@@ -137,6 +139,15 @@ impl FilterService for FilterApi {
         request: Request<v1::ReportUsageRequest>,
     ) -> Result<Response<v1::ReportUsageResponse>, Status> {
         self.report_usage(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn acquire_allowances(
+        &self,
+        request: Request<v1::AcquireAllowancesRequest>,
+    ) -> Result<Response<v1::AcquireAllowancesResponse>, Status> {
+        self.acquire_allowances(request.into_inner())
             .await
             .map(Response::new)
     }

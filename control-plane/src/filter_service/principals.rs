@@ -9,6 +9,7 @@ use crate::accounts::api_key::{KeyDigest, KeyState};
 use crate::accounts::group::Group;
 use crate::accounts::user::{User, UserStatus};
 use crate::domain::ids::UserId;
+use crate::limits::quota::QuotaName;
 use crate::limits::quota_state::QuotaState;
 use crate::proto::v1::{
     self, LookupKeyRequest, LookupKeyResponse, LookupUserRequest, LookupUserResponse,
@@ -20,6 +21,7 @@ struct UserContext {
     route_group: String,
     rate_limits: Vec<v1::RateLimit>,
     exhausted_quotas: Vec<v1::ExhaustedQuota>,
+    metered_quotas: Vec<String>,
 }
 
 impl FilterApi {
@@ -43,6 +45,11 @@ impl FilterApi {
                     name: quota.as_str().to_string(),
                     resets_at: resets_at.map_or(0, |at| at.timestamp()),
                 })
+                .collect(),
+            metered_quotas: QuotaName::METERED
+                .into_iter()
+                .filter(|&metered| quota.quotas.limit(metered).is_some())
+                .map(|metered| metered.as_str().to_string())
                 .collect(),
         })
     }
@@ -156,6 +163,7 @@ fn user_principal(user: User, context: UserContext) -> Option<v1::Principal> {
         route_group: context.route_group,
         rate_limits: context.rate_limits,
         exhausted_quotas: context.exhausted_quotas,
+        metered_quotas: context.metered_quotas,
     })
 }
 

@@ -8,8 +8,10 @@ use crate::store::{StoreError, UsageOutcome};
 
 /// How long an applied usage batch id is remembered; retries come much sooner.
 const USAGE_BATCH_RETENTION_SECS: i64 = 7 * 24 * 3600;
-/// How often applied batch ids are pruned.
+/// How often applied batch ids and expired allowances are pruned.
 pub(super) const USAGE_BATCH_PRUNE_INTERVAL_SECS: i64 = 3600;
+/// How long an expired allowance is kept, for inspection; it holds nothing meanwhile.
+const EXPIRED_ALLOWANCE_RETENTION_SECS: i64 = 24 * 3600;
 
 impl FilterApi {
     pub(super) async fn report_usage(
@@ -30,7 +32,7 @@ impl FilterApi {
                 .await?;
             let applied = self
                 .store
-                .apply_usage(&totals.batch_id, &entries, now)
+                .apply_usage(&totals.batch_id, &entries, &totals.settled_allowances, now)
                 .await?;
             Ok::<_, StoreError>((entries, applied))
         }
@@ -60,13 +62,13 @@ impl FilterApi {
                 }
             }
         }
-        self.prune_usage_batches().await;
+        self.prune_usage_records().await;
         Ok(v1::ReportUsageResponse {})
     }
 
-    /// Forgets old applied batch ids, at most once per interval; a failure waits for the
-    /// next report.
-    async fn prune_usage_batches(&self) {
+    /// Forgets old applied batch ids and long expired allowances, at most once per
+    /// interval; a failure waits for the next turn.
+    async fn prune_usage_records(&self) {
         let now = crate::domain::now();
         if !self.batch_pruning.take_turn(now) {
             return;
@@ -74,6 +76,10 @@ impl FilterApi {
         let before = now - chrono::Duration::seconds(USAGE_BATCH_RETENTION_SECS);
         if let Err(error) = self.store.prune_usage_batches(before).await {
             tracing::warn!(%error, "cannot prune applied usage batches");
+        }
+        let before = now - chrono::Duration::seconds(EXPIRED_ALLOWANCE_RETENTION_SECS);
+        if let Err(error) = self.store.prune_allowances(before).await {
+            tracing::warn!(%error, "cannot prune expired allowances");
         }
     }
 }

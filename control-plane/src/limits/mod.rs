@@ -1,8 +1,10 @@
 //! How much a principal may use: rate-limit settings and the global counters behind them,
-//! quotas and their periods, usage reports from the data plane, and the refusals it saw.
+//! quotas and their periods, the allowances Envoy workers admit from, usage reports from the
+//! data plane, and the refusals it saw.
 //!
 //! Calls `domain`, `accounts` for whose limits they are, and `store` for durable usage.
 
+pub mod allowances;
 pub mod counters;
 pub mod quota;
 pub mod quota_state;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::validation::InvalidField;
 use crate::domain::Timestamp;
+use crate::limits::allowances::AllowancePolicy;
 
 /// The largest quota amount that may be set.
 pub const MAX_QUOTA: u64 = 1_000_000_000_000_000;
@@ -97,6 +98,14 @@ impl EffectiveQuotas {
         ]
     }
 
+    /// The quota's limit in the unit usage is counted in; `None` is unlimited.
+    pub fn limit(&self, quota: QuotaName) -> Option<u128> {
+        self.limits()
+            .into_iter()
+            .find(|(name, _)| *name == quota)
+            .and_then(|(_, limit)| limit)
+    }
+
     /// The quotas `usage` has reached.
     pub fn exhausted(&self, usage: &Usage) -> Vec<QuotaName> {
         self.limits()
@@ -118,11 +127,13 @@ impl EffectiveQuotas {
     }
 }
 
-/// The deployment's quota defaults and the time zone periods are counted in.
+/// The deployment's quota defaults, the time zone periods are counted in, and how
+/// allowances are granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaPolicy {
     pub defaults: EffectiveQuotas,
     pub time_zone: Tz,
+    pub allowances: AllowancePolicy,
 }
 
 /// A quota the data plane enforces.
@@ -134,6 +145,9 @@ pub enum QuotaName {
 }
 
 impl QuotaName {
+    /// The quotas the data plane admits requests under through allowances.
+    pub const METERED: [Self; 2] = [Self::MonthlyRequests, Self::MonthlyBandwidth];
+
     /// The name in the filter protocol, metrics and audit entries.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -141,6 +155,13 @@ impl QuotaName {
             Self::MonthlyBandwidth => "monthly_bandwidth",
             Self::Storage => "storage",
         }
+    }
+
+    /// A quota admitted through allowances, by its name in the filter protocol.
+    pub fn metered(name: &str) -> Option<Self> {
+        Self::METERED
+            .into_iter()
+            .find(|quota| quota.as_str() == name)
     }
 
     /// Whether the quota starts again each period (storage does not).
@@ -158,12 +179,17 @@ pub struct Usage {
 }
 
 impl Usage {
-    fn of(&self, quota: QuotaName) -> u128 {
-        u128::from(match quota {
+    /// The amount counted against `quota`: requests, or bytes.
+    pub fn amount(&self, quota: QuotaName) -> u64 {
+        match quota {
             QuotaName::MonthlyRequests => self.requests,
             QuotaName::MonthlyBandwidth => self.bytes,
             QuotaName::Storage => self.storage_bytes,
-        })
+        }
+    }
+
+    fn of(&self, quota: QuotaName) -> u128 {
+        u128::from(self.amount(quota))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Usage reports from the data plane: checked, summed per user and priced against each
-//! user's quotas for the period they fall in. Counts beyond what one batch of one Envoy
-//! worker could hold refuse the batch; users the control plane does not know are left out.
+//! user's quotas for the period they fall in, with the allowances the batch settles. Counts
+//! beyond what one batch of one Envoy worker could hold refuse the batch; users the control
+//! plane does not know are left out.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,8 @@ use crate::store::{Store, StoreError, UsageEntry};
 
 pub const MAX_BATCH_ID_BYTES: usize = 128;
 pub const MAX_DELTAS_PER_BATCH: usize = 10_000;
+pub const MAX_SETTLED_PER_BATCH: usize = 10_000;
+pub const MAX_ALLOWANCE_ID_BYTES: usize = 128;
 /// The most requests (and refusals of each kind) one entry may report.
 pub const MAX_REQUESTS_PER_DELTA: u64 = 1_000_000_000;
 /// The most bytes one entry may report transferred, and stored or freed: 1 PiB.
@@ -26,6 +29,10 @@ pub enum InvalidReport {
     BatchId,
     #[error("a batch holds at most 10000 usage entries")]
     TooManyDeltas,
+    #[error("a batch settles at most 10000 allowances")]
+    TooManySettled,
+    #[error("settled_allowances[{0}] must be at most 128 bytes")]
+    AllowanceId(usize),
     #[error("user_id {0:?} is not a user id")]
     UserId(String),
     #[error("rate_limited names {0:?}, not a limit level (ip, user, key, route)")]
@@ -48,6 +55,8 @@ pub struct UsageTotals {
     pub users: BTreeMap<String, Totals>,
     /// Requests the data plane refused, per user.
     pub refusals: BTreeMap<String, Refusals>,
+    /// Allowances the worker is done with.
+    pub settled_allowances: Vec<String>,
 }
 
 /// What one user was refused.
@@ -73,6 +82,16 @@ impl UsageTotals {
         }
         if request.usage.len() > MAX_DELTAS_PER_BATCH {
             return Err(InvalidReport::TooManyDeltas);
+        }
+        if request.settled_allowances.len() > MAX_SETTLED_PER_BATCH {
+            return Err(InvalidReport::TooManySettled);
+        }
+        if let Some(index) = request
+            .settled_allowances
+            .iter()
+            .position(|id| id.len() > MAX_ALLOWANCE_ID_BYTES)
+        {
+            return Err(InvalidReport::AllowanceId(index));
         }
         let mut users = BTreeMap::<String, Totals>::new();
         let mut refusals = BTreeMap::<String, Refusals>::new();
@@ -102,6 +121,7 @@ impl UsageTotals {
             batch_id: request.batch_id,
             users,
             refusals,
+            settled_allowances: request.settled_allowances,
         })
     }
 
@@ -187,6 +207,14 @@ mod tests {
         ReportUsageRequest {
             batch_id: batch_id.into(),
             usage,
+            settled_allowances: Vec::new(),
+        }
+    }
+
+    fn settling(ids: Vec<String>) -> ReportUsageRequest {
+        ReportUsageRequest {
+            settled_allowances: ids,
+            ..request("b", vec![])
         }
     }
 
@@ -246,6 +274,21 @@ mod tests {
             UsageTotals::from_request(request("b", vec![delta("admin", 1, 0)])),
             Err(InvalidReport::UserId("admin".into()))
         );
+    }
+
+    #[test]
+    fn settled_allowances_are_bounded_in_count_and_length() {
+        let settled = UsageTotals::from_request(settling(vec!["al_1".into(); 10_000]));
+        assert_eq!(settled.map(|t| t.settled_allowances.len()), Ok(10_000));
+        assert_eq!(
+            UsageTotals::from_request(settling(vec!["al_1".into(); 10_001])),
+            Err(InvalidReport::TooManySettled)
+        );
+        assert_eq!(
+            UsageTotals::from_request(settling(vec!["al_1".into(), "x".repeat(129)])),
+            Err(InvalidReport::AllowanceId(1))
+        );
+        assert!(UsageTotals::from_request(settling(vec!["x".repeat(128)])).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
-//! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`BackendStore`], [`ChangeFeed`],
-//! [`AuditLog`]), each implemented for [`SqlStore`] in its own file beside its SQL. [`Store`]
+//! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
+//! [`ChangeFeed`], [`AuditLog`]), each implemented for [`SqlStore`] in its own file beside its SQL. [`Store`]
 //! is all of them, so callers never see which database is in use.
 //!
 //! Every change goes through [`SqlStore`]'s one write: the rows, their audit entry and the
@@ -8,6 +8,7 @@
 //! this replica's followers woken. Calls `domain` and the record types of `accounts`,
 //! `identity`, `limits`, `routing` and `changes`; nothing above it.
 
+mod allowances;
 mod audit;
 mod backends;
 mod columns;
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 
 use crate::changes::signal::Followers;
 
+pub use allowances::{AllowanceGrant, AllowanceLease, AllowanceStore};
 pub use audit::AuditLog;
 pub use backends::BackendStore;
 pub use feed::ChangeFeed;
@@ -70,6 +72,7 @@ pub trait Store:
     + SessionStore
     + LoginFailureStore
     + UsageStore
+    + AllowanceStore
     + BackendStore
     + ChangeFeed
     + AuditLog

@@ -1,10 +1,11 @@
-//! [`UsageStore`] on SQL: the `usage_periods`, `usage_storage` and `usage_batches` tables.
+//! [`UsageStore`] on SQL: the `usage_periods`, `usage_storage` and `usage_batches` tables,
+//! and the settling of the allowances a batch names.
 
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
 
 use super::columns::{format_time, to_i64, to_u64};
-use super::{SqlStore, StoreError};
+use super::{allowances, SqlStore, StoreError};
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
 use crate::domain::ids::UserId;
@@ -36,12 +37,14 @@ pub enum UsageOutcome {
 /// What users consumed against their quotas.
 #[async_trait]
 pub trait UsageStore: Send + Sync {
-    /// Applies a usage batch once, all of it or nothing. A user whose usage reaches a quota
-    /// (or falls back below one) becomes stale, and each quota reached is audited.
+    /// Applies a usage batch once, all of it or nothing, and settles the allowances it
+    /// names with it. A user whose usage reaches a quota (or falls back below one) becomes
+    /// stale, and each quota reached is audited.
     async fn apply_usage(
         &self,
         batch_id: &str,
         entries: &[UsageEntry],
+        settled_allowances: &[String],
         at: Timestamp,
     ) -> Result<UsageOutcome, StoreError>;
     /// Forgets applied batch ids older than `before`; returns how many.
@@ -57,6 +60,7 @@ impl UsageStore for SqlStore {
         &self,
         batch_id: &str,
         entries: &[UsageEntry],
+        settled_allowances: &[String],
         at: Timestamp,
     ) -> Result<UsageOutcome, StoreError> {
         self.write(None, async |write| {
@@ -71,6 +75,7 @@ impl UsageStore for SqlStore {
             if first_time.rows_affected() == 0 {
                 return Ok(UsageOutcome::AlreadyApplied);
             }
+            allowances::settle(write.rows(), settled_allowances, at).await?;
             let mut reached = Vec::new();
             for entry in entries {
                 let after = add(write.rows(), entry).await?;

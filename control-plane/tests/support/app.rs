@@ -1,4 +1,5 @@
-//! The HTTP application in-process, on a real SQLite database, called through its router.
+//! The HTTP application in-process, on a real database (SQLite unless a test brings its own),
+//! called through its router.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ pub struct Api {
     /// ADS and what the gRPC port demands, for [`Api::filter_client`].
     pub(super) xds: Arc<XdsPublisher>,
     pub(super) envoy_credential: EnvoyCredential,
-    _db: TestDatabase,
+    _db: Arc<TestDatabase>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -53,7 +54,12 @@ impl Api {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let db = TestDatabase::sqlite().await;
+        Self::start_on(Arc::new(TestDatabase::sqlite().await), adjust).await
+    }
+
+    /// The application on `db`, which other applications (replicas, or this one before a
+    /// restart) may use too.
+    pub async fn start_on(db: Arc<TestDatabase>, adjust: impl FnOnce(&mut Config)) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let mut config = Config {
             data_dir: data_dir.path().to_path_buf(),
@@ -66,7 +72,10 @@ impl Api {
         let config = config.validate().expect("valid config");
         let store = Arc::new(db.open().await);
         let services = services(&config, store).await.expect("services");
-        assert!(matches!(services.admin, AdminBootstrap::ImportedKey));
+        assert!(matches!(
+            services.admin,
+            AdminBootstrap::ImportedKey | AdminBootstrap::Unchanged
+        ));
         Self {
             router: app(services.http),
             filter: Arc::new(services.filter),
@@ -255,6 +264,16 @@ pub async fn key_principal(filter: &FilterApi, key: &str) -> Option<Principal> {
         .expect("lookup")
         .into_inner()
         .principal
+}
+
+/// One quota of a `GET /api/v1/users/{id}/quota` answer, by name.
+pub fn quota<'a>(answer: &'a Value, name: &str) -> &'a Value {
+    answer["quotas"]
+        .as_array()
+        .expect("quotas")
+        .iter()
+        .find(|q| q["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {answer}"))
 }
 
 pub fn error_code(body: &Value) -> &str {
