@@ -34,47 +34,6 @@ fn wait_for_usage(cp: &ControlPlane, user: &str, name: &str, field: &str, expect
 }
 
 #[test]
-fn a_request_quota_runs_out_with_402_until_an_admin_raises_it() {
-    let gateway = Gateway::start();
-    let cp = &gateway.control_plane;
-    let (user, key) = cp.create_user_and_key_with(json!({
-        "username": "metered",
-        "quotas": {"monthly_requests": 3},
-    }));
-    assert_eq!(gateway.envoy.statuses_with_key(&key, 3), [200; 3]);
-    wait_for_usage(cp, &user, "monthly_requests", "used", 3.0);
-    assert_eq!(quota(cp, &user, "monthly_requests")["remaining"], 0);
-
-    let request = || gateway.envoy.get_with_key("/", &key);
-    let took = gateway
-        .envoy
-        .until(Duration::from_secs(5), request, |a| a.status == 402);
-    assert!(took < Duration::from_secs(1), "402 only after {took:?}");
-    gateway.envoy.wait_for_worker_ticks();
-    let upstream_before = gateway.envoy.upstream_requests();
-    let refused = request();
-    refused.assert_refused(402, "quota_exceeded");
-    assert_eq!(refused.body["error"]["quota"], "monthly_requests");
-    let resets_at = refused.body["error"]["resets_at"]
-        .as_str()
-        .expect("resets_at");
-    let period = cp.admin("GET", &format!("/api/v1/users/{user}/quota"), None);
-    let period_end = period.body["period_end"].as_str().expect("period_end");
-    assert_eq!(
-        chrono::DateTime::parse_from_rfc3339(resets_at).expect("RFC 3339"),
-        chrono::DateTime::parse_from_rfc3339(period_end).expect("RFC 3339"),
-    );
-    assert_eq!(gateway.envoy.upstream_requests(), upstream_before);
-
-    let raised = cp.patch_user(&user, json!({"quotas": {"monthly_requests": 10}}));
-    assert_eq!(raised.status, 200, "{}", raised.text);
-    let took = gateway
-        .envoy
-        .until(Duration::from_secs(5), request, |a| a.status == 200);
-    assert!(took < Duration::from_secs(1), "the raise took {took:?}");
-}
-
-#[test]
 fn usage_is_accounted_for_an_envoy_with_a_long_node_id() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;

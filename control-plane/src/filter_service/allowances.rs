@@ -79,7 +79,14 @@ impl FilterApi {
             self.store.acquire_allowances(&lease, &grants).await?
         };
         let mut granted = grants.iter().zip(amounts).peekable();
-        let admit_for_ms = policy.admit_secs.saturating_mul(MS_PER_SEC);
+        // An allowance admits within the period it was granted in: the next one's usage
+        // holds no reservation for it.
+        let until_period_end_ms =
+            u32::try_from((period.end - now).num_milliseconds().max(0)).unwrap_or(u32::MAX);
+        let admit_for_ms = policy
+            .admit_secs
+            .saturating_mul(MS_PER_SEC)
+            .min(until_period_end_ms);
         Ok(ask
             .quotas
             .iter()

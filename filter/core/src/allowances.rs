@@ -10,12 +10,13 @@ use std::rc::Rc;
 use crate::proto::Allowance as GrantedAllowance;
 
 const MICROS_PER_MILLI: i64 = 1000;
-/// An allowance nothing was drawn from for this long goes back, so that another worker or
-/// Envoy can have it.
-const IDLE_US: i64 = 2_000_000;
 /// A worker asks for the next allowance while traffic comes and what it holds falls to
 /// this fraction of the last grant.
 const REFILL_WHEN_LEFT_BELOW_FRACTION: i64 = 4;
+/// Near a quota's end grants are small, and one asked ahead of need would hold the last of
+/// the quota in one worker while requests on the others are refused: below this size a
+/// worker asks only when a request needs it.
+const REFILL_AHEAD_FROM_GRANT: i64 = 8;
 
 /// A quota counted through allowances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,7 +114,6 @@ pub struct Refill {
 #[derive(Debug)]
 struct Allowance {
     id: Rc<str>,
-    granted: i64,
     /// What may still be admitted; below zero when requests passed more bytes than they
     /// reserved.
     left: i64,
@@ -128,10 +128,10 @@ impl Allowance {
         self.left > 0 && now_us < self.admit_until_us
     }
 
-    /// Done admitting: out of time, used up, or idle.
-    fn retired(&self, now_us: i64) -> bool {
+    /// Done admitting: out of time, used up, or idle for `idle_us`.
+    fn retired(&self, now_us: i64, idle_us: i64) -> bool {
         now_us >= self.admit_until_us
-            || (self.in_flight == 0 && (self.left <= 0 || now_us - self.last_drawn_us >= IDLE_US))
+            || (self.in_flight == 0 && (self.left <= 0 || now_us - self.last_drawn_us >= idle_us))
     }
 }
 
@@ -143,6 +143,8 @@ struct Held {
     draining: Vec<Allowance>,
     refill_in_flight: bool,
     last_drawn_us: i64,
+    /// The size of the newest grant.
+    last_granted: i64,
 }
 
 impl Held {
@@ -153,28 +155,40 @@ impl Held {
             .find(|allowance| &*allowance.id == id)
     }
 
-    fn needs_refill(&self, now_us: i64) -> bool {
-        if self.refill_in_flight || now_us - self.last_drawn_us >= IDLE_US {
+    fn needs_refill(&self, now_us: i64, idle_us: i64) -> bool {
+        if self.refill_in_flight
+            || now_us - self.last_drawn_us >= idle_us
+            || self.last_granted < REFILL_AHEAD_FROM_GRANT
+        {
             return false;
         }
-        let usable: Vec<&Allowance> = self
+        let left: i64 = self
             .admitting
             .iter()
             .filter(|allowance| allowance.admits(now_us))
-            .collect();
-        let left: i64 = usable.iter().map(|allowance| allowance.left).sum();
-        let newest = usable.last().map_or(0, |allowance| allowance.granted);
-        usable.is_empty() || left * REFILL_WHEN_LEFT_BELOW_FRACTION < newest
+            .map(|allowance| allowance.left)
+            .sum();
+        left * REFILL_WHEN_LEFT_BELOW_FRACTION < self.last_granted
     }
 }
 
 /// Every allowance of one worker, by user and quota.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Allowances {
     held: HashMap<(Rc<str>, MeteredQuota), Held>,
+    /// An allowance nothing was drawn from for this long goes back, so that another worker
+    /// or Envoy can have it.
+    idle_us: i64,
 }
 
 impl Allowances {
+    pub fn new(idle_ms: u32) -> Self {
+        Self {
+            held: HashMap::new(),
+            idle_us: i64::from(idle_ms) * MICROS_PER_MILLI,
+        }
+    }
+
     /// Takes `amount` of `quota` for one request of `user_id`: a request quota takes 1, a
     /// bandwidth quota reserves up to `amount` bytes (what the allowance has left, if less).
     /// `None` when no allowance this worker holds admits it.
@@ -207,19 +221,23 @@ impl Allowances {
 
     /// A request that took `taken` ended having used `used` of it (0 when it did not count):
     /// the rest goes back to its allowance, and a bandwidth request that passed more than it
-    /// reserved takes the excess from it.
-    pub fn finish(&mut self, taken: &Taken, used: u64) {
+    /// reserved takes the excess from it. Returns the allowance's id when it is used up and
+    /// this was its last request: it is done, to be settled now rather than at the next tick
+    /// (until it is, the control plane counts its requests twice, as used and as held).
+    pub fn finish(&mut self, taken: &Taken, used: u64) -> Option<Rc<str>> {
         let key = (Rc::clone(&taken.user_id), taken.quota);
-        let Some(allowance) = self
-            .held
-            .get_mut(&key)
-            .and_then(|held| held.find(&taken.allowance_id))
-        else {
-            return;
-        };
+        let held = self.held.get_mut(&key)?;
+        let allowance = held.find(&taken.allowance_id)?;
         let used = i64::try_from(used).unwrap_or(i64::MAX);
         allowance.left = allowance.left.saturating_add(taken.amount - used);
         allowance.in_flight = allowance.in_flight.saturating_sub(1);
+        if allowance.left > 0 || allowance.in_flight > 0 {
+            return None;
+        }
+        let id = Rc::clone(&allowance.id);
+        held.admitting.retain(|allowance| allowance.id != id);
+        held.draining.retain(|allowance| allowance.id != id);
+        Some(id)
     }
 
     /// Holds what the control plane granted, from `now_us`.
@@ -232,9 +250,9 @@ impl Allowances {
         }
         let granted = i64::try_from(grant.granted).unwrap_or(i64::MAX);
         let held = self.held.entry((Rc::clone(user_id), quota)).or_default();
+        held.last_granted = granted;
         held.admitting.push(Allowance {
             id: Rc::from(grant.allowance_id.as_str()),
-            granted,
             left: granted,
             in_flight: 0,
             admit_until_us: now_us
@@ -266,11 +284,12 @@ impl Allowances {
     pub fn tick(&mut self, now_us: i64) -> (Vec<Rc<str>>, Vec<Refill>) {
         let mut settled = Vec::new();
         let mut wanted: HashMap<Rc<str>, MeteredQuotas> = HashMap::new();
+        let idle_us = self.idle_us;
         self.held.retain(|(user_id, quota), held| {
             let (retired, admitting) = held
                 .admitting
                 .drain(..)
-                .partition(|allowance| allowance.retired(now_us));
+                .partition(|allowance| allowance.retired(now_us, idle_us));
             held.admitting = admitting;
             held.draining.extend::<Vec<Allowance>>(retired);
             held.draining.retain(|allowance| {
@@ -280,7 +299,7 @@ impl Allowances {
                 }
                 !done
             });
-            if held.needs_refill(now_us) {
+            if held.needs_refill(now_us, idle_us) {
                 held.refill_in_flight = true;
                 wanted.entry(Rc::clone(user_id)).or_default().insert(*quota);
             }
@@ -305,6 +324,8 @@ mod tests {
 
     const NOW_US: i64 = 1_767_225_600_000_000;
     const SECOND_US: i64 = 1_000_000;
+    const IDLE_MS: u32 = 2000;
+    const IDLE_US: i64 = 2_000_000;
 
     fn grant(id: &str, quota: MeteredQuota, granted: u64) -> GrantedAllowance {
         GrantedAllowance {
@@ -323,7 +344,7 @@ mod tests {
 
     #[test]
     fn requests_are_admitted_only_from_what_was_granted() {
-        let mut allowances = Allowances::default();
+        let mut allowances = Allowances::new(IDLE_MS);
         let user = user();
         assert!(allowances
             .take(&user, MeteredQuota::Requests, 1, NOW_US)
@@ -345,7 +366,7 @@ mod tests {
 
     #[test]
     fn an_allowance_is_settled_once_its_requests_ended() {
-        let mut allowances = Allowances::default();
+        let mut allowances = Allowances::new(IDLE_MS);
         let user = user();
         allowances.granted(&user, &grant("a1", MeteredQuota::Requests, 1), NOW_US);
         let taken = allowances
@@ -353,18 +374,24 @@ mod tests {
             .expect("taken");
         let (settled, refills) = allowances.tick(NOW_US + 1);
         assert!(settled.is_empty(), "its request is still in flight");
-        assert_eq!(refills.len(), 1, "used up while traffic comes");
-        allowances.refill_answered(&user, refills[0].quotas, NOW_US + 1);
+        assert!(
+            refills.is_empty(),
+            "a grant of one is not refilled ahead of need"
+        );
 
-        allowances.finish(&taken, 1);
+        assert_eq!(
+            allowances.finish(&taken, 1),
+            Some(Rc::from("a1")),
+            "used up by its last request: settled at once"
+        );
         let (settled, _) = allowances.tick(NOW_US + 2);
-        assert_eq!(settled, vec![Rc::from("a1")]);
+        assert!(settled.is_empty(), "settled once");
         assert!(allowances.is_empty());
     }
 
     #[test]
     fn an_allowance_stops_admitting_when_its_time_is_up_and_goes_back_when_idle() {
-        let mut allowances = Allowances::default();
+        let mut allowances = Allowances::new(IDLE_MS);
         let user = user();
         allowances.granted(&user, &grant("a1", MeteredQuota::Requests, 100), NOW_US);
         assert!(allowances
@@ -382,7 +409,7 @@ mod tests {
 
     #[test]
     fn the_next_allowance_is_asked_for_before_this_one_runs_out() {
-        let mut allowances = Allowances::default();
+        let mut allowances = Allowances::new(IDLE_MS);
         let user = user();
         allowances.granted(&user, &grant("a1", MeteredQuota::Requests, 8), NOW_US);
         for _ in 0..6 {
@@ -428,7 +455,7 @@ mod tests {
 
     #[test]
     fn bandwidth_reserves_then_settles_with_the_bytes_that_passed() {
-        let mut allowances = Allowances::default();
+        let mut allowances = Allowances::new(IDLE_MS);
         let user = user();
         allowances.granted(&user, &grant("b1", MeteredQuota::Bandwidth, 1000), NOW_US);
         let big = allowances
@@ -441,10 +468,8 @@ mod tests {
             .take(&user, MeteredQuota::Bandwidth, 1, NOW_US)
             .is_none());
 
-        allowances.finish(&big, 100);
-        allowances.finish(&rest, 900);
-        // 1000 - 100 - 900 = 0 left: settled as used up.
-        let (settled, _) = allowances.tick(NOW_US);
-        assert_eq!(settled, vec![Rc::from("b1")]);
+        assert_eq!(allowances.finish(&big, 100), None, "500 came back");
+        // 1000 - 100 - 900 = 0 left: used up.
+        assert_eq!(allowances.finish(&rest, 900), Some(Rc::from("b1")));
     }
 }

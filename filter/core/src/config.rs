@@ -40,6 +40,10 @@ pub struct PluginConfig {
     /// it declares more (headers plus `content-length`); it is settled with the bytes that
     /// passed when it ends.
     pub bandwidth_reserve_bytes: u64,
+    /// How long a quota allowance nothing draws on is kept before it goes back to the quota
+    /// (for other workers and Envoys); longer means fewer callouts for a user whose requests
+    /// come in bursts, and more of the quota held aside near its end.
+    pub allowance_idle_ms: u32,
 }
 
 /// The control plane's gRPC credential, kept as the `authorization` metadata every call sends.
@@ -107,6 +111,7 @@ impl Default for PluginConfig {
             watch_wait_ms: 20_000,
             rate_limit_headers: RateLimitHeaders::EveryAnswer,
             bandwidth_reserve_bytes: 65_536,
+            allowance_idle_ms: 2000,
         }
     }
 }
@@ -164,6 +169,12 @@ impl PluginConfig {
             return Err(ConfigError::invalid_field(
                 "watch_wait_ms",
                 "must be 1000 to 60000",
+            ));
+        }
+        if !(100..=600_000).contains(&self.allowance_idle_ms) {
+            return Err(ConfigError::invalid_field(
+                "allowance_idle_ms",
+                "must be 100 to 600000",
             ));
         }
         if self.control_plane_cluster.trim().is_empty() {
@@ -274,7 +285,8 @@ mod tests {
             r#"{"control_plane_cluster": "cp", "control_plane_credential": "c", "callout_timeout_ms": 250,
                 "max_credential_bytes": 512, "trusted_hops": 2, "max_stale_secs": 60,
                 "fail_open_routes": ["GET /status"], "watch_wait_ms": 5000,
-                "rate_limit_headers": "refusals", "bandwidth_reserve_bytes": 4096}"#,
+                "rate_limit_headers": "refusals", "bandwidth_reserve_bytes": 4096,
+                "allowance_idle_ms": 5000}"#,
         )
         .expect("valid configuration");
 
@@ -291,6 +303,7 @@ mod tests {
                 watch_wait_ms: 5000,
                 rate_limit_headers: RateLimitHeaders::Refusals,
                 bandwidth_reserve_bytes: 4096,
+                allowance_idle_ms: 5000,
             }
         );
         assert!(config

@@ -72,7 +72,7 @@ impl Worker {
             background: Background::new(node_id, vm_id),
             limiter: Limiter::default(),
             address_failures: AddressFailures::prepare(host),
-            allowances: RefCell::new(Allowances::default()),
+            allowances: RefCell::new(Allowances::new(config.allowance_idle_ms)),
             refills: RefCell::new(HashMap::new()),
             seen_sync_version: Cell::new(None),
             config,

@@ -25,7 +25,7 @@ use crate::hygiene::{scrub, Scrub};
 use crate::limits::RateLimitFigures;
 use crate::proto::CheckLimitsRequest;
 use crate::resolved::ROUTE_GROUP_HEADER;
-use crate::usage::{charge_for, header_bytes, Charge};
+use crate::usage::{charge_for, header_bytes, Charge, UsageBuffer};
 use crate::worker::Worker;
 
 const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
@@ -203,22 +203,25 @@ impl RequestFlow {
                 .property(&["response", "code_details"])
                 .is_some_and(|details| details == b"via_upstream");
         let bytes = self.request_bytes.saturating_add(self.response_bytes);
-        self.finish_allowances(counts.then_some(bytes));
-        if !counts {
-            return;
-        }
         let storage_bytes = self.storage_bytes;
-        if let Ok(mut usage) = self.worker.background.usage.try_borrow_mut() {
+        let worker = Rc::clone(&self.worker);
+        let Ok(mut usage) = worker.background.usage.try_borrow_mut() else {
+            return;
+        };
+        if counts {
             usage.record(&self.charged_user, |delta| {
                 delta.requests += 1;
                 delta.bytes = delta.bytes.saturating_add(bytes);
                 delta.storage_bytes = delta.storage_bytes.saturating_add(storage_bytes);
             });
         }
+        // After the usage: an allowance this request used up goes in the same report.
+        self.finish_allowances(counts.then_some(bytes), &mut usage);
     }
 
     /// Settles what the request took: `used_bytes` is `None` when its answer does not count.
-    fn finish_allowances(&mut self, used_bytes: Option<u64>) {
+    /// An allowance it was the last request of, used up, is settled with `usage`.
+    fn finish_allowances(&mut self, used_bytes: Option<u64>, usage: &mut UsageBuffer) {
         if self.taken.is_empty() {
             return;
         }
@@ -231,7 +234,9 @@ impl RequestFlow {
                 (MeteredQuota::Requests, Some(_)) => 1,
                 (MeteredQuota::Bandwidth, Some(bytes)) => bytes,
             };
-            allowances.finish(&taken, used);
+            if let Some(used_up) = allowances.finish(&taken, used) {
+                usage.settle(&used_up);
+            }
         }
     }
 
