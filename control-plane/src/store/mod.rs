@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use crate::changes::signal::Followers;
 
 pub use audit::AuditLog;
-pub use backends::BackendStore;
+pub use backends::{BackendStore, PoolBackends};
 pub use feed::ChangeFeed;
 pub use groups::GroupStore;
 pub use keys::{KeyOwner, KeyStore};
