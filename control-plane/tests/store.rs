@@ -1268,3 +1268,18 @@ async fn login_failures_are_written_only_over_what_was_read(db: TestDatabase) {
     store.forget_login_failures(&account).await.expect("forget");
     assert!(read().await.is_none());
 }
+
+#[tokio::test]
+async fn sqlite_is_opened_in_write_ahead_log_mode() {
+    use sqlx::Connection;
+    let db = TestDatabase::sqlite().await;
+    let _store = db.open().await;
+    let mut connection = sqlx::SqliteConnection::connect(&db.url)
+        .await
+        .expect("connect");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut connection)
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+}

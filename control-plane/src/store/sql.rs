@@ -21,7 +21,8 @@ use crate::changes::signal::{Followers, Reach};
 use crate::domain::Timestamp;
 
 const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a write may wait for its turn: on SQLite every write of the process is in the queue.
+/// How long a write may wait for its turn: on SQLite every write of the process is in the
+/// queue, on Postgres every statement that waits for one of the pool's connections.
 const WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// What every SQLite connection is opened with: how long a statement waits for a lock another
 /// process holds, and a commit that syncs at checkpoints rather than at every commit (WAL
