@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor};
 
-use super::columns::to_u64;
+use super::columns::{format_time, to_u64};
 use super::migrations::{self, Dialect};
 use super::{audit, feed, Store, StoreError};
 use crate::changes::audit::AuditEntry;
@@ -132,6 +132,22 @@ impl SqlStore {
         write.tx.commit().await?;
         self.followers.announce(write.reach);
         Ok(value)
+    }
+
+    /// The delete `sql`, with `before` as `$1`, as a write of its own; how many rows went.
+    pub(super) async fn delete_before(
+        &self,
+        sql: &str,
+        before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.write(None, async |write| {
+            let deleted = sqlx::query(sql)
+                .bind(format_time(before))
+                .execute(write.rows())
+                .await?;
+            Ok(deleted.rows_affected())
+        })
+        .await
     }
 }
 

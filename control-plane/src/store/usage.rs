@@ -104,14 +104,8 @@ impl UsageStore for SqlStore {
     }
 
     async fn prune_usage_batches(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(None, async |write| {
-            let deleted = sqlx::query("DELETE FROM usage_batches WHERE applied_at < $1")
-                .bind(format_time(before))
-                .execute(write.rows())
-                .await?;
-            Ok(deleted.rows_affected())
-        })
-        .await
+        self.delete_before("DELETE FROM usage_batches WHERE applied_at < $1", before)
+            .await
     }
 
     async fn usage(&self, user: &UserId, period_start: Timestamp) -> Result<Usage, StoreError> {
