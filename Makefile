@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 
-.PHONY: run test build lint bench
+.PHONY: run test build lint bench bench-writes
 
 ## Build everything, install Envoy if missing, run the gateway on embedded defaults.
 run:
@@ -13,6 +13,10 @@ test:
 ## Print the benchmarks: plain Envoy vs Envoy with the filter, same run.
 bench:
 	scripts/bench.sh
+
+## Admin writes under contention: 32 writers for 60 s on SQLite, then on Postgres.
+bench-writes:
+	scripts/bench-admin-writes.sh
 
 ## Build the control plane, the demo backend and the wasm filter.
 build:

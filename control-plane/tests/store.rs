@@ -100,6 +100,8 @@ against_both_databases!(
     a_new_signing_key_retires_the_others,
     group_membership_orders_by_priority_and_stales_members,
     backends_round_trip_with_their_health,
+    backends_are_counted_and_paged_by_the_database,
+    concurrent_writes_all_commit,
     limit_and_quota_settings_round_trip,
     a_usage_batch_applied_twice_counts_once,
     usage_survives_reopening_the_store,
@@ -759,6 +761,112 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
     );
 }
 
+fn backend_in(pool: &str, host: &str) -> Backend {
+    Backend {
+        id: BackendId::generate(),
+        url: BackendUrl::parse(&format!("http://{host}:80")).expect("url"),
+        weight: weight(10),
+        health_check_path: "/".into(),
+        pool: pool_name(pool),
+        enabled: true,
+        tls_sni: None,
+        tls_ca: None,
+        tls_insecure: false,
+        health: BackendHealth::default(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+async fn backends_are_counted_and_paged_by_the_database(db: TestDatabase) {
+    let store = db.open().await;
+    let mut disabled = backend_in("alpha", "a0.example.com");
+    disabled.enabled = false;
+    let mut backends = vec![disabled];
+    backends.extend((1..5).map(|n| backend_in("alpha", &format!("a{n}.example.com"))));
+    backends.extend((0..2).map(|n| backend_in("beta", &format!("b{n}.example.com"))));
+    for backend in &backends {
+        store
+            .create_backend(backend, &audit("backend.created"))
+            .await
+            .expect("create");
+    }
+    let failing = BackendHealth::default().after_check(Err("refused".into()), now(), 1, 2);
+    store
+        .record_health(&backends[1].id, &failing, None)
+        .await
+        .expect("health");
+
+    let alpha = pool_name("alpha");
+    assert_eq!(
+        store.backends_in_pool(&alpha, None).await.expect("count"),
+        5
+    );
+    assert_eq!(
+        store
+            .backends_in_pool(&alpha, Some(&backends[0].id))
+            .await
+            .expect("count"),
+        4
+    );
+    assert_eq!(
+        store
+            .backends_in_pool(&pool_name("gamma"), None)
+            .await
+            .expect("count"),
+        0
+    );
+
+    let all = store.backends().await.expect("all");
+    let first = store.backend_page(0, 3).await.expect("page");
+    assert_eq!((first.total, first.items.as_slice()), (7, &all[..3]));
+    let last = store.backend_page(6, 3).await.expect("page");
+    assert_eq!((last.total, last.items.as_slice()), (7, &all[6..]));
+    assert!(store
+        .backend_page(7, 3)
+        .await
+        .expect("page")
+        .items
+        .is_empty());
+
+    let pools = store.pool_backends().await.expect("pools");
+    let counted: Vec<_> = pools
+        .iter()
+        .map(|p| (p.pool.as_str(), p.enabled, p.available))
+        .collect();
+    assert_eq!(counted, vec![("alpha", 4, 3), ("beta", 2, 2)]);
+}
+
+async fn concurrent_writes_all_commit(db: TestDatabase) {
+    const WRITERS: usize = 32;
+    let store = std::sync::Arc::new(db.open().await);
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..WRITERS {
+        let store = std::sync::Arc::clone(&store);
+        writers.spawn(async move {
+            let backend = backend_in("busy", &format!("w{writer}.example.com"));
+            store
+                .create_backend(&backend, &audit("backend.created"))
+                .await
+                .map(|()| backend.id.as_str().to_owned())
+        });
+    }
+    let mut created = Vec::new();
+    while let Some(written) = writers.join_next().await {
+        created.push(written.expect("writer").expect("every write commits"));
+    }
+    created.sort();
+    let mut stored: Vec<_> = store
+        .backends()
+        .await
+        .expect("all")
+        .into_iter()
+        .map(|b| b.id.as_str().to_owned())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, created);
+}
+
 fn period(start: &str, end: &str) -> Period {
     let parse = |text: &str| {
         chrono::DateTime::parse_from_rfc3339(text)
@@ -1160,4 +1268,19 @@ async fn login_failures_are_written_only_over_what_was_read(db: TestDatabase) {
     assert!(keep(counted(1), None).await);
     store.forget_login_failures(&account).await.expect("forget");
     assert!(read().await.is_none());
+}
+
+#[tokio::test]
+async fn sqlite_is_opened_in_write_ahead_log_mode() {
+    use sqlx::Connection;
+    let db = TestDatabase::sqlite().await;
+    let _store = db.open().await;
+    let mut connection = sqlx::SqliteConnection::connect(&db.url)
+        .await
+        .expect("connect");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut connection)
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
 }

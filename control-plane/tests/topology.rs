@@ -2,6 +2,9 @@
 
 mod support;
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use serde_json::json;
 use support::app::{error_code, error_message, Api};
@@ -83,6 +86,63 @@ async fn backends_are_validated_and_listed_with_health() {
             .0,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_backend_creations_all_succeed_and_are_listed_page_by_page() {
+    const WRITERS: usize = 32;
+    let api = Arc::new(Api::start_with(|config| config.pools.max_backends = WRITERS).await);
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..WRITERS {
+        let api = Arc::clone(&api);
+        writers.spawn(async move {
+            let body = json!({"url": format!("http://10.0.1.{writer}:80"), "pool": "busy"});
+            api.admin("POST", "/api/v1/backends", Some(body)).await
+        });
+    }
+    let mut created = BTreeSet::new();
+    while let Some(answer) = writers.join_next().await {
+        let (status, backend) = answer.expect("writer");
+        assert_eq!(status, StatusCode::CREATED, "{backend}");
+        created.insert(backend["id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(created.len(), WRITERS);
+
+    let mut listed = BTreeSet::new();
+    for (page, expected) in [(1, 10), (2, 10), (3, 10), (4, 2), (5, 0)] {
+        let (status, list) = api
+            .admin(
+                "GET",
+                &format!("/api/v1/backends?page={page}&per_page=10"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        assert_eq!(list["total"], WRITERS, "{list}");
+        assert_eq!(list["page"], page);
+        assert_eq!(list["per_page"], 10);
+        let items = list["items"].as_array().expect("items");
+        assert_eq!(items.len(), expected, "page {page}");
+        listed.extend(
+            items
+                .iter()
+                .map(|b| b["id"].as_str().expect("id").to_string()),
+        );
+    }
+    assert_eq!(listed, created);
+    let (_, pools) = api.admin("GET", "/api/v1/pools", None).await;
+    assert_eq!(pools["items"][0]["enabled_backends"], WRITERS);
+}
+
+#[tokio::test]
+async fn backend_listing_pages_are_validated() {
+    let api = Api::start().await;
+    for query in ["page=0", "per_page=0", "per_page=201", "page=x"] {
+        let (status, body) = api
+            .admin("GET", &format!("/api/v1/backends?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+    }
 }
 
 #[tokio::test]

@@ -16,21 +16,7 @@ pub struct Layout {
 impl Layout {
     /// Finds the artifacts; panics with the command that builds a missing one.
     pub fn discover() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ sits in the repository")
-            .to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let layout = Self {
-            tollgate_bin: target.join("debug/tollgate"),
-            echo_bin: target.join("debug/tollgate-echo"),
-            filter_wasm: target.join("wasm32-wasip1/release/tollgate_filter.wasm"),
-            envoy_bin: root.join(".tools/bin/envoy"),
-            bootstrap_template: root.join("envoy/bootstrap.yaml"),
-            root,
-        };
+        let layout = Self::of_build("debug");
         for path in [
             &layout.tollgate_bin,
             &layout.echo_bin,
@@ -44,5 +30,36 @@ impl Layout {
             );
         }
         layout
+    }
+
+    /// The release build's control plane, for benchmarks that run it alone; panics when it
+    /// is missing.
+    pub fn release_control_plane() -> Self {
+        let layout = Self::of_build("release");
+        assert!(
+            layout.tollgate_bin.exists(),
+            "{} is missing: run `cargo build --release -p tollgate`",
+            layout.tollgate_bin.display()
+        );
+        layout
+    }
+
+    /// Where everything is when the Rust binaries are of the `profile` build.
+    fn of_build(profile: &str) -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ sits in the repository")
+            .to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        Self {
+            tollgate_bin: target.join(profile).join("tollgate"),
+            echo_bin: target.join(profile).join("tollgate-echo"),
+            filter_wasm: target.join("wasm32-wasip1/release/tollgate_filter.wasm"),
+            envoy_bin: root.join(".tools/bin/envoy"),
+            bootstrap_template: root.join("envoy/bootstrap.yaml"),
+            root,
+        }
     }
 }

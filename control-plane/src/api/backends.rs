@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, whole_list, ApiJson, Caller};
+use super::extract::{nullable, whole_list, ApiJson, Caller, PageWindow};
 use super::permission::{ManageBackends, ReadBackends};
 use super::AppState;
 use crate::domain::ids::BackendId;
@@ -95,9 +95,13 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     _: Caller<ReadBackends>,
+    window: PageWindow,
 ) -> Result<impl IntoResponse, ApiError> {
-    let backends = state.store.backends().await?;
-    Ok(Json(whole_list(&backends)))
+    let page = state
+        .store
+        .backend_page(window.offset(), window.per_page)
+        .await?;
+    Ok(Json(window.list(page)))
 }
 
 pub async fn get(
@@ -181,27 +185,21 @@ pub async fn pools(
     State(state): State<AppState>,
     _: Caller<ReadBackends>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let backends = state.store.backends().await?;
     let settings: BTreeMap<String, HealthCheckSettings> =
         state.store.pool_settings().await?.into_iter().collect();
-    let mut pools: BTreeMap<&PoolName, (usize, usize)> = BTreeMap::new();
-    for backend in backends.iter().filter(|b| b.enabled) {
-        let counts = pools.entry(&backend.pool).or_default();
-        counts.0 += 1;
-        if backend.health.status != crate::routing::backend::HealthStatus::Unhealthy {
-            counts.1 += 1;
-        }
-    }
-    let limits = &state.pool_limits;
-    let items: Vec<_> = pools
+    let min_backends = u64::try_from(state.pool_limits.min_backends).unwrap_or(u64::MAX);
+    let items: Vec<_> = state
+        .store
+        .pool_backends()
+        .await?
         .iter()
-        .map(|(name, (enabled, available))| {
+        .map(|pool| {
             json!({
-                "name": name,
-                "enabled_backends": enabled,
-                "available_backends": available,
-                "below_minimum": *enabled < limits.min_backends,
-                "health_check": settings.get(name.as_str()).copied().unwrap_or(state.default_health_check),
+                "name": pool.pool,
+                "enabled_backends": pool.enabled,
+                "available_backends": pool.available,
+                "below_minimum": pool.enabled < min_backends,
+                "health_check": settings.get(pool.pool.as_str()).copied().unwrap_or(state.default_health_check),
             })
         })
         .collect();
@@ -243,14 +241,8 @@ async fn ensure_room(
     pool: &PoolName,
     moving: Option<&BackendId>,
 ) -> Result<(), ApiError> {
-    let in_pool = state
-        .store
-        .backends()
-        .await?
-        .iter()
-        .filter(|b| &b.pool == pool && Some(&b.id) != moving)
-        .count();
-    if in_pool >= state.pool_limits.max_backends {
+    let in_pool = state.store.backends_in_pool(pool, moving).await?;
+    if in_pool >= u64::try_from(state.pool_limits.max_backends).unwrap_or(u64::MAX) {
         return Err(ApiError::conflict(
             "pool_full",
             format!(

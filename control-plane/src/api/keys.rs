@@ -9,7 +9,7 @@ use serde_json::json;
 use tollgate_filter_core::access::Scopes;
 
 use super::access::may_hand_out;
-use super::error::ApiError;
+use super::error::{found, ApiError};
 use super::extract::{nullable, whole_list, ApiJson, Caller, SelfOr};
 use super::permission::{ManageKeyLimits, ManageUsers, ReadUsers};
 use super::settings::{self, RateLimitsPatch, SettingsField};
@@ -22,7 +22,7 @@ use crate::domain::{now, Timestamp};
 use crate::limits::rate_limits::RateLimits;
 
 const MAX_KEY_NAME_CHARS: usize = 100;
-const MAX_ACTIVE_KEYS_PER_USER: usize = 50;
+const MAX_ACTIVE_KEYS_PER_USER: u64 = 50;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,14 +71,7 @@ pub async fn create(
         caller.also_holding::<ManageKeyLimits>()?;
     }
     let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
-    let active = state
-        .store
-        .keys_of(&user.id)
-        .await?
-        .iter()
-        .filter(|k| k.status == KeyStatus::Active)
-        .count();
-    if active >= MAX_ACTIVE_KEYS_PER_USER {
+    if state.store.active_keys_of(&user.id).await? >= MAX_ACTIVE_KEYS_PER_USER {
         return Err(ApiError::conflict(
             "too_many_keys",
             format!("a user may hold at most {MAX_ACTIVE_KEYS_PER_USER} active keys"),
@@ -200,14 +193,17 @@ fn issued(key: &ApiKey, plain: &PlainApiKey) -> impl IntoResponse {
 
 async fn owned_key(state: &AppState, user_id: &str, key_id: &str) -> Result<ApiKey, ApiError> {
     let user = find(state, user_id).await?;
-    let wanted = ApiKeyId::from_string(key_id.to_string());
-    state
-        .store
-        .keys_of(&user.id)
-        .await?
-        .into_iter()
-        .find(|k| k.id == wanted)
-        .ok_or_else(|| ApiError::not_found("API key"))
+    let key = found(
+        state
+            .store
+            .key(&ApiKeyId::from_string(key_id.to_string()))
+            .await,
+        "API key",
+    )?;
+    if key.user_id != user.id {
+        return Err(ApiError::not_found("API key"));
+    }
+    Ok(key)
 }
 
 fn validate(body: &CreateKey) -> Result<(), ApiError> {

@@ -22,7 +22,7 @@ pub trait AuditLog: Send + Sync {
 impl AuditLog for SqlStore {
     async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError> {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
         let rows = sqlx::query(
             "SELECT id, at, actor_user_id, action, target, details FROM audit_log \
@@ -30,7 +30,7 @@ impl AuditLog for SqlStore {
         )
         .bind(to_i64(limit))
         .bind(to_i64(offset))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(Page {
             items: rows.iter().map(entry_from_row).collect::<Result<_, _>>()?,

@@ -6,9 +6,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::columns::{
-    format_time, named, optional_time, required_time, small_number, touched, AnyQuery,
+    format_time, named, optional_time, required_time, small_number, to_i64, to_u64, touched,
+    AnyQuery,
 };
-use super::{SqlStore, StoreError, Written};
+use super::{Page, SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::BackendId;
 use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
@@ -18,6 +19,14 @@ use crate::routing::upstream_tls::TrustedCa;
 const BACKEND_COLUMNS: &str = "id, created_at, url, weight, health_check_path, pool, enabled, \
      tls_sni, tls_ca, tls_insecure, updated_at, health_status, consecutive_failures, consecutive_successes, \
      last_checked_at, last_latency_ms, last_error";
+
+/// How many enabled backends a pool has, and how many of those are not unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolBackends {
+    pub pool: PoolName,
+    pub enabled: u64,
+    pub available: u64,
+}
 
 /// Upstream backends with their health, and each pool's health-check settings.
 #[async_trait]
@@ -29,6 +38,16 @@ pub trait BackendStore: Send + Sync {
     async fn backend(&self, id: &BackendId) -> Result<Backend, StoreError>;
     /// Every backend, by pool then creation.
     async fn backends(&self) -> Result<Vec<Backend>, StoreError>;
+    /// `limit` backends from `offset` on, in the order of [`BackendStore::backends`].
+    async fn backend_page(&self, offset: u64, limit: u64) -> Result<Page<Backend>, StoreError>;
+    /// How many backends `pool` has, `except` one of them if named.
+    async fn backends_in_pool(
+        &self,
+        pool: &PoolName,
+        except: Option<&BackendId>,
+    ) -> Result<u64, StoreError>;
+    /// Each pool with enabled backends, by name, with how many of them are not unhealthy.
+    async fn pool_backends(&self) -> Result<Vec<PoolBackends>, StoreError>;
     /// Records a health check's outcome; a status change comes with its audit entry.
     async fn record_health(
         &self,
@@ -109,6 +128,57 @@ impl BackendStore for SqlStore {
     async fn backends(&self) -> Result<Vec<Backend>, StoreError> {
         let sql = format!("SELECT {BACKEND_COLUMNS} FROM backends ORDER BY pool, created_at, id");
         self.select_all(&sql, None, backend_from_row).await
+    }
+
+    async fn backend_page(&self, offset: u64, limit: u64) -> Result<Page<Backend>, StoreError> {
+        let total = self.count("SELECT COUNT(*) FROM backends", &[]).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {BACKEND_COLUMNS} FROM backends ORDER BY pool, created_at, id \
+             LIMIT $1 OFFSET $2"
+        ))
+        .bind(to_i64(limit))
+        .bind(to_i64(offset))
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(backend_from_row)
+                .collect::<Result<_, _>>()?,
+            total,
+        })
+    }
+
+    async fn backends_in_pool(
+        &self,
+        pool: &PoolName,
+        except: Option<&BackendId>,
+    ) -> Result<u64, StoreError> {
+        let except = except.map_or("", BackendId::as_str);
+        self.count(
+            "SELECT COUNT(*) FROM backends WHERE pool = $1 AND id <> $2",
+            &[pool.as_str(), except],
+        )
+        .await
+    }
+
+    async fn pool_backends(&self) -> Result<Vec<PoolBackends>, StoreError> {
+        let sql = "SELECT pool, COUNT(*) AS enabled, \
+                   SUM(CASE WHEN health_status = $1 THEN 0 ELSE 1 END) AS available \
+                   FROM backends WHERE enabled = 1 GROUP BY pool ORDER BY pool";
+        let rows = sqlx::query(sql)
+            .bind(HealthStatus::Unhealthy.as_str())
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PoolBackends {
+                    pool: pool_from_row(row)?,
+                    enabled: to_u64(row.try_get("enabled")?),
+                    available: to_u64(row.try_get("available")?),
+                })
+            })
+            .collect()
     }
 
     async fn record_health(
@@ -223,8 +293,7 @@ fn backend_from_row(row: &AnyRow) -> Result<Backend, StoreError> {
         weight: Weight::try_from(small_number::<u32>(row, "weight")?)
             .map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
         health_check_path: row.try_get("health_check_path")?,
-        pool: PoolName::try_from(row.try_get::<String, _>("pool")?)
-            .map_err(|e| StoreError::Corrupt(format!("backend {e}")))?,
+        pool: pool_from_row(row)?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         tls_sni: row.try_get("tls_sni")?,
         tls_ca: row
@@ -244,4 +313,9 @@ fn backend_from_row(row: &AnyRow) -> Result<Backend, StoreError> {
         created_at: required_time(row, "created_at")?,
         updated_at: required_time(row, "updated_at")?,
     })
+}
+
+fn pool_from_row(row: &AnyRow) -> Result<PoolName, StoreError> {
+    PoolName::try_from(row.try_get::<String, _>("pool")?)
+        .map_err(|e| StoreError::Corrupt(format!("backend {e}")))
 }

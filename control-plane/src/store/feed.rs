@@ -27,7 +27,7 @@ pub trait ChangeFeed: Send + Sync {
 impl ChangeFeed for SqlStore {
     async fn latest_change(&self) -> Result<u64, StoreError> {
         let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM invalidations")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
         Ok(latest.map_or(0, to_u64))
     }
@@ -38,7 +38,7 @@ impl ChangeFeed for SqlStore {
         ))
         .bind(to_i64(cursor))
         .bind(to_i64(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter().map(change_from_row).collect()
     }
@@ -49,7 +49,7 @@ impl ChangeFeed for SqlStore {
              WHERE kind = 'session' AND session_expires_at > $1 ORDER BY seq"
         ))
         .bind(now_secs)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter().map(change_from_row).collect()
     }

@@ -131,7 +131,7 @@ impl GroupStore for SqlStore {
     }
 
     async fn members(&self, group: &GroupId) -> Result<Vec<UserId>, StoreError> {
-        Ok(member_ids(&self.pool, group, "ORDER BY added_at, user_id")
+        Ok(member_ids(&self.reads, group, "ORDER BY added_at, user_id")
             .await?
             .into_iter()
             .map(UserId::from_string)

@@ -49,6 +49,8 @@ pub trait KeyStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Written;
     async fn keys_of(&self, user: &UserId) -> Result<Vec<ApiKey>, StoreError>;
+    /// How many of the user's keys are active.
+    async fn active_keys_of(&self, user: &UserId) -> Result<u64, StoreError>;
     /// The key with this id, in any state.
     async fn key(&self, id: &ApiKeyId) -> Result<ApiKey, StoreError>;
     /// The key with this hash in any state, with its owner.
@@ -109,6 +111,14 @@ impl KeyStore for SqlStore {
         );
         self.select_all(&sql, Some(user.as_str()), key_from_row)
             .await
+    }
+
+    async fn active_keys_of(&self, user: &UserId) -> Result<u64, StoreError> {
+        self.count(
+            "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND status = 'active'",
+            &[user.as_str()],
+        )
+        .await
     }
 
     async fn key(&self, id: &ApiKeyId) -> Result<ApiKey, StoreError> {

@@ -96,11 +96,11 @@ impl LoginFailureStore for SqlStore {
     }
 
     async fn prune_login_failures(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let deleted = sqlx::query("DELETE FROM login_failures WHERE last_attempt_at < $1")
-            .bind(format_time(before))
-            .execute(&self.pool)
-            .await?;
-        Ok(deleted.rows_affected())
+        self.delete_before(
+            "DELETE FROM login_failures WHERE last_attempt_at < $1",
+            before,
+        )
+        .await
     }
 }
 

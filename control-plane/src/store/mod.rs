@@ -28,7 +28,7 @@ use crate::changes::signal::Followers;
 
 pub use allowances::{AllowanceGrant, AllowanceLease, AllowanceStore};
 pub use audit::AuditLog;
-pub use backends::BackendStore;
+pub use backends::{BackendStore, PoolBackends};
 pub use feed::ChangeFeed;
 pub use groups::GroupStore;
 pub use keys::{KeyOwner, KeyStore};

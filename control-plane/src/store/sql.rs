@@ -1,12 +1,18 @@
-//! [`SqlStore`]: one connection pool to SQLite or Postgres, both speaking the same portable
-//! SQL through sqlx's `Any` driver, and [`SqlStore::write`], the one way it changes data.
+//! [`SqlStore`]: connections to SQLite or Postgres, both speaking the same portable SQL
+//! through sqlx's `Any` driver, and [`SqlStore::write`], the one way it changes data.
+//!
+//! Reads and writes take their connections from separate pools. On SQLite (in WAL mode) the
+//! write pool is one connection, so the process's writes queue for it in turn instead of
+//! failing on the database's lock, while reads go on beside them on the read pool. On
+//! Postgres both are the one pool of `database.max_connections`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Executor};
 
+use super::columns::{format_time, to_u64};
 use super::migrations::{self, Dialect};
 use super::{audit, feed, Store, StoreError};
 use crate::changes::audit::AuditEntry;
@@ -14,48 +20,78 @@ use crate::changes::feed::Stale;
 use crate::changes::signal::{Followers, Reach};
 use crate::domain::Timestamp;
 
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write may wait for its turn: on SQLite every write of the process is in the
+/// queue, on Postgres every statement that waits for one of the pool's connections.
+const WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// What every SQLite connection is opened with: how long a statement waits for a lock another
+/// process holds, and a commit that syncs at checkpoints rather than at every commit (WAL
+/// keeps it consistent; a power cut may lose the last commits, never corrupt the file).
+const SQLITE_CONNECTION: &str = "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;";
+/// Readers never wait for the writer, nor the writer for readers. Kept in the file once set.
+const SQLITE_JOURNAL: &str = "PRAGMA journal_mode = WAL;";
 
-/// A connection pool to SQLite or Postgres, chosen by URL.
+/// Connections to SQLite or Postgres, chosen by URL.
 pub struct SqlStore {
-    pub(super) pool: AnyPool,
+    pub(super) reads: AnyPool,
+    writes: AnyPool,
     dialect: Dialect,
     followers: Followers,
 }
 
 impl SqlStore {
     /// Connects; a SQLite file is created when missing (its folder must exist).
+    /// `max_connections` sizes the read pool (on Postgres, the one pool).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (url, dialect) = if url.starts_with("sqlite:") {
-            (with_create_mode(url), Dialect::Sqlite)
+        if url.starts_with("sqlite:") {
+            let url = with_create_mode(url);
+            let writes = sqlite_pool(1, WRITE_ACQUIRE_TIMEOUT).connect(&url).await?;
+            sqlx::raw_sql(SQLITE_JOURNAL).execute(&writes).await?;
+            let reads = sqlite_pool(max_connections, READ_ACQUIRE_TIMEOUT)
+                .connect(&url)
+                .await?;
+            Ok(Self::with_pools(reads, writes, Dialect::Sqlite))
         } else {
-            (url.to_string(), Dialect::Postgres)
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(&url)
-            .await?;
-        Ok(Self {
-            pool,
+            let pool = AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(WRITE_ACQUIRE_TIMEOUT)
+                .connect(url)
+                .await?;
+            Ok(Self::with_pools(pool.clone(), pool, Dialect::Postgres))
+        }
+    }
+
+    fn with_pools(reads: AnyPool, writes: AnyPool, dialect: Dialect) -> Self {
+        Self {
+            reads,
+            writes,
             dialect,
             followers: Followers::default(),
-        })
+        }
     }
 
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
-        migrations::run(&self.pool, self.dialect).await
+        migrations::run(&self.writes, self.dialect).await
     }
 
     /// The row `sql` selects with `key` as `$1`; `NotFound` when there is none.
     pub(super) async fn select_one(&self, sql: &str, key: &str) -> Result<AnyRow, StoreError> {
         sqlx::query(sql)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    /// The number `sql` counts, with `keys` as `$1`, `$2`...
+    pub(super) async fn count(&self, sql: &str, keys: &[&str]) -> Result<u64, StoreError> {
+        let mut query = sqlx::query_scalar::<_, i64>(sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        Ok(to_u64(query.fetch_one(&self.reads).await?))
     }
 
     /// Every row `sql` selects, with `key` as `$1` when there is one, each read by `read`.
@@ -70,7 +106,7 @@ impl SqlStore {
             query = query.bind(key);
         }
         query
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?
             .iter()
             .map(read)
@@ -86,7 +122,7 @@ impl SqlStore {
         rows: impl AsyncFnOnce(&mut Write) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut write = Write {
-            tx: self.pool.begin().await?,
+            tx: self.writes.begin().await?,
             reach: Reach::default(),
         };
         let value = rows(&mut write).await?;
@@ -96,6 +132,22 @@ impl SqlStore {
         write.tx.commit().await?;
         self.followers.announce(write.reach);
         Ok(value)
+    }
+
+    /// The delete `sql`, with `before` as `$1`, as a write of its own; how many rows went.
+    pub(super) async fn delete_before(
+        &self,
+        sql: &str,
+        before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.write(None, async |write| {
+            let deleted = sqlx::query(sql)
+                .bind(format_time(before))
+                .execute(write.rows())
+                .await?;
+            Ok(deleted.rows_affected())
+        })
+        .await
     }
 }
 
@@ -132,13 +184,26 @@ impl Write {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
         Ok(())
     }
 
     fn followers(&self) -> &Followers {
         &self.followers
     }
+}
+
+/// A SQLite pool whose every connection is opened with [`SQLITE_CONNECTION`].
+fn sqlite_pool(max_connections: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                connection.execute(SQLITE_CONNECTION).await?;
+                Ok(())
+            })
+        })
 }
 
 fn with_create_mode(url: &str) -> String {

@@ -109,11 +109,8 @@ impl UsageStore for SqlStore {
     }
 
     async fn prune_usage_batches(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let deleted = sqlx::query("DELETE FROM usage_batches WHERE applied_at < $1")
-            .bind(format_time(before))
-            .execute(&self.pool)
-            .await?;
-        Ok(deleted.rows_affected())
+        self.delete_before("DELETE FROM usage_batches WHERE applied_at < $1", before)
+            .await
     }
 
     async fn usage(&self, user: &UserId, period_start: Timestamp) -> Result<Usage, StoreError> {
@@ -122,12 +119,12 @@ impl UsageStore for SqlStore {
         )
         .bind(user.as_str())
         .bind(format_time(period_start))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         let storage: Option<i64> =
             sqlx::query_scalar("SELECT bytes FROM usage_storage WHERE user_id = $1")
                 .bind(user.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         let (requests, bytes) = match period {
             Some(row) => (

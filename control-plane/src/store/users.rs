@@ -110,7 +110,7 @@ impl UserStore for SqlStore {
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users u WHERE {filter}"))
                 .bind(pattern.as_deref())
                 .bind(status)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?;
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users u WHERE {filter} \
@@ -120,7 +120,7 @@ impl UserStore for SqlStore {
         .bind(status)
         .bind(to_i64(query.limit))
         .bind(to_i64(query.offset))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
