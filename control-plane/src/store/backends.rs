@@ -1,5 +1,6 @@
 //! [`BackendStore`] on SQL: the `backends` table with each backend's health, and the `pools`
-//! table of health-check settings. Every change here concerns the routing.
+//! table of health-check settings. Every change here concerns the routing and is named in the
+//! routing feed.
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -10,6 +11,7 @@ use super::columns::{
 };
 use super::{SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
+use crate::changes::routing::Rerouted;
 use crate::domain::ids::BackendId;
 use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
 use crate::routing::pool::{HealthCheckSettings, PoolName};
@@ -29,13 +31,6 @@ pub trait BackendStore: Send + Sync {
     async fn backend(&self, id: &BackendId) -> Result<Backend, StoreError>;
     /// Every backend, by pool then creation.
     async fn backends(&self) -> Result<Vec<Backend>, StoreError>;
-    /// Records a health check's outcome; a status change comes with its audit entry.
-    async fn record_health(
-        &self,
-        id: &BackendId,
-        health: &BackendHealth,
-        audit: Option<&AuditEntry>,
-    ) -> Written;
     /// The pools with health-check settings of their own.
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError>;
     async fn set_pool_settings(
@@ -61,8 +56,9 @@ impl BackendStore for SqlStore {
             bind_health(bind_changeable(insert, backend), &backend.health)
                 .execute(write.rows())
                 .await?;
-            write.reroutes();
-            Ok(())
+            write
+                .reroutes(&Rerouted::Backend(backend.id.clone()), audit.at)
+                .await
         })
         .await
     }
@@ -82,8 +78,9 @@ impl BackendStore for SqlStore {
             if backend.health == BackendHealth::default() {
                 set_health(write.rows(), &backend.id, &backend.health).await?;
             }
-            write.reroutes();
-            Ok(())
+            write
+                .reroutes(&Rerouted::Backend(backend.id.clone()), audit.at)
+                .await
         })
         .await
     }
@@ -95,8 +92,9 @@ impl BackendStore for SqlStore {
                 .execute(write.rows())
                 .await?;
             touched(&deleted)?;
-            write.reroutes();
-            Ok(())
+            write
+                .reroutes(&Rerouted::Backend(id.clone()), audit.at)
+                .await
         })
         .await
     }
@@ -109,22 +107,6 @@ impl BackendStore for SqlStore {
     async fn backends(&self) -> Result<Vec<Backend>, StoreError> {
         let sql = format!("SELECT {BACKEND_COLUMNS} FROM backends ORDER BY pool, created_at, id");
         self.select_all(&sql, None, backend_from_row).await
-    }
-
-    async fn record_health(
-        &self,
-        id: &BackendId,
-        health: &BackendHealth,
-        audit: Option<&AuditEntry>,
-    ) -> Written {
-        self.write(audit, async |write| {
-            set_health(write.rows(), id, health).await?;
-            if audit.is_some() {
-                write.reroutes();
-            }
-            Ok(())
-        })
-        .await
     }
 
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError> {
@@ -168,8 +150,9 @@ impl BackendStore for SqlStore {
             .bind(format_time(audit.at))
             .execute(write.rows())
             .await?;
-            write.reroutes();
-            Ok(())
+            write
+                .reroutes(&Rerouted::Pool(pool.to_string()), audit.at)
+                .await
         })
         .await
     }
@@ -201,7 +184,7 @@ fn bind_changeable<'q>(query: AnyQuery<'q>, backend: &'q Backend) -> AnyQuery<'q
 }
 
 /// Binds a backend's health (status to last error, in that order).
-fn bind_health<'q>(query: AnyQuery<'q>, health: &'q BackendHealth) -> AnyQuery<'q> {
+pub(super) fn bind_health<'q>(query: AnyQuery<'q>, health: &'q BackendHealth) -> AnyQuery<'q> {
     query
         .bind(health.status.as_str())
         .bind(i64::from(health.consecutive_failures))

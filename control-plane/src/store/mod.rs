@@ -1,21 +1,25 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
-//! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`BackendStore`], [`ChangeFeed`],
-//! [`AuditLog`]), each implemented for [`SqlStore`] in its own file beside its SQL. [`Store`]
-//! is all of them, so callers never see which database is in use.
+//! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`BackendStore`],
+//! [`HealthCheckStore`], [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
+//! [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so callers never see
+//! which database is in use.
 //!
-//! Every change goes through [`SqlStore`]'s one write: the rows, their audit entry and the
-//! change-feed records of what the data plane must drop commit together, and only then are
-//! this replica's followers woken. Calls `domain` and the record types of `accounts`,
-//! `identity`, `limits`, `routing` and `changes`; nothing above it.
+//! Every change goes through [`SqlStore`]'s one write: the rows, their audit entry, the
+//! change-feed records of what the data plane must drop and the routing-feed records of what
+//! was rerouted commit together, and only then are this replica's followers woken. Calls
+//! `domain` and the record types of `accounts`, `identity`, `limits`, `routing` and
+//! `changes`; nothing above it.
 
 mod audit;
 mod backends;
 mod columns;
 mod feed;
 mod groups;
+mod health_checks;
 mod keys;
 mod login_failures;
 mod migrations;
+mod routing_feed;
 mod sessions;
 mod sql;
 mod usage;
@@ -29,8 +33,10 @@ pub use audit::AuditLog;
 pub use backends::BackendStore;
 pub use feed::ChangeFeed;
 pub use groups::GroupStore;
+pub use health_checks::{CheckerLease, HealthCheckStore};
 pub use keys::{KeyOwner, KeyStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
+pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
 pub use usage::{UsageEntry, UsageOutcome, UsageStore};
@@ -71,7 +77,9 @@ pub trait Store:
     + LoginFailureStore
     + UsageStore
     + BackendStore
+    + HealthCheckStore
     + ChangeFeed
+    + RoutingFeed
     + AuditLog
 {
     /// Checks that the database answers.
