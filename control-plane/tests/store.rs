@@ -723,13 +723,13 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
 
     let health = BackendHealth::default().after_check(Err("refused".into()), now(), 1, 2);
     assert_eq!(health.status, HealthStatus::Unhealthy);
-    assert!(store
-        .record_health_change(
-            &checked(&backend, &health),
-            &audit("backend.health_changed")
-        )
-        .await
-        .expect("health"));
+    assert_eq!(
+        store
+            .record_health_changes(&[(checked(&backend, &health), audit("backend.health_changed"))])
+            .await
+            .expect("health"),
+        vec![true]
+    );
     let mut changed = store.backend(&backend.id).await.expect("read");
     assert_eq!(changed.health, health);
     changed.weight = weight(30);
@@ -810,10 +810,13 @@ async fn health_is_stored_only_for_the_settings_it_was_checked_with(db: TestData
     assert_eq!(healthy.status, HealthStatus::Healthy);
     let first = &backends[0];
     let audited_before = store.audit_entries(0, 1).await.expect("audit").total;
-    assert!(store
-        .record_health_change(&checked(first, &healthy), &audit("backend.health_changed"))
-        .await
-        .expect("change"));
+    assert_eq!(
+        store
+            .record_health_changes(&[(checked(first, &healthy), audit("backend.health_changed"))])
+            .await
+            .expect("change"),
+        vec![true]
+    );
     assert_eq!(
         store.backend(&first.id).await.expect("read").health,
         healthy
@@ -830,17 +833,28 @@ async fn health_is_stored_only_for_the_settings_it_was_checked_with(db: TestData
         .update_backend(&reweighted, &audit("backend.updated"))
         .await
         .expect("update");
-    assert!(!store
-        .record_health_change(
-            &checked(&backends[1], &healthy),
-            &audit("backend.health_changed")
-        )
-        .await
-        .expect("no change"));
+    let changes = [
+        (
+            checked(&backends[1], &healthy),
+            audit("backend.health_changed"),
+        ),
+        (
+            checked(&backends[2], &healthy),
+            audit("backend.health_changed"),
+        ),
+    ];
+    assert_eq!(
+        store
+            .record_health_changes(&changes)
+            .await
+            .expect("changes"),
+        vec![false, true],
+        "the backend changed since its check is left out"
+    );
     assert_eq!(
         store.audit_entries(0, 1).await.expect("audit").total,
-        audited_before + 2,
-        "only the update is audited"
+        audited_before + 3,
+        "the update and the one recorded change are audited"
     );
 
     let later = healthy.after_check(Ok(7), now(), 3, 1);
@@ -875,13 +889,16 @@ async fn the_routing_feed_names_each_backend_pool_and_group_changed(db: TestData
         .await
         .expect("create");
     let healthy = BackendHealth::default().after_check(Ok(3), now(), 3, 1);
-    store
-        .record_health_change(
-            &checked(&backend, &healthy),
-            &audit("backend.health_changed"),
-        )
-        .await
-        .expect("change");
+    assert_eq!(
+        store
+            .record_health_changes(&[(
+                checked(&backend, &healthy),
+                audit("backend.health_changed")
+            )])
+            .await
+            .expect("change"),
+        vec![true]
+    );
     store
         .record_health_summary(&[checked(&backend, &healthy.after_check(Ok(1), now(), 3, 1))])
         .await

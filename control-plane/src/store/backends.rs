@@ -21,6 +21,9 @@ const BACKEND_COLUMNS: &str = "id, created_at, url, weight, health_check_path, p
      tls_sni, tls_ca, tls_insecure, updated_at, health_status, consecutive_failures, consecutive_successes, \
      last_checked_at, last_latency_ms, last_error";
 
+/// Ids per statement when backends are read by id.
+const IDS_PER_STATEMENT: usize = 500;
+
 /// Upstream backends with their health, and each pool's health-check settings.
 #[async_trait]
 pub trait BackendStore: Send + Sync {
@@ -31,6 +34,8 @@ pub trait BackendStore: Send + Sync {
     async fn backend(&self, id: &BackendId) -> Result<Backend, StoreError>;
     /// Every backend, by pool then creation.
     async fn backends(&self) -> Result<Vec<Backend>, StoreError>;
+    /// The backends among `ids` that exist, in no particular order.
+    async fn backends_by_id(&self, ids: &[BackendId]) -> Result<Vec<Backend>, StoreError>;
     /// The pools with health-check settings of their own.
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError>;
     async fn set_pool_settings(
@@ -107,6 +112,26 @@ impl BackendStore for SqlStore {
     async fn backends(&self) -> Result<Vec<Backend>, StoreError> {
         let sql = format!("SELECT {BACKEND_COLUMNS} FROM backends ORDER BY pool, created_at, id");
         self.select_all(&sql, None, backend_from_row).await
+    }
+
+    async fn backends_by_id(&self, ids: &[BackendId]) -> Result<Vec<Backend>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let params: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT {BACKEND_COLUMNS} FROM backends WHERE id IN ({})",
+                params.join(", ")
+            );
+            let rows = chunk
+                .iter()
+                .fold(sqlx::query(&sql), |query, id| query.bind(id.as_str()))
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &rows {
+                found.push(backend_from_row(row)?);
+            }
+        }
+        Ok(found)
     }
 
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError> {

@@ -25,13 +25,13 @@ pub struct CheckerLease {
 /// The health checker's writes, and the replicas sharing the checks.
 #[async_trait]
 pub trait HealthCheckStore: Send + Sync {
-    /// Records a backend's changed health status with its audit entry, and reroutes. `false`
-    /// when the backend was changed or removed since it was checked: nothing is written.
-    async fn record_health_change(
+    /// Records backends' changed health statuses, each with its audit entry, in one write,
+    /// and reroutes; answers which were recorded: not those changed or removed since they
+    /// were checked.
+    async fn record_health_changes(
         &self,
-        checked: &CheckedHealth,
-        audit: &AuditEntry,
-    ) -> Result<bool, StoreError>;
+        changes: &[(CheckedHealth, AuditEntry)],
+    ) -> Result<Vec<bool>, StoreError>;
     /// Records the latest checks of many backends in one write, leaving out backends changed
     /// or removed since they were checked; answers how many were recorded.
     async fn record_health_summary(&self, checked: &[CheckedHealth]) -> Result<u64, StoreError>;
@@ -45,33 +45,34 @@ pub trait HealthCheckStore: Send + Sync {
 
 #[async_trait]
 impl HealthCheckStore for SqlStore {
-    async fn record_health_change(
+    async fn record_health_changes(
         &self,
-        checked: &CheckedHealth,
-        audit: &AuditEntry,
-    ) -> Result<bool, StoreError> {
-        let recorded = self
-            .write(audit, async |write| {
+        changes: &[(CheckedHealth, AuditEntry)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(None, async |write| {
+            let mut recorded = Vec::with_capacity(changes.len());
+            for (checked, audit) in changes {
                 let update = sqlx::query(
                     "UPDATE backends SET health_status = $2, consecutive_failures = $3, \
                      consecutive_successes = $4, last_checked_at = $5, last_latency_ms = $6, \
                      last_error = $7 WHERE id = $1 AND updated_at = $8",
                 );
                 let updated = bind_checked(update, checked).execute(write.rows()).await?;
-                if updated.rows_affected() == 0 {
-                    // Rolls back, audit entry included.
-                    return Err(StoreError::NotFound);
+                let touched = updated.rows_affected() > 0;
+                if touched {
+                    write.audit(audit).await?;
+                    write
+                        .reroutes(&Rerouted::Backend(checked.id.clone()), audit.at)
+                        .await?;
                 }
-                write
-                    .reroutes(&Rerouted::Backend(checked.id.clone()), audit.at)
-                    .await
-            })
-            .await;
-        match recorded {
-            Ok(()) => Ok(true),
-            Err(StoreError::NotFound) => Ok(false),
-            Err(error) => Err(error),
-        }
+                recorded.push(touched);
+            }
+            Ok(recorded)
+        })
+        .await
     }
 
     async fn record_health_summary(&self, checked: &[CheckedHealth]) -> Result<u64, StoreError> {

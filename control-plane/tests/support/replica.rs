@@ -16,6 +16,9 @@ use serde_json::Value;
 use super::app::ADMIN_KEY;
 use super::grpc::ENVOY_CREDENTIAL;
 
+/// What every replica of a test deployment hashes keys and seals secrets with.
+const KEY_HASH_SECRET: &str = "the-key-hash-secret-every-test-replica-shares";
+
 /// One `tollgate serve` process; killed (SIGKILL) when dropped, its log printed if the test
 /// failed.
 pub struct Replica {
@@ -43,13 +46,14 @@ impl Replica {
             .env("TOLLGATE_GRPC__LISTEN", free_port().to_string())
             .env("TOLLGATE_GRPC__CREDENTIAL", ENVOY_CREDENTIAL)
             .env("TOLLGATE_BOOTSTRAP__ADMIN_API_KEY", ADMIN_KEY)
+            .env("TOLLGATE_SECURITY__KEY_HASH_SECRET", KEY_HASH_SECRET)
             .env("TOLLGATE_LOG", "info")
             .stdout(Stdio::from(log.reopen().expect("log")))
             .stderr(Stdio::from(log.reopen().expect("log")));
         for (name, value) in settings {
             command.env(format!("TOLLGATE_{name}"), value);
         }
-        let replica = Self {
+        let mut replica = Self {
             child: command.spawn().expect("start tollgate"),
             http,
             log,
@@ -60,9 +64,12 @@ impl Replica {
         replica
     }
 
-    async fn wait_until_ready(&self) {
+    async fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!("the replica stopped ({exit}):\n{}", self.log());
+            }
             let ready = self
                 .client
                 .get(format!("http://{}/api/v1/ready", self.http))

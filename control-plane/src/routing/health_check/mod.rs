@@ -3,7 +3,8 @@
 //! backend is checked by one of them.
 //!
 //! The checker keeps every backend's latest health in memory. A health status change is
-//! written at once (with its audit entry, and it republishes xDS); the rest (last check,
+//! written at once (with its audit entry, and it republishes xDS; the changes found while the
+//! last were written go together in one write); the rest (last check,
 //! latency, counts) is written for all backends in one batch every [`SUMMARY_INTERVAL`]. The
 //! backends are read once at start; after that the checker follows the routing feed and
 //! reloads only the backends, pools it names, or everything when the feed was reset or the
@@ -14,6 +15,7 @@ mod probe;
 mod roster;
 mod sharing;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use crate::changes::routing::Rerouted;
 use crate::changes::signal::ChangeSignal;
 use crate::domain::ids::{BackendId, CheckerId};
 use crate::domain::now;
+use crate::routing::backend::Backend;
 use crate::routing::pool::HealthCheckSettings;
 use crate::store::{Store, StoreError};
 use feed_cursor::FeedCursor;
@@ -33,11 +36,16 @@ use sharing::{LeaseTiming, Replicas};
 
 /// How often the checker looks, in memory, for backends whose check is due.
 const SCAN_INTERVAL: Duration = Duration::from_millis(250);
+/// The most checks under way at once, so that a fleet due together (at start) is checked in
+/// waves rather than with a socket per backend at the same instant.
+const MAX_CHECKS_IN_FLIGHT: usize = 512;
 /// How often the checker reads the routing feed for what other replicas changed (this
 /// replica's changes wake it at once).
 const FEED_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the latest checks of every backend are written, in one batch.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
+/// The most check results taken at once; their status changes are written together.
+const MAX_CHANGES_PER_WRITE: usize = 1000;
 /// The most routing changes read at once.
 const FEED_PAGE: u64 = 1000;
 
@@ -70,6 +78,7 @@ pub async fn run(store: Arc<dyn Store>, defaults: HealthCheckSettings, routing: 
         replicas: Replicas::alone(me),
         cursor: None,
         finished,
+        in_flight: 0,
     };
     checker.renew_lease().await;
     if checker.cursor.is_none() {
@@ -88,7 +97,16 @@ pub async fn run(store: Arc<dyn Store>, defaults: HealthCheckSettings, routing: 
     loop {
         tokio::select! {
             _ = scan.tick() => checker.start_due_checks(),
-            Some(done) = results.recv() => checker.finish(done).await,
+            Some(done) = results.recv() => {
+                let mut finished = vec![done];
+                while finished.len() < MAX_CHANGES_PER_WRITE {
+                    match results.try_recv() {
+                        Ok(more) => finished.push(more),
+                        Err(_) => break,
+                    }
+                }
+                checker.finish(finished).await;
+            }
             () = &mut announced => {
                 announced.set(routing.announced());
                 checker.follow_feed().await;
@@ -112,6 +130,8 @@ struct Checker {
     /// `None` until everything has been loaded, and again when a load is due.
     cursor: Option<FeedCursor>,
     finished: mpsc::UnboundedSender<Finished>,
+    /// Checks started and not yet finished.
+    in_flight: usize,
 }
 
 impl Checker {
@@ -120,7 +140,9 @@ impl Checker {
     }
 
     fn start_due_checks(&mut self) {
-        for due in self.roster.start_due(Instant::now()) {
+        let room = MAX_CHECKS_IN_FLIGHT.saturating_sub(self.in_flight);
+        for due in self.roster.start_due(Instant::now(), room) {
+            self.in_flight += 1;
             let (client, user_agent) = (self.client.clone(), self.user_agent.clone());
             let finished = self.finished.clone();
             tokio::spawn(async move {
@@ -141,40 +163,37 @@ impl Checker {
         }
     }
 
-    /// Takes a check's result; a status change is written at once.
-    async fn finish(&mut self, done: Finished) {
-        let Some(change) = self
-            .roster
-            .record(&done.id, done.generation, done.result, now())
-        else {
-            return;
-        };
-        let StatusChange { checked, from } = change;
-        let to = checked.health.status;
-        let audit = AuditEntry::new(
-            None,
-            "backend.health_changed",
-            checked.id.as_str(),
-            json!({"from": from, "to": to, "error": checked.health.last_error}),
-        );
-        match self.store.record_health_change(&checked, &audit).await {
-            Ok(true) => {
-                self.roster.stored(&checked);
-                tracing::info!(
-                    backend = %checked.id,
-                    from = from.as_str(),
-                    to = to.as_str(),
-                    "backend health changed"
+    /// Takes checks' results; the status changes among them are written at once, together.
+    async fn finish(&mut self, done: Vec<Finished>) {
+        self.in_flight = self.in_flight.saturating_sub(done.len());
+        let at = now();
+        let changes: Vec<_> = done
+            .into_iter()
+            .filter_map(|done| self.roster.record(&done.id, done.generation, done.result, at))
+            .map(|StatusChange { checked, from }| {
+                let audit = AuditEntry::new(
+                    None,
+                    "backend.health_changed",
+                    checked.id.as_str(),
+                    json!({"from": from, "to": checked.health.status, "error": checked.health.last_error}),
                 );
-                metrics::counter!("tollgate_backend_health_changes_total", "to" => to.as_str())
-                    .increment(1);
-            }
-            // Changed since it was checked; the routing feed brings the change.
-            Ok(false) => {}
-            // Tried again after the backend's next check.
+                (checked, audit)
+            })
+            .collect();
+        let recorded = match self.store.record_health_changes(&changes).await {
+            Ok(recorded) => recorded,
+            // Tried again after each backend's next check.
             Err(error) => {
-                tracing::warn!(%error, backend = %checked.id, "cannot record a health change");
+                tracing::warn!(%error, "cannot record health changes");
+                return;
             }
+        };
+        // A backend changed since it was checked is left out; the routing feed brings it.
+        for ((checked, audit), _) in changes.iter().zip(recorded).filter(|(_, kept)| *kept) {
+            self.roster.stored(checked);
+            let to = checked.health.status.as_str();
+            tracing::info!(backend = %checked.id, details = %audit.details, "backend health changed");
+            metrics::counter!("tollgate_backend_health_changes_total", "to" => to).increment(1);
         }
     }
 
@@ -281,10 +300,14 @@ impl Checker {
         else {
             return;
         };
+        let fresh: HashSet<u64> = fresh.into_iter().collect();
+        let mut backends = HashSet::new();
         let mut pools_changed = false;
         for change in changes.iter().filter(|c| fresh.contains(&c.cursor)) {
             match &change.rerouted {
-                Rerouted::Backend(id) => self.reload_backend(id).await,
+                Rerouted::Backend(id) => {
+                    backends.insert(id.clone());
+                }
                 Rerouted::Pool(_) => pools_changed = true,
                 Rerouted::Group(_) => {}
             }
@@ -295,18 +318,31 @@ impl Checker {
                 Err(error) => tracing::warn!(%error, "cannot read the pools' health checks"),
             }
         }
+        self.reload_backends(backends).await;
         metrics::gauge!("tollgate_health_checked_backends").set(self.roster.owned() as f64);
     }
 
-    async fn reload_backend(&mut self, id: &BackendId) {
-        match self.store.backend(id).await {
-            Ok(backend) => self.roster.apply(id, Some(backend), &self.replicas, now()),
-            Err(StoreError::NotFound) => self.roster.apply(id, None, &self.replicas, now()),
+    /// Takes the named backends as now stored; those not found were removed.
+    async fn reload_backends(&mut self, ids: HashSet<BackendId>) {
+        if ids.is_empty() {
+            return;
+        }
+        let ids: Vec<BackendId> = ids.into_iter().collect();
+        let stored = match self.store.backends_by_id(&ids).await {
+            Ok(stored) => stored,
             Err(error) => {
-                tracing::warn!(%error, backend = %id, "cannot read a changed backend");
-                // Everything is read again rather than missing the change.
+                tracing::warn!(%error, "cannot read the changed backends");
+                // Everything is read again rather than missing the changes.
                 self.cursor = None;
+                return;
             }
+        };
+        let mut stored: HashMap<BackendId, Backend> =
+            stored.into_iter().map(|b| (b.id.clone(), b)).collect();
+        let at = now();
+        for id in ids {
+            let backend = stored.remove(&id);
+            self.roster.apply(&id, backend, &self.replicas, at);
         }
     }
 }

@@ -154,10 +154,13 @@ impl Roster {
         }
     }
 
-    /// The checks due at `now`, each marked as started.
-    pub fn start_due(&mut self, now: Instant) -> Vec<Due> {
+    /// At most `limit` of the checks due at `now`, each marked as started.
+    pub fn start_due(&mut self, now: Instant, limit: usize) -> Vec<Due> {
         let mut due = Vec::new();
         for tracked in self.backends.values_mut() {
+            if due.len() == limit {
+                break;
+            }
             if !tracked.owned || !tracked.backend.enabled || tracked.in_flight {
                 continue;
             }
@@ -307,9 +310,9 @@ mod tests {
         let (mut roster, replicas, now) = (Roster::new(settings()), alone(), Instant::now());
         let one = backend("http://127.0.0.1:1");
         roster.load_all(vec![one.clone()], &replicas, crate::domain::now());
-        let due = roster.start_due(now);
+        let due = roster.start_due(now, usize::MAX);
         assert_eq!(due.len(), 1);
-        assert!(roster.start_due(now).is_empty(), "in flight");
+        assert!(roster.start_due(now, usize::MAX).is_empty(), "in flight");
 
         let change = roster
             .record(&one.id, due[0].generation, Ok(2), crate::domain::now())
@@ -324,8 +327,10 @@ mod tests {
         );
         roster.stored(&change.checked);
 
-        assert!(roster.start_due(now + Duration::from_secs(9)).is_empty());
-        let due = roster.start_due(now + Duration::from_secs(10));
+        assert!(roster
+            .start_due(now + Duration::from_secs(9), usize::MAX)
+            .is_empty());
+        let due = roster.start_due(now + Duration::from_secs(10), usize::MAX);
         assert!(roster
             .record(&one.id, due[0].generation, Ok(3), crate::domain::now())
             .is_none());
@@ -341,7 +346,7 @@ mod tests {
         let (mut roster, replicas, now) = (Roster::new(settings()), alone(), Instant::now());
         let one = backend("http://127.0.0.1:1");
         roster.load_all(vec![one.clone()], &replicas, crate::domain::now());
-        let before = roster.start_due(now);
+        let before = roster.start_due(now, usize::MAX);
 
         let mut moved = one.clone();
         moved.url = BackendUrl::parse("http://127.0.0.1:2").expect("url");
@@ -354,7 +359,7 @@ mod tests {
         assert!(roster
             .record(&one.id, before[0].generation, Ok(1), crate::domain::now())
             .is_none());
-        let after = roster.start_due(now);
+        let after = roster.start_due(now, usize::MAX);
         assert_eq!(after.len(), 1, "due at once");
         assert_eq!(after[0].backend.url, moved.url);
 
@@ -366,7 +371,9 @@ mod tests {
             .is_some());
 
         roster.apply(&one.id, None, &replicas, crate::domain::now());
-        assert!(roster.start_due(now + Duration::from_secs(60)).is_empty());
+        assert!(roster
+            .start_due(now + Duration::from_secs(60), usize::MAX)
+            .is_empty());
     }
 
     #[test]
@@ -382,11 +389,16 @@ mod tests {
             &replicas,
             crate::domain::now(),
         );
-        let due = roster.start_due(now);
+        let due = roster.start_due(now, usize::MAX);
         assert_eq!(
             due.iter().map(|d| d.backend.id.clone()).collect::<Vec<_>>(),
             vec![never.id]
         );
-        assert_eq!(roster.start_due(now + Duration::from_secs(9)).len(), 1);
+        assert_eq!(
+            roster
+                .start_due(now + Duration::from_secs(9), usize::MAX)
+                .len(),
+            1
+        );
     }
 }
