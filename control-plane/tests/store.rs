@@ -806,6 +806,16 @@ async fn health_is_stored_only_for_the_settings_it_was_checked_with(db: TestData
             .expect("create");
         backends.push(backend);
     }
+    let mut wanted: Vec<BackendId> = backends.iter().map(|b| b.id.clone()).collect();
+    wanted.push(BackendId::generate());
+    let found = store.backends_by_id(&wanted).await.expect("by id");
+    assert_eq!(
+        found.len(),
+        600,
+        "every stored one, over several statements"
+    );
+    assert!(found.contains(&backends[599]));
+
     let healthy = BackendHealth::default().after_check(Ok(3), now(), 3, 1);
     assert_eq!(healthy.status, HealthStatus::Healthy);
     let first = &backends[0];
