@@ -153,6 +153,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     tokio::spawn(health_check::run(
         store.clone(),
         config.raw.pools.health_check,
+        followers.routing.clone(),
     ));
     tokio::spawn(reload_signing_keys(
         store.clone(),

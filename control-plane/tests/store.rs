@@ -10,6 +10,7 @@ use tollgate::accounts::ip_allowlist::IpAllowlist;
 use tollgate::accounts::user::{Role, User, UserStatus};
 use tollgate::changes::audit::AuditEntry;
 use tollgate::changes::feed::Stale;
+use tollgate::changes::routing::Rerouted;
 use tollgate::domain::ids::{BackendId, GroupId, SessionId, UserId};
 use tollgate::domain::now;
 use tollgate::identity::lockout::FailureRecord;
@@ -18,12 +19,15 @@ use tollgate::identity::session::{LoginMethod, Session};
 use tollgate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
 use tollgate::limits::quota::{EffectiveQuotas, Period, QuotaName, Quotas, Usage, BYTES_PER_MB};
 use tollgate::limits::rate_limits::{LimitMode, RateLimits};
-use tollgate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
+use tollgate::routing::backend::{
+    Backend, BackendHealth, BackendUrl, CheckedHealth, HealthStatus, Weight,
+};
 use tollgate::routing::pool::{HealthCheckSettings, PoolName};
 use tollgate::routing::upstream_tls::TrustedCa;
 use tollgate::store::{
-    AuditLog, BackendStore, ChangeFeed, GroupStore, KeyStore, LoginFailureStore, SessionStore,
-    Store, StoreError, UsageEntry, UsageOutcome, UsageStore, UserQuery, UserStore,
+    AuditLog, BackendStore, ChangeFeed, CheckerLease, GroupStore, HealthCheckStore, KeyStore,
+    LoginFailureStore, RoutingFeed, SessionStore, Store, StoreError, UsageEntry, UsageOutcome,
+    UsageStore, UserQuery, UserStore,
 };
 
 fn user(username: &str) -> User {
@@ -110,6 +114,9 @@ against_both_databases!(
     a_new_period_starts_from_zero,
     storage_never_drops_below_zero,
     login_failures_are_written_only_over_what_was_read,
+    health_is_stored_only_for_the_settings_it_was_checked_with,
+    the_routing_feed_names_each_backend_pool_and_group_changed,
+    health_checker_leases_are_renewed_and_the_expired_forgotten,
 );
 
 async fn users_round_trip_and_usernames_are_unique(db: TestDatabase) {
@@ -718,10 +725,13 @@ async fn backends_round_trip_with_their_health(db: TestDatabase) {
 
     let health = BackendHealth::default().after_check(Err("refused".into()), now(), 1, 2);
     assert_eq!(health.status, HealthStatus::Unhealthy);
-    store
-        .record_health(&backend.id, &health, None)
-        .await
-        .expect("health");
+    assert_eq!(
+        store
+            .record_health_changes(&[(checked(&backend, &health), audit("backend.health_changed"))])
+            .await
+            .expect("health"),
+        vec![true]
+    );
     let mut changed = store.backend(&backend.id).await.expect("read");
     assert_eq!(changed.health, health);
     changed.weight = weight(30);
@@ -778,6 +788,23 @@ fn backend_in(pool: &str, host: &str) -> Backend {
     }
 }
 
+fn plain_backend(url: &str) -> Backend {
+    Backend {
+        id: BackendId::generate(),
+        url: BackendUrl::parse(url).expect("url"),
+        weight: weight(100),
+        health_check_path: "/healthz".into(),
+        pool: pool_name("default"),
+        enabled: true,
+        tls_sni: None,
+        tls_ca: None,
+        tls_insecure: false,
+        health: BackendHealth::default(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
 async fn backends_are_counted_and_paged_by_the_database(db: TestDatabase) {
     let store = db.open().await;
     let mut disabled = backend_in("alpha", "a0.example.com");
@@ -793,7 +820,7 @@ async fn backends_are_counted_and_paged_by_the_database(db: TestDatabase) {
     }
     let failing = BackendHealth::default().after_check(Err("refused".into()), now(), 1, 2);
     store
-        .record_health(&backends[1].id, &failing, None)
+        .record_health_summary(&[checked(&backends[1], &failing)])
         .await
         .expect("health");
 
@@ -865,6 +892,200 @@ async fn concurrent_writes_all_commit(db: TestDatabase) {
         .collect();
     stored.sort();
     assert_eq!(stored, created);
+}
+
+fn checked(backend: &Backend, health: &BackendHealth) -> CheckedHealth {
+    CheckedHealth {
+        id: backend.id.clone(),
+        settings_updated_at: backend.updated_at,
+        health: health.clone(),
+    }
+}
+
+async fn health_is_stored_only_for_the_settings_it_was_checked_with(db: TestDatabase) {
+    let store = db.open().await;
+    // More than one statement's worth, so the summary is written in several.
+    let mut backends = Vec::new();
+    for port in 1..=600 {
+        let backend = plain_backend(&format!("http://127.0.0.1:{port}"));
+        store
+            .create_backend(&backend, &audit("backend.created"))
+            .await
+            .expect("create");
+        backends.push(backend);
+    }
+    let mut wanted: Vec<BackendId> = backends.iter().map(|b| b.id.clone()).collect();
+    wanted.push(BackendId::generate());
+    let found = store.backends_by_id(&wanted).await.expect("by id");
+    assert_eq!(
+        found.len(),
+        600,
+        "every stored one, over several statements"
+    );
+    assert!(found.contains(&backends[599]));
+
+    let healthy = BackendHealth::default().after_check(Ok(3), now(), 3, 1);
+    assert_eq!(healthy.status, HealthStatus::Healthy);
+    let first = &backends[0];
+    let audited_before = store.audit_entries(0, 1).await.expect("audit").total;
+    assert_eq!(
+        store
+            .record_health_changes(&[(checked(first, &healthy), audit("backend.health_changed"))])
+            .await
+            .expect("change"),
+        vec![true]
+    );
+    assert_eq!(
+        store.backend(&first.id).await.expect("read").health,
+        healthy
+    );
+    assert_eq!(
+        store.audit_entries(0, 1).await.expect("audit").total,
+        audited_before + 1
+    );
+
+    let mut reweighted = backends[1].clone();
+    reweighted.weight = weight(5);
+    reweighted.updated_at = now() + chrono::Duration::seconds(1);
+    store
+        .update_backend(&reweighted, &audit("backend.updated"))
+        .await
+        .expect("update");
+    let changes = [
+        (
+            checked(&backends[1], &healthy),
+            audit("backend.health_changed"),
+        ),
+        (
+            checked(&backends[2], &healthy),
+            audit("backend.health_changed"),
+        ),
+    ];
+    assert_eq!(
+        store
+            .record_health_changes(&changes)
+            .await
+            .expect("changes"),
+        vec![false, true],
+        "the backend changed since its check is left out"
+    );
+    assert_eq!(
+        store.audit_entries(0, 1).await.expect("audit").total,
+        audited_before + 3,
+        "the update and the one recorded change are audited"
+    );
+
+    let later = healthy.after_check(Ok(7), now(), 3, 1);
+    let summary: Vec<CheckedHealth> = backends.iter().map(|b| checked(b, &later)).collect();
+    assert_eq!(
+        store
+            .record_health_summary(&summary)
+            .await
+            .expect("summary"),
+        599
+    );
+    let stored = store.backends().await.expect("all");
+    let changed_since = stored
+        .iter()
+        .find(|b| b.id == reweighted.id)
+        .expect("there");
+    assert_eq!(changed_since.health, BackendHealth::default());
+    assert_eq!(
+        stored.iter().filter(|b| b.health == later).count(),
+        599,
+        "every other backend has its latest check"
+    );
+    assert_eq!(store.record_health_summary(&[]).await.expect("nothing"), 0);
+}
+
+async fn the_routing_feed_names_each_backend_pool_and_group_changed(db: TestDatabase) {
+    let store = db.open().await;
+    assert_eq!(store.latest_routing_change().await.expect("latest"), 0);
+    let backend = plain_backend("http://127.0.0.1:9000");
+    store
+        .create_backend(&backend, &audit("backend.created"))
+        .await
+        .expect("create");
+    let healthy = BackendHealth::default().after_check(Ok(3), now(), 3, 1);
+    assert_eq!(
+        store
+            .record_health_changes(&[(
+                checked(&backend, &healthy),
+                audit("backend.health_changed")
+            )])
+            .await
+            .expect("change"),
+        vec![true]
+    );
+    store
+        .record_health_summary(&[checked(&backend, &healthy.after_check(Ok(1), now(), 3, 1))])
+        .await
+        .expect("summary");
+    store
+        .set_pool_settings(
+            "fast",
+            &HealthCheckSettings::default(),
+            &audit("pool.updated"),
+        )
+        .await
+        .expect("pool");
+    let team = group("team", 1, &["fast"]);
+    store
+        .create_group(&team, &audit("group.created"))
+        .await
+        .expect("group");
+    store
+        .delete_backend(&backend.id, &audit("backend.deleted"))
+        .await
+        .expect("delete");
+
+    let changes = store.routing_changes_since(0, 100).await.expect("changes");
+    let named: Vec<Rerouted> = changes.iter().map(|c| c.rerouted.clone()).collect();
+    assert_eq!(
+        named,
+        vec![
+            Rerouted::Backend(backend.id.clone()),
+            Rerouted::Backend(backend.id.clone()),
+            Rerouted::Pool("fast".into()),
+            Rerouted::Group(team.id.clone()),
+            Rerouted::Backend(backend.id.clone()),
+        ],
+        "a summary of checks changes no status and is not in the feed"
+    );
+    assert!(changes
+        .windows(2)
+        .all(|pair| pair[0].cursor < pair[1].cursor));
+    let latest = store.latest_routing_change().await.expect("latest");
+    assert_eq!(latest, changes[4].cursor);
+    let rest = store
+        .routing_changes_since(changes[2].cursor, 1)
+        .await
+        .expect("rest");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].rerouted, Rerouted::Group(team.id));
+}
+
+async fn health_checker_leases_are_renewed_and_the_expired_forgotten(db: TestDatabase) {
+    let store = db.open().await;
+    store.renew_checker_lease("hc_a", 1_000).await.expect("a");
+    store.renew_checker_lease("hc_b", 2_000).await.expect("b");
+    store
+        .renew_checker_lease("hc_a", 3_000)
+        .await
+        .expect("a again");
+    let lease = |checker: &str, expires_at_ms| CheckerLease {
+        checker: checker.to_string(),
+        expires_at_ms,
+    };
+    assert_eq!(
+        store.checker_leases().await.expect("leases"),
+        vec![lease("hc_a", 3_000), lease("hc_b", 2_000)]
+    );
+    store.remove_expired_checkers(2_500).await.expect("remove");
+    assert_eq!(
+        store.checker_leases().await.expect("leases"),
+        vec![lease("hc_a", 3_000)]
+    );
 }
 
 fn period(start: &str, end: &str) -> Period {

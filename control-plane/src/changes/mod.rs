@@ -1,6 +1,7 @@
 //! What changed and who did it: the audit log, the change feed that tells every Envoy which
-//! cached principals are stale, and the followers (the feed's watchers, the xDS snapshot
-//! builder) woken once a change is committed.
+//! cached principals are stale, the routing feed that names the backends, pools and groups
+//! that changed, and the followers (the feed's watchers, the xDS snapshot builder, the health
+//! checker) woken once a change is committed.
 //!
 //! Calls `domain` only. Every change is recorded through the store's one write, which takes
 //! the audit entry, appends to the feed and wakes the followers after the commit. Only the
@@ -9,4 +10,5 @@
 
 pub mod audit;
 pub mod feed;
+pub mod routing;
 pub mod signal;

@@ -84,6 +84,12 @@ prefixed_id!(
     "b"
 );
 prefixed_id!(
+    /// Identifies a control-plane replica that takes a share of the health checks, for as
+    /// long as the process runs.
+    CheckerId,
+    "hc"
+);
+prefixed_id!(
     /// Identifies an audit log entry.
     AuditId,
     "a"

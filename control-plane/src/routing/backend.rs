@@ -177,6 +177,15 @@ impl BackendHealth {
     }
 }
 
+/// A backend's health as checked against its settings of `settings_updated_at`: it is stored
+/// only while the backend still has those settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedHealth {
+    pub id: BackendId,
+    pub settings_updated_at: Timestamp,
+    pub health: BackendHealth,
+}
+
 /// A backend as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Backend {

@@ -6,7 +6,6 @@
 
 pub mod backend;
 pub mod health_check;
-mod health_probe;
 pub mod pool;
 pub mod topology;
 pub mod upstream_tls;

@@ -93,7 +93,7 @@ impl AllowanceStore for SqlStore {
         .bind(user.as_str())
         .bind(format_time(period_start))
         .bind(format_time(at))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut reserved = Usage::default();
         for row in rows {
@@ -108,11 +108,8 @@ impl AllowanceStore for SqlStore {
     }
 
     async fn prune_allowances(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let deleted = sqlx::query("DELETE FROM quota_allowances WHERE expires_at < $1")
-            .bind(format_time(before))
-            .execute(&self.pool)
-            .await?;
-        Ok(deleted.rows_affected())
+        self.delete_before("DELETE FROM quota_allowances WHERE expires_at < $1", before)
+            .await
     }
 }
 

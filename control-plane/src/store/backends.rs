@@ -1,5 +1,6 @@
 //! [`BackendStore`] on SQL: the `backends` table with each backend's health, and the `pools`
-//! table of health-check settings. Every change here concerns the routing.
+//! table of health-check settings. Every change here concerns the routing and is named in the
+//! routing feed.
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -11,6 +12,7 @@ use super::columns::{
 };
 use super::{Page, SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
+use crate::changes::routing::Rerouted;
 use crate::domain::ids::BackendId;
 use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
 use crate::routing::pool::{HealthCheckSettings, PoolName};
@@ -19,6 +21,9 @@ use crate::routing::upstream_tls::TrustedCa;
 const BACKEND_COLUMNS: &str = "id, created_at, url, weight, health_check_path, pool, enabled, \
      tls_sni, tls_ca, tls_insecure, updated_at, health_status, consecutive_failures, consecutive_successes, \
      last_checked_at, last_latency_ms, last_error";
+
+/// Ids per statement when backends are read by id.
+const IDS_PER_STATEMENT: usize = 500;
 
 /// How many enabled backends a pool has, and how many of those are not unhealthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +53,8 @@ pub trait BackendStore: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// Each pool with enabled backends, by name, with how many of them are not unhealthy.
     async fn pool_backends(&self) -> Result<Vec<PoolBackends>, StoreError>;
-    /// Records a health check's outcome; a status change comes with its audit entry.
-    async fn record_health(
-        &self,
-        id: &BackendId,
-        health: &BackendHealth,
-        audit: Option<&AuditEntry>,
-    ) -> Written;
+    /// The backends among `ids` that exist, in no particular order.
+    async fn backends_by_id(&self, ids: &[BackendId]) -> Result<Vec<Backend>, StoreError>;
     /// The pools with health-check settings of their own.
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError>;
     async fn set_pool_settings(
@@ -80,8 +80,9 @@ impl BackendStore for SqlStore {
             bind_health(bind_changeable(insert, backend), &backend.health)
                 .execute(write.rows())
                 .await?;
-            write.reroutes();
-            Ok(())
+            write
+                .reroutes(&Rerouted::Backend(backend.id.clone()), audit.at)
+                .await
         })
         .await
     }
@@ -101,8 +102,9 @@ impl BackendStore for SqlStore {
             if backend.health == BackendHealth::default() {
                 set_health(write.rows(), &backend.id, &backend.health).await?;
             }
-            write.reroutes();
-            Ok(())
+            write
+                .reroutes(&Rerouted::Backend(backend.id.clone()), audit.at)
+                .await
         })
         .await
     }
@@ -114,8 +116,9 @@ impl BackendStore for SqlStore {
                 .execute(write.rows())
                 .await?;
             touched(&deleted)?;
-            write.reroutes();
-            Ok(())
+            write
+                .reroutes(&Rerouted::Backend(id.clone()), audit.at)
+                .await
         })
         .await
     }
@@ -181,20 +184,24 @@ impl BackendStore for SqlStore {
             .collect()
     }
 
-    async fn record_health(
-        &self,
-        id: &BackendId,
-        health: &BackendHealth,
-        audit: Option<&AuditEntry>,
-    ) -> Written {
-        self.write(audit, async |write| {
-            set_health(write.rows(), id, health).await?;
-            if audit.is_some() {
-                write.reroutes();
+    async fn backends_by_id(&self, ids: &[BackendId]) -> Result<Vec<Backend>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let params: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT {BACKEND_COLUMNS} FROM backends WHERE id IN ({})",
+                params.join(", ")
+            );
+            let rows = chunk
+                .iter()
+                .fold(sqlx::query(&sql), |query, id| query.bind(id.as_str()))
+                .fetch_all(&self.reads)
+                .await?;
+            for row in &rows {
+                found.push(backend_from_row(row)?);
             }
-            Ok(())
-        })
-        .await
+        }
+        Ok(found)
     }
 
     async fn pool_settings(&self) -> Result<Vec<(String, HealthCheckSettings)>, StoreError> {
@@ -238,8 +245,9 @@ impl BackendStore for SqlStore {
             .bind(format_time(audit.at))
             .execute(write.rows())
             .await?;
-            write.reroutes();
-            Ok(())
+            write
+                .reroutes(&Rerouted::Pool(pool.to_string()), audit.at)
+                .await
         })
         .await
     }
@@ -271,7 +279,7 @@ fn bind_changeable<'q>(query: AnyQuery<'q>, backend: &'q Backend) -> AnyQuery<'q
 }
 
 /// Binds a backend's health (status to last error, in that order).
-fn bind_health<'q>(query: AnyQuery<'q>, health: &'q BackendHealth) -> AnyQuery<'q> {
+pub(super) fn bind_health<'q>(query: AnyQuery<'q>, health: &'q BackendHealth) -> AnyQuery<'q> {
     query
         .bind(health.status.as_str())
         .bind(i64::from(health.consecutive_failures))

@@ -1,12 +1,14 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
 //! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
-//! [`ChangeFeed`], [`AuditLog`]), each implemented for [`SqlStore`] in its own file beside its SQL. [`Store`]
-//! is all of them, so callers never see which database is in use.
+//! [`HealthCheckStore`], [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
+//! [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so callers never see
+//! which database is in use.
 //!
-//! Every change goes through [`SqlStore`]'s one write: the rows, their audit entry and the
-//! change-feed records of what the data plane must drop commit together, and only then are
-//! this replica's followers woken. Calls `domain` and the record types of `accounts`,
-//! `identity`, `limits`, `routing` and `changes`; nothing above it.
+//! Every change goes through [`SqlStore`]'s one write: the rows, their audit entry, the
+//! change-feed records of what the data plane must drop and the routing-feed records of what
+//! was rerouted commit together, and only then are this replica's followers woken. Calls
+//! `domain` and the record types of `accounts`, `identity`, `limits`, `routing` and
+//! `changes`; nothing above it.
 
 mod allowances;
 mod audit;
@@ -14,9 +16,11 @@ mod backends;
 mod columns;
 mod feed;
 mod groups;
+mod health_checks;
 mod keys;
 mod login_failures;
 mod migrations;
+mod routing_feed;
 mod sessions;
 mod sql;
 mod usage;
@@ -31,8 +35,10 @@ pub use audit::AuditLog;
 pub use backends::{BackendStore, PoolBackends};
 pub use feed::ChangeFeed;
 pub use groups::GroupStore;
+pub use health_checks::{CheckerLease, HealthCheckStore};
 pub use keys::{KeyOwner, KeyStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
+pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
 pub use usage::{UsageEntry, UsageOutcome, UsageStore};
@@ -74,7 +80,9 @@ pub trait Store:
     + UsageStore
     + AllowanceStore
     + BackendStore
+    + HealthCheckStore
     + ChangeFeed
+    + RoutingFeed
     + AuditLog
 {
     /// Checks that the database answers.

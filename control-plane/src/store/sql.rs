@@ -14,9 +14,10 @@ use sqlx::{AnyConnection, AnyPool, Executor};
 
 use super::columns::{format_time, to_u64};
 use super::migrations::{self, Dialect};
-use super::{audit, feed, Store, StoreError};
+use super::{audit, feed, routing_feed, Store, StoreError};
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
+use crate::changes::routing::Rerouted;
 use crate::changes::signal::{Followers, Reach};
 use crate::domain::Timestamp;
 
@@ -130,6 +131,7 @@ impl SqlStore {
             write.audit(entry).await?;
         }
         write.tx.commit().await?;
+        metrics::counter!("tollgate_database_writes_total").increment(1);
         self.followers.announce(write.reach);
         Ok(value)
     }
@@ -170,9 +172,16 @@ impl Write {
         Ok(())
     }
 
-    /// The write changes what Envoy is routed by (backends, pools, group routes).
-    pub(super) fn reroutes(&mut self) {
+    /// The write changes what Envoy is routed by (backends, pools, group routes): appends
+    /// what it changed to the routing feed.
+    pub(super) async fn reroutes(
+        &mut self,
+        rerouted: &Rerouted,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        routing_feed::append(&mut self.tx, rerouted, at).await?;
         self.reach.routing = true;
+        Ok(())
     }
 
     /// An audit entry the write finds it must add besides its own.

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod grpc;
+pub mod replica;
 
 use sqlx::{Connection, Executor, PgConnection};
 use tollgate::store::SqlStore;
