@@ -1,6 +1,7 @@
 //! What changed and who did it: the audit log, the change feed that tells every Envoy which
-//! cached principals are stale, and the followers (the feed's watchers, the xDS snapshot
-//! builder) woken once a change is committed.
+//! cached principals are stale, the routing feed that tells which backends, groups and pools
+//! changed, and the followers (the feed's watchers, the xDS snapshot builder) woken once a
+//! change is committed.
 //!
 //! Calls `domain` only. Every change is recorded through the store's one write, which takes
 //! the audit entry, appends to the feed and wakes the followers after the commit. Only the
@@ -9,4 +10,6 @@
 
 pub mod audit;
 pub mod feed;
+pub mod position;
+pub mod routing;
 pub mod signal;

@@ -10,6 +10,7 @@ use super::columns::{
 };
 use super::{SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
+use crate::changes::routing::Rerouted;
 use crate::domain::ids::BackendId;
 use crate::routing::backend::{Backend, BackendHealth, BackendUrl, HealthStatus, Weight};
 use crate::routing::pool::{HealthCheckSettings, PoolName};
@@ -61,8 +62,7 @@ impl BackendStore for SqlStore {
             bind_health(bind_changeable(insert, backend), &backend.health)
                 .execute(write.rows())
                 .await?;
-            write.reroutes();
-            Ok(())
+            write.reroutes(&Rerouted::Backend(backend.id.clone())).await
         })
         .await
     }
@@ -82,8 +82,7 @@ impl BackendStore for SqlStore {
             if backend.health == BackendHealth::default() {
                 set_health(write.rows(), &backend.id, &backend.health).await?;
             }
-            write.reroutes();
-            Ok(())
+            write.reroutes(&Rerouted::Backend(backend.id.clone())).await
         })
         .await
     }
@@ -95,8 +94,7 @@ impl BackendStore for SqlStore {
                 .execute(write.rows())
                 .await?;
             touched(&deleted)?;
-            write.reroutes();
-            Ok(())
+            write.reroutes(&Rerouted::Backend(id.clone())).await
         })
         .await
     }
@@ -120,7 +118,7 @@ impl BackendStore for SqlStore {
         self.write(audit, async |write| {
             set_health(write.rows(), id, health).await?;
             if audit.is_some() {
-                write.reroutes();
+                write.reroutes(&Rerouted::Backend(id.clone())).await?;
             }
             Ok(())
         })
@@ -168,8 +166,7 @@ impl BackendStore for SqlStore {
             .bind(format_time(audit.at))
             .execute(write.rows())
             .await?;
-            write.reroutes();
-            Ok(())
+            write.reroutes(&Rerouted::Pool(pool.to_string())).await
         })
         .await
     }

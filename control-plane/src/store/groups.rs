@@ -13,6 +13,7 @@ use super::{SqlStore, StoreError, Written};
 use crate::accounts::group::Group;
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
+use crate::changes::routing::Rerouted;
 use crate::domain::ids::{GroupId, UserId};
 use crate::domain::Timestamp;
 
@@ -51,8 +52,7 @@ impl GroupStore for SqlStore {
                 .execute(write.rows())
                 .await
                 .map_err(|e| conflict_or(e, "group name"))?;
-            write.reroutes();
-            Ok(())
+            write.reroutes(&Rerouted::Group(group.id.clone())).await
         })
         .await
     }
@@ -150,7 +150,7 @@ impl GroupStore for SqlStore {
 
 /// The group's routes change, and every member's cached state becomes stale.
 async fn stale_members(write: &mut Write, group: &GroupId, at: Timestamp) -> Written {
-    write.reroutes();
+    write.reroutes(&Rerouted::Group(group.clone())).await?;
     for member in member_ids(write.rows(), group, "").await? {
         write
             .stale(&Stale::User(UserId::from_string(member)), at)

@@ -1,10 +1,11 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
 //! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`BackendStore`], [`ChangeFeed`],
-//! [`AuditLog`]), each implemented for [`SqlStore`] in its own file beside its SQL. [`Store`]
+//! [`RoutingFeed`], [`AuditLog`]), each implemented for [`SqlStore`] in its own file beside its SQL. [`Store`]
 //! is all of them, so callers never see which database is in use.
 //!
 //! Every change goes through [`SqlStore`]'s one write: the rows, their audit entry and the
-//! change-feed records of what the data plane must drop commit together, and only then are
+//! change-feed records of what the data plane must drop (and the routing-feed records of
+//! what changed of the routing) commit together, and only then are
 //! this replica's followers woken. Calls `domain` and the record types of `accounts`,
 //! `identity`, `limits`, `routing` and `changes`; nothing above it.
 
@@ -16,6 +17,7 @@ mod groups;
 mod keys;
 mod login_failures;
 mod migrations;
+mod routing_feed;
 mod sessions;
 mod sql;
 mod usage;
@@ -31,6 +33,7 @@ pub use feed::ChangeFeed;
 pub use groups::GroupStore;
 pub use keys::{KeyOwner, KeyStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
+pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
 pub use usage::{UsageEntry, UsageOutcome, UsageStore};
@@ -72,6 +75,7 @@ pub trait Store:
     + UsageStore
     + BackendStore
     + ChangeFeed
+    + RoutingFeed
     + AuditLog
 {
     /// Checks that the database answers.

@@ -8,9 +8,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool};
 
 use super::migrations::{self, Dialect};
-use super::{audit, feed, Store, StoreError};
+use super::{audit, feed, routing_feed, Store, StoreError};
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
+use crate::changes::routing::Rerouted;
 use crate::changes::signal::{Followers, Reach};
 use crate::domain::Timestamp;
 
@@ -118,9 +119,12 @@ impl Write {
         Ok(())
     }
 
-    /// The write changes what Envoy is routed by (backends, pools, group routes).
-    pub(super) fn reroutes(&mut self) {
+    /// Appends to the routing feed: the write changes what Envoy is routed by (a backend, a
+    /// pool, a group's routes).
+    pub(super) async fn reroutes(&mut self, rerouted: &Rerouted) -> Result<(), StoreError> {
+        routing_feed::append(&mut self.tx, rerouted, crate::domain::now()).await?;
         self.reach.routing = true;
+        Ok(())
     }
 
     /// An audit entry the write finds it must add besides its own.

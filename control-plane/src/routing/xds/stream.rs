@@ -1,5 +1,10 @@
 //! One Envoy's ADS stream (state of the world) as a state machine without I/O: it takes
 //! Envoy's requests and new snapshots, and says what to send.
+//!
+//! Clusters go whole in every response, as the protocol demands for CDS. Load assignments and
+//! routes go by resource: a response carries those Envoy subscribed to whose version it has
+//! not been sent on this stream, since Envoy keeps the ones a response leaves out. So a
+//! change to one pool sends that pool's load assignment only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +43,8 @@ struct TypeState {
     /// `None` until Envoy first asks for the type.
     subscription: Option<Subscription>,
     sent: Option<Sent>,
+    /// Name -> version of each load assignment or route configuration sent on the stream.
+    sent_versions: BTreeMap<String, String>,
     acked: Option<String>,
     rejected: Option<String>,
 }
@@ -123,15 +130,15 @@ impl StreamState {
             let version = sent.resources.version().to_string();
             match &request.error_detail {
                 Some(error) => {
-                    if self.rejections.len() == MAX_REJECTIONS {
-                        self.rejections.remove(0);
-                    }
-                    self.rejections.push(Rejection {
-                        type_url: type_url.to_string(),
-                        version: version.clone(),
-                        nonce: request.response_nonce.clone(),
-                        message: error.message.clone(),
-                    });
+                    remember(
+                        &mut self.rejections,
+                        Rejection {
+                            type_url: type_url.to_string(),
+                            version: version.clone(),
+                            nonce: request.response_nonce.clone(),
+                            message: error.message.clone(),
+                        },
+                    );
                     state.rejected = Some(version);
                 }
                 None if request.version_info == version => state.acked = Some(version),
@@ -144,9 +151,12 @@ impl StreamState {
             state.subscription.as_ref(),
         );
         let changed = state.subscription.as_ref() != Some(&subscription);
+        state
+            .sent_versions
+            .retain(|name, _| subscription.includes(name));
         state.subscription = Some(subscription);
         let response = if changed {
-            self.respond(type_url, resources)
+            self.respond(type_url, resources, Answer::Always)
         } else {
             self.respond_if_new(type_url, resources)
         };
@@ -164,7 +174,7 @@ impl StreamState {
         if leaving.is_empty() {
             responses.extend(self.respond_if_new(CLUSTER_TYPE, snapshot.clusters()));
         } else {
-            let mut bridge = snapshot.clusters().items().to_vec();
+            let mut bridge: Vec<Resource> = snapshot.clusters().iter().cloned().collect();
             bridge.extend(leaving);
             responses.extend(self.respond_if_new(CLUSTER_TYPE, &Resources::new(bridge)));
         }
@@ -191,7 +201,6 @@ impl StreamState {
         };
         let staying = snapshot.clusters().names();
         sent.resources
-            .items()
             .iter()
             .filter(|r| !staying.contains(r.name.as_str()))
             .cloned()
@@ -211,26 +220,39 @@ impl StreamState {
         {
             return None;
         }
-        self.respond(type_url, resources)
+        self.respond(type_url, resources, Answer::WhenNews)
     }
 
-    /// The subscribed part of `resources`, if Envoy subscribed to anything of the type.
+    /// What Envoy subscribed to of `resources` and lacks (every cluster, for CDS), if it
+    /// subscribed to anything of the type.
     fn respond(
         &mut self,
         type_url: &'static str,
         resources: &Resources,
+        answer: Answer,
     ) -> Option<DiscoveryResponse> {
         let state = self.types.get_mut(type_url)?;
         let subscription = state.subscription.as_ref()?;
         if subscription.is_empty() {
             return None;
         }
-        let bodies = resources
-            .items()
+        let whole = type_url == CLUSTER_TYPE;
+        let news: Vec<&Resource> = resources
             .iter()
             .filter(|r| subscription.includes(&r.name))
-            .map(|r| r.body.clone())
+            .filter(|r| whole || state.sent_versions.get(&r.name) != Some(&r.version))
             .collect();
+        if news.is_empty() && !whole && answer == Answer::WhenNews {
+            return None;
+        }
+        if !whole {
+            for resource in &news {
+                state
+                    .sent_versions
+                    .insert(resource.name.clone(), resource.version.clone());
+            }
+        }
+        let bodies = news.into_iter().map(|r| r.body.clone()).collect();
         self.responses_sent += 1;
         let nonce = self.responses_sent.to_string();
         state.sent = Some(Sent {
@@ -245,6 +267,23 @@ impl StreamState {
             ..DiscoveryResponse::default()
         })
     }
+}
+
+/// Whether a response goes out when it would carry nothing new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Yes: Envoy asked (a changed subscription) and waits for an answer.
+    Always,
+    /// Only with news, or for CDS, where the whole set is the news.
+    WhenNews,
+}
+
+/// Keeps `rejection`, forgetting the oldest beyond the most recent few.
+pub(crate) fn remember(rejections: &mut Vec<Rejection>, rejection: Rejection) {
+    if rejections.len() == MAX_REJECTIONS {
+        rejections.remove(0);
+    }
+    rejections.push(rejection);
 }
 
 fn known_type<'s>(type_url: &str, snapshot: &'s Snapshot) -> Option<(&'static str, &'s Resources)> {
