@@ -23,6 +23,8 @@ pub struct EnvoyOptions {
     /// Lets header names with underscores through, as Envoys without the shipped bootstrap's
     /// `headers_with_underscores_action: REJECT_REQUEST` do (Istio's by default).
     pub allow_header_underscores: bool,
+    /// Speaks delta ADS (`api_type: DELTA_GRPC`) instead of the bootstrap's state of the world.
+    pub delta_xds: bool,
 }
 
 impl Default for EnvoyOptions {
@@ -33,6 +35,7 @@ impl Default for EnvoyOptions {
             filter_config: None,
             node_id: None,
             allow_header_underscores: false,
+            delta_xds: false,
         }
     }
 }
@@ -146,6 +149,14 @@ impl Envoy {
                 "bootstrap underscore policy moved"
             );
             rendered = rendered.replace(reject, "headers_with_underscores_action: ALLOW");
+        }
+        if options.delta_xds {
+            let state_of_the_world = "api_type: GRPC";
+            assert!(
+                rendered.contains(state_of_the_world),
+                "bootstrap ADS type moved"
+            );
+            rendered = rendered.replace(state_of_the_world, "api_type: DELTA_GRPC");
         }
         let rendered = rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL);
         assert!(
