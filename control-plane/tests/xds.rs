@@ -31,6 +31,7 @@ use tollgate::routing::xds::snapshot::{CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE};
 use tollgate::routing::xds::{
     Endpoint, GroupRoute, HealthState, NodeStatus, Pool, RoutingTable, XdsPublisher,
 };
+use tonic::transport::Channel;
 use tonic::Streaming;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -50,6 +51,24 @@ async fn serve(publisher: &XdsPublisher) -> SocketAddr {
     address
 }
 
+async fn ads_client(address: SocketAddr) -> AggregatedDiscoveryServiceClient<Channel> {
+    AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect")
+        .max_decoding_message_size(64 << 20)
+}
+
+/// The requests of a stream to Envoy's taste: where to send them, and the stream to open,
+/// which carries the deployment's credential.
+fn outgoing<T>() -> (mpsc::Sender<T>, tonic::Request<ReceiverStream<T>>) {
+    let (requests, outgoing) = mpsc::channel(64);
+    let mut stream = tonic::Request::new(ReceiverStream::new(outgoing));
+    stream
+        .metadata_mut()
+        .insert("authorization", support::grpc::bearer());
+    (requests, stream)
+}
+
 /// One simulated Envoy's ADS stream.
 struct Envoy {
     requests: mpsc::Sender<DiscoveryRequest>,
@@ -59,16 +78,9 @@ struct Envoy {
 
 impl Envoy {
     async fn connect(address: SocketAddr, node_id: &str) -> Self {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+        let (requests, stream) = outgoing();
+        let responses = ads_client(address)
             .await
-            .expect("connect")
-            .max_decoding_message_size(64 << 20);
-        let (requests, outgoing) = mpsc::channel(64);
-        let mut stream = tonic::Request::new(ReceiverStream::new(outgoing));
-        stream
-            .metadata_mut()
-            .insert("authorization", support::grpc::bearer());
-        let responses = client
             .stream_aggregated_resources(stream)
             .await
             .expect("ADS stream")
@@ -356,15 +368,9 @@ struct DeltaEnvoy {
 
 impl DeltaEnvoy {
     async fn connect(address: SocketAddr, node_id: &str) -> Self {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+        let (requests, stream) = outgoing();
+        let responses = ads_client(address)
             .await
-            .expect("connect");
-        let (requests, outgoing) = mpsc::channel(64);
-        let mut stream = tonic::Request::new(ReceiverStream::new(outgoing));
-        stream
-            .metadata_mut()
-            .insert("authorization", support::grpc::bearer());
-        let responses = client
             .delta_aggregated_resources(stream)
             .await
             .expect("delta ADS stream")

@@ -46,20 +46,15 @@ fn an_envoy_on_delta_xds_acts_on_a_weight_change() {
     assert_eq!(protocols, [&json!("delta")]);
 
     let (_, key) = cp.create_user_and_key("delta-splitter");
-    let b = find_backend(&gateway, gateway.upstream_b.port);
-    let reweight = cp.admin(
-        "PATCH",
-        &format!("/api/v1/backends/{b}"),
-        Some(json!({"weight": 100})),
-    );
-    assert_eq!(reweight.status, 200);
-    let a = find_backend(&gateway, gateway.upstream_a.port);
-    let reweight = cp.admin(
-        "PATCH",
-        &format!("/api/v1/backends/{a}"),
-        Some(json!({"weight": 1})),
-    );
-    assert_eq!(reweight.status, 200);
+    for (port, weight) in [(gateway.upstream_b.port, 100), (gateway.upstream_a.port, 1)] {
+        let id = find_backend(&gateway, port);
+        let reweight = cp.admin(
+            "PATCH",
+            &format!("/api/v1/backends/{id}"),
+            Some(json!({"weight": weight})),
+        );
+        assert_eq!(reweight.status, 200);
+    }
     let weight_line = format!(
         "tollgate_pool_default::127.0.0.1:{}::weight::1",
         gateway.upstream_a.port

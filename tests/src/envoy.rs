@@ -143,20 +143,14 @@ impl Envoy {
             );
         }
         if options.allow_header_underscores {
-            let reject = "headers_with_underscores_action: REJECT_REQUEST";
-            assert!(
-                rendered.contains(reject),
-                "bootstrap underscore policy moved"
+            rendered = swapped(
+                &rendered,
+                "headers_with_underscores_action: REJECT_REQUEST",
+                "headers_with_underscores_action: ALLOW",
             );
-            rendered = rendered.replace(reject, "headers_with_underscores_action: ALLOW");
         }
         if options.delta_xds {
-            let state_of_the_world = "api_type: GRPC";
-            assert!(
-                rendered.contains(state_of_the_world),
-                "bootstrap ADS type moved"
-            );
-            rendered = rendered.replace(state_of_the_world, "api_type: DELTA_GRPC");
+            rendered = swapped(&rendered, "api_type: GRPC", "api_type: DELTA_GRPC");
         }
         let rendered = rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL);
         assert!(
@@ -287,4 +281,14 @@ impl Envoy {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// `bootstrap` with the setting `shipped` replaced by `wanted`; panics if the shipped bootstrap
+/// no longer says `shipped`.
+fn swapped(bootstrap: &str, shipped: &str, wanted: &str) -> String {
+    assert!(
+        bootstrap.contains(shipped),
+        "the bootstrap no longer says {shipped}"
+    );
+    bootstrap.replace(shipped, wanted)
 }

@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
 };
 
+use super::protocol::AdsProtocol;
 use super::snapshot::{Snapshot, CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, TYPE_URLS};
 use super::stream::{remember, Rejection};
 
@@ -57,95 +58,6 @@ impl DeltaStreamState {
     /// A stream on which Envoy has asked for nothing yet.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Takes one request from Envoy and returns what to answer.
-    ///
-    /// The first request for a type subscribes (with no names: to everything) and tells which
-    /// versions Envoy already has; it is always answered. A request carrying the nonce of an
-    /// unanswered response acknowledges it or, with `error_detail`, refuses it: the refusal is
-    /// recorded and those versions are not sent again. Newly subscribed resources are sent,
-    /// those that do not exist are named in `removed_resources`. Types other than CDS, EDS
-    /// and RDS are ignored.
-    pub fn on_request(
-        &mut self,
-        request: DeltaDiscoveryRequest,
-        snapshot: &Snapshot,
-    ) -> Vec<DeltaDiscoveryResponse> {
-        let Some(type_url) = TYPE_URLS.into_iter().find(|t| *t == request.type_url) else {
-            return Vec::new();
-        };
-        let first = !self.types.contains_key(type_url);
-        let state = self.types.entry(type_url).or_default();
-        if first {
-            state.known = request.initial_resource_versions.into_iter().collect();
-            state.wildcard = request.resource_names_subscribe.is_empty();
-        }
-        if let Some(at) = state
-            .pending
-            .iter()
-            .position(|(nonce, _)| *nonce == request.response_nonce)
-        {
-            let (nonce, version) = state.pending.remove(at).unwrap_or_default();
-            match request.error_detail {
-                Some(error) => remember(
-                    &mut self.rejections,
-                    Rejection {
-                        type_url: type_url.to_string(),
-                        version,
-                        nonce,
-                        message: error.message,
-                    },
-                ),
-                None => state.acked = Some(version),
-            }
-        }
-        let mut asked_for = Vec::new();
-        for name in request.resource_names_subscribe {
-            if name == WILDCARD {
-                state.wildcard = true;
-            } else if state.names.insert(name.clone()) {
-                asked_for.push(name);
-            }
-        }
-        for name in request.resource_names_unsubscribe {
-            if name == WILDCARD {
-                state.wildcard = false;
-            } else {
-                state.names.remove(&name);
-            }
-        }
-        state
-            .known
-            .retain(|name, _| state.wildcard || state.names.contains(name));
-        self.respond(type_url, snapshot, Removals::Send, &asked_for, first)
-            .into_iter()
-            .collect()
-    }
-
-    /// Takes a new snapshot and returns what changed of what Envoy subscribed to, in
-    /// make-before-break order: new and changed clusters, then endpoints, then routes, and
-    /// only then the clusters that left, once the routes no longer name them.
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
-        [
-            (CLUSTER_TYPE, Removals::Hold),
-            (ENDPOINT_TYPE, Removals::Send),
-            (ROUTE_TYPE, Removals::Send),
-            (CLUSTER_TYPE, Removals::Send),
-        ]
-        .into_iter()
-        .filter_map(|(type_url, removals)| self.respond(type_url, snapshot, removals, &[], false))
-        .collect()
-    }
-
-    /// The snapshot version of the type Envoy last acknowledged on this stream.
-    pub fn acked_version(&self, type_url: &str) -> Option<&str> {
-        self.types.get(type_url)?.acked.as_deref()
-    }
-
-    /// The responses Envoy refused on this stream, oldest first (the most recent few).
-    pub fn rejections(&self) -> &[Rejection] {
-        &self.rejections
     }
 
     /// The subscribed resources whose version Envoy lacks, and the names Envoy has (or newly
@@ -207,6 +119,105 @@ impl DeltaStreamState {
             nonce,
             ..DeltaDiscoveryResponse::default()
         })
+    }
+}
+
+impl AdsProtocol for DeltaStreamState {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta";
+
+    fn node_id(request: &DeltaDiscoveryRequest) -> &str {
+        request.node.as_ref().map_or("", |n| n.id.as_str())
+    }
+
+    /// Takes one request from Envoy and returns what to answer.
+    ///
+    /// The first request for a type subscribes (with no names: to everything) and tells which
+    /// versions Envoy already has; it is always answered. A request carrying the nonce of an
+    /// unanswered response acknowledges it or, with `error_detail`, refuses it: the refusal is
+    /// recorded and those versions are not sent again. Newly subscribed resources are sent,
+    /// those that do not exist are named in `removed_resources`. Types other than CDS, EDS
+    /// and RDS are ignored.
+    fn on_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> Vec<DeltaDiscoveryResponse> {
+        let Some(type_url) = TYPE_URLS.into_iter().find(|t| *t == request.type_url) else {
+            return Vec::new();
+        };
+        let first = !self.types.contains_key(type_url);
+        let state = self.types.entry(type_url).or_default();
+        if first {
+            state.known = request.initial_resource_versions.into_iter().collect();
+            state.wildcard = request.resource_names_subscribe.is_empty();
+        }
+        if let Some(at) = state
+            .pending
+            .iter()
+            .position(|(nonce, _)| *nonce == request.response_nonce)
+        {
+            let (nonce, version) = state.pending.remove(at).unwrap_or_default();
+            match request.error_detail {
+                Some(error) => remember(
+                    &mut self.rejections,
+                    Rejection {
+                        type_url: type_url.to_string(),
+                        version,
+                        nonce,
+                        message: error.message,
+                    },
+                ),
+                None => state.acked = Some(version),
+            }
+        }
+        let mut asked_for = Vec::new();
+        for name in request.resource_names_subscribe {
+            if name == WILDCARD {
+                state.wildcard = true;
+            } else if state.names.insert(name.clone()) {
+                asked_for.push(name);
+            }
+        }
+        for name in request.resource_names_unsubscribe {
+            if name == WILDCARD {
+                state.wildcard = false;
+            } else {
+                state.names.remove(&name);
+            }
+        }
+        state
+            .known
+            .retain(|name, _| state.wildcard || state.names.contains(name));
+        self.respond(type_url, snapshot, Removals::Send, &asked_for, first)
+            .into_iter()
+            .collect()
+    }
+
+    /// Takes a new snapshot and returns what changed of what Envoy subscribed to, in
+    /// make-before-break order: new and changed clusters, then endpoints, then routes, and
+    /// only then the clusters that left, once the routes no longer name them.
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        [
+            (CLUSTER_TYPE, Removals::Hold),
+            (ENDPOINT_TYPE, Removals::Send),
+            (ROUTE_TYPE, Removals::Send),
+            (CLUSTER_TYPE, Removals::Send),
+        ]
+        .into_iter()
+        .filter_map(|(type_url, removals)| self.respond(type_url, snapshot, removals, &[], false))
+        .collect()
+    }
+
+    /// The snapshot version of the type Envoy last acknowledged on this stream.
+    fn acked_version(&self, type_url: &str) -> Option<&str> {
+        self.types.get(type_url)?.acked.as_deref()
+    }
+
+    /// The responses Envoy refused on this stream, oldest first (the most recent few).
+    fn rejections(&self) -> &[Rejection] {
+        &self.rejections
     }
 }
 

@@ -9,7 +9,7 @@
 mod clusters;
 pub mod delta;
 pub mod model;
-mod protocol;
+pub mod protocol;
 mod routes;
 pub mod server;
 pub mod snapshot;

@@ -418,7 +418,7 @@ pub(crate) mod tests {
             "b",
             vec![endpoint("e1", "10.0.1.1", 1, HealthState::Unhealthy)],
         );
-        let after = before.update(&[down.clone()], &[], &table);
+        let after = before.update(std::slice::from_ref(&down), &[], &table);
         assert_ne!(before.routes(), after.routes());
         assert_eq!(
             after,

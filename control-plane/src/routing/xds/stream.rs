@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
+use super::protocol::AdsProtocol;
 use super::snapshot::{
     Resource, Resources, Snapshot, CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, TYPE_URLS,
 };
@@ -95,105 +96,6 @@ impl StreamState {
         Self::default()
     }
 
-    /// Takes one request from Envoy and returns what to answer.
-    ///
-    /// The first request for a type is answered with the snapshot's resources. A request
-    /// carrying the nonce of the last response for its type acknowledges it (ACK) or, with
-    /// `error_detail`, refuses it (NACK): the refusal is recorded and that version is not
-    /// sent again, Envoy keeps the last version it accepted. A request with an older nonce
-    /// is stale and ignored, since Envoy will answer the newer response too. A changed
-    /// subscription is answered, even with a refused version, so that new clusters can warm.
-    /// Types other than CDS, EDS and RDS are ignored.
-    pub fn on_request(
-        &mut self,
-        request: DiscoveryRequest,
-        snapshot: &Snapshot,
-    ) -> Vec<DiscoveryResponse> {
-        let Some((type_url, resources)) = known_type(&request.type_url, snapshot) else {
-            return Vec::new();
-        };
-        let state = self.types.entry(type_url).or_default();
-        if request.response_nonce.is_empty() || state.sent.is_none() {
-            // A first request; after a reconnection it names the version Envoy runs. A
-            // nonce from another stream means nothing here.
-            if !request.version_info.is_empty() {
-                state.acked = Some(request.version_info.clone());
-            }
-        } else {
-            let Some(sent) = state
-                .sent
-                .as_ref()
-                .filter(|sent| sent.nonce == request.response_nonce)
-            else {
-                return Vec::new();
-            };
-            let version = sent.resources.version().to_string();
-            match &request.error_detail {
-                Some(error) => {
-                    remember(
-                        &mut self.rejections,
-                        Rejection {
-                            type_url: type_url.to_string(),
-                            version: version.clone(),
-                            nonce: request.response_nonce.clone(),
-                            message: error.message.clone(),
-                        },
-                    );
-                    state.rejected = Some(version);
-                }
-                None if request.version_info == version => state.acked = Some(version),
-                None => {}
-            }
-        }
-        let subscription = Subscription::from_request(
-            type_url,
-            &request.resource_names,
-            state.subscription.as_ref(),
-        );
-        let changed = state.subscription.as_ref() != Some(&subscription);
-        state
-            .sent_versions
-            .retain(|name, _| subscription.includes(name));
-        state.subscription = Some(subscription);
-        let response = if changed {
-            self.respond(type_url, resources, Answer::Always)
-        } else {
-            self.respond_if_new(type_url, resources)
-        };
-        response.into_iter().collect()
-    }
-
-    /// Takes a new snapshot and returns the updates for what Envoy subscribed to, in
-    /// make-before-break order: clusters, then endpoints, then routes, so routes only name
-    /// clusters Envoy has. When clusters disappear, Envoy first gets the new clusters with
-    /// the disappearing ones kept, and the clusters without them only after the routes that
-    /// stopped naming them.
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
-        let leaving = self.leaving_clusters(snapshot);
-        let mut responses = Vec::new();
-        if leaving.is_empty() {
-            responses.extend(self.respond_if_new(CLUSTER_TYPE, snapshot.clusters()));
-        } else {
-            let mut bridge: Vec<Resource> = snapshot.clusters().iter().cloned().collect();
-            bridge.extend(leaving);
-            responses.extend(self.respond_if_new(CLUSTER_TYPE, &Resources::new(bridge)));
-        }
-        responses.extend(self.respond_if_new(ENDPOINT_TYPE, snapshot.endpoints()));
-        responses.extend(self.respond_if_new(ROUTE_TYPE, snapshot.routes()));
-        responses.extend(self.respond_if_new(CLUSTER_TYPE, snapshot.clusters()));
-        responses
-    }
-
-    /// The version Envoy last accepted for a type on this stream.
-    pub fn acked_version(&self, type_url: &str) -> Option<&str> {
-        self.types.get(type_url)?.acked.as_deref()
-    }
-
-    /// The responses Envoy refused on this stream, oldest first (the most recent few).
-    pub fn rejections(&self) -> &[Rejection] {
-        &self.rejections
-    }
-
     /// Clusters sent last that `snapshot` no longer has.
     fn leaving_clusters(&self, snapshot: &Snapshot) -> Vec<Resource> {
         let Some(sent) = self.types.get(CLUSTER_TYPE).and_then(|t| t.sent.as_ref()) else {
@@ -266,6 +168,115 @@ impl StreamState {
             nonce,
             ..DiscoveryResponse::default()
         })
+    }
+}
+
+impl AdsProtocol for StreamState {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const NAME: &'static str = "state_of_the_world";
+
+    fn node_id(request: &DiscoveryRequest) -> &str {
+        request.node.as_ref().map_or("", |n| n.id.as_str())
+    }
+
+    /// Takes one request from Envoy and returns what to answer.
+    ///
+    /// The first request for a type is answered with the snapshot's resources. A request
+    /// carrying the nonce of the last response for its type acknowledges it (ACK) or, with
+    /// `error_detail`, refuses it (NACK): the refusal is recorded and that version is not
+    /// sent again, Envoy keeps the last version it accepted. A request with an older nonce
+    /// is stale and ignored, since Envoy will answer the newer response too. A changed
+    /// subscription is answered, even with a refused version, so that new clusters can warm.
+    /// Types other than CDS, EDS and RDS are ignored.
+    fn on_request(
+        &mut self,
+        request: DiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> Vec<DiscoveryResponse> {
+        let Some((type_url, resources)) = known_type(&request.type_url, snapshot) else {
+            return Vec::new();
+        };
+        let state = self.types.entry(type_url).or_default();
+        if request.response_nonce.is_empty() || state.sent.is_none() {
+            // A first request; after a reconnection it names the version Envoy runs. A
+            // nonce from another stream means nothing here.
+            if !request.version_info.is_empty() {
+                state.acked = Some(request.version_info.clone());
+            }
+        } else {
+            let Some(sent) = state
+                .sent
+                .as_ref()
+                .filter(|sent| sent.nonce == request.response_nonce)
+            else {
+                return Vec::new();
+            };
+            let version = sent.resources.version().to_string();
+            match &request.error_detail {
+                Some(error) => {
+                    remember(
+                        &mut self.rejections,
+                        Rejection {
+                            type_url: type_url.to_string(),
+                            version: version.clone(),
+                            nonce: request.response_nonce.clone(),
+                            message: error.message.clone(),
+                        },
+                    );
+                    state.rejected = Some(version);
+                }
+                None if request.version_info == version => state.acked = Some(version),
+                None => {}
+            }
+        }
+        let subscription = Subscription::from_request(
+            type_url,
+            &request.resource_names,
+            state.subscription.as_ref(),
+        );
+        let changed = state.subscription.as_ref() != Some(&subscription);
+        state
+            .sent_versions
+            .retain(|name, _| subscription.includes(name));
+        state.subscription = Some(subscription);
+        let response = if changed {
+            self.respond(type_url, resources, Answer::Always)
+        } else {
+            self.respond_if_new(type_url, resources)
+        };
+        response.into_iter().collect()
+    }
+
+    /// Takes a new snapshot and returns the updates for what Envoy subscribed to, in
+    /// make-before-break order: clusters, then endpoints, then routes, so routes only name
+    /// clusters Envoy has. When clusters disappear, Envoy first gets the new clusters with
+    /// the disappearing ones kept, and the clusters without them only after the routes that
+    /// stopped naming them.
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        let leaving = self.leaving_clusters(snapshot);
+        let mut responses = Vec::new();
+        if leaving.is_empty() {
+            responses.extend(self.respond_if_new(CLUSTER_TYPE, snapshot.clusters()));
+        } else {
+            let mut bridge: Vec<Resource> = snapshot.clusters().iter().cloned().collect();
+            bridge.extend(leaving);
+            responses.extend(self.respond_if_new(CLUSTER_TYPE, &Resources::new(bridge)));
+        }
+        responses.extend(self.respond_if_new(ENDPOINT_TYPE, snapshot.endpoints()));
+        responses.extend(self.respond_if_new(ROUTE_TYPE, snapshot.routes()));
+        responses.extend(self.respond_if_new(CLUSTER_TYPE, snapshot.clusters()));
+        responses
+    }
+
+    /// The version Envoy last accepted for a type on this stream.
+    fn acked_version(&self, type_url: &str) -> Option<&str> {
+        self.types.get(type_url)?.acked.as_deref()
+    }
+
+    /// The responses Envoy refused on this stream, oldest first (the most recent few).
+    fn rejections(&self) -> &[Rejection] {
+        &self.rejections
     }
 }
 
