@@ -1,5 +1,5 @@
-//! Envoy's ADS stream over real gRPC on loopback, spoken by an in-process client the way
-//! Envoy speaks it: subscribe, ACK, follow updates, NACK.
+//! Envoy's ADS stream over real gRPC on loopback, state of the world and delta, spoken by an
+//! in-process client the way Envoy speaks it: subscribe, ACK, follow updates, NACK.
 
 mod support;
 
@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsC
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::Message;
@@ -31,6 +31,7 @@ use tollgate::routing::xds::snapshot::{CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE};
 use tollgate::routing::xds::{
     Endpoint, GroupRoute, HealthState, NodeStatus, Pool, RoutingTable, XdsPublisher,
 };
+use tonic::transport::Channel;
 use tonic::Streaming;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -50,6 +51,24 @@ async fn serve(publisher: &XdsPublisher) -> SocketAddr {
     address
 }
 
+async fn ads_client(address: SocketAddr) -> AggregatedDiscoveryServiceClient<Channel> {
+    AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect")
+        .max_decoding_message_size(64 << 20)
+}
+
+/// The requests of a stream to Envoy's taste: where to send them, and the stream to open,
+/// which carries the deployment's credential.
+fn outgoing<T>() -> (mpsc::Sender<T>, tonic::Request<ReceiverStream<T>>) {
+    let (requests, outgoing) = mpsc::channel(64);
+    let mut stream = tonic::Request::new(ReceiverStream::new(outgoing));
+    stream
+        .metadata_mut()
+        .insert("authorization", support::grpc::bearer());
+    (requests, stream)
+}
+
 /// One simulated Envoy's ADS stream.
 struct Envoy {
     requests: mpsc::Sender<DiscoveryRequest>,
@@ -59,16 +78,9 @@ struct Envoy {
 
 impl Envoy {
     async fn connect(address: SocketAddr, node_id: &str) -> Self {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+        let (requests, stream) = outgoing();
+        let responses = ads_client(address)
             .await
-            .expect("connect")
-            .max_decoding_message_size(64 << 20);
-        let (requests, outgoing) = mpsc::channel(64);
-        let mut stream = tonic::Request::new(ReceiverStream::new(outgoing));
-        stream
-            .metadata_mut()
-            .insert("authorization", support::grpc::bearer());
-        let responses = client
             .stream_aggregated_resources(stream)
             .await
             .expect("ADS stream")
@@ -256,24 +268,28 @@ async fn envoy_follows_publishes_and_its_refusals_are_reported() {
         &routing,
     );
     let cds = envoy.receive().await;
-    let eds = envoy.receive().await;
     let rds = envoy.receive().await;
-    assert_eq!(
-        [&cds.type_url, &eds.type_url, &rds.type_url],
-        [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE]
-    );
+    assert_eq!([&cds.type_url, &rds.type_url], [CLUSTER_TYPE, ROUTE_TYPE]);
     assert_eq!(cds.version_info, second.clusters().version());
     assert_eq!(
         cluster_names(&cds),
         ["tollgate_pool_default", "tollgate_pool_premium"]
     );
-    // Envoy subscribed to one assignment so far; it asks for the new cluster's next.
-    assert_eq!(assignment_names(&eds), ["tollgate_pool_default"]);
+    // Envoy subscribed to the unchanged `default` assignment only; it asks for the new
+    // cluster's next, and gets that one alone.
     envoy.ack(&cds, &[]).await;
     let both = ["tollgate_pool_default", "tollgate_pool_premium"];
-    envoy.ack(&eds, &both).await;
+    envoy
+        .send(
+            ENDPOINT_TYPE,
+            &eds.version_info,
+            &eds.nonce,
+            &both.map(String::from),
+        )
+        .await;
     let eds = envoy.receive().await;
-    assert_eq!(assignment_names(&eds), both);
+    assert_eq!(assignment_names(&eds), ["tollgate_pool_premium"]);
+    assert_eq!(eds.version_info, second.endpoints().version());
     envoy.ack(&eds, &both).await;
 
     // Envoy refuses the routes: it keeps the old ones, and nothing is resent.
@@ -343,18 +359,178 @@ async fn a_stream_without_a_node_id_is_refused() {
     assert!(publisher.node_statuses().all().is_empty());
 }
 
+/// One simulated Envoy's delta ADS stream.
+struct DeltaEnvoy {
+    requests: mpsc::Sender<DeltaDiscoveryRequest>,
+    responses: Streaming<DeltaDiscoveryResponse>,
+    node_id: String,
+}
+
+impl DeltaEnvoy {
+    async fn connect(address: SocketAddr, node_id: &str) -> Self {
+        let (requests, stream) = outgoing();
+        let responses = ads_client(address)
+            .await
+            .delta_aggregated_resources(stream)
+            .await
+            .expect("delta ADS stream")
+            .into_inner();
+        Self {
+            requests,
+            responses,
+            node_id: node_id.into(),
+        }
+    }
+
+    async fn send(&self, mut request: DeltaDiscoveryRequest) {
+        request.node = Some(Node {
+            id: self.node_id.clone(),
+            cluster: "tollgate-test".into(),
+            ..Node::default()
+        });
+        self.requests.send(request).await.expect("request queued");
+    }
+
+    async fn subscribe(&self, type_url: &str, names: &[&str]) {
+        self.send(DeltaDiscoveryRequest {
+            type_url: type_url.into(),
+            resource_names_subscribe: names.iter().map(|n| (*n).into()).collect(),
+            ..DeltaDiscoveryRequest::default()
+        })
+        .await;
+    }
+
+    async fn answer(&self, response: &DeltaDiscoveryResponse, refusal: Option<&str>) {
+        self.send(DeltaDiscoveryRequest {
+            type_url: response.type_url.clone(),
+            response_nonce: response.nonce.clone(),
+            error_detail: refusal.map(|message| RpcStatus {
+                code: 3,
+                message: message.into(),
+                details: Vec::new(),
+            }),
+            ..DeltaDiscoveryRequest::default()
+        })
+        .await;
+    }
+
+    async fn receive(&mut self) -> DeltaDiscoveryResponse {
+        tokio::time::timeout(WAIT, self.responses.message())
+            .await
+            .expect("a response in time")
+            .expect("a well-formed response")
+            .expect("the stream is open")
+    }
+
+    /// Acknowledges responses of `type_url` until one satisfies `done`, and returns it.
+    async fn until(
+        &mut self,
+        type_url: &str,
+        done: impl Fn(&DeltaDiscoveryResponse) -> bool,
+    ) -> DeltaDiscoveryResponse {
+        loop {
+            let response = self.receive().await;
+            self.answer(&response, None).await;
+            if response.type_url == type_url && done(&response) {
+                return response;
+            }
+        }
+    }
+
+    async fn expect_silence(&mut self) {
+        let next = tokio::time::timeout(Duration::from_millis(300), self.responses.message()).await;
+        assert!(next.is_err(), "unexpected response: {next:?}");
+    }
+}
+
+fn delta_names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
+    response.resources.iter().map(|r| r.name.as_str()).collect()
+}
+
+fn weights(response: &DeltaDiscoveryResponse) -> Vec<u32> {
+    response
+        .resources
+        .iter()
+        .filter_map(|r| r.resource.as_ref())
+        .flat_map(|any| {
+            ClusterLoadAssignment::decode(any.value.as_slice())
+                .expect("assignment")
+                .endpoints
+        })
+        .flat_map(|locality| locality.lb_endpoints)
+        .filter_map(|endpoint| endpoint.load_balancing_weight.map(|w| w.value))
+        .collect()
+}
+
 #[tokio::test]
-async fn delta_ads_is_not_served() {
-    let publisher = XdsPublisher::new();
-    let address = serve(&publisher).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
-        .await
-        .expect("connect");
-    let status = client
-        .delta_aggregated_resources(tokio_stream::iter(Vec::<DeltaDiscoveryRequest>::new()))
-        .await
-        .expect_err("unimplemented");
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
+async fn delta_envoy_gets_only_what_changed_and_removals() {
+    let api = Api::start().await;
+    let mut backends = BTreeMap::new();
+    for (pool, host) in [("alpha", "10.0.0.1"), ("beta", "10.0.0.2")] {
+        let body = json!({"url": format!("http://{host}:8080"), "pool": pool, "weight": 10});
+        let (status, created) = api.admin("POST", "/api/v1/backends", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        backends.insert(pool, created["id"].as_str().expect("id").to_string());
+    }
+    let (alpha, beta) = ("tollgate_pool_alpha", "tollgate_pool_beta");
+    let mut envoy = DeltaEnvoy::connect(api.grpc_address().await, "envoy-delta").await;
+    envoy.subscribe(CLUSTER_TYPE, &[]).await;
+    // The snapshot follows the admin API's writes: gather clusters until both are there.
+    let mut clusters = std::collections::BTreeSet::new();
+    while clusters.len() < 2 {
+        let cds = envoy.until(CLUSTER_TYPE, |_| true).await;
+        assert!(cds.resources.iter().all(|r| !r.version.is_empty()));
+        clusters.extend(delta_names(&cds).into_iter().map(String::from));
+    }
+    assert_eq!(clusters.into_iter().collect::<Vec<_>>(), [alpha, beta]);
+    envoy.subscribe(ENDPOINT_TYPE, &[alpha, beta]).await;
+    let eds = envoy.until(ENDPOINT_TYPE, |_| true).await;
+    assert_eq!(delta_names(&eds), [alpha, beta]);
+    envoy.subscribe(ROUTE_TYPE, &["tollgate_routes"]).await;
+    envoy.until(ROUTE_TYPE, |_| true).await;
+    envoy.expect_silence().await;
+
+    // A weight change in one pool sends that pool's load assignment and nothing else.
+    let (status, _) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/backends/{}", backends["beta"]),
+            Some(json!({"weight": 40})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let changed = envoy.receive().await;
+    assert_eq!(changed.type_url, ENDPOINT_TYPE);
+    assert_eq!(delta_names(&changed), [beta]);
+    assert_eq!(weights(&changed), [40]);
+    assert!(changed.removed_resources.is_empty());
+    // Refused: recorded for the admin API, and not sent again.
+    envoy.answer(&changed, Some("weight refused")).await;
+    envoy.expect_silence().await;
+    let (_, nodes) = api.admin("GET", "/api/v1/xds/nodes", None).await;
+    let node = &nodes["nodes"]["envoy-delta"];
+    assert_eq!(node["protocol"], "delta");
+    assert_eq!(node["rejections"][0]["message"], "weight refused");
+    assert_eq!(node["rejections"][0]["type_url"], ENDPOINT_TYPE);
+
+    // The last backend of a pool goes: its load assignment, then its cluster, are removed.
+    let (status, _) = api
+        .admin(
+            "DELETE",
+            &format!("/api/v1/backends/{}", backends["alpha"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let eds = envoy.receive().await;
+    assert_eq!(eds.type_url, ENDPOINT_TYPE);
+    assert_eq!(eds.removed_resources, [alpha]);
+    assert!(eds.resources.is_empty());
+    envoy.answer(&eds, None).await;
+    let cds = envoy.until(CLUSTER_TYPE, |_| true).await;
+    assert_eq!(cds.removed_resources, [alpha]);
+    assert!(cds.resources.is_empty());
+    envoy.expect_silence().await;
 }
 
 /// A simulated Envoy for the scale check: ACKs everything, follows new clusters with an EDS
@@ -526,7 +702,7 @@ async fn print_when_synced(rx: &mut mpsc::Receiver<()>, envoys: usize, since: In
 }
 
 fn size(resources: &tollgate::routing::xds::snapshot::Resources) -> usize {
-    resources.items().iter().map(|r| r.body.value.len()).sum()
+    resources.iter().map(|r| r.body.value.len()).sum()
 }
 
 /// What a TLS context demands of the backend's certificate: the trusted CAs (a file or the

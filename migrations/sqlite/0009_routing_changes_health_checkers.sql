@@ -6,6 +6,7 @@ CREATE TABLE routing_changes (
     subject TEXT NOT NULL,
     at      TEXT NOT NULL
 );
+CREATE INDEX routing_changes_at ON routing_changes (at);
 
 -- The replicas that share the health checks, each alive until its lease expires (Unix ms).
 CREATE TABLE health_checkers (

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tollgate_e2e::{ControlPlaneOptions, Echo, Gateway};
+use tollgate_e2e::{ControlPlaneOptions, Echo, EnvoyOptions, Gateway};
 
 fn backend_of(gateway: &Gateway, key: &str) -> String {
     let answer = gateway.envoy.get_with_key("/", key);
@@ -24,6 +24,49 @@ fn weights_70_30_split_a_thousand_requests_within_five_points() {
         .filter(|_| backend_of(&gateway, &key) == "backend-a")
         .count();
     assert!((650..=750).contains(&to_a), "backend-a got {to_a} of 1000");
+}
+
+#[test]
+fn an_envoy_on_delta_xds_acts_on_a_weight_change() {
+    let gateway = Gateway::start_with_envoy(
+        ControlPlaneOptions::default(),
+        EnvoyOptions {
+            delta_xds: true,
+            ..EnvoyOptions::default()
+        },
+    );
+    let cp = &gateway.control_plane;
+    let nodes = cp.admin("GET", "/api/v1/xds/nodes", None).body;
+    let protocols: Vec<&serde_json::Value> = nodes["nodes"]
+        .as_object()
+        .expect("nodes")
+        .values()
+        .map(|node| &node["protocol"])
+        .collect();
+    assert_eq!(protocols, [&json!("delta")]);
+
+    let (_, key) = cp.create_user_and_key("delta-splitter");
+    for (port, weight) in [(gateway.upstream_b.port, 100), (gateway.upstream_a.port, 1)] {
+        let id = find_backend(&gateway, port);
+        let reweight = cp.admin(
+            "PATCH",
+            &format!("/api/v1/backends/{id}"),
+            Some(json!({"weight": weight})),
+        );
+        assert_eq!(reweight.status, 200);
+    }
+    let weight_line = format!(
+        "tollgate_pool_default::127.0.0.1:{}::weight::1",
+        gateway.upstream_a.port
+    );
+    envoy_shows(&gateway, |clusters| clusters.contains(&weight_line));
+    let to_b = (0..300)
+        .filter(|_| backend_of(&gateway, &key) == "backend-b")
+        .count();
+    assert!(
+        to_b >= 285,
+        "backend-b got {to_b} of 300 at weight 100 to 1"
+    );
 }
 
 #[test]

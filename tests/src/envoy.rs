@@ -23,6 +23,8 @@ pub struct EnvoyOptions {
     /// Lets header names with underscores through, as Envoys without the shipped bootstrap's
     /// `headers_with_underscores_action: REJECT_REQUEST` do (Istio's by default).
     pub allow_header_underscores: bool,
+    /// Speaks delta ADS (`api_type: DELTA_GRPC`) instead of the bootstrap's state of the world.
+    pub delta_xds: bool,
 }
 
 impl Default for EnvoyOptions {
@@ -33,6 +35,7 @@ impl Default for EnvoyOptions {
             filter_config: None,
             node_id: None,
             allow_header_underscores: false,
+            delta_xds: false,
         }
     }
 }
@@ -140,12 +143,14 @@ impl Envoy {
             );
         }
         if options.allow_header_underscores {
-            let reject = "headers_with_underscores_action: REJECT_REQUEST";
-            assert!(
-                rendered.contains(reject),
-                "bootstrap underscore policy moved"
+            rendered = swapped(
+                &rendered,
+                "headers_with_underscores_action: REJECT_REQUEST",
+                "headers_with_underscores_action: ALLOW",
             );
-            rendered = rendered.replace(reject, "headers_with_underscores_action: ALLOW");
+        }
+        if options.delta_xds {
+            rendered = swapped(&rendered, "api_type: GRPC", "api_type: DELTA_GRPC");
         }
         let rendered = rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL);
         assert!(
@@ -276,4 +281,14 @@ impl Envoy {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// `bootstrap` with the setting `shipped` replaced by `wanted`; panics if the shipped bootstrap
+/// no longer says `shipped`.
+fn swapped(bootstrap: &str, shipped: &str, wanted: &str) -> String {
+    assert!(
+        bootstrap.contains(shipped),
+        "the bootstrap no longer says {shipped}"
+    );
+    bootstrap.replace(shipped, wanted)
 }

@@ -10,5 +10,6 @@
 
 pub mod audit;
 pub mod feed;
+pub mod position;
 pub mod routing;
 pub mod signal;

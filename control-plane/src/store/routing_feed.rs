@@ -11,17 +11,22 @@ use crate::changes::routing::{Rerouted, RoutingChange};
 use crate::domain::ids::{BackendId, GroupId};
 use crate::domain::Timestamp;
 
-/// The routing feed, read by the health checker. Only writes append to it.
+/// The routing feed, read by the health checker and the xDS topology. Only writes append
+/// to it.
 #[async_trait]
 pub trait RoutingFeed: Send + Sync {
     /// The newest position of the routing feed (0 when empty).
     async fn latest_routing_change(&self) -> Result<u64, StoreError>;
+    /// The oldest position still kept; `None` when nothing is kept.
+    async fn oldest_routing_change(&self) -> Result<Option<u64>, StoreError>;
     /// Routing changes after `cursor`, oldest first, at most `limit`.
     async fn routing_changes_since(
         &self,
         cursor: u64,
         limit: u64,
     ) -> Result<Vec<RoutingChange>, StoreError>;
+    /// Forgets the changes recorded before `before`; returns how many.
+    async fn prune_routing_changes(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
@@ -31,6 +36,13 @@ impl RoutingFeed for SqlStore {
             .fetch_one(&self.reads)
             .await?;
         Ok(latest.map_or(0, to_u64))
+    }
+
+    async fn oldest_routing_change(&self) -> Result<Option<u64>, StoreError> {
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM routing_changes")
+            .fetch_one(&self.reads)
+            .await?;
+        Ok(oldest.map(to_u64))
     }
 
     async fn routing_changes_since(
@@ -46,6 +58,11 @@ impl RoutingFeed for SqlStore {
         .fetch_all(&self.reads)
         .await?;
         rows.iter().map(change_from_row).collect()
+    }
+
+    async fn prune_routing_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.delete_before("DELETE FROM routing_changes WHERE at < $1", before)
+            .await
     }
 }
 

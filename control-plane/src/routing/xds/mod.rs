@@ -1,12 +1,15 @@
-//! Envoy's clusters, endpoints and routes over gRPC ADS (state of the world).
+//! Envoy's clusters, endpoints and routes over gRPC ADS, state of the world or delta.
 //!
-//! The backend pools and the routing table are built into a [`Snapshot`] (pure, versioned
-//! by a hash of the encoding); the [`XdsPublisher`] is its one writer, and each Envoy's
-//! stream runs a [`stream::StreamState`] that decides what to send. Listeners stay static
-//! in Envoy's bootstrap.
+//! The backend pools and the routing table are built into a [`Snapshot`] (pure, each
+//! resource versioned by a hash of its encoding, updated pool by pool); the [`XdsPublisher`]
+//! is its one writer, and each Envoy's stream runs a state machine that decides what to send:
+//! [`stream::StreamState`] for state of the world, [`delta::DeltaStreamState`] for delta.
+//! Listeners stay static in Envoy's bootstrap.
 
 mod clusters;
+pub mod delta;
 pub mod model;
+pub mod protocol;
 mod routes;
 pub mod server;
 pub mod snapshot;

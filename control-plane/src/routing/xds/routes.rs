@@ -1,7 +1,7 @@
 //! The route configuration (RDS): which pool serves a request, by the routing group the
 //! filter wrote into `x-tollgate-route-group`.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::core::v3::{
     data_source, header_value_option::HeaderAppendAction, DataSource, HeaderValue,
@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 
-use super::model::{cluster_name, Pool, RoutingTable};
+use super::model::{cluster_name, RoutingTable};
 
 /// The name of the route configuration; the listener's `rds.route_config_name`.
 pub const ROUTE_CONFIG_NAME: &str = "tollgate_routes";
@@ -25,22 +25,17 @@ const NO_UPSTREAM_BODY: &str = r#"{"error":{"code":"no_upstream_available","mess
 
 /// One virtual host for every domain: a route per routing group, then the default route.
 ///
-/// A group goes to the first of its pools that exists and has an endpoint not known to be
-/// unhealthy; when none qualifies it gets the 503, not the default pool, so one group's
+/// A group goes to the first of its pools in `serving_pools` (those that exist and have an
+/// endpoint not known to be unhealthy); when none qualifies it gets the 503, not the default pool, so one group's
 /// traffic never spills into a pool it was not given. The default route goes to the default
 /// pool under the same condition, else the 503. Group routes are ordered by header value
 /// (they match exact values, so order does not change the outcome); of two routes for the
 /// same value, the first listed wins.
 pub(crate) fn route_configuration(
-    pools: &BTreeMap<&str, &Pool>,
+    serving_pools: &BTreeSet<String>,
     routing: &RoutingTable,
 ) -> RouteConfiguration {
-    let serving = |name: &str| {
-        pools
-            .get(name)
-            .filter(|pool| pool.can_serve())
-            .map(|pool| cluster_name(&pool.name))
-    };
+    let serving = |name: &str| serving_pools.contains(name).then(|| cluster_name(name));
     let mut groups: Vec<_> = routing.group_routes.iter().collect();
     groups.sort_by(|a, b| a.group_header_value.cmp(&b.group_header_value));
     groups.dedup_by(|later, first| later.group_header_value == first.group_header_value);
@@ -138,7 +133,7 @@ fn route_to(name: String, matcher: RouteMatch, cluster: Option<String>) -> Route
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::xds::model::HealthState;
+    use crate::routing::xds::model::{HealthState, Pool};
     use crate::routing::xds::snapshot::tests::{endpoint, healthy_pool, pool, routing};
 
     /// What each route does: (name, header value matched, cluster or 503).
@@ -181,8 +176,12 @@ mod tests {
     }
 
     fn build(pools: &[Pool], table: &RoutingTable) -> RouteConfiguration {
-        let by_name = pools.iter().map(|p| (p.name.as_str(), p)).collect();
-        route_configuration(&by_name, table)
+        let serving = pools
+            .iter()
+            .filter(|p| p.can_serve())
+            .map(|p| p.name.clone())
+            .collect();
+        route_configuration(&serving, table)
     }
 
     fn row(name: &str, header: Option<&str>, target: &str) -> (String, Option<String>, String) {

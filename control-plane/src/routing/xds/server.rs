@@ -13,7 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::delta::DeltaStreamState;
 use super::model::{Pool, RoutingTable};
+use super::protocol::AdsProtocol;
 use super::snapshot::{Snapshot, TYPE_URLS};
 use super::status::{NodeStatuses, OpenStream};
 use super::stream::StreamState;
@@ -47,10 +49,27 @@ impl XdsPublisher {
         }
     }
 
-    /// Builds the snapshot for `pools` and `routing` and, when it differs from the current
-    /// one, sends it to every connected Envoy. Returns the snapshot now served.
+    /// Builds the snapshot for `pools` and `routing` afresh and, when it differs from the
+    /// current one, sends it to every connected Envoy. Returns the snapshot now served.
     pub fn publish(&self, pools: &[Pool], routing: &RoutingTable) -> Arc<Snapshot> {
-        let next = Arc::new(Snapshot::build(pools, routing));
+        self.offer(Snapshot::build(pools, routing))
+    }
+
+    /// Re-encodes only the `changed` pools, drops the `removed` ones and rebuilds the routes
+    /// for `routing`, keeping every other resource of the current snapshot; then sends the
+    /// result like [`publish`](Self::publish). Each pool name appears once in `changed`.
+    pub fn publish_changes(
+        &self,
+        changed: &[Pool],
+        removed: &[String],
+        routing: &RoutingTable,
+    ) -> Arc<Snapshot> {
+        let next = self.snapshot().update(changed, removed, routing);
+        self.offer(next)
+    }
+
+    fn offer(&self, next: Snapshot) -> Arc<Snapshot> {
+        let next = Arc::new(next);
         self.snapshots.send_if_modified(|current| {
             let same = TYPE_URLS.iter().all(|type_url| {
                 current.resources(type_url).map(|r| r.version())
@@ -93,49 +112,56 @@ pub struct AdsService {
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for AdsService {
     type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream =
-        tokio_stream::Empty<Result<DeltaDiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 
     async fn stream_aggregated_resources(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
-        tokio::spawn(serve_stream(
-            request.into_inner(),
-            self.snapshots.clone(),
-            self.statuses.clone(),
-            responses,
-        ));
-        Ok(Response::new(ReceiverStream::new(outgoing)))
+        Ok(self.serve::<StreamState>(request.into_inner()))
     }
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "Tollgate serves state-of-the-world ADS only (ads_config.api_type: GRPC)",
-        ))
+        Ok(self.serve::<DeltaStreamState>(request.into_inner()))
+    }
+}
+
+impl AdsService {
+    /// Runs the stream in a task of its own; its responses go out through the returned stream.
+    fn serve<P: AdsProtocol>(
+        &self,
+        requests: Streaming<P::Request>,
+    ) -> Response<ReceiverStream<Result<P::Response, Status>>> {
+        let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
+        tokio::spawn(serve_stream::<P>(
+            requests,
+            self.snapshots.clone(),
+            self.statuses.clone(),
+            responses,
+        ));
+        Response::new(ReceiverStream::new(outgoing))
     }
 }
 
 /// Runs one Envoy's stream: requests and new snapshots go through the state machine, its
 /// answers go to Envoy, and what Envoy accepted or refused goes to the node statuses.
-async fn serve_stream(
-    mut requests: Streaming<DiscoveryRequest>,
+async fn serve_stream<P: AdsProtocol>(
+    mut requests: Streaming<P::Request>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     statuses: NodeStatuses,
-    responses: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    responses: mpsc::Sender<Result<P::Response, Status>>,
 ) {
-    let mut state = StreamState::new();
+    let mut state = P::default();
     let mut node: Option<OpenStream> = None;
     loop {
         let answers = tokio::select! {
             request = requests.next() => match request {
                 Some(Ok(request)) => {
                     if node.is_none() {
-                        let id = request.node.as_ref().map_or("", |n| n.id.as_str());
+                        let id = P::node_id(&request);
                         if id.is_empty() {
                             let refusal = Status::invalid_argument(
                                 "the first ADS request must carry node.id",
@@ -143,8 +169,8 @@ async fn serve_stream(
                             let _ = responses.send(Err(refusal)).await;
                             return;
                         }
-                        tracing::info!(node = id, "Envoy opened an ADS stream");
-                        node = Some(statuses.open(id));
+                        tracing::info!(node = id, protocol = P::NAME, "Envoy opened an ADS stream");
+                        node = Some(statuses.open(id, P::NAME));
                     }
                     // Not marked as seen: a newer snapshot still reaches every type below.
                     let snapshot = snapshots.borrow().clone();

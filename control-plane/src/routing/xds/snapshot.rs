@@ -1,5 +1,7 @@
 //! One consistent, encoded set of Envoy resources per xDS type, built from the pools and the
-//! routing table. Built by one writer; ADS streams only read it.
+//! routing table, each resource with a version of its own. Built by one writer, and updated
+//! pool by pool: a change re-encodes only the resources of the pools it touched. ADS streams
+//! only read it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use prost::{Message, Name};
 use sha2::{Digest, Sha256};
 
 use super::clusters::{cluster, load_assignment};
-use super::model::{Pool, RoutingTable};
+use super::model::{cluster_name, Pool, RoutingTable};
 use super::routes::route_configuration;
 
 /// Type URL of clusters (CDS).
@@ -27,61 +29,113 @@ pub const TYPE_URLS: [&str; 3] = [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE];
 pub struct Resource {
     /// The resource's name (cluster name, or route configuration name).
     pub name: String,
-    /// The encoded message, as it goes into a `DiscoveryResponse`.
+    /// A hash of the name and the encoding: the resource keeps its version while its content
+    /// stays the same, whatever else changes.
+    pub version: String,
+    /// The encoded message, as it goes into a discovery response.
     pub body: Any,
 }
 
 impl Resource {
     fn new<M: Message + Name>(name: String, message: &M) -> Self {
+        let value = message.encode_to_vec();
         Self {
+            version: digest([name.as_bytes(), value.as_slice()]),
             name,
             body: Any {
                 type_url: M::type_url(),
-                value: message.encode_to_vec(),
+                value,
             },
         }
     }
 }
 
-/// The resources of one type, sorted by name, and their version. Cloning is cheap.
+/// The first 8 bytes of a SHA-256 over `parts`, each prefixed with its length, in hex.
+fn digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hex::encode(&hash.finalize()[..8])
+}
+
+/// The resources of one type by name, and the version of the whole set. Cloning is cheap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resources {
     version: String,
-    items: Arc<[Resource]>,
+    items: Arc<BTreeMap<String, Arc<Resource>>>,
 }
 
 impl Resources {
-    /// Sorts `items` by name (the first of equal names wins) and derives the version from
-    /// their encoding, so equal content always carries the same version.
-    pub(crate) fn new(mut items: Vec<Resource>) -> Self {
-        items.sort_by(|a, b| a.name.cmp(&b.name));
-        items.dedup_by(|later, first| later.name == first.name);
-        let mut hash = Sha256::new();
-        for item in &items {
-            for part in [item.name.as_bytes(), &item.body.value] {
-                hash.update((part.len() as u64).to_be_bytes());
-                hash.update(part);
-            }
+    /// The set of `items` (the first of equal names wins); its version derives from the
+    /// resources' versions, so equal content always carries the same version.
+    pub(crate) fn new(items: Vec<Resource>) -> Self {
+        let mut by_name = BTreeMap::new();
+        for item in items {
+            by_name
+                .entry(item.name.clone())
+                .or_insert_with(|| Arc::new(item));
         }
+        Self::from_map(by_name)
+    }
+
+    fn from_map(items: BTreeMap<String, Arc<Resource>>) -> Self {
+        let version = digest(
+            items
+                .values()
+                .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
+        );
         Self {
-            version: hex::encode(&hash.finalize()[..8]),
-            items: items.into(),
+            version,
+            items: Arc::new(items),
         }
     }
 
-    /// The version Envoy sees in `version_info` for these resources.
+    /// These resources with `upserted` put in (in place of those of the same name) and
+    /// `removed` taken out; the others are shared, not re-encoded.
+    fn changed(&self, upserted: Vec<Resource>, removed: &[String]) -> Self {
+        if upserted.is_empty() && removed.iter().all(|name| !self.items.contains_key(name)) {
+            return self.clone();
+        }
+        let mut items = (*self.items).clone();
+        for name in removed {
+            items.remove(name);
+        }
+        for item in upserted {
+            items.insert(item.name.clone(), Arc::new(item));
+        }
+        Self::from_map(items)
+    }
+
+    /// The version of the whole set, as Envoy sees it in `version_info`.
     pub fn version(&self) -> &str {
         &self.version
     }
 
     /// Every resource, sorted by name.
-    pub fn items(&self) -> &[Resource] {
-        &self.items
+    pub fn iter(&self) -> impl Iterator<Item = &Resource> {
+        self.items.values().map(AsRef::as_ref)
+    }
+
+    /// The resource named `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<&Resource> {
+        self.items.get(name).map(AsRef::as_ref)
+    }
+
+    /// How many resources there are.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
     /// The names of the resources.
     pub fn names(&self) -> BTreeSet<&str> {
-        self.items.iter().map(|r| r.name.as_str()).collect()
+        self.items.keys().map(String::as_str).collect()
     }
 }
 
@@ -91,6 +145,8 @@ pub struct Snapshot {
     clusters: Resources,
     endpoints: Resources,
     routes: Resources,
+    /// The pools that can serve, which the routes send traffic to.
+    serving: Arc<BTreeSet<String>>,
 }
 
 impl Snapshot {
@@ -103,21 +159,58 @@ impl Snapshot {
         for pool in pools {
             by_name.entry(pool.name.as_str()).or_insert(pool);
         }
-        let mut clusters = Vec::with_capacity(by_name.len());
-        let mut endpoints = Vec::with_capacity(by_name.len());
-        for pool in by_name.values() {
+        let empty = Self {
+            clusters: Resources::new(Vec::new()),
+            endpoints: Resources::new(Vec::new()),
+            routes: Resources::new(Vec::new()),
+            serving: Arc::default(),
+        };
+        empty.apply(by_name.into_values(), &[], routing)
+    }
+
+    /// This snapshot with the resources of `changed` pools encoded afresh, those of `removed`
+    /// pools taken out, and the routes rebuilt for `routing`; every other resource is kept
+    /// as it is, with its version. Each pool name appears once in `changed`.
+    pub fn update(&self, changed: &[Pool], removed: &[String], routing: &RoutingTable) -> Self {
+        self.apply(changed.iter(), removed, routing)
+    }
+
+    fn apply<'p>(
+        &self,
+        changed: impl IntoIterator<Item = &'p Pool>,
+        removed: &[String],
+        routing: &RoutingTable,
+    ) -> Self {
+        let mut serving = (*self.serving).clone();
+        let mut gone_clusters: Vec<String> = Vec::new();
+        for pool in removed {
+            serving.remove(pool);
+            gone_clusters.push(cluster_name(pool));
+        }
+        let mut gone_endpoints = gone_clusters.clone();
+        let mut clusters = Vec::new();
+        let mut endpoints = Vec::new();
+        for pool in changed {
             let cluster = cluster(pool);
             if cluster.load_assignment.is_none() {
                 let assignment = load_assignment(pool);
                 endpoints.push(Resource::new(assignment.cluster_name.clone(), &assignment));
+            } else {
+                gone_endpoints.push(cluster.name.clone());
             }
             clusters.push(Resource::new(cluster.name.clone(), &cluster));
+            if pool.can_serve() {
+                serving.insert(pool.name.clone());
+            } else {
+                serving.remove(&pool.name);
+            }
         }
-        let routes = route_configuration(&by_name, routing);
+        let routes = route_configuration(&serving, routing);
         Self {
-            clusters: Resources::new(clusters),
-            endpoints: Resources::new(endpoints),
+            clusters: self.clusters.changed(clusters, &gone_clusters),
+            endpoints: self.endpoints.changed(endpoints, &gone_endpoints),
             routes: Resources::new(vec![Resource::new(routes.name.clone(), &routes)]),
+            serving: Arc::new(serving),
         }
     }
 
@@ -248,7 +341,6 @@ pub(crate) mod tests {
         let snapshot = Snapshot::build(&pools, &RoutingTable::default());
         let names: Vec<&str> = snapshot
             .clusters()
-            .items()
             .iter()
             .map(|r| r.name.as_str())
             .collect();
@@ -267,7 +359,6 @@ pub(crate) mod tests {
         );
         assert!(snapshot
             .endpoints()
-            .items()
             .iter()
             .all(|r| r.body.type_url == ENDPOINT_TYPE));
         assert_eq!(
@@ -283,8 +374,65 @@ pub(crate) mod tests {
             &[healthy_pool("a", "10.0.0.1"), healthy_pool("a", "10.0.0.2")],
             &RoutingTable::default(),
         );
-        assert_eq!(snapshot.clusters().items().len(), 1);
+        assert_eq!(snapshot.clusters().len(), 1);
         let expected = Snapshot::build(&[healthy_pool("a", "10.0.0.1")], &RoutingTable::default());
         assert_eq!(snapshot, expected);
+    }
+
+    #[test]
+    fn an_update_reencodes_only_the_pools_it_names() {
+        let table = routing(Some("a"), &[("gold", &["b", "a"])]);
+        let before = Snapshot::build(
+            &[healthy_pool("a", "10.0.0.1"), healthy_pool("b", "10.0.1.1")],
+            &table,
+        );
+        let mut heavier = healthy_pool("b", "10.0.1.1");
+        heavier.endpoints[0].weight = 50;
+        let after = before.update(std::slice::from_ref(&heavier), &[], &table);
+
+        let version = |s: &Snapshot, name: &str| s.endpoints().get(name).map(|r| r.version.clone());
+        assert_eq!(
+            version(&before, "tollgate_pool_a"),
+            version(&after, "tollgate_pool_a")
+        );
+        assert_ne!(
+            version(&before, "tollgate_pool_b"),
+            version(&after, "tollgate_pool_b")
+        );
+        assert_ne!(before.endpoints().version(), after.endpoints().version());
+        assert_eq!(before.clusters(), after.clusters());
+        assert_eq!(before.routes(), after.routes());
+        // Updating pool by pool ends where building from scratch does.
+        let rebuilt = Snapshot::build(&[healthy_pool("a", "10.0.0.1"), heavier], &table);
+        assert_eq!(after, rebuilt);
+    }
+
+    #[test]
+    fn an_update_removes_pools_and_follows_their_health_into_the_routes() {
+        let table = routing(Some("a"), &[("gold", &["b", "a"])]);
+        let before = Snapshot::build(
+            &[healthy_pool("a", "10.0.0.1"), healthy_pool("b", "10.0.1.1")],
+            &table,
+        );
+        let down = pool(
+            "b",
+            vec![endpoint("e1", "10.0.1.1", 1, HealthState::Unhealthy)],
+        );
+        let after = before.update(std::slice::from_ref(&down), &[], &table);
+        assert_ne!(before.routes(), after.routes());
+        assert_eq!(
+            after,
+            Snapshot::build(&[healthy_pool("a", "10.0.0.1"), down], &table)
+        );
+
+        let without_b = after.update(&[], &["b".to_string()], &table);
+        assert_eq!(
+            without_b,
+            Snapshot::build(&[healthy_pool("a", "10.0.0.1")], &table)
+        );
+        // A pool that turns to DNS names keeps its cluster and loses its EDS resource.
+        let dns = without_b.update(&[healthy_pool("a", "a.internal")], &[], &table);
+        assert!(dns.endpoints().is_empty());
+        assert_eq!(dns.clusters().names().len(), 1);
     }
 }

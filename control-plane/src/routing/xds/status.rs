@@ -5,7 +5,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::Serialize;
 
-use super::stream::{Rejection, StreamState};
+use super::protocol::AdsProtocol;
+use super::stream::Rejection;
 use crate::domain::Timestamp;
 
 /// How many refusals are kept per Envoy.
@@ -16,6 +17,8 @@ const MAX_REJECTIONS_KEPT: usize = 16;
 pub struct NodeStatus {
     /// ADS streams open now (more than one: several Envoys share the node id).
     pub open_streams: u32,
+    /// The ADS variant of the newest stream: `state_of_the_world` or `delta`.
+    pub protocol: &'static str,
     /// Type URL -> the version Envoy last accepted.
     pub acked_versions: BTreeMap<String, String>,
     /// Refused versions, oldest first (the most recent few).
@@ -59,8 +62,11 @@ impl NodeStatuses {
     }
 
     /// Counts a stream for `node_id` until the returned guard is dropped.
-    pub(crate) fn open(&self, node_id: &str) -> OpenStream {
-        self.update(node_id, |status| status.open_streams += 1);
+    pub(crate) fn open(&self, node_id: &str, protocol: &'static str) -> OpenStream {
+        self.update(node_id, |status| {
+            status.open_streams += 1;
+            status.protocol = protocol;
+        });
         OpenStream {
             statuses: self.clone(),
             node_id: node_id.to_string(),
@@ -84,7 +90,7 @@ impl OpenStream {
 
     /// Copies the stream's accepted versions, and returns refusals not seen before after
     /// recording them with the time `now`.
-    pub(crate) fn record(&mut self, stream: &StreamState, now: Timestamp) -> Vec<Rejection> {
+    pub(crate) fn record(&mut self, stream: &impl AdsProtocol, now: Timestamp) -> Vec<Rejection> {
         let all = stream.rejections();
         let new_from = self
             .last_rejection
@@ -157,7 +163,7 @@ mod tests {
         let statuses = NodeStatuses::default();
         let snapshot = Snapshot::default();
         let mut stream = StreamState::new();
-        let mut open = statuses.open("envoy");
+        let mut open = statuses.open("envoy", "state_of_the_world");
         let first = stream.on_request(
             DiscoveryRequest {
                 type_url: CLUSTER_TYPE.into(),

@@ -1,10 +1,16 @@
 //! One Envoy's ADS stream (state of the world) as a state machine without I/O: it takes
 //! Envoy's requests and new snapshots, and says what to send.
+//!
+//! Clusters go whole in every response, as the protocol demands for CDS. Load assignments and
+//! routes go by resource: a response carries those Envoy subscribed to whose version it has
+//! not been sent on this stream, since Envoy keeps the ones a response leaves out. So a
+//! change to one pool sends that pool's load assignment only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
+use super::protocol::AdsProtocol;
 use super::snapshot::{
     Resource, Resources, Snapshot, CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, TYPE_URLS,
 };
@@ -38,6 +44,8 @@ struct TypeState {
     /// `None` until Envoy first asks for the type.
     subscription: Option<Subscription>,
     sent: Option<Sent>,
+    /// Name -> version of each load assignment or route configuration sent on the stream.
+    sent_versions: BTreeMap<String, String>,
     acked: Option<String>,
     rejected: Option<String>,
 }
@@ -88,6 +96,90 @@ impl StreamState {
         Self::default()
     }
 
+    /// Clusters sent last that `snapshot` no longer has.
+    fn leaving_clusters(&self, snapshot: &Snapshot) -> Vec<Resource> {
+        let Some(sent) = self.types.get(CLUSTER_TYPE).and_then(|t| t.sent.as_ref()) else {
+            return Vec::new();
+        };
+        let staying = snapshot.clusters().names();
+        sent.resources
+            .iter()
+            .filter(|r| !staying.contains(r.name.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Answers unless Envoy has this version already, refused it, or wants nothing.
+    fn respond_if_new(
+        &mut self,
+        type_url: &'static str,
+        resources: &Resources,
+    ) -> Option<DiscoveryResponse> {
+        let state = self.types.get(type_url)?;
+        let version = Some(resources.version());
+        if state.sent.as_ref().map(|s| s.resources.version()) == version
+            || state.rejected.as_deref() == version
+        {
+            return None;
+        }
+        self.respond(type_url, resources, Answer::WhenNews)
+    }
+
+    /// What Envoy subscribed to of `resources` and lacks (every cluster, for CDS), if it
+    /// subscribed to anything of the type.
+    fn respond(
+        &mut self,
+        type_url: &'static str,
+        resources: &Resources,
+        answer: Answer,
+    ) -> Option<DiscoveryResponse> {
+        let state = self.types.get_mut(type_url)?;
+        let subscription = state.subscription.as_ref()?;
+        if subscription.is_empty() {
+            return None;
+        }
+        let whole = type_url == CLUSTER_TYPE;
+        let news: Vec<&Resource> = resources
+            .iter()
+            .filter(|r| subscription.includes(&r.name))
+            .filter(|r| whole || state.sent_versions.get(&r.name) != Some(&r.version))
+            .collect();
+        if news.is_empty() && !whole && answer == Answer::WhenNews {
+            return None;
+        }
+        if !whole {
+            for resource in &news {
+                state
+                    .sent_versions
+                    .insert(resource.name.clone(), resource.version.clone());
+            }
+        }
+        let bodies = news.into_iter().map(|r| r.body.clone()).collect();
+        self.responses_sent += 1;
+        let nonce = self.responses_sent.to_string();
+        state.sent = Some(Sent {
+            resources: resources.clone(),
+            nonce: nonce.clone(),
+        });
+        Some(DiscoveryResponse {
+            version_info: resources.version().to_string(),
+            resources: bodies,
+            type_url: type_url.to_string(),
+            nonce,
+            ..DiscoveryResponse::default()
+        })
+    }
+}
+
+impl AdsProtocol for StreamState {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const NAME: &'static str = "state_of_the_world";
+
+    fn node_id(request: &DiscoveryRequest) -> &str {
+        request.node.as_ref().map_or("", |n| n.id.as_str())
+    }
+
     /// Takes one request from Envoy and returns what to answer.
     ///
     /// The first request for a type is answered with the snapshot's resources. A request
@@ -97,7 +189,7 @@ impl StreamState {
     /// is stale and ignored, since Envoy will answer the newer response too. A changed
     /// subscription is answered, even with a refused version, so that new clusters can warm.
     /// Types other than CDS, EDS and RDS are ignored.
-    pub fn on_request(
+    fn on_request(
         &mut self,
         request: DiscoveryRequest,
         snapshot: &Snapshot,
@@ -123,15 +215,15 @@ impl StreamState {
             let version = sent.resources.version().to_string();
             match &request.error_detail {
                 Some(error) => {
-                    if self.rejections.len() == MAX_REJECTIONS {
-                        self.rejections.remove(0);
-                    }
-                    self.rejections.push(Rejection {
-                        type_url: type_url.to_string(),
-                        version: version.clone(),
-                        nonce: request.response_nonce.clone(),
-                        message: error.message.clone(),
-                    });
+                    remember(
+                        &mut self.rejections,
+                        Rejection {
+                            type_url: type_url.to_string(),
+                            version: version.clone(),
+                            nonce: request.response_nonce.clone(),
+                            message: error.message.clone(),
+                        },
+                    );
                     state.rejected = Some(version);
                 }
                 None if request.version_info == version => state.acked = Some(version),
@@ -144,9 +236,12 @@ impl StreamState {
             state.subscription.as_ref(),
         );
         let changed = state.subscription.as_ref() != Some(&subscription);
+        state
+            .sent_versions
+            .retain(|name, _| subscription.includes(name));
         state.subscription = Some(subscription);
         let response = if changed {
-            self.respond(type_url, resources)
+            self.respond(type_url, resources, Answer::Always)
         } else {
             self.respond_if_new(type_url, resources)
         };
@@ -158,13 +253,13 @@ impl StreamState {
     /// clusters Envoy has. When clusters disappear, Envoy first gets the new clusters with
     /// the disappearing ones kept, and the clusters without them only after the routes that
     /// stopped naming them.
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
         let leaving = self.leaving_clusters(snapshot);
         let mut responses = Vec::new();
         if leaving.is_empty() {
             responses.extend(self.respond_if_new(CLUSTER_TYPE, snapshot.clusters()));
         } else {
-            let mut bridge = snapshot.clusters().items().to_vec();
+            let mut bridge: Vec<Resource> = snapshot.clusters().iter().cloned().collect();
             bridge.extend(leaving);
             responses.extend(self.respond_if_new(CLUSTER_TYPE, &Resources::new(bridge)));
         }
@@ -175,76 +270,31 @@ impl StreamState {
     }
 
     /// The version Envoy last accepted for a type on this stream.
-    pub fn acked_version(&self, type_url: &str) -> Option<&str> {
+    fn acked_version(&self, type_url: &str) -> Option<&str> {
         self.types.get(type_url)?.acked.as_deref()
     }
 
     /// The responses Envoy refused on this stream, oldest first (the most recent few).
-    pub fn rejections(&self) -> &[Rejection] {
+    fn rejections(&self) -> &[Rejection] {
         &self.rejections
     }
+}
 
-    /// Clusters sent last that `snapshot` no longer has.
-    fn leaving_clusters(&self, snapshot: &Snapshot) -> Vec<Resource> {
-        let Some(sent) = self.types.get(CLUSTER_TYPE).and_then(|t| t.sent.as_ref()) else {
-            return Vec::new();
-        };
-        let staying = snapshot.clusters().names();
-        sent.resources
-            .items()
-            .iter()
-            .filter(|r| !staying.contains(r.name.as_str()))
-            .cloned()
-            .collect()
-    }
+/// Whether a response goes out when it would carry nothing new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Yes: Envoy asked (a changed subscription) and waits for an answer.
+    Always,
+    /// Only with news, or for CDS, where the whole set is the news.
+    WhenNews,
+}
 
-    /// Answers unless Envoy has this version already, refused it, or wants nothing.
-    fn respond_if_new(
-        &mut self,
-        type_url: &'static str,
-        resources: &Resources,
-    ) -> Option<DiscoveryResponse> {
-        let state = self.types.get(type_url)?;
-        let version = Some(resources.version());
-        if state.sent.as_ref().map(|s| s.resources.version()) == version
-            || state.rejected.as_deref() == version
-        {
-            return None;
-        }
-        self.respond(type_url, resources)
+/// Keeps `rejection`, forgetting the oldest beyond the most recent few.
+pub(crate) fn remember(rejections: &mut Vec<Rejection>, rejection: Rejection) {
+    if rejections.len() == MAX_REJECTIONS {
+        rejections.remove(0);
     }
-
-    /// The subscribed part of `resources`, if Envoy subscribed to anything of the type.
-    fn respond(
-        &mut self,
-        type_url: &'static str,
-        resources: &Resources,
-    ) -> Option<DiscoveryResponse> {
-        let state = self.types.get_mut(type_url)?;
-        let subscription = state.subscription.as_ref()?;
-        if subscription.is_empty() {
-            return None;
-        }
-        let bodies = resources
-            .items()
-            .iter()
-            .filter(|r| subscription.includes(&r.name))
-            .map(|r| r.body.clone())
-            .collect();
-        self.responses_sent += 1;
-        let nonce = self.responses_sent.to_string();
-        state.sent = Some(Sent {
-            resources: resources.clone(),
-            nonce: nonce.clone(),
-        });
-        Some(DiscoveryResponse {
-            version_info: resources.version().to_string(),
-            resources: bodies,
-            type_url: type_url.to_string(),
-            nonce,
-            ..DiscoveryResponse::default()
-        })
-    }
+    rejections.push(rejection);
 }
 
 fn known_type<'s>(type_url: &str, snapshot: &'s Snapshot) -> Option<(&'static str, &'s Resources)> {

@@ -188,7 +188,8 @@ fn eds_answers_only_the_names_envoy_asked_for() {
     );
     assert_eq!(names(&sent[0]), ["tollgate_pool_b"]);
 
-    // The same names again are an ACK; new names are answered at once.
+    // The same names again are an ACK; new names are answered at once, with what Envoy
+    // lacks only: it keeps the load assignment of `b`.
     let asked = ["tollgate_pool_b", "tollgate_pool_x"];
     assert!(stream.on_request(ack(&sent[0], &asked), &snap).is_empty());
     let more = request(
@@ -198,7 +199,8 @@ fn eds_answers_only_the_names_envoy_asked_for() {
         &["tollgate_pool_a", "tollgate_pool_b"],
     );
     let sent = stream.on_request(more, &snap);
-    assert_eq!(names(&sent[0]), ["tollgate_pool_a", "tollgate_pool_b"]);
+    assert_eq!(names(&sent[0]), ["tollgate_pool_a"]);
+    assert_eq!(sent[0].version_info, snap.endpoints().version());
 
     // Once names were given, an empty list unsubscribes from everything.
     let none = request(ENDPOINT_TYPE, &sent[0].version_info, &sent[0].nonce, &[]);
@@ -256,10 +258,11 @@ fn a_removed_pool_leaves_the_routes_before_the_clusters() {
     let before = snapshot(&["a", "b"], &routing(Some("a"), &[("g", &["b"])]));
     let mut stream = subscribed(&before);
     let after = snapshot(&["a"], &routing(Some("a"), &[]));
+    // Envoy drops the load assignment with its cluster: nothing to send over EDS.
     let sent = stream.on_snapshot(&after);
-    assert_eq!(types(&sent), [ENDPOINT_TYPE, ROUTE_TYPE, CLUSTER_TYPE]);
-    assert_eq!(names(&sent[2]), ["tollgate_pool_a"]);
-    assert_eq!(sent[2].version_info, after.clusters().version());
+    assert_eq!(types(&sent), [ROUTE_TYPE, CLUSTER_TYPE]);
+    assert_eq!(names(&sent[1]), ["tollgate_pool_a"]);
+    assert_eq!(sent[1].version_info, after.clusters().version());
 }
 
 #[test]
@@ -305,7 +308,7 @@ fn a_refused_version_is_still_sent_for_names_newly_asked_for() {
         &["tollgate_pool_a", "tollgate_pool_b"],
     );
     let sent = stream.on_request(wider, &snap);
-    assert_eq!(names(&sent[0]), ["tollgate_pool_a", "tollgate_pool_b"]);
+    assert_eq!(names(&sent[0]), ["tollgate_pool_b"]);
 }
 
 #[test]
@@ -314,4 +317,18 @@ fn a_first_request_with_a_foreign_nonce_is_answered() {
     let mut stream = StreamState::new();
     let sent = stream.on_request(request(CLUSTER_TYPE, "v0", "17", &[]), &snap);
     assert_eq!(sent.len(), 1);
+}
+
+#[test]
+fn a_change_to_one_pool_sends_that_pools_load_assignment_only() {
+    let table = routing(Some("a"), &[]);
+    let before = snapshot(&["a", "b"], &table);
+    let mut stream = subscribed(&before);
+    let mut heavier = crate::routing::xds::snapshot::tests::healthy_pool("b", "10.0.0.2");
+    heavier.endpoints[0].weight = 50;
+    let after = before.update(&[heavier], &[], &table);
+    let sent = stream.on_snapshot(&after);
+    assert_eq!(types(&sent), [ENDPOINT_TYPE]);
+    assert_eq!(names(&sent[0]), ["tollgate_pool_b"]);
+    assert_eq!(sent[0].version_info, after.endpoints().version());
 }
