@@ -28,7 +28,7 @@ const DENIAL_CODES: [&str; 14] = [
 const LIMIT_LEVELS: [&str; 4] = ["ip", "user", "key", "route"];
 
 /// The counters without a label, in the order of their index constants.
-const COUNTERS: [&str; 10] = [
+const COUNTERS: [&str; 11] = [
     "tollgate.requests.allowed.api_key",
     "tollgate.requests.allowed.session",
     "tollgate.requests.allowed.unverified",
@@ -39,6 +39,7 @@ const COUNTERS: [&str; 10] = [
     "tollgate.requests.dual_credentials",
     "tollgate.limits.sync_failures",
     "tollgate.usage.report_failures",
+    "tollgate.allowances.failures",
 ];
 const ALLOWED_API_KEY: usize = 0;
 const ALLOWED_SESSION: usize = 1;
@@ -50,6 +51,7 @@ const LOOKUP_FAILURES: usize = 6;
 const DUAL_CREDENTIALS: usize = 7;
 const LIMIT_SYNC_FAILURES: usize = 8;
 const USAGE_REPORT_FAILURES: usize = 9;
+const ALLOWANCE_FAILURES: usize = 10;
 const FIRST_DENIAL: usize = COUNTERS.len();
 const FIRST_LEVEL: usize = FIRST_DENIAL + DENIAL_CODES.len();
 
@@ -172,6 +174,11 @@ impl Metrics {
 
     pub fn usage_report_failed(&self) {
         self.add(USAGE_REPORT_FAILURES);
+    }
+
+    /// An `AcquireAllowances` call failed, for a waiting request or ahead of need.
+    pub fn allowance_failed(&self) {
+        self.add(ALLOWANCE_FAILURES);
     }
 }
 

@@ -123,6 +123,7 @@ impl Worker {
                 }
                 Err(error) => {
                     log::warn!("could not ask for a quota allowance: {error}");
+                    self.metrics.allowance_failed();
                     allowances.refill_answered(&refill.user_id, refill.quotas, now_us);
                 }
             }
@@ -164,7 +165,10 @@ impl Worker {
                     allowances.granted(&refill.user_id, grant, now_us);
                 }
             }
-            None => log::warn!("a quota allowance refill failed (gRPC status {grpc_status})"),
+            None => {
+                log::warn!("a quota allowance refill failed (gRPC status {grpc_status})");
+                self.metrics.allowance_failed();
+            }
         }
         allowances.refill_answered(&refill.user_id, refill.quotas, now_us);
     }

@@ -113,7 +113,7 @@ impl RequestFlow {
         plan: &Rc<Plan>,
     ) -> Decision {
         let worker = &self.worker;
-        worker.metrics.limit_sync_failed();
+        worker.metrics.allowance_failed();
         let fails_open = worker
             .freshness
             .try_borrow()
