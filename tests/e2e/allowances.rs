@@ -118,18 +118,7 @@ fn two_envoys_under_load_admit_no_more_than_the_quota() {
         ("TOLLGATE_QUOTAS__ALLOWANCE_ADMIT_SECS", "10"),
     ]));
     let cp = &gateway.control_plane;
-    let second = Envoy::start(
-        &gateway.layout,
-        EnvoyOptions {
-            grpc_port: cp.grpc_port,
-            ..EnvoyOptions::default()
-        },
-    );
-    second.wait_for_stat(
-        "cluster.tollgate_pool_default.membership_total",
-        2,
-        Duration::from_secs(10),
-    );
+    let second = gateway.another_envoy(EnvoyOptions::default());
     let (user, key) = cp.create_user_and_key_with(json!({
         "username": "shared",
         "quotas": {"monthly_requests": QUOTA},
@@ -174,20 +163,11 @@ fn an_envoy_killed_holding_an_allowance_and_a_control_plane_restart_lose_nothing
         "quotas": {"monthly_requests": QUOTA},
     }));
     // Its allowance stays held while idle, as a busy Envoy's would.
-    let doomed = Envoy::start(
-        &gateway.layout,
-        EnvoyOptions {
-            grpc_port: gateway.control_plane.grpc_port,
-            workers: 1,
-            filter_config: Some(r#"{"allowance_idle_ms": 600000}"#.to_owned()),
-            ..EnvoyOptions::default()
-        },
-    );
-    doomed.wait_for_stat(
-        "cluster.tollgate_pool_default.membership_total",
-        2,
-        Duration::from_secs(10),
-    );
+    let doomed = gateway.another_envoy(EnvoyOptions {
+        workers: 1,
+        filter_config: Some(r#"{"allowance_idle_ms": 600000}"#.to_owned()),
+        ..EnvoyOptions::default()
+    });
     let granted_before = Instant::now();
     assert_eq!(doomed.statuses_with_key(&key, 5), [200; 5]);
     // The usage report (every second) carries the five; the allowance stays held.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tollgate_e2e::http::Answer;
-use tollgate_e2e::{ControlPlaneOptions, Envoy, EnvoyOptions, Gateway};
+use tollgate_e2e::{ControlPlaneOptions, EnvoyOptions, Gateway};
 
 #[test]
 fn a_user_limit_admits_its_burst_then_refuses_with_429_and_headers() {
@@ -246,18 +246,7 @@ fn exact_limits_fail_closed_when_the_control_plane_is_gone() {
 fn two_envoys_share_one_exact_limit() {
     let gateway = Gateway::start();
     let cp = &gateway.control_plane;
-    let second = Envoy::start(
-        &gateway.layout,
-        EnvoyOptions {
-            grpc_port: cp.grpc_port,
-            ..EnvoyOptions::default()
-        },
-    );
-    second.wait_for_stat(
-        "cluster.tollgate_pool_default.membership_total",
-        2,
-        Duration::from_secs(10),
-    );
+    let second = gateway.another_envoy(EnvoyOptions::default());
     let (_, key) = cp.create_user_and_key_with(json!({
         "username": "shared",
         "rate_limits": {"requests_per_minute": 10, "mode": "exact"},

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tollgate_e2e::{ControlPlane, ControlPlaneOptions, Envoy, EnvoyOptions, Gateway, RedisServer};
+use tollgate_e2e::{ControlPlane, ControlPlaneOptions, EnvoyOptions, Gateway, RedisServer};
 
 /// The user's quota entry called `name`, as `GET /api/v1/users/{id}/quota` answers it.
 fn quota(cp: &ControlPlane, user: &str, name: &str) -> Value {
@@ -42,19 +42,10 @@ fn usage_is_accounted_for_an_envoy_with_a_long_node_id() {
         "sidecar~10.244.17.203~{}-7d9f8b6c5d-x2k9q.payments~payments.svc.cluster.local",
         "checkout-".repeat(8)
     );
-    let envoy = Envoy::start(
-        &gateway.layout,
-        EnvoyOptions {
-            grpc_port: cp.grpc_port,
-            node_id: Some(node_id),
-            ..EnvoyOptions::default()
-        },
-    );
-    envoy.wait_for_stat(
-        "cluster.tollgate_pool_default.membership_total",
-        2,
-        Duration::from_secs(10),
-    );
+    let envoy = gateway.another_envoy(EnvoyOptions {
+        node_id: Some(node_id),
+        ..EnvoyOptions::default()
+    });
     let (user, key) = cp.create_user_and_key_with(json!({
         "username": "sidecar",
         "quotas": {"monthly_requests": 100},

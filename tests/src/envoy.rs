@@ -236,6 +236,15 @@ impl Envoy {
         assert_eq!(seen, value, "{name} is {seen}, not {value}");
     }
 
+    /// Waits until the default pool's two backends reached Envoy over xDS.
+    pub fn wait_for_default_pool(&self) {
+        self.wait_for_stat(
+            "cluster.tollgate_pool_default.membership_total",
+            2,
+            Duration::from_secs(10),
+        );
+    }
+
     /// Requests Envoy sent to the upstream pool so far.
     pub fn upstream_requests(&self) -> u64 {
         self.stat("cluster.tollgate_pool_default.upstream_rq_total")

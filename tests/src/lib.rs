@@ -176,11 +176,7 @@ impl Gateway {
             },
         );
         envoy.wait_for_stat(SYNC_ANSWERS_STAT, 1, std::time::Duration::from_secs(10));
-        envoy.wait_for_stat(
-            "cluster.tollgate_pool_default.membership_total",
-            2,
-            std::time::Duration::from_secs(10),
-        );
+        envoy.wait_for_default_pool();
         Self {
             envoy,
             control_plane,
@@ -189,6 +185,20 @@ impl Gateway {
             layout,
             _slot: slot,
         }
+    }
+
+    /// One more Envoy on this gateway's control plane, as `options` says, once it routes to
+    /// the default pool's two backends.
+    pub fn another_envoy(&self, options: EnvoyOptions) -> Envoy {
+        let envoy = Envoy::start(
+            &self.layout,
+            EnvoyOptions {
+                grpc_port: self.control_plane.grpc_port,
+                ..options
+            },
+        );
+        envoy.wait_for_default_pool();
+        envoy
     }
 }
 
