@@ -13,6 +13,7 @@ use crate::accounts::api_key::KeyHasher;
 use crate::accounts::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
 use crate::api::{app, AccessPolicy, AppState, PoolLimits, SessionSettings};
 use crate::config::ValidConfig;
+use crate::domain::audit_sample::AuditSample;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
 use crate::identity::address_failures::AddressFailures;
@@ -30,6 +31,10 @@ use crate::routing::topology::{self, TopologyPolicy};
 use crate::routing::upstream_tls;
 use crate::routing::xds::XdsPublisher;
 use crate::store::{SqlStore, Store};
+
+/// Logins refused before any password check are audited at most once per address and reason
+/// in this long.
+const LOGIN_REFUSAL_AUDIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
@@ -172,6 +177,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             refresh_ttl_secs: sessions.refresh_token_ttl_secs.into(),
             key_publish_delay_secs: sessions.key_publish_delay_secs.into(),
             algorithm: config.session_algorithm,
+            max_per_user: sessions.max_per_user,
         }),
         xds_nodes: xds.node_statuses(),
         pool_limits: PoolLimits {
@@ -181,7 +187,14 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         default_health_check: config.raw.pools.health_check,
         counters: counters.clone(),
         quotas: config.quota_policy,
-        passwords: PasswordWork::for_this_machine(),
+        passwords: PasswordWork::for_this_machine(config.argon2.clone()),
+        password_policy: Arc::new(config.password_policy.clone()),
+        login_methods: Arc::new(config.login_methods.clone()),
+        login_refusals: Arc::new(AuditSample::new(
+            LOGIN_REFUSAL_AUDIT_INTERVAL,
+            config.raw.limits.refusal_audits_per_minute,
+            "tollgate_login_refusal_audits_skipped_total",
+        )),
         lockout: AccountLockout::new(
             config.raw.login.lockout_policy(),
             store.clone(),

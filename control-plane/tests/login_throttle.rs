@@ -7,10 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use axum::http::header::RETRY_AFTER;
 use axum::http::StatusCode;
 use serde_json::json;
-use support::app::{error_code, Answer, Api, ADMIN_KEY};
+use support::app::{error_code, password_verifications, retry_after_secs, Answer, Api, ADMIN_KEY};
 use tollgate::config::Config;
 
 const PASSWORD: &str = "correct horse battery";
@@ -64,15 +63,6 @@ async fn login(api: &Api, username: &str, password: &str) -> Answer {
     login_from(api, &client(1), username, password).await
 }
 
-fn retry_after_secs(answer: &Answer) -> u64 {
-    answer
-        .headers
-        .get(RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no Retry-After: {:?}", answer.headers))
-}
-
 fn assert_refused(answer: &Answer) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
     assert_eq!(error_code(&answer.body), "invalid_credentials");
@@ -88,18 +78,6 @@ fn assert_held_back(answer: &Answer) -> u64 {
     );
     assert_eq!(error_code(&answer.body), "too_many_attempts");
     retry_after_secs(answer)
-}
-
-/// Password verifications so far, from `/metrics`.
-async fn password_verifications(api: &Api) -> u64 {
-    let (status, metrics) = api.call("GET", "/metrics", None, None).await;
-    assert_eq!(status, StatusCode::OK);
-    metrics
-        .as_str()
-        .expect("metrics text")
-        .lines()
-        .find_map(|line| line.strip_prefix("tollgate_password_verifications_total "))
-        .map_or(0, |value| value.trim().parse().expect("a count"))
 }
 
 #[tokio::test]

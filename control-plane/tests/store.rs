@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::json;
-use support::TestDatabase;
+use support::{against_both_databases, TestDatabase};
 use tollgate::accounts::api_key::{ApiKey, KeyHasher, KeyStatus, PlainApiKey};
 use tollgate::accounts::group::Group;
 use tollgate::accounts::ip_allowlist::IpAllowlist;
@@ -49,6 +49,7 @@ fn user(username: &str) -> User {
         rate_limits: RateLimits::default(),
         quotas: Quotas::default(),
         password_hash: None,
+        password_change_required: false,
         created_at: at,
         updated_at: at,
     }
@@ -68,27 +69,6 @@ fn audit(action: &str) -> AuditEntry {
 
 fn hasher() -> KeyHasher {
     KeyHasher::new(b"a test secret that is long enough")
-}
-
-macro_rules! against_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::TestDatabase::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::TestDatabase::postgres().await).await;
-                }
-            )*
-        }
-    };
 }
 
 against_both_databases!(
@@ -462,7 +442,10 @@ fn session_of(owner: &User) -> Session {
         user_id: owner.id.clone(),
         refresh_hash: hasher().hash(&refresh.digest()),
         method: LoginMethod::Local,
+        address: Some("192.0.2.1".to_string()),
+        user_agent: Some("curl/8.5.0".to_string()),
         created_at: now(),
+        last_used_at: now(),
         refresh_expires_at: now() + chrono::Duration::days(30),
         revoked_at: None,
     }

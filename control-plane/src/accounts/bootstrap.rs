@@ -92,6 +92,7 @@ async fn create_admin(store: &dyn Store) -> Result<User, StoreError> {
         rate_limits: RateLimits::default(),
         quotas: Quotas::default(),
         password_hash: None,
+        password_change_required: false,
         created_at: at,
         updated_at: at,
     };

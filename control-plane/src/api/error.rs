@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed, sent as `Retry-After`.
     pub retry_after_secs: Option<u64>,
+    /// Fields of the error object beyond `code` and `message` (the password rule broken).
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -25,7 +27,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            fields: serde_json::Map::new(),
         }
+    }
+
+    /// The error with `name` set to `value` in its error object.
+    pub fn with_field(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.fields.insert(name.to_string(), value);
+        self
     }
 
     /// 503 `busy`: the work is bounded and all of it is taken; retry in a second.
@@ -112,7 +121,10 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut error = self.fields;
+        error.insert("code".into(), json!(self.code));
+        error.insert("message".into(), json!(self.message));
+        let body = json!({ "error": error });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response

@@ -24,6 +24,7 @@ use crate::accounts::user::{User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::SessionId;
 use crate::domain::validation::with_refusal;
+use crate::identity::tokens::TokenPurpose;
 use crate::store::{Page, StoreError};
 
 /// A JSON body. Malformed input answers 400 `invalid_body`, and a value its type refuses
@@ -97,7 +98,7 @@ impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let (user, _) = authenticate(parts, state).await?;
+        let user = authenticate(parts, state).await?.with_full_access()?.user;
         if P::held_by(user.role) {
             Ok(Self(user, PhantomData))
         } else {
@@ -144,7 +145,8 @@ impl<P: Permission> FromRequestParts<AppState> for SelfOr<P> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let (user, scopes) = authenticate(parts, state).await?;
+        let VerifiedCaller { user, scopes, .. } =
+            authenticate(parts, state).await?.with_full_access()?;
         let Path(target) = Path::<TargetUserId>::from_request_parts(parts, state)
             .await
             .map_err(|rejection: PathRejection| {
@@ -165,6 +167,90 @@ impl<P: Permission> FromRequestParts<AppState> for SelfOr<P> {
             Err(ApiError::forbidden())
         }
     }
+}
+
+/// A caller acting on themselves under `/api/v1/users/me`, admitted like a [`Caller`], with
+/// the session they call with, if they call with one.
+pub struct Me {
+    pub user: User,
+    pub session: Option<SessionId>,
+}
+
+impl Me {
+    /// An audit entry naming this caller as the one who acted.
+    pub fn audit(&self, action: &str, target: &str, details: serde_json::Value) -> AuditEntry {
+        AuditEntry::new(Some(self.user.id.clone()), action, target, details)
+    }
+}
+
+impl FromRequestParts<AppState> for Me {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?.with_full_access()?;
+        Ok(Self {
+            user: caller.user,
+            session: caller.session.map(|session| session.id),
+        })
+    }
+}
+
+/// A [`Me`] that may also call with a session that only allows changing the password (after
+/// an admin's reset): for that change alone.
+pub struct ChangingOwnPassword(pub Me);
+
+impl FromRequestParts<AppState> for ChangingOwnPassword {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?;
+        Ok(Self(Me {
+            user: caller.user,
+            session: caller.session.map(|session| session.id),
+        }))
+    }
+}
+
+/// Who a request authenticated as, and with what.
+struct VerifiedCaller {
+    user: User,
+    /// The scopes of the caller's key; unrestricted for a session or an unscoped key.
+    scopes: Scopes,
+    session: Option<CallerSession>,
+}
+
+/// The session a request authenticated with.
+struct CallerSession {
+    id: SessionId,
+    purpose: TokenPurpose,
+}
+
+impl VerifiedCaller {
+    /// 403 `password_change_required` for a session that may only change the password.
+    fn with_full_access(self) -> Result<Self, ApiError> {
+        match &self.session {
+            Some(session) if session.purpose == TokenPurpose::PasswordChange => {
+                Err(password_change_required())
+            }
+            _ => Ok(self),
+        }
+    }
+}
+
+/// 403 `password_change_required`: an admin reset the password, and this session may only
+/// change it.
+fn password_change_required() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "password_change_required",
+        "the password must be changed first: POST /api/v1/users/me/password",
+    )
 }
 
 /// Longest credential read, as the filter's default `max_credential_bytes`.
@@ -235,20 +321,25 @@ fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
 /// The active user behind the request's credential and what that credential is limited to,
 /// once [`access::admit`] lets the call through. A client address that keeps presenting
 /// refused credentials is held back before any lookup (see [`throttle`]).
-async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<(User, Scopes), ApiError> {
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<VerifiedCaller, ApiError> {
     let credential = credential(&parts.headers)?;
     let address = ClientAddress::from_request_parts(parts, state).await?;
-    let (user, scopes) = throttle::counting_failures(state, address, async {
+    let caller = throttle::counting_failures(state, address, async {
         match credential {
-            Credential::Session(token) => {
-                Ok((session_caller(state, &token).await?, Scopes::default()))
+            Credential::Session(token) => session_caller(state, &token).await,
+            Credential::ApiKey(digest) => {
+                let (user, scopes) = key_caller(state, &digest).await?;
+                Ok(VerifiedCaller {
+                    user,
+                    scopes,
+                    session: None,
+                })
             }
-            Credential::ApiKey(digest) => key_caller(state, &digest).await,
         }
     })
     .await?;
-    access::admit(parts, address, &user, &scopes)?;
-    Ok((user, scopes))
+    access::admit(parts, address, &caller.user, &caller.scopes)?;
+    Ok(caller)
 }
 
 /// The owner of a usable key, if the owner is active, and the key's scopes. Scopes that cannot
@@ -276,11 +367,12 @@ async fn key_caller(state: &AppState, digest: &KeyDigest) -> Result<(User, Scope
 }
 
 /// A verified access token of a live session of an active user.
-async fn session_caller(state: &AppState, token: &str) -> Result<User, ApiError> {
+async fn session_caller(state: &AppState, token: &str) -> Result<VerifiedCaller, ApiError> {
     let claims = state
         .tokens
         .verify(token)
         .map_err(|_| ApiError::unauthenticated())?;
+    let purpose = state.tokens.purpose(&claims);
     let session = match state
         .store
         .session(&SessionId::from_string(claims.sid))
@@ -297,7 +389,14 @@ async fn session_caller(state: &AppState, token: &str) -> Result<User, ApiError>
     if user.status != UserStatus::Active {
         return Err(ApiError::unauthenticated());
     }
-    Ok(user)
+    Ok(VerifiedCaller {
+        user,
+        scopes: Scopes::default(),
+        session: Some(CallerSession {
+            id: session.id,
+            purpose,
+        }),
+    })
 }
 
 const DEFAULT_PER_PAGE: u64 = 50;

@@ -14,10 +14,12 @@ mod extract;
 mod groups;
 mod health;
 mod keys;
+mod me;
 mod permission;
 mod quota;
 mod settings;
 mod throttle;
+mod user_logins;
 mod users;
 
 use std::sync::Arc;
@@ -32,9 +34,12 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::accounts::api_key::KeyHasher;
+use crate::domain::audit_sample::AuditSample;
 use crate::identity::address_failures::AddressFailures;
 use crate::identity::lockout::AccountLockout;
+use crate::identity::methods::LoginMethods;
 use crate::identity::password::PasswordWork;
+use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::SigningAlgorithm;
 use crate::identity::tokens::SessionTokens;
@@ -65,6 +70,12 @@ pub struct AppState {
     pub counters: Arc<dyn Counters>,
     /// Bounds the Argon2id hashes of logins and password changes.
     pub passwords: PasswordWork,
+    /// What new passwords must be.
+    pub password_policy: Arc<PasswordPolicy>,
+    /// The login methods offered.
+    pub login_methods: Arc<LoginMethods>,
+    /// Bounds the audit entries of logins refused before any password check.
+    pub login_refusals: Arc<AuditSample>,
     /// Where calls may come from: trusted proxies and the origins of cookie-authenticated pages.
     pub access: Arc<AccessPolicy>,
     /// Locks a login name after repeated failures.
@@ -86,6 +97,8 @@ pub struct SessionSettings {
     pub refresh_ttl_secs: i64,
     pub key_publish_delay_secs: i64,
     pub algorithm: SigningAlgorithm,
+    /// The most live sessions one user may hold.
+    pub max_per_user: u32,
 }
 
 /// The complete HTTP application.
@@ -105,6 +118,23 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/users", post(users::create).get(users::list))
         .route("/api/v1/users/me", get(users::me))
+        .route("/api/v1/users/me/password", post(me::change_password))
+        .route(
+            "/api/v1/users/me/sessions",
+            get(me::sessions).delete(me::end_all_sessions),
+        )
+        .route(
+            "/api/v1/users/me/sessions/{id}",
+            axum::routing::delete(me::end_session),
+        )
+        .route(
+            "/api/v1/users/{id}/password-reset",
+            post(user_logins::reset_password),
+        )
+        .route(
+            "/api/v1/users/{id}/lockout",
+            get(user_logins::lockout).delete(user_logins::unlock),
+        )
         .route("/api/v1/users/{id}/quota", get(quota::get))
         .route(
             "/api/v1/users/{id}",

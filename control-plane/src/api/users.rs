@@ -14,11 +14,13 @@ use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
 use crate::accounts::ip_allowlist::IpAllowlist;
 use crate::accounts::user::{
-    validate_email, validate_name, validate_password, validate_username, Role, User, UserStatus,
+    validate_email, validate_name, validate_username, Role, User, UserStatus,
 };
 use crate::domain::ids::UserId;
 use crate::domain::now;
 use crate::domain::validation::InvalidField;
+use crate::identity::password::is_verifiable_hash;
+use crate::identity::password_policy::PasswordOwner;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
 use crate::store::{StoreError, UserQuery};
@@ -30,6 +32,8 @@ pub struct CreateUser {
     email: Option<String>,
     name: Option<String>,
     password: Option<String>,
+    /// A hash from an older system (bcrypt or Argon2id), instead of `password`.
+    password_hash: Option<String>,
     #[serde(default = "default_role")]
     role: Role,
     #[serde(default = "default_status")]
@@ -93,12 +97,29 @@ pub async fn create(
             "`status` of a new user is active or suspended",
         ));
     }
-    let password_hash = match &body.password {
-        Some(password) => {
-            validate_password(password)?;
+    let owner = PasswordOwner {
+        username: &body.username,
+        email: body.email.as_deref(),
+    };
+    let password_hash = match (&body.password, body.password_hash) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "`password` and `password_hash` cannot both be set",
+            ))
+        }
+        (Some(password), None) => {
+            check_password(&state, password, owner)?;
             Some(hash(&state, password).await?)
         }
-        None => None,
+        (None, Some(imported)) => {
+            if !is_verifiable_hash(&imported) {
+                return Err(ApiError::validation(
+                    "`password_hash` must be a bcrypt ($2a$, $2b$, $2y$) or Argon2id PHC hash",
+                ));
+            }
+            Some(imported)
+        }
+        (None, None) => None,
     };
     let at = now();
     let user = User {
@@ -114,6 +135,7 @@ pub async fn create(
         rate_limits,
         quotas,
         password_hash,
+        password_change_required: false,
         created_at: at,
         updated_at: at,
     };
@@ -126,13 +148,7 @@ pub async fn create(
         .store
         .create_user(&user, &audit)
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::conflict(
-                "username_taken",
-                format!("username {:?} is already taken", user.username),
-            ),
-            other => other.into(),
-        })?;
+        .map_err(|e| name_taken(e, &user))?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -172,13 +188,7 @@ pub async fn change(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut user = find(&state, &id).await?;
-    if user.status == UserStatus::Deleted {
-        return Err(ApiError::conflict(
-            "user_deleted",
-            "a deleted user cannot be changed",
-        ));
-    }
+    let mut user = find_changeable(&state, &id).await?;
     if let Some(email) = body.email {
         validate_optional(&email, validate_email)?;
         user.email = email;
@@ -197,7 +207,7 @@ pub async fn change(
     user.rate_limits = settings::rate_limits(body.rate_limits, user.rate_limits)?;
     user.quotas = settings::quotas(body.quotas, user.quotas)?;
     if let Some(password) = &body.password {
-        validate_password(password)?;
+        check_password(&state, password, PasswordOwner::of(&user))?;
         user.password_hash = Some(hash(&state, password).await?);
     }
     if let Some(status) = body.status {
@@ -233,15 +243,16 @@ pub async fn change(
             "quotas": user.quotas,
         }),
     );
-    if ends_sessions {
+    let written = if ends_sessions {
         let tokens_expire_at = state.tokens.issued_tokens_expire_at();
         state
             .store
             .update_user_ending_sessions(&user, tokens_expire_at, &audit)
-            .await?;
+            .await
     } else {
-        state.store.update_user(&user, &audit).await?;
-    }
+        state.store.update_user(&user, &audit).await
+    };
+    written.map_err(|e| name_taken(e, &user))?;
     Ok(Json(user))
 }
 
@@ -274,6 +285,18 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The user with this id, unless deleted (409 `user_deleted`), or 404 naming it.
+pub async fn find_changeable(state: &AppState, id: &str) -> Result<User, ApiError> {
+    let user = find(state, id).await?;
+    if user.status == UserStatus::Deleted {
+        return Err(ApiError::conflict(
+            "user_deleted",
+            "a deleted user cannot be changed",
+        ));
+    }
+    Ok(user)
+}
+
 /// The user with this id, or 404 naming it.
 pub async fn find(state: &AppState, id: &str) -> Result<User, ApiError> {
     let id = UserId::from_string(id.to_string());
@@ -297,8 +320,44 @@ fn validate_tenant(tenant_id: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
+/// 409 `username_taken` or `email_taken` when another user has the name in any case.
+fn name_taken(error: StoreError, user: &User) -> ApiError {
+    match error {
+        StoreError::Conflict("email") => ApiError::conflict(
+            "email_taken",
+            format!(
+                "email {:?} belongs to another user",
+                user.email.as_deref().unwrap_or_default()
+            ),
+        ),
+        StoreError::Conflict(_) => ApiError::conflict(
+            "username_taken",
+            format!("username {:?} is already taken", user.username),
+        ),
+        other => other.into(),
+    }
+}
+
+/// 400 `validation_failed` naming the rule of the password policy that `password` breaks.
+pub fn check_password(
+    state: &AppState,
+    password: &str,
+    owner: PasswordOwner,
+) -> Result<(), ApiError> {
+    state
+        .password_policy
+        .check(password, owner)
+        .map_err(|broken| {
+            ApiError::validation(format!(
+                "`password` breaks the rule {}: it {}",
+                broken.rule, broken.message
+            ))
+            .with_field("rule", json!(broken.rule))
+        })
+}
+
 /// Argon2id is deliberately slow, so it runs off the async workers, a bounded few at once.
-async fn hash(state: &AppState, password: &str) -> Result<String, ApiError> {
+pub async fn hash(state: &AppState, password: &str) -> Result<String, ApiError> {
     let hashed = state
         .passwords
         .hash(password.to_string())

@@ -1,5 +1,6 @@
-//! `login.*`: how failed logins lock an account, and how many failed authentications (logins
-//! and admin-API credentials) a client address may make.
+//! `login.*`: how failed logins slow down and lock an account, how many failed
+//! authentications (logins and admin-API credentials) a client address may make, and how many
+//! sessions one user may hold.
 
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,10 @@ pub struct LoginConfig {
     pub address_failures_per_hour: u32,
     /// ...of which this many in a rapid row.
     pub address_failures_burst: u32,
+    /// Failed logins in a row after which each next attempt at the account waits...
+    pub backoff_after_failures: u32,
+    /// ...this long after the one before, doubled for every further failure (0: no backoff).
+    pub backoff_secs: u32,
 }
 
 impl Default for LoginConfig {
@@ -30,6 +35,8 @@ impl Default for LoginConfig {
             max_lockout_secs: 60 * 60,
             address_failures_per_hour: 120,
             address_failures_burst: 20,
+            backoff_after_failures: 3,
+            backoff_secs: 1,
         }
     }
 }
@@ -46,6 +53,12 @@ impl LoginConfig {
             max_failures: self.max_failures,
             lockout: Duration::seconds(self.lockout_secs.into()),
             max_lockout: Duration::seconds(self.max_lockout_secs.into()),
+            backoff_after: if self.backoff_secs == 0 {
+                0
+            } else {
+                self.backoff_after_failures
+            },
+            backoff: Duration::seconds(self.backoff_secs.into()),
         }
     }
 
@@ -73,6 +86,17 @@ impl LoginConfig {
             self.address_failures_burst,
             MAX_COUNT,
         )?;
+        in_range(
+            "backoff_after_failures",
+            self.backoff_after_failures,
+            MAX_COUNT,
+        )?;
+        if self.backoff_secs > self.max_lockout_secs {
+            return Err(ConfigError::invalid(
+                "login.backoff_secs",
+                "must be at most login.max_lockout_secs",
+            ));
+        }
         if self.max_lockout_secs < self.lockout_secs {
             return Err(ConfigError::invalid(
                 "login.max_lockout_secs",
@@ -95,7 +119,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         type Adjustment = fn(&mut LoginConfig);
-        let cases: [(Adjustment, &str); 4] = [
+        let cases: [(Adjustment, &str); 6] = [
             (|c| c.max_failures = 0, "login.max_failures"),
             (|c| c.lockout_secs = 0, "login.lockout_secs"),
             (|c| c.max_lockout_secs = 60, "login.max_lockout_secs"),
@@ -103,6 +127,11 @@ mod tests {
                 |c| c.address_failures_burst = 0,
                 "login.address_failures_burst",
             ),
+            (
+                |c| c.backoff_after_failures = 0,
+                "login.backoff_after_failures",
+            ),
+            (|c| c.backoff_secs = 7200, "login.backoff_secs"),
         ];
         for (adjust, key) in cases {
             let mut config = LoginConfig::default();

@@ -4,6 +4,7 @@
 //! Each section lives in its own file and checks its own keys; [`Config::validate`] runs
 //! them in turn and keeps what they resolve.
 
+mod auth;
 mod bootstrap;
 mod database;
 mod filter;
@@ -11,6 +12,7 @@ mod keys;
 mod limits;
 mod listen;
 mod login;
+mod passwords;
 mod pools;
 mod quotas;
 mod redis;
@@ -23,6 +25,7 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthConfig, LocalMethodConfig};
 pub use bootstrap::BootstrapConfig;
 pub use database::DatabaseConfig;
 pub use filter::FilterConfig;
@@ -30,11 +33,15 @@ pub use keys::{KeysConfig, SecurityConfig};
 pub use limits::{IpCounts, LimitsConfig, RouteLimitConfig};
 pub use listen::{GrpcConfig, HttpConfig};
 pub use login::LoginConfig;
+pub use passwords::{Argon2Config, PasswordsConfig};
 pub use pools::{PoolsConfig, RoutingConfig};
 pub use quotas::{QuotaDefaults, QuotasConfig};
 pub use redis::RedisConfig;
 pub use sessions::SessionsConfig;
 
+use crate::identity::methods::LoginMethods;
+use crate::identity::password::Argon2Settings;
+use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::signing::SigningAlgorithm;
 use crate::limits::quota::QuotaPolicy;
 
@@ -74,6 +81,8 @@ pub struct Config {
     pub filter: FilterConfig,
     pub sessions: SessionsConfig,
     pub login: LoginConfig,
+    pub auth: AuthConfig,
+    pub passwords: PasswordsConfig,
     pub pools: PoolsConfig,
     pub routing: RoutingConfig,
     pub limits: LimitsConfig,
@@ -94,6 +103,8 @@ impl Default for Config {
             filter: FilterConfig::default(),
             sessions: SessionsConfig::default(),
             login: LoginConfig::default(),
+            auth: AuthConfig::default(),
+            passwords: PasswordsConfig::default(),
             pools: PoolsConfig::default(),
             routing: RoutingConfig::default(),
             limits: LimitsConfig::default(),
@@ -112,6 +123,9 @@ pub struct ValidConfig {
     pub grpc_listen: SocketAddr,
     pub database_url: String,
     pub quota_policy: QuotaPolicy,
+    pub login_methods: LoginMethods,
+    pub password_policy: PasswordPolicy,
+    pub argon2: Argon2Settings,
 }
 
 impl Config {
@@ -147,6 +161,8 @@ impl Config {
         self.security.validate()?;
         let session_algorithm = self.sessions.validate()?;
         self.login.validate()?;
+        let login_methods = self.auth.validate()?;
+        let (password_policy, argon2) = self.passwords.validate()?;
         self.pools.validate()?;
         self.routing.validate()?;
         self.bootstrap.validate()?;
@@ -159,6 +175,9 @@ impl Config {
             grpc_listen,
             database_url,
             quota_policy,
+            login_methods,
+            password_policy,
+            argon2,
         })
     }
 }

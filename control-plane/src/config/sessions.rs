@@ -18,6 +18,8 @@ pub struct SessionsConfig {
     pub refresh_token_ttl_secs: u32,
     /// How long a new signing key is published before it signs.
     pub key_publish_delay_secs: u32,
+    /// The most live sessions one user may hold; a new login ends the oldest beyond it.
+    pub max_per_user: u32,
 }
 
 impl Default for SessionsConfig {
@@ -29,9 +31,13 @@ impl Default for SessionsConfig {
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             key_publish_delay_secs: 60,
+            max_per_user: 10,
         }
     }
 }
+
+/// The highest cap on one user's live sessions that may be configured.
+const MAX_SESSIONS_PER_USER: u32 = 1000;
 
 impl SessionsConfig {
     /// The algorithm of new signing keys, once every key is checked.
@@ -57,6 +63,12 @@ impl SessionsConfig {
             return Err(ConfigError::invalid(
                 "sessions.refresh_token_ttl_secs",
                 "must be at least sessions.access_token_ttl_secs",
+            ));
+        }
+        if !(1..=MAX_SESSIONS_PER_USER).contains(&self.max_per_user) {
+            return Err(ConfigError::invalid(
+                "sessions.max_per_user",
+                format!("must be 1 to {MAX_SESSIONS_PER_USER}"),
             ));
         }
         Ok(algorithm)

@@ -2,6 +2,7 @@
 //! validated where they enter.
 
 pub mod at_most_every;
+pub mod audit_sample;
 pub mod ids;
 pub mod validation;
 pub mod web_origin;

@@ -3,8 +3,11 @@
 //! well, so that a lock tells nothing about whether an account exists.
 //!
 //! An attempt is counted before its password is checked, so that concurrent guesses cannot
-//! overshoot the limit, and a successful login forgets the account's failures. A locked
-//! account is answered before any password work, whatever the password.
+//! overshoot the limit, and a successful login forgets the account's failures. Past a few
+//! failures each further attempt waits twice as long as the one before (backoff), and past
+//! the limit the account is locked. A waiting or locked account is answered before any
+//! password work, whatever the password. Names are compared whatever their case, as
+//! usernames are.
 
 use std::sync::Arc;
 
@@ -32,6 +35,11 @@ pub struct LockoutPolicy {
     /// The longest lock. Failures are forgotten once this long passes without an attempt
     /// after the last one or the end of its lock, whichever is later.
     pub max_lockout: Duration,
+    /// Failed attempts in a row after which each next attempt waits (0: never)...
+    pub backoff_after: u32,
+    /// ...this long after the one before, doubled for every further failure, at most
+    /// `max_lockout`.
+    pub backoff: Duration,
 }
 
 /// What is kept about one login name.
@@ -49,7 +57,8 @@ pub struct FailureRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Check,
-    /// Refused without looking at the password; a retry may succeed at `until`.
+    /// Refused without looking at the password (locked, or backing off); a retry may
+    /// succeed at `until`.
     Locked {
         until: Timestamp,
     },
@@ -71,6 +80,14 @@ impl LockoutPolicy {
             return (Admission::Locked { until }, None);
         }
         let (failures, lockouts) = current.map_or((0, 0), |r| (r.failures, r.lockouts));
+        if failures < self.max_failures {
+            if let Some(until) = current
+                .and_then(|record| self.backoff_until(record))
+                .filter(|until| *until > now)
+            {
+                return (Admission::Locked { until }, None);
+            }
+        }
         if failures >= self.max_failures {
             let until = now + self.lock_length(lockouts);
             let locked = FailureRecord {
@@ -88,6 +105,31 @@ impl LockoutPolicy {
             last_attempt_at: now,
         };
         (Admission::Check, Some(counted))
+    }
+
+    /// When the attempt after `record`'s last one may check its password, once the failures
+    /// in a row call for backoff.
+    fn backoff_until(&self, record: &FailureRecord) -> Option<Timestamp> {
+        let beyond = record
+            .failures
+            .checked_sub(self.backoff_after)
+            .filter(|_| self.backoff_after > 0)?;
+        let wait = 2_i32
+            .checked_pow(beyond)
+            .and_then(|factor| self.backoff.checked_mul(factor))
+            .map_or(self.max_lockout, |wait| wait.min(self.max_lockout));
+        Some(record.last_attempt_at + wait)
+    }
+
+    /// Until when `record` makes attempts wait at `now` (a lock or a backoff), if it does.
+    pub fn waiting_until(&self, record: &FailureRecord, now: Timestamp) -> Option<Timestamp> {
+        if self.forgotten(record, now) {
+            return None;
+        }
+        record
+            .locked_until
+            .filter(|until| *until > now)
+            .or_else(|| self.backoff_until(record).filter(|until| *until > now))
     }
 
     /// Whether `record` no longer counts at `now`.
@@ -111,6 +153,15 @@ impl LockoutPolicy {
             .and_then(|factor| self.lockout.checked_mul(factor))
             .map_or(self.max_lockout, |length| length.min(self.max_lockout))
     }
+}
+
+/// What an admin sees of a login name's failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockState {
+    /// Failed attempts since the last lock or success.
+    pub failures: u32,
+    /// Until when attempts are refused (locked or backing off).
+    pub waiting_until: Option<Timestamp>,
 }
 
 /// The failed logins of every login name, in the store.
@@ -165,18 +216,37 @@ impl AccountLockout {
         })
     }
 
-    /// The login as `login_name` succeeded: its failures are forgotten.
-    pub async fn succeeded(&self, login_name: &str) -> Result<(), StoreError> {
+    /// The login as `login_name` succeeded, or an admin unlocked it: its failures are
+    /// forgotten.
+    pub async fn forget(&self, login_name: &str) -> Result<(), StoreError> {
         self.store
             .forget_login_failures(&self.account(login_name))
             .await
     }
 
-    /// The name as stored: keyed, so that the database holds no names that users typed
-    /// (which are sometimes passwords).
+    /// The failures of `login_name` that still count, and until when they make attempts wait.
+    pub async fn state(&self, login_name: &str) -> Result<LockState, StoreError> {
+        let at = now();
+        let kept = self
+            .store
+            .login_failures(&self.account(login_name))
+            .await?
+            .map(|kept| kept.record)
+            .filter(|record| !self.policy.forgotten(record, at));
+        Ok(LockState {
+            failures: kept.as_ref().map_or(0, |record| record.failures),
+            waiting_until: kept
+                .as_ref()
+                .and_then(|record| self.policy.waiting_until(record, at)),
+        })
+    }
+
+    /// The name as stored: lowercased, as usernames compare, and keyed, so that the database
+    /// holds no names that users typed (which are sometimes passwords).
     fn account(&self, login_name: &str) -> StoredKeyHash {
+        let name = login_name.to_lowercase();
         self.hasher
-            .hash(&KeyDigest(Sha256::digest(login_name.as_bytes()).into()))
+            .hash(&KeyDigest(Sha256::digest(name.as_bytes()).into()))
     }
 
     /// Removes forgotten failures, at most once per interval; a failure waits for the next
@@ -203,6 +273,14 @@ mod tests {
         max_failures: 3,
         lockout: Duration::minutes(15),
         max_lockout: Duration::minutes(45),
+        backoff_after: 0,
+        backoff: Duration::seconds(1),
+    };
+
+    const BACKING_OFF: LockoutPolicy = LockoutPolicy {
+        max_failures: 6,
+        backoff_after: 2,
+        ..POLICY
     };
 
     /// Makes `count` attempts at `at`, keeping what the policy says.
@@ -269,6 +347,39 @@ mod tests {
             attempts(&mut kept, later, 1),
             vec![Admission::Locked { until }],
             "the first lock's length again"
+        );
+    }
+
+    #[test]
+    fn past_the_backoff_each_attempt_waits_twice_as_long_until_the_lock() {
+        let start = now();
+        let mut kept = None;
+        let mut attempt = |at: Timestamp| {
+            let (admission, next) = BACKING_OFF.attempt(kept.as_ref(), at);
+            if next.is_some() {
+                kept = next;
+            }
+            admission
+        };
+        assert_eq!(attempt(start), Admission::Check);
+        assert_eq!(attempt(start), Admission::Check);
+        let mut at = start;
+        for wait_secs in [1, 2, 4, 8] {
+            let until = at + Duration::seconds(wait_secs);
+            assert_eq!(
+                attempt(until - Duration::milliseconds(1)),
+                Admission::Locked { until }
+            );
+            assert_eq!(attempt(until), Admission::Check, "after {wait_secs} s");
+            at = until;
+        }
+        let (admission, _) = BACKING_OFF.attempt(kept.as_ref(), at + Duration::seconds(16));
+        assert_eq!(
+            admission,
+            Admission::Locked {
+                until: at + Duration::seconds(16) + Duration::minutes(15)
+            },
+            "the sixth failure locks"
         );
     }
 }

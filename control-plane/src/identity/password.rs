@@ -1,43 +1,135 @@
-//! Password hashing with Argon2id (PHC string format, per-password salt), and the bound on how
-//! many hashes run at once.
+//! Password hashing with Argon2id (PHC string format, per-password salt, parameters from
+//! `passwords.argon2`), verification of the bcrypt hashes an older system may have left, and
+//! the bound on how many hashes run at once.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
-/// Memory one Argon2id hash holds with the default parameters (m = 19 MiB).
-const HASH_MEMORY_BYTES: u64 = 19 * 1024 * 1024;
 /// The share of available memory that hashes running at once may hold.
 const HASH_MEMORY_SHARE: u64 = 4;
 /// Hashes that may wait for a free slot, per slot; more are refused at once.
 const QUEUED_PER_SLOT: usize = 16;
+/// How bcrypt hashes begin (`$2b$12$...`); their verifiers are upgraded to Argon2id.
+const BCRYPT_PREFIXES: [&str; 4] = ["$2a$", "$2b$", "$2x$", "$2y$"];
 
 /// Hashing failed; only happens with parameters out of range.
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
 pub struct PasswordHashError(String);
 
-/// Hashes `password` with Argon2id and a random salt.
-pub fn hash_password(password: &str) -> Result<String, PasswordHashError> {
+/// The cost of new Argon2id hashes.
+#[derive(Debug, Clone)]
+pub struct Argon2Settings {
+    params: Params,
+}
+
+impl Argon2Settings {
+    /// `memory_kib` KiB, `iterations` passes, `parallelism` lanes; refused when out of range.
+    pub fn new(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+    ) -> Result<Self, PasswordHashError> {
+        Params::new(memory_kib, iterations, parallelism, None)
+            .map(|params| Self { params })
+            .map_err(|e| PasswordHashError(e.to_string()))
+    }
+
+    fn hasher(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// Memory one hash holds.
+    fn memory_bytes(&self) -> u64 {
+        u64::from(self.params.m_cost()) * 1024
+    }
+
+    /// Whether `hash` is an Argon2id hash made with these parameters.
+    fn made(&self, hash: &PasswordHash) -> bool {
+        let current = |name: &str, value: u32| {
+            hash.params
+                .get_decimal(name)
+                .is_some_and(|stored| stored == value)
+        };
+        hash.algorithm == Algorithm::Argon2id.ident()
+            && hash.version == Some(Version::V0x13.into())
+            && current("m", self.params.m_cost())
+            && current("t", self.params.t_cost())
+            && current("p", self.params.p_cost())
+    }
+}
+
+impl Default for Argon2Settings {
+    /// The argon2 crate's defaults, which follow OWASP: 19 MiB, 2 passes, 1 lane.
+    fn default() -> Self {
+        Self {
+            params: Params::default(),
+        }
+    }
+}
+
+/// What checking a password against a stored hash found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub matches: bool,
+    /// The hash is bcrypt, or Argon2 with other parameters than the configured ones: a
+    /// successful login stores a new one.
+    pub needs_rehash: bool,
+}
+
+/// Hashes `password` with Argon2id, `settings` and a random salt.
+pub fn hash_password(
+    password: &str,
+    settings: &Argon2Settings,
+) -> Result<String, PasswordHashError> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    settings
+        .hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| PasswordHashError(e.to_string()))
 }
 
-/// Whether `password` matches `stored` (comparison is constant-time inside argon2).
-pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|parsed| {
-            Argon2::default()
+/// Checks `password` against `stored`, an Argon2 PHC string or a bcrypt hash (comparison is
+/// constant-time inside both crates). Anything else matches nothing.
+pub fn verify_password(password: &str, stored: &str, settings: &Argon2Settings) -> Verified {
+    if is_bcrypt(stored) {
+        return Verified {
+            matches: bcrypt::verify(password, stored).unwrap_or(false),
+            needs_rehash: true,
+        };
+    }
+    match PasswordHash::new(stored) {
+        Ok(parsed) => Verified {
+            // Verification takes the parameters the hash names.
+            matches: Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
+                .is_ok(),
+            needs_rehash: !settings.made(&parsed),
+        },
+        Err(_) => Verified {
+            matches: false,
+            needs_rehash: false,
+        },
+    }
+}
+
+/// Whether `hash` is a hash this module can verify: Argon2id, or bcrypt to be upgraded.
+pub fn is_verifiable_hash(hash: &str) -> bool {
+    (is_bcrypt(hash) && hash.parse::<bcrypt::HashParts>().is_ok())
+        || PasswordHash::new(hash).is_ok_and(|parsed| {
+            parsed.algorithm == Algorithm::Argon2id.ident() && Params::try_from(&parsed).is_ok()
         })
-        .unwrap_or(false)
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    BCRYPT_PREFIXES
+        .iter()
+        .any(|prefix| hash.starts_with(prefix))
 }
 
 /// Every Argon2id hash goes through here: at most one per core runs at once (each is CPU-bound
@@ -48,6 +140,10 @@ pub struct PasswordWork {
     /// Running and waiting hashes.
     admitted: Arc<Semaphore>,
     running: Arc<Semaphore>,
+    settings: Arc<Argon2Settings>,
+    /// A hash of a random password, verified against when a login names no user (or one
+    /// without a password), so that every refusal costs the same Argon2id work.
+    decoy: Arc<OnceLock<String>>,
 }
 
 /// Too many hashes are running and waiting; the caller should retry shortly.
@@ -56,33 +152,57 @@ pub struct PasswordWork {
 pub struct PasswordWorkBusy;
 
 impl PasswordWork {
-    /// `running` hashes at once (at least one), and `queued` more waiting.
-    pub fn new(running: usize, queued: usize) -> Self {
+    /// `running` hashes at once (at least one), and `queued` more waiting, made with
+    /// `settings`.
+    pub fn new(running: usize, queued: usize, settings: Argon2Settings) -> Self {
         let running = running.max(1);
         Self {
             admitted: Arc::new(Semaphore::new(running + queued)),
             running: Arc::new(Semaphore::new(running)),
+            settings: Arc::new(settings),
+            decoy: Arc::new(OnceLock::new()),
         }
     }
 
     /// Sized from this machine: one hash per core, fewer when memory is short.
-    pub fn for_this_machine() -> Self {
+    pub fn for_this_machine(settings: Argon2Settings) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let per_hash = settings.memory_bytes().max(1);
         let by_memory = available_memory_bytes().map_or(usize::MAX, |bytes| {
-            usize::try_from(bytes / HASH_MEMORY_SHARE / HASH_MEMORY_BYTES).unwrap_or(usize::MAX)
+            usize::try_from(bytes / HASH_MEMORY_SHARE / per_hash).unwrap_or(usize::MAX)
         });
         let running = cores.min(by_memory).max(1);
-        Self::new(running, running * QUEUED_PER_SLOT)
+        Self::new(running, running * QUEUED_PER_SLOT, settings)
     }
 
-    /// Whether `password` matches `stored`.
-    pub async fn verify(&self, password: String, stored: String) -> Result<bool, PasswordWorkBusy> {
+    /// Checks `password` against `stored`; with no stored hash, against a decoy made with the
+    /// configured parameters, so that the answer takes as long and matches nothing.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<Verified, PasswordWorkBusy> {
+        let work = self.clone();
         self.run(move || {
             metrics::counter!("tollgate_password_verifications_total").increment(1);
-            verify_password(&password, &stored)
+            match stored {
+                Some(stored) => verify_password(&password, &stored, &work.settings),
+                None => {
+                    verify_password(&password, work.decoy_hash(), &work.settings);
+                    Verified {
+                        matches: false,
+                        needs_rehash: false,
+                    }
+                }
+            }
         })
         .await
-        .map(|matched| matched.unwrap_or(false))
+        .map(|verified| {
+            verified.unwrap_or(Verified {
+                matches: false,
+                needs_rehash: false,
+            })
+        })
     }
 
     /// Hashes `password` for storage; `None` when the hashing task failed.
@@ -90,7 +210,17 @@ impl PasswordWork {
         &self,
         password: String,
     ) -> Result<Option<Result<String, PasswordHashError>>, PasswordWorkBusy> {
-        self.run(move || hash_password(&password)).await
+        let settings = Arc::clone(&self.settings);
+        self.run(move || hash_password(&password, &settings)).await
+    }
+
+    /// The decoy, made on first use (on a blocking thread: it costs one hash).
+    fn decoy_hash(&self) -> &str {
+        self.decoy.get_or_init(|| {
+            use rand::distr::{Alphanumeric, SampleString};
+            let random = Alphanumeric.sample_string(&mut rand::rng(), 32);
+            hash_password(&random, &self.settings).unwrap_or_default()
+        })
     }
 
     /// Runs `work` on a blocking thread once a slot is free; `Ok(None)` when the task panicked.
@@ -121,35 +251,48 @@ fn available_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// A hash of a random password, verified against when a login names no user (or one
-/// without a password), so that every refusal costs the same Argon2id work.
-pub fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        let random: String = {
-            use rand::distr::{Alphanumeric, SampleString};
-            Alphanumeric.sample_string(&mut rand::rng(), 32)
-        };
-        hash_password(&random).unwrap_or_default()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_hash_verifies_only_its_password() {
-        let stored = hash_password("correct horse").expect("hash");
+        let settings = Argon2Settings::default();
+        let stored = hash_password("correct horse", &settings).expect("hash");
         assert!(stored.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", &stored));
-        assert!(!verify_password("wrong horse", &stored));
-        assert!(!verify_password("correct horse", "not a phc string"));
+        assert!(is_verifiable_hash(&stored));
+        let right = verify_password("correct horse", &stored, &settings);
+        assert_eq!(
+            right,
+            Verified {
+                matches: true,
+                needs_rehash: false
+            }
+        );
+        assert!(!verify_password("wrong horse", &stored, &settings).matches);
+        assert!(!verify_password("correct horse", "not a phc string", &settings).matches);
+        assert!(!is_verifiable_hash("not a phc string"));
+    }
+
+    #[test]
+    fn bcrypt_and_other_argon2_parameters_verify_and_ask_for_a_new_hash() {
+        let settings = Argon2Settings::default();
+        let imported = bcrypt::hash("correct horse", 4).expect("bcrypt");
+        assert!(is_verifiable_hash(&imported));
+        let verified = verify_password("correct horse", &imported, &settings);
+        assert!(verified.matches && verified.needs_rehash);
+        assert!(!verify_password("wrong horse", &imported, &settings).matches);
+
+        let cheaper = Argon2Settings::new(8192, 1, 1).expect("parameters");
+        let old = hash_password("correct horse", &cheaper).expect("hash");
+        let verified = verify_password("correct horse", &old, &settings);
+        assert!(verified.matches && verified.needs_rehash);
+        assert!(!verify_password("correct horse", &old, &cheaper).needs_rehash);
     }
 
     #[tokio::test]
     async fn hashes_beyond_the_running_and_queued_ones_are_refused_at_once() {
-        let work = PasswordWork::new(1, 1);
+        let work = PasswordWork::new(1, 1, Argon2Settings::default());
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let blocked = {
             let work = work.clone();
@@ -174,7 +317,7 @@ mod tests {
 
     #[test]
     fn this_machine_runs_at_least_one_hash() {
-        let work = PasswordWork::for_this_machine();
+        let work = PasswordWork::for_this_machine(Argon2Settings::default());
         assert!(work.running.available_permits() >= 1);
         assert!(work.admitted.available_permits() > work.running.available_permits());
     }

@@ -33,7 +33,13 @@ pub struct Session {
     /// Keyed hash of the current refresh token; the token itself is never stored.
     pub refresh_hash: StoredKeyHash,
     pub method: LoginMethod,
+    /// The client address that logged in.
+    pub address: Option<String>,
+    /// The `User-Agent` that logged in.
+    pub user_agent: Option<String>,
     pub created_at: Timestamp,
+    /// The login, or the last refresh of the access token.
+    pub last_used_at: Timestamp,
     pub refresh_expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
 }

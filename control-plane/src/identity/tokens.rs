@@ -14,6 +14,18 @@ use crate::domain::{now, Timestamp};
 
 /// Seconds of clock skew tolerated between the control plane and verifiers.
 pub const LEEWAY_SECS: u64 = 30;
+/// Appended to the audience of tokens that may only change the password, so that the filter
+/// (which accepts only the audience itself) refuses them.
+const PASSWORD_CHANGE_AUDIENCE_SUFFIX: &str = ":password-change";
+
+/// What an access token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// Everything the user may do, behind Envoy and at the admin API.
+    Access,
+    /// Only changing the user's own password at the control plane: after an admin's reset.
+    PasswordChange,
+}
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,8 +130,33 @@ impl SessionTokens {
         self.published().into_iter().map(|key| key.kid).collect()
     }
 
-    /// A token for `user` in session `session`; returns it with its lifetime in seconds.
-    pub fn issue(&self, user: &User, session: &SessionId) -> Result<(String, i64), TokenError> {
+    /// The audience of tokens for `purpose`.
+    fn audience(&self, purpose: TokenPurpose) -> String {
+        match purpose {
+            TokenPurpose::Access => self.policy.audience.clone(),
+            TokenPurpose::PasswordChange => {
+                format!("{}{PASSWORD_CHANGE_AUDIENCE_SUFFIX}", self.policy.audience)
+            }
+        }
+    }
+
+    /// What a verified token's claims allow.
+    pub fn purpose(&self, claims: &AccessClaims) -> TokenPurpose {
+        if claims.aud == self.policy.audience {
+            TokenPurpose::Access
+        } else {
+            TokenPurpose::PasswordChange
+        }
+    }
+
+    /// A token for `user` in session `session`, for `purpose`; returns it with its lifetime in
+    /// seconds.
+    pub fn issue(
+        &self,
+        user: &User,
+        session: &SessionId,
+        purpose: TokenPurpose,
+    ) -> Result<(String, i64), TokenError> {
         let at = now();
         let keys = self.keys.read().map_err(|_| TokenError::NoActiveKey)?;
         let key = keys
@@ -130,7 +167,7 @@ impl SessionTokens {
         let issued_at = at.timestamp();
         let claims = AccessClaims {
             iss: self.policy.issuer.clone(),
-            aud: self.policy.audience.clone(),
+            aud: self.audience(purpose),
             sub: user.id.to_string(),
             sid: session.to_string(),
             exp: issued_at + self.policy.access_ttl_secs,
@@ -147,7 +184,8 @@ impl SessionTokens {
         Ok((token, self.policy.access_ttl_secs))
     }
 
-    /// Verifies signature (algorithm pinned by the key), issuer, audience, expiry and not-before.
+    /// Verifies signature (algorithm pinned by the key), issuer, audience (of either
+    /// [`TokenPurpose`]; see [`Self::purpose`]), expiry and not-before.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
@@ -167,7 +205,10 @@ impl SessionTokens {
         }
         let mut validation = Validation::new(pinned);
         validation.set_issuer(&[&self.policy.issuer]);
-        validation.set_audience(&[&self.policy.audience]);
+        validation.set_audience(&[
+            self.audience(TokenPurpose::Access),
+            self.audience(TokenPurpose::PasswordChange),
+        ]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);

@@ -1,15 +1,13 @@
 //! Refusals the data plane reports with its usage: counted in metrics by kind, and written to
 //! the audit log at most once per user and kind per interval, and at most a configured number
-//! of times per interval in all, so neither a flood nor many users can fill the disk. Only the
-//! entries written within the last interval are remembered, so memory is bounded as well.
+//! of times per interval in all, so neither a flood nor many users can fill the disk.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::changes::audit::AuditEntry;
+use crate::domain::audit_sample::AuditSample;
 use crate::limits::usage_reports::Refusals;
 use crate::store::Store;
 
@@ -17,18 +15,18 @@ use crate::store::Store;
 pub const AUDIT_SAMPLE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct RefusalLog {
-    /// The most entries written per [`AUDIT_SAMPLE_INTERVAL`].
-    per_interval: usize,
-    /// When each user and kind was last written, for the entries of the last interval.
-    last_written: Mutex<HashMap<(String, &'static str), Instant>>,
+    sample: AuditSample,
 }
 
 impl RefusalLog {
     /// Writes at most `per_interval` entries per [`AUDIT_SAMPLE_INTERVAL`].
     pub fn new(per_interval: u32) -> Self {
         Self {
-            per_interval: usize::try_from(per_interval).unwrap_or(usize::MAX),
-            last_written: Mutex::default(),
+            sample: AuditSample::new(
+                AUDIT_SAMPLE_INTERVAL,
+                per_interval,
+                "tollgate_refusal_audits_skipped_total",
+            ),
         }
     }
 
@@ -64,27 +62,9 @@ impl RefusalLog {
         }
     }
 
-    /// Whether `kind` may be audited for `user_id` now; if so, from now on it is not, for
-    /// one interval. Refused as well once the interval's entries are all written.
+    /// Whether `kind` may be audited for `user_id` now (see [`AuditSample::due`]).
     fn due(&self, user_id: &str, kind: &'static str) -> bool {
-        let Ok(mut last_written) = self.last_written.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        let recent = |at: &Instant| now.duration_since(*at) < AUDIT_SAMPLE_INTERVAL;
-        let key = (user_id.to_string(), kind);
-        if last_written.get(&key).is_some_and(recent) {
-            return false;
-        }
-        if last_written.len() >= self.per_interval {
-            last_written.retain(|_, at| recent(at));
-        }
-        if last_written.len() >= self.per_interval {
-            metrics::counter!("tollgate_refusal_audits_skipped_total").increment(1);
-            return false;
-        }
-        last_written.insert(key, now);
-        true
+        self.sample.due(format!("{user_id} {kind}"))
     }
 }
 
@@ -108,6 +88,6 @@ mod tests {
             .filter(|n| log.due(&format!("u_{n}"), "quota.refused"))
             .count();
         assert_eq!(written, 3);
-        assert_eq!(log.last_written.lock().expect("lock").len(), 3);
+        assert_eq!(log.sample.remembered(), 3);
     }
 }

@@ -42,11 +42,49 @@ impl MigrationSource<'static> for Dialect {
     }
 }
 
+/// The migration after which usernames and emails are unique whatever their case.
+const CASE_INSENSITIVE_NAMES: i64 = 10;
+
 /// Applies pending migrations; returns how many were applied.
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<usize, StoreError> {
     let applied_before = applied(pool).await.unwrap_or(0);
+    refuse_names_that_clash_in_case(pool).await?;
     Migrator::new(dialect).await?.run(pool).await?;
     Ok(applied(pool).await?.saturating_sub(applied_before))
+}
+
+/// Before usernames and emails become unique whatever their case, names the stored ones that
+/// differ only in case, which an operator must rename first (the index would refuse them with
+/// a less helpful message).
+async fn refuse_names_that_clash_in_case(pool: &AnyPool) -> Result<(), StoreError> {
+    let pending: bool = sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM _sqlx_migrations WHERE version = $1 AND success",
+    )
+    .bind(CASE_INSENSITIVE_NAMES)
+    .fetch_one(pool)
+    .await
+    .is_ok_and(|applied| applied == 0);
+    if !pending {
+        return Ok(());
+    }
+    let mut clashes = Vec::new();
+    for column in ["username", "email"] {
+        let names: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT LOWER({column}) FROM users WHERE {column} IS NOT NULL \
+             GROUP BY LOWER({column}) HAVING COUNT(*) > 1 ORDER BY 1"
+        ))
+        .fetch_all(pool)
+        .await?;
+        clashes.extend(names.into_iter().map(|name| format!("{column} {name:?}")));
+    }
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "usernames and emails become unique whatever their case, but these are stored more \
+         than once in different cases; rename all but one of each, then start again: {}",
+        clashes.join(", ")
+    )))
 }
 
 async fn applied(pool: &AnyPool) -> Result<usize, StoreError> {

@@ -19,14 +19,38 @@ use crate::domain::Timestamp;
 use crate::identity::session::{LoginMethod, Session};
 use crate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
 
-const SESSION_COLUMNS: &str =
-    "id, user_id, refresh_hash, method, created_at, refresh_expires_at, revoked_at";
+const SESSION_COLUMNS: &str = "id, user_id, refresh_hash, method, address, user_agent, \
+     created_at, last_used_at, refresh_expires_at, revoked_at";
 
 /// Login sessions with their refresh tokens, and the keys that sign their access tokens.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &Session, audit: &AuditEntry) -> Written;
+    /// Creates a session and, in the same write, ends the user's oldest live sessions beyond
+    /// `max_live` (this one included in the count); returns the ids of those it ended, whose
+    /// tokens stay refused by the data plane until `tokens_expire_at`.
+    async fn create_session_within_cap(
+        &self,
+        session: &Session,
+        max_live: u32,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Result<Vec<SessionId>, StoreError>;
     async fn session(&self, id: &SessionId) -> Result<Session, StoreError>;
+    /// The user's sessions that are live at `at`, newest first.
+    async fn live_sessions_of(
+        &self,
+        user: &UserId,
+        at: Timestamp,
+    ) -> Result<Vec<Session>, StoreError>;
+    /// Ends every session of `user` (log out everywhere), like [`end_sessions_of`].
+    async fn end_sessions(
+        &self,
+        user: &UserId,
+        at: Timestamp,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written;
     async fn session_by_refresh_hash(&self, hash: &StoredKeyHash) -> Result<Session, StoreError>;
     /// The session a replaced (retired) refresh token belonged to.
     async fn session_by_retired_refresh_hash(
@@ -34,7 +58,7 @@ pub trait SessionStore: Send + Sync {
         hash: &StoredKeyHash,
     ) -> Result<Session, StoreError>;
     /// Replaces the refresh token of a live session, only if `old` is still current; `old`
-    /// is remembered as retired.
+    /// is remembered as retired, and the session counts as used now.
     async fn replace_refresh_hash(
         &self,
         id: &SessionId,
@@ -64,22 +88,72 @@ pub trait SessionStore: Send + Sync {
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn create_session(&self, session: &Session, audit: &AuditEntry) -> Written {
-        self.write(audit, async |write| {
-            sqlx::query(
-                "INSERT INTO sessions (id, user_id, refresh_hash, method, created_at, \
-                 refresh_expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(session.id.as_str())
-            .bind(session.user_id.as_str())
-            .bind(session.refresh_hash.as_str())
-            .bind(session.method.as_str())
-            .bind(format_time(session.created_at))
-            .bind(format_time(session.refresh_expires_at))
-            .bind(session.revoked_at.map(format_time))
-            .execute(write.rows())
+        self.write(audit, async |write| insert_session(write, session).await)
             .await
-            .map_err(|e| conflict_or(e, "session"))?;
-            Ok(())
+    }
+
+    async fn create_session_within_cap(
+        &self,
+        session: &Session,
+        max_live: u32,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.write(audit, async |write| {
+            insert_session(write, session).await?;
+            let at = session.created_at;
+            let live: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+                 AND refresh_expires_at > $2 ORDER BY created_at DESC, id DESC",
+            )
+            .bind(session.user_id.as_str())
+            .bind(format_time(at))
+            .fetch_all(write.rows())
+            .await?;
+            let keep = usize::try_from(max_live).unwrap_or(usize::MAX);
+            let mut ended = Vec::new();
+            for id in live.into_iter().skip(keep) {
+                let id = SessionId::from_string(id);
+                end_session(write, &id, at, tokens_expire_at).await?;
+                let audit = AuditEntry::new(
+                    Some(session.user_id.clone()),
+                    "session.ended",
+                    id.as_str(),
+                    serde_json::json!({"reason": "session_cap", "max_per_user": max_live}),
+                );
+                write.audit(&audit).await?;
+                ended.push(id);
+            }
+            Ok(ended)
+        })
+        .await
+    }
+
+    async fn live_sessions_of(
+        &self,
+        user: &UserId,
+        at: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+             AND refresh_expires_at > $2 ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(user.as_str())
+        .bind(format_time(at))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn end_sessions(
+        &self,
+        user: &UserId,
+        at: Timestamp,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written {
+        self.write(audit, async |write| {
+            end_sessions_of(write, user, None, at, tokens_expire_at).await
         })
         .await
     }
@@ -110,13 +184,15 @@ impl SessionStore for SqlStore {
         new: &StoredKeyHash,
     ) -> Written {
         self.write(None, async |write| {
+            let at = format_time(crate::domain::now());
             let updated = sqlx::query(
-                "UPDATE sessions SET refresh_hash = $1 \
+                "UPDATE sessions SET refresh_hash = $1, last_used_at = $4 \
                  WHERE id = $2 AND refresh_hash = $3 AND revoked_at IS NULL",
             )
             .bind(new.as_str())
             .bind(id.as_str())
             .bind(old.as_str())
+            .bind(&at)
             .execute(write.rows())
             .await?;
             touched(&updated)?;
@@ -126,7 +202,7 @@ impl SessionStore for SqlStore {
             )
             .bind(old.as_str())
             .bind(id.as_str())
-            .bind(format_time(crate::domain::now()))
+            .bind(&at)
             .execute(write.rows())
             .await?;
             Ok(())
@@ -142,19 +218,7 @@ impl SessionStore for SqlStore {
         audit: &AuditEntry,
     ) -> Written {
         self.write(audit, async |write| {
-            let updated = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-            )
-            .bind(format_time(at))
-            .bind(id.as_str())
-            .execute(write.rows())
-            .await?;
-            touched(&updated)?;
-            let stale = Stale::Session {
-                id: id.clone(),
-                tokens_expire_at,
-            };
-            write.stale(&stale, at).await
+            end_session(write, id, at, tokens_expire_at).await
         })
         .await
     }
@@ -197,26 +261,80 @@ impl SessionStore for SqlStore {
     }
 }
 
-/// Ends every session of `user` within `write`: their refresh tokens stop working at once, and
-/// the data plane refuses the access tokens of those that may still hold live ones until
-/// `tokens_expire_at` (Unix seconds, when every access token issued until `at` has expired).
-pub(super) async fn end_sessions_of(
+async fn insert_session(write: &mut Write, session: &Session) -> Written {
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, refresh_hash, method, address, user_agent, \
+         created_at, last_used_at, refresh_expires_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(session.id.as_str())
+    .bind(session.user_id.as_str())
+    .bind(session.refresh_hash.as_str())
+    .bind(session.method.as_str())
+    .bind(session.address.as_deref())
+    .bind(session.user_agent.as_deref())
+    .bind(format_time(session.created_at))
+    .bind(format_time(session.last_used_at))
+    .bind(format_time(session.refresh_expires_at))
+    .bind(session.revoked_at.map(format_time))
+    .execute(write.rows())
+    .await
+    .map_err(|e| conflict_or(e, "session"))?;
+    Ok(())
+}
+
+/// Ends one live session within `write`; its access tokens stay refused by the data plane
+/// until `tokens_expire_at`. `NotFound` when it had already ended.
+async fn end_session(
     write: &mut Write,
-    user: &UserId,
+    id: &SessionId,
     at: Timestamp,
     tokens_expire_at: i64,
 ) -> Written {
+    let updated =
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(format_time(at))
+            .bind(id.as_str())
+            .execute(write.rows())
+            .await?;
+    touched(&updated)?;
+    let stale = Stale::Session {
+        id: id.clone(),
+        tokens_expire_at,
+    };
+    write.stale(&stale, at).await
+}
+
+/// Ends every session of `user` but `keep` within `write`: their refresh tokens stop working
+/// at once, and the data plane refuses the access tokens of those that may still hold live
+/// ones until `tokens_expire_at` (Unix seconds, when every access token issued until `at` has
+/// expired).
+pub(super) async fn end_sessions_of(
+    write: &mut Write,
+    user: &UserId,
+    keep: Option<&SessionId>,
+    at: Timestamp,
+    tokens_expire_at: i64,
+) -> Written {
+    // Session ids are never empty, so "" keeps none.
+    let keep = keep.map_or("", SessionId::as_str);
     let open = sqlx::query(
-        "SELECT id, refresh_expires_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
+        "SELECT id, refresh_expires_at FROM sessions \
+         WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2",
     )
     .bind(user.as_str())
+    .bind(keep)
     .fetch_all(write.rows())
     .await?;
-    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(format_time(at))
-        .bind(user.as_str())
-        .execute(write.rows())
-        .await?;
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 \
+         WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
+    )
+    .bind(format_time(at))
+    .bind(user.as_str())
+    .bind(keep)
+    .execute(write.rows())
+    .await?;
     let access_lifetime = Duration::seconds(tokens_expire_at - at.timestamp());
     for row in &open {
         // A session's last access token was issued before its refresh token expired.
@@ -244,7 +362,10 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         user_id: UserId::from_string(row.try_get("user_id")?),
         refresh_hash: StoredKeyHash::from_string(row.try_get("refresh_hash")?),
         method: named(row, "method", LoginMethod::parse)?,
+        address: row.try_get("address")?,
+        user_agent: row.try_get("user_agent")?,
         created_at: required_time(row, "created_at")?,
+        last_used_at: required_time(row, "last_used_at")?,
         refresh_expires_at: required_time(row, "refresh_expires_at")?,
         revoked_at: optional_time(row, "revoked_at")?,
     })

@@ -14,11 +14,11 @@ use super::{GroupStore, Page, SqlStore, StoreError, Written};
 use crate::accounts::user::{Role, User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
-use crate::domain::ids::UserId;
+use crate::domain::ids::{SessionId, UserId};
 
 pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.status, u.role, \
-     u.tenant_id, u.ip_allowlist, u.rate_limits, u.quotas, u.password_hash, u.created_at, \
-     u.updated_at";
+     u.tenant_id, u.ip_allowlist, u.rate_limits, u.quotas, u.password_hash, \
+     u.password_change_required, u.created_at, u.updated_at";
 
 /// Which users a listing returns, and which page of them.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +44,26 @@ pub trait UserStore: Send + Sync {
         tokens_expire_at: i64,
         audit: &AuditEntry,
     ) -> Written;
+    /// Replaces a user and, in the same write, ends every session of the user but `keep`:
+    /// for a password change by the user.
+    async fn update_user_ending_other_sessions(
+        &self,
+        user: &User,
+        keep: &SessionId,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written;
+    /// Replaces the user's password hash with `new` if it is still `old` (a stronger hash of
+    /// the same password); `NotFound` when the password changed meanwhile.
+    async fn replace_password_hash(
+        &self,
+        id: &UserId,
+        old: &str,
+        new: &str,
+        audit: &AuditEntry,
+    ) -> Written;
     async fn user(&self, id: &UserId) -> Result<User, StoreError>;
+    /// The user whose username is `username`, whatever the case of either.
     async fn user_by_username(&self, username: &str) -> Result<User, StoreError>;
     async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError>;
 }
@@ -55,8 +74,9 @@ impl UserStore for SqlStore {
         self.write(audit, async |write| {
             let insert = sqlx::query(
                 "INSERT INTO users (id, username, created_at, email, name, status, role, \
-                 tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
+                 password_change_required) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(user.id.as_str())
             .bind(&user.username)
@@ -64,7 +84,7 @@ impl UserStore for SqlStore {
             bind_changeable(insert, user)?
                 .execute(write.rows())
                 .await
-                .map_err(|e| conflict_or(e, "username"))?;
+                .map_err(name_taken_or)?;
             Ok(())
         })
         .await
@@ -83,7 +103,49 @@ impl UserStore for SqlStore {
     ) -> Written {
         self.write(audit, async |write| {
             replace_user(write, user).await?;
-            end_sessions_of(write, &user.id, user.updated_at, tokens_expire_at).await
+            end_sessions_of(write, &user.id, None, user.updated_at, tokens_expire_at).await
+        })
+        .await
+    }
+
+    async fn update_user_ending_other_sessions(
+        &self,
+        user: &User,
+        keep: &SessionId,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written {
+        self.write(audit, async |write| {
+            replace_user(write, user).await?;
+            end_sessions_of(
+                write,
+                &user.id,
+                Some(keep),
+                user.updated_at,
+                tokens_expire_at,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn replace_password_hash(
+        &self,
+        id: &UserId,
+        old: &str,
+        new: &str,
+        audit: &AuditEntry,
+    ) -> Written {
+        self.write(audit, async |write| {
+            let updated = sqlx::query(
+                "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
+            )
+            .bind(new)
+            .bind(id.as_str())
+            .bind(old)
+            .execute(write.rows())
+            .await?;
+            touched(&updated)
         })
         .await
     }
@@ -93,7 +155,8 @@ impl UserStore for SqlStore {
     }
 
     async fn user_by_username(&self, username: &str) -> Result<User, StoreError> {
-        self.user_where("u.username = $1", username).await
+        self.user_where("LOWER(u.username) = LOWER($1)", username)
+            .await
     }
 
     async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError> {
@@ -155,6 +218,7 @@ impl SqlStore {
             rate_limits: from_json(row, "rate_limits")?,
             quotas: from_json(row, "quotas")?,
             password_hash: row.try_get("password_hash")?,
+            password_change_required: row.try_get::<i64, _>("password_change_required")? != 0,
             created_at: required_time(row, "created_at")?,
             updated_at: required_time(row, "updated_at")?,
         };
@@ -173,17 +237,21 @@ async fn replace_user(write: &mut Write, user: &User) -> Written {
     let update = sqlx::query(
         "UPDATE users SET email = $2, name = $3, status = $4, role = $5, tenant_id = $6, \
          password_hash = $7, updated_at = $8, ip_allowlist = $9, rate_limits = $10, \
-         quotas = $11 WHERE id = $1",
+         quotas = $11, password_change_required = $12 WHERE id = $1",
     )
     .bind(user.id.as_str());
-    let updated = bind_changeable(update, user)?.execute(write.rows()).await?;
+    let updated = bind_changeable(update, user)?
+        .execute(write.rows())
+        .await
+        .map_err(name_taken_or)?;
     touched(&updated)?;
     write
         .stale(&Stale::User(user.id.clone()), user.updated_at)
         .await
 }
 
-/// Binds what a change may set of a user (email to quotas, in that order).
+/// Binds what a change may set of a user (email to quotas, then whether the password must be
+/// changed, in that order).
 fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'q>, StoreError> {
     Ok(query
         .bind(user.email.as_deref())
@@ -195,7 +263,15 @@ fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'
         .bind(format_time(user.updated_at))
         .bind(to_json(&user.ip_allowlist)?)
         .bind(to_json(&user.rate_limits)?)
-        .bind(to_json(&user.quotas)?))
+        .bind(to_json(&user.quotas)?)
+        .bind(i64::from(user.password_change_required)))
+}
+
+/// `Conflict("email")` or `Conflict("username")` when a write would store a name another user
+/// has (in any case); `Unavailable` otherwise.
+fn name_taken_or(error: sqlx::Error) -> StoreError {
+    let on_email = matches!(&error, sqlx::Error::Database(db) if db.message().contains("email"));
+    conflict_or(error, if on_email { "email" } else { "username" })
 }
 
 fn escape_like(text: &str) -> String {

@@ -185,6 +185,17 @@ impl Api {
         self.call(method, path, Some(ADMIN_KEY), body).await
     }
 
+    /// `POST /api/v1/auth/refresh` with `refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({ "refresh_token": refresh_token })),
+        )
+        .await
+    }
+
     pub async fn create_user(&self, username: &str) -> Value {
         self.create_user_with(json!({"username": username})).await
     }
@@ -274,6 +285,28 @@ pub fn quota<'a>(answer: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|q| q["name"] == name)
         .unwrap_or_else(|| panic!("no {name} in {answer}"))
+}
+
+/// The `Retry-After` of an answer, in seconds.
+pub fn retry_after_secs(answer: &Answer) -> u64 {
+    answer
+        .headers
+        .get(axum::http::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {:?}", answer.headers))
+}
+
+/// Password verifications so far in this process, from `/metrics`.
+pub async fn password_verifications(api: &Api) -> u64 {
+    let (status, metrics) = api.call("GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    metrics
+        .as_str()
+        .expect("metrics text")
+        .lines()
+        .find_map(|line| line.strip_prefix("tollgate_password_verifications_total "))
+        .map_or(0, |value| value.trim().parse().expect("a count"))
 }
 
 pub fn error_code(body: &Value) -> &str {

@@ -1,7 +1,7 @@
 //! Databases for tests: a SQLite file in a temporary folder, or a fresh Postgres database.
 
 // Each test binary compiles this module and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod app;
 pub mod grpc;
@@ -9,6 +9,30 @@ pub mod replica;
 
 use sqlx::{Connection, Executor, PgConnection};
 use tollgate::store::SqlStore;
+
+/// Runs each named `async fn(TestDatabase)` of the calling file as two tests, one on SQLite
+/// and one on Postgres.
+macro_rules! against_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::TestDatabase::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::TestDatabase::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use against_both_databases;
 
 /// Where tests may create and drop databases.
 pub fn postgres_admin_url() -> String {
@@ -87,6 +111,19 @@ impl Drop for TestDatabase {
             .join();
         }
     }
+}
+
+/// What became stale after `cursor`, in order.
+pub async fn stale_since(
+    feed: &dyn tollgate::store::ChangeFeed,
+    cursor: u64,
+) -> Vec<tollgate::changes::feed::Stale> {
+    feed.changes_since(cursor, 100)
+        .await
+        .expect("changes")
+        .into_iter()
+        .map(|change| change.stale)
+        .collect()
 }
 
 pub fn rand_suffix() -> String {

@@ -1,0 +1,187 @@
+//! What a person does about their own account: `POST /api/v1/users/me/password`, and
+//! `GET|DELETE /api/v1/users/me/sessions[/{id}]` (see and end their sessions, one or all).
+
+use axum::extract::{Path, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::access::ClientAddress;
+use super::auth::session_cookie;
+use super::error::ApiError;
+use super::extract::{whole_list, ApiJson, ChangingOwnPassword, Me};
+use super::throttle::{self, too_many_attempts};
+use super::users::{check_password, hash};
+use super::AppState;
+use crate::domain::ids::SessionId;
+use crate::domain::{now, Timestamp};
+use crate::identity::device;
+use crate::identity::lockout::Admission;
+use crate::identity::password_policy::PasswordOwner;
+use crate::identity::session::Session;
+use crate::store::StoreError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's password, given the current one, and ends every other session of
+/// theirs. Wrong current passwords count like failed logins (per address and per account).
+/// The calling session lives on; after an admin's reset it allows everything again from its
+/// next refresh.
+pub async fn change_password(
+    State(state): State<AppState>,
+    address: ClientAddress,
+    ChangingOwnPassword(me): ChangingOwnPassword,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut user = me.user.clone();
+    throttle::refuse_over_budget(&state, address).await?;
+    if let Admission::Locked { until } = state.lockout.attempt(&user.username).await? {
+        return Err(too_many_attempts(
+            (until - now()).to_std().unwrap_or_default(),
+        ));
+    }
+    let verified = state
+        .passwords
+        .verify(body.current_password, user.password_hash.clone())
+        .await
+        .map_err(|_| ApiError::busy("too many password checks are in progress"))?;
+    if !verified.matches {
+        state.address_failures.record(address.0).await;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_current_password",
+            "`current_password` is not the account's password",
+        ));
+    }
+    state.lockout.forget(&user.username).await?;
+    check_password(&state, &body.new_password, PasswordOwner::of(&user))?;
+    user.password_hash = Some(hash(&state, &body.new_password).await?);
+    user.password_change_required = false;
+    user.updated_at = now();
+    let audit = me.audit(
+        "user.password_changed",
+        user.id.as_str(),
+        json!({"sessions_ended": "others"}),
+    );
+    let tokens_expire_at = state.tokens.issued_tokens_expire_at();
+    match &me.session {
+        Some(current) => {
+            state
+                .store
+                .update_user_ending_other_sessions(&user, current, tokens_expire_at, &audit)
+                .await?;
+        }
+        None => {
+            state
+                .store
+                .update_user_ending_sessions(&user, tokens_expire_at, &audit)
+                .await?;
+        }
+    }
+    Ok(Json(user))
+}
+
+/// One of the caller's sessions, as they see it.
+#[derive(Debug, Serialize)]
+struct SessionView {
+    id: SessionId,
+    method: &'static str,
+    /// The browser and system, from the user agent.
+    device: String,
+    user_agent: Option<String>,
+    address: Option<String>,
+    created_at: Timestamp,
+    last_used_at: Timestamp,
+    expires_at: Timestamp,
+    /// Whether this request came with it.
+    current: bool,
+}
+
+impl SessionView {
+    fn of(session: Session, current: Option<&SessionId>) -> Self {
+        Self {
+            current: current == Some(&session.id),
+            device: device::describe(session.user_agent.as_deref()),
+            method: session.method.as_str(),
+            user_agent: session.user_agent,
+            address: session.address,
+            created_at: session.created_at,
+            last_used_at: session.last_used_at,
+            expires_at: session.refresh_expires_at,
+            id: session.id,
+        }
+    }
+}
+
+/// The caller's live sessions, newest first.
+pub async fn sessions(
+    State(state): State<AppState>,
+    me: Me,
+) -> Result<impl IntoResponse, ApiError> {
+    let sessions: Vec<SessionView> = state
+        .store
+        .live_sessions_of(&me.user.id, now())
+        .await?
+        .into_iter()
+        .map(|session| SessionView::of(session, me.session.as_ref()))
+        .collect();
+    Ok(Json(whole_list(&sessions)))
+}
+
+/// Ends one of the caller's sessions; another user's, or an ended one, is 404.
+pub async fn end_session(
+    State(state): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = SessionId::from_string(id);
+    let at = now();
+    match state.store.session(&id).await {
+        Ok(session) if session.user_id == me.user.id && session.is_live(at) => {}
+        Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::not_found("session")),
+        Err(other) => return Err(other.into()),
+    }
+    let audit = me.audit("session.ended", id.as_str(), json!({"by": "user"}));
+    match state
+        .store
+        .revoke_session(&id, at, state.tokens.issued_tokens_expire_at(), &audit)
+        .await
+    {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("session")),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Logs the caller out everywhere: every session of theirs ends, this one included.
+pub async fn end_all_sessions(
+    State(state): State<AppState>,
+    me: Me,
+) -> Result<impl IntoResponse, ApiError> {
+    let audit = me.audit(
+        "session.ended_everywhere",
+        me.user.id.as_str(),
+        json!({"by": "user"}),
+    );
+    state
+        .store
+        .end_sessions(
+            &me.user.id,
+            now(),
+            state.tokens.issued_tokens_expire_at(),
+            &audit,
+        )
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(SET_COOKIE, session_cookie("", 0))],
+    ))
+}

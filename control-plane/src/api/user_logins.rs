@@ -1,0 +1,114 @@
+//! An admin's hold over a user's logins: `POST /api/v1/users/{id}/password-reset` (a new
+//! password that must be changed at the next login) and `GET|DELETE
+//! /api/v1/users/{id}/lockout` (the failed logins that hold the account back, and unlocking).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use rand::distr::{Alphanumeric, SampleString};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Caller};
+use super::permission::{ManageUsers, ReadUsers};
+use super::users::{check_password, find, find_changeable, hash};
+use super::AppState;
+use crate::domain::now;
+use crate::identity::password_policy::PasswordOwner;
+
+/// Groups of random characters in a generated temporary password, joined by `-`.
+const TEMPORARY_PASSWORD_GROUPS: usize = 4;
+const TEMPORARY_PASSWORD_GROUP_CHARS: usize = 6;
+/// Draws of a temporary password before giving up on one the policy accepts.
+const TEMPORARY_PASSWORD_DRAWS: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {
+    /// The temporary password; generated (and answered once) when absent.
+    password: Option<String>,
+}
+
+/// Sets a temporary password and ends every session of the user; their next login may only
+/// change the password.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller<ManageUsers>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PasswordReset>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut user = find_changeable(&state, &id).await?;
+    let generated = body.password.is_none();
+    let password = match body.password {
+        Some(password) => {
+            check_password(&state, &password, PasswordOwner::of(&user))?;
+            password
+        }
+        None => temporary_password(&state, PasswordOwner::of(&user))?,
+    };
+    user.password_hash = Some(hash(&state, &password).await?);
+    user.password_change_required = true;
+    user.updated_at = now();
+    let audit = caller.audit(
+        "user.password_reset",
+        user.id.as_str(),
+        json!({"generated": generated, "sessions_ended": true}),
+    );
+    state
+        .store
+        .update_user_ending_sessions(&user, state.tokens.issued_tokens_expire_at(), &audit)
+        .await?;
+    let mut answer = json!(user);
+    if generated {
+        answer["temporary_password"] = json!(password);
+    }
+    Ok(Json(answer))
+}
+
+/// A random password the policy accepts.
+fn temporary_password(state: &AppState, owner: PasswordOwner) -> Result<String, ApiError> {
+    let mut rng = rand::rng();
+    (0..TEMPORARY_PASSWORD_DRAWS)
+        .map(|_| {
+            (0..TEMPORARY_PASSWORD_GROUPS)
+                .map(|_| Alphanumeric.sample_string(&mut rng, TEMPORARY_PASSWORD_GROUP_CHARS))
+                .collect::<Vec<_>>()
+                .join("-")
+        })
+        .find(|password| state.password_policy.check(password, owner).is_ok())
+        .ok_or_else(|| {
+            ApiError::validation(
+                "no temporary password meets the password policy; set `password` instead",
+            )
+        })
+}
+
+/// The failed logins that count against the user's name, and until when they hold it back.
+pub async fn lockout(
+    State(state): State<AppState>,
+    _: Caller<ReadUsers>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = find(&state, &id).await?;
+    let held = state.lockout.state(&user.username).await?;
+    Ok(Json(json!({
+        "user_id": user.id,
+        "failures": held.failures,
+        "locked_until": held.waiting_until,
+    })))
+}
+
+/// Forgets the user's failed logins: the next login is checked at once.
+pub async fn unlock(
+    State(state): State<AppState>,
+    caller: Caller<ManageUsers>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = find(&state, &id).await?;
+    state.lockout.forget(&user.username).await?;
+    let audit = caller.audit("user.unlocked", user.id.as_str(), json!({}));
+    state.store.record_audit(&audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,296 @@
+//! Storage of local accounts and the sessions a person manages, against SQLite and Postgres:
+//! names unique whatever their case, the cap on live sessions, ending the other sessions,
+//! re-hashed passwords, and the migration that refuses names clashing in case.
+
+mod support;
+
+use chrono::Duration;
+use serde_json::json;
+use sqlx::Connection;
+use support::{against_both_databases, stale_since, TestDatabase};
+use tollgate::accounts::api_key::{KeyHasher, PlainApiKey};
+use tollgate::accounts::ip_allowlist::IpAllowlist;
+use tollgate::accounts::user::{Role, User, UserStatus};
+use tollgate::changes::audit::AuditEntry;
+use tollgate::changes::feed::Stale;
+use tollgate::domain::ids::{SessionId, UserId};
+use tollgate::domain::{now, Timestamp};
+use tollgate::identity::session::{LoginMethod, Session};
+use tollgate::limits::quota::Quotas;
+use tollgate::limits::rate_limits::RateLimits;
+use tollgate::store::{ChangeFeed, SessionStore, StoreError, UserStore};
+
+against_both_databases!(
+    usernames_and_emails_are_unique_whatever_their_case,
+    a_login_past_the_cap_ends_the_oldest_sessions_for_the_data_plane_too,
+    a_password_change_ends_every_session_but_the_current_one,
+    a_re_hashed_password_replaces_only_the_hash_it_was_checked_against,
+    a_refresh_marks_the_session_used,
+    migrating_refuses_names_that_clash_in_case_and_names_them,
+);
+
+fn user(username: &str, email: &str) -> User {
+    let at = now();
+    User {
+        id: UserId::generate(),
+        username: username.to_string(),
+        email: Some(email.to_string()),
+        name: None,
+        status: UserStatus::Active,
+        role: Role::User,
+        tenant_id: None,
+        groups: Vec::new(),
+        ip_allowlist: IpAllowlist::default(),
+        rate_limits: RateLimits::default(),
+        quotas: Quotas::default(),
+        password_hash: Some("$argon2id$old".to_string()),
+        password_change_required: false,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn audit(action: &str) -> AuditEntry {
+    AuditEntry::new(None, action, "target", json!({}))
+}
+
+fn session_of(owner: &User, created_at: Timestamp) -> Session {
+    let refresh = PlainApiKey::generate("tgr", &owner.id);
+    Session {
+        id: SessionId::generate(),
+        user_id: owner.id.clone(),
+        refresh_hash: KeyHasher::new(b"a test secret that is long enough").hash(&refresh.digest()),
+        method: LoginMethod::Local,
+        address: Some("192.0.2.1".to_string()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Firefox/128.0".to_string()),
+        created_at,
+        last_used_at: created_at,
+        refresh_expires_at: created_at + Duration::days(30),
+        revoked_at: None,
+    }
+}
+
+async fn stored(store: &dyn UserStore, user: &User) {
+    store
+        .create_user(user, &audit("user.created"))
+        .await
+        .expect("user");
+}
+
+async fn usernames_and_emails_are_unique_whatever_their_case(db: TestDatabase) {
+    let store = db.open().await;
+    let alice = user("alice", "alice@example.com");
+    stored(&store, &alice).await;
+
+    let same_name = store
+        .create_user(&user("Alice", "other@example.com"), &audit("user.created"))
+        .await;
+    assert!(
+        matches!(same_name, Err(StoreError::Conflict("username"))),
+        "{same_name:?}"
+    );
+    let same_email = store
+        .create_user(&user("alicia", "ALICE@Example.com"), &audit("user.created"))
+        .await;
+    assert!(
+        matches!(same_email, Err(StoreError::Conflict("email"))),
+        "{same_email:?}"
+    );
+    let mut bob = user("bob", "bob@example.com");
+    stored(&store, &bob).await;
+    bob.email = Some("Alice@example.com".to_string());
+    let taken = store.update_user(&bob, &audit("user.updated")).await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict("email"))),
+        "{taken:?}"
+    );
+
+    let found = store.user_by_username("ALICE").await.expect("by any case");
+    assert_eq!(found.id, alice.id);
+    assert_eq!(found.username, "alice", "the name is kept as written");
+}
+
+async fn a_login_past_the_cap_ends_the_oldest_sessions_for_the_data_plane_too(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = user("capped", "capped@example.com");
+    stored(&store, &owner).await;
+    let start = now() - Duration::minutes(10);
+    let older: Vec<Session> = (0..3)
+        .map(|n| session_of(&owner, start + Duration::minutes(n)))
+        .collect();
+    for session in &older {
+        store
+            .create_session(session, &audit("session.created"))
+            .await
+            .expect("session");
+    }
+    let cursor = store.latest_change().await.expect("latest");
+    let tokens_expire_at = now().timestamp() + 900;
+
+    let newest = session_of(&owner, now());
+    let ended = store
+        .create_session_within_cap(&newest, 2, tokens_expire_at, &audit("session.created"))
+        .await
+        .expect("within the cap");
+
+    assert_eq!(ended, vec![older[1].id.clone(), older[0].id.clone()]);
+    let live: Vec<SessionId> = store
+        .live_sessions_of(&owner.id, now())
+        .await
+        .expect("live")
+        .into_iter()
+        .map(|session| session.id)
+        .collect();
+    assert_eq!(live, vec![newest.id.clone(), older[2].id.clone()]);
+    assert_eq!(
+        stale_since(&store, cursor).await,
+        vec![
+            Stale::Session {
+                id: older[1].id.clone(),
+                tokens_expire_at
+            },
+            Stale::Session {
+                id: older[0].id.clone(),
+                tokens_expire_at
+            },
+        ]
+    );
+}
+
+async fn a_password_change_ends_every_session_but_the_current_one(db: TestDatabase) {
+    let store = db.open().await;
+    let mut owner = user("changing", "changing@example.com");
+    stored(&store, &owner).await;
+    let current = session_of(&owner, now());
+    let other = session_of(&owner, now());
+    for session in [&current, &other] {
+        store
+            .create_session(session, &audit("session.created"))
+            .await
+            .expect("session");
+    }
+    owner.password_hash = Some("$argon2id$new".to_string());
+    owner.password_change_required = true;
+    owner.updated_at = now();
+    store
+        .update_user_ending_other_sessions(
+            &owner,
+            &current.id,
+            now().timestamp() + 900,
+            &audit("user.password_changed"),
+        )
+        .await
+        .expect("change");
+
+    let live = store
+        .live_sessions_of(&owner.id, now())
+        .await
+        .expect("live");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].id, current.id);
+    assert_eq!(live[0], current, "the session reads back as written");
+    let changed = store.user(&owner.id).await.expect("user");
+    assert_eq!(changed.password_hash.as_deref(), Some("$argon2id$new"));
+    assert!(changed.password_change_required);
+
+    store
+        .end_sessions(&owner.id, now(), now().timestamp() + 900, &audit("ended"))
+        .await
+        .expect("everywhere");
+    assert!(store
+        .live_sessions_of(&owner.id, now())
+        .await
+        .expect("live")
+        .is_empty());
+}
+
+async fn a_re_hashed_password_replaces_only_the_hash_it_was_checked_against(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = user("legacy", "legacy@example.com");
+    stored(&store, &owner).await;
+    let stale = store
+        .replace_password_hash(&owner.id, "$2b$12$other", "$argon2id$new", &audit("rehash"))
+        .await;
+    assert!(matches!(stale, Err(StoreError::NotFound)), "{stale:?}");
+    store
+        .replace_password_hash(
+            &owner.id,
+            "$argon2id$old",
+            "$argon2id$new",
+            &audit("rehash"),
+        )
+        .await
+        .expect("re-hash");
+    let read = store.user(&owner.id).await.expect("user");
+    assert_eq!(read.password_hash.as_deref(), Some("$argon2id$new"));
+}
+
+async fn a_refresh_marks_the_session_used(db: TestDatabase) {
+    let store = db.open().await;
+    let owner = user("refreshing", "refreshing@example.com");
+    stored(&store, &owner).await;
+    let session = session_of(&owner, now() - Duration::hours(1));
+    store
+        .create_session(&session, &audit("session.created"))
+        .await
+        .expect("session");
+    let next = KeyHasher::new(b"a test secret that is long enough")
+        .hash(&PlainApiKey::generate("tgr", &owner.id).digest());
+    let before = now();
+    store
+        .replace_refresh_hash(&session.id, &session.refresh_hash, &next)
+        .await
+        .expect("refresh");
+    let read = store.session(&session.id).await.expect("session");
+    assert!(read.last_used_at >= before, "{:?}", read.last_used_at);
+    assert_eq!(read.created_at, session.created_at);
+}
+
+async fn migrating_refuses_names_that_clash_in_case_and_names_them(db: TestDatabase) {
+    let store = db.open().await;
+    drop(store);
+    // Back to before the migration, with names an older version accepted.
+    let undo = [
+        "DROP INDEX users_username_lower",
+        "DROP INDEX users_email_lower",
+        "DELETE FROM _sqlx_migrations WHERE version = 10",
+    ];
+    let insert = |id: &str, name: &str| {
+        format!(
+            "INSERT INTO users (id, username, email, status, role, created_at, updated_at) \
+             VALUES ('{id}', '{name}', '{name}@example.com', 'active', 'user', \
+             '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')"
+        )
+    };
+    let statements: Vec<String> = undo
+        .iter()
+        .map(|s| s.to_string())
+        .chain([insert("u_1", "Bob"), insert("u_2", "bob")])
+        .collect();
+    if db.url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        for statement in &statements {
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .expect(statement);
+        }
+    } else {
+        let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        for statement in &statements {
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .expect(statement);
+        }
+    }
+
+    let store = tollgate::store::SqlStore::connect(&db.url, 2)
+        .await
+        .expect("connect");
+    let error = store.migrate().await.expect_err("names clash").to_string();
+    assert!(error.contains("username \"bob\""), "{error}");
+    assert!(error.contains("email \"bob@example.com\""), "{error}");
+}
