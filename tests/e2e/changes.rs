@@ -246,6 +246,75 @@ fn rows() -> Vec<Row> {
             refreshed: |answer| answer.error_code() == "session_revoked",
         },
         Row {
+            endpoint: "POST /api/v1/users/me/password (from another session)",
+            cached: Cached::Session,
+            change: |gateway, principal| {
+                let (token, _) = login(gateway, &principal.user);
+                let changed = send(
+                    client()
+                        .post(gateway.control_plane.url("/api/v1/users/me/password"))
+                        .bearer_auth(token)
+                        .json(&json!({"current_password": PASSWORD,
+                            "new_password": "a brand new passphrase"})),
+                );
+                assert_eq!(changed.status, 200, "password change: {}", changed.text);
+            },
+            presents: Presents::Own,
+            refreshed: |answer| answer.error_code() == "session_revoked",
+        },
+        Row {
+            endpoint: "DELETE /api/v1/users/me/sessions/{id} (from another session)",
+            cached: Cached::Session,
+            change: |gateway, principal| {
+                let (token, _) = login(gateway, &principal.user);
+                let sessions = send(
+                    client()
+                        .get(gateway.control_plane.url("/api/v1/users/me/sessions"))
+                        .bearer_auth(&token),
+                );
+                let cached = sessions.body["items"]
+                    .as_array()
+                    .and_then(|items| items.iter().find(|item| item["current"] == false))
+                    .and_then(|item| item["id"].as_str())
+                    .unwrap_or_else(|| panic!("the cached session: {}", sessions.text))
+                    .to_string();
+                let path = format!("/api/v1/users/me/sessions/{cached}");
+                let ended = send(
+                    client()
+                        .delete(gateway.control_plane.url(&path))
+                        .bearer_auth(&token),
+                );
+                assert_eq!(ended.status, 204, "end session: {}", ended.text);
+            },
+            presents: Presents::Own,
+            refreshed: |answer| answer.error_code() == "session_revoked",
+        },
+        Row {
+            endpoint: "DELETE /api/v1/users/me/sessions",
+            cached: Cached::Session,
+            change: |gateway, principal| {
+                let (name, value) = &principal.credential;
+                let ended = send(
+                    client()
+                        .delete(gateway.control_plane.url("/api/v1/users/me/sessions"))
+                        .header(*name, value),
+                );
+                assert_eq!(ended.status, 204, "log out everywhere: {}", ended.text);
+            },
+            presents: Presents::Own,
+            refreshed: |answer| answer.error_code() == "session_revoked",
+        },
+        Row {
+            endpoint: "POST /api/v1/users/{id}/password-reset",
+            cached: Cached::Session,
+            change: |gateway, principal| {
+                let path = format!("/api/v1/users/{}/password-reset", principal.user);
+                admin(gateway, "POST", &path, Some(json!({})), 200);
+            },
+            presents: Presents::Own,
+            refreshed: |answer| answer.error_code() == "session_revoked",
+        },
+        Row {
             endpoint: "POST /api/v1/auth/refresh (a replaced refresh token again)",
             cached: Cached::Session,
             change: |gateway, principal| {

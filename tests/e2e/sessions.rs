@@ -178,3 +178,91 @@ fn the_login_cookie_is_a_session_and_never_reaches_the_upstream() {
     );
     assert_eq!(answer.body["headers"]["cookie"], "theme=dark");
 }
+
+/// `POST` to the control plane with a session's access token.
+fn post_with_token(
+    gateway: &Gateway,
+    path: &str,
+    bearer: &str,
+    body: serde_json::Value,
+) -> tollgate_e2e::http::Answer {
+    tollgate_e2e::http::send(
+        tollgate_e2e::http::client()
+            .post(gateway.control_plane.url(path))
+            .header("authorization", bearer)
+            .json(&body),
+    )
+}
+
+#[test]
+fn a_password_change_ends_the_other_sessions_on_envoy_within_one_second() {
+    let gateway = Gateway::start();
+    user_with_password(&gateway, "fay");
+    let changing = format!("Bearer {}", gateway.control_plane.login("fay", PASSWORD));
+    let other = format!("Bearer {}", gateway.control_plane.login("FAY", PASSWORD));
+    for bearer in [&changing, &other] {
+        let answer = gateway.envoy.get("/", &[("authorization", bearer)]);
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+
+    let changed = post_with_token(
+        &gateway,
+        "/api/v1/users/me/password",
+        &changing,
+        json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    let took = gateway.envoy.until(
+        Duration::from_secs(1),
+        || gateway.envoy.get("/", &[("authorization", &other)]),
+        |answer| answer.status == 401,
+    );
+    gateway.envoy.wait_for_worker_ticks();
+    let refused = gateway.envoy.get("/", &[("authorization", &other)]);
+    assert_eq!(refused.error_code(), "session_revoked");
+    let kept = gateway.envoy.get("/", &[("authorization", &changing)]);
+    assert_eq!(
+        kept.status, 200,
+        "the changing session lives on: {}",
+        kept.text
+    );
+    println!("the password change reached Envoy in {took:?}");
+}
+
+#[test]
+fn a_session_that_must_change_its_password_is_refused_by_envoy() {
+    let gateway = Gateway::start();
+    let cp = &gateway.control_plane;
+    let user_id = user_with_password(&gateway, "gus");
+    let reset = cp.admin(
+        "POST",
+        &format!("/api/v1/users/{user_id}/password-reset"),
+        Some(json!({"password": "a temporary passphrase"})),
+    );
+    assert_eq!(reset.status, 200, "{}", reset.text);
+    let login = tollgate_e2e::http::send(
+        tollgate_e2e::http::client()
+            .post(cp.url("/api/v1/auth/login"))
+            .json(&json!({"username": "gus", "password": "a temporary passphrase"})),
+    );
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(login.body["password_change_required"], true);
+    let limited = format!(
+        "Bearer {}",
+        login.body["access_token"].as_str().expect("token")
+    );
+    let answer = gateway.envoy.get("/", &[("authorization", &limited)]);
+    assert_eq!(answer.status, 401, "{}", answer.text);
+    assert_eq!(answer.error_code(), "invalid_session");
+
+    let changed = post_with_token(
+        &gateway,
+        "/api/v1/users/me/password",
+        &limited,
+        json!({"current_password": "a temporary passphrase", "new_password": PASSWORD}),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    let full = format!("Bearer {}", cp.login("gus", PASSWORD));
+    let answer = gateway.envoy.get("/", &[("authorization", &full)]);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+}
