@@ -391,33 +391,44 @@ async fn failures_back_off_then_lock_until_an_admin_unlocks() {
     access_token(&api, "ivy", PASSWORD).await;
 }
 
+/// Attempts per name in the timing comparison; the fastest of each counts, as the machine's
+/// other work only ever adds time.
+const TIMED_ATTEMPTS: usize = 3;
+
 #[tokio::test]
 async fn an_unknown_user_costs_the_same_hash_and_gets_the_same_answer_as_a_wrong_password() {
     let _turn = PASSWORD_WORK.lock().await;
-    let api = Api::start().await;
+    let api = Api::start_with(|config: &mut Config| config.login.backoff_secs = 0).await;
     user_with_password(&api, "jack").await;
     // The decoy hash is made on first use; time the attempts after it.
     login(&api, "warming", PASSWORD).await;
 
     let mut answers = Vec::new();
-    let mut took = Vec::new();
+    let mut fastest = Vec::new();
     for username in ["jack", "nobody"] {
-        let before = password_verifications(&api).await;
-        let started = Instant::now();
-        let answer = login(&api, username, "not the password").await;
-        took.push(started.elapsed());
-        assert_eq!(
-            password_verifications(&api).await,
-            before + 1,
-            "{username}: one Argon2id verification"
-        );
-        answers.push((answer.status, answer.body));
+        let mut took = Vec::new();
+        for _ in 0..TIMED_ATTEMPTS {
+            let before = password_verifications(&api).await;
+            let started = Instant::now();
+            let answer = login(&api, username, "not the password").await;
+            took.push(started.elapsed());
+            assert_eq!(
+                password_verifications(&api).await,
+                before + 1,
+                "{username}: one Argon2id verification"
+            );
+            answers.push((answer.status, answer.body));
+        }
+        fastest.push(took.into_iter().min().expect("timed").as_secs_f64());
     }
-    assert_eq!(answers[0], answers[1]);
-    assert_eq!(answers[0].0, StatusCode::UNAUTHORIZED);
-    let (wrong, unknown) = (took[0].as_secs_f64(), took[1].as_secs_f64());
     assert!(
-        unknown > wrong / 3.0 && unknown < wrong * 3.0,
+        answers.windows(2).all(|pair| pair[0] == pair[1]),
+        "{answers:?}"
+    );
+    assert_eq!(answers[0].0, StatusCode::UNAUTHORIZED);
+    let (wrong, unknown) = (fastest[0], fastest[1]);
+    assert!(
+        unknown > wrong / 2.0 && unknown < wrong * 2.0,
         "wrong password {wrong:.3} s, unknown user {unknown:.3} s"
     );
 }

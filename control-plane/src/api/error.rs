@@ -99,7 +99,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => {
                 Self::conflict("already_exists", format!("{what} already exists"))
             }
-            StoreError::Unavailable(_) | StoreError::Migration(_) => {
+            StoreError::Unavailable(_)
+            | StoreError::Migration(_)
+            | StoreError::MigrationBlocked(_) => {
                 tracing::error!(%error, "storage failed");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::user::User;
+
 /// The 10,000 most common passwords, most common first, lowercased: the head of the list
 /// Django ships (compiled by Royce Williams from breach corpora), one a line.
 const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
@@ -86,7 +88,7 @@ pub struct PasswordOwner<'a> {
 }
 
 impl<'a> PasswordOwner<'a> {
-    pub fn of(user: &'a crate::accounts::user::User) -> Self {
+    pub fn of(user: &'a User) -> Self {
         Self {
             username: &user.username,
             email: user.email.as_deref(),

@@ -80,7 +80,7 @@ async fn refuse_names_that_clash_in_case(pool: &AnyPool) -> Result<(), StoreErro
     if clashes.is_empty() {
         return Ok(());
     }
-    Err(StoreError::Corrupt(format!(
+    Err(StoreError::MigrationBlocked(format!(
         "usernames and emails become unique whatever their case, but these are stored more \
          than once in different cases; rename all but one of each, then start again: {}",
         clashes.join(", ")

@@ -57,6 +57,9 @@ pub enum StoreError {
     Unavailable(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// Stored data a pending migration would refuse; the operator must change it first.
+    #[error("database migration blocked: {0}")]
+    MigrationBlocked(String),
 }
 
 /// What a write answers: done, or why not.
