@@ -266,3 +266,30 @@ fn a_session_that_must_change_its_password_is_refused_by_envoy() {
     let answer = gateway.envoy.get("/", &[("authorization", &full)]);
     assert_eq!(answer.status, 200, "{}", answer.text);
 }
+
+#[test]
+fn a_login_past_the_session_cap_ends_the_oldest_on_envoy_within_one_second() {
+    let gateway = Gateway::start_with(ControlPlaneOptions::with_env(&[(
+        "TOLLGATE_SESSIONS__MAX_PER_USER",
+        "1",
+    )]));
+    user_with_password(&gateway, "hugo");
+    let oldest = format!("Bearer {}", gateway.control_plane.login("hugo", PASSWORD));
+    assert_eq!(
+        gateway.envoy.get("/", &[("authorization", &oldest)]).status,
+        200
+    );
+
+    let newest = format!("Bearer {}", gateway.control_plane.login("hugo", PASSWORD));
+    let took = gateway.envoy.until(
+        Duration::from_secs(1),
+        || gateway.envoy.get("/", &[("authorization", &oldest)]),
+        |answer| answer.status == 401,
+    );
+    gateway.envoy.wait_for_worker_ticks();
+    let refused = gateway.envoy.get("/", &[("authorization", &oldest)]);
+    assert_eq!(refused.error_code(), "session_revoked");
+    let kept = gateway.envoy.get("/", &[("authorization", &newest)]);
+    assert_eq!(kept.status, 200, "{}", kept.text);
+    println!("the session cap reached Envoy in {took:?}");
+}
