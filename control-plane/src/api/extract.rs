@@ -190,11 +190,16 @@ impl FromRequestParts<AppState> for Me {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(parts, state).await?.with_full_access()?;
-        Ok(Self {
+        Ok(authenticate(parts, state).await?.with_full_access()?.into())
+    }
+}
+
+impl From<VerifiedCaller> for Me {
+    fn from(caller: VerifiedCaller) -> Self {
+        Self {
             user: caller.user,
             session: caller.session.map(|session| session.id),
-        })
+        }
     }
 }
 
@@ -209,11 +214,7 @@ impl FromRequestParts<AppState> for ChangingOwnPassword {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(parts, state).await?;
-        Ok(Self(Me {
-            user: caller.user,
-            session: caller.session.map(|session| session.id),
-        }))
+        Ok(Self(authenticate(parts, state).await?.into()))
     }
 }
 

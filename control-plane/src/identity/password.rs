@@ -133,7 +133,7 @@ fn is_bcrypt(hash: &str) -> bool {
 }
 
 /// Every Argon2id hash goes through here: at most one per core runs at once (each is CPU-bound
-/// and holds 19 MiB), a bounded number wait, and the rest are refused, so a flood of logins
+/// and holds the configured memory), a bounded number wait, and the rest are refused, so a flood of logins
 /// can exhaust neither memory nor the blocking threads, and the rest of the API keeps answering.
 #[derive(Clone)]
 pub struct PasswordWork {
