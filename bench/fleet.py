@@ -301,7 +301,8 @@ def main() -> None:
                       f"(control plane CPU {result['initial_cpu_s']:.1f}s)\n"
                       f"  {args.changes} changes to the last ACK: {timing(result['quiet'])}; control plane CPU "
                       f"{result['cp_cpu_ms_per_change']:.0f} ms per change\n"
-                      f"  {args.changes} changes while {result['writers']}: {timing(result['writing'])}\n"
+                      f"  {args.changes} changes during admin writes: {timing(result['writing'])}\n"
+                      f"  {result['writers']}\n"
                       f"  control plane RSS {result['cp_rss_mb']:.0f} MB", flush=True)
         finally:
             cp.stop()
