@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 
-.PHONY: run test build lint bench bench-writes
+.PHONY: run test build lint bench bench-writes bench-fleet bench-logins
 
 ## Build everything, install Envoy if missing, run the gateway on embedded defaults.
 run:
@@ -17,6 +17,14 @@ bench:
 ## Admin writes under contention: 32 writers for 60 s on SQLite, then on Postgres.
 bench-writes:
 	scripts/bench-admin-writes.sh
+
+## A fleet of Envoys on one control plane: an admin change to the last Envoy's ACK.
+bench-fleet:
+	scripts/bench-fleet.sh
+
+## Logins per second, and health latency during floods of wrong passwords.
+bench-logins:
+	scripts/bench-logins.sh
 
 ## Build the control plane, the demo backend and the wasm filter.
 build:

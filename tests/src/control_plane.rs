@@ -167,6 +167,11 @@ impl ControlPlane {
         self.process.as_ref().map(Process::log).unwrap_or_default()
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(Process::pid)
+    }
+
     /// Freezes or thaws the process (SIGSTOP / SIGCONT).
     pub fn freeze(&self, frozen: bool) {
         if let Some(process) = &self.process {
