@@ -7,6 +7,7 @@ mod bad_input;
 mod changes;
 mod deployment;
 mod failures;
+mod istio;
 mod keys;
 mod limits;
 mod quotas;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::access::Scopes;
+use crate::control_plane_cluster::ControlPlaneCluster;
 
 /// How the filter reaches the control plane and what it accepts from clients.
 ///
@@ -15,7 +16,7 @@ use crate::access::Scopes;
 #[serde(default, deny_unknown_fields)]
 pub struct PluginConfig {
     /// Envoy cluster of the control plane's gRPC server.
-    pub control_plane_cluster: String,
+    pub control_plane_cluster: ControlPlaneCluster,
     /// What the filter presents on the control plane's gRPC port: its `grpc.credential`.
     pub control_plane_credential: ControlPlaneCredential,
     /// How long a request waits for the control plane before it is refused with 503.
@@ -101,7 +102,7 @@ pub enum RateLimitHeaders {
 impl Default for PluginConfig {
     fn default() -> Self {
         Self {
-            control_plane_cluster: "tollgate_control_plane".to_owned(),
+            control_plane_cluster: ControlPlaneCluster::default(),
             control_plane_credential: ControlPlaneCredential::default(),
             callout_timeout_ms: 1000,
             max_credential_bytes: 8192,
@@ -175,12 +176,6 @@ impl PluginConfig {
             return Err(ConfigError::invalid_field(
                 "allowance_idle_ms",
                 "must be 100 to 600000",
-            ));
-        }
-        if self.control_plane_cluster.trim().is_empty() {
-            return Err(ConfigError::invalid_field(
-                "control_plane_cluster",
-                "must name an Envoy cluster",
             ));
         }
         if !self
@@ -293,7 +288,8 @@ mod tests {
         assert_eq!(
             config,
             PluginConfig {
-                control_plane_cluster: "cp".to_owned(),
+                control_plane_cluster: ControlPlaneCluster::try_from("cp".to_owned())
+                    .expect("a cluster name"),
                 control_plane_credential: ControlPlaneCredential::from("c".to_owned()),
                 callout_timeout_ms: 250,
                 max_credential_bytes: 512,

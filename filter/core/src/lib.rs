@@ -11,6 +11,7 @@ pub mod cache;
 pub mod callout;
 pub mod clock;
 pub mod config;
+pub mod control_plane_cluster;
 pub mod credential;
 pub mod decision;
 pub mod digest;
