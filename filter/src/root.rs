@@ -7,6 +7,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use tollgate_filter_core::config::PluginConfig;
+use tollgate_filter_core::node;
 use tollgate_filter_core::worker::Worker;
 
 use crate::host::ProxyHost;
@@ -78,7 +79,7 @@ impl RootContext for TollgateRoot {
                 .unwrap_or_default()
         };
         let root_id = text(vec!["plugin_root_id"]);
-        let node_id = text(vec!["node", "id"]);
+        let node_id = node::node_id(&ProxyHost);
         let (role, tick) = if root_id == SYNC_ROOT_ID {
             (
                 Role::Sync(Box::new(SyncService::new(config, node_id))),

@@ -94,27 +94,6 @@ fn refused_on_every_worker(
     }
 }
 
-/// Waits until the control plane holds a watch from the gateway, then asserts over a second
-/// that it holds exactly one, from one Envoy.
-fn assert_one_watch(gateway: &IstioGateway) {
-    let open = || {
-        let cp = &gateway.control_plane;
-        (
-            cp.metric("tollgate_change_watches", ""),
-            cp.metric("tollgate_change_watching_envoys", ""),
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open() != (1.0, 1.0) {
-        assert!(Instant::now() < deadline, "watches, Envoys: {:?}", open());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for _ in 0..10 {
-        assert_eq!(open(), (1.0, 1.0), "watches, Envoys");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn the_shipped_wasmplugin_calls_the_cluster_istio_builds_for_the_control_plane() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -131,7 +110,7 @@ fn the_shipped_wasmplugin_calls_the_cluster_istio_builds_for_the_control_plane()
 #[test]
 fn a_wasmplugin_gateway_keeps_one_watch_and_ends_sessions_on_every_worker_within_a_second() {
     let gateway = IstioGateway::start();
-    assert_one_watch(&gateway);
+    gateway.control_plane.assert_one_watch_per_envoy(1);
     let cp = &gateway.control_plane;
     let user_id = cp.create_user_with(json!({"username": "alice", "password": PASSWORD}));
     let bearer = format!("Bearer {}", cp.login("alice", PASSWORD));
@@ -156,7 +135,7 @@ fn a_wasmplugin_gateway_keeps_one_watch_and_ends_sessions_on_every_worker_within
         &[("authorization", &bearer)],
         (401, "session_revoked"),
     );
-    assert_one_watch(&gateway);
+    gateway.control_plane.assert_one_watch_per_envoy(1);
 }
 
 #[test]
@@ -190,5 +169,5 @@ fn a_wasmplugin_gateway_refuses_a_revoked_key_and_a_suspended_user_on_every_work
         &[("x-api-key", &kept_key)],
         (403, "user_suspended"),
     );
-    assert_one_watch(&gateway);
+    gateway.control_plane.assert_one_watch_per_envoy(1);
 }

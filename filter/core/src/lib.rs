@@ -25,6 +25,7 @@ pub mod limits;
 pub mod local_cache;
 pub mod local_digest;
 pub mod metrics;
+pub mod node;
 pub mod principal_caches;
 pub mod request;
 pub mod resolved;
