@@ -10,6 +10,7 @@ mod failures;
 mod istio;
 mod keys;
 mod limits;
+mod manifests;
 mod quotas;
 mod routing;
 mod sessions;

@@ -115,13 +115,22 @@ struct GatewayPorts {
     upstream: u16,
 }
 
+/// The documents of a multi-document YAML file of the repository, empty ones left out.
+pub fn manifest_documents(root: &Path, file: &str) -> Vec<Value> {
+    let yaml = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+        .map(|document| Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}")))
+        .filter(|document| !document.is_null())
+        .collect();
+    documents
+}
+
 /// The one document of `kind` in a multi-document YAML file of the repository.
 fn document(root: &Path, file: &str, kind: &str) -> Value {
-    let yaml = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let found = serde_yaml::Deserializer::from_str(&yaml)
-        .map(|document| Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}")))
-        .find(|document| text(&document["kind"]) == kind);
-    found.unwrap_or_else(|| panic!("{file} has no {kind}"))
+    manifest_documents(root, file)
+        .into_iter()
+        .find(|document| text(&document["kind"]) == kind)
+        .unwrap_or_else(|| panic!("{file} has no {kind}"))
 }
 
 fn text(value: &Value) -> &str {

@@ -14,7 +14,7 @@ pub mod http;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use envoy::{Envoy, EnvoyOptions};
-pub use istio::{IstioGateway, WasmPluginFilter, GATEWAY_WORKERS};
+pub use istio::{manifest_documents, IstioGateway, WasmPluginFilter, GATEWAY_WORKERS};
 pub use layout::Layout;
 pub use ports::Port;
 pub use process::Process;
