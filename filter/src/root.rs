@@ -61,7 +61,9 @@ impl Context for TollgateRoot {
 impl RootContext for TollgateRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let configuration = self.get_plugin_configuration().unwrap_or_default();
-        let config = match PluginConfig::from_json(&configuration) {
+        let config = PluginConfig::from_json(&configuration)
+            .and_then(|config| config.with_credential_from_env(|name| std::env::var(name).ok()));
+        let config = match config {
             Ok(config) => config,
             Err(error) => {
                 log::error!("{error}");

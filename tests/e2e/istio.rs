@@ -105,6 +105,12 @@ fn the_shipped_wasmplugin_calls_the_cluster_istio_builds_for_the_control_plane()
     assert_eq!(filter.control_plane_cluster, filter.istio_cluster);
     assert_eq!(filter.name, "istio-system.tollgate");
     assert_eq!(filter.failure_policy, "FAIL_CLOSED");
+    assert!(
+        !filter.configuration.contains("control_plane_credential\""),
+        "the credential is in the WasmPlugin: {}",
+        filter.configuration
+    );
+    assert_eq!(filter.host_env_keys, [filter.credential_env.as_str()]);
 }
 
 #[test]

@@ -100,6 +100,7 @@ fn the_istio_manifests_are_valid_against_their_published_schemas() {
             "Namespace",
             "Secret",
             "Secret",
+            "Secret",
             "ServiceAccount",
             "Deployment",
             "Service"

@@ -62,19 +62,20 @@ impl Envoy {
         [listen, admin]: [Port; 2],
     ) -> Result<Self, PortTaken> {
         let bootstrap = render(layout, options, listen.number(), admin.number());
-        Self::run(layout, &bootstrap, options.workers, [listen, admin])
+        Self::run(layout, &bootstrap, options.workers, &[], [listen, admin])
     }
 
-    /// Starts Envoy with `workers` workers on a bootstrap of the caller's, rendered by
-    /// `bootstrap(listen_port, admin_port)`.
+    /// Starts Envoy with `workers` workers and these environment variables on a bootstrap of
+    /// the caller's, rendered by `bootstrap(listen_port, admin_port)`.
     pub fn start_with_bootstrap(
         layout: &Layout,
         workers: u32,
+        environment: &[(String, String)],
         bootstrap: impl Fn(u16, u16) -> String,
     ) -> Self {
         start_with_free_ports("envoy", |[listen, admin]| {
             let rendered = bootstrap(listen.number(), admin.number());
-            Self::run(layout, &rendered, workers, [listen, admin])
+            Self::run(layout, &rendered, workers, environment, [listen, admin])
         })
     }
 
@@ -82,10 +83,12 @@ impl Envoy {
         layout: &Layout,
         bootstrap: &str,
         workers: u32,
+        environment: &[(String, String)],
         [listen, admin]: [Port; 2],
     ) -> Result<Self, PortTaken> {
         let (listen_port, admin_port) = (listen.number(), admin.number());
-        let (config_dir, command) = command(layout, bootstrap, workers, admin_port, &[]);
+        let (config_dir, mut command) = command(layout, bootstrap, workers, admin_port, &[]);
+        command.envs(environment.iter().map(|(name, value)| (name, value)));
         let mut process = Process::spawn("envoy", command);
         let ready_url = format!("http://127.0.0.1:{admin_port}/ready");
         process.wait_ready("ready", READY_TIMEOUT, |_| {

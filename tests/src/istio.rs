@@ -22,8 +22,13 @@ pub struct WasmPluginFilter {
     /// `<namespace>.<name>` of the WasmPlugin: the HTTP filter's and the plugin's name.
     pub name: String,
     pub root_id: String,
-    /// The `pluginConfig` as JSON, the credential filled in.
+    /// The `pluginConfig` as JSON.
     pub configuration: String,
+    /// The variables of the gateway's environment passed into the VM (`vmConfig.env` with
+    /// `valueFrom: HOST`).
+    pub host_env_keys: Vec<String>,
+    /// The variable the filter reads its credential from, as `pluginConfig` names it.
+    pub credential_env: String,
     /// Envoy's `failure_policy` for the plugin's `failStrategy`.
     pub failure_policy: String,
     /// The cluster the filter calls, as the WasmPlugin names it.
@@ -38,9 +43,18 @@ impl WasmPluginFilter {
         let plugin = document(root, "envoy/istio-wasmplugin.yaml", "WasmPlugin");
         let service = document(root, "envoy/istio-control-plane.yaml", "Service");
         let spec = &plugin["spec"];
-        let mut config: Json =
+        let config: Json =
             serde_yaml::from_value(spec["pluginConfig"].clone()).expect("pluginConfig is JSON");
-        config["control_plane_credential"] = Json::from(ENVOY_CREDENTIAL);
+        let host_env_keys = spec["vmConfig"]["env"]
+            .as_sequence()
+            .map(|variables| {
+                variables
+                    .iter()
+                    .filter(|variable| text(&variable["valueFrom"]) == "HOST")
+                    .map(|variable| text(&variable["name"]).to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         let failure_policy = match text(&spec["failStrategy"]) {
             "FAIL_OPEN" => "FAIL_OPEN",
             "FAIL_RELOAD" => "FAIL_RELOAD",
@@ -64,7 +78,12 @@ impl WasmPluginFilter {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
+            credential_env: config["control_plane_credential_env"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             configuration: config.to_string(),
+            host_env_keys,
             failure_policy: failure_policy.to_owned(),
             istio_cluster: format!(
                 "outbound|{grpc_port}||{}.{}.svc.cluster.local",
@@ -91,6 +110,10 @@ impl WasmPluginFilter {
             .replace(
                 "${WASM_PLUGIN_CONFIG}",
                 &self.configuration.replace('\'', "''"),
+            )
+            .replace(
+                "${WASM_PLUGIN_HOST_ENV_KEYS}",
+                &Json::from(self.host_env_keys.clone()).to_string(),
             )
             .replace("${WASM_PLUGIN_FAILURE_POLICY}", &self.failure_policy)
             .replace("${CONTROL_PLANE_CLUSTER}", &self.istio_cluster)
@@ -155,17 +178,20 @@ impl IstioGateway {
         let filter = WasmPluginFilter::from_manifests(&layout.root);
         let upstream = Echo::start(&layout, "backend");
         let control_plane = ControlPlane::start(&layout, ControlPlaneOptions::default());
-        let envoy = Envoy::start_with_bootstrap(&layout, GATEWAY_WORKERS, |listen, admin| {
-            filter.bootstrap(
-                &layout,
-                &GatewayPorts {
-                    listen,
-                    admin,
-                    control_plane: control_plane.grpc_port,
-                    upstream: upstream.port,
-                },
-            )
-        });
+        // The gateway's environment holds the credential, as its Secret would put it there.
+        let environment = [(filter.credential_env.clone(), ENVOY_CREDENTIAL.to_owned())];
+        let envoy =
+            Envoy::start_with_bootstrap(&layout, GATEWAY_WORKERS, &environment, |listen, admin| {
+                filter.bootstrap(
+                    &layout,
+                    &GatewayPorts {
+                        listen,
+                        admin,
+                        control_plane: control_plane.grpc_port,
+                        upstream: upstream.port,
+                    },
+                )
+            });
         envoy.wait_for_stat(
             crate::SYNC_ANSWERS_STAT,
             1,
