@@ -98,7 +98,7 @@ impl SyncElection {
         if !std::mem::take(&mut self.holding) {
             return;
         }
-        let (Some(lease), version) = read(host) else {
+        let (Some(lease), Some(version)) = read(host) else {
             return;
         };
         if lease.holder == self.candidate {
@@ -106,8 +106,8 @@ impl SyncElection {
                 holder: String::new(),
                 expires_at_ms: 0,
             };
-            // Lost to a newer holder, the lease is no longer this worker's to give up.
-            let _ = host.shared_data_set(SYNC_LEASE_KEY, &vacant.encode_to_vec(), version);
+            // A mismatch means a newer holder wrote it: no longer this worker's to give up.
+            let _ = host.shared_data_set(SYNC_LEASE_KEY, &vacant.encode_to_vec(), Some(version));
         }
     }
 
