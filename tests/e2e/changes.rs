@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tollgate_e2e::http::{client, send, Answer};
-use tollgate_e2e::{ControlPlaneOptions, Gateway};
+use tollgate_e2e::{ControlPlaneOptions, EnvoyOptions, Gateway};
 
 const PASSWORD: &str = "correct horse battery";
 /// A rotated signing key signs this long after it is published.
@@ -506,4 +506,12 @@ fn limit_header(answer: &Answer) -> &str {
         .get("x-ratelimit-limit")
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
+}
+
+#[test]
+fn each_envoy_follows_the_change_feed_with_one_watch_from_its_sync_service() {
+    let gateway = Gateway::start();
+    gateway.control_plane.assert_one_watch_per_envoy(1);
+    let _second = gateway.another_envoy(EnvoyOptions::default());
+    gateway.control_plane.assert_one_watch_per_envoy(2);
 }

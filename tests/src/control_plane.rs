@@ -300,6 +300,31 @@ impl ControlPlane {
         self.create_key_with(user_id, json!({"name": "test"}))
     }
 
+    /// Waits until the control plane holds change-feed watches from `envoys` Envoys, then
+    /// asserts over a second that it holds exactly one from each.
+    pub fn assert_one_watch_per_envoy(&self, envoys: usize) {
+        let expected = (envoys as f64, envoys as f64);
+        let open = || {
+            (
+                self.metric("tollgate_change_watches", ""),
+                self.metric("tollgate_change_watching_envoys", ""),
+            )
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while open() != expected {
+            assert!(
+                Instant::now() < deadline,
+                "watches and watching Envoys: {:?}, not {expected:?}",
+                open()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for _ in 0..10 {
+            assert_eq!(open(), expected, "watches and watching Envoys");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A counter from `/metrics`, summed over the series whose labels contain `labels`.
     pub fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = self.get("/metrics", None).text;

@@ -61,8 +61,34 @@ impl Envoy {
         options: &EnvoyOptions,
         [listen, admin]: [Port; 2],
     ) -> Result<Self, PortTaken> {
+        let bootstrap = render(layout, options, listen.number(), admin.number());
+        Self::run(layout, &bootstrap, options.workers, &[], [listen, admin])
+    }
+
+    /// Starts Envoy with `workers` workers and these environment variables on a bootstrap of
+    /// the caller's, rendered by `bootstrap(listen_port, admin_port)`.
+    pub fn start_with_bootstrap(
+        layout: &Layout,
+        workers: u32,
+        environment: &[(String, String)],
+        bootstrap: impl Fn(u16, u16) -> String,
+    ) -> Self {
+        start_with_free_ports("envoy", |[listen, admin]| {
+            let rendered = bootstrap(listen.number(), admin.number());
+            Self::run(layout, &rendered, workers, environment, [listen, admin])
+        })
+    }
+
+    fn run(
+        layout: &Layout,
+        bootstrap: &str,
+        workers: u32,
+        environment: &[(String, String)],
+        [listen, admin]: [Port; 2],
+    ) -> Result<Self, PortTaken> {
         let (listen_port, admin_port) = (listen.number(), admin.number());
-        let (config_dir, command) = Self::command(layout, options, listen_port, admin_port, &[]);
+        let (config_dir, mut command) = command(layout, bootstrap, workers, admin_port, &[]);
+        command.envs(environment.iter().map(|(name, value)| (name, value)));
         let mut process = Process::spawn("envoy", command);
         let ready_url = format!("http://127.0.0.1:{admin_port}/ready");
         process.wait_ready("ready", READY_TIMEOUT, |_| {
@@ -88,87 +114,14 @@ impl Envoy {
     ) -> (tempfile::TempDir, Command) {
         // Validation binds nothing; reserved ports still give it a base id of its own.
         let [listen, admin] = [Port::reserve(), Port::reserve()];
-        Self::command(
+        let bootstrap = render(layout, options, listen.number(), admin.number());
+        command(
             layout,
-            options,
-            listen.number(),
+            &bootstrap,
+            options.workers,
             admin.number(),
             &["--mode", "validate"],
         )
-    }
-
-    /// The rendered bootstrap and an Envoy command for it; `extra_args` are appended.
-    fn command(
-        layout: &Layout,
-        options: &EnvoyOptions,
-        listen_port: u16,
-        admin_port: u16,
-        extra_args: &[&str],
-    ) -> (tempfile::TempDir, Command) {
-        let template = std::fs::read_to_string(&layout.bootstrap_template).expect("bootstrap");
-        let mut rendered = template
-            .replace("${ENVOY_LISTEN_ADDRESS}", "127.0.0.1")
-            .replace("${ENVOY_LISTEN_PORT}", &listen_port.to_string())
-            .replace("${ENVOY_ADMIN_PORT}", &admin_port.to_string())
-            .replace(
-                "${ENVOY_FILTER_WASM}",
-                &layout.filter_wasm.display().to_string(),
-            )
-            .replace("${ENVOY_CONTROL_PLANE_HOST}", "127.0.0.1")
-            .replace(
-                "${ENVOY_CONTROL_PLANE_PORT}",
-                &options.grpc_port.to_string(),
-            )
-            .replace(
-                "${ENVOY_NODE_ID}",
-                &options
-                    .node_id
-                    .clone()
-                    .unwrap_or_else(|| format!("envoy-{admin_port}")),
-            );
-        if let Some(config) = &options.filter_config {
-            let default = r#"'{"control_plane_cluster":"tollgate_control_plane","control_plane_credential":"${ENVOY_CONTROL_PLANE_CREDENTIAL}","callout_timeout_ms":1000}'"#;
-            assert!(
-                rendered.contains(default),
-                "bootstrap filter configuration moved"
-            );
-            let config = config
-                .strip_prefix('{')
-                .expect("a filter configuration is a JSON object");
-            rendered = rendered.replace(
-                default,
-                &format!(
-                    r#"'{{"control_plane_credential":"${{ENVOY_CONTROL_PLANE_CREDENTIAL}}",{config}'"#
-                ),
-            );
-        }
-        if options.allow_header_underscores {
-            rendered = swapped(
-                &rendered,
-                "headers_with_underscores_action: REJECT_REQUEST",
-                "headers_with_underscores_action: ALLOW",
-            );
-        }
-        if options.delta_xds {
-            rendered = swapped(&rendered, "api_type: GRPC", "api_type: DELTA_GRPC");
-        }
-        let rendered = rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL);
-        assert!(
-            !rendered.contains("${"),
-            "unrendered placeholder in the bootstrap"
-        );
-        let dir = tempfile::tempdir().expect("config folder");
-        let path = dir.path().join("envoy.yaml");
-        std::fs::write(&path, rendered).expect("write bootstrap");
-        let mut command = Command::new(&layout.envoy_bin);
-        command
-            .arg("-c")
-            .arg(&path)
-            .args(["--concurrency", &options.workers.to_string()])
-            .args(["--base-id", &admin_port.to_string()])
-            .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
-            .args(extra_args);
-        (dir, command)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -290,6 +243,85 @@ impl Envoy {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The shipped bootstrap, rendered as `options` say.
+fn render(layout: &Layout, options: &EnvoyOptions, listen_port: u16, admin_port: u16) -> String {
+    let template = std::fs::read_to_string(&layout.bootstrap_template).expect("bootstrap");
+    let mut rendered = template
+        .replace("${ENVOY_LISTEN_ADDRESS}", "127.0.0.1")
+        .replace("${ENVOY_LISTEN_PORT}", &listen_port.to_string())
+        .replace("${ENVOY_ADMIN_PORT}", &admin_port.to_string())
+        .replace(
+            "${ENVOY_FILTER_WASM}",
+            &layout.filter_wasm.display().to_string(),
+        )
+        .replace("${ENVOY_CONTROL_PLANE_HOST}", "127.0.0.1")
+        .replace(
+            "${ENVOY_CONTROL_PLANE_PORT}",
+            &options.grpc_port.to_string(),
+        )
+        .replace(
+            "${ENVOY_NODE_ID}",
+            &options
+                .node_id
+                .clone()
+                .unwrap_or_else(|| format!("envoy-{admin_port}")),
+        );
+    if let Some(config) = &options.filter_config {
+        let default = r#"'{"control_plane_cluster":"tollgate_control_plane","control_plane_credential":"${ENVOY_CONTROL_PLANE_CREDENTIAL}","callout_timeout_ms":1000}'"#;
+        assert!(
+            rendered.contains(default),
+            "bootstrap filter configuration moved"
+        );
+        let config = config
+            .strip_prefix('{')
+            .expect("a filter configuration is a JSON object");
+        rendered = rendered.replace(
+            default,
+            &format!(
+                r#"'{{"control_plane_credential":"${{ENVOY_CONTROL_PLANE_CREDENTIAL}}",{config}'"#
+            ),
+        );
+    }
+    if options.allow_header_underscores {
+        rendered = swapped(
+            &rendered,
+            "headers_with_underscores_action: REJECT_REQUEST",
+            "headers_with_underscores_action: ALLOW",
+        );
+    }
+    if options.delta_xds {
+        rendered = swapped(&rendered, "api_type: GRPC", "api_type: DELTA_GRPC");
+    }
+    rendered.replace("${ENVOY_CONTROL_PLANE_CREDENTIAL}", ENVOY_CREDENTIAL)
+}
+
+/// An Envoy command for `bootstrap`, written into the returned folder; `extra_args` are
+/// appended.
+fn command(
+    layout: &Layout,
+    bootstrap: &str,
+    workers: u32,
+    admin_port: u16,
+    extra_args: &[&str],
+) -> (tempfile::TempDir, Command) {
+    assert!(
+        !bootstrap.contains("${"),
+        "unrendered placeholder in the bootstrap"
+    );
+    let dir = tempfile::tempdir().expect("config folder");
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, bootstrap).expect("write bootstrap");
+    let mut command = Command::new(&layout.envoy_bin);
+    command
+        .arg("-c")
+        .arg(&path)
+        .args(["--concurrency", &workers.to_string()])
+        .args(["--base-id", &admin_port.to_string()])
+        .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
+        .args(extra_args);
+    (dir, command)
 }
 
 /// `bootstrap` with the setting `shipped` replaced by `wanted`; panics if the shipped bootstrap

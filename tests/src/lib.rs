@@ -3,6 +3,7 @@
 //! is ready, prints their logs when a test fails, and kills them when dropped.
 
 mod envoy;
+mod istio;
 mod layout;
 mod ports;
 mod process;
@@ -13,6 +14,7 @@ pub mod http;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use envoy::{Envoy, EnvoyOptions};
+pub use istio::{manifest_documents, IstioGateway, WasmPluginFilter, GATEWAY_WORKERS};
 pub use layout::Layout;
 pub use ports::Port;
 pub use process::Process;
@@ -204,13 +206,13 @@ impl Gateway {
 
 /// How many gateways may run at once (`TOLLGATE_E2E_GATEWAYS`, default 3): each is four
 /// processes, and a machine with few cores answers callouts too late when all tests run at once.
-struct GatewaySlot;
+pub(crate) struct GatewaySlot;
 
 static RUNNING_GATEWAYS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 static SLOT_FREED: std::sync::Condvar = std::sync::Condvar::new();
 
 impl GatewaySlot {
-    fn acquire() -> Self {
+    pub(crate) fn acquire() -> Self {
         let limit = std::env::var("TOLLGATE_E2E_GATEWAYS")
             .ok()
             .and_then(|v| v.parse().ok())

@@ -23,6 +23,7 @@ impl FilterApi {
         &self,
         request: WatchChangesRequest,
     ) -> Result<WatchChangesResponse, Status> {
+        let _open = self.open_watches.open(&request.node_id);
         let wait = Duration::from_millis(request.wait_ms.into()).min(MAX_WATCH);
         let deadline = tokio::time::Instant::now() + wait;
         loop {

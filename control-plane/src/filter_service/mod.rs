@@ -9,6 +9,7 @@ mod change_feed;
 pub mod limit_requests;
 pub mod limit_settings;
 pub mod limits;
+mod open_watches;
 mod principals;
 mod usage;
 
@@ -22,6 +23,7 @@ use crate::config::{FilterConfig, LimitsConfig};
 use crate::domain::at_most_every::AtMostEvery;
 use crate::filter_service::limit_settings::limit_settings;
 use crate::filter_service::limits::LimitService;
+use crate::filter_service::open_watches::OpenWatches;
 use crate::identity::tokens::SessionTokens;
 use crate::limits::quota::QuotaPolicy;
 use crate::limits::refusal_log::RefusalLog;
@@ -46,6 +48,7 @@ pub struct FilterApi {
     /// Turns at pruning applied usage batch ids and expired allowances.
     batch_pruning: AtMostEvery,
     refusals: RefusalLog,
+    open_watches: OpenWatches,
 }
 
 /// The deployment's settings the filter service answers with.
@@ -76,6 +79,7 @@ impl FilterApi {
             limits: policy.limits,
             quotas: policy.quotas,
             batch_pruning: AtMostEvery::new(usage::USAGE_BATCH_PRUNE_INTERVAL_SECS),
+            open_watches: OpenWatches::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::access::Scopes;
+use crate::control_plane_cluster::ControlPlaneCluster;
 
 /// How the filter reaches the control plane and what it accepts from clients.
 ///
@@ -15,9 +16,13 @@ use crate::access::Scopes;
 #[serde(default, deny_unknown_fields)]
 pub struct PluginConfig {
     /// Envoy cluster of the control plane's gRPC server.
-    pub control_plane_cluster: String,
+    pub control_plane_cluster: ControlPlaneCluster,
     /// What the filter presents on the control plane's gRPC port: its `grpc.credential`.
     pub control_plane_credential: ControlPlaneCredential,
+    /// An environment variable of the VM that holds the credential instead, so that it stays
+    /// out of this configuration (an Istio `WasmPlugin` passes the gateway's variable from a
+    /// Secret with `vmConfig.env`); see [`PluginConfig::with_credential_from_env`].
+    pub control_plane_credential_env: String,
     /// How long a request waits for the control plane before it is refused with 503.
     pub callout_timeout_ms: u64,
     /// Longest API key accepted; a longer one is refused without a lookup.
@@ -101,8 +106,9 @@ pub enum RateLimitHeaders {
 impl Default for PluginConfig {
     fn default() -> Self {
         Self {
-            control_plane_cluster: "tollgate_control_plane".to_owned(),
+            control_plane_cluster: ControlPlaneCluster::default(),
             control_plane_credential: ControlPlaneCredential::default(),
+            control_plane_credential_env: String::new(),
             callout_timeout_ms: 1000,
             max_credential_bytes: 8192,
             trusted_hops: 0,
@@ -140,6 +146,34 @@ impl PluginConfig {
         Ok(config)
     }
 
+    /// Takes the credential from the variable `control_plane_credential_env` names, as
+    /// `environment` reads the VM's environment; unchanged when it names none. Surrounding
+    /// whitespace (a Secret's trailing newline) is not part of the credential.
+    pub fn with_credential_from_env(
+        mut self,
+        environment: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let variable = &self.control_plane_credential_env;
+        if variable.is_empty() {
+            return Ok(self);
+        }
+        if self.control_plane_credential.authorization().is_some() {
+            return Err(ConfigError::invalid_field(
+                "control_plane_credential_env",
+                "must not be set together with control_plane_credential",
+            ));
+        }
+        let Some(value) = environment(variable).filter(|value| !value.trim().is_empty()) else {
+            return Err(ConfigError::invalid_field(
+                "control_plane_credential_env",
+                &format!("names {variable}, which the VM's environment does not set"),
+            ));
+        };
+        self.control_plane_credential = ControlPlaneCredential::from(value.trim().to_owned());
+        self.validate()?;
+        Ok(self)
+    }
+
     /// [`Self::callout_timeout_ms`] as a duration.
     pub fn callout_timeout(&self) -> Duration {
         Duration::from_millis(self.callout_timeout_ms)
@@ -175,12 +209,6 @@ impl PluginConfig {
             return Err(ConfigError::invalid_field(
                 "allowance_idle_ms",
                 "must be 100 to 600000",
-            ));
-        }
-        if self.control_plane_cluster.trim().is_empty() {
-            return Err(ConfigError::invalid_field(
-                "control_plane_cluster",
-                "must name an Envoy cluster",
             ));
         }
         if !self
@@ -293,8 +321,10 @@ mod tests {
         assert_eq!(
             config,
             PluginConfig {
-                control_plane_cluster: "cp".to_owned(),
+                control_plane_cluster: ControlPlaneCluster::try_from("cp".to_owned())
+                    .expect("a cluster name"),
                 control_plane_credential: ControlPlaneCredential::from("c".to_owned()),
+                control_plane_credential_env: String::new(),
                 callout_timeout_ms: 250,
                 max_credential_bytes: 512,
                 trusted_hops: 2,
@@ -409,5 +439,38 @@ mod tests {
         );
         let refused = parse("{\"control_plane_credential\": \"new\\nline\"}").expect_err("refused");
         assert_eq!(refused.field.as_deref(), Some("control_plane_credential"));
+    }
+
+    #[test]
+    fn the_credential_may_come_from_the_vm_environment() {
+        let config =
+            parse(r#"{"control_plane_credential_env": "TOLLGATE_CREDENTIAL"}"#).expect("valid");
+        let environment =
+            |name: &str| (name == "TOLLGATE_CREDENTIAL").then(|| "from-a-secret\n".to_owned());
+        let resolved = config
+            .clone()
+            .with_credential_from_env(environment)
+            .expect("resolved");
+        assert_eq!(
+            resolved.control_plane_credential.authorization(),
+            Some(&b"Bearer from-a-secret"[..])
+        );
+
+        let unset = config
+            .with_credential_from_env(|_| None)
+            .expect_err("unset");
+        assert_eq!(unset.field(), Some("control_plane_credential_env"));
+        assert!(!unset.to_string().contains("from-a-secret"));
+        let both =
+            parse(r#"{"control_plane_credential": "c", "control_plane_credential_env": "V"}"#)
+                .expect("parsed")
+                .with_credential_from_env(environment)
+                .expect_err("both");
+        assert_eq!(both.field(), Some("control_plane_credential_env"));
+        let unprintable = parse(r#"{"control_plane_credential_env": "V"}"#)
+            .expect("parsed")
+            .with_credential_from_env(|_| Some("a\u{7}b".to_owned()))
+            .expect_err("refused");
+        assert_eq!(unprintable.field(), Some("control_plane_credential"));
     }
 }

@@ -31,6 +31,7 @@ pub enum WriteError {
 
 /// A call to the control plane's `FilterService`.
 pub struct GrpcCall<'a> {
+    /// The upstream as Envoy takes it: a cluster's name, or a serialized `GrpcService`.
     pub cluster: &'a str,
     /// The `authorization` metadata: the control plane's credential.
     pub authorization: Option<&'a [u8]>,
@@ -43,7 +44,7 @@ impl<'a> GrpcCall<'a> {
     /// A call on the configured cluster, with the configured callout timeout.
     pub fn new(config: &'a PluginConfig, method: &'a str, message: &'a [u8]) -> Self {
         Self {
-            cluster: &config.control_plane_cluster,
+            cluster: config.control_plane_cluster.callout_target(),
             authorization: config.control_plane_credential.authorization(),
             method,
             message,
@@ -78,6 +79,8 @@ pub trait Host {
     fn shared_data_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
     /// Starts a call; its answer comes back with the returned token.
     fn dispatch_grpc_call(&self, call: GrpcCall<'_>) -> Result<u32, HostError>;
+    /// Abandons a call started with [`Host::dispatch_grpc_call`]: its answer never comes.
+    fn cancel_grpc_call(&self, token: u32);
     /// A property of the stream, such as `["source", "address"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// The headers, serialized as [`crate::header_pairs::parse_pairs`] reads them.

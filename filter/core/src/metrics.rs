@@ -28,7 +28,7 @@ const DENIAL_CODES: [&str; 14] = [
 const LIMIT_LEVELS: [&str; 4] = ["ip", "user", "key", "route"];
 
 /// The counters without a label, in the order of their index constants.
-const COUNTERS: [&str; 11] = [
+const COUNTERS: [&str; 13] = [
     "tollgate.requests.allowed.api_key",
     "tollgate.requests.allowed.session",
     "tollgate.requests.allowed.unverified",
@@ -40,6 +40,8 @@ const COUNTERS: [&str; 11] = [
     "tollgate.limits.sync_failures",
     "tollgate.usage.report_failures",
     "tollgate.allowances.failures",
+    "tollgate.sync.answers",
+    "tollgate.sync.failures",
 ];
 const ALLOWED_API_KEY: usize = 0;
 const ALLOWED_SESSION: usize = 1;
@@ -52,6 +54,8 @@ const DUAL_CREDENTIALS: usize = 7;
 const LIMIT_SYNC_FAILURES: usize = 8;
 const USAGE_REPORT_FAILURES: usize = 9;
 const ALLOWANCE_FAILURES: usize = 10;
+const SYNC_ANSWERS: usize = 11;
+const SYNC_FAILURES: usize = 12;
 const FIRST_DENIAL: usize = COUNTERS.len();
 const FIRST_LEVEL: usize = FIRST_DENIAL + DENIAL_CODES.len();
 
@@ -179,6 +183,16 @@ impl Metrics {
     /// An `AcquireAllowances` call failed, for a waiting request or ahead of need.
     pub fn allowance_failed(&self) {
         self.add(ALLOWANCE_FAILURES);
+    }
+
+    /// A change-feed watch answered and its answer was published.
+    pub fn sync_answered(&self) {
+        self.add(SYNC_ANSWERS);
+    }
+
+    /// A change-feed watch could not start or failed.
+    pub fn sync_failed(&self) {
+        self.add(SYNC_FAILURES);
     }
 }
 

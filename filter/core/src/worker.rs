@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 use crate::principal_caches::PrincipalCaches;
 use crate::proto::{AcquireAllowancesRequest, AcquireAllowancesResponse};
 use crate::session::VerifiedTokens;
+use crate::sync::elected::ElectedSyncer;
+use crate::sync::follower::CallAnswer;
 use crate::sync::{SyncState, SYNC_STATE_KEY};
 
 /// Bounds the memory one VM spends on verified session tokens.
@@ -46,6 +48,8 @@ pub struct Worker {
     refills: RefCell<HashMap<u32, Refill>>,
     /// The shared-data version of the sync state last read, to skip unchanged reads.
     seen_sync_version: Cell<Option<u32>>,
+    /// Follows the change feed while this worker is its Envoy's syncer.
+    syncer: RefCell<ElectedSyncer>,
 }
 
 impl Worker {
@@ -69,6 +73,7 @@ impl Worker {
             tokens: RefCell::new(VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY)),
             digester: LocalDigester::new(secret),
             metrics: Metrics::default(),
+            syncer: RefCell::new(ElectedSyncer::new(vm_id.clone(), node_id.clone())),
             background: Background::new(node_id, vm_id),
             limiter: Limiter::default(),
             address_failures: AddressFailures::prepare(host),
@@ -79,11 +84,14 @@ impl Worker {
         }
     }
 
-    /// The worker's tick (every 100 ms): the change feed and the failing addresses other
-    /// workers shared are taken in, expired leases settled, allowances settled and refilled,
-    /// syncs and reports sent.
+    /// The worker's tick (every 100 ms): the change feed followed if this worker is the
+    /// syncer, the feed and the failing addresses other workers shared taken in, expired
+    /// leases settled, allowances settled and refilled, syncs and reports sent.
     pub fn tick(&self, host: &impl Host) {
         let now_us = host.now_us();
+        if let Ok(mut syncer) = self.syncer.try_borrow_mut() {
+            syncer.tick(host, &self.config, &self.metrics);
+        }
         self.refresh_freshness(host);
         self.refresh_address_failures(host, now_us);
         for (subject, limits) in self.limiter.settle_expired(host, now_us) {
@@ -130,13 +138,29 @@ impl Worker {
         }
     }
 
-    /// Settles what this worker leased, rather than leave it taken, when its VM goes away.
+    /// Settles what this worker leased, rather than leave it taken, and hands the change
+    /// feed on, when its VM goes away.
     pub fn shut_down(&self, host: &impl Host) {
         self.limiter.settle_expired(host, i64::MAX);
+        if let Ok(mut syncer) = self.syncer.try_borrow_mut() {
+            syncer.shut_down(host);
+        }
     }
 
     /// Handles the answer to one of the worker's background calls.
     pub fn on_answer(&self, host: &impl Host, token: u32, grpc_status: u32, body: Option<&[u8]>) {
+        let watched = self.syncer.try_borrow_mut().is_ok_and(|mut syncer| {
+            let answer = CallAnswer {
+                token,
+                grpc_status,
+                body,
+            };
+            syncer.on_answer(host, &self.config, &self.metrics, answer)
+        });
+        if watched {
+            self.refresh_freshness(host);
+            return;
+        }
         let refill = self
             .refills
             .try_borrow_mut()

@@ -46,6 +46,7 @@ pub struct MemoryHost {
     /// Envoy's `source.address` of the request.
     peer: RefCell<Option<String>>,
     calls: RefCell<Vec<Call>>,
+    cancelled: RefCell<Vec<u32>>,
     request: RefCell<Vec<(String, String)>>,
     response: RefCell<Vec<(String, String)>>,
     replies: RefCell<Vec<Reply>>,
@@ -99,6 +100,11 @@ impl MemoryHost {
     /// The calls started since the last look.
     pub fn take_calls(&self) -> Vec<Call> {
         self.calls.take()
+    }
+
+    /// The tokens of the calls cancelled since the last look.
+    pub fn take_cancelled(&self) -> Vec<u32> {
+        self.cancelled.take()
     }
 
     /// Sets the request's headers, as a new request brings them.
@@ -182,6 +188,10 @@ impl Host for MemoryHost {
             message: call.message.to_vec(),
         });
         Ok(token)
+    }
+
+    fn cancel_grpc_call(&self, token: u32) {
+        self.cancelled.borrow_mut().push(token);
     }
 
     /// Only the peer address (when set); how the stream ended is unknown.

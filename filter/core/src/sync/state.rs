@@ -1,6 +1,6 @@
 //! The change feed as the data plane holds it: one [`SyncState`] per Envoy, written by the
-//! singleton that follows the control plane and read by every worker, which turns it into
-//! its own [`crate::freshness::Freshness`].
+//! syncer that follows the control plane and read by every worker, which turns it into its
+//! own [`crate::freshness::Freshness`].
 
 use prost::Message;
 
