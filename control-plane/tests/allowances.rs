@@ -430,7 +430,7 @@ async fn malformed_asks_and_settlements_are_refused(db: Arc<TestDatabase>) {
     let mut client = api.filter_client().await;
     let user_id = user_with_quotas(&api, "careful", json!({"monthly_requests": 5})).await;
     let long_node = AcquireAllowancesRequest {
-        node_id: "n".repeat(129),
+        node_id: "n".repeat(513),
         ..ask(&user_id, &["monthly_requests"])
     };
     let bad = [

@@ -5,12 +5,12 @@ use std::collections::HashSet;
 
 use tonic::Status;
 
+use crate::limits::allowances::MAX_NODE_ID_BYTES;
 use crate::limits::subjects::Subject;
 use crate::proto::v1::BucketRef;
 
 pub const MAX_BUCKETS: usize = 64;
 pub const MAX_SUBJECT_BYTES: usize = 512;
-pub const MAX_NODE_ID_BYTES: usize = 512;
 pub const MAX_BATCH_ID_BYTES: usize = 128;
 const WINDOWS: [u32; 3] = [1, 60, 3600];
 const MAX_COUNT: u32 = 1_000_000;

@@ -6,7 +6,9 @@ use crate::limits::quota::{EffectiveQuotas, QuotaName, BYTES_PER_MB};
 use crate::proto::v1::AcquireAllowancesRequest;
 
 pub const MAX_HOLDER_BYTES: usize = 128;
-pub const MAX_NODE_ID_BYTES: usize = 128;
+/// The longest node id an Envoy may name itself by, in allowance asks and limit syncs alike
+/// (Istio names a sidecar by pod, namespace and service: well over 128 bytes).
+pub const MAX_NODE_ID_BYTES: usize = 512;
 
 /// The deployment's allowance settings, in the units quotas are counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,7 +250,7 @@ mod tests {
             Some(InvalidAllowanceRequest::Holder)
         );
         let mut long_node = ask("w1", "u_a", &["monthly_requests"]);
-        long_node.node_id = "n".repeat(129);
+        long_node.node_id = "n".repeat(MAX_NODE_ID_BYTES + 1);
         assert_eq!(refused(long_node), Some(InvalidAllowanceRequest::NodeId));
         assert_eq!(
             refused(ask("w1", "alice", &["monthly_requests"])),
