@@ -63,7 +63,7 @@ impl ElectedSyncer {
         {
             self.follower.on_answer(host, config, metrics, answer);
         } else {
-            self.follower.stop(host);
+            self.follower.drop_answer();
             self.following = false;
         }
         true
@@ -147,6 +147,10 @@ mod tests {
         assert!(a.on_answer(&first, &config, &metrics, answer));
         assert!(first.shared(SYNC_STATE_KEY).is_none());
         assert!(first.take_calls().is_empty(), "no new watch");
+        assert!(
+            first.take_cancelled().is_empty(),
+            "the answered call is not cancelled from its own callback"
+        );
     }
 
     #[test]

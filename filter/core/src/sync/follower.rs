@@ -70,6 +70,12 @@ impl FeedFollower {
         self.in_flight == Some(token)
     }
 
+    /// Forgets the watch whose answer is being delivered, without publishing it: the call has
+    /// ended, so there is nothing to cancel.
+    pub fn drop_answer(&mut self) {
+        self.in_flight = None;
+    }
+
     /// Stops following: the watch in flight is abandoned.
     pub fn stop(&mut self, host: &impl Host) {
         if let Some(token) = self.in_flight.take() {

@@ -35,8 +35,10 @@ struct Lease {
 }
 
 impl Lease {
+    /// Expired, or expiring later than any holder could have set it: the wall clock went back,
+    /// and waiting for that expiry would leave the Envoy without a syncer meanwhile.
     fn lapsed(&self, now_ms: i64) -> bool {
-        self.expires_at_ms <= now_ms
+        self.expires_at_ms <= now_ms || self.expires_at_ms > now_ms.saturating_add(SERVICE_LEASE_MS)
     }
 }
 
@@ -219,6 +221,19 @@ mod tests {
             "the old holder finds the lease taken and steps down"
         );
         assert!(workers[1].tick());
+    }
+
+    #[test]
+    fn a_lease_left_by_a_clock_that_went_back_is_taken_over() {
+        let workers = workers(2);
+        assert!(workers[0].tick());
+        // Worker 0 stops ticking and the wall clock steps back by a minute.
+        advance(&workers, -60_000);
+        assert!(
+            workers[1].tick(),
+            "an expiry further away than any holder sets counts as lapsed"
+        );
+        assert_eq!(holders(&workers), vec![1]);
     }
 
     #[test]
