@@ -50,6 +50,8 @@ CONTROL_PLANE_SETTINGS = {
 # No default user limit (a YAML null removes a default), so that one case measures a request
 # that draws on no bucket at all.
 CONTROL_PLANE_CONFIG = "limits:\n  user: {requests_per_minute: null, requests_per_hour: null}\n"
+# The filter keeps the `X-RateLimit-*` headers to its own refusals in the case named so.
+REFUSALS_HEADERS = {"rate_limit_headers": "refusals"}
 # The bench user's own limits: checked on every request (in the default `fast` mode), never reached.
 BENCH_USER_LIMITS = {"requests_per_minute": 1_000_000_000, "requests_per_hour": 1_000_000_000}
 USERNAME = "bench"
@@ -119,10 +121,17 @@ def login(control_plane: ControlPlane, password: str) -> tuple[str | None, str |
     return answer["access_token"], None
 
 
-def header_case(name: str, header: str, value: str, filter_status: int, broken: str | None = None) -> Case:
+def header_case(
+    name: str,
+    header: str,
+    value: str,
+    filter_status: int,
+    broken: str | None = None,
+    filter_settings: dict[str, str] | None = None,
+) -> Case:
     """A case that sends the same header with every request."""
     wrk_env = {"BENCH_HEADER_NAME": header, "BENCH_HEADER_VALUE": value}
-    return Case(name, wrk_env, {header: value}, filter_status, broken)
+    return Case(name, wrk_env, {header: value}, filter_status, broken, filter_settings)
 
 
 def cases(api_key: str, unlimited_key: str, access_token: str | None, login_failure: str | None) -> list[Case]:
@@ -133,6 +142,8 @@ def cases(api_key: str, unlimited_key: str, access_token: str | None, login_fail
     # also looks up its address's bucket, which would weigh on the cases after it.
     return [
         header_case("valid key, cached", "X-API-Key", api_key, 200),
+        header_case("valid key, cached, rate_limit_headers refusals", "X-API-Key", api_key, 200,
+                    filter_settings=REFUSALS_HEADERS),
         header_case("valid key, no rate limit", "X-API-Key", unlimited_key, 200),
         header_case("session JWT", "Authorization", f"Bearer {access_token}", 200, broken=login_failure),
         random_key,
@@ -176,13 +187,15 @@ def envoy_values(setup: Setup, name: str, ports: tuple[int, int]) -> dict[str, s
     }
 
 
-def start_envoy(setup: Setup, workers: int, filtered: bool, suffix: str = "") -> Envoy:
+def start_envoy(
+    setup: Setup, workers: int, filtered: bool, suffix: str = "", filter_settings: dict[str, str] | None = None
+) -> Envoy:
     name = f"envoy-{'filter' if filtered else 'plain'}-{workers}w{suffix}"
 
     def start(ports: list[int]) -> Envoy:
         config = setup.work_dir / f"{name}.yaml"
         values = envoy_values(setup, name, (ports[0], ports[1]))
-        config.write_text(bootstrap.render_envoy(ROOT, values, with_tollgate=filtered))
+        config.write_text(bootstrap.render_envoy(ROOT, values, filtered, filter_settings))
         return Envoy(name, ENVOY_BIN, config, LOG_DIR, workers, (ports[0], ports[1]))
 
     envoy = setup.stack.add(start_with_free_ports(name, 2, start))
@@ -239,7 +252,12 @@ def bench_workers(results: report.Results, setup: Setup, workers: int, with_memo
     envoys = {"plain": start_envoy(setup, workers, False), "filter": start_envoy(setup, workers, True)}
     for case in setup.cases:
         say(f"{workers} worker(s): {case.name}")
-        run_case(results, envoys, setup.control_plane, case)
+        if not case.filter_settings:
+            run_case(results, envoys, setup.control_plane, case)
+            continue
+        configured = start_envoy(setup, workers, True, "-configured", case.filter_settings)
+        run_case(results, {**envoys, "filter": configured}, setup.control_plane, case)
+        setup.stack.stop(configured)
     if with_memory:
         measure_memory(results, envoys["filter"], setup.control_plane)
     for envoy in envoys.values():

@@ -108,8 +108,18 @@ def substitute(lines: list[str], values: dict[str, str]) -> str:
     return PLACEHOLDER.sub(value, "\n".join(lines)) + "\n"
 
 
-def render_envoy(root: Path, values: dict[str, str], with_tollgate: bool) -> str:
+def with_filter_settings(lines: list[str], settings: dict[str, str]) -> list[str]:
+    """The filter's JSON configuration (the sync service's too) with `settings` added."""
+    fields = "".join(f'"{name}":"{value}",' for name, value in settings.items())
+    return [line.replace("value: '{", "value: '{" + fields, 1) for line in lines]
+
+
+def render_envoy(
+    root: Path, values: dict[str, str], with_tollgate: bool, filter_settings: dict[str, str] | None = None
+) -> str:
     real = config_lines((root / "envoy/bootstrap.yaml").read_text())
+    if filter_settings:
+        real = with_filter_settings(real, filter_settings)
     bench = config_lines((root / "bench/envoy.yaml").read_text())
     lines = with_bench_upstream(with_bench_routes(real, bench), bench)
     if _find(lines, DYNAMIC_RESOURCES) is not None:

@@ -45,13 +45,13 @@ def valgrind_wrapper(work_dir: Path, out_dir: Path) -> Path:
     return wrapper
 
 
-def start_envoy(setup: bench.Setup, wrapper: Path, filtered: bool) -> Envoy:
-    name = f"envoy-{'filter' if filtered else 'plain'}-callgrind"
+def start_envoy(setup: bench.Setup, wrapper: Path, filtered: bool, filter_settings: dict[str, str] | None) -> Envoy:
+    name = f"envoy-{'filter' if filtered else 'plain'}{'-configured' if filter_settings else ''}-callgrind"
 
     def start(ports: list[int]) -> Envoy:
         values = bench.envoy_values(setup, name, (ports[0], ports[1]))
         config = setup.work_dir / f"{name}.yaml"
-        config.write_text(bench.bootstrap.render_envoy(bench.ROOT, values, with_tollgate=filtered))
+        config.write_text(bench.bootstrap.render_envoy(bench.ROOT, values, filtered, filter_settings))
         return Envoy(
             name, wrapper, config, bench.LOG_DIR, 1, (ports[0], ports[1]), ready_timeout_secs=START_TIMEOUT_SECS
         )
@@ -130,25 +130,36 @@ def main() -> int:
             )
             token, failure = bench.login(control_plane, password)
             cases = [
-                ("valid key, cached", {"X-API-Key": api_key}, 200),
-                ("valid key, no rate limit", {"X-API-Key": unlimited_key}, 200),
+                ("valid key, cached", {"X-API-Key": api_key}, 200, None),
+                (
+                    "valid key, cached, rate_limit_headers refusals",
+                    {"X-API-Key": api_key},
+                    200,
+                    bench.REFUSALS_HEADERS,
+                ),
+                ("valid key, no rate limit", {"X-API-Key": unlimited_key}, 200, None),
             ]
             if token:
-                cases.append(("session JWT", {"Authorization": f"Bearer {token}"}, 200))
+                cases.append(("session JWT", {"Authorization": f"Bearer {token}"}, 200, None))
             else:
                 say(f"no session case: {failure}")
             # Last, as in bench.py: a failed authentication makes the next minute's requests
             # look up their address too.
-            cases.append(("invalid key, negative cache", {"X-API-Key": "tgb_unknown_0123456789abcdef"}, 401))
+            cases.append(("invalid key, negative cache", {"X-API-Key": "tgb_unknown_0123456789abcdef"}, 401, None))
             cases = [case for case in cases if not options.case or any(text in case[0] for text in options.case)]
             routes = options.route or list(bench.ROUTES)
             setup = bench.Setup(stack, work_dir, control_plane, bench.start_upstream(stack), [])
             wrapper = valgrind_wrapper(work_dir, out_dir)
             counts = {}
-            for filtered in (False, True):
-                say(f"starting {'Envoy with the filter' if filtered else 'plain Envoy'} under callgrind")
-                envoy = stack.add(start_envoy(setup, wrapper, filtered))
-                for name, headers, status in cases:
+            # Plain Envoy, then Envoy with the filter, then one per filter configuration of a case.
+            variants = [(False, None), (True, None)]
+            variants += [(True, settings) for *_, settings in cases if settings]
+            for filtered, settings in variants:
+                say(f"starting {'Envoy with the filter' if filtered else 'plain Envoy'} {settings or ''} under callgrind")
+                envoy = stack.add(start_envoy(setup, wrapper, filtered, settings))
+                for name, headers, status, case_settings in cases:
+                    if filtered and case_settings != settings:
+                        continue
                     for route in routes:
                         expected = status if filtered else 200
                         say(f"{route}: {name}")
@@ -158,7 +169,7 @@ def main() -> int:
             if options.keep:
                 shutil.copytree(out_dir, options.keep, dirs_exist_ok=True)
             for route in routes:
-                for name, _, _ in cases:
+                for name, *_ in cases:
                     plain, filtered = counts[(False, route, name)], counts[(True, route, name)]
                     added = f"{filtered - plain:+,.0f}"
                     rows.append([route, name, f"{plain:,.0f}", f"{filtered:,.0f}", added, report.ratio(filtered, plain)])

@@ -30,6 +30,8 @@ class Case:
     filter_status: int
     # Why the case cannot run at all (e.g. its credential could not be obtained).
     broken: str | None = None
+    # Filter settings of its own (an Envoy with the filter configured so runs the case).
+    filter_settings: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -103,12 +103,10 @@ where
     N: AsRef<str>,
     V: AsRef<[u8]>,
 {
-    let bearer_tokens: Vec<&[u8]> = values_of(headers, AUTHORIZATION_HEADER)
-        .into_iter()
-        .filter_map(bearer_token)
-        .collect();
-    let alongside_api_key = !values_of(headers, API_KEY_HEADER).is_empty();
-    if let [token] = bearer_tokens.as_slice() {
+    let bearer_tokens =
+        Found::of(values_of(headers, AUTHORIZATION_HEADER).filter_map(bearer_token));
+    let alongside_api_key = values_of(headers, API_KEY_HEADER).next().is_some();
+    if let Some(token) = bearer_tokens.single() {
         if looks_like_jwt(token) {
             let token = std::str::from_utf8(token).map_err(|_| CredentialError::Invalid)?;
             return Ok(Presented::Session {
@@ -119,7 +117,7 @@ where
             });
         }
     }
-    let has_key = alongside_api_key || !bearer_tokens.is_empty();
+    let has_key = alongside_api_key || bearer_tokens.first.is_some();
     if !has_key {
         if let Some(token) = session_cookie(headers) {
             return Ok(Presented::Session {
@@ -140,7 +138,6 @@ where
     V: AsRef<[u8]>,
 {
     let mut found = values_of(headers, COOKIE_HEADER)
-        .into_iter()
         .filter_map(|value| std::str::from_utf8(value).ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
@@ -162,23 +159,21 @@ pub fn extract_credential<N: AsRef<str>, V: AsRef<[u8]>>(
     max_credential_bytes: usize,
     digester: &LocalDigester,
 ) -> Result<PresentedCredential, CredentialError> {
-    let api_keys = values_of(headers, API_KEY_HEADER);
-    if !api_keys.is_empty() {
+    let api_keys = Found::of(values_of(headers, API_KEY_HEADER));
+    if api_keys.first.is_some() {
         return single_key(
-            &api_keys,
+            api_keys,
             CredentialSource::ApiKeyHeader,
             max_credential_bytes,
             digester,
         );
     }
 
-    let bearer_tokens: Vec<&[u8]> = values_of(headers, AUTHORIZATION_HEADER)
-        .into_iter()
-        .filter_map(bearer_token)
-        .collect();
-    if !bearer_tokens.is_empty() {
+    let bearer_tokens =
+        Found::of(values_of(headers, AUTHORIZATION_HEADER).filter_map(bearer_token));
+    if bearer_tokens.first.is_some() {
         return single_key(
-            &bearer_tokens,
+            bearer_tokens,
             CredentialSource::AuthorizationBearer,
             max_credential_bytes,
             digester,
@@ -188,16 +183,41 @@ pub fn extract_credential<N: AsRef<str>, V: AsRef<[u8]>>(
     Err(CredentialError::Missing)
 }
 
-fn values_of<'h, N, V>(headers: &'h [(N, V)], wanted_name: &str) -> Vec<&'h [u8]>
+fn values_of<'h, N, V>(
+    headers: &'h [(N, V)],
+    wanted_name: &'h str,
+) -> impl Iterator<Item = &'h [u8]>
 where
     N: AsRef<str>,
     V: AsRef<[u8]>,
 {
     headers
         .iter()
-        .filter(|(name, _)| name.as_ref().eq_ignore_ascii_case(wanted_name))
+        .filter(move |(name, _)| name.as_ref().eq_ignore_ascii_case(wanted_name))
         .map(|(_, value)| value.as_ref().trim_ascii())
-        .collect()
+}
+
+/// The first of some header values, and whether there were more: all a credential needs
+/// to know, without collecting them.
+#[derive(Clone, Copy)]
+struct Found<'h> {
+    first: Option<&'h [u8]>,
+    several: bool,
+}
+
+impl<'h> Found<'h> {
+    fn of(mut values: impl Iterator<Item = &'h [u8]>) -> Self {
+        let first = values.next();
+        Self {
+            first,
+            several: first.is_some() && values.next().is_some(),
+        }
+    }
+
+    /// The value when there was exactly one.
+    fn single(self) -> Option<&'h [u8]> {
+        self.first.filter(|_| !self.several)
+    }
 }
 
 /// The credential of an `Authorization` value whose scheme is Bearer; `None` for other schemes.
@@ -213,16 +233,16 @@ fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
 
 /// Two keys in one request are ambiguous, so they are refused rather than one picked.
 fn single_key(
-    candidates: &[&[u8]],
+    candidates: Found<'_>,
     source: CredentialSource,
     max_credential_bytes: usize,
     digester: &LocalDigester,
 ) -> Result<PresentedCredential, CredentialError> {
-    match candidates {
-        [key] if is_well_formed(key, max_credential_bytes) => Ok(PresentedCredential {
+    match candidates.single() {
+        Some(key) if is_well_formed(key, max_credential_bytes) => Ok(PresentedCredential {
             source,
             local: digester.digest(key),
-            raw: Box::from(*key),
+            raw: Box::from(key),
             digest: OnceCell::new(),
         }),
         _ => Err(CredentialError::Invalid),

@@ -160,24 +160,21 @@ const STORAGE_REQUEST_HEADER: &str = "x-echo-storage-bytes";
 /// How an upstream reports storage it added (or freed) to the gateway.
 const STORAGE_REPORT_HEADER: &str = "x-tollgate-storage-bytes";
 
-async fn echo(
-    State(name): State<Arc<str>>,
-    request: Request,
-) -> ([(&'static str, String); 1], Json<Value>) {
+/// Answers with a description of the request. Like a storage backend, it reports storage
+/// only for a request that changed some (here: one that asked it to report).
+async fn echo(State(name): State<Arc<str>>, request: Request) -> (HeaderMap, Json<Value>) {
     let (parts, body) = request.into_parts();
-    let storage = parts
-        .headers
-        .get(STORAGE_REQUEST_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("0")
-        .to_owned();
+    let mut report = HeaderMap::new();
+    if let Some(storage) = parts.headers.get(STORAGE_REQUEST_HEADER) {
+        report.insert(STORAGE_REPORT_HEADER, storage.clone());
+    }
     drain(body).await;
     let path = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
     (
-        [(STORAGE_REPORT_HEADER, storage)],
+        report,
         Json(json!({
             "backend": &*name,
             "method": parts.method.as_str(),

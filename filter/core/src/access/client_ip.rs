@@ -63,11 +63,32 @@ impl Default for AddressText {
     }
 }
 
-/// `address` as text (`203.0.113.5`, `2001:db8::7`), written into `text`.
+/// `address` as text (`203.0.113.5`, `2001:db8::7`), written into `text`. IPv4, the common
+/// case, is written digit by digit, without the formatting machinery.
 pub fn address_text(address: IpAddr, text: &mut AddressText) -> Option<&str> {
-    let mut cursor = Cursor::new(&mut text.0[..]);
-    write!(cursor, "{address}").ok()?;
-    let written = usize::try_from(cursor.position()).ok()?;
+    let written = match address {
+        IpAddr::V4(v4) => {
+            let mut written = 0;
+            for (index, octet) in v4.octets().into_iter().enumerate() {
+                if index > 0 {
+                    *text.0.get_mut(written)? = b'.';
+                    written += 1;
+                }
+                let mut buffer = itoa::Buffer::new();
+                let digits = buffer.format(octet).as_bytes();
+                text.0
+                    .get_mut(written..written + digits.len())?
+                    .copy_from_slice(digits);
+                written += digits.len();
+            }
+            written
+        }
+        IpAddr::V6(_) => {
+            let mut cursor = Cursor::new(&mut text.0[..]);
+            write!(cursor, "{address}").ok()?;
+            usize::try_from(cursor.position()).ok()?
+        }
+    };
     std::str::from_utf8(text.0.get(..written)?).ok()
 }
 
@@ -310,6 +331,8 @@ mod tests {
         let mut text = AddressText::default();
         for address in [
             "255.255.255.255",
+            "0.0.0.0",
+            "10.200.3.45",
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
             "::ffff:255.255.255.255",
             "2001:db8::7",
