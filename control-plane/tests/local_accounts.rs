@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use support::app::{error_code, password_verifications, retry_after_secs, Answer, Api, LOCAL_PEER};
+use support::app::{
+    error_code, error_message, password_verifications, retry_after_secs, Answer, Api, LOCAL_PEER,
+};
 use support::TestDatabase;
 use tollgate::config::Config;
 use tollgate::store::UserStore;
@@ -318,6 +320,69 @@ async fn an_imported_bcrypt_hash_logs_in_and_becomes_argon2id() {
         upgraded,
         "re-hashed once"
     );
+}
+
+#[tokio::test]
+async fn hashes_costlier_than_the_bounds_are_refused_at_import_and_match_nothing_if_stored() {
+    let _turn = PASSWORD_WORK.lock().await;
+    let db = Arc::new(TestDatabase::sqlite().await);
+    let api = Api::start_on(db.clone(), |_| {}).await;
+    let bcrypt_31 = "$2b$31$......................21jzCB1r6pN6rp5O2Ev0ejjTAboskKm";
+    let argon2 = tollgate::identity::password::hash_password(
+        PASSWORD,
+        &tollgate::identity::password::Argon2Settings::default(),
+    )
+    .expect("hash");
+    let costly_argon2 = [
+        argon2.replacen("m=19456", "m=4194304", 1),
+        argon2.replacen("t=2", "t=100000", 1),
+        argon2.replacen("p=1", "p=255", 1),
+    ];
+    for (username, hash) in std::iter::once(("ivy", bcrypt_31.to_string()))
+        .chain(costly_argon2.iter().map(|hash| ("ivy", hash.clone())))
+    {
+        let (status, body) = api
+            .admin(
+                "POST",
+                "/api/v1/users",
+                Some(json!({"username": username, "password_hash": hash})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{hash}: {body}");
+        assert_eq!(error_code(&body), "validation_failed");
+        assert!(error_message(&body).contains("password_hash"), "{body}");
+    }
+    let (status, body) = api
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": "ivy", "password_hash": "$3$not-a-hash"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("$2x$"), "{body}");
+    let bcrypt_12 = bcrypt::hash(PASSWORD, 12).expect("bcrypt");
+    api.create_user_with(json!({"username": "ivy", "password_hash": bcrypt_12}))
+        .await;
+    api.create_user_with(json!({"username": "jack", "password_hash": argon2}))
+        .await;
+
+    // Written straight into the database, a costly hash is not run: the login is refused.
+    let store = db.open().await;
+    let jack = store.user_by_username("jack").await.expect("jack");
+    let audit = tollgate::changes::audit::AuditEntry::new(None, "test", "jack", json!({}));
+    store
+        .replace_password_hash(&jack.id, &argon2, &costly_argon2[0], &audit)
+        .await
+        .expect("stored");
+    let started = Instant::now();
+    assert_error(
+        &login(&api, "jack", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(stored_hash(&store, "jack").await, costly_argon2[0]);
 }
 
 #[tokio::test]
