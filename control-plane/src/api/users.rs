@@ -307,6 +307,19 @@ pub async fn find_changeable(state: &AppState, id: &str) -> Result<User, ApiErro
     Ok(user)
 }
 
+/// A write of only part of a user that finds the user changed meanwhile (`NotFound`) is
+/// 409 `code`, having changed nothing.
+pub(super) fn unless_changed_meanwhile(
+    written: Result<(), StoreError>,
+    code: &'static str,
+    message: &str,
+) -> Result<(), ApiError> {
+    match written {
+        Err(StoreError::NotFound) => Err(ApiError::conflict(code, message.to_string())),
+        other => Ok(other?),
+    }
+}
+
 /// The user with this id, or 404 naming it.
 pub async fn find(state: &AppState, id: &str) -> Result<User, ApiError> {
     let id = UserId::from_string(id.to_string());
