@@ -18,7 +18,7 @@ use tollgate::domain::{now, Timestamp};
 use tollgate::identity::session::{LoginMethod, Session};
 use tollgate::limits::quota::Quotas;
 use tollgate::limits::rate_limits::RateLimits;
-use tollgate::store::{ChangeFeed, SessionStore, StoreError, UserStore};
+use tollgate::store::{ChangeFeed, SessionStore, SqlStore, StoreError, UserStore};
 
 against_both_databases!(
     usernames_and_emails_are_unique_whatever_their_case,
@@ -26,6 +26,7 @@ against_both_databases!(
     a_password_change_ends_every_session_but_the_current_one,
     a_re_hashed_password_replaces_only_the_hash_it_was_checked_against,
     a_refresh_marks_the_session_used,
+    a_session_without_last_use_reads_as_used_when_created,
     a_password_change_loses_to_an_admin_change_made_meanwhile,
     an_admin_reset_sets_only_the_password,
     migrating_refuses_names_that_clash_in_case_and_names_them,
@@ -227,15 +228,21 @@ async fn a_re_hashed_password_replaces_only_the_hash_it_was_checked_against(db: 
     assert_eq!(read.password_hash.as_deref(), Some("$argon2id$new"));
 }
 
-async fn a_refresh_marks_the_session_used(db: TestDatabase) {
-    let store = db.open().await;
-    let owner = user("refreshing", "refreshing@example.com");
-    stored(&store, &owner).await;
+/// A stored user named `name` with a session created an hour ago.
+async fn session_an_hour_old(store: &SqlStore, name: &str) -> (User, Session) {
+    let owner = user(name, &format!("{name}@example.com"));
+    stored(store, &owner).await;
     let session = session_of(&owner, now() - Duration::hours(1));
     store
         .create_session(&session, &audit("session.created"))
         .await
         .expect("session");
+    (owner, session)
+}
+
+async fn a_refresh_marks_the_session_used(db: TestDatabase) {
+    let store = db.open().await;
+    let (owner, session) = session_an_hour_old(&store, "refreshing").await;
     let next = KeyHasher::new(b"a test secret that is long enough")
         .hash(&PlainApiKey::generate("tgr", &owner.id).digest());
     let before = now();
@@ -246,6 +253,52 @@ async fn a_refresh_marks_the_session_used(db: TestDatabase) {
     let read = store.session(&session.id).await.expect("session");
     assert!(read.last_used_at >= before, "{:?}", read.last_used_at);
     assert_eq!(read.created_at, session.created_at);
+}
+
+/// Runs `statements` on the database directly, as another version of the control plane would.
+async fn run_raw(db: &TestDatabase, statements: &[String]) {
+    if db.url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        for statement in statements {
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .expect(statement);
+        }
+    } else {
+        let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        for statement in statements {
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .expect(statement);
+        }
+    }
+}
+
+/// A session written by a replica older than migration 0010 has no `last_used_at`: it reads
+/// as its creation.
+async fn a_session_without_last_use_reads_as_used_when_created(db: TestDatabase) {
+    let store = db.open().await;
+    let (owner, session) = session_an_hour_old(&store, "older").await;
+    run_raw(
+        &db,
+        &[format!(
+            "UPDATE sessions SET last_used_at = NULL WHERE id = '{}'",
+            session.id.as_str()
+        )],
+    )
+    .await;
+    let read = store.session(&session.id).await.expect("session");
+    assert_eq!(read.last_used_at, session.created_at);
+    let live = store
+        .live_sessions_of(&owner.id, now())
+        .await
+        .expect("live");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].last_used_at, session.created_at);
 }
 
 async fn migrating_refuses_names_that_clash_in_case_and_names_them(db: TestDatabase) {
@@ -269,25 +322,7 @@ async fn migrating_refuses_names_that_clash_in_case_and_names_them(db: TestDatab
         .map(|s| s.to_string())
         .chain([insert("u_1", "Bob"), insert("u_2", "bob")])
         .collect();
-    if db.url.starts_with("sqlite:") {
-        let mut connection = sqlx::SqliteConnection::connect(&db.url)
-            .await
-            .expect("connect");
-        for statement in &statements {
-            sqlx::query(statement)
-                .execute(&mut connection)
-                .await
-                .expect(statement);
-        }
-    } else {
-        let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-        for statement in &statements {
-            sqlx::query(statement)
-                .execute(&mut connection)
-                .await
-                .expect(statement);
-        }
-    }
+    run_raw(&db, &statements).await;
 
     let store = tollgate::store::SqlStore::connect(&db.url, 2)
         .await
