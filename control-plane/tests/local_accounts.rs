@@ -456,6 +456,46 @@ async fn failures_back_off_then_lock_until_an_admin_unlocks() {
     access_token(&api, "ivy", PASSWORD).await;
 }
 
+/// On both databases: a name no user can have (here with a capital dotted I, which Postgres
+/// folds to an `i`) finds no user, costs the decoy's verification and is refused like an
+/// unknown user; emails are stored lowercased, so they clash alike on both.
+#[tokio::test]
+async fn names_only_ascii_find_users_and_emails_are_stored_lowercased_on_both_databases() {
+    let _turn = PASSWORD_WORK.lock().await;
+    for db in [TestDatabase::sqlite().await, TestDatabase::postgres().await] {
+        let api = Api::start_on(Arc::new(db), |config: &mut Config| {
+            config.login.backoff_secs = 0;
+        })
+        .await;
+        let created = api
+            .create_user_with(
+                json!({"username": "kim", "email": "KIM@Example.COM", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(created["email"], "kim@example.com", "{created}");
+        access_token(&api, "KIM", PASSWORD).await;
+        let before = password_verifications(&api).await;
+        assert_error(
+            &login(&api, "k\u{130}m", PASSWORD).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        );
+        assert_eq!(password_verifications(&api).await, before + 1);
+
+        api.create_user_with(json!({"username": "zoe", "email": "ZO\u{cb}@example.com"}))
+            .await;
+        let (status, body) = api
+            .admin(
+                "POST",
+                "/api/v1/users",
+                Some(json!({"username": "zoe2", "email": "zo\u{eb}@example.com"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(error_code(&body), "email_taken");
+    }
+}
+
 /// Attempts per name in the timing comparison; the fastest of each counts, as the machine's
 /// other work only ever adds time.
 const TIMED_ATTEMPTS: usize = 3;

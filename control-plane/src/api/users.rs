@@ -135,7 +135,7 @@ pub async fn create(
     let user = User {
         id: UserId::generate(),
         username: body.username,
-        email: body.email,
+        email: body.email.map(|email| email.to_lowercase()),
         name: body.name,
         status: body.status,
         role: body.role,
@@ -201,7 +201,7 @@ pub async fn change(
     let mut user = find_changeable(&state, &id).await?;
     if let Some(email) = body.email {
         validate_optional(&email, validate_email)?;
-        user.email = email;
+        user.email = email.map(|email| email.to_lowercase());
     }
     if let Some(name) = body.name {
         validate_optional(&name, validate_name)?;
