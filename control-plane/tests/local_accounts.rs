@@ -258,6 +258,11 @@ async fn after_an_admin_reset_a_login_may_only_change_the_password() {
         let refused = with_token(&api, method, path, limited, None).await;
         assert_error(&refused, StatusCode::FORBIDDEN, "password_change_required");
     }
+    let kept = change_password(&api, limited, &temporary, &temporary).await;
+    assert_error(&kept, StatusCode::BAD_REQUEST, "validation_failed");
+    assert_eq!(kept.body["error"]["rule"], "reused", "{}", kept.body);
+    let still = with_token(&api, "GET", "/api/v1/users/me", limited, None).await;
+    assert_error(&still, StatusCode::FORBIDDEN, "password_change_required");
     let changed = change_password(&api, limited, &temporary, NEW_PASSWORD).await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     assert_eq!(changed.body["password_change_required"], false);

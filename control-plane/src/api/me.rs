@@ -62,6 +62,13 @@ pub async fn change_password(
         ));
     };
     state.lockout.forget(&user.username).await?;
+    if body.new_password == body.current_password {
+        // Else the temporary password of an admin's reset, which the admin knows, could stay.
+        return Err(ApiError::validation(
+            "`new_password` breaks the rule reused: it is the current password",
+        )
+        .with_field("rule", json!("reused")));
+    }
     check_password(&state, &body.new_password, PasswordOwner::of(user))?;
     let new_hash = hash(&state, &body.new_password).await?;
     let audit = me.audit(
