@@ -380,6 +380,7 @@ async fn hashes_costlier_than_the_bounds_are_refused_at_import_and_match_nothing
         .replace_password_hash(&jack.id, &argon2, &costly_argon2[0], &audit)
         .await
         .expect("stored");
+    let before = password_verifications(&api).await;
     let started = Instant::now();
     assert_error(
         &login(&api, "jack", PASSWORD).await,
@@ -387,6 +388,11 @@ async fn hashes_costlier_than_the_bounds_are_refused_at_import_and_match_nothing
         "invalid_credentials",
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        password_verifications(&api).await,
+        before + 1,
+        "one verification, like any refusal"
+    );
     assert_eq!(stored_hash(&store, "jack").await, costly_argon2[0]);
 }
 

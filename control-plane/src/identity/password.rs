@@ -234,8 +234,9 @@ impl PasswordWork {
         check_hash(hash, &self.settings)
     }
 
-    /// Checks `password` against `stored`; with no stored hash, against a decoy made with the
-    /// configured parameters, so that the answer takes as long and matches nothing.
+    /// Checks `password` against `stored`; with no stored hash, or one costlier than the bounds,
+    /// against a decoy made with the configured parameters, so that the answer takes as long
+    /// and matches nothing.
     pub async fn verify(
         &self,
         password: String,
@@ -244,7 +245,19 @@ impl PasswordWork {
         let work = self.clone();
         self.run(move || {
             metrics::counter!("tollgate_password_verifications_total").increment(1);
-            match stored {
+            // A hash too costly to run is not run, but the decoy is, so the answer takes as
+            // long as any other refusal.
+            let runnable = stored.filter(|stored| {
+                let bounded = check_hash(stored, &work.settings) != Err(HashRefused::TooCostly);
+                if !bounded {
+                    tracing::warn!(
+                        "a stored password hash costs more than the bounds allow; it matches \
+                         no password"
+                    );
+                }
+                bounded
+            });
+            match runnable {
                 Some(stored) => verify_password(&password, &stored, &work.settings),
                 None => {
                     verify_password(&password, work.decoy_hash(), &work.settings);
