@@ -18,7 +18,7 @@ use tollgate::domain::{now, Timestamp};
 use tollgate::identity::session::{LoginMethod, Session};
 use tollgate::limits::quota::Quotas;
 use tollgate::limits::rate_limits::RateLimits;
-use tollgate::store::{ChangeFeed, SessionStore, StoreError, UserStore};
+use tollgate::store::{ChangeFeed, SessionStore, SqlStore, StoreError, UserStore};
 
 against_both_databases!(
     usernames_and_emails_are_unique_whatever_their_case,
@@ -26,6 +26,9 @@ against_both_databases!(
     a_password_change_ends_every_session_but_the_current_one,
     a_re_hashed_password_replaces_only_the_hash_it_was_checked_against,
     a_refresh_marks_the_session_used,
+    a_session_without_last_use_reads_as_used_when_created,
+    a_password_change_loses_to_an_admin_change_made_meanwhile,
+    an_admin_reset_sets_only_the_password,
     migrating_refuses_names_that_clash_in_case_and_names_them,
 );
 
@@ -225,15 +228,21 @@ async fn a_re_hashed_password_replaces_only_the_hash_it_was_checked_against(db: 
     assert_eq!(read.password_hash.as_deref(), Some("$argon2id$new"));
 }
 
-async fn a_refresh_marks_the_session_used(db: TestDatabase) {
-    let store = db.open().await;
-    let owner = user("refreshing", "refreshing@example.com");
-    stored(&store, &owner).await;
+/// A stored user named `name` with a session created an hour ago.
+async fn session_an_hour_old(store: &SqlStore, name: &str) -> (User, Session) {
+    let owner = user(name, &format!("{name}@example.com"));
+    stored(store, &owner).await;
     let session = session_of(&owner, now() - Duration::hours(1));
     store
         .create_session(&session, &audit("session.created"))
         .await
         .expect("session");
+    (owner, session)
+}
+
+async fn a_refresh_marks_the_session_used(db: TestDatabase) {
+    let store = db.open().await;
+    let (owner, session) = session_an_hour_old(&store, "refreshing").await;
     let next = KeyHasher::new(b"a test secret that is long enough")
         .hash(&PlainApiKey::generate("tgr", &owner.id).digest());
     let before = now();
@@ -244,6 +253,52 @@ async fn a_refresh_marks_the_session_used(db: TestDatabase) {
     let read = store.session(&session.id).await.expect("session");
     assert!(read.last_used_at >= before, "{:?}", read.last_used_at);
     assert_eq!(read.created_at, session.created_at);
+}
+
+/// Runs `statements` on the database directly, as another version of the control plane would.
+async fn run_raw(db: &TestDatabase, statements: &[String]) {
+    if db.url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        for statement in statements {
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .expect(statement);
+        }
+    } else {
+        let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        for statement in statements {
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .expect(statement);
+        }
+    }
+}
+
+/// A session written by a replica older than migration 0010 has no `last_used_at`: it reads
+/// as its creation.
+async fn a_session_without_last_use_reads_as_used_when_created(db: TestDatabase) {
+    let store = db.open().await;
+    let (owner, session) = session_an_hour_old(&store, "older").await;
+    run_raw(
+        &db,
+        &[format!(
+            "UPDATE sessions SET last_used_at = NULL WHERE id = '{}'",
+            session.id.as_str()
+        )],
+    )
+    .await;
+    let read = store.session(&session.id).await.expect("session");
+    assert_eq!(read.last_used_at, session.created_at);
+    let live = store
+        .live_sessions_of(&owner.id, now())
+        .await
+        .expect("live");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].last_used_at, session.created_at);
 }
 
 async fn migrating_refuses_names_that_clash_in_case_and_names_them(db: TestDatabase) {
@@ -267,25 +322,7 @@ async fn migrating_refuses_names_that_clash_in_case_and_names_them(db: TestDatab
         .map(|s| s.to_string())
         .chain([insert("u_1", "Bob"), insert("u_2", "bob")])
         .collect();
-    if db.url.starts_with("sqlite:") {
-        let mut connection = sqlx::SqliteConnection::connect(&db.url)
-            .await
-            .expect("connect");
-        for statement in &statements {
-            sqlx::query(statement)
-                .execute(&mut connection)
-                .await
-                .expect(statement);
-        }
-    } else {
-        let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-        for statement in &statements {
-            sqlx::query(statement)
-                .execute(&mut connection)
-                .await
-                .expect(statement);
-        }
-    }
+    run_raw(&db, &statements).await;
 
     let store = tollgate::store::SqlStore::connect(&db.url, 2)
         .await
@@ -293,4 +330,153 @@ async fn migrating_refuses_names_that_clash_in_case_and_names_them(db: TestDatab
     let error = store.migrate().await.expect_err("names clash").to_string();
     assert!(error.contains("username \"bob\""), "{error}");
     assert!(error.contains("email \"bob@example.com\""), "{error}");
+}
+
+/// `owner`'s own change of the password checked as `verified` to `$argon2id$mine`.
+async fn change_own(
+    store: &dyn UserStore,
+    owner: &User,
+    verified: &str,
+    keep: Option<&SessionId>,
+) -> Result<(), StoreError> {
+    let expire = now().timestamp() + 900;
+    let audit = audit("user.password_changed");
+    store
+        .change_own_password(
+            &owner.id,
+            verified,
+            "$argon2id$mine",
+            now(),
+            keep,
+            expire,
+            &audit,
+        )
+        .await
+}
+
+/// The password change sets only the password, and only while the account is active with the
+/// hash the current password was checked against; otherwise nothing changes.
+async fn a_password_change_loses_to_an_admin_change_made_meanwhile(db: TestDatabase) {
+    let store = db.open().await;
+    let mut read = user("racing", "racing@example.com");
+    read.role = Role::Admin;
+    stored(&store, &read).await;
+    let session = session_of(&read, now());
+    store
+        .create_session(&session, &audit("session.created"))
+        .await
+        .expect("session");
+    let verified = read.password_hash.clone().expect("hash");
+
+    // An admin suspends the account and demotes it while the password is checked.
+    let mut admin_view = read.clone();
+    admin_view.status = UserStatus::Suspended;
+    admin_view.role = Role::User;
+    admin_view.updated_at = now();
+    store
+        .update_user(&admin_view, &audit("user.updated"))
+        .await
+        .expect("suspended");
+    let lost = change_own(&store, &read, &verified, Some(&session.id)).await;
+    assert!(matches!(lost, Err(StoreError::NotFound)), "{lost:?}");
+    let kept = store.user(&read.id).await.expect("user");
+    assert_eq!(kept.status, UserStatus::Suspended);
+    assert_eq!(kept.role, Role::User);
+    assert_eq!(kept.password_hash.as_deref(), Some(verified.as_str()));
+
+    // Active again but reset by the admin meanwhile: the old hash no longer matches.
+    admin_view.status = UserStatus::Active;
+    admin_view.password_hash = Some("$argon2id$reset".to_string());
+    admin_view.password_change_required = true;
+    store
+        .update_user(&admin_view, &audit("user.updated"))
+        .await
+        .expect("reset");
+    let lost = change_own(&store, &read, &verified, None).await;
+    assert!(matches!(lost, Err(StoreError::NotFound)), "{lost:?}");
+    let kept = store.user(&read.id).await.expect("user");
+    assert_eq!(kept.password_hash.as_deref(), Some("$argon2id$reset"));
+    assert!(kept.password_change_required);
+
+    // Against the current hash it sets only the password, clears the flag, and ends the
+    // other sessions.
+    let other = session_of(&read, now());
+    store
+        .create_session(&other, &audit("session.created"))
+        .await
+        .expect("session");
+    change_own(&store, &read, "$argon2id$reset", Some(&session.id))
+        .await
+        .expect("changed");
+    let changed = store.user(&read.id).await.expect("user");
+    assert_eq!(changed.password_hash.as_deref(), Some("$argon2id$mine"));
+    assert!(!changed.password_change_required);
+    assert_eq!(changed.role, Role::User, "the admin's demotion stays");
+    let live = store.live_sessions_of(&read.id, now()).await.expect("live");
+    assert_eq!(
+        live.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        vec![&session.id]
+    );
+}
+
+/// An admin's reset sets the password and the flag, keeps what else changed meanwhile, ends
+/// every session, and is refused for a deleted user.
+async fn an_admin_reset_sets_only_the_password(db: TestDatabase) {
+    let store = db.open().await;
+    let mut owner = user("reset", "reset@example.com");
+    stored(&store, &owner).await;
+    let session = session_of(&owner, now());
+    store
+        .create_session(&session, &audit("session.created"))
+        .await
+        .expect("session");
+    owner.role = Role::Admin;
+    owner.name = Some("Changed meanwhile".to_string());
+    owner.updated_at = now();
+    store
+        .update_user(&owner, &audit("user.updated"))
+        .await
+        .expect("changed");
+    let expire = now().timestamp() + 900;
+    store
+        .reset_password(
+            &owner.id,
+            "$argon2id$temporary",
+            now(),
+            expire,
+            &audit("user.password_reset"),
+        )
+        .await
+        .expect("reset");
+    let reset = store.user(&owner.id).await.expect("user");
+    assert_eq!(reset.password_hash.as_deref(), Some("$argon2id$temporary"));
+    assert!(reset.password_change_required);
+    assert_eq!(reset.role, Role::Admin);
+    assert_eq!(reset.name.as_deref(), Some("Changed meanwhile"));
+    assert!(store
+        .live_sessions_of(&owner.id, now())
+        .await
+        .expect("live")
+        .is_empty());
+
+    let mut owner = reset;
+    owner.status = UserStatus::Deleted;
+    owner.updated_at = now();
+    store
+        .update_user(&owner, &audit("user.deleted"))
+        .await
+        .expect("deleted");
+    let refused = store
+        .reset_password(&owner.id, "$argon2id$again", now(), expire, &audit("r"))
+        .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
+    assert_eq!(
+        store
+            .user(&owner.id)
+            .await
+            .expect("user")
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$temporary")
+    );
 }

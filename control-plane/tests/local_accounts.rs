@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use support::app::{error_code, password_verifications, retry_after_secs, Answer, Api, LOCAL_PEER};
+use support::app::{
+    error_code, error_message, password_verifications, retry_after_secs, Answer, Api, LOCAL_PEER,
+};
 use support::TestDatabase;
 use tollgate::config::Config;
 use tollgate::store::UserStore;
@@ -256,6 +258,11 @@ async fn after_an_admin_reset_a_login_may_only_change_the_password() {
         let refused = with_token(&api, method, path, limited, None).await;
         assert_error(&refused, StatusCode::FORBIDDEN, "password_change_required");
     }
+    let kept = change_password(&api, limited, &temporary, &temporary).await;
+    assert_error(&kept, StatusCode::BAD_REQUEST, "validation_failed");
+    assert_eq!(kept.body["error"]["rule"], "reused", "{}", kept.body);
+    let still = with_token(&api, "GET", "/api/v1/users/me", limited, None).await;
+    assert_error(&still, StatusCode::FORBIDDEN, "password_change_required");
     let changed = change_password(&api, limited, &temporary, NEW_PASSWORD).await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     assert_eq!(changed.body["password_change_required"], false);
@@ -318,6 +325,75 @@ async fn an_imported_bcrypt_hash_logs_in_and_becomes_argon2id() {
         upgraded,
         "re-hashed once"
     );
+}
+
+#[tokio::test]
+async fn hashes_costlier_than_the_bounds_are_refused_at_import_and_match_nothing_if_stored() {
+    let _turn = PASSWORD_WORK.lock().await;
+    let db = Arc::new(TestDatabase::sqlite().await);
+    let api = Api::start_on(db.clone(), |_| {}).await;
+    let bcrypt_31 = "$2b$31$......................21jzCB1r6pN6rp5O2Ev0ejjTAboskKm";
+    let argon2 = tollgate::identity::password::hash_password(
+        PASSWORD,
+        &tollgate::identity::password::Argon2Settings::default(),
+    )
+    .expect("hash");
+    let costly_argon2 = [
+        argon2.replacen("m=19456", "m=4194304", 1),
+        argon2.replacen("t=2", "t=100000", 1),
+        argon2.replacen("p=1", "p=255", 1),
+    ];
+    for (username, hash) in std::iter::once(("ivy", bcrypt_31.to_string()))
+        .chain(costly_argon2.iter().map(|hash| ("ivy", hash.clone())))
+    {
+        let (status, body) = api
+            .admin(
+                "POST",
+                "/api/v1/users",
+                Some(json!({"username": username, "password_hash": hash})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{hash}: {body}");
+        assert_eq!(error_code(&body), "validation_failed");
+        assert!(error_message(&body).contains("password_hash"), "{body}");
+    }
+    let (status, body) = api
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": "ivy", "password_hash": "$3$not-a-hash"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("$2x$"), "{body}");
+    let bcrypt_12 = bcrypt::hash(PASSWORD, 12).expect("bcrypt");
+    api.create_user_with(json!({"username": "ivy", "password_hash": bcrypt_12}))
+        .await;
+    api.create_user_with(json!({"username": "jack", "password_hash": argon2}))
+        .await;
+
+    // Written straight into the database, a costly hash is not run: the login is refused.
+    let store = db.open().await;
+    let jack = store.user_by_username("jack").await.expect("jack");
+    let audit = tollgate::changes::audit::AuditEntry::new(None, "test", "jack", json!({}));
+    store
+        .replace_password_hash(&jack.id, &argon2, &costly_argon2[0], &audit)
+        .await
+        .expect("stored");
+    let before = password_verifications(&api).await;
+    let started = Instant::now();
+    assert_error(
+        &login(&api, "jack", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        password_verifications(&api).await,
+        before + 1,
+        "one verification, like any refusal"
+    );
+    assert_eq!(stored_hash(&store, "jack").await, costly_argon2[0]);
 }
 
 #[tokio::test]
@@ -389,6 +465,46 @@ async fn failures_back_off_then_lock_until_an_admin_unlocks() {
         .await;
     assert_eq!(held["locked_until"], Value::Null, "{held}");
     access_token(&api, "ivy", PASSWORD).await;
+}
+
+/// On both databases: a name no user can have (here with a capital dotted I, which Postgres
+/// folds to an `i`) finds no user, costs the decoy's verification and is refused like an
+/// unknown user; emails are stored lowercased, so they clash alike on both.
+#[tokio::test]
+async fn names_only_ascii_find_users_and_emails_are_stored_lowercased_on_both_databases() {
+    let _turn = PASSWORD_WORK.lock().await;
+    for db in [TestDatabase::sqlite().await, TestDatabase::postgres().await] {
+        let api = Api::start_on(Arc::new(db), |config: &mut Config| {
+            config.login.backoff_secs = 0;
+        })
+        .await;
+        let created = api
+            .create_user_with(
+                json!({"username": "kim", "email": "KIM@Example.COM", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(created["email"], "kim@example.com", "{created}");
+        access_token(&api, "KIM", PASSWORD).await;
+        let before = password_verifications(&api).await;
+        assert_error(
+            &login(&api, "k\u{130}m", PASSWORD).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        );
+        assert_eq!(password_verifications(&api).await, before + 1);
+
+        api.create_user_with(json!({"username": "zoe", "email": "ZO\u{cb}@example.com"}))
+            .await;
+        let (status, body) = api
+            .admin(
+                "POST",
+                "/api/v1/users",
+                Some(json!({"username": "zoe2", "email": "zo\u{eb}@example.com"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(error_code(&body), "email_taken");
+    }
 }
 
 /// Attempts per name in the timing comparison; the fastest of each counts, as the machine's

@@ -17,7 +17,7 @@ use super::permission::ManageSigningKeys;
 use super::throttle::{self, too_many_attempts};
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
-use crate::accounts::user::{User, UserStatus};
+use crate::accounts::user::{validate_username, User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::SessionId;
 use crate::domain::now;
@@ -90,10 +90,16 @@ pub async fn login(
             (until - now()).to_std().unwrap_or_default(),
         ));
     }
-    let user = match state.store.user_by_username(&body.username).await {
-        Ok(user) => Some(user),
-        Err(StoreError::NotFound) => None,
-        Err(other) => return Err(other.into()),
+    // A name no user can have is not looked up (a database may fold case beyond ASCII and
+    // find one): it is an unknown user, checked against the decoy like any other.
+    let user = if validate_username(&body.username).is_err() {
+        None
+    } else {
+        match state.store.user_by_username(&body.username).await {
+            Ok(user) => Some(user),
+            Err(StoreError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        }
     };
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let verified = state

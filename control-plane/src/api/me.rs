@@ -14,7 +14,7 @@ use super::auth::session_cookie;
 use super::error::ApiError;
 use super::extract::{whole_list, ApiJson, ChangingOwnPassword, Me};
 use super::throttle::{self, too_many_attempts};
-use super::users::{check_password, hash};
+use super::users::{check_password, hash, unless_changed_meanwhile};
 use super::AppState;
 use crate::domain::ids::SessionId;
 use crate::domain::{now, Timestamp};
@@ -41,7 +41,7 @@ pub async fn change_password(
     ChangingOwnPassword(me): ChangingOwnPassword,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut user = me.user.clone();
+    let user = &me.user;
     throttle::refuse_over_budget(&state, address).await?;
     if let Admission::Locked { until } = state.lockout.attempt(&user.username).await? {
         return Err(too_many_attempts(
@@ -50,43 +50,53 @@ pub async fn change_password(
     }
     let verified = state
         .passwords
-        .verify(body.current_password, user.password_hash.clone())
+        .verify(body.current_password.clone(), user.password_hash.clone())
         .await
         .map_err(|_| ApiError::busy("too many password checks are in progress"))?;
-    if !verified.matches {
+    let Some(verified_hash) = user.password_hash.as_deref().filter(|_| verified.matches) else {
         state.address_failures.record(address.0).await;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "invalid_current_password",
             "`current_password` is not the account's password",
         ));
-    }
+    };
     state.lockout.forget(&user.username).await?;
-    check_password(&state, &body.new_password, PasswordOwner::of(&user))?;
-    user.password_hash = Some(hash(&state, &body.new_password).await?);
-    user.password_change_required = false;
-    user.updated_at = now();
+    if body.new_password == body.current_password {
+        // Else the temporary password of an admin's reset, which the admin knows, could stay.
+        return Err(ApiError::validation(
+            "`new_password` breaks the rule reused: it is the current password",
+        )
+        .with_field("rule", json!("reused")));
+    }
+    check_password(&state, &body.new_password, PasswordOwner::of(user))?;
+    let new_hash = hash(&state, &body.new_password).await?;
     let audit = me.audit(
         "user.password_changed",
         user.id.as_str(),
         json!({"sessions_ended": "others"}),
     );
-    let tokens_expire_at = state.tokens.issued_tokens_expire_at();
-    match &me.session {
-        Some(current) => {
-            state
-                .store
-                .update_user_ending_other_sessions(&user, current, tokens_expire_at, &audit)
-                .await?;
-        }
-        None => {
-            state
-                .store
-                .update_user_ending_sessions(&user, tokens_expire_at, &audit)
-                .await?;
-        }
-    }
-    Ok(Json(user))
+    // Only the password, and only if nothing changed the account since it was read: an
+    // admin's suspension, deletion or reset meanwhile wins.
+    let written = state
+        .store
+        .change_own_password(
+            &user.id,
+            verified_hash,
+            &new_hash,
+            now(),
+            me.session.as_ref(),
+            state.tokens.issued_tokens_expire_at(),
+            &audit,
+        )
+        .await;
+    unless_changed_meanwhile(
+        written,
+        "conflict",
+        "the account changed while the password was being checked; nothing was changed, try \
+         again",
+    )?;
+    Ok(Json(state.store.user(&user.id).await?))
 }
 
 /// One of the caller's sessions, as they see it.

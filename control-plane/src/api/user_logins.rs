@@ -13,7 +13,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller};
 use super::permission::{ManageUsers, ReadUsers};
-use super::users::{check_password, find, find_changeable, hash};
+use super::users::{check_password, find, find_changeable, hash, unless_changed_meanwhile};
 use super::AppState;
 use crate::domain::now;
 use crate::identity::password_policy::PasswordOwner;
@@ -39,7 +39,7 @@ pub async fn reset_password(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PasswordReset>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut user = find_changeable(&state, &id).await?;
+    let user = find_changeable(&state, &id).await?;
     let generated = body.password.is_none();
     let password = match body.password {
         Some(password) => {
@@ -48,19 +48,25 @@ pub async fn reset_password(
         }
         None => temporary_password(&state, PasswordOwner::of(&user))?,
     };
-    user.password_hash = Some(hash(&state, &password).await?);
-    user.password_change_required = true;
-    user.updated_at = now();
+    let new_hash = hash(&state, &password).await?;
     let audit = caller.audit(
         "user.password_reset",
         user.id.as_str(),
         json!({"generated": generated, "sessions_ended": true}),
     );
-    state
+    // Only the password: whatever else changed meanwhile stays.
+    let written = state
         .store
-        .update_user_ending_sessions(&user, state.tokens.issued_tokens_expire_at(), &audit)
-        .await?;
-    let mut answer = json!(user);
+        .reset_password(
+            &user.id,
+            &new_hash,
+            now(),
+            state.tokens.issued_tokens_expire_at(),
+            &audit,
+        )
+        .await;
+    unless_changed_meanwhile(written, "user_deleted", "a deleted user cannot be changed")?;
+    let mut answer = json!(state.store.user(&user.id).await?);
     if generated {
         answer["temporary_password"] = json!(password);
     }

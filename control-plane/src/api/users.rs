@@ -19,7 +19,7 @@ use crate::accounts::user::{
 use crate::domain::ids::UserId;
 use crate::domain::now;
 use crate::domain::validation::InvalidField;
-use crate::identity::password::is_verifiable_hash;
+use crate::identity::password::{HashRefused, MAX_BCRYPT_COST};
 use crate::identity::password_policy::PasswordOwner;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
@@ -101,31 +101,41 @@ pub async fn create(
         username: &body.username,
         email: body.email.as_deref(),
     };
-    let password_hash = match (&body.password, body.password_hash) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::validation(
-                "`password` and `password_hash` cannot both be set",
-            ))
-        }
-        (Some(password), None) => {
-            check_password(&state, password, owner)?;
-            Some(hash(&state, password).await?)
-        }
-        (None, Some(imported)) => {
-            if !is_verifiable_hash(&imported) {
+    let password_hash =
+        match (&body.password, body.password_hash) {
+            (Some(_), Some(_)) => {
                 return Err(ApiError::validation(
-                    "`password_hash` must be a bcrypt ($2a$, $2b$, $2y$) or Argon2id PHC hash",
-                ));
+                    "`password` and `password_hash` cannot both be set",
+                ))
             }
-            Some(imported)
-        }
-        (None, None) => None,
-    };
+            (Some(password), None) => {
+                check_password(&state, password, owner)?;
+                Some(hash(&state, password).await?)
+            }
+            (None, Some(imported)) => {
+                match state.passwords.check_hash(&imported) {
+                    Ok(()) => {}
+                    Err(HashRefused::Unknown) => return Err(ApiError::validation(
+                        "`password_hash` must be a bcrypt ($2a$, $2b$, $2x$, $2y$) or Argon2id \
+                         PHC hash",
+                    )),
+                    Err(HashRefused::TooCostly) => {
+                        return Err(ApiError::validation(format!(
+                            "`password_hash` costs too much to verify: bcrypt cost at most \
+                         {MAX_BCRYPT_COST}, Argon2id memory, passes and lanes at most the \
+                         configured `passwords.argon2` ones (or the defaults, if higher)"
+                        )))
+                    }
+                }
+                Some(imported)
+            }
+            (None, None) => None,
+        };
     let at = now();
     let user = User {
         id: UserId::generate(),
         username: body.username,
-        email: body.email,
+        email: body.email.map(|email| email.to_lowercase()),
         name: body.name,
         status: body.status,
         role: body.role,
@@ -191,7 +201,7 @@ pub async fn change(
     let mut user = find_changeable(&state, &id).await?;
     if let Some(email) = body.email {
         validate_optional(&email, validate_email)?;
-        user.email = email;
+        user.email = email.map(|email| email.to_lowercase());
     }
     if let Some(name) = body.name {
         validate_optional(&name, validate_name)?;
@@ -295,6 +305,19 @@ pub async fn find_changeable(state: &AppState, id: &str) -> Result<User, ApiErro
         ));
     }
     Ok(user)
+}
+
+/// A write of only part of a user that finds the user changed meanwhile (`NotFound`) is
+/// 409 `code`, having changed nothing.
+pub(super) fn unless_changed_meanwhile(
+    written: Result<(), StoreError>,
+    code: &'static str,
+    message: &str,
+) -> Result<(), ApiError> {
+    match written {
+        Err(StoreError::NotFound) => Err(ApiError::conflict(code, message.to_string())),
+        other => Ok(other?),
+    }
 }
 
 /// The user with this id, or 404 naming it.

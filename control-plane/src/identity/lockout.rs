@@ -241,10 +241,11 @@ impl AccountLockout {
         })
     }
 
-    /// The name as stored: lowercased, as usernames compare, and keyed, so that the database
-    /// holds no names that users typed (which are sometimes passwords).
+    /// The name as stored: lowercased in ASCII only, as usernames (ASCII) compare on every
+    /// database, and keyed, so that the database holds no names that users typed (which are
+    /// sometimes passwords).
     fn account(&self, login_name: &str) -> StoredKeyHash {
-        let name = login_name.to_lowercase();
+        let name = login_name.to_ascii_lowercase();
         self.hasher
             .hash(&KeyDigest(Sha256::digest(name.as_bytes()).into()))
     }

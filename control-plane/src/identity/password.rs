@@ -14,7 +14,10 @@ const HASH_MEMORY_SHARE: u64 = 4;
 /// Hashes that may wait for a free slot, per slot; more are refused at once.
 const QUEUED_PER_SLOT: usize = 16;
 /// How bcrypt hashes begin (`$2b$12$...`); their verifiers are upgraded to Argon2id.
-const BCRYPT_PREFIXES: [&str; 4] = ["$2a$", "$2b$", "$2x$", "$2y$"];
+pub const BCRYPT_PREFIXES: [&str; 4] = ["$2a$", "$2b$", "$2x$", "$2y$"];
+/// The highest bcrypt cost verified (the usual 10 to 12 are well under it): each step doubles
+/// the work, and a verification cannot be stopped once started.
+pub const MAX_BCRYPT_COST: u32 = 14;
 
 /// Hashing failed; only happens with parameters out of range.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,20 @@ impl Argon2Settings {
     /// Memory one hash holds.
     fn memory_bytes(&self) -> u64 {
         u64::from(self.params.m_cost()) * 1024
+    }
+
+    /// Whether the Argon2 parameters `hash` names cost no more than these parameters, or than
+    /// the defaults where these are cheaper: memory, passes and lanes each.
+    fn bounds(&self, hash: &PasswordHash) -> bool {
+        let floor = Params::default();
+        let within = |name: &str, configured: u32, default: u32| {
+            hash.params
+                .get_decimal(name)
+                .is_some_and(|stored| stored <= configured.max(default))
+        };
+        within("m", self.params.m_cost(), floor.m_cost())
+            && within("t", self.params.t_cost(), floor.t_cost())
+            && within("p", self.params.p_cost(), floor.p_cost())
     }
 
     /// Whether `hash` is an Argon2id hash made with these parameters.
@@ -95,8 +112,19 @@ pub fn hash_password(
 }
 
 /// Checks `password` against `stored`, an Argon2 PHC string or a bcrypt hash (comparison is
-/// constant-time inside both crates). Anything else matches nothing.
+/// constant-time inside both crates). Anything else matches nothing, and so does a hash
+/// costlier than [`check_hash`] allows (however it reached the database): it is not run.
 pub fn verify_password(password: &str, stored: &str, settings: &Argon2Settings) -> Verified {
+    let nothing = Verified {
+        matches: false,
+        needs_rehash: false,
+    };
+    if let Err(HashRefused::TooCostly) = check_hash(stored, settings) {
+        tracing::warn!(
+            "a stored password hash costs more than the bounds allow; it matches no password"
+        );
+        return nothing;
+    }
     if is_bcrypt(stored) {
         return Verified {
             matches: bcrypt::verify(password, stored).unwrap_or(false),
@@ -118,12 +146,38 @@ pub fn verify_password(password: &str, stored: &str, settings: &Argon2Settings) 
     }
 }
 
-/// Whether `hash` is a hash this module can verify: Argon2id, or bcrypt to be upgraded.
-pub fn is_verifiable_hash(hash: &str) -> bool {
-    (is_bcrypt(hash) && hash.parse::<bcrypt::HashParts>().is_ok())
-        || PasswordHash::new(hash).is_ok_and(|parsed| {
-            parsed.algorithm == Algorithm::Argon2id.ident() && Params::try_from(&parsed).is_ok()
-        })
+/// Why a hash is not one this module verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashRefused {
+    /// Neither a bcrypt hash (see [`BCRYPT_PREFIXES`]) nor an Argon2id PHC string.
+    Unknown,
+    /// A bcrypt cost above [`MAX_BCRYPT_COST`], or Argon2id memory, passes or lanes above the
+    /// configured ones (or above the defaults, where the configured ones are lower).
+    TooCostly,
+}
+
+/// Whether `hash` is a hash this module verifies: Argon2id, or bcrypt to be upgraded, at a
+/// cost within the bounds.
+pub fn check_hash(hash: &str, settings: &Argon2Settings) -> Result<(), HashRefused> {
+    if is_bcrypt(hash) {
+        let parts = hash
+            .parse::<bcrypt::HashParts>()
+            .map_err(|_| HashRefused::Unknown)?;
+        return if parts.get_cost() <= MAX_BCRYPT_COST {
+            Ok(())
+        } else {
+            Err(HashRefused::TooCostly)
+        };
+    }
+    let parsed = PasswordHash::new(hash).map_err(|_| HashRefused::Unknown)?;
+    if parsed.algorithm != Algorithm::Argon2id.ident() || Params::try_from(&parsed).is_err() {
+        return Err(HashRefused::Unknown);
+    }
+    if settings.bounds(&parsed) {
+        Ok(())
+    } else {
+        Err(HashRefused::TooCostly)
+    }
 }
 
 fn is_bcrypt(hash: &str) -> bool {
@@ -175,8 +229,14 @@ impl PasswordWork {
         Self::new(running, running * QUEUED_PER_SLOT, settings)
     }
 
-    /// Checks `password` against `stored`; with no stored hash, against a decoy made with the
-    /// configured parameters, so that the answer takes as long and matches nothing.
+    /// Whether `hash` is one [`verify_password`] runs with the configured parameters.
+    pub fn check_hash(&self, hash: &str) -> Result<(), HashRefused> {
+        check_hash(hash, &self.settings)
+    }
+
+    /// Checks `password` against `stored`; with no stored hash, or one costlier than the bounds,
+    /// against a decoy made with the configured parameters, so that the answer takes as long
+    /// and matches nothing.
     pub async fn verify(
         &self,
         password: String,
@@ -185,7 +245,19 @@ impl PasswordWork {
         let work = self.clone();
         self.run(move || {
             metrics::counter!("tollgate_password_verifications_total").increment(1);
-            match stored {
+            // A hash too costly to run is not run, but the decoy is, so the answer takes as
+            // long as any other refusal.
+            let runnable = stored.filter(|stored| {
+                let bounded = check_hash(stored, &work.settings) != Err(HashRefused::TooCostly);
+                if !bounded {
+                    tracing::warn!(
+                        "a stored password hash costs more than the bounds allow; it matches \
+                         no password"
+                    );
+                }
+                bounded
+            });
+            match runnable {
                 Some(stored) => verify_password(&password, &stored, &work.settings),
                 None => {
                     verify_password(&password, work.decoy_hash(), &work.settings);
@@ -260,7 +332,7 @@ mod tests {
         let settings = Argon2Settings::default();
         let stored = hash_password("correct horse", &settings).expect("hash");
         assert!(stored.starts_with("$argon2id$"));
-        assert!(is_verifiable_hash(&stored));
+        assert_eq!(check_hash(&stored, &settings), Ok(()));
         let right = verify_password("correct horse", &stored, &settings);
         assert_eq!(
             right,
@@ -271,14 +343,17 @@ mod tests {
         );
         assert!(!verify_password("wrong horse", &stored, &settings).matches);
         assert!(!verify_password("correct horse", "not a phc string", &settings).matches);
-        assert!(!is_verifiable_hash("not a phc string"));
+        assert_eq!(
+            check_hash("not a phc string", &settings),
+            Err(HashRefused::Unknown)
+        );
     }
 
     #[test]
     fn bcrypt_and_other_argon2_parameters_verify_and_ask_for_a_new_hash() {
         let settings = Argon2Settings::default();
         let imported = bcrypt::hash("correct horse", 4).expect("bcrypt");
-        assert!(is_verifiable_hash(&imported));
+        assert_eq!(check_hash(&imported, &settings), Ok(()));
         let verified = verify_password("correct horse", &imported, &settings);
         assert!(verified.matches && verified.needs_rehash);
         assert!(!verify_password("wrong horse", &imported, &settings).matches);
@@ -288,6 +363,29 @@ mod tests {
         let verified = verify_password("correct horse", &old, &settings);
         assert!(verified.matches && verified.needs_rehash);
         assert!(!verify_password("correct horse", &old, &cheaper).needs_rehash);
+    }
+
+    #[test]
+    fn hashes_costlier_than_the_bounds_are_refused_and_match_nothing() {
+        let settings = Argon2Settings::new(8192, 1, 1).expect("parameters");
+        let defaults = Argon2Settings::default();
+        // Hashes of the defaults verify under cheaper settings; more than both does not.
+        let default_hash = hash_password("pw", &defaults).expect("hash");
+        assert_eq!(check_hash(&default_hash, &settings), Ok(()));
+        let bigger = default_hash.replacen("m=19456", "m=4194304", 1);
+        assert_eq!(check_hash(&bigger, &settings), Err(HashRefused::TooCostly));
+        assert!(!verify_password("pw", &bigger, &settings).matches);
+        for costly in [
+            default_hash.replacen("t=2", "t=1000", 1),
+            default_hash.replacen("p=1", "p=64", 1),
+        ] {
+            assert_eq!(check_hash(&costly, &settings), Err(HashRefused::TooCostly));
+        }
+        let salt = "$2b$31$......................21jzCB1r6pN6rp5O2Ev0ejjTAboskKm";
+        assert_eq!(check_hash(salt, &settings), Err(HashRefused::TooCostly));
+        assert!(!verify_password("pw", salt, &settings).matches);
+        let cost_14 = salt.replacen("$31$", "$14$", 1);
+        assert_eq!(check_hash(&cost_14, &settings), Ok(()));
     }
 
     #[tokio::test]

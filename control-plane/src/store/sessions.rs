@@ -19,8 +19,11 @@ use crate::domain::Timestamp;
 use crate::identity::session::{LoginMethod, Session};
 use crate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
 
+/// `last_used_at` is empty in a session written by a replica older than migration 0010 (during
+/// a rolling upgrade); it reads as `created_at` then.
 const SESSION_COLUMNS: &str = "id, user_id, refresh_hash, method, address, user_agent, \
-     created_at, last_used_at, refresh_expires_at, revoked_at";
+     created_at, COALESCE(last_used_at, created_at) AS last_used_at, refresh_expires_at, \
+     revoked_at";
 
 /// Login sessions with their refresh tokens, and the keys that sign their access tokens.
 #[async_trait]

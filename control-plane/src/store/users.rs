@@ -15,6 +15,7 @@ use crate::accounts::user::{Role, User, UserStatus};
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
 use crate::domain::ids::{SessionId, UserId};
+use crate::domain::Timestamp;
 
 pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.status, u.role, \
      u.tenant_id, u.ip_allowlist, u.rate_limits, u.quotas, u.password_hash, \
@@ -50,6 +51,34 @@ pub trait UserStore: Send + Sync {
         &self,
         user: &User,
         keep: &SessionId,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written;
+    /// A person's own password change: sets only the hash (to `new`), clears
+    /// `password_change_required` and sets `updated_at` to `at`, if the account is still active
+    /// and its hash is still `verified` (the one the current password was checked against),
+    /// and in the same write ends every session of the user but `keep`. `NotFound`, changing
+    /// nothing, when an admin's suspension, deletion or reset, or another change, came
+    /// between.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_own_password(
+        &self,
+        id: &UserId,
+        verified: &str,
+        new: &str,
+        at: Timestamp,
+        keep: Option<&SessionId>,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written;
+    /// An admin's reset: sets only the hash (to `new`), `password_change_required` and
+    /// `updated_at` of a user not deleted, and ends every session of the user in the same
+    /// write; `NotFound` when the user is gone or deleted.
+    async fn reset_password(
+        &self,
+        id: &UserId,
+        new: &str,
+        at: Timestamp,
         tokens_expire_at: i64,
         audit: &AuditEntry,
     ) -> Written;
@@ -126,6 +155,54 @@ impl UserStore for SqlStore {
             )
             .await
         })
+        .await
+    }
+
+    async fn change_own_password(
+        &self,
+        id: &UserId,
+        verified: &str,
+        new: &str,
+        at: Timestamp,
+        keep: Option<&SessionId>,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written {
+        // Only as read: active, with the hash checked.
+        let values = [verified, UserStatus::Active.as_str()];
+        PasswordWrite {
+            id,
+            new,
+            change_required: false,
+            at,
+            condition: "password_hash = $5 AND status = $6",
+            values: &values,
+            keep,
+            tokens_expire_at,
+        }
+        .apply(self, audit)
+        .await
+    }
+
+    async fn reset_password(
+        &self,
+        id: &UserId,
+        new: &str,
+        at: Timestamp,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Written {
+        PasswordWrite {
+            id,
+            new,
+            change_required: true,
+            at,
+            condition: "status <> $5",
+            values: &[UserStatus::Deleted.as_str()],
+            keep: None,
+            tokens_expire_at,
+        }
+        .apply(self, audit)
         .await
     }
 
@@ -229,6 +306,50 @@ impl SqlStore {
             .map(|group| group.id.to_string())
             .collect();
         Ok(user)
+    }
+}
+
+/// A write of only the password of a user, and whether it must be changed, if `condition`
+/// (on `values`, from `$5`) holds, ending every session of the user but `keep` in the same
+/// write; the data plane's copy of the user becomes stale.
+struct PasswordWrite<'a> {
+    id: &'a UserId,
+    new: &'a str,
+    change_required: bool,
+    at: Timestamp,
+    condition: &'static str,
+    values: &'a [&'a str],
+    keep: Option<&'a SessionId>,
+    tokens_expire_at: i64,
+}
+
+impl PasswordWrite<'_> {
+    /// `NotFound` when no row is the user's with `condition` holding.
+    async fn apply(&self, store: &SqlStore, audit: &AuditEntry) -> Written {
+        store
+            .write(audit, async |write| {
+                self.update(write).await?;
+                end_sessions_of(write, self.id, self.keep, self.at, self.tokens_expire_at).await
+            })
+            .await
+    }
+
+    async fn update(&self, write: &mut Write) -> Written {
+        let sql = format!(
+            "UPDATE users SET password_hash = $1, password_change_required = $2, \
+             updated_at = $3 WHERE id = $4 AND {}",
+            self.condition
+        );
+        let mut update = sqlx::query(&sql)
+            .bind(self.new)
+            .bind(i64::from(self.change_required))
+            .bind(format_time(self.at))
+            .bind(self.id.as_str());
+        for value in self.values {
+            update = update.bind(*value);
+        }
+        touched(&update.execute(write.rows()).await?)?;
+        write.stale(&Stale::User(self.id.clone()), self.at).await
     }
 }
 
