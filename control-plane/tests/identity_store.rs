@@ -162,7 +162,7 @@ async fn a_login_past_the_cap_ends_the_oldest_sessions_for_the_data_plane_too(db
 
 async fn a_password_change_ends_every_session_but_the_current_one(db: TestDatabase) {
     let store = db.open().await;
-    let mut owner = user("changing", "changing@example.com");
+    let owner = user("changing", "changing@example.com");
     stored(&store, &owner).await;
     let current = session_of(&owner, now());
     let other = session_of(&owner, now());
@@ -172,13 +172,14 @@ async fn a_password_change_ends_every_session_but_the_current_one(db: TestDataba
             .await
             .expect("session");
     }
-    owner.password_hash = Some("$argon2id$new".to_string());
-    owner.password_change_required = true;
-    owner.updated_at = now();
+    let verified = owner.password_hash.clone().expect("a stored password");
     store
-        .update_user_ending_other_sessions(
-            &owner,
-            &current.id,
+        .change_own_password(
+            &owner.id,
+            &verified,
+            "$argon2id$new",
+            now(),
+            Some(&current.id),
             now().timestamp() + 900,
             &audit("user.password_changed"),
         )
@@ -194,7 +195,7 @@ async fn a_password_change_ends_every_session_but_the_current_one(db: TestDataba
     assert_eq!(live[0], current, "the session reads back as written");
     let changed = store.user(&owner.id).await.expect("user");
     assert_eq!(changed.password_hash.as_deref(), Some("$argon2id$new"));
-    assert!(changed.password_change_required);
+    assert!(!changed.password_change_required);
 
     store
         .end_sessions(&owner.id, now(), now().timestamp() + 900, &audit("ended"))

@@ -45,15 +45,6 @@ pub trait UserStore: Send + Sync {
         tokens_expire_at: i64,
         audit: &AuditEntry,
     ) -> Written;
-    /// Replaces a user and, in the same write, ends every session of the user but `keep`:
-    /// for a password change by the user.
-    async fn update_user_ending_other_sessions(
-        &self,
-        user: &User,
-        keep: &SessionId,
-        tokens_expire_at: i64,
-        audit: &AuditEntry,
-    ) -> Written;
     /// A person's own password change: sets only the hash (to `new`), clears
     /// `password_change_required` and sets `updated_at` to `at`, if the account is still active
     /// and its hash is still `verified` (the one the current password was checked against),
@@ -133,27 +124,6 @@ impl UserStore for SqlStore {
         self.write(audit, async |write| {
             replace_user(write, user).await?;
             end_sessions_of(write, &user.id, None, user.updated_at, tokens_expire_at).await
-        })
-        .await
-    }
-
-    async fn update_user_ending_other_sessions(
-        &self,
-        user: &User,
-        keep: &SessionId,
-        tokens_expire_at: i64,
-        audit: &AuditEntry,
-    ) -> Written {
-        self.write(audit, async |write| {
-            replace_user(write, user).await?;
-            end_sessions_of(
-                write,
-                &user.id,
-                Some(keep),
-                user.updated_at,
-                tokens_expire_at,
-            )
-            .await
         })
         .await
     }
