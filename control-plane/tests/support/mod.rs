@@ -3,6 +3,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod accounts;
 pub mod app;
 pub mod grpc;
 pub mod replica;
