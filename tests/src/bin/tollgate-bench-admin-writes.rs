@@ -17,6 +17,7 @@ use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tollgate_e2e::control_plane::{fresh_postgres_database, ADMIN_KEY};
+use tollgate_e2e::latency::{millis, percentile};
 use tollgate_e2e::{ControlPlane, ControlPlaneOptions, Layout, Port};
 
 /// The default `pools.max_backends`: each writer fills a pool, then starts the next.
@@ -233,15 +234,6 @@ fn measure(database: Database, args: &Args) -> Vec<Sample> {
         .collect();
     drop(control_plane);
     samples
-}
-
-fn percentile(sorted: &[Duration], share: f64) -> Duration {
-    let rank = ((sorted.len() as f64) * share).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.1}", duration.as_secs_f64() * 1000.0)
 }
 
 /// One row of the table: `samples` counted and their latency.

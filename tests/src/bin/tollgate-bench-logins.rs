@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use reqwest::blocking::Client;
 use serde_json::json;
+use tollgate_e2e::latency::{millis, percentile};
 use tollgate_e2e::{ControlPlane, ControlPlaneOptions, Layout};
 
 const USERNAME: &str = "bench-login";
@@ -115,15 +116,6 @@ fn probe_health(url: String, stop: Arc<AtomicBool>) -> (Vec<Duration>, usize) {
     }
     latencies.sort();
     (latencies, failed)
-}
-
-fn percentile(sorted: &[Duration], share: f64) -> Duration {
-    let rank = ((sorted.len() as f64) * share).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.1}", duration.as_secs_f64() * 1000.0)
 }
 
 /// A `/proc/<pid>/status` figure in MB (`VmHWM`: the peak RSS so far).
