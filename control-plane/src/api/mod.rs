@@ -14,6 +14,7 @@ mod extract;
 mod groups;
 mod health;
 mod keys;
+mod login;
 mod me;
 mod permission;
 mod quota;
@@ -109,7 +110,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::prometheus))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/api/v1/auth/methods", get(auth::methods))
-        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/login", post(login::login))
         .route("/api/v1/auth/refresh", post(auth::refresh))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route(

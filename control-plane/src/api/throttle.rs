@@ -1,6 +1,6 @@
 //! Holding back clients that keep failing to authenticate: the 429 a client's address gets
 //! once over its budget of failures, and the hook the admin API's credential check runs
-//! through. Logins spend the same budget (`auth.rs`).
+//! through. Logins spend the same budget (`login.rs`).
 
 use std::future::Future;
 use std::time::Duration;

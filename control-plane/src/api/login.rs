@@ -1,0 +1,262 @@
+//! Password logins (`POST /api/v1/auth/login`) and what every login method ends with: an
+//! audited attempt and a new session ([`open_session`]).
+
+use axum::extract::State;
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use chrono::Duration;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::access::ClientAddress;
+use super::auth::{token_answer, REFRESH_TOKEN_PREFIX};
+use super::error::ApiError;
+use super::extract::ApiJson;
+use super::throttle::{self, too_many_attempts};
+use super::AppState;
+use crate::accounts::api_key::PlainApiKey;
+use crate::accounts::user::{validate_username, User, UserStatus};
+use crate::changes::audit::AuditEntry;
+use crate::domain::ids::SessionId;
+use crate::domain::now;
+use crate::identity::device::kept_user_agent;
+use crate::identity::lockout::Admission;
+use crate::identity::session::{LoginMethod, Session};
+use crate::store::StoreError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    username: String,
+    password: String,
+    method: Option<String>,
+}
+
+/// A login: refused at once (429) while the client's address is over its budget of failures
+/// or the name is locked or backing off, whatever the password; otherwise the password is
+/// checked. Every attempt is audited with its method, address and user agent (the refusals
+/// before any password check sampled per address, as a client can repeat them at will).
+pub async fn login(
+    State(state): State<AppState>,
+    address: ClientAddress,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<impl IntoResponse, ApiError> {
+    let method = body.method.as_deref().unwrap_or("local");
+    let method = LoginMethod::parse(method)
+        .filter(|method| state.login_methods.enabled(*method))
+        .ok_or_else(|| {
+            ApiError::validation(format!(
+                "`method` {method:?} is not enabled; see /api/v1/auth/methods"
+            ))
+        })?;
+    let attempt = LoginAttempt::new(method, address, &headers);
+    attempt.admit(&state, &body.username).await?;
+    let user = match method {
+        LoginMethod::Local => verify_local_password(&state, &attempt, &body).await?,
+    };
+    state.lockout.forget(&body.username).await?;
+    let (session, refresh) = open_session(&state, &user, &attempt).await?;
+    token_answer(&state, &user, &session, &refresh)
+}
+
+/// Checks a password against the one stored here; a failure is counted, audited and answered
+/// 401 `invalid_credentials` the same way whether or not the user exists.
+async fn verify_local_password(
+    state: &AppState,
+    attempt: &LoginAttempt,
+    body: &Login,
+) -> Result<User, ApiError> {
+    // A name no user can have is not looked up (a database may fold case beyond ASCII and
+    // find one): it is an unknown user, checked against the decoy like any other.
+    let user = if validate_username(&body.username).is_err() {
+        None
+    } else {
+        match state.store.user_by_username(&body.username).await {
+            Ok(user) => Some(user),
+            Err(StoreError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        }
+    };
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let verified = state
+        .passwords
+        .verify(body.password.clone(), stored_hash)
+        .await
+        .map_err(|_| ApiError::busy("too many logins are in progress"))?;
+    // A suspended or deleted account answers exactly like a wrong password, whatever the
+    // password, so a guess at it reveals nothing.
+    match user {
+        Some(user) if verified.matches && user.status == UserStatus::Active => {
+            if verified.needs_rehash {
+                upgrade_password_hash(state, &user, body.password.clone()).await;
+            }
+            Ok(user)
+        }
+        other => {
+            let target = other.as_ref().map_or("unknown", |user| user.id.as_str());
+            Err(attempt.refuse(state, target).await)
+        }
+    }
+}
+
+/// One login attempt, as audited.
+pub(super) struct LoginAttempt {
+    method: LoginMethod,
+    address: ClientAddress,
+    user_agent: Option<String>,
+}
+
+impl LoginAttempt {
+    pub(super) fn new(method: LoginMethod, address: ClientAddress, headers: &HeaderMap) -> Self {
+        Self {
+            method,
+            address,
+            user_agent: headers
+                .get(USER_AGENT)
+                .and_then(|agent| agent.to_str().ok())
+                .map(kept_user_agent),
+        }
+    }
+
+    /// 429 while the client's address is over its budget of failures or `username` is locked
+    /// or backing off.
+    pub(super) async fn admit(&self, state: &AppState, username: &str) -> Result<(), ApiError> {
+        if let Err(refused) = throttle::refuse_over_budget(state, self.address).await {
+            count_login("throttled");
+            self.audit_refusal(state, "throttled").await;
+            return Err(refused);
+        }
+        if let Admission::Locked { until } = state.lockout.attempt(username).await? {
+            count_login("locked");
+            self.audit_refusal(state, "locked").await;
+            return Err(too_many_attempts(
+                (until - now()).to_std().unwrap_or_default(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt at `target` (a user id, or `unknown`) against the client's
+    /// address, audits it, and gives the answer: 401 `invalid_credentials`.
+    pub(super) async fn refuse(&self, state: &AppState, target: &str) -> ApiError {
+        state.address_failures.record(self.address.0).await;
+        count_login("refused");
+        self.audit(state, "login.failed", target, "invalid_credentials")
+            .await;
+        invalid_credentials()
+    }
+
+    fn details(&self, result: &str) -> serde_json::Value {
+        json!({
+            "method": self.method.as_str(),
+            "address": self.address.0.to_string(),
+            "user_agent": self.user_agent,
+            "result": result,
+        })
+    }
+
+    /// Audits an attempt refused for `reason`; a failure to write is logged, not answered.
+    async fn audit(&self, state: &AppState, action: &str, target: &str, reason: &str) {
+        let entry = AuditEntry::new(None, action, target, self.details(reason));
+        if let Err(error) = state.store.record_audit(&entry).await {
+            tracing::warn!(%error, "cannot audit a login attempt");
+        }
+    }
+
+    /// Audits an attempt refused before any password check, at most once per address and
+    /// reason per sample interval.
+    async fn audit_refusal(&self, state: &AppState, reason: &str) {
+        if state
+            .login_refusals
+            .due(format!("{} {reason}", self.address.0))
+        {
+            self.audit(state, "login.refused", "unknown", reason).await;
+        }
+    }
+}
+
+/// Starts a session for `user`, who proved who they are in `attempt`: stored (ending the
+/// oldest beyond the per-user cap) and audited as the attempt's success. Answers the session
+/// and its first refresh token.
+pub(super) async fn open_session(
+    state: &AppState,
+    user: &User,
+    attempt: &LoginAttempt,
+) -> Result<(SessionId, PlainApiKey), ApiError> {
+    let refresh = PlainApiKey::generate(REFRESH_TOKEN_PREFIX, &user.id);
+    let at = now();
+    let session = Session {
+        id: SessionId::generate(),
+        user_id: user.id.clone(),
+        refresh_hash: state.hasher.hash(&refresh.digest()),
+        method: attempt.method,
+        address: Some(attempt.address.0.to_string()),
+        user_agent: attempt.user_agent.clone(),
+        created_at: at,
+        last_used_at: at,
+        refresh_expires_at: at + Duration::seconds(state.sessions.refresh_ttl_secs),
+        revoked_at: None,
+    };
+    let audit = AuditEntry::new(
+        Some(user.id.clone()),
+        "session.created",
+        session.id.as_str(),
+        attempt.details("succeeded"),
+    );
+    state
+        .store
+        .create_session_within_cap(
+            &session,
+            state.sessions.max_per_user,
+            state.tokens.issued_tokens_expire_at(),
+            &audit,
+        )
+        .await?;
+    count_login("ok");
+    Ok((session.id, refresh))
+}
+
+/// Replaces a hash the password verified against but that is not Argon2id with the configured
+/// parameters (a bcrypt hash imported from an older system, or older parameters). The login
+/// goes on whatever happens here.
+async fn upgrade_password_hash(state: &AppState, user: &User, password: String) {
+    let Some(old) = user.password_hash.as_deref() else {
+        return;
+    };
+    let new = match state.passwords.hash(password).await {
+        Ok(Some(Ok(new))) => new,
+        _ => {
+            tracing::warn!(user = %user.id, "cannot re-hash a password now; kept the old hash");
+            return;
+        }
+    };
+    let from = old.split('$').nth(1).unwrap_or_default();
+    let audit = AuditEntry::new(
+        Some(user.id.clone()),
+        "user.password_rehashed",
+        user.id.as_str(),
+        json!({"from": from, "to": "argon2id"}),
+    );
+    match state
+        .store
+        .replace_password_hash(&user.id, old, &new, &audit)
+        .await
+    {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(error) => tracing::warn!(%error, user = %user.id, "cannot store a re-hashed password"),
+    }
+}
+
+fn count_login(result: &'static str) {
+    metrics::counter!("tollgate_logins_total", "result" => result).increment(1);
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "the username or password is wrong",
+    )
+}
