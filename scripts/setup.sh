@@ -10,11 +10,13 @@
 # .tools/envoy-<version>/ with a stable symlink .tools/bin/envoy; nothing is installed
 # system-wide for it, and once present it works offline. The Kubernetes manifests' schema
 # validators live there too: kubernetes-validate (PyPI) in the virtualenv .tools/venv for the
-# core kinds, @kubernetes-models/istio (npm) under .tools/node for Istio's.
+# core kinds, @kubernetes-models/istio (npm) under .tools/node for Istio's; and the SMTP server
+# the tests mail to, aiosmtpd (PyPI), in the same virtualenv.
 set -euo pipefail
 
 ENVOY_VERSION="1.40.0"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
+AIOSMTPD_VERSION="1.4.6"
 ISTIO_MODELS_VERSION="3.0.1"
 WASM_TARGET="wasm32-wasip1"
 SERVICE_WAIT_SECS=30
@@ -107,7 +109,7 @@ ensure_envoy() {
     fi
 }
 
-ensure_manifest_validators() {
+ensure_test_tools() {
     local venv="$TOOLS/venv" log
     log="$(mktemp)"
     if [[ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]]; then
@@ -122,6 +124,12 @@ ensure_manifest_validators() {
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
             "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >"$log" 2>&1 ||
             die "pip install kubernetes-validate failed: $(tail -n 1 "$log")"
+    fi
+    if [[ "$("$venv/bin/aiosmtpd" --version 2>/dev/null)" != *" $AIOSMTPD_VERSION" ]]; then
+        say "installing aiosmtpd $AIOSMTPD_VERSION into ${venv#"$ROOT"/}"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            "aiosmtpd==$AIOSMTPD_VERSION" >"$log" 2>&1 ||
+            die "pip install aiosmtpd failed: $(tail -n 1 "$log")"
     fi
     local models="$TOOLS/node/node_modules/@kubernetes-models/istio/package.json"
     if ! grep -q "\"version\": \"$ISTIO_MODELS_VERSION\"" "$models" 2>/dev/null; then
@@ -249,6 +257,6 @@ ensure_base_tools() {
 ensure_base_tools
 ensure_wasm_target
 ensure_envoy
-ensure_manifest_validators
+ensure_test_tools
 if ((want_services)); then ensure_services; fi
 if ((want_bench)); then ensure_bench_tools; fi

@@ -17,14 +17,17 @@ use crate::domain::audit_sample::AuditSample;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
 use crate::identity::address_failures::AddressFailures;
+use crate::identity::email_links::EmailLinks;
 use crate::identity::envoy_credential::EnvoyCredential;
 use crate::identity::lockout::AccountLockout;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
+use crate::identity::self_service::MailBudget;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
 use crate::limits::counters;
 use crate::limits::subjects::SubjectLimits;
+use crate::mail::Mailer;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
 use crate::routing::health_check;
 use crate::routing::topology::{self, TopologyPolicy};
@@ -205,6 +208,15 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             config.raw.login.address_failures_per_hour,
             config.raw.login.address_failures_burst,
         ),
+        self_service: Arc::new(config.self_service.clone()),
+        mailer: config
+            .mail
+            .as_ref()
+            .map(Mailer::new)
+            .transpose()
+            .context("cannot use the SMTP server (`mail.*`)")?,
+        email_links: EmailLinks::new(&secret),
+        mail_budget: MailBudget::new(counters.clone(), &config.self_service),
         access: Arc::new(AccessPolicy {
             trusted_hops: config.raw.http.trusted_hops,
             allowed_origins: config.raw.http.allowed_origins(),

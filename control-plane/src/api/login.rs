@@ -92,6 +92,16 @@ async fn verify_local_password(
             if verified.needs_rehash {
                 upgrade_password_hash(state, &user, body.password.clone()).await;
             }
+            if state.self_service.require_email_verification
+                && state.store.email_verification_pending(&user.id).await?
+            {
+                // Only someone with the password learns this.
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "email_not_verified",
+                    "verify the email address first: open the link mailed to it",
+                ));
+            }
             Ok(user)
         }
         other => {

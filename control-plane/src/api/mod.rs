@@ -18,6 +18,7 @@ mod login;
 mod me;
 mod permission;
 mod quota;
+mod self_service;
 mod settings;
 mod throttle;
 mod user_logins;
@@ -37,15 +38,18 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::accounts::api_key::KeyHasher;
 use crate::domain::audit_sample::AuditSample;
 use crate::identity::address_failures::AddressFailures;
+use crate::identity::email_links::EmailLinks;
 use crate::identity::lockout::AccountLockout;
 use crate::identity::methods::LoginMethods;
 use crate::identity::password::PasswordWork;
 use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::sealing::Sealer;
+use crate::identity::self_service::{MailBudget, SelfService};
 use crate::identity::signing::SigningAlgorithm;
 use crate::identity::tokens::SessionTokens;
 use crate::limits::counters::Counters;
 use crate::limits::quota::QuotaPolicy;
+use crate::mail::Mailer;
 use crate::routing::pool::HealthCheckSettings;
 use crate::routing::xds::NodeStatuses;
 use crate::store::Store;
@@ -83,6 +87,14 @@ pub struct AppState {
     pub lockout: AccountLockout,
     /// Holds back client addresses that keep failing to authenticate.
     pub address_failures: AddressFailures,
+    /// What people may do for themselves by email.
+    pub self_service: Arc<SelfService>,
+    /// Delivers mail; `None` without `mail.smtp_host`.
+    pub mailer: Option<Mailer>,
+    /// Signs and checks the links mailed to people.
+    pub email_links: EmailLinks,
+    /// Bounds the messages a client may cause and a recipient may get.
+    pub mail_budget: MailBudget,
 }
 
 /// How many backends a pool may have.
@@ -111,6 +123,23 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/api/v1/auth/methods", get(auth::methods))
         .route("/api/v1/auth/login", post(login::login))
+        .route("/api/v1/auth/register", post(self_service::register))
+        .route(
+            "/api/v1/auth/verify-email",
+            post(self_service::verify_email),
+        )
+        .route(
+            "/api/v1/auth/verify-email/resend",
+            post(self_service::resend_verification),
+        )
+        .route(
+            "/api/v1/auth/password-reset",
+            post(self_service::request_password_reset),
+        )
+        .route(
+            "/api/v1/auth/password-reset/confirm",
+            post(self_service::confirm_password_reset),
+        )
         .route("/api/v1/auth/refresh", post(auth::refresh))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route(

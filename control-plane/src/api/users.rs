@@ -344,7 +344,7 @@ fn validate_tenant(tenant_id: &Option<String>) -> Result<(), ApiError> {
 }
 
 /// 409 `username_taken` or `email_taken` when another user has the name in any case.
-fn name_taken(error: StoreError, user: &User) -> ApiError {
+pub(super) fn name_taken(error: StoreError, user: &User) -> ApiError {
     match error {
         StoreError::Conflict("email") => ApiError::conflict(
             "email_taken",

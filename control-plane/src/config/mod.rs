@@ -12,10 +12,12 @@ mod keys;
 mod limits;
 mod listen;
 mod login;
+mod mail;
 mod passwords;
 mod pools;
 mod quotas;
 mod redis;
+mod self_service;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -33,17 +35,21 @@ pub use keys::{KeysConfig, SecurityConfig};
 pub use limits::{IpCounts, LimitsConfig, RouteLimitConfig};
 pub use listen::{GrpcConfig, HttpConfig};
 pub use login::LoginConfig;
+pub use mail::MailConfig;
 pub use passwords::{Argon2Config, PasswordsConfig};
 pub use pools::{PoolsConfig, RoutingConfig};
 pub use quotas::{QuotaDefaults, QuotasConfig};
 pub use redis::RedisConfig;
+pub use self_service::SelfServiceConfig;
 pub use sessions::SessionsConfig;
 
 use crate::identity::methods::LoginMethods;
 use crate::identity::password::Argon2Settings;
 use crate::identity::password_policy::PasswordPolicy;
+use crate::identity::self_service::SelfService;
 use crate::identity::signing::SigningAlgorithm;
 use crate::limits::quota::QuotaPolicy;
+use crate::mail::MailSettings;
 
 /// Why a configuration could not be used. Every message names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +88,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub login: LoginConfig,
     pub auth: AuthConfig,
+    pub self_service: SelfServiceConfig,
+    pub mail: MailConfig,
     pub passwords: PasswordsConfig,
     pub pools: PoolsConfig,
     pub routing: RoutingConfig,
@@ -104,6 +112,8 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             login: LoginConfig::default(),
             auth: AuthConfig::default(),
+            self_service: SelfServiceConfig::default(),
+            mail: MailConfig::default(),
             passwords: PasswordsConfig::default(),
             pools: PoolsConfig::default(),
             routing: RoutingConfig::default(),
@@ -126,6 +136,8 @@ pub struct ValidConfig {
     pub login_methods: LoginMethods,
     pub password_policy: PasswordPolicy,
     pub argon2: Argon2Settings,
+    pub mail: Option<MailSettings>,
+    pub self_service: SelfService,
 }
 
 impl Config {
@@ -162,6 +174,8 @@ impl Config {
         let session_algorithm = self.sessions.validate()?;
         self.login.validate()?;
         let login_methods = self.auth.validate()?;
+        let mail = self.mail.validate()?;
+        let self_service = self.self_service.validate(mail.as_ref())?;
         let (password_policy, argon2) = self.passwords.validate()?;
         self.pools.validate()?;
         self.routing.validate()?;
@@ -178,6 +192,8 @@ impl Config {
             login_methods,
             password_policy,
             argon2,
+            mail,
+            self_service,
         })
     }
 }

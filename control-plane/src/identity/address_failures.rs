@@ -56,7 +56,7 @@ impl AddressFailures {
 
     fn draw(&self, address: IpAddr, count: u32) -> Draw {
         Draw {
-            subject: subject(address),
+            subject: address_subject("auth-failures", address),
             limit: self.limit,
             count,
         }
@@ -73,17 +73,17 @@ impl AddressFailures {
     }
 }
 
-/// The bucket of an address's failures.
-fn subject(address: IpAddr) -> String {
+/// The bucket of `kind` (e.g. failures) of an address.
+pub fn address_subject(kind: &str, address: IpAddr) -> String {
     match address.to_canonical() {
-        IpAddr::V4(v4) => format!("auth-failures:{v4}"),
+        IpAddr::V4(v4) => format!("{kind}:{v4}"),
         IpAddr::V6(v6) => {
             let segments = v6.segments();
             let prefix: Vec<String> = segments[..IPV6_CLIENT_PREFIX_SEGMENTS]
                 .iter()
                 .map(|segment| format!("{segment:x}"))
                 .collect();
-            format!("auth-failures:{}::/64", prefix.join(":"))
+            format!("{kind}:{}::/64", prefix.join(":"))
         }
     }
 }
@@ -118,6 +118,7 @@ mod tests {
     fn ipv6_addresses_count_by_their_64() {
         let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("address");
         let other: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("address");
+        let subject = |address| address_subject("auth-failures", address);
         assert_eq!(subject(one), "auth-failures:2001:db8:1:2::/64");
         assert_eq!(subject(one), subject(other));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("address");

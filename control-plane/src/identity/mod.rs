@@ -5,6 +5,7 @@
 
 pub mod address_failures;
 pub mod device;
+pub mod email_links;
 pub mod envoy_credential;
 pub mod lockout;
 pub mod methods;
@@ -12,6 +13,7 @@ pub mod password;
 pub mod password_policy;
 pub mod sealing;
 pub mod secret;
+pub mod self_service;
 pub mod session;
 pub mod signing;
 pub mod tokens;

@@ -20,6 +20,7 @@ mod health_checks;
 mod keys;
 mod login_failures;
 mod migrations;
+mod registrations;
 mod routing_feed;
 mod sessions;
 mod sql;
@@ -38,6 +39,7 @@ pub use groups::GroupStore;
 pub use health_checks::{CheckerLease, HealthCheckStore};
 pub use keys::{KeyOwner, KeyStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
+pub use registrations::RegistrationStore;
 pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
@@ -80,6 +82,7 @@ pub trait Store:
     + GroupStore
     + SessionStore
     + LoginFailureStore
+    + RegistrationStore
     + UsageStore
     + AllowanceStore
     + BackendStore

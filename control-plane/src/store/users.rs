@@ -85,29 +85,16 @@ pub trait UserStore: Send + Sync {
     async fn user(&self, id: &UserId) -> Result<User, StoreError>;
     /// The user whose username is `username`, whatever the case of either.
     async fn user_by_username(&self, username: &str) -> Result<User, StoreError>;
+    /// The user whose email is `email`, whatever the case of either.
+    async fn user_by_email(&self, email: &str) -> Result<User, StoreError>;
     async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError>;
 }
 
 #[async_trait]
 impl UserStore for SqlStore {
     async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written {
-        self.write(audit, async |write| {
-            let insert = sqlx::query(
-                "INSERT INTO users (id, username, created_at, email, name, status, role, \
-                 tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
-                 password_change_required) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(user.id.as_str())
-            .bind(&user.username)
-            .bind(format_time(user.created_at));
-            bind_changeable(insert, user)?
-                .execute(write.rows())
-                .await
-                .map_err(name_taken_or)?;
-            Ok(())
-        })
-        .await
+        self.write(audit, async |write| insert_user(write, user).await)
+            .await
     }
 
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written {
@@ -204,6 +191,10 @@ impl UserStore for SqlStore {
     async fn user_by_username(&self, username: &str) -> Result<User, StoreError> {
         self.user_where("LOWER(u.username) = LOWER($1)", username)
             .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<User, StoreError> {
+        self.user_where("LOWER(u.email) = LOWER($1)", email).await
     }
 
     async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError> {
@@ -324,6 +315,24 @@ impl PasswordWrite<'_> {
 }
 
 /// Replaces the user's row; the data plane's copy of the user becomes stale.
+/// Inserts a new user; `Conflict` when its username or email is taken.
+pub(super) async fn insert_user(write: &mut Write, user: &User) -> Written {
+    let insert = sqlx::query(
+        "INSERT INTO users (id, username, created_at, email, name, status, role, \
+         tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
+         password_change_required) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(user.id.as_str())
+    .bind(&user.username)
+    .bind(format_time(user.created_at));
+    bind_changeable(insert, user)?
+        .execute(write.rows())
+        .await
+        .map_err(name_taken_or)?;
+    Ok(())
+}
+
 async fn replace_user(write: &mut Write, user: &User) -> Written {
     let update = sqlx::query(
         "UPDATE users SET email = $2, name = $3, status = $4, role = $5, tenant_id = $6, \

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod app;
 pub mod grpc;
 pub mod replica;
+pub mod smtp;
 
 use sqlx::{Connection, Executor, PgConnection};
 use tollgate::store::SqlStore;
