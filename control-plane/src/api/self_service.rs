@@ -85,7 +85,8 @@ pub async fn register(
         },
     )?;
     let verify = state.self_service.require_email_verification;
-    if verify && !state.mail_budget.take_for_address(address.0).await {
+    // A registration counts against the client's budget whether or not it mails.
+    if !state.mail_budget.take_for_address(address.0).await {
         return Err(too_many_mails(&state));
     }
     // Hashed before the address is looked up, so a taken address answers no sooner.

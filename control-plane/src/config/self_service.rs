@@ -21,7 +21,7 @@ pub struct SelfServiceConfig {
     pub links_base_url: String,
     pub verify_link_ttl_secs: u32,
     pub reset_link_ttl_secs: u32,
-    /// Messages one client address may have sent, per hour.
+    /// Registrations and messages one client address may cause, per hour.
     pub mails_per_address_per_hour: u32,
     /// Messages one recipient may be sent, per hour, whoever asks.
     pub mails_per_recipient_per_hour: u32,
