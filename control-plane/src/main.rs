@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use tollgate::accounts::bootstrap;
 use tollgate::config::Config;
 use tollgate::server;
+use tollgate::store::AuditLog;
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "Tollgate control plane")]
@@ -26,6 +28,18 @@ enum Command {
     Migrate,
     /// Validate the configuration and exit.
     CheckConfig,
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that no entry was altered, removed or inserted around the control plane; exits
+    /// non-zero naming the first that was.
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -67,5 +81,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("configuration is valid");
             Ok(())
         }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => runtime.block_on(async {
+            let store = server::open_store(&config).await?;
+            match store.verify_audit_chain().await? {
+                Ok(entries) => {
+                    println!("audit log intact: {entries} entries in an unbroken chain");
+                    Ok(())
+                }
+                Err(broken) => bail!("audit log tampered with: {broken}"),
+            }
+        }),
     }
 }

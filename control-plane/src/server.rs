@@ -12,6 +12,7 @@ use tonic::service::InterceptorLayer;
 use crate::accounts::api_key::KeyHasher;
 use crate::accounts::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
 use crate::api::{app, AccessPolicy, AppState, PoolLimits, SessionSettings};
+use crate::changes::audit_chain::AuditChainKey;
 use crate::config::ValidConfig;
 use crate::domain::audit_sample::AuditSample;
 use crate::filter_service::limits::LimitService;
@@ -50,14 +51,19 @@ pub async fn open_store(config: &ValidConfig) -> Result<SqlStore> {
         create_private_file(file)
             .with_context(|| format!("cannot create {} for `database.url`", file.display()))?;
     }
-    let store = SqlStore::connect(&config.database_url, config.raw.database.max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database (`database.url` = {})",
-                redact(&config.database_url)
-            )
-        })?;
+    let chain = AuditChainKey::new(&server_secret(config)?);
+    let store = SqlStore::connect(
+        &config.database_url,
+        config.raw.database.max_connections,
+        chain,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the database (`database.url` = {})",
+            redact(&config.database_url)
+        )
+    })?;
     let applied = store
         .migrate()
         .await
@@ -102,17 +108,20 @@ pub struct Services {
     pub envoy_credential: EnvoyCredential,
 }
 
+/// The configured server secret, or the one in `data_dir` (created when missing).
+fn server_secret(config: &ValidConfig) -> Result<Vec<u8>> {
+    let configured = config.raw.security.key_hash_secret.as_deref();
+    if configured.is_none() {
+        create_private_dir(&config.raw.data_dir).with_context(|| {
+            format!("cannot create `data_dir` {}", config.raw.data_dir.display())
+        })?;
+    }
+    Ok(secret::load_or_create(configured, &config.raw.data_dir)?)
+}
+
 /// Loads secrets, makes sure the admin and a signing key exist, and wires the services.
 pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Services> {
-    let secret = {
-        let configured = config.raw.security.key_hash_secret.as_deref();
-        if configured.is_none() {
-            create_private_dir(&config.raw.data_dir).with_context(|| {
-                format!("cannot create `data_dir` {}", config.raw.data_dir.display())
-            })?;
-        }
-        secret::load_or_create(configured, &config.raw.data_dir)?
-    };
+    let secret = server_secret(config)?;
     let envoy_credential = {
         let configured = config.raw.grpc.credential.as_deref();
         if configured.is_none() {

@@ -6,7 +6,6 @@ mod support;
 
 use chrono::Duration;
 use serde_json::json;
-use sqlx::Connection;
 use support::{against_both_databases, stale_since, TestDatabase};
 use tollgate::accounts::api_key::{KeyHasher, PlainApiKey};
 use tollgate::accounts::ip_allowlist::IpAllowlist;
@@ -256,41 +255,15 @@ async fn a_refresh_marks_the_session_used(db: TestDatabase) {
     assert_eq!(read.created_at, session.created_at);
 }
 
-/// Runs `statements` on the database directly, as another version of the control plane would.
-async fn run_raw(db: &TestDatabase, statements: &[String]) {
-    if db.url.starts_with("sqlite:") {
-        let mut connection = sqlx::SqliteConnection::connect(&db.url)
-            .await
-            .expect("connect");
-        for statement in statements {
-            sqlx::query(statement)
-                .execute(&mut connection)
-                .await
-                .expect(statement);
-        }
-    } else {
-        let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-        for statement in statements {
-            sqlx::query(statement)
-                .execute(&mut connection)
-                .await
-                .expect(statement);
-        }
-    }
-}
-
 /// A session written by a replica older than migration 0010 has no `last_used_at`: it reads
 /// as its creation.
 async fn a_session_without_last_use_reads_as_used_when_created(db: TestDatabase) {
     let store = db.open().await;
     let (owner, session) = session_an_hour_old(&store, "older").await;
-    run_raw(
-        &db,
-        &[format!(
-            "UPDATE sessions SET last_used_at = NULL WHERE id = '{}'",
-            session.id.as_str()
-        )],
-    )
+    db.run_raw(&[format!(
+        "UPDATE sessions SET last_used_at = NULL WHERE id = '{}'",
+        session.id.as_str()
+    )])
     .await;
     let read = store.session(&session.id).await.expect("session");
     assert_eq!(read.last_used_at, session.created_at);
@@ -323,9 +296,10 @@ async fn migrating_refuses_names_that_clash_in_case_and_names_them(db: TestDatab
         .map(|s| s.to_string())
         .chain([insert("u_1", "Bob"), insert("u_2", "bob")])
         .collect();
-    run_raw(&db, &statements).await;
+    db.run_raw(&statements).await;
 
-    let store = tollgate::store::SqlStore::connect(&db.url, 2)
+    let chain = tollgate::changes::audit_chain::AuditChainKey::new(support::AUDIT_SECRET);
+    let store = tollgate::store::SqlStore::connect(&db.url, 2, chain)
         .await
         .expect("connect");
     let error = store.migrate().await.expect_err("names clash").to_string();

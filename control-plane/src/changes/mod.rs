@@ -9,6 +9,7 @@
 //! the loaded keys.
 
 pub mod audit;
+pub mod audit_chain;
 pub mod feed;
 pub mod position;
 pub mod routing;

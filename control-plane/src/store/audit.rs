@@ -1,12 +1,17 @@
-//! [`AuditLog`] on SQL: the `audit_log` table.
+//! [`AuditLog`] on SQL: the `audit_log` table, each entry in the chain `audit_chain` ends
+//! (see `changes::audit_chain`).
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::columns::{format_time, from_json, required_time, to_i64, to_u64};
+use super::sql::Write;
 use super::{Page, SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
+use crate::changes::audit_chain::{
+    AuditChainKey, ChainBreak, ChainWalk, ChainedColumns, ChainedEntry,
+};
 use crate::domain::ids::{AuditId, UserId};
 
 /// The audit log. Every write adds its own entry; this adds entries about something that
@@ -16,7 +21,12 @@ pub trait AuditLog: Send + Sync {
     async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError>;
     /// An entry about something that changed nothing stored (a refusal the data plane saw).
     async fn record_audit(&self, entry: &AuditEntry) -> Written;
+    /// Walks the whole chain: how many entries it holds, or where it first breaks.
+    async fn verify_audit_chain(&self) -> Result<Result<i64, ChainBreak>, StoreError>;
 }
+
+/// Entries read at a time while verifying.
+const VERIFY_PAGE: i64 = 1000;
 
 #[async_trait]
 impl AuditLog for SqlStore {
@@ -41,23 +51,144 @@ impl AuditLog for SqlStore {
     async fn record_audit(&self, entry: &AuditEntry) -> Written {
         self.write(entry, async |_| Ok(())).await
     }
+
+    async fn verify_audit_chain(&self) -> Result<Result<i64, ChainBreak>, StoreError> {
+        // The end first: entries added while walking lie beyond it.
+        let (end_seq, end_head): (i64, String) =
+            sqlx::query_as("SELECT seq, head FROM audit_chain WHERE id = 1")
+                .fetch_one(&self.reads)
+                .await?;
+        let outside: Option<String> =
+            sqlx::query_scalar("SELECT id FROM audit_log WHERE seq IS NULL ORDER BY at LIMIT 1")
+                .fetch_optional(&self.reads)
+                .await?;
+        if let Some(id) = outside {
+            return Ok(Err(ChainBreak::Inserted { id }));
+        }
+        let mut walk = ChainWalk::new(&self.audit_chain);
+        let mut after = 0;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, id, at, actor_user_id, action, target, details, hash \
+                 FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(after)
+            .bind(end_seq)
+            .bind(VERIFY_PAGE)
+            .fetch_all(&self.reads)
+            .await?;
+            for row in &rows {
+                let entry = chained_from_row(row)?;
+                if let Err(broken) = walk.step(&entry) {
+                    return Ok(Err(broken));
+                }
+                after = entry.columns.seq;
+            }
+            if i64::try_from(rows.len()).unwrap_or(i64::MAX) < VERIFY_PAGE {
+                return Ok(walk.finish(end_seq, &end_head));
+            }
+        }
+    }
 }
 
-/// Adds `entry` in the transaction of the write it records.
-pub(super) async fn insert(tx: &mut AnyConnection, entry: &AuditEntry) -> Written {
+/// Adds `entry` in the transaction of the write it records, as the chain's next entry.
+pub(super) async fn insert(
+    tx: &mut AnyConnection,
+    chain: &AuditChainKey,
+    entry: &AuditEntry,
+) -> Written {
+    let columns = ChainedColumns {
+        seq: 0,
+        id: entry.id.as_str().to_string(),
+        at: format_time(entry.at),
+        actor_user_id: entry
+            .actor_user_id
+            .as_ref()
+            .map(|id| id.as_str().to_string()),
+        action: entry.action.clone(),
+        target: entry.target.clone(),
+        details: entry.details.to_string(),
+    };
+    let (columns, hash) = extend_chain(tx, chain, columns).await?;
     sqlx::query(
-        "INSERT INTO audit_log (id, at, actor_user_id, action, target, details) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO audit_log (id, at, actor_user_id, action, target, details, seq, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(entry.id.as_str())
-    .bind(format_time(entry.at))
-    .bind(entry.actor_user_id.as_ref().map(UserId::as_str))
-    .bind(&entry.action)
-    .bind(&entry.target)
-    .bind(entry.details.to_string())
+    .bind(&columns.id)
+    .bind(&columns.at)
+    .bind(&columns.actor_user_id)
+    .bind(&columns.action)
+    .bind(&columns.target)
+    .bind(&columns.details)
+    .bind(columns.seq)
+    .bind(&hash)
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// Takes the chain's next place for `columns` (locking the chain's end until the transaction
+/// ends) and records its hash as the new end.
+async fn extend_chain(
+    tx: &mut AnyConnection,
+    chain: &AuditChainKey,
+    mut columns: ChainedColumns,
+) -> Result<(ChainedColumns, String), StoreError> {
+    let (seq, previous): (i64, String) =
+        sqlx::query_as("UPDATE audit_chain SET seq = seq + 1 WHERE id = 1 RETURNING seq, head")
+            .fetch_one(&mut *tx)
+            .await?;
+    columns.seq = seq;
+    let hash = chain.link(&previous, &columns);
+    sqlx::query("UPDATE audit_chain SET head = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    Ok((columns, hash))
+}
+
+/// Chains the entries written before the chain existed, oldest first, once: the first replica
+/// to start after the migration does it, and later starts find the chain started.
+pub(super) async fn start_chain(write: &mut Write) -> Written {
+    let chain = write.audit_chain().clone();
+    let starting = sqlx::query("UPDATE audit_chain SET started = 1 WHERE id = 1 AND started = 0")
+        .execute(write.rows())
+        .await?;
+    if starting.rows_affected() == 0 {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "SELECT CAST(0 AS BIGINT) AS seq, id, at, actor_user_id, action, target, details, '' AS hash \
+         FROM audit_log WHERE seq IS NULL ORDER BY at, id",
+    )
+    .fetch_all(write.rows())
+    .await?;
+    for row in &rows {
+        let columns = chained_from_row(row)?.columns;
+        let (columns, hash) = extend_chain(write.rows(), &chain, columns).await?;
+        sqlx::query("UPDATE audit_log SET seq = $1, hash = $2 WHERE id = $3")
+            .bind(columns.seq)
+            .bind(&hash)
+            .bind(&columns.id)
+            .execute(write.rows())
+            .await?;
+    }
+    Ok(())
+}
+
+fn chained_from_row(row: &AnyRow) -> Result<ChainedEntry, StoreError> {
+    Ok(ChainedEntry {
+        columns: ChainedColumns {
+            seq: row.try_get("seq")?,
+            id: row.try_get("id")?,
+            at: row.try_get("at")?,
+            actor_user_id: row.try_get("actor_user_id")?,
+            action: row.try_get("action")?,
+            target: row.try_get("target")?,
+            details: row.try_get("details")?,
+        },
+        hash: row.try_get("hash")?,
+    })
 }
 
 fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {

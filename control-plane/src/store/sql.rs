@@ -16,6 +16,7 @@ use super::columns::{format_time, to_u64};
 use super::migrations::{self, Dialect};
 use super::{audit, feed, routing_feed, Store, StoreError};
 use crate::changes::audit::AuditEntry;
+use crate::changes::audit_chain::AuditChainKey;
 use crate::changes::feed::Stale;
 use crate::changes::routing::Rerouted;
 use crate::changes::signal::{Followers, Reach};
@@ -38,12 +39,18 @@ pub struct SqlStore {
     writes: AnyPool,
     dialect: Dialect,
     followers: Followers,
+    pub(super) audit_chain: AuditChainKey,
 }
 
 impl SqlStore {
     /// Connects; a SQLite file is created when missing (its folder must exist).
-    /// `max_connections` sizes the read pool (on Postgres, the one pool).
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    /// `max_connections` sizes the read pool (on Postgres, the one pool). `audit_chain` keys
+    /// the audit log's hashes; every replica must share it.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        audit_chain: AuditChainKey,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             let url = with_create_mode(url);
@@ -52,29 +59,49 @@ impl SqlStore {
             let reads = sqlite_pool(max_connections, READ_ACQUIRE_TIMEOUT)
                 .connect(&url)
                 .await?;
-            Ok(Self::with_pools(reads, writes, Dialect::Sqlite))
+            Ok(Self::with_pools(
+                reads,
+                writes,
+                Dialect::Sqlite,
+                audit_chain,
+            ))
         } else {
             let pool = AnyPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(WRITE_ACQUIRE_TIMEOUT)
                 .connect(url)
                 .await?;
-            Ok(Self::with_pools(pool.clone(), pool, Dialect::Postgres))
+            Ok(Self::with_pools(
+                pool.clone(),
+                pool,
+                Dialect::Postgres,
+                audit_chain,
+            ))
         }
     }
 
-    fn with_pools(reads: AnyPool, writes: AnyPool, dialect: Dialect) -> Self {
+    fn with_pools(
+        reads: AnyPool,
+        writes: AnyPool,
+        dialect: Dialect,
+        audit_chain: AuditChainKey,
+    ) -> Self {
         Self {
             reads,
             writes,
             dialect,
             followers: Followers::default(),
+            audit_chain,
         }
     }
 
-    /// Applies pending migrations; returns how many were applied.
+    /// Applies pending migrations, then chains the audit entries written before the chain
+    /// existed; returns how many migrations were applied.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
-        migrations::run(&self.writes, self.dialect).await
+        let applied = migrations::run(&self.writes, self.dialect).await?;
+        self.write(None, async |write| audit::start_chain(write).await)
+            .await?;
+        Ok(applied)
     }
 
     /// The row `sql` selects with `key` as `$1`; `NotFound` when there is none.
@@ -125,6 +152,7 @@ impl SqlStore {
         let mut write = Write {
             tx: self.writes.begin().await?,
             reach: Reach::default(),
+            audit_chain: self.audit_chain.clone(),
         };
         let value = rows(&mut write).await?;
         if let Some(entry) = audit.into() {
@@ -157,9 +185,15 @@ impl SqlStore {
 pub(super) struct Write {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     reach: Reach,
+    audit_chain: AuditChainKey,
 }
 
 impl Write {
+    /// The key of the audit log's hashes.
+    pub(super) fn audit_chain(&self) -> &AuditChainKey {
+        &self.audit_chain
+    }
+
     /// The transaction, for the write's own rows.
     pub(super) fn rows(&mut self) -> &mut AnyConnection {
         &mut self.tx
@@ -186,7 +220,7 @@ impl Write {
 
     /// An audit entry the write finds it must add besides its own.
     pub(super) async fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        audit::insert(&mut self.tx, entry).await
+        audit::insert(&mut self.tx, &self.audit_chain, entry).await
     }
 }
 

@@ -10,7 +10,11 @@ pub mod replica;
 pub mod smtp;
 
 use sqlx::{Connection, Executor, PgConnection};
+use tollgate::changes::audit_chain::AuditChainKey;
 use tollgate::store::SqlStore;
+
+/// Keys the audit chain of every store the tests open.
+pub const AUDIT_SECRET: &[u8] = b"the tests' server secret";
 
 /// Runs each named `async fn(TestDatabase)` of the calling file as two tests, one on SQLite
 /// and one on Postgres.
@@ -82,9 +86,31 @@ impl TestDatabase {
         }
     }
 
+    /// Runs `statements` on the database directly, as another version of the control plane,
+    /// or someone with access to the database, would.
+    pub async fn run_raw(&self, statements: &[impl AsRef<str>]) {
+        if self.url.starts_with("sqlite:") {
+            let mut connection = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            for statement in statements {
+                let statement = statement.as_ref();
+                connection.execute(statement).await.expect(statement);
+            }
+        } else {
+            let mut connection = PgConnection::connect(&self.url).await.expect("connect");
+            for statement in statements {
+                let statement = statement.as_ref();
+                connection.execute(statement).await.expect(statement);
+            }
+        }
+    }
+
     /// Opens (and migrates) a store on this database; may be called again to reopen.
     pub async fn open(&self) -> SqlStore {
-        let store = SqlStore::connect(&self.url, 5).await.expect("connect");
+        let store = SqlStore::connect(&self.url, 5, AuditChainKey::new(AUDIT_SECRET))
+            .await
+            .expect("connect");
         store.migrate().await.expect("migrate");
         store
     }

@@ -1,0 +1,216 @@
+//! Tamper evidence for the audit log. Every entry takes the next place (`seq`) in one chain and
+//! carries a keyed hash (HMAC-SHA256 under a key derived from the server secret) of its stored
+//! columns and the hash of the entry before it. Without the secret, nobody who can write to the
+//! database can alter, remove or insert an entry, or cut the chain's end, without
+//! [`verify`] naming the first place where the chain breaks.
+
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Separates this key from every other one derived from the server secret.
+const KEY_CONTEXT: &[u8] = b"tollgate audit chain v1";
+
+/// An entry's columns as stored: what its hash covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainedColumns {
+    pub seq: i64,
+    pub id: String,
+    pub at: String,
+    pub actor_user_id: Option<String>,
+    pub action: String,
+    pub target: String,
+    /// The details as stored (JSON text), not re-encoded.
+    pub details: String,
+}
+
+/// Computes and checks the entries' hashes.
+#[derive(Clone)]
+pub struct AuditChainKey {
+    key: [u8; 32],
+}
+
+impl AuditChainKey {
+    pub fn new(server_secret: &[u8]) -> Self {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(server_secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(KEY_CONTEXT);
+        Self {
+            key: mac.finalize().into_bytes().into(),
+        }
+    }
+
+    /// The hash of `columns` following an entry whose hash is `previous` (`""` for the first).
+    pub fn link(&self, previous: &str, columns: &ChainedColumns) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(previous.as_bytes());
+        mac.update(b"\n");
+        // A JSON array: no field can run into the next.
+        let encoded = serde_json::to_vec(&(
+            columns.seq,
+            &columns.id,
+            &columns.at,
+            &columns.actor_user_id,
+            &columns.action,
+            &columns.target,
+            &columns.details,
+        ))
+        .unwrap_or_else(|_| unreachable!("strings and numbers serialize"));
+        mac.update(&encoded);
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// An entry as read back for verification.
+#[derive(Debug, Clone)]
+pub struct ChainedEntry {
+    pub columns: ChainedColumns,
+    pub hash: String,
+}
+
+/// Where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("entry {id} (place {seq}) was altered: its hash does not match its columns")]
+    Altered { seq: i64, id: String },
+    #[error("entries are missing before entry {id}: place {expected} is absent, {seq} follows")]
+    Removed { expected: i64, seq: i64, id: String },
+    #[error("entry {id} is outside the chain: it was inserted without the chain")]
+    Inserted { id: String },
+    #[error("the chain ends at place {found}, but its recorded end is place {recorded}: the last entries were removed")]
+    Truncated { found: i64, recorded: i64 },
+}
+
+/// Checks entries, walked in `seq` order from the chain's start, one at a time.
+pub struct ChainWalk<'a> {
+    key: &'a AuditChainKey,
+    previous: String,
+    next_seq: i64,
+}
+
+impl<'a> ChainWalk<'a> {
+    pub fn new(key: &'a AuditChainKey) -> Self {
+        Self {
+            key,
+            previous: String::new(),
+            next_seq: 1,
+        }
+    }
+
+    /// Checks the next entry of the chain.
+    pub fn step(&mut self, entry: &ChainedEntry) -> Result<(), ChainBreak> {
+        let seq = entry.columns.seq;
+        if seq != self.next_seq {
+            return Err(ChainBreak::Removed {
+                expected: self.next_seq,
+                seq,
+                id: entry.columns.id.clone(),
+            });
+        }
+        let expected = self.key.link(&self.previous, &entry.columns);
+        if !bool::from(expected.as_bytes().ct_eq(entry.hash.as_bytes())) {
+            return Err(ChainBreak::Altered {
+                seq,
+                id: entry.columns.id.clone(),
+            });
+        }
+        self.previous = expected;
+        self.next_seq = seq + 1;
+        Ok(())
+    }
+
+    /// Checks that the walk reached the recorded end of the chain (`seq` and hash).
+    pub fn finish(&self, recorded_seq: i64, recorded_head: &str) -> Result<i64, ChainBreak> {
+        let found = self.next_seq - 1;
+        if found != recorded_seq
+            || !bool::from(self.previous.as_bytes().ct_eq(recorded_head.as_bytes()))
+        {
+            return Err(ChainBreak::Truncated {
+                found,
+                recorded: recorded_seq,
+            });
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(key: &AuditChainKey, count: i64) -> Vec<ChainedEntry> {
+        let mut previous = String::new();
+        (1..=count)
+            .map(|seq| {
+                let columns = ChainedColumns {
+                    seq,
+                    id: format!("a_{seq}"),
+                    at: "2026-12-07T17:00:00Z".into(),
+                    actor_user_id: None,
+                    action: "user.created".into(),
+                    target: "u_1".into(),
+                    details: "{}".into(),
+                };
+                let hash = key.link(&previous, &columns);
+                previous.clone_from(&hash);
+                ChainedEntry { columns, hash }
+            })
+            .collect()
+    }
+
+    fn walk(key: &AuditChainKey, entries: &[ChainedEntry]) -> Result<i64, ChainBreak> {
+        let mut walk = ChainWalk::new(key);
+        for entry in entries {
+            walk.step(entry)?;
+        }
+        let last = entries.last().map_or((0, String::new()), |entry| {
+            (entry.columns.seq, entry.hash.clone())
+        });
+        walk.finish(last.0, &last.1)
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_each_kind_of_tampering_is_named() {
+        let key = AuditChainKey::new(b"server secret");
+        let entries = chain(&key, 4);
+        assert_eq!(walk(&key, &entries), Ok(4));
+
+        let mut altered = entries.clone();
+        altered[1].columns.details = r#"{"role":"admin"}"#.into();
+        assert_eq!(
+            walk(&key, &altered),
+            Err(ChainBreak::Altered {
+                seq: 2,
+                id: "a_2".into()
+            })
+        );
+
+        let mut removed = entries.clone();
+        removed.remove(2);
+        assert!(matches!(
+            walk(&key, &removed),
+            Err(ChainBreak::Removed {
+                expected: 3,
+                seq: 4,
+                ..
+            })
+        ));
+
+        let mut walk_all = ChainWalk::new(&key);
+        for entry in &entries[..3] {
+            walk_all.step(entry).expect("intact");
+        }
+        assert_eq!(
+            walk_all.finish(4, &entries[3].hash),
+            Err(ChainBreak::Truncated {
+                found: 3,
+                recorded: 4
+            })
+        );
+
+        let forged_elsewhere = AuditChainKey::new(b"a guessed secret");
+        assert!(walk(&forged_elsewhere, &entries).is_err());
+    }
+}
