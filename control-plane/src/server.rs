@@ -182,6 +182,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         store: store.clone(),
         hasher: hasher.clone(),
         key_prefix: config.raw.keys.prefix.clone().into(),
+        key_rotation_grace_secs: config.raw.keys.rotation_grace_secs,
         metrics: prometheus(),
         tokens: tokens.clone(),
         sealer,

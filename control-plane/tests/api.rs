@@ -117,6 +117,62 @@ async fn a_key_is_shown_once_and_authenticates_its_owner() {
 }
 
 #[tokio::test]
+async fn a_rotated_key_works_beside_its_replacement_for_the_grace_period() {
+    let api = Api::start().await;
+    let user = api.create_user("erin").await;
+    let id = user["id"].as_str().expect("id");
+    let old = api.issue_key_with(id, json!({"name": "ci"})).await;
+    let old_key = old["key"].as_str().expect("key");
+    let rotate = |query: &str| {
+        format!(
+            "/api/v1/users/{id}/keys/{}/rotate{query}",
+            old["id"].as_str().expect("key id")
+        )
+    };
+
+    let (status, body) = api
+        .admin("POST", &rotate("?grace_secs=2592001"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "grace_secs");
+
+    let before = chrono::Utc::now();
+    let (status, new) = api.admin("POST", &rotate(""), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{new}");
+    let new_key = new["key"].as_str().expect("new key");
+    for key in [old_key, new_key] {
+        let (status, me) = api.call("GET", "/api/v1/users/me", Some(key), None).await;
+        assert_eq!(status, StatusCode::OK, "both keys work: {me}");
+    }
+    let (_, keys) = api
+        .admin("GET", &format!("/api/v1/users/{id}/keys"), None)
+        .await;
+    let listed = keys["items"].as_array().expect("items");
+    assert!(
+        listed.iter().all(|key| key.get("key").is_none()),
+        "never the key"
+    );
+    let old_listed = listed
+        .iter()
+        .find(|key| key["id"] == old["id"])
+        .expect("old key listed");
+    assert_eq!(old_listed["status"], "active");
+    let expires: chrono::DateTime<chrono::Utc> = old_listed["expires_at"]
+        .as_str()
+        .expect("the old key now expires")
+        .parse()
+        .expect("a time");
+    let grace = expires - before;
+    assert!(
+        grace >= chrono::Duration::hours(24)
+            && grace < chrono::Duration::hours(24) + chrono::Duration::minutes(1),
+        "{grace:?}"
+    );
+    assert_eq!(old_listed["prefix"], old["prefix"]);
+    assert_eq!(old_listed["last4"], old["last4"]);
+}
+
+#[tokio::test]
 async fn revoked_and_rotated_keys_stop_working() {
     let api = Api::start().await;
     let user = api.create_user("dave").await;
@@ -128,7 +184,7 @@ async fn revoked_and_rotated_keys_stop_working() {
     let (status, rotated) = api
         .call(
             "POST",
-            &format!("/api/v1/users/{id}/keys/{first_id}/rotate"),
+            &format!("/api/v1/users/{id}/keys/{first_id}/rotate?grace_secs=0"),
             Some(first_key),
             None,
         )

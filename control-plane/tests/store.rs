@@ -260,7 +260,7 @@ async fn rotation_revokes_the_old_key_and_adds_the_new_one_atomically(db: TestDa
         vec![],
     );
     store
-        .rotate_key(&old.id, &new, now(), &audit("api_key.rotated"))
+        .rotate_key(&old.id, &new, now(), None, &audit("api_key.rotated"))
         .await
         .expect("rotate");
     let keys = store.keys_of(&owner.id).await.expect("keys");
@@ -283,7 +283,7 @@ async fn rotation_revokes_the_old_key_and_adds_the_new_one_atomically(db: TestDa
         vec![],
     );
     let refused = store
-        .rotate_key(&old.id, &third, now(), &audit("api_key.rotated"))
+        .rotate_key(&old.id, &third, now(), None, &audit("api_key.rotated"))
         .await;
     assert!(matches!(refused, Err(StoreError::NotFound)));
     assert_eq!(store.keys_of(&owner.id).await.expect("keys").len(), 2);

@@ -214,7 +214,7 @@ fn rows() -> Vec<Row> {
             endpoint: "POST /api/v1/users/{id}/keys/{key_id}/rotate",
             cached: Cached::KeyOf(json!({})),
             change: |gateway, principal| {
-                let path = format!("{}/rotate", key_path(principal));
+                let path = format!("{}/rotate?grace_secs=0", key_path(principal));
                 admin(gateway, "POST", &path, None, 201);
             },
             presents: Presents::Own,

@@ -4,19 +4,21 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tollgate_filter_core::access::Scopes;
 
 use super::access::may_hand_out;
 use super::error::{found, ApiError};
-use super::extract::{nullable, whole_list, ApiJson, Caller, SelfOr};
+use super::extract::{nullable, whole_list, ApiJson, ApiQuery, Caller, SelfOr};
 use super::permission::{ManageKeyLimits, ManageUsers, ReadUsers};
 use super::settings::{self, RateLimitsPatch, SettingsField};
 use super::users::find;
 use super::AppState;
 use crate::accounts::api_key::{ApiKey, KeyStatus, PlainApiKey};
 use crate::accounts::user::UserStatus;
+use crate::config::MAX_ROTATION_GRACE_SECS;
 use crate::domain::ids::ApiKeyId;
 use crate::domain::{now, Timestamp};
 use crate::limits::rate_limits::RateLimits;
@@ -146,11 +148,29 @@ pub async fn change(
     Ok(Json(key))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// How long the old key keeps working beside the new one (0: it stops at once).
+    grace_secs: Option<u32>,
+}
+
+/// Issues a key in place of another. The old key keeps working for the grace period
+/// (`keys.rotation_grace_secs`, or `?grace_secs=`), which its `expires_at` then shows, so
+/// clients can move to the new one without an outage; with no grace it is revoked at once.
 pub async fn rotate(
     State(state): State<AppState>,
     caller: SelfOr<ManageUsers>,
     Path((user_id, key_id)): Path<(String, String)>,
+    ApiQuery(rotation): ApiQuery<Rotation>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let grace_secs = rotation.grace_secs.unwrap_or(state.key_rotation_grace_secs);
+    if grace_secs > MAX_ROTATION_GRACE_SECS {
+        return Err(ApiError::validation(format!(
+            "`grace_secs` must be 0 to {MAX_ROTATION_GRACE_SECS}"
+        ))
+        .with_field("field", json!("grace_secs")));
+    }
     let old = owned_key(&state, &user_id, &key_id).await?;
     if old.status != KeyStatus::Active {
         return Err(ApiError::conflict(
@@ -174,12 +194,17 @@ pub async fn rotate(
             old.scopes.clone(),
         )
     };
+    let at = now();
+    let old_works_until = (grace_secs > 0).then(|| at + Duration::seconds(grace_secs.into()));
     let audit = caller.audit(
         "api_key.rotated",
         old.id.as_str(),
-        json!({"user_id": old.user_id, "replaced_by": new.id}),
+        json!({"user_id": old.user_id, "replaced_by": new.id, "old_works_until": old_works_until}),
     );
-    state.store.rotate_key(&old.id, &new, now(), &audit).await?;
+    state
+        .store
+        .rotate_key(&old.id, &new, at, old_works_until, &audit)
+        .await?;
     Ok(issued(&new, &plain))
 }
 

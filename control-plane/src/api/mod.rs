@@ -62,6 +62,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub hasher: KeyHasher,
     pub key_prefix: Arc<str>,
+    /// How long a rotated key works beside its replacement unless the rotation says.
+    pub key_rotation_grace_secs: u32,
     pub metrics: PrometheusHandle,
     pub tokens: SessionTokens,
     pub sealer: Sealer,

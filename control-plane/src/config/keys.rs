@@ -9,12 +9,19 @@ use super::ConfigError;
 pub struct KeysConfig {
     /// First part of every generated key: `<prefix>_<user_id>_<random>`.
     pub prefix: String,
+    /// How long a rotated key keeps working beside its replacement, unless the rotation
+    /// asks otherwise (0: it stops at once).
+    pub rotation_grace_secs: u32,
 }
+
+/// The longest grace a rotated key may be given: 30 days.
+pub const MAX_ROTATION_GRACE_SECS: u32 = 30 * 24 * 3600;
 
 impl Default for KeysConfig {
     fn default() -> Self {
         Self {
             prefix: "tg".into(),
+            rotation_grace_secs: 24 * 3600,
         }
     }
 }
@@ -32,6 +39,12 @@ impl KeysConfig {
             return Err(ConfigError::invalid(
                 "keys.prefix",
                 "must be 1 to 16 lowercase letters or digits",
+            ));
+        }
+        if self.rotation_grace_secs > MAX_ROTATION_GRACE_SECS {
+            return Err(ConfigError::invalid(
+                "keys.rotation_grace_secs",
+                format!("must be 0 to {MAX_ROTATION_GRACE_SECS}"),
             ));
         }
         Ok(())
@@ -71,8 +84,19 @@ mod tests {
     fn an_uppercase_key_prefix_is_refused() {
         let keys = KeysConfig {
             prefix: "TG".into(),
+            ..KeysConfig::default()
         };
         let error = keys.validate().expect_err("must fail").to_string();
         assert!(error.contains("keys.prefix"), "{error}");
+    }
+
+    #[test]
+    fn a_rotation_grace_past_thirty_days_is_refused() {
+        let keys = KeysConfig {
+            rotation_grace_secs: MAX_ROTATION_GRACE_SECS + 1,
+            ..KeysConfig::default()
+        };
+        let error = keys.validate().expect_err("must fail").to_string();
+        assert!(error.contains("keys.rotation_grace_secs"), "{error}");
     }
 }

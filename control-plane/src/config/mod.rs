@@ -31,7 +31,7 @@ pub use auth::{AuthConfig, LocalMethodConfig};
 pub use bootstrap::BootstrapConfig;
 pub use database::DatabaseConfig;
 pub use filter::FilterConfig;
-pub use keys::{KeysConfig, SecurityConfig};
+pub use keys::{KeysConfig, SecurityConfig, MAX_ROTATION_GRACE_SECS};
 pub use limits::{IpCounts, LimitsConfig, RouteLimitConfig};
 pub use listen::{GrpcConfig, HttpConfig};
 pub use login::LoginConfig;

@@ -33,11 +33,15 @@ pub struct KeyOwner {
 pub trait KeyStore: Send + Sync {
     async fn create_key(&self, key: &ApiKey, audit: &AuditEntry) -> Written;
     /// Revokes `old` and creates `new` atomically.
+    /// Adds `new` in place of the active key `old`, which is revoked at once, or, with
+    /// `old_works_until`, expires then (or at its own earlier expiry); `NotFound`, changing
+    /// nothing, when `old` is not active.
     async fn rotate_key(
         &self,
         old: &ApiKeyId,
         new: &ApiKey,
         at: Timestamp,
+        old_works_until: Option<Timestamp>,
         audit: &AuditEntry,
     ) -> Written;
     async fn revoke_key(&self, id: &ApiKeyId, at: Timestamp, audit: &AuditEntry) -> Written;
@@ -69,10 +73,14 @@ impl KeyStore for SqlStore {
         old: &ApiKeyId,
         new: &ApiKey,
         at: Timestamp,
+        old_works_until: Option<Timestamp>,
         audit: &AuditEntry,
     ) -> Written {
         self.write(audit, async |write| {
-            revoke(write.rows(), old, at).await?;
+            match old_works_until {
+                None => revoke(write.rows(), old, at).await?,
+                Some(until) => expire_by(write.rows(), old, until).await?,
+            }
             write.stale(&Stale::Key(old.clone()), at).await?;
             insert(write.rows(), new).await
         })
@@ -170,6 +178,20 @@ async fn revoke(tx: &mut AnyConnection, id: &ApiKeyId, at: Timestamp) -> Written
          WHERE id = $2 AND status = 'active'",
     )
     .bind(format_time(at))
+    .bind(id.as_str())
+    .execute(tx)
+    .await?;
+    touched(&updated)
+}
+
+/// Makes the active key `id` expire at `until`, unless it expires sooner.
+async fn expire_by(tx: &mut AnyConnection, id: &ApiKeyId, until: Timestamp) -> Written {
+    let until = format_time(until);
+    let updated = sqlx::query(
+        "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1 \
+         THEN $1 ELSE expires_at END WHERE id = $2 AND status = 'active'",
+    )
+    .bind(&until)
     .bind(id.as_str())
     .execute(tx)
     .await?;
