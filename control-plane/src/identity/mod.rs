@@ -6,6 +6,7 @@
 pub mod address_failures;
 pub mod device;
 pub mod envoy_credential;
+pub mod ldap;
 pub mod lockout;
 pub mod methods;
 pub mod password;

@@ -91,23 +91,8 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written {
-        self.write(audit, async |write| {
-            let insert = sqlx::query(
-                "INSERT INTO users (id, username, created_at, email, name, status, role, \
-                 tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
-                 password_change_required) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(user.id.as_str())
-            .bind(&user.username)
-            .bind(format_time(user.created_at));
-            bind_changeable(insert, user)?
-                .execute(write.rows())
-                .await
-                .map_err(name_taken_or)?;
-            Ok(())
-        })
-        .await
+        self.write(audit, async |write| insert_user(write, user).await)
+            .await
     }
 
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written {
@@ -321,6 +306,24 @@ impl PasswordWrite<'_> {
         touched(&update.execute(write.rows()).await?)?;
         write.stale(&Stale::User(self.id.clone()), self.at).await
     }
+}
+
+/// Inserts the user's row; `Conflict` when another user has its username or email.
+pub(super) async fn insert_user(write: &mut Write, user: &User) -> Written {
+    let insert = sqlx::query(
+        "INSERT INTO users (id, username, created_at, email, name, status, role, \
+         tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
+         password_change_required) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(user.id.as_str())
+    .bind(&user.username)
+    .bind(format_time(user.created_at));
+    bind_changeable(insert, user)?
+        .execute(write.rows())
+        .await
+        .map_err(name_taken_or)?;
+    Ok(())
 }
 
 /// Replaces the user's row; the data plane's copy of the user becomes stale.
