@@ -208,16 +208,26 @@ async fn wrong_passwords_unknown_names_injections_and_empty_passwords_are_refuse
 async fn the_sync_follows_changed_attributes_and_suspends_people_the_directory_dropped() {
     let slapd = directory_with_alice();
     slapd.add_person("bob", "bob's password", "bob@example.org", "Bob");
-    let api = app_with(&slapd, |ldap| ldap.sync_interval_secs = 1).await;
+    slapd.add_person("carol", "carol's password", "carol@example.org", "Carol");
+    let api = app_with(&slapd, |ldap| {
+        ldap.sync_interval_secs = 1;
+        ldap.disabled_filter = Some("(description=disabled)".into());
+    })
+    .await;
     let alice = me(&api, &ldap_session(&api, "alice", ALICE_PASSWORD).await).await;
     let bob_tokens = ldap_session(&api, "bob", "bob's password").await;
     let bob = me(&api, &bob_tokens).await;
+    let carol = me(&api, &ldap_session(&api, "carol", "carol's password").await).await;
 
     slapd.modify(&format!(
         "dn: {}\nchangetype: modify\nreplace: mail\nmail: alice@new.example.org\n",
         Slapd::person_dn("alice")
     ));
     slapd.delete(&Slapd::person_dn("bob"));
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nadd: description\ndescription: disabled\n",
+        Slapd::person_dn("carol")
+    ));
 
     let alice_id = alice["id"].as_str().expect("id");
     let bob_id = bob["id"].as_str().expect("id");
@@ -242,6 +252,26 @@ async fn the_sync_follows_changed_attributes_and_suspends_people_the_directory_d
     slapd.add_person("bob", "bob's password", "bob@example.org", "Bob");
     let again = ldap_login(&api, "bob", "bob's password").await;
     assert_error(&again, StatusCode::UNAUTHORIZED, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn a_user_suspended_here_stays_refused_whatever_the_directory_says() {
+    let slapd = directory_with_alice();
+    let api = app_with(&slapd, |_| {}).await;
+    let alice = me(&api, &ldap_session(&api, "alice", ALICE_PASSWORD).await).await;
+    let id = alice["id"].as_str().expect("id");
+    let (status, _) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let answer = ldap_login(&api, "alice", ALICE_PASSWORD).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert_eq!(user(&api, id).await["status"], "suspended");
 }
 
 #[tokio::test]

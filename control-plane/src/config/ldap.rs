@@ -318,3 +318,119 @@ fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigErro
 fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::invalid(format!("auth.ldap.{key}"), problem)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn enabled() -> LdapMethodConfig {
+        LdapMethodConfig {
+            enabled: true,
+            url: "ldap://directory.example.org:389".into(),
+            bind_dn: "cn=tollgate,dc=example,dc=org".into(),
+            bind_password: Some(BindPassword::new("service password")),
+            user_base: "ou=people,dc=example,dc=org".into(),
+            ..LdapMethodConfig::default()
+        }
+    }
+
+    #[test]
+    fn off_by_default_and_valid_when_complete() {
+        assert!(LdapMethodConfig::default()
+            .validate()
+            .expect("valid")
+            .is_none());
+        let settings = enabled().validate().expect("valid").expect("enabled");
+        assert_eq!(settings.on_unavailable, OnUnavailable::Refuse);
+        assert_eq!(
+            settings.groups,
+            GroupLookup::MemberAttribute("memberOf".into())
+        );
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        type Adjustment = fn(&mut LdapMethodConfig);
+        let cases: [(Adjustment, &str); 14] = [
+            (|c| c.url = "http://directory".into(), "auth.ldap.url"),
+            (|c| c.url = "ldap://".into(), "auth.ldap.url"),
+            (
+                |c| {
+                    c.url = "ldaps://directory".into();
+                    c.starttls = true;
+                },
+                "auth.ldap.starttls",
+            ),
+            (
+                |c| c.ca_file = Some("/nonexistent/ca.pem".into()),
+                "auth.ldap.ca_file",
+            ),
+            (|c| c.timeout_secs = 0, "auth.ldap.timeout_secs"),
+            (|c| c.bind_dn = " ".into(), "auth.ldap.bind_dn"),
+            (|c| c.bind_password = None, "auth.ldap.bind_password"),
+            (|c| c.user_base = String::new(), "auth.ldap.user_base"),
+            (
+                |c| c.user_filter = "(uid=alice)".into(),
+                "auth.ldap.user_filter",
+            ),
+            (
+                |c| c.disabled_filter = Some("(nsAccountLock=TRUE".into()),
+                "auth.ldap.disabled_filter",
+            ),
+            (
+                |c| c.attributes.email = "mail)(x".into(),
+                "auth.ldap.attributes.email",
+            ),
+            (
+                |c| {
+                    c.groups.search_base = Some("ou=groups,dc=example,dc=org".into());
+                    c.groups.search_filter = "(member=x)".into();
+                },
+                "auth.ldap.groups.search_filter",
+            ),
+            (
+                |c| {
+                    c.group_map
+                        .insert("cn=admins,dc=example,dc=org".into(), String::new());
+                },
+                "auth.ldap.group_map",
+            ),
+            (
+                |c| {
+                    c.on_unavailable = OnUnavailableConfig::Cached;
+                    c.cached_max_age_secs = 0;
+                },
+                "auth.ldap.cached_max_age_secs",
+            ),
+        ];
+        for (adjust, key) in cases {
+            let mut config = enabled();
+            adjust(&mut config);
+            let error = config.validate().expect_err(key).to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_bind_password_comes_from_the_environment_and_is_never_shown() {
+        let dir = tempfile::tempdir().expect("folder");
+        let file = dir.path().join("tollgate.yaml");
+        std::fs::write(
+            &file,
+            "auth:\n  ldap:\n    enabled: true\n    url: ldap://127.0.0.1:389\n    \
+             bind_dn: cn=tollgate,dc=example,dc=org\n    user_base: dc=example,dc=org\n",
+        )
+        .expect("write");
+        std::env::set_var(
+            "TOLLGATE_AUTH__LDAP__BIND_PASSWORD",
+            "environment-only-secret",
+        );
+        let config = Config::load(Some(&file));
+        std::env::remove_var("TOLLGATE_AUTH__LDAP__BIND_PASSWORD");
+        let config = config.expect("valid");
+        let settings = config.login_methods.ldap.as_ref().expect("enabled");
+        assert_eq!(settings.bind_password.expose(), "environment-only-secret");
+        assert!(!format!("{config:?}").contains("environment-only-secret"));
+    }
+}

@@ -168,7 +168,8 @@ impl<'a> Directory<'a> {
     }
 }
 
-/// A new connection, upgraded with StartTLS or over TLS as configured.
+/// A new connection, upgraded with StartTLS or over TLS as configured; connecting and the
+/// TLS handshake together take at most the configured timeout.
 async fn open(settings: &LdapSettings) -> Result<Ldap, Unavailable> {
     let mut options = LdapConnSettings::new()
         .set_conn_timeout(settings.timeout)
@@ -176,8 +177,10 @@ async fn open(settings: &LdapSettings) -> Result<Ldap, Unavailable> {
     if let Some(tls) = &settings.tls {
         options = options.set_config(tls.clone());
     }
-    let (connection, ldap) = LdapConnAsync::with_settings(options, &settings.url)
+    let connecting = LdapConnAsync::with_settings(options, &settings.url);
+    let (connection, ldap) = tokio::time::timeout(settings.timeout, connecting)
         .await
+        .map_err(|_| Unavailable(format!("no connection within {:?}", settings.timeout)))?
         .map_err(unreachable)?;
     tokio::spawn(async move {
         if let Err(error) = connection.drive().await {
