@@ -236,10 +236,10 @@ async fn the_sync_follows_changed_attributes_and_suspends_people_the_directory_d
     })
     .await;
     assert_eq!(synced["status"], "active");
-    until_user(&api, bob_id, "suspended", |user| {
-        user["status"] == "suspended"
-    })
-    .await;
+    let carol_id = carol["id"].as_str().expect("id");
+    for id in [bob_id, carol_id] {
+        until_user(&api, id, "suspended", |user| user["status"] == "suspended").await;
+    }
 
     // Bob's session ended with the suspension, and his password opens nothing any more.
     let access = bob_tokens["access_token"].as_str().expect("access");
