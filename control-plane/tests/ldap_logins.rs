@@ -173,6 +173,15 @@ async fn a_directory_login_creates_the_user_and_follows_its_groups(db: TestDatab
 }
 
 #[tokio::test]
+async fn groups_come_from_the_member_of_attribute_unless_a_group_search_is_configured() {
+    let slapd = directory_with_alice();
+    let api = app_with(&slapd, |ldap| ldap.groups = LdapGroupsConfig::default()).await;
+    let engineering = create_group(&api, "engineering").await;
+    let tokens = ldap_session(&api, "alice", ALICE_PASSWORD).await;
+    assert_eq!(groups_of(&me(&api, &tokens).await), vec![engineering]);
+}
+
+#[tokio::test]
 async fn wrong_passwords_unknown_names_injections_and_empty_passwords_are_refused_alike() {
     // Alice is the only person: a filter an injected name widened would find her alone, and
     // her password would open it.

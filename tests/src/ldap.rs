@@ -2,7 +2,8 @@
 //! certificate (made with `openssl`) and its database live in a temporary folder; it listens
 //! on two reserved loopback ports, `ldap://` (which also offers StartTLS) and `ldaps://`, and is
 //! killed when dropped. The directory is `dc=example,dc=org` with `ou=people`, `ou=groups` and
-//! a service account that may search it. Needs `slapd`, `ldap-utils` and `openssl`
+//! a service account that may search it; the `memberof` overlay keeps each person's `memberOf`
+//! to the `groupOfNames` that list them. Needs `slapd`, `ldap-utils` and `openssl`
 //! (`scripts/setup.sh` installs them).
 
 use std::io::Write;
@@ -174,12 +175,12 @@ fn write_config(dir: &Path) {
         .map(|schema| format!("include /etc/ldap/schema/{schema}.schema\n"))
         .collect();
     let config = format!(
-        "{schemas}modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+        "{schemas}modulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload memberof\n\
          pidfile {path}/slapd.pid\n\
          TLSCACertificateFile {path}/ca.pem\nTLSCertificateFile {path}/server.pem\n\
          TLSCertificateKeyFile {path}/server.key\n\
          database mdb\nmaxsize 10485760\nsuffix \"{SUFFIX}\"\n\
-         rootdn \"{ADMIN_DN}\"\nrootpw {ADMIN_PASSWORD}\ndirectory {path}/data\n"
+         rootdn \"{ADMIN_DN}\"\nrootpw {ADMIN_PASSWORD}\ndirectory {path}/data\noverlay memberof\n"
     );
     std::fs::write(dir.join("slapd.conf"), config).expect("slapd.conf");
 }

@@ -5,6 +5,7 @@
 //! directory accepted.
 
 use axum::http::StatusCode;
+use rand::distr::{Alphanumeric, SampleString};
 
 use super::error::ApiError;
 use super::login::LoginAttempt;
@@ -85,7 +86,9 @@ pub(super) async fn verify_ldap_password(
     }
 }
 
-/// The person the directory finds for `username`, if it accepts `password` for them.
+/// The person the directory finds for `username`, if it accepts `password` for them. A name
+/// that identifies nobody still costs a bind (as an entry that does not exist, which the
+/// directory refuses), so it answers about as late as a wrong password.
 async fn accepted_person(
     settings: &LdapSettings,
     username: &str,
@@ -94,11 +97,19 @@ async fn accepted_person(
     let mut directory = Directory::connect(settings).await?;
     let found = directory.find(username).await;
     directory.close().await;
-    let Found::One(person) = found? else {
-        return Ok(None);
+    let person = match found? {
+        Found::One(person) => Some(person),
+        Found::Nobody | Found::Several => None,
     };
-    let accepted = Directory::accepts_password(settings, &person.dn, password).await?;
-    Ok(accepted.then_some(person))
+    let dn = person.as_ref().map_or_else(
+        || {
+            let random = Alphanumeric.sample_string(&mut rand::rng(), 24);
+            format!("cn=nobody-{random},{}", settings.user_base)
+        },
+        |person| person.dn.clone(),
+    );
+    let accepted = Directory::accepts_password(settings, &dn, password).await?;
+    Ok(person.filter(|_| accepted))
 }
 
 /// While the directory is down: the password checked against the hash of the last one it
