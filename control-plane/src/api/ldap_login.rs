@@ -12,7 +12,7 @@ use super::login::LoginAttempt;
 use super::AppState;
 use crate::accounts::user::{validate_username, User, UserStatus};
 use crate::domain::now;
-use crate::identity::ldap::accounts::{user_for_login, Refusal};
+use crate::identity::ldap::accounts::{user_for_login, Refusal, Verifier};
 use crate::identity::ldap::directory::{Directory, DirectoryPerson, Found, Unavailable};
 use crate::identity::ldap::{LdapSettings, OnUnavailable};
 use crate::store::StoreError;
@@ -53,7 +53,7 @@ pub(super) async fn verify_ldap_password(
         }
     };
     let verifier = match settings.on_unavailable {
-        OnUnavailable::Refuse => None,
+        OnUnavailable::Refuse => Verifier::Clear,
         OnUnavailable::Cached { .. } => cached_verifier(state, password).await,
     };
     match user_for_login(state.store.as_ref(), settings, &person, verifier).await {
@@ -148,14 +148,14 @@ async fn verify_cached(
     }
 }
 
-/// An Argon2id hash of `password` to keep for logins while the directory is down; `None`
-/// (and the login goes on) when it cannot be made now.
-async fn cached_verifier(state: &AppState, password: &str) -> Option<String> {
+/// An Argon2id hash of `password` to keep for logins while the directory is down; when it
+/// cannot be made now, the stored one is kept and the login goes on.
+async fn cached_verifier(state: &AppState, password: &str) -> Verifier {
     match state.passwords.hash(password.to_string()).await {
-        Ok(Some(Ok(hash))) => Some(hash),
+        Ok(Some(Ok(hash))) => Verifier::Replace(hash),
         _ => {
             tracing::warn!("cannot hash an LDAP password for the cache now; kept the old one");
-            None
+            Verifier::Keep
         }
     }
 }

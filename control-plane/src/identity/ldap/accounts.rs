@@ -35,23 +35,27 @@ pub enum Refusal {
 }
 
 /// The user `person` logs in as, once the directory accepted their password: created at
-/// the first login, otherwise brought up to date. `verifier` is the hash of that password to
-/// keep for logins while the directory is down, when they may fall back to it.
+/// the first login, otherwise brought up to date, with `verifier` done to the hash kept for
+/// logins while the directory is down.
 pub async fn user_for_login(
     store: &dyn Store,
     settings: &LdapSettings,
     person: &DirectoryPerson,
-    verifier: Option<String>,
+    verifier: Verifier,
 ) -> Result<User, Refusal> {
     let fields = Fields::of(settings, person)?;
     let at = now();
-    let link = LdapLink {
+    let mut link = LdapLink {
         user_id: UserId::generate(),
         dn: person.dn.clone(),
-        verified_at: verifier.as_ref().map(|_| at),
-        cached_verifier: verifier,
+        verified_at: None,
+        cached_verifier: None,
         synced_at: at,
     };
+    if let Verifier::Replace(hash) = &verifier {
+        link.cached_verifier = Some(hash.clone());
+        link.verified_at = Some(at);
+    }
     let user = match linked_user(store, &fields.username).await? {
         Some(user) => user,
         None => match create(store, &fields, &link, person).await {
@@ -69,13 +73,31 @@ pub async fn user_for_login(
         return Err(Refusal::Inactive);
     }
     let user = update(store, settings, user, &fields, person).await?;
-    store
-        .record_ldap_login(&LdapLink {
-            user_id: user.id.clone(),
-            ..link
-        })
-        .await?;
+    link.user_id = user.id.clone();
+    if verifier == Verifier::Keep {
+        match store.ldap_link(&user.id).await {
+            Ok(stored) => {
+                link.cached_verifier = stored.cached_verifier;
+                link.verified_at = stored.verified_at;
+            }
+            Err(StoreError::NotFound) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    store.record_ldap_login(&link).await?;
     Ok(user)
+}
+
+/// What a login the directory accepted does to the hash of the password kept for logins
+/// while the directory is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verifier {
+    /// Keep none (logins do not fall back to it).
+    Clear,
+    /// Keep this hash of the password just accepted.
+    Replace(String),
+    /// Keep the one stored (a new hash could not be made now).
+    Keep,
 }
 
 /// Brings a linked, active user up to what the directory says of `person`.
