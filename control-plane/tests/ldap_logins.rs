@@ -337,6 +337,22 @@ async fn with_the_cache_enabled_the_last_accepted_password_works_while_the_direc
 }
 
 #[tokio::test]
+async fn a_cached_verifier_older_than_its_maximum_age_opens_nothing() {
+    let mut slapd = directory_with_alice();
+    let api = app_with(&slapd, |ldap| {
+        ldap.on_unavailable = OnUnavailableConfig::Cached;
+        ldap.cached_max_age_secs = 1;
+    })
+    .await;
+    ldap_session(&api, "alice", ALICE_PASSWORD).await;
+
+    slapd.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stale = ldap_login(&api, "alice", ALICE_PASSWORD).await;
+    assert_error(&stale, StatusCode::SERVICE_UNAVAILABLE, "ldap_unavailable");
+}
+
+#[tokio::test]
 async fn starttls_and_ldaps_trust_only_the_configured_ca() {
     let slapd = directory_with_alice();
     let starttls = app_with(&slapd, |ldap| {
