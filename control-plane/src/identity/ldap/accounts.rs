@@ -1,6 +1,7 @@
 //! The Tollgate user that mirrors a directory person: created at their first login with role
-//! `user` and no local password, then kept to what the directory says of their username,
-//! email, name and mapped groups, at each login and by the sync. Memberships of groups the
+//! `user` and no local password (found again by the username the directory gives), then kept
+//! to what the directory says of their email, name and mapped groups, at each login and by the
+//! sync. Memberships of groups the
 //! group map does not name are never touched. Every write is idempotent, so replicas may
 //! repeat one another's.
 
