@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Tollgate needs to build and run on a developer machine or in CI.
 #
-#   scripts/setup.sh                  wasm target, Envoy and the manifest validators (project-local, in .tools/)
+#   scripts/setup.sh                  wasm target, Envoy and the manifest validators (project-local, in .tools/),
+#                                     slapd, ldap-utils and openssl for the LDAP tests
 #   scripts/setup.sh --services       ... and make sure PostgreSQL and Redis answer
 #   scripts/setup.sh --bench-tools    ... and install wrk and valgrind
 #
@@ -34,7 +35,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 want_services=0
@@ -254,7 +255,18 @@ ensure_base_tools() {
     if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 }
 
+# OpenLDAP's slapd and its clients, and openssl for a test CA: the LDAP login tests start
+# their own slapd in a temporary folder (the package's own service is not used).
+ensure_directory_tools() {
+    local missing=()
+    [[ -x /usr/sbin/slapd ]] || command -v slapd >/dev/null 2>&1 || missing+=(slapd)
+    command -v ldapmodify >/dev/null 2>&1 || missing+=(ldap-utils)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+}
+
 ensure_base_tools
+ensure_directory_tools
 ensure_wasm_target
 ensure_envoy
 ensure_test_tools

@@ -20,6 +20,7 @@ use crate::filter_service::{DataPlanePolicy, FilterApi};
 use crate::identity::address_failures::AddressFailures;
 use crate::identity::email_links::EmailLinks;
 use crate::identity::envoy_credential::EnvoyCredential;
+use crate::identity::ldap::sync as ldap_sync;
 use crate::identity::lockout::AccountLockout;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
@@ -172,6 +173,9 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         config.raw.pools.health_check,
         followers.routing.clone(),
     ));
+    if let Some(ldap) = &config.login_methods.ldap {
+        tokio::spawn(ldap_sync::run(store.clone(), ldap.clone(), tokens.clone()));
+    }
     tokio::spawn(reload_signing_keys(
         store.clone(),
         tokens.clone(),

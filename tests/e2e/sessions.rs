@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Map, Value};
+use tollgate_e2e::ldap::{Slapd, PEOPLE, SERVICE_DN, SERVICE_PASSWORD};
 use tollgate_e2e::{ControlPlaneOptions, Gateway};
 
 const PASSWORD: &str = "correct horse battery";
@@ -292,4 +293,59 @@ fn a_login_past_the_session_cap_ends_the_oldest_on_envoy_within_one_second() {
     let kept = gateway.envoy.get("/", &[("authorization", &newest)]);
     assert_eq!(kept.status, 200, "{}", kept.text);
     println!("the session cap reached Envoy in {took:?}");
+}
+
+/// The `x-tollgate-*` headers the upstream saw for a request with `token`.
+fn identity_headers(gateway: &Gateway, token: &str) -> Map<String, Value> {
+    let bearer = format!("Bearer {token}");
+    let answer = gateway.envoy.get("/", &[("authorization", &bearer)]);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let headers = answer.body["headers"].as_object().expect("headers");
+    headers
+        .iter()
+        .filter(|(name, _)| name.starts_with("x-tollgate-"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+#[test]
+fn an_ldap_session_reaches_the_upstream_like_a_local_one() {
+    let slapd = Slapd::start();
+    slapd.add_person(
+        "erin",
+        "erin's directory password",
+        "erin@example.org",
+        "Erin",
+    );
+    let url = slapd.url();
+    let gateway = Gateway::start_with(ControlPlaneOptions::with_env(&[
+        ("TOLLGATE_AUTH__LDAP__ENABLED", "true"),
+        ("TOLLGATE_AUTH__LDAP__URL", &url),
+        ("TOLLGATE_AUTH__LDAP__BIND_DN", SERVICE_DN),
+        ("TOLLGATE_AUTH__LDAP__BIND_PASSWORD", SERVICE_PASSWORD),
+        ("TOLLGATE_AUTH__LDAP__USER_BASE", PEOPLE),
+    ]));
+    let cp = &gateway.control_plane;
+    user_with_password(&gateway, "frank");
+    let local = identity_headers(&gateway, &cp.login("frank", PASSWORD));
+    let ldap_token = cp.login_with("erin", "erin's directory password", "ldap");
+    let ldap = identity_headers(&gateway, &ldap_token);
+
+    let erin = cp.admin("GET", "/api/v1/users?q=erin", None);
+    let erin_id = erin.body["items"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|user| user["username"] == "erin")
+        .map(|user| user["id"].clone())
+        .expect("erin was created at her first login");
+    assert_eq!(ldap["x-tollgate-user-id"], erin_id);
+    assert_eq!(ldap["x-tollgate-auth-method"], "session");
+    let names = |headers: &Map<String, Value>| headers.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&ldap), names(&local), "{ldap:?} / {local:?}");
+    for (name, value) in &local {
+        if name != "x-tollgate-user-id" && name != "x-tollgate-key-id" {
+            assert_eq!(&ldap[name], value, "{name}");
+        }
+    }
 }

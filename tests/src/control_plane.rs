@@ -283,10 +283,15 @@ impl ControlPlane {
 
     /// Logs in with a password; returns the access token.
     pub fn login(&self, username: &str, password: &str) -> String {
+        self.login_with(username, password, "local")
+    }
+
+    /// Logs in with a login method (`local`, `ldap`); returns the access token.
+    pub fn login_with(&self, username: &str, password: &str, method: &str) -> String {
         let answer = send(
             client()
                 .post(self.url("/api/v1/auth/login"))
-                .json(&json!({"username": username, "password": password})),
+                .json(&json!({"username": username, "password": password, "method": method})),
         );
         assert_eq!(answer.status, 200, "login: {}", answer.text);
         answer.body["access_token"]

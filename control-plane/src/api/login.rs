@@ -13,6 +13,7 @@ use super::access::ClientAddress;
 use super::auth::{token_answer, REFRESH_TOKEN_PREFIX};
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::ldap_login::verify_ldap_password;
 use super::throttle::{self, too_many_attempts};
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
@@ -55,6 +56,9 @@ pub async fn login(
     attempt.admit(&state, &body.username).await?;
     let user = match method {
         LoginMethod::Local => verify_local_password(&state, &attempt, &body).await?,
+        LoginMethod::Ldap => {
+            verify_ldap_password(&state, &attempt, &body.username, &body.password).await?
+        }
     };
     state.lockout.forget(&body.username).await?;
     let (session, refresh) = open_session(&state, &user, &attempt).await?;

@@ -14,6 +14,7 @@ mod extract;
 mod groups;
 mod health;
 mod keys;
+mod ldap_login;
 mod login;
 mod me;
 mod permission;

@@ -1,7 +1,9 @@
-//! `auth.*`: which login methods are enabled, and how a login page names them.
+//! `auth.*`: which login methods are enabled, and how a login page names them (`auth.ldap`
+//! in its own file).
 
 use serde::{Deserialize, Serialize};
 
+use super::ldap::LdapMethodConfig;
 use super::ConfigError;
 use crate::identity::methods::{LoginMethods, PasswordMethod};
 
@@ -10,6 +12,8 @@ use crate::identity::methods::{LoginMethods, PasswordMethod};
 pub struct AuthConfig {
     /// Usernames and passwords stored here.
     pub local: LocalMethodConfig,
+    /// People in an LDAP directory.
+    pub ldap: LdapMethodConfig,
 }
 
 /// Logins with the passwords stored here.
@@ -35,17 +39,23 @@ const MAX_DISPLAY_NAME_CHARS: usize = 100;
 impl AuthConfig {
     /// The enabled methods, once every key is checked.
     pub fn validate(&self) -> Result<LoginMethods, ConfigError> {
-        let name = &self.local.display_name;
-        if name.trim().is_empty() || name.chars().count() > MAX_DISPLAY_NAME_CHARS {
-            return Err(ConfigError::invalid(
-                "auth.local.display_name",
-                format!("must be 1 to {MAX_DISPLAY_NAME_CHARS} characters"),
-            ));
-        }
+        display_name("auth.local.display_name", &self.local.display_name)?;
+        display_name("auth.ldap.display_name", &self.ldap.display_name)?;
         Ok(LoginMethods {
             local: self.local.enabled.then(|| PasswordMethod {
-                display_name: name.clone(),
+                display_name: self.local.display_name.clone(),
             }),
+            ldap: self.ldap.validate()?,
         })
     }
+}
+
+fn display_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be 1 to {MAX_DISPLAY_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(())
 }

@@ -2,8 +2,11 @@
 //! (`GET /api/v1/auth/methods`). Each method is a [`LoginMethod`]; directory and single sign-on
 //! methods join as further fields beside `local`.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use super::ldap::LdapSettings;
 use super::session::LoginMethod;
 
 /// Where every password method is posted to.
@@ -14,6 +17,8 @@ pub const PASSWORD_LOGIN_URL: &str = "/api/v1/auth/login";
 pub struct LoginMethods {
     /// Usernames and passwords stored here.
     pub local: Option<PasswordMethod>,
+    /// People in an LDAP directory.
+    pub ldap: Option<Arc<LdapSettings>>,
 }
 
 /// A method that takes a username and password at [`PASSWORD_LOGIN_URL`].
@@ -39,17 +44,26 @@ impl LoginMethods {
     pub fn enabled(&self, method: LoginMethod) -> bool {
         match method {
             LoginMethod::Local => self.local.is_some(),
+            LoginMethod::Ldap => self.ldap.is_some(),
         }
     }
 
     /// Every enabled method, in the order a login page should offer them.
     pub fn listing(&self) -> Vec<MethodListing> {
-        self.local
+        let local = self
+            .local
             .iter()
-            .map(|local| MethodListing {
-                id: LoginMethod::Local.as_str(),
+            .map(|local| (LoginMethod::Local, &local.display_name));
+        let ldap = self
+            .ldap
+            .iter()
+            .map(|ldap| (LoginMethod::Ldap, &ldap.display_name));
+        local
+            .chain(ldap)
+            .map(|(method, name)| MethodListing {
+                id: method.as_str(),
                 kind: "password",
-                name: local.display_name.clone(),
+                name: name.clone(),
                 login_url: PASSWORD_LOGIN_URL,
             })
             .collect()
@@ -70,6 +84,7 @@ mod tests {
             local: Some(PasswordMethod {
                 display_name: "Company account".into(),
             }),
+            ldap: None,
         };
         assert!(local.enabled(LoginMethod::Local));
         assert_eq!(

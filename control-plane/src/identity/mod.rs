@@ -7,6 +7,7 @@ pub mod address_failures;
 pub mod device;
 pub mod email_links;
 pub mod envoy_credential;
+pub mod ldap;
 pub mod lockout;
 pub mod methods;
 pub mod password;

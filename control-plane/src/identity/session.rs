@@ -8,18 +8,22 @@ use crate::domain::Timestamp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginMethod {
     Local,
+    /// A bind against the LDAP directory.
+    Ldap,
 }
 
 impl LoginMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Local => "local",
+            Self::Ldap => "ldap",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "local" => Some(Self::Local),
+            "ldap" => Some(Self::Ldap),
             _ => None,
         }
     }

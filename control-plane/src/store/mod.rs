@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
-//! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
+//! [`SessionStore`], [`LoginFailureStore`], [`LdapLinkStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
 //! [`HealthCheckStore`], [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
 //! [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so callers never see
 //! which database is in use.
@@ -18,6 +18,7 @@ mod feed;
 mod groups;
 mod health_checks;
 mod keys;
+mod ldap_links;
 mod login_failures;
 mod migrations;
 mod registrations;
@@ -38,6 +39,7 @@ pub use feed::ChangeFeed;
 pub use groups::GroupStore;
 pub use health_checks::{CheckerLease, HealthCheckStore};
 pub use keys::{KeyOwner, KeyStore};
+pub use ldap_links::{LdapLink, LdapLinkStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
 pub use registrations::RegistrationStore;
 pub use routing_feed::RoutingFeed;
@@ -83,6 +85,7 @@ pub trait Store:
     + SessionStore
     + LoginFailureStore
     + RegistrationStore
+    + LdapLinkStore
     + UsageStore
     + AllowanceStore
     + BackendStore

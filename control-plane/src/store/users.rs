@@ -314,8 +314,7 @@ impl PasswordWrite<'_> {
     }
 }
 
-/// Replaces the user's row; the data plane's copy of the user becomes stale.
-/// Inserts a new user; `Conflict` when its username or email is taken.
+/// Inserts the user's row; `Conflict` when another user has its username or email.
 pub(super) async fn insert_user(write: &mut Write, user: &User) -> Written {
     let insert = sqlx::query(
         "INSERT INTO users (id, username, created_at, email, name, status, role, \
@@ -333,6 +332,7 @@ pub(super) async fn insert_user(write: &mut Write, user: &User) -> Written {
     Ok(())
 }
 
+/// Replaces the user's row; the data plane's copy of the user becomes stale.
 async fn replace_user(write: &mut Write, user: &User) -> Written {
     let update = sqlx::query(
         "UPDATE users SET email = $2, name = $3, status = $4, role = $5, tenant_id = $6, \
