@@ -218,6 +218,27 @@ impl FromRequestParts<AppState> for ChangingOwnPassword {
     }
 }
 
+/// A [`Me`] that may also call with a session that only allows enrolling a second factor
+/// (a user who must use one and has none yet): for that enrolment alone.
+pub struct EnrollingMfa(pub Me);
+
+impl FromRequestParts<AppState> for EnrollingMfa {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?;
+        match &caller.session {
+            Some(session) if session.purpose == TokenPurpose::PasswordChange => {
+                Err(password_change_required())
+            }
+            _ => Ok(Self(caller.into())),
+        }
+    }
+}
+
 /// Who a request authenticated as, and with what.
 struct VerifiedCaller {
     user: User,
@@ -233,15 +254,25 @@ struct CallerSession {
 }
 
 impl VerifiedCaller {
-    /// 403 `password_change_required` for a session that may only change the password.
+    /// 403 `password_change_required` for a session that may only change the password, and
+    /// `mfa_enrolment_required` for one that may only enrol a second factor.
     fn with_full_access(self) -> Result<Self, ApiError> {
-        match &self.session {
-            Some(session) if session.purpose == TokenPurpose::PasswordChange => {
-                Err(password_change_required())
-            }
+        match self.session.as_ref().map(|session| session.purpose) {
+            Some(TokenPurpose::PasswordChange) => Err(password_change_required()),
+            Some(TokenPurpose::MfaEnrolment) => Err(mfa_enrolment_required()),
             _ => Ok(self),
         }
     }
+}
+
+/// 403 `mfa_enrolment_required`: the user must log in with a second factor, and this session
+/// may only enrol one.
+fn mfa_enrolment_required() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "mfa_enrolment_required",
+        "a second factor must be enrolled first: POST /api/v1/users/me/mfa/totp",
+    )
 }
 
 /// 403 `password_change_required`: an admin reset the password, and this session may only

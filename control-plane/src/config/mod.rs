@@ -12,6 +12,7 @@ mod keys;
 mod limits;
 mod listen;
 mod login;
+mod mfa;
 mod passwords;
 mod pools;
 mod quotas;
@@ -33,6 +34,7 @@ pub use keys::{KeysConfig, SecurityConfig};
 pub use limits::{IpCounts, LimitsConfig, RouteLimitConfig};
 pub use listen::{GrpcConfig, HttpConfig};
 pub use login::LoginConfig;
+pub use mfa::MfaConfig;
 pub use passwords::{Argon2Config, PasswordsConfig};
 pub use pools::{PoolsConfig, RoutingConfig};
 pub use quotas::{QuotaDefaults, QuotasConfig};
@@ -40,6 +42,7 @@ pub use redis::RedisConfig;
 pub use sessions::SessionsConfig;
 
 use crate::identity::methods::LoginMethods;
+use crate::identity::mfa::MfaPolicy;
 use crate::identity::password::Argon2Settings;
 use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::signing::SigningAlgorithm;
@@ -82,6 +85,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub login: LoginConfig,
     pub auth: AuthConfig,
+    pub mfa: MfaConfig,
     pub passwords: PasswordsConfig,
     pub pools: PoolsConfig,
     pub routing: RoutingConfig,
@@ -104,6 +108,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             login: LoginConfig::default(),
             auth: AuthConfig::default(),
+            mfa: MfaConfig::default(),
             passwords: PasswordsConfig::default(),
             pools: PoolsConfig::default(),
             routing: RoutingConfig::default(),
@@ -124,6 +129,7 @@ pub struct ValidConfig {
     pub database_url: String,
     pub quota_policy: QuotaPolicy,
     pub login_methods: LoginMethods,
+    pub mfa_policy: MfaPolicy,
     pub password_policy: PasswordPolicy,
     pub argon2: Argon2Settings,
 }
@@ -162,6 +168,7 @@ impl Config {
         let session_algorithm = self.sessions.validate()?;
         self.login.validate()?;
         let login_methods = self.auth.validate()?;
+        let mfa_policy = self.mfa.validate()?;
         let (password_policy, argon2) = self.passwords.validate()?;
         self.pools.validate()?;
         self.routing.validate()?;
@@ -176,6 +183,7 @@ impl Config {
             database_url,
             quota_policy,
             login_methods,
+            mfa_policy,
             password_policy,
             argon2,
         })

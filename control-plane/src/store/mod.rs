@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
-//! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
+//! [`SessionStore`], [`LoginFailureStore`], [`MfaStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
 //! [`HealthCheckStore`], [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
 //! [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so callers never see
 //! which database is in use.
@@ -19,6 +19,7 @@ mod groups;
 mod health_checks;
 mod keys;
 mod login_failures;
+mod mfa;
 mod migrations;
 mod routing_feed;
 mod sessions;
@@ -38,6 +39,7 @@ pub use groups::GroupStore;
 pub use health_checks::{CheckerLease, HealthCheckStore};
 pub use keys::{KeyOwner, KeyStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
+pub use mfa::MfaStore;
 pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
@@ -80,6 +82,7 @@ pub trait Store:
     + GroupStore
     + SessionStore
     + LoginFailureStore
+    + MfaStore
     + UsageStore
     + AllowanceStore
     + BackendStore
