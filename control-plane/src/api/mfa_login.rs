@@ -98,6 +98,10 @@ pub async fn complete(
         .filter(|method| state.login_methods.enabled(*method))
         .filter(|_| challenge.address == address.0.to_string())
         .ok_or_else(invalid_mfa_token)?;
+    // Checked before any code is spent on it; spending it below settles a race.
+    if state.store.mfa_challenge_spent(&challenge.id).await? {
+        return Err(invalid_mfa_token());
+    }
     let attempt = LoginAttempt::new(method, address, &headers);
     let user = match state.store.user(&challenge.user_id).await {
         Ok(user) if user.status == UserStatus::Active => user,

@@ -30,7 +30,7 @@ impl Default for MfaConfig {
 }
 
 const MAX_ISSUER_CHARS: usize = 100;
-const MIN_CHALLENGE_TTL_SECS: u32 = 30;
+const MIN_CHALLENGE_TTL_SECS: u32 = 1;
 const MAX_CHALLENGE_TTL_SECS: u32 = 60 * 60;
 
 impl MfaConfig {
@@ -70,7 +70,7 @@ mod tests {
         let cases: [(Adjustment, &str); 3] = [
             (|c| c.issuer = " ".into(), "mfa.issuer"),
             (|c| c.issuer = "Acme: VPN".into(), "mfa.issuer"),
-            (|c| c.challenge_ttl_secs = 5, "mfa.challenge_ttl_secs"),
+            (|c| c.challenge_ttl_secs = 0, "mfa.challenge_ttl_secs"),
         ];
         for (change, key) in cases {
             let mut config = MfaConfig::default();

@@ -48,6 +48,8 @@ pub trait MfaStore: Send + Sync {
     /// Removes the user's TOTP (pending or confirmed) and backup codes; `NotFound` when there
     /// was no TOTP.
     async fn remove_mfa(&self, user: &UserId, audit: &AuditEntry) -> Written;
+    /// Whether the login challenge `id` was spent.
+    async fn mfa_challenge_spent(&self, id: &str) -> Result<bool, StoreError>;
     /// Records the login challenge `id` as spent (kept until `expires_at`); false when it was
     /// spent before. Challenges expired before `now` are forgotten.
     async fn spend_mfa_challenge(
@@ -183,6 +185,11 @@ impl MfaStore for SqlStore {
             touched(&removed)
         })
         .await
+    }
+
+    async fn mfa_challenge_spent(&self, id: &str) -> Result<bool, StoreError> {
+        let sql = "SELECT COUNT(*) FROM mfa_challenges_spent WHERE id = $1";
+        Ok(self.count(sql, &[id]).await? > 0)
     }
 
     async fn spend_mfa_challenge(
