@@ -467,3 +467,24 @@ async fn a_person_removes_their_own_second_factor_with_a_code_or_the_password() 
     );
     access(&login(&api, "pia", PASSWORD).await);
 }
+
+#[tokio::test]
+async fn an_api_key_cannot_enrol_a_second_factor() {
+    let api = Api::start().await;
+    let (_, key) = api.user_with_key("kai").await;
+    for path in [
+        "/api/v1/users/me/mfa/totp",
+        "/api/v1/users/me/mfa/totp/confirm",
+    ] {
+        let answer = api
+            .answer_from(
+                LOCAL_PEER,
+                "POST",
+                path,
+                &[("x-api-key", &key)],
+                Some(json!({"code": "123456"})),
+            )
+            .await;
+        assert_error(&answer, StatusCode::FORBIDDEN, "session_required");
+    }
+}

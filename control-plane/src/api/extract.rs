@@ -218,8 +218,9 @@ impl FromRequestParts<AppState> for ChangingOwnPassword {
     }
 }
 
-/// A [`Me`] that may also call with a session that only allows enrolling a second factor
-/// (a user who must use one and has none yet): for that enrolment alone.
+/// A [`Me`] calling with a session (403 `session_required` for an API key), which may also be
+/// one that only allows enrolling a second factor (a user who must use one and has none
+/// yet): for that enrolment alone.
 pub struct EnrollingMfa(pub Me);
 
 impl FromRequestParts<AppState> for EnrollingMfa {
@@ -230,11 +231,16 @@ impl FromRequestParts<AppState> for EnrollingMfa {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = authenticate(parts, state).await?;
-        match &caller.session {
-            Some(session) if session.purpose == TokenPurpose::PasswordChange => {
-                Err(password_change_required())
-            }
-            _ => Ok(Self(caller.into())),
+        match caller.session.as_ref().map(|session| session.purpose) {
+            Some(TokenPurpose::PasswordChange) => Err(password_change_required()),
+            Some(_) => Ok(Self(caller.into())),
+            // A key is a machine's: one that leaked must not tie the person's logins to an
+            // authenticator its holder controls.
+            None => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "session_required",
+                "a second factor is enrolled with a login session, not an API key",
+            )),
         }
     }
 }

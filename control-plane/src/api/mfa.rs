@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::access::ClientAddress;
-use super::auth::internal;
 use super::error::{found, ApiError};
 use super::extract::{ApiJson, Caller, EnrollingMfa, Me};
 use super::me::verify_current_password;
@@ -283,9 +282,21 @@ pub(super) async fn wrong_code(
 
 fn open_secret(state: &AppState, enrolment: &TotpEnrolment) -> Result<TotpSecret, ApiError> {
     TotpSecret::open(&state.sealer, &enrolment.user_id, &enrolment.sealed_secret).map_err(|_| {
-        tracing::error!(user = %enrolment.user_id, "a stored TOTP secret cannot be opened");
-        internal("a stored TOTP secret cannot be opened")
+        internal(&format!(
+            "the stored TOTP secret of {} cannot be opened with this server secret",
+            enrolment.user_id
+        ))
     })
+}
+
+/// 500 `internal_error`, the problem logged (it never holds a secret).
+fn internal(problem: &str) -> ApiError {
+    tracing::error!(%problem, "a second factor failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the second factor could not be set up or checked",
+    )
 }
 
 fn unix_secs(at: crate::domain::Timestamp) -> u64 {
