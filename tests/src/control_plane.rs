@@ -191,6 +191,16 @@ impl ControlPlane {
         send(request)
     }
 
+    /// `POST` with a JSON body and `bearer` (`Bearer <token>`) as `Authorization`.
+    pub fn post_with_token(&self, path: &str, bearer: &str, body: Value) -> Answer {
+        send(
+            client()
+                .post(self.url(path))
+                .header("authorization", bearer)
+                .json(&body),
+        )
+    }
+
     /// An admin request with a JSON body.
     pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -281,13 +291,18 @@ impl ControlPlane {
         answer.body["id"].as_str().expect("backend id").to_string()
     }
 
-    /// Logs in with a password; returns the access token.
-    pub fn login(&self, username: &str, password: &str) -> String {
-        let answer = send(
+    /// `POST /api/v1/auth/login` with a password; the whole answer.
+    pub fn login_answer(&self, username: &str, password: &str) -> Answer {
+        send(
             client()
                 .post(self.url("/api/v1/auth/login"))
                 .json(&json!({"username": username, "password": password})),
-        );
+        )
+    }
+
+    /// Logs in with a password; returns the access token.
+    pub fn login(&self, username: &str, password: &str) -> String {
+        let answer = self.login_answer(username, password);
         assert_eq!(answer.status, 200, "login: {}", answer.text);
         answer.body["access_token"]
             .as_str()
