@@ -202,14 +202,16 @@ async fn enrolment_confirmation_and_logins_with_codes_and_backup_codes(db: TestD
     );
 }
 
-async fn wrong_codes_back_off_then_lock_until_an_admin_resets_the_second_factor(db: TestDatabase) {
+async fn wrong_codes_back_off_then_lock_until_an_admin_unlocks_and_a_reset_removes_the_factor(
+    db: TestDatabase,
+) {
     let _turn = PASSWORD_WORK.lock().await;
     let api = Api::start_on(Arc::new(db), backing_off_then_locking).await;
     let id = user_with_password(&api, "noa").await;
     let token = access_token(&api, "noa", PASSWORD).await;
     let (totp, _) = enabled_totp(&api, &token).await;
     let challenge = mfa_token(&api, "noa").await;
-    let wrong = |code: &str| json!({"mfa_token": challenge, "code": code});
+    let with_code = |code: &str| json!({"mfa_token": challenge, "code": code});
     let bad = if code(&totp, 1) == "000000" {
         "111111"
     } else {
@@ -217,26 +219,31 @@ async fn wrong_codes_back_off_then_lock_until_an_admin_resets_the_second_factor(
     };
     for _ in 0..2 {
         assert_error(
-            &second_step(&api, wrong(bad)).await,
+            &second_step(&api, with_code(bad)).await,
             StatusCode::UNAUTHORIZED,
             "invalid_mfa_code",
         );
     }
-    let waiting = second_step(&api, wrong(&code(&totp, 1))).await;
+    let waiting = second_step(&api, with_code(&code(&totp, 1))).await;
     assert_error(&waiting, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
     assert_eq!(retry_after_secs(&waiting), 1, "even with the right code");
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_error(
-        &second_step(&api, wrong(bad)).await,
+        &second_step(&api, with_code(bad)).await,
         StatusCode::UNAUTHORIZED,
         "invalid_mfa_code",
     );
-    let locked = second_step(&api, wrong(&code(&totp, 1))).await;
+    let locked = second_step(&api, with_code(&code(&totp, 1))).await;
     assert_error(&locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
     assert!(retry_after_secs(&locked) > 500, "{:?}", locked.headers);
     // The password's own failures are counted apart: it still leads to the second step.
     mfa_token(&api, "noa").await;
+    let (status, _) = api
+        .admin("DELETE", &format!("/api/v1/users/{id}/lockout"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    access(&second_step(&api, with_code(&code(&totp, 1))).await);
 
     let (_, other) = api.logged_in_user("someone").await;
     let path = format!("/api/v1/users/{id}/mfa");
@@ -273,7 +280,7 @@ async fn wrong_codes_back_off_then_lock_until_an_admin_resets_the_second_factor(
 
 against_both_databases!(
     enrolment_confirmation_and_logins_with_codes_and_backup_codes,
-    wrong_codes_back_off_then_lock_until_an_admin_resets_the_second_factor,
+    wrong_codes_back_off_then_lock_until_an_admin_unlocks_and_a_reset_removes_the_factor,
 );
 
 #[tokio::test]
