@@ -50,7 +50,7 @@ async fn confirm(api: &Api, token: &str, code: &str) -> Answer {
         "POST",
         "/api/v1/users/me/mfa/totp/confirm",
         token,
-        Some(json!({ "code": code })),
+        Some(json!({ "code": code, "password": PASSWORD })),
     )
     .await
 }
@@ -125,6 +125,22 @@ async fn enrolment_confirmation_and_logins_with_codes_and_backup_codes(db: TestD
     let (_, totp) = enrol(&api, &token).await;
     assert_ne!(totp.secret(), replaced.secret(), "a new secret each time");
     assert_eq!(mfa_state(&api, &token).await["pending"], true);
+    let confirm_path = "/api/v1/users/me/mfa/totp/confirm";
+    for (body, status, error) in [
+        (
+            json!({"code": code(&totp, 0)}),
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        ),
+        (
+            json!({"code": code(&totp, 0), "password": "wrong"}),
+            StatusCode::FORBIDDEN,
+            "invalid_current_password",
+        ),
+    ] {
+        let refused = with_token(&api, "POST", confirm_path, &token, Some(body)).await;
+        assert_error(&refused, status, error);
+    }
     assert_error(
         &confirm(&api, &token, &code(&replaced, 0)).await,
         StatusCode::FORBIDDEN,

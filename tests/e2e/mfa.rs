@@ -47,7 +47,7 @@ fn a_session_completed_with_a_totp_code_reaches_the_upstream_like_a_password_ses
     let confirmed = cp.post_with_token(
         "/api/v1/users/me/mfa/totp/confirm",
         &local,
-        json!({"code": code(&totp, 0)}),
+        json!({"code": code(&totp, 0), "password": PASSWORD}),
     );
     assert_eq!(confirmed.status, 200, "{}", confirmed.text);
 

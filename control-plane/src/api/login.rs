@@ -36,9 +36,10 @@ pub struct Login {
 
 /// A login: refused at once (429) while the client's address is over its budget of failures
 /// or the name is locked or backing off, whatever the password; otherwise the password is
-/// checked. A user with a second factor gets a challenge for it instead of a session
-/// (see `mfa_login.rs`). Every attempt is audited with its method, address and user agent (the refusals
-/// before any password check sampled per address, as a client can repeat them at will).
+/// checked. A user with a second factor gets a challenge for it instead of a session (see
+/// `mfa_login.rs`). Every attempt is audited with its method, address and user agent (the
+/// refusals before any password check sampled per address, as a client can repeat them at
+/// will).
 pub async fn login(
     State(state): State<AppState>,
     address: ClientAddress,

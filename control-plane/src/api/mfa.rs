@@ -85,11 +85,14 @@ pub async fn enrol(
 #[serde(deny_unknown_fields)]
 pub struct Confirmation {
     code: String,
+    /// Needed when the account has a password, so that a stolen session alone cannot bind the
+    /// account to an authenticator the thief holds.
+    password: Option<String>,
 }
 
-/// Confirms the caller's pending TOTP with a first code; answers ten one-time backup codes,
-/// shown this once. A session that allowed only enrolment allows everything from its next
-/// refresh.
+/// Confirms the caller's pending TOTP with a first code (and the password, when the account
+/// has one); answers ten one-time backup codes, shown this once. A session that allowed only
+/// enrolment allows everything from its next refresh.
 pub async fn confirm(
     State(state): State<AppState>,
     address: ClientAddress,
@@ -109,6 +112,13 @@ pub async fn confirm(
                 "no TOTP is pending confirmation: POST /api/v1/users/me/mfa/totp first",
             )
         })?;
+    if user.password_hash.is_some() {
+        let password = body
+            .password
+            .as_deref()
+            .ok_or_else(|| ApiError::validation("`password` is required: the account has one"))?;
+        verify_current_password(&state, address, user, password, "password").await?;
+    }
     admit_second_factor(&state, address, &user.id).await?;
     let at = now();
     let Some(step) = open_secret(&state, &pending)?.matching_step(&body.code, unix_secs(at)) else {

@@ -14,7 +14,7 @@ use super::auth::token_answer;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::login::{count_login, open_session, LoginAttempt};
-use super::mfa::{admit_second_factor, check_code, wrong_code, CodeCheck};
+use super::mfa::{admit_second_factor, check_code, has_confirmed_totp, wrong_code, CodeCheck};
 use super::AppState;
 use crate::accounts::user::{User, UserStatus};
 use crate::domain::now;
@@ -29,12 +29,7 @@ pub(super) async fn challenge_if_enrolled(
     user: &User,
     attempt: &LoginAttempt,
 ) -> Result<Option<Response>, ApiError> {
-    let enrolled = state
-        .store
-        .totp_enrolment(&user.id)
-        .await?
-        .is_some_and(|enrolment| enrolment.confirmed_at.is_some());
-    if !enrolled {
+    if !has_confirmed_totp(state, &user.id).await? {
         return Ok(None);
     }
     let expires_at = now() + state.mfa.challenge_ttl;
@@ -109,9 +104,15 @@ pub async fn complete(
         Err(other) => return Err(other.into()),
     };
     if let Err(refused) = admit_second_factor(&state, address, &user.id).await {
-        attempt
-            .audit(&state, "login.mfa_refused", user.id.as_str(), "locked")
-            .await;
+        // Repeated at will without any code checked: sampled like the login's refusals.
+        if state
+            .login_refusals
+            .due(format!("{} mfa {}", address.0, user.id))
+        {
+            attempt
+                .audit(&state, "login.mfa_refused", user.id.as_str(), "locked")
+                .await;
+        }
         return Err(refused);
     }
     let check = match &factor {
