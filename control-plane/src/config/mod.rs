@@ -300,6 +300,7 @@ mod tests {
         let config = Config::load(Some(&example)).expect("the example loads");
         assert_eq!(config.raw.limits.routes[0].route, "/api/");
         assert_eq!(config.raw.limits.routes[0].requests_per_minute, Some(5000));
+        assert_eq!(config.mfa_policy.challenge_ttl.num_seconds(), 300);
     }
 
     #[test]
