@@ -18,6 +18,7 @@ mod login;
 mod me;
 mod mfa;
 mod mfa_login;
+mod paging;
 mod permission;
 mod quota;
 mod settings;

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow, SelfOr};
+use super::extract::{nullable, ApiJson, ApiQuery, Caller, SelfOr};
+use super::paging::PageWindow;
 use super::permission::{ManageUsers, ReadUsers};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
