@@ -22,6 +22,7 @@ use crate::identity::email_links::EmailLinks;
 use crate::identity::envoy_credential::EnvoyCredential;
 use crate::identity::ldap::sync as ldap_sync;
 use crate::identity::lockout::AccountLockout;
+use crate::identity::mfa::MFA_LOCKOUT_KEY_SPACE;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
@@ -182,6 +183,11 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         sealer.clone(),
     ));
 
+    let lockout = AccountLockout::new(
+        config.raw.login.lockout_policy(),
+        store.clone(),
+        hasher.clone(),
+    );
     let http = AppState {
         store: store.clone(),
         hasher: hasher.clone(),
@@ -212,11 +218,9 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             config.raw.limits.refusal_audits_per_minute,
             "tollgate_login_refusal_audits_skipped_total",
         )),
-        lockout: AccountLockout::new(
-            config.raw.login.lockout_policy(),
-            store.clone(),
-            hasher.clone(),
-        ),
+        lockout: lockout.clone(),
+        mfa: Arc::new(config.mfa_policy.clone()),
+        mfa_lockout: lockout.in_key_space(MFA_LOCKOUT_KEY_SPACE),
         address_failures: AddressFailures::new(
             counters.clone(),
             config.raw.login.address_failures_per_hour,

@@ -47,6 +47,7 @@ fn user(username: &str, email: &str) -> User {
         quotas: Quotas::default(),
         password_hash: Some("$argon2id$old".to_string()),
         password_change_required: false,
+        mfa_required: false,
         created_at: at,
         updated_at: at,
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::accounts::{
-    access_token, assert_error, login, login_from, user_with_password, with_token, FIREFOX,
-    PASSWORD, PASSWORD_WORK,
+    access_token, assert_error, backing_off_then_locking, login, login_from, user_with_password,
+    with_token, FIREFOX, PASSWORD, PASSWORD_WORK,
 };
 use support::app::{error_code, password_verifications, retry_after_secs, Api};
 use tollgate::config::Config;
@@ -18,14 +18,7 @@ use tollgate::config::Config;
 #[tokio::test]
 async fn failures_back_off_then_lock_until_an_admin_unlocks() {
     let _turn = PASSWORD_WORK.lock().await;
-    let api = Api::start_with(|config: &mut Config| {
-        config.login.max_failures = 3;
-        config.login.backoff_after_failures = 2;
-        config.login.backoff_secs = 1;
-        config.login.lockout_secs = 600;
-        config.login.max_lockout_secs = 600;
-    })
-    .await;
+    let api = Api::start_with(backing_off_then_locking).await;
     let id = user_with_password(&api, "ivy").await;
     for _ in 0..2 {
         assert_error(

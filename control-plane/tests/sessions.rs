@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
-use support::app::{error_code, error_message, Api};
+use support::app::{error_code, error_message, token_part, Api};
 use tollgate::proto::v1::filter_service_server::FilterService;
 use tollgate::proto::v1::{invalidation, WatchChangesRequest};
 
@@ -27,11 +27,6 @@ async fn login(api: &Api, username: &str, password: &str) -> (StatusCode, Value)
         Some(json!({"username": username, "password": password, "method": "local"})),
     )
     .await
-}
-
-fn token_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).expect("segment");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
 }
 
 #[tokio::test]

@@ -50,6 +50,7 @@ fn user(username: &str) -> User {
         quotas: Quotas::default(),
         password_hash: None,
         password_change_required: false,
+        mfa_required: false,
         created_at: at,
         updated_at: at,
     }

@@ -11,6 +11,7 @@ mod istio;
 mod keys;
 mod limits;
 mod manifests;
+mod mfa;
 mod quotas;
 mod routing;
 mod sessions;

@@ -180,21 +180,6 @@ fn the_login_cookie_is_a_session_and_never_reaches_the_upstream() {
     assert_eq!(answer.body["headers"]["cookie"], "theme=dark");
 }
 
-/// `POST` to the control plane with a session's access token.
-fn post_with_token(
-    gateway: &Gateway,
-    path: &str,
-    bearer: &str,
-    body: serde_json::Value,
-) -> tollgate_e2e::http::Answer {
-    tollgate_e2e::http::send(
-        tollgate_e2e::http::client()
-            .post(gateway.control_plane.url(path))
-            .header("authorization", bearer)
-            .json(&body),
-    )
-}
-
 #[test]
 fn a_password_change_ends_the_other_sessions_on_envoy_within_one_second() {
     let gateway = Gateway::start();
@@ -206,8 +191,7 @@ fn a_password_change_ends_the_other_sessions_on_envoy_within_one_second() {
         assert_eq!(answer.status, 200, "{}", answer.text);
     }
 
-    let changed = post_with_token(
-        &gateway,
+    let changed = gateway.control_plane.post_with_token(
         "/api/v1/users/me/password",
         &changing,
         json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}),
@@ -241,23 +225,14 @@ fn a_session_that_must_change_its_password_is_refused_by_envoy() {
         Some(json!({"password": "a temporary passphrase"})),
     );
     assert_eq!(reset.status, 200, "{}", reset.text);
-    let login = tollgate_e2e::http::send(
-        tollgate_e2e::http::client()
-            .post(cp.url("/api/v1/auth/login"))
-            .json(&json!({"username": "gus", "password": "a temporary passphrase"})),
-    );
+    let login = cp.login_answer("gus", "a temporary passphrase");
     assert_eq!(login.status, 200, "{}", login.text);
     assert_eq!(login.body["password_change_required"], true);
-    let limited = format!(
-        "Bearer {}",
-        login.body["access_token"].as_str().expect("token")
-    );
+    let limited = login.bearer();
     let answer = gateway.envoy.get("/", &[("authorization", &limited)]);
-    assert_eq!(answer.status, 401, "{}", answer.text);
-    assert_eq!(answer.error_code(), "invalid_session");
+    answer.assert_refused(401, "invalid_session");
 
-    let changed = post_with_token(
-        &gateway,
+    let changed = gateway.control_plane.post_with_token(
         "/api/v1/users/me/password",
         &limited,
         json!({"current_password": "a temporary passphrase", "new_password": PASSWORD}),

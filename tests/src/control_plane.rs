@@ -191,6 +191,16 @@ impl ControlPlane {
         send(request)
     }
 
+    /// `POST` with a JSON body and `bearer` (`Bearer <token>`) as `Authorization`.
+    pub fn post_with_token(&self, path: &str, bearer: &str, body: Value) -> Answer {
+        send(
+            client()
+                .post(self.url(path))
+                .header("authorization", bearer)
+                .json(&body),
+        )
+    }
+
     /// An admin request with a JSON body.
     pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -281,6 +291,21 @@ impl ControlPlane {
         answer.body["id"].as_str().expect("backend id").to_string()
     }
 
+    /// `POST /api/v1/auth/login` with a password and a login method (`local`, `ldap`); the
+    /// whole answer.
+    pub fn login_answer_with(&self, username: &str, password: &str, method: &str) -> Answer {
+        send(
+            client()
+                .post(self.url("/api/v1/auth/login"))
+                .json(&json!({"username": username, "password": password, "method": method})),
+        )
+    }
+
+    /// `POST /api/v1/auth/login` with a local password; the whole answer.
+    pub fn login_answer(&self, username: &str, password: &str) -> Answer {
+        self.login_answer_with(username, password, "local")
+    }
+
     /// Logs in with a password; returns the access token.
     pub fn login(&self, username: &str, password: &str) -> String {
         self.login_with(username, password, "local")
@@ -288,11 +313,7 @@ impl ControlPlane {
 
     /// Logs in with a login method (`local`, `ldap`); returns the access token.
     pub fn login_with(&self, username: &str, password: &str, method: &str) -> String {
-        let answer = send(
-            client()
-                .post(self.url("/api/v1/auth/login"))
-                .json(&json!({"username": username, "password": password, "method": method})),
-        );
+        let answer = self.login_answer_with(username, password, method);
         assert_eq!(answer.status, 200, "login: {}", answer.text);
         answer.body["access_token"]
             .as_str()

@@ -27,6 +27,12 @@ impl Answer {
         assert_eq!(self.error_code(), code, "{}", self.text);
     }
 
+    /// `Bearer <access_token>` of a login's answer.
+    pub fn bearer(&self) -> String {
+        let token = self.body["access_token"].as_str();
+        format!("Bearer {}", token.expect("an access token"))
+    }
+
     /// A response header's value, or "" when absent or not text.
     pub fn header(&self, name: &str) -> &str {
         self.headers

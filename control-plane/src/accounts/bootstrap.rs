@@ -93,6 +93,7 @@ async fn create_admin(store: &dyn Store) -> Result<User, StoreError> {
         quotas: Quotas::default(),
         password_hash: None,
         password_change_required: false,
+        mfa_required: false,
         created_at: at,
         updated_at: at,
     };

@@ -82,6 +82,8 @@ pub struct User {
     /// Set by an admin's password reset: until the user changes their password, a login only
     /// allows that change.
     pub password_change_required: bool,
+    /// Set by an admin: the user must log in with a second factor, whatever their role.
+    pub mfa_required: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -5,7 +5,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 
 use super::error::ApiError;
-use super::extract::{Caller, PageWindow};
+use super::extract::Caller;
+use super::paging::PageWindow;
 use super::permission::ReadAudit;
 use super::AppState;
 

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Duration;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use tollgate_filter_core::credential::SESSION_COOKIE;
 
 use super::error::ApiError;
 use super::extract::{presented_session_token, ApiJson, Caller};
+use super::mfa::has_confirmed_totp;
 use super::permission::ManageSigningKeys;
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
@@ -77,7 +78,7 @@ pub async fn refresh(
         }
         Err(other) => return Err(other.into()),
     }
-    token_answer(&state, &user, &session.id, &replacement)
+    token_answer(&state, &user, &session.id, &replacement).await
 }
 
 /// A refresh token that was already replaced is being used again, so it was copied: the
@@ -186,15 +187,18 @@ pub async fn rotate_signing_key(
 }
 
 /// The tokens as JSON, and the access token again as an HttpOnly session cookie for browsers.
-/// A user who must change their password gets a token that allows only that, and is told so.
-pub(super) fn token_answer(
+/// A user who must change their password gets a token that allows only that, and is told so;
+/// one who must use a second factor and has none yet, a token that allows only enrolling one.
+pub(super) async fn token_answer(
     state: &AppState,
     user: &User,
     session: &SessionId,
     refresh: &PlainApiKey,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let purpose = if user.password_change_required {
         TokenPurpose::PasswordChange
+    } else if state.mfa.required_for(user) && !has_confirmed_totp(state, &user.id).await? {
+        TokenPurpose::MfaEnrolment
     } else {
         TokenPurpose::Access
     };
@@ -209,11 +213,14 @@ pub(super) fn token_answer(
         "token_type": "Bearer",
         "expires_in": expires_in,
     });
-    if purpose == TokenPurpose::PasswordChange {
+    match purpose {
         // The session allows nothing but POST /api/v1/users/me/password until then.
-        answer["password_change_required"] = json!(true);
+        TokenPurpose::PasswordChange => answer["password_change_required"] = json!(true),
+        // ...or nothing but /api/v1/users/me/mfa[/totp[/confirm]].
+        TokenPurpose::MfaEnrolment => answer["mfa_enrolment_required"] = json!(true),
+        TokenPurpose::Access => {}
     }
-    Ok(([(SET_COOKIE, cookie)], Json(answer)))
+    Ok(([(SET_COOKIE, cookie)], Json(answer)).into_response())
 }
 
 pub(super) fn session_cookie(value: &str, max_age_secs: i64) -> String {

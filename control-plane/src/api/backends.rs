@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, whole_list, ApiJson, Caller, PageWindow};
+use super::extract::{nullable, ApiJson, Caller};
+use super::paging::{whole_list, PageWindow};
 use super::permission::{ManageBackends, ReadBackends};
 use super::AppState;
 use crate::domain::ids::BackendId;

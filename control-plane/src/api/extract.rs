@@ -1,5 +1,5 @@
-//! Extractors: JSON bodies with the project's error shape, the authenticated caller and what
-//! their role permits, and list paging.
+//! Extractors: JSON bodies with the project's error shape, and the authenticated caller and
+//! what their role permits.
 
 use std::marker::PhantomData;
 use std::sync::LazyLock;
@@ -25,7 +25,7 @@ use crate::changes::audit::AuditEntry;
 use crate::domain::ids::SessionId;
 use crate::domain::validation::with_refusal;
 use crate::identity::tokens::TokenPurpose;
-use crate::store::{Page, StoreError};
+use crate::store::StoreError;
 
 /// A JSON body. Malformed input answers 400 `invalid_body`, and a value its type refuses
 /// (see [`crate::domain::validation`]) 400 `validation_failed` with the rule's message.
@@ -218,6 +218,33 @@ impl FromRequestParts<AppState> for ChangingOwnPassword {
     }
 }
 
+/// A [`Me`] calling with a session (403 `session_required` for an API key), which may also be
+/// one that only allows enrolling a second factor (a user who must use one and has none
+/// yet): for that enrolment alone.
+pub struct EnrollingMfa(pub Me);
+
+impl FromRequestParts<AppState> for EnrollingMfa {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?;
+        match caller.session.as_ref().map(|session| session.purpose) {
+            Some(TokenPurpose::PasswordChange) => Err(password_change_required()),
+            Some(_) => Ok(Self(caller.into())),
+            // A key is a machine's: one that leaked must not tie the person's logins to an
+            // authenticator its holder controls.
+            None => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "session_required",
+                "a second factor is enrolled with a login session, not an API key",
+            )),
+        }
+    }
+}
+
 /// Who a request authenticated as, and with what.
 struct VerifiedCaller {
     user: User,
@@ -233,15 +260,25 @@ struct CallerSession {
 }
 
 impl VerifiedCaller {
-    /// 403 `password_change_required` for a session that may only change the password.
+    /// 403 `password_change_required` for a session that may only change the password, and
+    /// `mfa_enrolment_required` for one that may only enrol a second factor.
     fn with_full_access(self) -> Result<Self, ApiError> {
-        match &self.session {
-            Some(session) if session.purpose == TokenPurpose::PasswordChange => {
-                Err(password_change_required())
-            }
+        match self.session.as_ref().map(|session| session.purpose) {
+            Some(TokenPurpose::PasswordChange) => Err(password_change_required()),
+            Some(TokenPurpose::MfaEnrolment) => Err(mfa_enrolment_required()),
             _ => Ok(self),
         }
     }
+}
+
+/// 403 `mfa_enrolment_required`: the user must log in with a second factor, and this session
+/// may only enrol one.
+fn mfa_enrolment_required() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "mfa_enrolment_required",
+        "a second factor must be enrolled first: POST /api/v1/users/me/mfa/totp",
+    )
 }
 
 /// 403 `password_change_required`: an admin reset the password, and this session may only
@@ -397,69 +434,5 @@ async fn session_caller(state: &AppState, token: &str) -> Result<VerifiedCaller,
             id: session.id,
             purpose,
         }),
-    })
-}
-
-const DEFAULT_PER_PAGE: u64 = 50;
-const MAX_PER_PAGE: u64 = 200;
-
-/// Where a page of a listing starts: `?page=` counts from 1, `?per_page=` is 1-200.
-#[derive(Debug, Clone, Copy)]
-pub struct PageWindow {
-    pub page: u64,
-    pub per_page: u64,
-}
-
-/// The paging parameters of a listing's query, before their ranges are checked.
-#[derive(Deserialize)]
-struct PageQuery {
-    page: Option<u64>,
-    per_page: Option<u64>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for PageWindow {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let ApiQuery(query) = ApiQuery::<PageQuery>::from_request_parts(parts, state).await?;
-        Self::from_query(query.page, query.per_page)
-    }
-}
-
-impl PageWindow {
-    fn from_query(page: Option<u64>, per_page: Option<u64>) -> Result<Self, ApiError> {
-        let page = page.unwrap_or(1);
-        let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
-        if page == 0 {
-            return Err(ApiError::validation("`page` starts at 1"));
-        }
-        if per_page == 0 || per_page > MAX_PER_PAGE {
-            return Err(ApiError::validation("`per_page` must be 1 to 200"));
-        }
-        Ok(Self { page, per_page })
-    }
-
-    pub fn offset(self) -> u64 {
-        (self.page - 1).saturating_mul(self.per_page)
-    }
-
-    /// The documented list shape: `{"items", "total", "page", "per_page"}`.
-    pub fn list<T: serde::Serialize>(self, page: Page<T>) -> serde_json::Value {
-        serde_json::json!({
-            "items": page.items,
-            "total": page.total,
-            "page": self.page,
-            "per_page": self.per_page,
-        })
-    }
-}
-
-/// An unpaged listing in the documented list shape: every item on page 1.
-pub fn whole_list<T: serde::Serialize>(items: &[T]) -> serde_json::Value {
-    serde_json::json!({
-        "items": items,
-        "total": items.len(),
-        "page": 1,
-        "per_page": items.len(),
     })
 }

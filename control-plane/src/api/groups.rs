@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, whole_list, ApiJson, Caller};
+use super::extract::{nullable, ApiJson, Caller};
+use super::paging::whole_list;
 use super::permission::{ManageGroups, ReadGroups};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::users::find as find_user;

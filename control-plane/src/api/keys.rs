@@ -11,7 +11,8 @@ use tollgate_filter_core::access::Scopes;
 
 use super::access::may_hand_out;
 use super::error::{found, ApiError};
-use super::extract::{nullable, whole_list, ApiJson, ApiQuery, Caller, SelfOr};
+use super::extract::{nullable, ApiJson, ApiQuery, Caller, SelfOr};
+use super::paging::whole_list;
 use super::permission::{ManageKeyLimits, ManageUsers, ReadUsers};
 use super::settings::{self, RateLimitsPatch, SettingsField};
 use super::users::find;

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use chrono::Duration;
 use serde::Deserialize;
 use serde_json::json;
@@ -14,6 +14,7 @@ use super::auth::{token_answer, REFRESH_TOKEN_PREFIX};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::ldap_login::verify_ldap_password;
+use super::mfa_login;
 use super::throttle::{self, too_many_attempts};
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
@@ -36,14 +37,16 @@ pub struct Login {
 
 /// A login: refused at once (429) while the client's address is over its budget of failures
 /// or the name is locked or backing off, whatever the password; otherwise the password is
-/// checked. Every attempt is audited with its method, address and user agent (the refusals
-/// before any password check sampled per address, as a client can repeat them at will).
+/// checked. A user with a second factor gets a challenge for it instead of a session (see
+/// `mfa_login.rs`). Every attempt is audited with its method, address and user agent (the
+/// refusals before any password check sampled per address, as a client can repeat them at
+/// will).
 pub async fn login(
     State(state): State<AppState>,
     address: ClientAddress,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Login>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let method = body.method.as_deref().unwrap_or("local");
     let method = LoginMethod::parse(method)
         .filter(|method| state.login_methods.enabled(*method))
@@ -61,8 +64,11 @@ pub async fn login(
         }
     };
     state.lockout.forget(&body.username).await?;
+    if let Some(challenge) = mfa_login::challenge_if_enrolled(&state, &user, &attempt).await? {
+        return Ok(challenge);
+    }
     let (session, refresh) = open_session(&state, &user, &attempt).await?;
-    token_answer(&state, &user, &session, &refresh)
+    token_answer(&state, &user, &session, &refresh).await
 }
 
 /// Checks a password against the one stored here; a failure is counted, audited and answered
@@ -117,8 +123,8 @@ async fn verify_local_password(
 
 /// One login attempt, as audited.
 pub(super) struct LoginAttempt {
-    method: LoginMethod,
-    address: ClientAddress,
+    pub(super) method: LoginMethod,
+    pub(super) address: ClientAddress,
     user_agent: Option<String>,
 }
 
@@ -171,9 +177,10 @@ impl LoginAttempt {
         })
     }
 
-    /// Audits an attempt refused for `reason`; a failure to write is logged, not answered.
-    async fn audit(&self, state: &AppState, action: &str, target: &str, reason: &str) {
-        let entry = AuditEntry::new(None, action, target, self.details(reason));
+    /// Audits the attempt as `action` on `target` with `result`; a failure to write is
+    /// logged, not answered.
+    pub(super) async fn audit(&self, state: &AppState, action: &str, target: &str, result: &str) {
+        let entry = AuditEntry::new(None, action, target, self.details(result));
         if let Err(error) = state.store.record_audit(&entry).await {
             tracing::warn!(%error, "cannot audit a login attempt");
         }
@@ -263,7 +270,7 @@ async fn upgrade_password_hash(state: &AppState, user: &User, password: String) 
     }
 }
 
-fn count_login(result: &'static str) {
+pub(super) fn count_login(result: &'static str) {
     metrics::counter!("tollgate_logins_total", "result" => result).increment(1);
 }
 

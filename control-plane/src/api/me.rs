@@ -12,10 +12,12 @@ use serde_json::json;
 use super::access::ClientAddress;
 use super::auth::session_cookie;
 use super::error::ApiError;
-use super::extract::{whole_list, ApiJson, ChangingOwnPassword, Me};
+use super::extract::{ApiJson, ChangingOwnPassword, Me};
+use super::paging::whole_list;
 use super::throttle::{self, too_many_attempts};
 use super::users::{check_password, hash, unless_changed_meanwhile};
 use super::AppState;
+use crate::accounts::user::User;
 use crate::domain::ids::SessionId;
 use crate::domain::{now, Timestamp};
 use crate::identity::device;
@@ -42,26 +44,15 @@ pub async fn change_password(
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = &me.user;
-    throttle::refuse_over_budget(&state, address).await?;
-    if let Admission::Locked { until } = state.lockout.attempt(&user.username).await? {
-        return Err(too_many_attempts(
-            (until - now()).to_std().unwrap_or_default(),
-        ));
-    }
-    let verified = state
-        .passwords
-        .verify(body.current_password.clone(), user.password_hash.clone())
-        .await
-        .map_err(|_| ApiError::busy("too many password checks are in progress"))?;
-    let Some(verified_hash) = user.password_hash.as_deref().filter(|_| verified.matches) else {
-        state.address_failures.record(address.0).await;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_current_password",
-            "`current_password` is not the account's password",
-        ));
-    };
-    state.lockout.forget(&user.username).await?;
+    let verified_hash = verify_current_password(
+        &state,
+        address,
+        user,
+        &body.current_password,
+        "current_password",
+    )
+    .await?;
+    let verified_hash = verified_hash.as_str();
     if body.new_password == body.current_password {
         // Else the temporary password of an admin's reset, which the admin knows, could stay.
         return Err(ApiError::validation(
@@ -97,6 +88,38 @@ pub async fn change_password(
          again",
     )?;
     Ok(Json(state.store.user(&user.id).await?))
+}
+
+/// Checks `password` (the body's `field`) against `user`'s own, counting a wrong one like a
+/// failed login (per address and per account); answers the hash it matched.
+pub(super) async fn verify_current_password(
+    state: &AppState,
+    address: ClientAddress,
+    user: &User,
+    password: &str,
+    field: &str,
+) -> Result<String, ApiError> {
+    throttle::refuse_over_budget(state, address).await?;
+    if let Admission::Locked { until } = state.lockout.attempt(&user.username).await? {
+        return Err(too_many_attempts(
+            (until - now()).to_std().unwrap_or_default(),
+        ));
+    }
+    let verified = state
+        .passwords
+        .verify(password.to_string(), user.password_hash.clone())
+        .await
+        .map_err(|_| ApiError::busy("too many password checks are in progress"))?;
+    let Some(verified_hash) = user.password_hash.clone().filter(|_| verified.matches) else {
+        state.address_failures.record(address.0).await;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_current_password",
+            format!("`{field}` is not the account's password"),
+        ));
+    };
+    state.lockout.forget(&user.username).await?;
+    Ok(verified_hash)
 }
 
 /// One of the caller's sessions, as they see it.

@@ -17,6 +17,9 @@ mod keys;
 mod ldap_login;
 mod login;
 mod me;
+mod mfa;
+mod mfa_login;
+mod paging;
 mod permission;
 mod quota;
 mod self_service;
@@ -42,6 +45,7 @@ use crate::identity::address_failures::AddressFailures;
 use crate::identity::email_links::EmailLinks;
 use crate::identity::lockout::AccountLockout;
 use crate::identity::methods::LoginMethods;
+use crate::identity::mfa::MfaPolicy;
 use crate::identity::password::PasswordWork;
 use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::sealing::Sealer;
@@ -88,6 +92,10 @@ pub struct AppState {
     pub access: Arc<AccessPolicy>,
     /// Locks a login name after repeated failures.
     pub lockout: AccountLockout,
+    /// Who must use a second factor, and how long a login waits for it.
+    pub mfa: Arc<MfaPolicy>,
+    /// Locks a user's second factor after repeated wrong codes, apart from their logins.
+    pub mfa_lockout: AccountLockout,
     /// Holds back client addresses that keep failing to authenticate.
     pub address_failures: AddressFailures,
     /// What people may do for themselves by email.
@@ -143,6 +151,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/auth/password-reset/confirm",
             post(self_service::confirm_password_reset),
         )
+        .route("/api/v1/auth/mfa", post(mfa_login::complete))
         .route("/api/v1/auth/refresh", post(auth::refresh))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route(
@@ -152,6 +161,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/users", post(users::create).get(users::list))
         .route("/api/v1/users/me", get(users::me))
         .route("/api/v1/users/me/password", post(me::change_password))
+        .route("/api/v1/users/me/mfa", get(mfa::status).delete(mfa::remove))
+        .route("/api/v1/users/me/mfa/totp", post(mfa::enrol))
+        .route("/api/v1/users/me/mfa/totp/confirm", post(mfa::confirm))
+        .route("/api/v1/users/{id}/mfa", axum::routing::delete(mfa::reset))
         .route(
             "/api/v1/users/me/sessions",
             get(me::sessions).delete(me::end_all_sessions),

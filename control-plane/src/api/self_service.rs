@@ -116,6 +116,7 @@ pub async fn register(
         quotas: Quotas::default(),
         password_hash: Some(password_hash),
         password_change_required: false,
+        mfa_required: false,
         created_at: at,
         updated_at: at,
     };

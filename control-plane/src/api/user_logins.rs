@@ -106,7 +106,8 @@ pub async fn lockout(
     })))
 }
 
-/// Forgets the user's failed logins: the next login is checked at once.
+/// Forgets the user's failed logins and wrong second-factor codes: the next attempt is
+/// checked at once.
 pub async fn unlock(
     State(state): State<AppState>,
     caller: Caller<ManageUsers>,
@@ -114,6 +115,7 @@ pub async fn unlock(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = find(&state, &id).await?;
     state.lockout.forget(&user.username).await?;
+    state.mfa_lockout.forget(user.id.as_str()).await?;
     let audit = caller.audit("user.unlocked", user.id.as_str(), json!({}));
     state.store.record_audit(&audit).await?;
     Ok(StatusCode::NO_CONTENT)

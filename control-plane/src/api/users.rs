@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, Caller, PageWindow, SelfOr};
+use super::extract::{nullable, ApiJson, ApiQuery, Caller, SelfOr};
+use super::paging::PageWindow;
 use super::permission::{ManageUsers, ReadUsers};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
 use super::AppState;
@@ -41,6 +42,9 @@ pub struct CreateUser {
     tenant_id: Option<String>,
     #[serde(default)]
     ip_allowlist: IpAllowlist,
+    /// The user must log in with a second factor.
+    #[serde(default)]
+    mfa_required: bool,
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[serde(default, deserialize_with = "nullable")]
@@ -68,6 +72,7 @@ pub struct ChangeUser {
     #[serde(default, deserialize_with = "nullable")]
     tenant_id: Option<Option<String>>,
     ip_allowlist: Option<IpAllowlist>,
+    mfa_required: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[serde(default, deserialize_with = "nullable")]
@@ -146,6 +151,7 @@ pub async fn create(
         quotas,
         password_hash,
         password_change_required: false,
+        mfa_required: body.mfa_required,
         created_at: at,
         updated_at: at,
     };
@@ -214,6 +220,9 @@ pub async fn change(
     if let Some(ip_allowlist) = body.ip_allowlist {
         user.ip_allowlist = ip_allowlist;
     }
+    if let Some(mfa_required) = body.mfa_required {
+        user.mfa_required = mfa_required;
+    }
     user.rate_limits = settings::rate_limits(body.rate_limits, user.rate_limits)?;
     user.quotas = settings::quotas(body.quotas, user.quotas)?;
     if let Some(password) = &body.password {
@@ -249,6 +258,7 @@ pub async fn change(
             "role": user.role,
             "password_changed": body.password.is_some(),
             "sessions_ended": ends_sessions,
+            "mfa_required": user.mfa_required,
             "rate_limits": user.rate_limits,
             "quotas": user.quotas,
         }),

@@ -14,6 +14,7 @@ mod limits;
 mod listen;
 mod login;
 mod mail;
+mod mfa;
 mod passwords;
 mod pools;
 mod quotas;
@@ -38,6 +39,7 @@ pub use limits::{IpCounts, LimitsConfig, RouteLimitConfig};
 pub use listen::{GrpcConfig, HttpConfig};
 pub use login::LoginConfig;
 pub use mail::MailConfig;
+pub use mfa::MfaConfig;
 pub use passwords::{Argon2Config, PasswordsConfig};
 pub use pools::{PoolsConfig, RoutingConfig};
 pub use quotas::{QuotaDefaults, QuotasConfig};
@@ -46,6 +48,7 @@ pub use self_service::SelfServiceConfig;
 pub use sessions::SessionsConfig;
 
 use crate::identity::methods::LoginMethods;
+use crate::identity::mfa::MfaPolicy;
 use crate::identity::password::Argon2Settings;
 use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::self_service::SelfService;
@@ -92,6 +95,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub self_service: SelfServiceConfig,
     pub mail: MailConfig,
+    pub mfa: MfaConfig,
     pub passwords: PasswordsConfig,
     pub pools: PoolsConfig,
     pub routing: RoutingConfig,
@@ -116,6 +120,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             self_service: SelfServiceConfig::default(),
             mail: MailConfig::default(),
+            mfa: MfaConfig::default(),
             passwords: PasswordsConfig::default(),
             pools: PoolsConfig::default(),
             routing: RoutingConfig::default(),
@@ -136,6 +141,7 @@ pub struct ValidConfig {
     pub database_url: String,
     pub quota_policy: QuotaPolicy,
     pub login_methods: LoginMethods,
+    pub mfa_policy: MfaPolicy,
     pub password_policy: PasswordPolicy,
     pub argon2: Argon2Settings,
     pub mail: Option<MailSettings>,
@@ -178,6 +184,7 @@ impl Config {
         let login_methods = self.auth.validate()?;
         let mail = self.mail.validate()?;
         let self_service = self.self_service.validate(mail.as_ref())?;
+        let mfa_policy = self.mfa.validate()?;
         let (password_policy, argon2) = self.passwords.validate()?;
         self.pools.validate()?;
         self.routing.validate()?;
@@ -192,6 +199,7 @@ impl Config {
             database_url,
             quota_policy,
             login_methods,
+            mfa_policy,
             password_policy,
             argon2,
             mail,
@@ -310,6 +318,7 @@ mod tests {
         let config = Config::load(Some(&example)).expect("the example loads");
         assert_eq!(config.raw.limits.routes[0].route, "/api/");
         assert_eq!(config.raw.limits.routes[0].requests_per_minute, Some(5000));
+        assert_eq!(config.mfa_policy.challenge_ttl.num_seconds(), 300);
     }
 
     #[test]

@@ -170,6 +170,9 @@ pub struct AccountLockout {
     policy: LockoutPolicy,
     store: Arc<dyn Store>,
     hasher: KeyHasher,
+    /// Prefixed to every name, so that the failures of another kind of attempt (second
+    /// factors) are kept apart from those of logins; empty for logins.
+    key_space: &'static str,
     /// Turns at removing forgotten failures.
     pruning: Arc<AtMostEvery>,
 }
@@ -180,7 +183,17 @@ impl AccountLockout {
             policy,
             store,
             hasher,
+            key_space: "",
             pruning: Arc::new(AtMostEvery::new(PRUNE_INTERVAL_SECS)),
+        }
+    }
+
+    /// The same policy and store for another kind of attempt, whose failures are counted
+    /// apart under names prefixed with `key_space` and a space (which no username holds).
+    pub fn in_key_space(&self, key_space: &'static str) -> Self {
+        Self {
+            key_space,
+            ..self.clone()
         }
     }
 
@@ -246,6 +259,11 @@ impl AccountLockout {
     /// sometimes passwords).
     fn account(&self, login_name: &str) -> StoredKeyHash {
         let name = login_name.to_ascii_lowercase();
+        let name = if self.key_space.is_empty() {
+            name
+        } else {
+            format!("{} {name}", self.key_space)
+        };
         self.hasher
             .hash(&KeyDigest(Sha256::digest(name.as_bytes()).into()))
     }

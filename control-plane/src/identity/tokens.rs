@@ -17,6 +17,9 @@ pub const LEEWAY_SECS: u64 = 30;
 /// Appended to the audience of tokens that may only change the password, so that the filter
 /// (which accepts only the audience itself) refuses them.
 const PASSWORD_CHANGE_AUDIENCE_SUFFIX: &str = ":password-change";
+/// Appended to the audience of tokens that may only enrol a second factor, so that the filter
+/// refuses them too.
+const MFA_ENROLMENT_AUDIENCE_SUFFIX: &str = ":mfa-enrolment";
 
 /// What an access token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,9 @@ pub enum TokenPurpose {
     Access,
     /// Only changing the user's own password at the control plane: after an admin's reset.
     PasswordChange,
+    /// Only enrolling a second factor at the control plane: for a user who must use one and
+    /// has none yet.
+    MfaEnrolment,
 }
 
 /// The claims of an access token.
@@ -137,12 +143,17 @@ impl SessionTokens {
             TokenPurpose::PasswordChange => {
                 format!("{}{PASSWORD_CHANGE_AUDIENCE_SUFFIX}", self.policy.audience)
             }
+            TokenPurpose::MfaEnrolment => {
+                format!("{}{MFA_ENROLMENT_AUDIENCE_SUFFIX}", self.policy.audience)
+            }
         }
     }
 
     /// What a verified token's claims allow.
     pub fn purpose(&self, claims: &AccessClaims) -> TokenPurpose {
-        if claims.aud == self.policy.audience {
+        if claims.aud == self.audience(TokenPurpose::MfaEnrolment) {
+            TokenPurpose::MfaEnrolment
+        } else if claims.aud == self.policy.audience {
             TokenPurpose::Access
         } else {
             TokenPurpose::PasswordChange
@@ -208,6 +219,7 @@ impl SessionTokens {
         validation.set_audience(&[
             self.audience(TokenPurpose::Access),
             self.audience(TokenPurpose::PasswordChange),
+            self.audience(TokenPurpose::MfaEnrolment),
         ]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;

@@ -1,6 +1,7 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
-//! [`SessionStore`], [`LoginFailureStore`], [`LdapLinkStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
-//! [`HealthCheckStore`], [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
+//! [`SessionStore`], [`LoginFailureStore`], [`RegistrationStore`], [`LdapLinkStore`],
+//! [`MfaStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`], [`HealthCheckStore`],
+//! [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
 //! [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so callers never see
 //! which database is in use.
 //!
@@ -20,6 +21,7 @@ mod health_checks;
 mod keys;
 mod ldap_links;
 mod login_failures;
+mod mfa;
 mod migrations;
 mod registrations;
 mod routing_feed;
@@ -42,6 +44,7 @@ pub use keys::{KeyOwner, KeyStore};
 pub use ldap_links::{LdapLink, LdapLinkStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
 pub use registrations::RegistrationStore;
+pub use mfa::MfaStore;
 pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
@@ -86,6 +89,7 @@ pub trait Store:
     + LoginFailureStore
     + RegistrationStore
     + LdapLinkStore
+    + MfaStore
     + UsageStore
     + AllowanceStore
     + BackendStore

@@ -19,7 +19,7 @@ use crate::domain::Timestamp;
 
 pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.status, u.role, \
      u.tenant_id, u.ip_allowlist, u.rate_limits, u.quotas, u.password_hash, \
-     u.password_change_required, u.created_at, u.updated_at";
+     u.password_change_required, u.mfa_required, u.created_at, u.updated_at";
 
 /// Which users a listing returns, and which page of them.
 #[derive(Debug, Clone, Default)]
@@ -257,6 +257,7 @@ impl SqlStore {
             quotas: from_json(row, "quotas")?,
             password_hash: row.try_get("password_hash")?,
             password_change_required: row.try_get::<i64, _>("password_change_required")? != 0,
+            mfa_required: row.try_get::<i64, _>("mfa_required")? != 0,
             created_at: required_time(row, "created_at")?,
             updated_at: required_time(row, "updated_at")?,
         };
@@ -319,8 +320,8 @@ pub(super) async fn insert_user(write: &mut Write, user: &User) -> Written {
     let insert = sqlx::query(
         "INSERT INTO users (id, username, created_at, email, name, status, role, \
          tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
-         password_change_required) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         password_change_required, mfa_required) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(user.id.as_str())
     .bind(&user.username)
@@ -337,7 +338,7 @@ async fn replace_user(write: &mut Write, user: &User) -> Written {
     let update = sqlx::query(
         "UPDATE users SET email = $2, name = $3, status = $4, role = $5, tenant_id = $6, \
          password_hash = $7, updated_at = $8, ip_allowlist = $9, rate_limits = $10, \
-         quotas = $11, password_change_required = $12 WHERE id = $1",
+         quotas = $11, password_change_required = $12, mfa_required = $13 WHERE id = $1",
     )
     .bind(user.id.as_str());
     let updated = bind_changeable(update, user)?
@@ -351,7 +352,7 @@ async fn replace_user(write: &mut Write, user: &User) -> Written {
 }
 
 /// Binds what a change may set of a user (email to quotas, then whether the password must be
-/// changed, in that order).
+/// changed and whether a second factor is required, in that order).
 fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'q>, StoreError> {
     Ok(query
         .bind(user.email.as_deref())
@@ -364,7 +365,8 @@ fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'
         .bind(to_json(&user.ip_allowlist)?)
         .bind(to_json(&user.rate_limits)?)
         .bind(to_json(&user.quotas)?)
-        .bind(i64::from(user.password_change_required)))
+        .bind(i64::from(user.password_change_required))
+        .bind(i64::from(user.mfa_required)))
 }
 
 /// `Conflict("email")` or `Conflict("username")` when a write would store a name another user

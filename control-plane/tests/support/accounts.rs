@@ -4,6 +4,8 @@
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
+use tollgate::config::Config;
+
 use super::app::{error_code, Answer, Api, LOCAL_PEER};
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -86,4 +88,14 @@ pub async fn change_password(api: &Api, token: &str, current: &str, new: &str) -
 pub fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
     assert_eq!(answer.status, status, "{}", answer.body);
     assert_eq!(error_code(&answer.body), code, "{}", answer.body);
+}
+
+/// Attempts at an account back off after two failures (1 s, then 2 s...) and the fourth in a
+/// row locks it for 10 minutes.
+pub fn backing_off_then_locking(config: &mut Config) {
+    config.login.max_failures = 3;
+    config.login.backoff_after_failures = 2;
+    config.login.backoff_secs = 1;
+    config.login.lockout_secs = 600;
+    config.login.max_lockout_secs = 600;
 }

@@ -309,6 +309,14 @@ pub async fn password_verifications(api: &Api) -> u64 {
         .map_or(0, |value| value.trim().parse().expect("a count"))
 }
 
+/// The JSON of part `index` of a compact JWT (0: header, 1: claims).
+pub fn token_part(token: &str, index: usize) -> Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let part = token.split('.').nth(index).expect("segment");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
+}
+
 pub fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod app;
 pub mod grpc;
+pub mod mfa;
 pub mod replica;
 pub mod smtp;
 

@@ -169,6 +169,7 @@ async fn create(
         quotas: Default::default(),
         password_hash: None,
         password_change_required: false,
+        mfa_required: false,
         created_at: link.synced_at,
         updated_at: link.synced_at,
     };
