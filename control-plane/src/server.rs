@@ -19,6 +19,7 @@ use crate::filter_service::{DataPlanePolicy, FilterApi};
 use crate::identity::address_failures::AddressFailures;
 use crate::identity::envoy_credential::EnvoyCredential;
 use crate::identity::lockout::AccountLockout;
+use crate::identity::oidc::OidcProviders;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
@@ -190,6 +191,10 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         passwords: PasswordWork::for_this_machine(config.argon2.clone()),
         password_policy: Arc::new(config.password_policy.clone()),
         login_methods: Arc::new(config.login_methods.clone()),
+        oidc: Arc::new(
+            OidcProviders::new(&config.login_methods.oidc)
+                .context("cannot prepare the OpenID Connect providers' HTTP client")?,
+        ),
         login_refusals: Arc::new(AuditSample::new(
             LOGIN_REFUSAL_AUDIT_INTERVAL,
             config.raw.limits.refusal_audits_per_minute,

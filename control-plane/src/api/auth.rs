@@ -1,10 +1,10 @@
 //! Sessions after a login (`login.rs`): refresh, logout, signing keys, the login methods offered,
 //! and the JWKS the filter and others verify with.
 
-use axum::extract::State;
-use axum::http::header::SET_COOKIE;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{AppendHeaders, IntoResponse};
 use axum::Json;
 use chrono::Duration;
 use serde::Deserialize;
@@ -25,6 +25,8 @@ use crate::identity::tokens::{TokenPurpose, LEEWAY_SECS};
 use crate::store::StoreError;
 
 pub(super) const REFRESH_TOKEN_PREFIX: &str = "tgr";
+/// The cookie holding a browser session's refresh token.
+pub const REFRESH_COOKIE: &str = "tollgate_refresh";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,11 +42,27 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.tokens.jwks())
 }
 
+/// A new access token for a refresh token, which is replaced. The token comes in the body, or,
+/// from a browser, in the refresh cookie a single sign-on login set; then the answer sets the
+/// replacement cookie too.
 pub async fn refresh(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Refresh>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let presented = PlainApiKey::from_client(body.refresh_token);
+    let from_cookie = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_none()
+        .then(|| cookie_value(request.headers(), REFRESH_COOKIE))
+        .flatten();
+    let (presented, by_cookie) = match from_cookie {
+        Some(token) => (token, true),
+        None => {
+            let ApiJson(body) = ApiJson::<Refresh>::from_request(request, &state).await?;
+            (body.refresh_token, false)
+        }
+    };
+    let presented = PlainApiKey::from_client(presented);
     let presented_hash = state.hasher.hash(&presented.digest());
     let session = match state.store.session_by_refresh_hash(&presented_hash).await {
         Ok(session) if session.is_live(now()) => session,
@@ -77,7 +95,16 @@ pub async fn refresh(
         }
         Err(other) => return Err(other.into()),
     }
-    token_answer(&state, &user, &session.id, &replacement)
+    let cookie = by_cookie.then(|| {
+        (
+            SET_COOKIE,
+            refresh_cookie(replacement.expose(), state.sessions.refresh_ttl_secs),
+        )
+    });
+    Ok((
+        AppendHeaders(cookie),
+        token_answer(&state, &user, &session.id, &replacement)?,
+    ))
 }
 
 /// A refresh token that was already replaced is being used again, so it was copied: the
@@ -214,6 +241,28 @@ pub(super) fn token_answer(
         answer["password_change_required"] = json!(true);
     }
     Ok(([(SET_COOKIE, cookie)], Json(answer)))
+}
+
+/// The refresh token of a browser session, sent only to the session routes (`refresh`,
+/// `logout`), and never from another site's page.
+pub(super) fn refresh_cookie(value: &str, max_age_secs: i64) -> String {
+    format!(
+        "{REFRESH_COOKIE}={value}; Path=/api/v1/auth/; Max-Age={max_age_secs}; HttpOnly; Secure; \
+         SameSite=Strict"
+    )
+}
+
+/// The value of the cookie `name` in the request's `Cookie` headers.
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_string())
+        })
 }
 
 pub(super) fn session_cookie(value: &str, max_age_secs: i64) -> String {

@@ -55,6 +55,11 @@ pub async fn login(
     attempt.admit(&state, &body.username).await?;
     let user = match method {
         LoginMethod::Local => verify_local_password(&state, &attempt, &body).await?,
+        LoginMethod::Oidc => {
+            return Err(ApiError::validation(
+                "an OIDC login starts at its provider's `login_url`; see /api/v1/auth/methods",
+            ))
+        }
     };
     state.lockout.forget(&body.username).await?;
     let (session, refresh) = open_session(&state, &user, &attempt).await?;
@@ -104,6 +109,8 @@ async fn verify_local_password(
 /// One login attempt, as audited.
 pub(super) struct LoginAttempt {
     method: LoginMethod,
+    /// The OpenID Connect provider logged in at.
+    provider: Option<String>,
     address: ClientAddress,
     user_agent: Option<String>,
 }
@@ -112,6 +119,7 @@ impl LoginAttempt {
     pub(super) fn new(method: LoginMethod, address: ClientAddress, headers: &HeaderMap) -> Self {
         Self {
             method,
+            provider: None,
             address,
             user_agent: headers
                 .get(USER_AGENT)
@@ -120,14 +128,16 @@ impl LoginAttempt {
         }
     }
 
+    /// The same attempt, at the OpenID Connect provider `name`.
+    pub(super) fn at_provider(mut self, name: &str) -> Self {
+        self.provider = Some(name.to_string());
+        self
+    }
+
     /// 429 while the client's address is over its budget of failures or `username` is locked
     /// or backing off.
     pub(super) async fn admit(&self, state: &AppState, username: &str) -> Result<(), ApiError> {
-        if let Err(refused) = throttle::refuse_over_budget(state, self.address).await {
-            count_login("throttled");
-            self.audit_refusal(state, "throttled").await;
-            return Err(refused);
-        }
+        self.admit_address(state).await?;
         if let Admission::Locked { until } = state.lockout.attempt(username).await? {
             count_login("locked");
             self.audit_refusal(state, "locked").await;
@@ -138,27 +148,50 @@ impl LoginAttempt {
         Ok(())
     }
 
+    /// 429 while the client's address is over its budget of failures.
+    pub(super) async fn admit_address(&self, state: &AppState) -> Result<(), ApiError> {
+        if let Err(refused) = throttle::refuse_over_budget(state, self.address).await {
+            count_login("throttled");
+            self.audit_refusal(state, "throttled").await;
+            return Err(refused);
+        }
+        Ok(())
+    }
+
     /// Counts a failed attempt at `target` (a user id, or `unknown`) against the client's
     /// address, audits it, and gives the answer: 401 `invalid_credentials`.
     pub(super) async fn refuse(&self, state: &AppState, target: &str) -> ApiError {
+        self.refuse_with(state, target, invalid_credentials()).await
+    }
+
+    /// Like [`Self::refuse`], answering `error` (whose code is audited as the reason).
+    pub(super) async fn refuse_with(
+        &self,
+        state: &AppState,
+        target: &str,
+        error: ApiError,
+    ) -> ApiError {
         state.address_failures.record(self.address.0).await;
         count_login("refused");
-        self.audit(state, "login.failed", target, "invalid_credentials")
-            .await;
-        invalid_credentials()
+        self.audit(state, "login.failed", target, error.code).await;
+        error
     }
 
     fn details(&self, result: &str) -> serde_json::Value {
-        json!({
+        let mut details = json!({
             "method": self.method.as_str(),
             "address": self.address.0.to_string(),
             "user_agent": self.user_agent,
             "result": result,
-        })
+        });
+        if let Some(provider) = &self.provider {
+            details["provider"] = json!(provider);
+        }
+        details
     }
 
     /// Audits an attempt refused for `reason`; a failure to write is logged, not answered.
-    async fn audit(&self, state: &AppState, action: &str, target: &str, reason: &str) {
+    pub(super) async fn audit(&self, state: &AppState, action: &str, target: &str, reason: &str) {
         let entry = AuditEntry::new(None, action, target, self.details(reason));
         if let Err(error) = state.store.record_audit(&entry).await {
             tracing::warn!(%error, "cannot audit a login attempt");

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::oidc::OidcConfig;
 use super::ConfigError;
 use crate::identity::methods::{LoginMethods, PasswordMethod};
 
@@ -10,6 +11,8 @@ use crate::identity::methods::{LoginMethods, PasswordMethod};
 pub struct AuthConfig {
     /// Usernames and passwords stored here.
     pub local: LocalMethodConfig,
+    /// OpenID Connect providers.
+    pub oidc: OidcConfig,
 }
 
 /// Logins with the passwords stored here.
@@ -46,6 +49,7 @@ impl AuthConfig {
             local: self.local.enabled.then(|| PasswordMethod {
                 display_name: name.clone(),
             }),
+            oidc: self.oidc.validate()?,
         })
     }
 }

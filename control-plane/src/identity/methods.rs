@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::oidc::settings::OidcSettings;
 use super::session::LoginMethod;
 
 /// Where every password method is posted to.
@@ -14,6 +15,8 @@ pub const PASSWORD_LOGIN_URL: &str = "/api/v1/auth/login";
 pub struct LoginMethods {
     /// Usernames and passwords stored here.
     pub local: Option<PasswordMethod>,
+    /// OpenID Connect providers, each with its own login URL.
+    pub oidc: Vec<OidcSettings>,
 }
 
 /// A method that takes a username and password at [`PASSWORD_LOGIN_URL`].
@@ -25,13 +28,14 @@ pub struct PasswordMethod {
 /// One method as a login page sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MethodListing {
-    /// What a login names as its `method`.
-    pub id: &'static str,
-    /// `password`: a form posting `username`, `password` and `method` to `login_url`.
+    /// What a password login names as its `method`; an OIDC provider's name.
+    pub id: String,
+    /// `password`: a form posting `username`, `password` and `method` to `login_url`;
+    /// `oidc`: a link to `login_url`, which sends the browser to the provider.
     pub kind: &'static str,
     /// What to call it on a login page.
     pub name: String,
-    pub login_url: &'static str,
+    pub login_url: String,
 }
 
 impl LoginMethods {
@@ -39,20 +43,33 @@ impl LoginMethods {
     pub fn enabled(&self, method: LoginMethod) -> bool {
         match method {
             LoginMethod::Local => self.local.is_some(),
+            LoginMethod::Oidc => !self.oidc.is_empty(),
+        }
+    }
+
+    /// The one provider to send a browser to when no other method is enabled.
+    pub fn only_oidc_provider(&self) -> Option<&OidcSettings> {
+        match self.oidc.as_slice() {
+            [only] if self.local.is_none() => Some(only),
+            _ => None,
         }
     }
 
     /// Every enabled method, in the order a login page should offer them.
     pub fn listing(&self) -> Vec<MethodListing> {
-        self.local
-            .iter()
-            .map(|local| MethodListing {
-                id: LoginMethod::Local.as_str(),
-                kind: "password",
-                name: local.display_name.clone(),
-                login_url: PASSWORD_LOGIN_URL,
-            })
-            .collect()
+        let local = self.local.iter().map(|local| MethodListing {
+            id: LoginMethod::Local.as_str().to_string(),
+            kind: "password",
+            name: local.display_name.clone(),
+            login_url: PASSWORD_LOGIN_URL.to_string(),
+        });
+        let oidc = self.oidc.iter().map(|provider| MethodListing {
+            id: provider.name.clone(),
+            kind: "oidc",
+            name: provider.display_name.clone(),
+            login_url: provider.login_url(),
+        });
+        local.chain(oidc).collect()
     }
 }
 
@@ -70,15 +87,16 @@ mod tests {
             local: Some(PasswordMethod {
                 display_name: "Company account".into(),
             }),
+            oidc: Vec::new(),
         };
         assert!(local.enabled(LoginMethod::Local));
         assert_eq!(
             local.listing(),
             vec![MethodListing {
-                id: "local",
+                id: "local".into(),
                 kind: "password",
                 name: "Company account".into(),
-                login_url: "/api/v1/auth/login",
+                login_url: "/api/v1/auth/login".into(),
             }]
         );
     }

@@ -8,6 +8,7 @@ pub mod device;
 pub mod envoy_credential;
 pub mod lockout;
 pub mod methods;
+pub mod oidc;
 pub mod password;
 pub mod password_policy;
 pub mod sealing;

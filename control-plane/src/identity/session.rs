@@ -8,18 +8,22 @@ use crate::domain::Timestamp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginMethod {
     Local,
+    /// At an OpenID Connect provider (which one is in the audit entry).
+    Oidc,
 }
 
 impl LoginMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Local => "local",
+            Self::Oidc => "oidc",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "local" => Some(Self::Local),
+            "oidc" => Some(Self::Oidc),
             _ => None,
         }
     }

@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
-//! [`SessionStore`], [`LoginFailureStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
+//! [`SessionStore`], [`LoginFailureStore`], [`OidcLinkStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
 //! [`HealthCheckStore`], [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
 //! [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so callers never see
 //! which database is in use.
@@ -20,6 +20,7 @@ mod health_checks;
 mod keys;
 mod login_failures;
 mod migrations;
+mod oidc_links;
 mod routing_feed;
 mod sessions;
 mod sql;
@@ -38,6 +39,7 @@ pub use groups::GroupStore;
 pub use health_checks::{CheckerLease, HealthCheckStore};
 pub use keys::{KeyOwner, KeyStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
+pub use oidc_links::{OidcLink, OidcLinkStore};
 pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
@@ -80,6 +82,7 @@ pub trait Store:
     + GroupStore
     + SessionStore
     + LoginFailureStore
+    + OidcLinkStore
     + UsageStore
     + AllowanceStore
     + BackendStore

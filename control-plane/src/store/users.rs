@@ -91,23 +91,8 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written {
-        self.write(audit, async |write| {
-            let insert = sqlx::query(
-                "INSERT INTO users (id, username, created_at, email, name, status, role, \
-                 tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
-                 password_change_required) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(user.id.as_str())
-            .bind(&user.username)
-            .bind(format_time(user.created_at));
-            bind_changeable(insert, user)?
-                .execute(write.rows())
-                .await
-                .map_err(name_taken_or)?;
-            Ok(())
-        })
-        .await
+        self.write(audit, async |write| insert_user(write, user).await)
+            .await
     }
 
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written {
@@ -244,7 +229,11 @@ impl UserStore for SqlStore {
 }
 
 impl SqlStore {
-    async fn user_where(&self, condition: &str, value: &str) -> Result<User, StoreError> {
+    pub(super) async fn user_where(
+        &self,
+        condition: &str,
+        value: &str,
+    ) -> Result<User, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}");
         self.user_from_row(&self.select_one(&sql, value).await?)
             .await
@@ -360,6 +349,24 @@ fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'
 
 /// `Conflict("email")` or `Conflict("username")` when a write would store a name another user
 /// has (in any case); `Unavailable` otherwise.
+/// Adds `user`; `Conflict` when its username or email is taken.
+pub(super) async fn insert_user(write: &mut Write, user: &User) -> Written {
+    let insert = sqlx::query(
+        "INSERT INTO users (id, username, created_at, email, name, status, role, \
+         tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
+         password_change_required) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(user.id.as_str())
+    .bind(&user.username)
+    .bind(format_time(user.created_at));
+    bind_changeable(insert, user)?
+        .execute(write.rows())
+        .await
+        .map_err(name_taken_or)?;
+    Ok(())
+}
+
 fn name_taken_or(error: sqlx::Error) -> StoreError {
     let on_email = matches!(&error, sqlx::Error::Database(db) if db.message().contains("email"));
     conflict_or(error, if on_email { "email" } else { "username" })
