@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod app;
 pub mod grpc;
+pub mod oidc_provider;
 pub mod replica;
 
 use sqlx::{Connection, Executor, PgConnection};

@@ -1,0 +1,399 @@
+//! OpenID Connect logins against a real provider process (`oidc-provider`, Entra-style claims):
+//! the whole code + PKCE flow into a session, first-login creation, linking by `tid` + `oid`
+//! and (only when verified) by email, and the refusals: a tampered state, a replayed code, a
+//! wrong nonce, another tenant, a provider that is down.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use support::app::{error_code, Answer, Api, LOCAL_PEER};
+use support::oidc_provider::{
+    log_in_at_provider, TestProvider, CLIENT_ID, CLIENT_SECRET, PUBLIC_URL,
+};
+use tollgate::config::{Config, CreateUsersConfig, OidcProviderConfig};
+
+const TENANT: &str = "11111111-aaaa-4aaa-8aaa-111111111111";
+const OTHER_TENANT: &str = "22222222-bbbb-4bbb-8bbb-222222222222";
+const LOGIN: &str = "/api/v1/auth/oidc/entra/login";
+
+fn account(oid: &str, tid: &str, username: &str, email_verified: bool) -> Value {
+    json!({
+        "oid": oid,
+        "tid": tid,
+        "preferred_username": username,
+        "email": username,
+        "email_verified": email_verified,
+        "name": "Test Person",
+    })
+}
+
+/// A provider of `TENANT` with one person, `name`, whose email is `name@corp.example`.
+async fn provider_of(name: &str, email_verified: bool) -> TestProvider {
+    TestProvider::start(
+        TENANT,
+        "entra",
+        json!({ name: person(name, email_verified) }),
+    )
+    .await
+}
+
+fn person(name: &str, email_verified: bool) -> Value {
+    account(
+        &format!("oid-{name}"),
+        TENANT,
+        &format!("{name}@corp.example"),
+        email_verified,
+    )
+}
+
+/// Starts a login, logs in as `name` at the provider, and answers the callback's path and the
+/// flow cookie, before the callback is made.
+async fn until_callback(api: &Api, name: &str) -> (String, String) {
+    let started = start(api).await;
+    let back = log_in_at_provider(&started.authorization_url, name).await;
+    (back, started.flow_cookie)
+}
+
+/// The control plane with the provider as `entra`, creating users on a first login unless
+/// `adjust` says otherwise.
+async fn api_with(
+    provider: &TestProvider,
+    adjust: impl FnOnce(&mut OidcProviderConfig) + Send,
+) -> Api {
+    let mut entra = OidcProviderConfig {
+        preset: "entra".into(),
+        tenant_id: Some(provider.tenant.clone()),
+        authority: Some(provider.authority()),
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        timeout_secs: 3,
+        create_users: CreateUsersConfig {
+            enabled: true,
+            ..CreateUsersConfig::default()
+        },
+        redirect_after: "/welcome".into(),
+        ..OidcProviderConfig::default()
+    };
+    adjust(&mut entra);
+    Api::start_with(|config: &mut Config| {
+        config.auth.oidc.public_url = Some(PUBLIC_URL.into());
+        config.auth.oidc.providers.insert("entra".into(), entra);
+    })
+    .await
+}
+
+/// A login started in a browser: where the provider is, and the flow cookie (`name=value`).
+struct Started {
+    authorization_url: String,
+    flow_cookie: String,
+}
+
+async fn start(api: &Api) -> Started {
+    let answer = api.answer_from(LOCAL_PEER, "GET", LOGIN, &[], None).await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    Started {
+        authorization_url: header(&answer, "location"),
+        flow_cookie: set_cookie(&answer, "tollgate_oidc_flow")
+            .map(|value| format!("tollgate_oidc_flow={value}"))
+            .expect("a flow cookie"),
+    }
+}
+
+async fn callback(api: &Api, path: &str, flow_cookie: &str) -> Answer {
+    api.answer_from(LOCAL_PEER, "GET", path, &[("cookie", flow_cookie)], None)
+        .await
+}
+
+/// A whole login as `account`; the callback's answer.
+async fn log_in(api: &Api, account: &str) -> Answer {
+    let (back, flow_cookie) = until_callback(api, account).await;
+    callback(api, &back, &flow_cookie).await
+}
+
+fn header(answer: &Answer, name: &str) -> String {
+    answer
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_string()
+}
+
+/// The value the answer sets the cookie `name` to.
+fn set_cookie(answer: &Answer, name: &str) -> Option<String> {
+    answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|cookie| {
+            let (pair, _) = cookie.split_once(';')?;
+            let (key, value) = pair.split_once('=')?;
+            (key == name && !value.is_empty()).then(|| value.to_string())
+        })
+}
+
+/// The user the session of a successful callback belongs to.
+async fn session_user(api: &Api, answer: &Answer) -> Value {
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    let access_token = set_cookie(answer, "tollgate_session").expect("a session cookie");
+    let (status, me) = api
+        .call_with_session("GET", "/api/v1/users/me", &access_token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    me
+}
+
+fn replace_query_param(url: &str, name: &str, value: &str) -> String {
+    let mut url = reqwest::Url::parse(url).expect("a URL");
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(key, old)| {
+            let new = if key == name {
+                value.to_string()
+            } else {
+                old.to_string()
+            };
+            (key.to_string(), new)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    url.to_string()
+}
+
+fn query_param(url: &str, name: &str) -> String {
+    reqwest::Url::parse(url)
+        .expect("a URL")
+        .query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.to_string())
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
+#[tokio::test]
+async fn the_code_and_pkce_flow_ends_in_a_session_for_a_new_user() {
+    let provider = provider_of("alice", true).await;
+    let api = api_with(&provider, |_| {}).await;
+
+    let (_, methods) = api.call("GET", "/api/v1/auth/methods", None, None).await;
+    assert!(
+        methods["methods"]
+            .as_array()
+            .expect("methods")
+            .contains(&json!({
+                "id": "entra", "kind": "oidc", "name": "entra", "login_url": LOGIN,
+            })),
+        "{methods}"
+    );
+    let started = start(&api).await;
+    for param in ["state", "nonce", "code_challenge"] {
+        query_param(&started.authorization_url, param);
+    }
+    assert_eq!(
+        query_param(&started.authorization_url, "code_challenge_method"),
+        "S256"
+    );
+    let back = log_in_at_provider(&started.authorization_url, "alice").await;
+    let answer = callback(&api, &back, &started.flow_cookie).await;
+    assert_eq!(header(&answer, "location"), "/welcome");
+    let me = session_user(&api, &answer).await;
+    assert_eq!(me["username"], "alice@corp.example", "{me}");
+    assert_eq!(me["email"], "alice@corp.example", "{me}");
+    assert_eq!(me["role"], "user", "{me}");
+
+    // The browser renews its session with the refresh cookie alone.
+    let refresh = set_cookie(&answer, "tollgate_refresh").expect("a refresh cookie");
+    let renewed = api
+        .answer_from(
+            LOCAL_PEER,
+            "POST",
+            "/api/v1/auth/refresh",
+            &[
+                ("cookie", &format!("tollgate_refresh={refresh}")),
+                ("x-tollgate-csrf", "1"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.body);
+    let replacement = set_cookie(&renewed, "tollgate_refresh").expect("a new refresh cookie");
+    assert_ne!(replacement, refresh);
+
+    let (_, audit) = api.admin("GET", "/api/v1/audit?per_page=50", None).await;
+    let created = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|entry| entry["action"] == "session.created")
+        .expect("the session is audited");
+    assert_eq!(created["details"]["method"], "oidc", "{created}");
+    assert_eq!(created["details"]["provider"], "entra", "{created}");
+}
+
+#[tokio::test]
+async fn the_same_tenant_and_object_id_reach_the_same_user_whatever_the_name_and_email() {
+    let provider = provider_of("carol", true).await;
+    let api = api_with(&provider, |_| {}).await;
+    let first = session_user(&api, &log_in(&api, "carol").await).await;
+
+    provider.set_accounts(
+        json!({"carol": account("oid-carol", TENANT, "carol.new@corp.example", true)}),
+    );
+    let second = session_user(&api, &log_in(&api, "carol").await).await;
+    assert_eq!(second["id"], first["id"]);
+    assert_eq!(
+        second["username"], "carol@corp.example",
+        "no new user: {second}"
+    );
+
+    // Another person who takes carol's old name and email is not carol.
+    provider.set_accounts(
+        json!({"mallory": account("oid-mallory", TENANT, "carol@corp.example", false)}),
+    );
+    let answer = log_in(&api, "mallory").await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+    assert!(set_cookie(&answer, "tollgate_session").is_none());
+}
+
+#[tokio::test]
+async fn an_email_links_only_when_the_provider_verified_it() {
+    let provider = provider_of("bob", false).await;
+    let api = api_with(&provider, |entra| {
+        entra.link_by_verified_email = true;
+        entra.create_users.enabled = false;
+    })
+    .await;
+    let local = api
+        .create_user_with(json!({"username": "bob", "email": "bob@corp.example"}))
+        .await;
+
+    let refused = log_in(&api, "bob").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(error_code(&refused.body), "account_required");
+
+    provider.set_accounts(json!({"bob": person("bob", true)}));
+    let linked = session_user(&api, &log_in(&api, "bob").await).await;
+    assert_eq!(linked["id"], local["id"]);
+}
+
+#[tokio::test]
+async fn a_tampered_or_missing_state_is_refused() {
+    let provider = provider_of("dan", true).await;
+    let api = api_with(&provider, |_| {}).await;
+    let (back, flow_cookie) = until_callback(&api, "dan").await;
+    let state = query_param(&format!("http://x{back}"), "state");
+
+    let tampered = back.replace(&state, &format!("{state}x"));
+    let answer = callback(&api, &tampered, &flow_cookie).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(error_code(&answer.body), "invalid_oidc_state");
+
+    let without_cookie = api.answer_from(LOCAL_PEER, "GET", &back, &[], None).await;
+    assert_eq!(error_code(&without_cookie.body), "invalid_oidc_state");
+    let forged = callback(&api, &back, "tollgate_oidc_flow=bm90IHNlYWxlZA==").await;
+    assert_eq!(error_code(&forged.body), "invalid_oidc_state");
+
+    // The untouched callback still works: nothing above used the code.
+    session_user(&api, &callback(&api, &back, &flow_cookie).await).await;
+}
+
+#[tokio::test]
+async fn a_replayed_code_and_a_wrong_nonce_are_refused() {
+    let provider = provider_of("erin", true).await;
+    let api = api_with(&provider, |_| {}).await;
+    let (back, flow_cookie) = until_callback(&api, "erin").await;
+    session_user(&api, &callback(&api, &back, &flow_cookie).await).await;
+    let replayed = callback(&api, &back, &flow_cookie).await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        replayed.body
+    );
+    assert_eq!(error_code(&replayed.body), "oidc_login_failed");
+
+    // A login whose authorization request carries another login's nonce: its state and PKCE
+    // match this browser's flow, so only the ID token's nonce is wrong.
+    let victim = start(&api).await;
+    let attacker = start(&api).await;
+    let mut crafted = attacker.authorization_url.clone();
+    for param in ["state", "code_challenge"] {
+        crafted = replace_query_param(
+            &crafted,
+            param,
+            &query_param(&victim.authorization_url, param),
+        );
+    }
+    let back = log_in_at_provider(&crafted, "erin").await;
+    let answer = callback(&api, &back, &victim.flow_cookie).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+    assert_eq!(error_code(&answer.body), "oidc_login_failed");
+    assert!(set_cookie(&answer, "tollgate_session").is_none());
+}
+
+#[tokio::test]
+async fn tokens_of_a_tenant_not_allowed_are_refused() {
+    let accounts = json!({
+        "frank": account("oid-frank", OTHER_TENANT, "frank@other.example", true),
+        "guest": account("oid-guest", TENANT, "guest@other.example", true),
+    });
+    let provider = TestProvider::start(OTHER_TENANT, "entra", accounts).await;
+
+    // Only TENANT is allowed, though the provider is OTHER_TENANT's.
+    let api = api_with(&provider, |entra| {
+        entra.allowed_tenants = vec![TENANT.into()];
+    })
+    .await;
+    let answer = log_in(&api, "frank").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+    assert_eq!(error_code(&answer.body), "oidc_login_failed");
+
+    // By default only the configured tenant: a token claiming another `tid` than its issuer's
+    // is refused too.
+    let api = api_with(&provider, |_| {}).await;
+    let answer = log_in(&api, "guest").await;
+    assert_eq!(error_code(&answer.body), "oidc_login_failed");
+    session_user(&api, &log_in(&api, "frank").await).await;
+}
+
+#[tokio::test]
+async fn a_provider_down_or_silent_answers_503_in_time_while_local_logins_work() {
+    let mut provider = provider_of("gina", true).await;
+    let api = api_with(&provider, |_| {}).await;
+    let (back, flow_cookie) = until_callback(&api, "gina").await;
+    provider.stop();
+    let answer = callback(&api, &back, &flow_cookie).await;
+    assert_unavailable_while_local_logins_work(&api, &answer).await;
+
+    // Silent from the start (it takes connections and never answers): the control plane
+    // starts, and a login gives up after `timeout_secs`.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let authority = format!("http://{}", silent.local_addr().expect("its address"));
+    let api = api_with(&provider, |entra| {
+        entra.authority = Some(authority);
+        entra.timeout_secs = 1;
+    })
+    .await;
+    let began = Instant::now();
+    let answer = api.answer_from(LOCAL_PEER, "GET", LOGIN, &[], None).await;
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_unavailable_while_local_logins_work(&api, &answer).await;
+}
+
+async fn assert_unavailable_while_local_logins_work(api: &Api, answer: &Answer) {
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(error_code(&answer.body), "oidc_unavailable");
+    api.logged_in_user("hank").await;
+}
