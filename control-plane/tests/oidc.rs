@@ -397,3 +397,50 @@ async fn assert_unavailable_while_local_logins_work(api: &Api, answer: &Answer) 
     assert_eq!(error_code(&answer.body), "oidc_unavailable");
     api.logged_in_user("hank").await;
 }
+
+#[tokio::test]
+async fn the_login_page_sends_a_browser_to_the_only_method() {
+    let only_oidc = Api::start_with(|config: &mut Config| {
+        config.auth.local.enabled = false;
+        config.auth.oidc.public_url = Some(PUBLIC_URL.into());
+        config.auth.oidc.providers.insert(
+            "corp".into(),
+            OidcProviderConfig {
+                issuer: Some("https://login.corp.example".into()),
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                ..OidcProviderConfig::default()
+            },
+        );
+    })
+    .await;
+    let answer = only_oidc
+        .answer_from(
+            LOCAL_PEER,
+            "GET",
+            "/api/v1/auth/login?return_to=/x",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    assert_eq!(
+        header(&answer, "location"),
+        "/api/v1/auth/oidc/corp/login?return_to=/x"
+    );
+    let (status, body) = only_oidc
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "a", "password": "b"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let with_passwords = Api::start().await;
+    let (status, _) = with_passwords
+        .call("GET", "/api/v1/auth/login", None, None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}

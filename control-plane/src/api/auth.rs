@@ -167,7 +167,10 @@ pub async fn logout(
     }
     Ok((
         StatusCode::NO_CONTENT,
-        [(SET_COOKIE, session_cookie("", 0))],
+        AppendHeaders([
+            (SET_COOKIE, session_cookie("", 0)),
+            (SET_COOKIE, refresh_cookie("", 0)),
+        ]),
     ))
 }
 

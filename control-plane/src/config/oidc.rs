@@ -290,3 +290,105 @@ fn check_redirect(key: &str, value: &str) -> Result<(), ConfigError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str, provider: OidcProviderConfig) -> OidcConfig {
+        OidcConfig {
+            public_url: Some("https://tollgate.example.com/".into()),
+            providers: [(name.to_string(), provider)].into(),
+        }
+    }
+
+    fn entra() -> OidcProviderConfig {
+        OidcProviderConfig {
+            preset: "entra".into(),
+            tenant_id: Some("contoso.onmicrosoft.com".into()),
+            client_id: "app".into(),
+            client_secret: "secret".into(),
+            ..OidcProviderConfig::default()
+        }
+    }
+
+    fn problem(config: &OidcConfig) -> String {
+        match config.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_entra_provider_gets_its_tenant_issuer_and_callback() {
+        let providers = config("entra", entra()).validate().expect("valid");
+        let entra = &providers[0];
+        assert_eq!(
+            entra.issuer.as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
+        );
+        assert_eq!(
+            entra.redirect_uri.as_str(),
+            "https://tollgate.example.com/api/v1/auth/oidc/entra/callback"
+        );
+        assert_eq!(entra.login_url(), "/api/v1/auth/oidc/entra/login");
+        assert_eq!(entra.redirect_target(None).as_deref(), Some("/"));
+        assert_eq!(entra.redirect_target(Some("https://evil.example")), None);
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        assert_eq!(
+            problem(&config("Bad Name", entra())),
+            "auth.oidc.providers.Bad Name"
+        );
+        let mut no_public_url = config("entra", entra());
+        no_public_url.public_url = None;
+        assert_eq!(problem(&no_public_url), "auth.oidc.public_url");
+        let cases: [(&str, fn(&mut OidcProviderConfig)); 7] = [
+            ("tenant_id", |p| p.tenant_id = Some("a/b".into())),
+            ("preset", |p| p.preset = "okta".into()),
+            ("client_secret", |p| p.client_secret = String::new()),
+            ("scopes", |p| p.scopes = vec!["email".into()]),
+            ("timeout_secs", |p| p.timeout_secs = 0),
+            ("allowed_redirects", |p| {
+                p.allowed_redirects = vec!["//evil.example".into()]
+            }),
+            ("authority", |p| {
+                p.authority = Some("http://login.example".into())
+            }),
+        ];
+        for (field, break_it) in cases {
+            let mut provider = entra();
+            break_it(&mut provider);
+            assert_eq!(
+                problem(&config("entra", provider)),
+                format!("auth.oidc.providers.entra.{field}")
+            );
+        }
+        let generic = OidcProviderConfig {
+            client_id: "app".into(),
+            client_secret: "secret".into(),
+            allowed_tenants: vec!["t".into()],
+            issuer: Some("https://id.example".into()),
+            ..OidcProviderConfig::default()
+        };
+        assert_eq!(
+            problem(&config("corp", generic)),
+            "auth.oidc.providers.corp.allowed_tenants"
+        );
+    }
+
+    #[test]
+    fn disabled_providers_need_nothing() {
+        let off = OidcProviderConfig {
+            enabled: false,
+            ..OidcProviderConfig::default()
+        };
+        let config = OidcConfig {
+            public_url: None,
+            providers: [("off".to_string(), off)].into(),
+        };
+        assert!(config.validate().expect("valid").is_empty());
+    }
+}
