@@ -312,6 +312,9 @@ mod tests {
         }
     }
 
+    /// Makes one key of a valid provider invalid.
+    type Breakage = fn(&mut OidcProviderConfig);
+
     fn problem(config: &OidcConfig) -> String {
         match config.validate() {
             Err(ConfigError::Invalid { key, .. }) => key,
@@ -345,7 +348,7 @@ mod tests {
         let mut no_public_url = config("entra", entra());
         no_public_url.public_url = None;
         assert_eq!(problem(&no_public_url), "auth.oidc.public_url");
-        let cases: [(&str, fn(&mut OidcProviderConfig)); 7] = [
+        let cases: [(&str, Breakage); 7] = [
             ("tenant_id", |p| p.tenant_id = Some("a/b".into())),
             ("preset", |p| p.preset = "okta".into()),
             ("client_secret", |p| p.client_secret = String::new()),
