@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod app;
 pub mod grpc;
 pub mod oidc_provider;
+pub mod records;
 pub mod replica;
 
 use sqlx::{Connection, Executor, PgConnection};
