@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::app::{error_code, Answer, Api, LOCAL_PEER};
-use support::oidc_provider::{
-    log_in_at_provider, TestProvider, CLIENT_ID, CLIENT_SECRET, PUBLIC_URL,
-};
 use tollgate::config::{Config, CreateUsersConfig, OidcProviderConfig};
+use tollgate_e2e::oidc_provider::{TestProvider, CLIENT_ID, CLIENT_SECRET, PUBLIC_URL};
 
 const TENANT: &str = "11111111-aaaa-4aaa-8aaa-111111111111";
 const OTHER_TENANT: &str = "22222222-bbbb-4bbb-8bbb-222222222222";
@@ -37,7 +35,6 @@ async fn provider_of(name: &str, email_verified: bool) -> TestProvider {
         "entra",
         json!({ name: person(name, email_verified) }),
     )
-    .await
 }
 
 fn person(name: &str, email_verified: bool) -> Value {
@@ -83,6 +80,17 @@ async fn api_with(
         config.auth.oidc.providers.insert("entra".into(), entra);
     })
     .await
+}
+
+/// Logs in as `account` at the provider from `authorization_url`; the callback's path and
+/// query.
+async fn log_in_at_provider(authorization_url: &str, account: &str) -> String {
+    let (url, account) = (authorization_url.to_string(), account.to_string());
+    tokio::task::spawn_blocking(move || {
+        tollgate_e2e::oidc_provider::log_in_at_provider(&url, &account)
+    })
+    .await
+    .expect("the browser finishes")
 }
 
 /// A login started in a browser: where the provider is, and the flow cookie (`name=value`).
@@ -148,7 +156,7 @@ async fn session_user(api: &Api, answer: &Answer) -> Value {
 }
 
 fn replace_query_param(url: &str, name: &str, value: &str) -> String {
-    let mut url = reqwest::Url::parse(url).expect("a URL");
+    let mut url = url::Url::parse(url).expect("a URL");
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(key, old)| {
@@ -165,7 +173,7 @@ fn replace_query_param(url: &str, name: &str, value: &str) -> String {
 }
 
 fn query_param(url: &str, name: &str) -> String {
-    reqwest::Url::parse(url)
+    url::Url::parse(url)
         .expect("a URL")
         .query_pairs()
         .find(|(key, _)| key == name)
@@ -340,7 +348,7 @@ async fn tokens_of_a_tenant_not_allowed_are_refused() {
         "frank": account("oid-frank", OTHER_TENANT, "frank@other.example", true),
         "guest": account("oid-guest", TENANT, "guest@other.example", true),
     });
-    let provider = TestProvider::start(OTHER_TENANT, "entra", accounts).await;
+    let provider = TestProvider::start(OTHER_TENANT, "entra", accounts);
 
     // Only TENANT is allowed, though the provider is OTHER_TENANT's.
     let api = api_with(&provider, |entra| {

@@ -11,6 +11,7 @@ mod istio;
 mod keys;
 mod limits;
 mod manifests;
+mod oidc;
 mod quotas;
 mod routing;
 mod sessions;

@@ -12,6 +12,7 @@ mod redis;
 pub mod control_plane;
 pub mod http;
 pub mod latency;
+pub mod oidc_provider;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use envoy::{Envoy, EnvoyOptions};

@@ -6,7 +6,6 @@
 pub mod accounts;
 pub mod app;
 pub mod grpc;
-pub mod oidc_provider;
 pub mod records;
 pub mod replica;
 

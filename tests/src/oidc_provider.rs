@@ -1,25 +1,32 @@
 //! A real OpenID Connect provider for tests: `tests/fixtures/oidc/provider.mjs` (the npm
-//! package `oidc-provider`, installed by `scripts/setup.sh`) on a free loopback port, with the
-//! accounts a test defines, and a browser that logs in there.
+//! package `oidc-provider`, installed by `scripts/setup.sh`) on a reserved loopback port, with
+//! the accounts a test defines, and a browser that logs in there.
 
-use std::net::TcpListener;
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use reqwest::blocking::Client;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
+use crate::layout::Layout;
+use crate::ports::Port;
+use crate::process::Process;
+
 pub const CLIENT_ID: &str = "tollgate";
 pub const CLIENT_SECRET: &str = "test-client-secret";
-/// Where the control plane says it is; the browser stops before following a redirect there.
+/// Where the control plane says it is (`auth.oidc.public_url`): the browser stops before a
+/// redirect there, and the test makes the callback itself.
 pub const PUBLIC_URL: &str = "http://127.0.0.1:9";
+const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct TestProvider {
-    child: Option<Child>,
-    pub port: u16,
     pub tenant: String,
+    process: Option<Process>,
+    port: Port,
     settings: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -27,42 +34,46 @@ pub struct TestProvider {
 impl TestProvider {
     /// A provider whose issuer is `http://127.0.0.1:PORT/{tenant}/v2.0`, for the control
     /// plane's provider `name`, with `accounts` (`{"id": {claims}}`).
-    pub async fn start(tenant: &str, name: &str, accounts: Value) -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    pub fn start(tenant: &str, name: &str, accounts: Value) -> Self {
+        let root = Layout::root();
         let modules = root.join(".tools/oidc-provider/node_modules");
         assert!(
             modules.join("oidc-provider/package.json").exists(),
             "oidc-provider is not installed in {}: run scripts/setup.sh",
             modules.display()
         );
-        let port = free_port();
         let dir = tempfile::tempdir().expect("temporary folder");
         let settings = dir.path().join("provider.json");
-        let mut provider = Self {
-            child: None,
-            port,
+        let port = Port::reserve();
+        let contents = json!({
+            "port": port.number(),
+            "tenant": tenant,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uri": format!("{PUBLIC_URL}/api/v1/auth/oidc/{name}/callback"),
+            "accounts": accounts,
+        });
+        std::fs::write(&settings, contents.to_string()).expect("write settings");
+        let mut command = Command::new("node");
+        command
+            .arg(root.join("tests/fixtures/oidc/provider.mjs"))
+            .arg(&modules)
+            .arg(&settings);
+        let process = Process::spawn("oidc-provider", command);
+        let provider = Self {
             tenant: tenant.to_string(),
+            process: Some(process),
+            port,
             settings,
             _dir: dir,
         };
-        let redirect_uri = format!("{PUBLIC_URL}/api/v1/auth/oidc/{name}/callback");
-        provider.write_settings(&redirect_uri, accounts);
-        let child = Command::new("node")
-            .arg(root.join("tests/fixtures/oidc/provider.mjs"))
-            .arg(&modules)
-            .arg(&provider.settings)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs (scripts/setup.sh installs it)");
-        provider.child = Some(child);
-        provider.wait_until_up().await;
+        provider.wait_until_listening();
         provider
     }
 
     /// The authority an `entra` provider is configured with.
     pub fn authority(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.port.number())
     }
 
     /// Replaces the accounts (their claims show in the next login).
@@ -75,55 +86,31 @@ impl TestProvider {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
     }
 
-    fn write_settings(&self, redirect_uri: &str, accounts: Value) {
-        let settings = json!({
-            "port": self.port,
-            "tenant": self.tenant,
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "redirect_uri": redirect_uri,
-            "accounts": accounts,
-        });
-        std::fs::write(&self.settings, settings.to_string()).expect("write settings");
-    }
-
-    async fn wait_until_up(&self) {
-        let discovery = format!(
-            "{}/{}/v2.0/.well-known/openid-configuration",
-            self.authority(),
-            self.tenant
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok(answer) = reqwest::get(&discovery).await {
-                if answer.status().is_success() {
-                    return;
-                }
+            if TcpStream::connect(("127.0.0.1", self.port.number())).is_ok() {
+                return;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the OIDC test provider did not start on port {}", self.port);
-    }
-}
-
-impl Drop for TestProvider {
-    fn drop(&mut self) {
-        self.stop();
+        let log = self.process.as_ref().map(Process::log).unwrap_or_default();
+        panic!("the OIDC test provider did not start:\n{log}");
     }
 }
 
 /// Logs in as `account` at the provider, starting from `authorization_url` (where the control
 /// plane sent the browser), and answers where the provider sends the browser back: the
-/// callback's path and query.
-pub async fn log_in_at_provider(authorization_url: &str, account: &str) -> String {
-    let browser = reqwest::Client::builder()
+/// callback's path and query. Blocking.
+pub fn log_in_at_provider(authorization_url: &str, account: &str) -> String {
+    let browser = Client::builder()
         .cookie_store(true)
+        .timeout(Duration::from_secs(10))
         .redirect(Policy::custom(|attempt| {
             if attempt.url().path().starts_with("/api/v1/auth/oidc/") {
                 attempt.stop()
@@ -136,7 +123,6 @@ pub async fn log_in_at_provider(authorization_url: &str, account: &str) -> Strin
     let login_page = browser
         .get(authorization_url)
         .send()
-        .await
         .expect("the provider answers");
     assert!(
         login_page.url().path().starts_with("/interaction/"),
@@ -148,7 +134,6 @@ pub async fn log_in_at_provider(authorization_url: &str, account: &str) -> Strin
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(format!("login={account}"))
         .send()
-        .await
         .expect("the provider takes the login");
     let back = answer
         .headers()
@@ -157,11 +142,4 @@ pub async fn log_in_at_provider(authorization_url: &str, account: &str) -> Strin
         .unwrap_or_else(|| panic!("the provider sends the browser back: {}", answer.status()));
     let back = reqwest::Url::parse(back).expect("a callback URL");
     format!("{}?{}", back.path(), back.query().unwrap_or_default())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
