@@ -29,7 +29,7 @@ fn account(oid: &str, tid: &str, username: &str, email_verified: bool) -> Value 
 }
 
 /// A provider of `TENANT` with one person, `name`, whose email is `name@corp.example`.
-async fn provider_of(name: &str, email_verified: bool) -> TestProvider {
+fn provider_of(name: &str, email_verified: bool) -> TestProvider {
     TestProvider::start(
         TENANT,
         "entra",
@@ -183,7 +183,7 @@ fn query_param(url: &str, name: &str) -> String {
 
 #[tokio::test]
 async fn the_code_and_pkce_flow_ends_in_a_session_for_a_new_user() {
-    let provider = provider_of("alice", true).await;
+    let provider = provider_of("alice", true);
     let api = api_with(&provider, |_| {}).await;
 
     let (_, methods) = api.call("GET", "/api/v1/auth/methods", None, None).await;
@@ -243,7 +243,7 @@ async fn the_code_and_pkce_flow_ends_in_a_session_for_a_new_user() {
 
 #[tokio::test]
 async fn the_same_tenant_and_object_id_reach_the_same_user_whatever_the_name_and_email() {
-    let provider = provider_of("carol", true).await;
+    let provider = provider_of("carol", true);
     let api = api_with(&provider, |_| {}).await;
     let first = session_user(&api, &log_in(&api, "carol").await).await;
 
@@ -268,7 +268,7 @@ async fn the_same_tenant_and_object_id_reach_the_same_user_whatever_the_name_and
 
 #[tokio::test]
 async fn an_email_links_only_when_the_provider_verified_it() {
-    let provider = provider_of("bob", false).await;
+    let provider = provider_of("bob", false);
     let api = api_with(&provider, |entra| {
         entra.link_by_verified_email = true;
         entra.create_users.enabled = false;
@@ -289,7 +289,7 @@ async fn an_email_links_only_when_the_provider_verified_it() {
 
 #[tokio::test]
 async fn a_tampered_or_missing_state_is_refused() {
-    let provider = provider_of("dan", true).await;
+    let provider = provider_of("dan", true);
     let api = api_with(&provider, |_| {}).await;
     let (back, flow_cookie) = until_callback(&api, "dan").await;
     let state = query_param(&format!("http://x{back}"), "state");
@@ -310,7 +310,7 @@ async fn a_tampered_or_missing_state_is_refused() {
 
 #[tokio::test]
 async fn a_replayed_code_and_a_wrong_nonce_are_refused() {
-    let provider = provider_of("erin", true).await;
+    let provider = provider_of("erin", true);
     let api = api_with(&provider, |_| {}).await;
     let (back, flow_cookie) = until_callback(&api, "erin").await;
     session_user(&api, &callback(&api, &back, &flow_cookie).await).await;
@@ -368,8 +368,19 @@ async fn tokens_of_a_tenant_not_allowed_are_refused() {
 }
 
 #[tokio::test]
+async fn a_token_signed_with_a_new_key_fetches_the_keys_again() {
+    let mut provider = provider_of("ivan", true);
+    let api = api_with(&provider, |_| {}).await;
+    let first = session_user(&api, &log_in(&api, "ivan").await).await;
+    provider.stop();
+    provider.resume();
+    let again = session_user(&api, &log_in(&api, "ivan").await).await;
+    assert_eq!(again["id"], first["id"]);
+}
+
+#[tokio::test]
 async fn a_provider_down_or_silent_answers_503_in_time_while_local_logins_work() {
-    let mut provider = provider_of("gina", true).await;
+    let mut provider = provider_of("gina", true);
     let api = api_with(&provider, |_| {}).await;
     let (back, flow_cookie) = until_callback(&api, "gina").await;
     provider.stop();

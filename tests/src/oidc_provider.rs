@@ -54,21 +54,27 @@ impl TestProvider {
             "accounts": accounts,
         });
         std::fs::write(&settings, contents.to_string()).expect("write settings");
-        let mut command = Command::new("node");
-        command
-            .arg(root.join("tests/fixtures/oidc/provider.mjs"))
-            .arg(&modules)
-            .arg(&settings);
-        let process = Process::spawn("oidc-provider", command);
-        let provider = Self {
+        let mut provider = Self {
             tenant: tenant.to_string(),
-            process: Some(process),
+            process: None,
             port,
             settings,
             _dir: dir,
         };
-        provider.wait_until_listening();
+        provider.resume();
         provider
+    }
+
+    /// Starts the stopped provider again on its port, with its accounts and a new signing key.
+    pub fn resume(&mut self) {
+        let root = Layout::root();
+        let mut command = Command::new("node");
+        command
+            .arg(root.join("tests/fixtures/oidc/provider.mjs"))
+            .arg(root.join(".tools/oidc-provider/node_modules"))
+            .arg(&self.settings);
+        self.process = Some(Process::spawn("oidc-provider", command));
+        self.wait_until_listening();
     }
 
     /// The authority an `entra` provider is configured with.

@@ -27,11 +27,12 @@ pub struct FlowSecrets {
     pub pkce_verifier: String,
 }
 
-/// A provider's discovery document, its keys in it, and when those were fetched.
+/// A provider's discovery document with its keys, and when the keys were last fetched again
+/// for an unknown `kid`.
 #[derive(Clone)]
 pub(super) struct Discovery {
     pub(super) metadata: CoreProviderMetadata,
-    keys_fetched_at: Instant,
+    keys_refetched_at: Option<Instant>,
 }
 
 pub struct OidcProvider {
@@ -166,7 +167,7 @@ impl OidcProvider {
             })?;
         let discovery = Discovery {
             metadata: metadata.set_jwks(keys),
-            keys_fetched_at: Instant::now(),
+            keys_refetched_at: None,
         };
         *cached = Some(discovery.clone());
         Ok(discovery)
@@ -177,7 +178,10 @@ impl OidcProvider {
     async fn refetch_keys(&self, used: Discovery) -> Result<Discovery, OidcError> {
         let mut cached = self.discovery.lock().await;
         let current = cached.clone().unwrap_or(used);
-        if current.keys_fetched_at.elapsed() < MIN_KEY_REFETCH {
+        if current
+            .keys_refetched_at
+            .is_some_and(|at| at.elapsed() < MIN_KEY_REFETCH)
+        {
             return Ok(current);
         }
         let keys = JsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.http)
@@ -187,7 +191,7 @@ impl OidcProvider {
             })?;
         let discovery = Discovery {
             metadata: current.metadata.set_jwks(keys),
-            keys_fetched_at: Instant::now(),
+            keys_refetched_at: Some(Instant::now()),
         };
         *cached = Some(discovery.clone());
         Ok(discovery)
