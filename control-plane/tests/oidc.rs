@@ -1,7 +1,8 @@
 //! OpenID Connect logins against a real provider process (`oidc-provider`, Entra-style claims):
 //! the whole code + PKCE flow into a session, first-login creation, linking by `tid` + `oid`
-//! and (only when verified) by email, and the refusals: a tampered state, a replayed code, a
-//! wrong nonce, another tenant, a provider that is down.
+//! and (only when verified) by email, keys fetched again after a rotation, and the refusals: a
+//! suspended user, a tampered state, a replayed code, a wrong nonce, another tenant, a provider
+//! that is down or silent.
 
 mod support;
 
@@ -242,7 +243,7 @@ async fn the_code_and_pkce_flow_ends_in_a_session_for_a_new_user() {
 }
 
 #[tokio::test]
-async fn the_same_tenant_and_object_id_reach_the_same_user_whatever_the_name_and_email() {
+async fn the_same_tenant_and_object_id_reach_the_same_user_whatever_the_name_until_suspended() {
     let provider = provider_of("carol", true);
     let api = api_with(&provider, |_| {}).await;
     let first = session_user(&api, &log_in(&api, "carol").await).await;
@@ -264,6 +265,21 @@ async fn the_same_tenant_and_object_id_reach_the_same_user_whatever_the_name_and
     let answer = log_in(&api, "mallory").await;
     assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
     assert!(set_cookie(&answer, "tollgate_session").is_none());
+
+    // Once suspended here, carol's provider account logs in no more.
+    let carol = first["id"].as_str().expect("id");
+    let (status, _) = api
+        .admin(
+            "PATCH",
+            &format!("/api/v1/users/{carol}"),
+            Some(json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    provider.set_accounts(json!({"carol": person("carol", true)}));
+    let answer = log_in(&api, "carol").await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    assert_eq!(error_code(&answer.body), "account_disabled");
 }
 
 #[tokio::test]
