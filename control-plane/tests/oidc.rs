@@ -283,6 +283,24 @@ async fn the_same_tenant_and_object_id_reach_the_same_user_whatever_the_name_unt
 }
 
 #[tokio::test]
+async fn a_first_login_into_a_group_that_does_not_exist_creates_nothing() {
+    let provider = provider_of("jill", true);
+    let api = api_with(&provider, |entra| {
+        entra.create_users.group = Some("g_missing".into());
+    })
+    .await;
+    let answer = log_in(&api, "jill").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.body
+    );
+    let (_, users) = api.admin("GET", "/api/v1/users?q=jill", None).await;
+    assert_eq!(users["total"], 0, "{users}");
+}
+
+#[tokio::test]
 async fn an_email_links_only_when_the_provider_verified_it() {
     let provider = provider_of("bob", false);
     let api = api_with(&provider, |entra| {

@@ -124,6 +124,10 @@ pub async fn callback(
     let user = match user_for(state.store.as_ref(), &provider.settings, &person).await {
         Ok(user) => user,
         Err(NoUser::Store(error)) => return Err(error.into()),
+        Err(NoUser::NoSuchGroup(group)) => {
+            tracing::error!(provider = %name, %group, "`create_users.group` names no group");
+            return Err(internal("a first login's group does not exist"));
+        }
         Err(refused) => {
             let (target, error) = no_user(refused);
             return Err(attempt.refuse_with(&state, &target, error).await);
@@ -185,7 +189,7 @@ fn no_user(refused: NoUser) -> (String, ApiError) {
                 ),
             ),
         ),
-        NoUser::AccountRequired | NoUser::Store(_) => (
+        NoUser::AccountRequired | NoUser::Store(_) | NoUser::NoSuchGroup(_) => (
             "unknown".into(),
             ApiError::new(
                 StatusCode::FORBIDDEN,

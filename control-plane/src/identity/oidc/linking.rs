@@ -9,7 +9,7 @@ use super::id_token::ExternalIdentity;
 use super::settings::{NewUsers, OidcSettings};
 use crate::accounts::user::{validate_email, validate_name, validate_username, User, UserStatus};
 use crate::changes::audit::AuditEntry;
-use crate::domain::ids::UserId;
+use crate::domain::ids::{GroupId, UserId};
 use crate::domain::now;
 use crate::store::{OidcLink, Store, StoreError};
 
@@ -22,6 +22,8 @@ pub enum NoUser {
     Disabled(UserId),
     /// A new user's username or email belongs to another user.
     NameTaken(&'static str),
+    /// `create_users.group` names no group: the configuration must change.
+    NoSuchGroup(GroupId),
     Store(StoreError),
 }
 
@@ -72,6 +74,13 @@ pub async fn user_for(
     let Some(new_users) = &settings.create_users else {
         return Err(NoUser::AccountRequired);
     };
+    if let Some(group) = &new_users.group {
+        match store.group(group).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => return Err(NoUser::NoSuchGroup(group.clone())),
+            Err(other) => return Err(other.into()),
+        }
+    }
     let user = new_user(person, new_users).ok_or(NoUser::AccountRequired)?;
     let audit = AuditEntry::new(
         Some(user.id.clone()),
