@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod app;
 pub mod grpc;
+pub mod oidc;
 pub mod records;
 pub mod replica;
 
