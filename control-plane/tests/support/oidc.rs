@@ -2,12 +2,12 @@
 //! provider (`tollgate_e2e::oidc_provider`): accounts with Entra-style claims, the control
 //! plane configured for the provider as `entra`, and the answers' cookies and redirects.
 
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 use tollgate::config::{Config, CreateUsersConfig, OidcProviderConfig};
 use tollgate_e2e::oidc_provider::{TestProvider, CLIENT_ID, CLIENT_SECRET, PUBLIC_URL};
 
 use super::app::{Answer, Api, LOCAL_PEER};
-use axum::http::StatusCode;
 
 pub const TENANT: &str = "11111111-aaaa-4aaa-8aaa-111111111111";
 pub const OTHER_TENANT: &str = "22222222-bbbb-4bbb-8bbb-222222222222";
