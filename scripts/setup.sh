@@ -11,14 +11,16 @@
 # .tools/envoy-<version>/ with a stable symlink .tools/bin/envoy; nothing is installed
 # system-wide for it, and once present it works offline. The Kubernetes manifests' schema
 # validators live there too: kubernetes-validate (PyPI) in the virtualenv .tools/venv for the
-# core kinds, @kubernetes-models/istio (npm) under .tools/node for Istio's; and the SMTP server
-# the tests mail to, aiosmtpd (PyPI), in the same virtualenv.
+# core kinds, @kubernetes-models/istio (npm) under .tools/node for Istio's; the SMTP server the
+# tests mail to, aiosmtpd (PyPI), in the same virtualenv; and the OpenID Connect provider the
+# tests log in at, oidc-provider (npm), in .tools/oidc-provider.
 set -euo pipefail
 
 ENVOY_VERSION="1.40.0"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 AIOSMTPD_VERSION="1.4.6"
 ISTIO_MODELS_VERSION="3.0.1"
+OIDC_PROVIDER_VERSION="9.13.3"
 WASM_TARGET="wasm32-wasip1"
 SERVICE_WAIT_SECS=30
 
@@ -200,6 +202,20 @@ postgres_version() {
     find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1
 }
 
+ensure_oidc_provider() {
+    local prefix="$TOOLS/oidc-provider" log
+    if ! grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" \
+        "$prefix/node_modules/oidc-provider/package.json" 2>/dev/null; then
+        command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+        log="$(mktemp)"
+        say "installing oidc-provider $OIDC_PROVIDER_VERSION into .tools/oidc-provider"
+        npm install --prefix "$prefix" --no-audit --no-fund --no-save --loglevel=error \
+            "oidc-provider@$OIDC_PROVIDER_VERSION" >"$log" 2>&1 ||
+            die "npm install oidc-provider failed: $(tail -n 1 "$log")"
+        rm -f "$log"
+    fi
+}
+
 ensure_services() {
     local fresh_postgres=0 version
     if ! command -v pg_ctlcluster >/dev/null 2>&1 || [[ -z "$(postgres_version)" ]]; then
@@ -270,5 +286,6 @@ ensure_directory_tools
 ensure_wasm_target
 ensure_envoy
 ensure_test_tools
+ensure_oidc_provider
 if ((want_services)); then ensure_services; fi
 if ((want_bench)); then ensure_bench_tools; fi

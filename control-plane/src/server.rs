@@ -23,6 +23,7 @@ use crate::identity::envoy_credential::EnvoyCredential;
 use crate::identity::ldap::sync as ldap_sync;
 use crate::identity::lockout::AccountLockout;
 use crate::identity::mfa::MFA_LOCKOUT_KEY_SPACE;
+use crate::identity::oidc::OidcProviders;
 use crate::identity::password::PasswordWork;
 use crate::identity::sealing::Sealer;
 use crate::identity::secret;
@@ -213,6 +214,10 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         passwords: PasswordWork::for_this_machine(config.argon2.clone()),
         password_policy: Arc::new(config.password_policy.clone()),
         login_methods: Arc::new(config.login_methods.clone()),
+        oidc: Arc::new(
+            OidcProviders::new(&config.login_methods.oidc)
+                .context("cannot prepare the OpenID Connect providers' HTTP client")?,
+        ),
         login_refusals: Arc::new(AuditSample::new(
             LOGIN_REFUSAL_AUDIT_INTERVAL,
             config.raw.limits.refusal_audits_per_minute,

@@ -6,17 +6,15 @@ mod support;
 
 use chrono::Duration;
 use serde_json::json;
+use support::records::stored_user;
 use support::{against_both_databases, stale_since, TestDatabase};
 use tollgate::accounts::api_key::{KeyHasher, PlainApiKey};
-use tollgate::accounts::ip_allowlist::IpAllowlist;
 use tollgate::accounts::user::{Role, User, UserStatus};
 use tollgate::changes::audit::AuditEntry;
 use tollgate::changes::feed::Stale;
-use tollgate::domain::ids::{SessionId, UserId};
+use tollgate::domain::ids::SessionId;
 use tollgate::domain::{now, Timestamp};
 use tollgate::identity::session::{LoginMethod, Session};
-use tollgate::limits::quota::Quotas;
-use tollgate::limits::rate_limits::RateLimits;
 use tollgate::store::{ChangeFeed, SessionStore, SqlStore, StoreError, UserStore};
 
 against_both_databases!(
@@ -32,25 +30,7 @@ against_both_databases!(
 );
 
 fn user(username: &str, email: &str) -> User {
-    let at = now();
-    User {
-        id: UserId::generate(),
-        username: username.to_string(),
-        email: Some(email.to_string()),
-        name: None,
-        status: UserStatus::Active,
-        role: Role::User,
-        tenant_id: None,
-        groups: Vec::new(),
-        ip_allowlist: IpAllowlist::default(),
-        rate_limits: RateLimits::default(),
-        quotas: Quotas::default(),
-        password_hash: Some("$argon2id$old".to_string()),
-        password_change_required: false,
-        mfa_required: false,
-        created_at: at,
-        updated_at: at,
-    }
+    stored_user(username, email)
 }
 
 fn audit(action: &str) -> AuditEntry {

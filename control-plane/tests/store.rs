@@ -3,6 +3,7 @@
 mod support;
 
 use serde_json::json;
+use support::records::stored_group;
 use support::{against_both_databases, TestDatabase};
 use tollgate::accounts::api_key::{ApiKey, KeyHasher, KeyStatus, PlainApiKey};
 use tollgate::accounts::group::Group;
@@ -11,7 +12,7 @@ use tollgate::accounts::user::{Role, User, UserStatus};
 use tollgate::changes::audit::AuditEntry;
 use tollgate::changes::feed::Stale;
 use tollgate::changes::routing::Rerouted;
-use tollgate::domain::ids::{BackendId, GroupId, SessionId, UserId};
+use tollgate::domain::ids::{BackendId, SessionId, UserId};
 use tollgate::domain::now;
 use tollgate::identity::lockout::FailureRecord;
 use tollgate::identity::sealing::Sealer;
@@ -592,14 +593,9 @@ async fn a_new_signing_key_retires_the_others(db: TestDatabase) {
 
 fn group(name: &str, priority: i32, pools: &[&str]) -> Group {
     Group {
-        id: GroupId::generate(),
-        name: name.to_string(),
         priority,
         pools: pools.iter().map(|p| pool_name(p)).collect(),
-        rate_limits: RateLimits::default(),
-        quotas: Quotas::default(),
-        created_at: now(),
-        updated_at: now(),
+        ..stored_group(name)
     }
 }
 

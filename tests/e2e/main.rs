@@ -12,6 +12,7 @@ mod keys;
 mod limits;
 mod manifests;
 mod mfa;
+mod oidc;
 mod quotas;
 mod routing;
 mod sessions;

@@ -33,6 +33,19 @@ impl Answer {
         format!("Bearer {}", token.expect("an access token"))
     }
 
+    /// The value the answer sets the cookie `name` to (`Set-Cookie`), if any.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(|cookie| {
+                let pair = cookie.split(';').next()?;
+                let (key, value) = pair.split_once('=')?;
+                (key == name && !value.is_empty()).then(|| value.to_string())
+            })
+    }
+
     /// A response header's value, or "" when absent or not text.
     pub fn header(&self, name: &str) -> &str {
         self.headers

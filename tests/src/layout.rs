@@ -44,12 +44,17 @@ impl Layout {
         layout
     }
 
-    /// Where everything is when the Rust binaries are of the `profile` build.
-    fn of_build(profile: &str) -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    /// The repository's folder (where `.tools/` and `tests/fixtures/` are).
+    pub fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("tests/ sits in the repository")
-            .to_path_buf();
+            .to_path_buf()
+    }
+
+    /// Where everything is when the Rust binaries are of the `profile` build.
+    fn of_build(profile: &str) -> Self {
+        let root = Self::root();
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));

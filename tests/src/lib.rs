@@ -13,6 +13,7 @@ pub mod control_plane;
 pub mod http;
 pub mod latency;
 pub mod ldap;
+pub mod oidc_provider;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use envoy::{Envoy, EnvoyOptions};

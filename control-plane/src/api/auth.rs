@@ -1,10 +1,10 @@
 //! Sessions after a login (`login.rs`): refresh, logout, signing keys, the login methods offered,
 //! and the JWKS the filter and others verify with.
 
-use axum::extract::State;
-use axum::http::header::SET_COOKIE;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::Json;
 use chrono::Duration;
 use serde::Deserialize;
@@ -26,6 +26,8 @@ use crate::identity::tokens::{TokenPurpose, LEEWAY_SECS};
 use crate::store::StoreError;
 
 pub(super) const REFRESH_TOKEN_PREFIX: &str = "tgr";
+/// The cookie holding a browser session's refresh token.
+pub const REFRESH_COOKIE: &str = "tollgate_refresh";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,11 +43,27 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.tokens.jwks())
 }
 
+/// A new access token for a refresh token, which is replaced. The token comes in the body, or,
+/// from a browser, in the refresh cookie a single sign-on login set; then the answer sets the
+/// replacement cookie too.
 pub async fn refresh(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Refresh>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let presented = PlainApiKey::from_client(body.refresh_token);
+    let from_cookie = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_none()
+        .then(|| cookie_value(request.headers(), REFRESH_COOKIE))
+        .flatten();
+    let (presented, by_cookie) = match from_cookie {
+        Some(token) => (token, true),
+        None => {
+            let ApiJson(body) = ApiJson::<Refresh>::from_request(request, &state).await?;
+            (body.refresh_token, false)
+        }
+    };
+    let presented = PlainApiKey::from_client(presented);
     let presented_hash = state.hasher.hash(&presented.digest());
     let session = match state.store.session_by_refresh_hash(&presented_hash).await {
         Ok(session) if session.is_live(now()) => session,
@@ -78,7 +96,16 @@ pub async fn refresh(
         }
         Err(other) => return Err(other.into()),
     }
-    token_answer(&state, &user, &session.id, &replacement).await
+    let cookie = by_cookie.then(|| {
+        (
+            SET_COOKIE,
+            refresh_cookie(replacement.expose(), state.sessions.refresh_ttl_secs),
+        )
+    });
+    Ok((
+        AppendHeaders(cookie),
+        token_answer(&state, &user, &session.id, &replacement).await?,
+    ))
 }
 
 /// A refresh token that was already replaced is being used again, so it was copied: the
@@ -141,7 +168,10 @@ pub async fn logout(
     }
     Ok((
         StatusCode::NO_CONTENT,
-        [(SET_COOKIE, session_cookie("", 0))],
+        AppendHeaders([
+            (SET_COOKIE, session_cookie("", 0)),
+            (SET_COOKIE, refresh_cookie("", 0)),
+        ]),
     ))
 }
 
@@ -189,19 +219,28 @@ pub async fn rotate_signing_key(
 /// The tokens as JSON, and the access token again as an HttpOnly session cookie for browsers.
 /// A user who must change their password gets a token that allows only that, and is told so;
 /// one who must use a second factor and has none yet, a token that allows only enrolling one.
+/// What a session of `user` may do now: everything, or only the password change or the
+/// second-factor enrolment they owe.
+pub(super) async fn session_purpose(
+    state: &AppState,
+    user: &User,
+) -> Result<TokenPurpose, ApiError> {
+    Ok(if user.password_change_required {
+        TokenPurpose::PasswordChange
+    } else if state.mfa.required_for(user) && !has_confirmed_totp(state, &user.id).await? {
+        TokenPurpose::MfaEnrolment
+    } else {
+        TokenPurpose::Access
+    })
+}
+
 pub(super) async fn token_answer(
     state: &AppState,
     user: &User,
     session: &SessionId,
     refresh: &PlainApiKey,
 ) -> Result<Response, ApiError> {
-    let purpose = if user.password_change_required {
-        TokenPurpose::PasswordChange
-    } else if state.mfa.required_for(user) && !has_confirmed_totp(state, &user.id).await? {
-        TokenPurpose::MfaEnrolment
-    } else {
-        TokenPurpose::Access
-    };
+    let purpose = session_purpose(state, user).await?;
     let (access_token, expires_in) = state
         .tokens
         .issue(user, session, purpose)
@@ -221,6 +260,28 @@ pub(super) async fn token_answer(
         TokenPurpose::Access => {}
     }
     Ok(([(SET_COOKIE, cookie)], Json(answer)).into_response())
+}
+
+/// The refresh token of a browser session, sent only to the session routes (`refresh`,
+/// `logout`), and never from another site's page.
+pub(super) fn refresh_cookie(value: &str, max_age_secs: i64) -> String {
+    format!(
+        "{REFRESH_COOKIE}={value}; Path=/api/v1/auth/; Max-Age={max_age_secs}; HttpOnly; Secure; \
+         SameSite=Strict"
+    )
+}
+
+/// The value of the cookie `name` in the request's `Cookie` headers.
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_string())
+        })
 }
 
 pub(super) fn session_cookie(value: &str, max_age_secs: i64) -> String {

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::auth::{cookie_value, REFRESH_COOKIE};
 use super::error::ApiError;
 use super::extract::authenticates_by_cookie;
 use super::AppState;
@@ -33,8 +34,10 @@ pub async fn refuse_cross_site_changes(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
+    let ambient = authenticates_by_cookie(request.headers())
+        || cookie_value(request.headers(), REFRESH_COOKIE).is_some();
     if is_change
-        && authenticates_by_cookie(request.headers())
+        && ambient
         && !comes_from_allowed_origin(
             request.headers(),
             request.uri(),

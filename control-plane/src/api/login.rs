@@ -55,6 +55,9 @@ pub async fn login(
                 "`method` {method:?} is not enabled; see /api/v1/auth/methods"
             ))
         })?;
+    if method == LoginMethod::Oidc {
+        return Err(oidc_starts_elsewhere());
+    }
     let attempt = LoginAttempt::new(method, address, &headers);
     attempt.admit(&state, &body.username).await?;
     let user = match method {
@@ -62,6 +65,7 @@ pub async fn login(
         LoginMethod::Ldap => {
             verify_ldap_password(&state, &attempt, &body.username, &body.password).await?
         }
+        LoginMethod::Oidc => return Err(oidc_starts_elsewhere()),
     };
     state.lockout.forget(&body.username).await?;
     if let Some(challenge) = mfa_login::challenge_if_enrolled(&state, &user, &attempt).await? {
@@ -69,6 +73,12 @@ pub async fn login(
     }
     let (session, refresh) = open_session(&state, &user, &attempt).await?;
     token_answer(&state, &user, &session, &refresh).await
+}
+
+fn oidc_starts_elsewhere() -> ApiError {
+    ApiError::validation(
+        "an OIDC login starts at its provider's `login_url`; see /api/v1/auth/methods",
+    )
 }
 
 /// Checks a password against the one stored here; a failure is counted, audited and answered
@@ -124,6 +134,8 @@ async fn verify_local_password(
 /// One login attempt, as audited.
 pub(super) struct LoginAttempt {
     pub(super) method: LoginMethod,
+    /// The OpenID Connect provider logged in at.
+    pub(super) provider: Option<String>,
     pub(super) address: ClientAddress,
     user_agent: Option<String>,
 }
@@ -132,6 +144,7 @@ impl LoginAttempt {
     pub(super) fn new(method: LoginMethod, address: ClientAddress, headers: &HeaderMap) -> Self {
         Self {
             method,
+            provider: None,
             address,
             user_agent: headers
                 .get(USER_AGENT)
@@ -140,14 +153,16 @@ impl LoginAttempt {
         }
     }
 
+    /// The same attempt, at the OpenID Connect provider `name`.
+    pub(super) fn at_provider(mut self, name: &str) -> Self {
+        self.provider = Some(name.to_string());
+        self
+    }
+
     /// 429 while the client's address is over its budget of failures or `username` is locked
     /// or backing off.
     pub(super) async fn admit(&self, state: &AppState, username: &str) -> Result<(), ApiError> {
-        if let Err(refused) = throttle::refuse_over_budget(state, self.address).await {
-            count_login("throttled");
-            self.audit_refusal(state, "throttled").await;
-            return Err(refused);
-        }
+        self.admit_address(state).await?;
         if let Admission::Locked { until } = state.lockout.attempt(username).await? {
             count_login("locked");
             self.audit_refusal(state, "locked").await;
@@ -158,23 +173,46 @@ impl LoginAttempt {
         Ok(())
     }
 
+    /// 429 while the client's address is over its budget of failures.
+    pub(super) async fn admit_address(&self, state: &AppState) -> Result<(), ApiError> {
+        if let Err(refused) = throttle::refuse_over_budget(state, self.address).await {
+            count_login("throttled");
+            self.audit_refusal(state, "throttled").await;
+            return Err(refused);
+        }
+        Ok(())
+    }
+
     /// Counts a failed attempt at `target` (a user id, or `unknown`) against the client's
     /// address, audits it, and gives the answer: 401 `invalid_credentials`.
     pub(super) async fn refuse(&self, state: &AppState, target: &str) -> ApiError {
+        self.refuse_with(state, target, invalid_credentials()).await
+    }
+
+    /// Like [`Self::refuse`], answering `error` (whose code is audited as the reason).
+    pub(super) async fn refuse_with(
+        &self,
+        state: &AppState,
+        target: &str,
+        error: ApiError,
+    ) -> ApiError {
         state.address_failures.record(self.address.0).await;
         count_login("refused");
-        self.audit(state, "login.failed", target, "invalid_credentials")
-            .await;
-        invalid_credentials()
+        self.audit(state, "login.failed", target, error.code).await;
+        error
     }
 
     fn details(&self, result: &str) -> serde_json::Value {
-        json!({
+        let mut details = json!({
             "method": self.method.as_str(),
             "address": self.address.0.to_string(),
             "user_agent": self.user_agent,
             "result": result,
-        })
+        });
+        if let Some(provider) = &self.provider {
+            details["provider"] = json!(provider);
+        }
+        details
     }
 
     /// Audits the attempt as `action` on `target` with `result`; a failure to write is

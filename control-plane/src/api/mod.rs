@@ -19,6 +19,7 @@ mod login;
 mod me;
 mod mfa;
 mod mfa_login;
+mod oidc;
 mod paging;
 mod permission;
 mod quota;
@@ -46,6 +47,7 @@ use crate::identity::email_links::EmailLinks;
 use crate::identity::lockout::AccountLockout;
 use crate::identity::methods::LoginMethods;
 use crate::identity::mfa::MfaPolicy;
+use crate::identity::oidc::OidcProviders;
 use crate::identity::password::PasswordWork;
 use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::sealing::Sealer;
@@ -86,6 +88,8 @@ pub struct AppState {
     pub password_policy: Arc<PasswordPolicy>,
     /// The login methods offered.
     pub login_methods: Arc<LoginMethods>,
+    /// The OpenID Connect providers, with what they discovered.
+    pub oidc: Arc<OidcProviders>,
     /// Bounds the audit entries of logins refused before any password check.
     pub login_refusals: Arc<AuditSample>,
     /// Where calls may come from: trusted proxies and the origins of cookie-authenticated pages.
@@ -133,7 +137,12 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::prometheus))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/api/v1/auth/methods", get(auth::methods))
-        .route("/api/v1/auth/login", post(login::login))
+        .route(
+            "/api/v1/auth/login",
+            post(login::login).get(oidc::login_page),
+        )
+        .route("/api/v1/auth/oidc/{provider}/login", get(oidc::start))
+        .route("/api/v1/auth/oidc/{provider}/callback", get(oidc::callback))
         .route("/api/v1/auth/register", post(self_service::register))
         .route(
             "/api/v1/auth/verify-email",

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ldap::LdapMethodConfig;
+use super::oidc::OidcConfig;
 use super::ConfigError;
 use crate::identity::methods::{LoginMethods, PasswordMethod};
 
@@ -14,6 +15,8 @@ pub struct AuthConfig {
     pub local: LocalMethodConfig,
     /// People in an LDAP directory.
     pub ldap: LdapMethodConfig,
+    /// OpenID Connect providers.
+    pub oidc: OidcConfig,
 }
 
 /// Logins with the passwords stored here.
@@ -46,6 +49,7 @@ impl AuthConfig {
                 display_name: self.local.display_name.clone(),
             }),
             ldap: self.ldap.validate()?,
+            oidc: self.oidc.validate()?,
         })
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::ldap::LdapSettings;
+use super::oidc::settings::OidcSettings;
 use super::session::LoginMethod;
 
 /// Where every password method is posted to.
@@ -19,6 +20,8 @@ pub struct LoginMethods {
     pub local: Option<PasswordMethod>,
     /// People in an LDAP directory.
     pub ldap: Option<Arc<LdapSettings>>,
+    /// OpenID Connect providers, each with its own login URL.
+    pub oidc: Vec<OidcSettings>,
 }
 
 /// A method that takes a username and password at [`PASSWORD_LOGIN_URL`].
@@ -30,13 +33,14 @@ pub struct PasswordMethod {
 /// One method as a login page sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MethodListing {
-    /// What a login names as its `method`.
-    pub id: &'static str,
-    /// `password`: a form posting `username`, `password` and `method` to `login_url`.
+    /// What a password login names as its `method`; an OIDC provider's name.
+    pub id: String,
+    /// `password`: a form posting `username`, `password` and `method` to `login_url`;
+    /// `oidc`: a link to `login_url`, which sends the browser to the provider.
     pub kind: &'static str,
     /// What to call it on a login page.
     pub name: String,
-    pub login_url: &'static str,
+    pub login_url: String,
 }
 
 impl LoginMethods {
@@ -45,28 +49,41 @@ impl LoginMethods {
         match method {
             LoginMethod::Local => self.local.is_some(),
             LoginMethod::Ldap => self.ldap.is_some(),
+            LoginMethod::Oidc => !self.oidc.is_empty(),
+        }
+    }
+
+    /// The one provider to send a browser to when no other method is enabled.
+    pub fn only_oidc_provider(&self) -> Option<&OidcSettings> {
+        match self.oidc.as_slice() {
+            [only] if self.local.is_none() && self.ldap.is_none() => Some(only),
+            _ => None,
         }
     }
 
     /// Every enabled method, in the order a login page should offer them.
     pub fn listing(&self) -> Vec<MethodListing> {
+        let password = |method: LoginMethod, name: &String| MethodListing {
+            id: method.as_str().to_string(),
+            kind: "password",
+            name: name.clone(),
+            login_url: PASSWORD_LOGIN_URL.to_string(),
+        };
         let local = self
             .local
             .iter()
-            .map(|local| (LoginMethod::Local, &local.display_name));
+            .map(|local| password(LoginMethod::Local, &local.display_name));
         let ldap = self
             .ldap
             .iter()
-            .map(|ldap| (LoginMethod::Ldap, &ldap.display_name));
-        local
-            .chain(ldap)
-            .map(|(method, name)| MethodListing {
-                id: method.as_str(),
-                kind: "password",
-                name: name.clone(),
-                login_url: PASSWORD_LOGIN_URL,
-            })
-            .collect()
+            .map(|ldap| password(LoginMethod::Ldap, &ldap.display_name));
+        let oidc = self.oidc.iter().map(|provider| MethodListing {
+            id: provider.name.clone(),
+            kind: "oidc",
+            name: provider.display_name.clone(),
+            login_url: provider.login_url(),
+        });
+        local.chain(ldap).chain(oidc).collect()
     }
 }
 
@@ -85,15 +102,16 @@ mod tests {
                 display_name: "Company account".into(),
             }),
             ldap: None,
+            oidc: Vec::new(),
         };
         assert!(local.enabled(LoginMethod::Local));
         assert_eq!(
             local.listing(),
             vec![MethodListing {
-                id: "local",
+                id: "local".into(),
                 kind: "password",
                 name: "Company account".into(),
-                login_url: "/api/v1/auth/login",
+                login_url: "/api/v1/auth/login".into(),
             }]
         );
     }

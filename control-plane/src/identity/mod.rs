@@ -12,6 +12,7 @@ pub mod ldap;
 pub mod lockout;
 pub mod methods;
 pub mod mfa;
+pub mod oidc;
 pub mod password;
 pub mod password_policy;
 pub mod sealing;

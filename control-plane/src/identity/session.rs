@@ -10,6 +10,8 @@ pub enum LoginMethod {
     Local,
     /// A bind against the LDAP directory.
     Ldap,
+    /// At an OpenID Connect provider (which one is in the audit entry).
+    Oidc,
 }
 
 impl LoginMethod {
@@ -17,6 +19,7 @@ impl LoginMethod {
         match self {
             Self::Local => "local",
             Self::Ldap => "ldap",
+            Self::Oidc => "oidc",
         }
     }
 
@@ -24,6 +27,7 @@ impl LoginMethod {
         match value {
             "local" => Some(Self::Local),
             "ldap" => Some(Self::Ldap),
+            "oidc" => Some(Self::Oidc),
             _ => None,
         }
     }

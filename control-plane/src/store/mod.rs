@@ -1,7 +1,7 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
 //! [`SessionStore`], [`LoginFailureStore`], [`RegistrationStore`], [`LdapLinkStore`],
-//! [`MfaStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`], [`HealthCheckStore`],
-//! [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
+//! [`OidcLinkStore`], [`MfaStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
+//! [`HealthCheckStore`], [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
 //! [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so callers never see
 //! which database is in use.
 //!
@@ -23,6 +23,7 @@ mod ldap_links;
 mod login_failures;
 mod mfa;
 mod migrations;
+mod oidc_links;
 mod registrations;
 mod routing_feed;
 mod sessions;
@@ -43,8 +44,9 @@ pub use health_checks::{CheckerLease, HealthCheckStore};
 pub use keys::{KeyOwner, KeyStore};
 pub use ldap_links::{LdapLink, LdapLinkStore};
 pub use login_failures::{KeptFailures, LoginFailureStore};
-pub use registrations::RegistrationStore;
 pub use mfa::MfaStore;
+pub use oidc_links::{OidcLink, OidcLinkStore};
+pub use registrations::RegistrationStore;
 pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
@@ -90,6 +92,7 @@ pub trait Store:
     + RegistrationStore
     + LdapLinkStore
     + MfaStore
+    + OidcLinkStore
     + UsageStore
     + AllowanceStore
     + BackendStore

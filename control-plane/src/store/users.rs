@@ -235,7 +235,11 @@ impl UserStore for SqlStore {
 }
 
 impl SqlStore {
-    async fn user_where(&self, condition: &str, value: &str) -> Result<User, StoreError> {
+    pub(super) async fn user_where(
+        &self,
+        condition: &str,
+        value: &str,
+    ) -> Result<User, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}");
         self.user_from_row(&self.select_one(&sql, value).await?)
             .await

@@ -7,6 +7,8 @@ pub mod accounts;
 pub mod app;
 pub mod grpc;
 pub mod mfa;
+pub mod oidc;
+pub mod records;
 pub mod replica;
 pub mod smtp;
 

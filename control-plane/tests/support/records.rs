@@ -1,0 +1,45 @@
+//! Records as stored, for tests that write them to a store directly.
+
+use tollgate::accounts::group::Group;
+use tollgate::accounts::user::{Role, User, UserStatus};
+use tollgate::domain::ids::{GroupId, UserId};
+use tollgate::domain::now;
+use tollgate::limits::quota::Quotas;
+use tollgate::limits::rate_limits::RateLimits;
+
+/// An active user with defaults and an (unusable) Argon2id hash.
+pub fn stored_user(username: &str, email: &str) -> User {
+    let at = now();
+    User {
+        id: UserId::generate(),
+        username: username.to_string(),
+        email: Some(email.to_string()),
+        name: None,
+        status: UserStatus::Active,
+        role: Role::User,
+        tenant_id: None,
+        groups: Vec::new(),
+        ip_allowlist: Default::default(),
+        rate_limits: RateLimits::default(),
+        quotas: Quotas::default(),
+        password_hash: Some("$argon2id$old".to_string()),
+        password_change_required: false,
+        mfa_required: false,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// A group of priority 0 without pools or limits.
+pub fn stored_group(name: &str) -> Group {
+    Group {
+        id: GroupId::generate(),
+        name: name.to_string(),
+        priority: 0,
+        pools: Vec::new(),
+        rate_limits: RateLimits::default(),
+        quotas: Quotas::default(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
