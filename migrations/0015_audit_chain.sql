@@ -9,8 +9,10 @@ CREATE TABLE audit_chain (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq BIGINT NOT NULL,
     head TEXT NOT NULL,
+    -- A keyed hash of `seq` and `head`: the end cannot be moved back without the secret.
+    seal TEXT NOT NULL,
     -- 0 until the entries written before this migration have joined the chain (at the first
     -- start after it); from then on an entry outside the chain was inserted around it.
     started INTEGER NOT NULL
 );
-INSERT INTO audit_chain (id, seq, head, started) VALUES (1, 0, '', 0);
+INSERT INTO audit_chain (id, seq, head, seal, started) VALUES (1, 0, '', '', 0);

@@ -102,18 +102,21 @@ async fn an_entry_inserted_around_the_chain_is_named(db: TestDatabase) {
             id: "a_forged".into()
         })
     );
-    // A forged entry given the next place and a made-up hash is an altered one.
-    db.run_raw(&[
-        "UPDATE audit_log SET seq = 4, hash = 'ab12' WHERE id = 'a_forged'",
-        "UPDATE audit_chain SET seq = 4, head = 'ab12'",
-    ])
-    .await;
+    // Given the next place, it lies beyond the recorded end...
+    db.run_raw(&["UPDATE audit_log SET seq = 4, hash = 'ab12' WHERE id = 'a_forged'"])
+        .await;
     assert_eq!(
         verified(&store).await,
-        Err(ChainBreak::Altered {
-            seq: 4,
+        Err(ChainBreak::BeyondEnd {
             id: "a_forged".into()
         })
+    );
+    // ...and moving the end over it takes the secret.
+    db.run_raw(&["UPDATE audit_chain SET seq = 4, head = 'ab12'"])
+        .await;
+    assert_eq!(
+        verified(&store).await,
+        Err(ChainBreak::EndAltered { recorded: 4 })
     );
 }
 
@@ -126,6 +129,15 @@ async fn removing_the_last_entries_is_found(db: TestDatabase) {
             found: 2,
             recorded: 4
         })
+    );
+    // Moving the recorded end back to the last entry kept takes the secret too.
+    db.run_raw(&[
+        "UPDATE audit_chain SET seq = 2, head = (SELECT hash FROM audit_log WHERE seq = 2)",
+    ])
+    .await;
+    assert_eq!(
+        verified(&store).await,
+        Err(ChainBreak::EndAltered { recorded: 2 })
     );
 }
 

@@ -95,12 +95,9 @@ async fn accepted_person(
     password: &str,
 ) -> Result<Option<DirectoryPerson>, Unavailable> {
     let mut directory = Directory::connect(settings).await?;
-    let found = directory.find(username).await;
+    let person = usable_person(&mut directory, username).await;
     directory.close().await;
-    let person = match found? {
-        Found::One(person) => Some(person),
-        Found::Nobody | Found::Several => None,
-    };
+    let person = person?;
     let dn = person.as_ref().map_or_else(
         || {
             let random = Alphanumeric.sample_string(&mut rand::rng(), 24);
@@ -110,6 +107,18 @@ async fn accepted_person(
     );
     let accepted = Directory::accepts_password(settings, &dn, password).await?;
     Ok(person.filter(|_| accepted))
+}
+
+/// The one entry the directory finds for `username`, unless it is disabled
+/// (`disabled_filter`): such a person logs in no more than the sync lets them stay.
+async fn usable_person(
+    directory: &mut Directory<'_>,
+    username: &str,
+) -> Result<Option<DirectoryPerson>, Unavailable> {
+    match directory.find(username).await? {
+        Found::One(person) if !directory.is_disabled(&person.dn).await? => Ok(Some(person)),
+        Found::One(_) | Found::Nobody | Found::Several => Ok(None),
+    }
 }
 
 /// While the directory is down: the password checked against the hash of the last one it

@@ -59,6 +59,11 @@ pub async fn login(
         return Err(oidc_starts_elsewhere());
     }
     let attempt = LoginAttempt::new(method, address, &headers);
+    // A directory matches names loosely (spaces, Unicode case): a name no user can have
+    // would count its failures apart from the name it reaches.
+    if method == LoginMethod::Ldap && validate_username(&body.username).is_err() {
+        return Err(attempt.refuse(&state, "unknown").await);
+    }
     attempt.admit(&state, &body.username).await?;
     let user = match method {
         LoginMethod::Local => verify_local_password(&state, &attempt, &body).await?,

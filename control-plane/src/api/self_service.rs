@@ -94,7 +94,7 @@ pub async fn register(
     if verify {
         match state.store.user_by_email(&email).await {
             Ok(_) => {
-                deliver(&state, &email, letters::already_registered()).await?;
+                deliver(&state, &email, letters::already_registered())?;
                 return Ok(verification_sent().into_response());
             }
             Err(StoreError::NotFound) => {}
@@ -139,7 +139,7 @@ pub async fn register(
         .register_user(&user, &audit)
         .await
         .map_err(|error| name_taken(error, &user))?;
-    send_verification(&state, &user, &email).await?;
+    send_verification(&state, &user, &email)?;
     Ok(verification_sent().into_response())
 }
 
@@ -192,9 +192,10 @@ pub async fn resend_verification(
     )
     .await?;
     if let Some(user) = user_with_email(&state, &body.email).await? {
-        if state.store.email_verification_pending(&user.id).await? {
-            let email = body.email.to_lowercase();
-            send_verification(&state, &user, &email).await?;
+        if let Some(email) = user.email.as_deref() {
+            if state.store.email_verification_pending(&user.id).await? {
+                send_verification(&state, &user, email)?;
+            }
         }
     }
     Ok(verification_sent())
@@ -212,9 +213,12 @@ pub async fn request_password_reset(
     let user = user_with_email(&state, &body.email)
         .await?
         .filter(|user| user.status == UserStatus::Active);
-    if let Some((user, password_hash)) =
-        user.and_then(|user| user.password_hash.clone().map(|hash| (user, hash)))
-    {
+    let with_password_and_address = user.and_then(|user| {
+        let password_hash = user.password_hash.clone()?;
+        let email = user.email.clone()?;
+        Some((user, password_hash, email))
+    });
+    if let Some((user, password_hash, email)) = with_password_and_address {
         let ttl = state.self_service.reset_link_ttl_secs;
         let token =
             state
@@ -222,7 +226,9 @@ pub async fn request_password_reset(
                 .issue(LinkPurpose::ResetPassword, &user.id, &password_hash, ttl);
         let link = state.self_service.link("reset-password", &token);
         let letter = letters::reset_password(&user.username, &link, ttl / 60);
-        deliver(&state, &body.email.to_lowercase(), letter).await?;
+        // To the address stored, never to the one typed: a database may match addresses
+        // that differ beyond case (Unicode folding).
+        deliver(&state, &email, letter)?;
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -312,7 +318,7 @@ async fn user_with_email(state: &AppState, email: &str) -> Result<Option<User>, 
     }
 }
 
-async fn send_verification(state: &AppState, user: &User, email: &str) -> Result<(), ApiError> {
+fn send_verification(state: &AppState, user: &User, email: &str) -> Result<(), ApiError> {
     let ttl = state.self_service.verify_link_ttl_secs;
     let token = state
         .email_links
@@ -323,27 +329,24 @@ async fn send_verification(state: &AppState, user: &User, email: &str) -> Result
         email,
         letters::verify_email(&user.username, &link, ttl / 3600),
     )
-    .await
 }
 
-/// Sends `letter` unless its recipient's budget is spent (then silently: the caller must not
-/// learn more than with a sent one); 503 `mail_unavailable` when the SMTP server fails.
-async fn deliver(state: &AppState, to: &str, letter: Letter) -> Result<(), ApiError> {
-    let Some(mailer) = &state.mailer else {
+/// Mails `letter` in the background, so that the answer comes as soon whether or not a
+/// message goes out; not at all when the recipient's budget is spent (see [`crate::mail::Mailer::deliver`]).
+fn deliver(state: &AppState, to: &str, letter: Letter) -> Result<(), ApiError> {
+    let Some(mailer) = state.mailer.clone() else {
         return Err(disabled("mail"));
     };
-    if !state.mail_budget.take_for_recipient(to).await {
-        tracing::info!("a recipient's budget of messages is spent; a message was not sent");
-        return Ok(());
-    }
-    mailer.send(to, letter).await.map_err(|error| {
-        tracing::warn!(%error, "cannot send mail");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "mail_unavailable",
-            "the message could not be sent now; ask again later",
-        )
-    })
+    let budget = state.mail_budget.clone();
+    let to = to.to_string();
+    tokio::spawn(async move {
+        if budget.take_for_recipient(&to).await {
+            mailer.deliver(&to, letter).await;
+        } else {
+            tracing::info!("a recipient's budget of messages is spent; a message was not sent");
+        }
+    });
+    Ok(())
 }
 
 fn verification_sent() -> (StatusCode, Json<serde_json::Value>) {

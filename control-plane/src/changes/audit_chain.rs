@@ -63,6 +63,21 @@ impl AuditChainKey {
     }
 }
 
+impl AuditChainKey {
+    /// The keyed hash that vouches for the chain's recorded end: place `seq`, hash `head`.
+    pub fn seal_end(&self, seq: i64, head: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(format!("end\n{seq}\n{head}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `seal` vouches for the end `seq`, `head` (compared in constant time).
+    pub fn end_is_sealed(&self, seq: i64, head: &str, seal: &str) -> bool {
+        bool::from(self.seal_end(seq, head).as_bytes().ct_eq(seal.as_bytes()))
+    }
+}
+
 /// An entry as read back for verification.
 #[derive(Debug, Clone)]
 pub struct ChainedEntry {
@@ -81,6 +96,10 @@ pub enum ChainBreak {
     Inserted { id: String },
     #[error("the chain ends at place {found}, but its recorded end is place {recorded}: the last entries were removed")]
     Truncated { found: i64, recorded: i64 },
+    #[error("the chain's recorded end (place {recorded}) was altered: entries after it were removed or cut off")]
+    EndAltered { recorded: i64 },
+    #[error("entry {id} lies beyond the chain's recorded end: it was inserted without the chain")]
+    BeyondEnd { id: String },
 }
 
 /// Checks entries, walked in `seq` order from the chain's start, one at a time.

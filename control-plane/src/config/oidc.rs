@@ -247,9 +247,15 @@ impl OidcProviderConfig {
 
 impl CreateUsersConfig {
     fn validate(&self, key: &str) -> Result<Option<NewUsers>, ConfigError> {
-        let role = Role::parse(&self.role).ok_or_else(|| {
-            ConfigError::invalid(format!("{key}.role"), "must be `user` or `admin`")
-        })?;
+        // Whoever can sign in at the provider gets this role: never everything.
+        let role = Role::parse(&self.role)
+            .filter(|role| *role == Role::User)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}.role"),
+                    "must be `user`: a first login never creates an admin",
+                )
+            })?;
         let group = match &self.group {
             None => None,
             Some(group) => Some(GroupId::parse(group).ok_or_else(|| {

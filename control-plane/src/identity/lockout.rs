@@ -19,6 +19,8 @@ use crate::domain::at_most_every::AtMostEvery;
 use crate::domain::{now, Timestamp};
 use crate::store::{Store, StoreError};
 
+/// The key space of password logins' failures.
+const PASSWORD_KEY_SPACE: &str = "password";
 /// How often forgotten failures are removed from the database.
 const PRUNE_INTERVAL_SECS: i64 = 600;
 /// How often an attempt tries to count itself while other attempts at the same name keep
@@ -183,13 +185,14 @@ impl AccountLockout {
             policy,
             store,
             hasher,
-            key_space: "",
+            key_space: PASSWORD_KEY_SPACE,
             pruning: Arc::new(AtMostEvery::new(PRUNE_INTERVAL_SECS)),
         }
     }
 
     /// The same policy and store for another kind of attempt, whose failures are counted
-    /// apart under names prefixed with `key_space` and a space (which no username holds).
+    /// apart: every name is stored behind its key space and a NUL, so no typed name reaches
+    /// another space's.
     pub fn in_key_space(&self, key_space: &'static str) -> Self {
         Self {
             key_space,
@@ -255,15 +258,10 @@ impl AccountLockout {
     }
 
     /// The name as stored: lowercased in ASCII only, as usernames (ASCII) compare on every
-    /// database, and keyed, so that the database holds no names that users typed (which are
-    /// sometimes passwords).
+    /// database, behind its key space, and keyed, so that the database holds no names that
+    /// users typed (which are sometimes passwords).
     fn account(&self, login_name: &str) -> StoredKeyHash {
-        let name = login_name.to_ascii_lowercase();
-        let name = if self.key_space.is_empty() {
-            name
-        } else {
-            format!("{} {name}", self.key_space)
-        };
+        let name = format!("{}\0{}", self.key_space, login_name.to_ascii_lowercase());
         self.hasher
             .hash(&KeyDigest(Sha256::digest(name.as_bytes()).into()))
     }

@@ -47,6 +47,9 @@ pub enum MailError {
     Delivery(String),
 }
 
+/// Tries of one message before it is given up.
+const DELIVERY_TRIES: u32 = 3;
+
 /// Delivers messages through the configured SMTP server.
 #[derive(Clone)]
 pub struct Mailer {
@@ -93,6 +96,24 @@ impl Mailer {
             .map_err(|error| MailError::Delivery(error.to_string()))?;
         metrics::counter!("tollgate_mail_sent_total").increment(1);
         Ok(())
+    }
+}
+
+impl Mailer {
+    /// Sends `letter` to `to`, trying again after 1 s and 2 s when the server fails; a message
+    /// still not taken is logged and counted (`tollgate_mail_failures_total`).
+    pub async fn deliver(&self, to: &str, letter: Letter) {
+        for attempt in 1..=DELIVERY_TRIES {
+            match self.send(to, letter.clone()).await {
+                Ok(()) => return,
+                Err(error) if attempt < DELIVERY_TRIES => {
+                    tracing::info!(%error, attempt, "cannot send mail now; trying again");
+                    tokio::time::sleep(std::time::Duration::from_secs(1 << (attempt - 1))).await;
+                }
+                Err(error) => tracing::warn!(%error, "cannot send mail; the message is dropped"),
+            }
+        }
+        metrics::counter!("tollgate_mail_failures_total").increment(1);
     }
 }
 

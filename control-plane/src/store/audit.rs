@@ -53,17 +53,31 @@ impl AuditLog for SqlStore {
     }
 
     async fn verify_audit_chain(&self) -> Result<Result<i64, ChainBreak>, StoreError> {
-        // The end first: entries added while walking lie beyond it.
-        let (end_seq, end_head): (i64, String) =
-            sqlx::query_as("SELECT seq, head FROM audit_chain WHERE id = 1")
-                .fetch_one(&self.reads)
-                .await?;
         let outside: Option<String> =
             sqlx::query_scalar("SELECT id FROM audit_log WHERE seq IS NULL ORDER BY at LIMIT 1")
                 .fetch_optional(&self.reads)
                 .await?;
         if let Some(id) = outside {
             return Ok(Err(ChainBreak::Inserted { id }));
+        }
+        // The last place before the end: an entry and the end it moves commit together, so
+        // every entry seen here is at or before the end read after it.
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+            .fetch_one(&self.reads)
+            .await?;
+        let (end_seq, end_head, seal): (i64, String, String) =
+            sqlx::query_as("SELECT seq, head, seal FROM audit_chain WHERE id = 1")
+                .fetch_one(&self.reads)
+                .await?;
+        if !self.audit_chain.end_is_sealed(end_seq, &end_head, &seal) {
+            return Ok(Err(ChainBreak::EndAltered { recorded: end_seq }));
+        }
+        if let Some(last) = last.filter(|last| *last > end_seq) {
+            let id: String = sqlx::query_scalar("SELECT id FROM audit_log WHERE seq = $1")
+                .bind(last)
+                .fetch_one(&self.reads)
+                .await?;
+            return Ok(Err(ChainBreak::BeyondEnd { id }));
         }
         let mut walk = ChainWalk::new(&self.audit_chain);
         let mut after = 0;
@@ -140,8 +154,9 @@ async fn extend_chain(
             .await?;
     columns.seq = seq;
     let hash = chain.link(&previous, &columns);
-    sqlx::query("UPDATE audit_chain SET head = $1 WHERE id = 1")
+    sqlx::query("UPDATE audit_chain SET head = $1, seal = $2 WHERE id = 1")
         .bind(&hash)
+        .bind(chain.seal_end(seq, &hash))
         .execute(&mut *tx)
         .await?;
     Ok((columns, hash))
@@ -151,9 +166,11 @@ async fn extend_chain(
 /// to start after the migration does it, and later starts find the chain started.
 pub(super) async fn start_chain(write: &mut Write) -> Written {
     let chain = write.audit_chain().clone();
-    let starting = sqlx::query("UPDATE audit_chain SET started = 1 WHERE id = 1 AND started = 0")
-        .execute(write.rows())
-        .await?;
+    let starting =
+        sqlx::query("UPDATE audit_chain SET started = 1, seal = $1 WHERE id = 1 AND started = 0")
+            .bind(chain.seal_end(0, ""))
+            .execute(write.rows())
+            .await?;
     if starting.rows_affected() == 0 {
         return Ok(());
     }

@@ -26,6 +26,8 @@ pub trait OidcLinkStore: Send + Sync {
     /// The user linked to `subject` at `provider`.
     async fn user_by_oidc_subject(&self, provider: &str, subject: &str)
         -> Result<User, StoreError>;
+    /// Whether `user` is linked to some subject at `provider`.
+    async fn has_oidc_link(&self, provider: &str, user: &UserId) -> Result<bool, StoreError>;
     /// Links an existing user; `Conflict` when the subject is linked already.
     async fn link_oidc_subject(&self, link: &OidcLink, audit: &AuditEntry) -> Written;
     /// Creates `user`, linked as `link` and a member of `group`, in one write; `Conflict` when
@@ -55,6 +57,16 @@ impl OidcLinkStore for SqlStore {
         .await?
         .ok_or(StoreError::NotFound)?;
         self.user_where("u.id = $1", &user_id).await
+    }
+
+    async fn has_oidc_link(&self, provider: &str, user: &UserId) -> Result<bool, StoreError> {
+        let links = self
+            .count(
+                "SELECT COUNT(*) FROM oidc_links WHERE provider = $1 AND user_id = $2",
+                &[provider, user.as_str()],
+            )
+            .await?;
+        Ok(links > 0)
     }
 
     async fn link_oidc_subject(&self, link: &OidcLink, audit: &AuditEntry) -> Written {

@@ -54,7 +54,7 @@ pub async fn user_for(
     }
     if let Some(email) = verified_email(settings, person) {
         match store.user_by_email(email).await {
-            Ok(user) => {
+            Ok(user) if linkable_by_email(store, &settings.name, &user).await? => {
                 let user = active(user)?;
                 let audit = AuditEntry::new(
                     Some(user.id.clone()),
@@ -67,7 +67,8 @@ pub async fn user_for(
                     .await?;
                 return Ok(user);
             }
-            Err(StoreError::NotFound) => {}
+            // Not linked: creating the user then finds the email taken (409).
+            Ok(_) | Err(StoreError::NotFound) => {}
             Err(other) => return Err(other.into()),
         }
     }
@@ -103,6 +104,18 @@ pub async fn user_for(
     }
 }
 
+/// Whether a login asserting `user`'s email may be linked to it: not while the address awaits
+/// the verification of a self-registration (anyone may register any address), nor when the
+/// user is already linked to another subject at the provider (a reassigned address).
+async fn linkable_by_email(
+    store: &dyn Store,
+    provider: &str,
+    user: &User,
+) -> Result<bool, StoreError> {
+    Ok(!store.email_verification_pending(&user.id).await?
+        && !store.has_oidc_link(provider, &user.id).await?)
+}
+
 fn active(user: User) -> Result<User, NoUser> {
     match user.status {
         UserStatus::Active => Ok(user),
@@ -129,10 +142,12 @@ fn new_user(person: &ExternalIdentity, defaults: &NewUsers) -> Option<User> {
     Some(User {
         id: UserId::generate(),
         username,
+        // An address the provider does not vouch for is not kept: a later login could be
+        // linked to this user by it.
         email: person
             .email
             .as_ref()
-            .filter(|email| validate_email(email).is_ok())
+            .filter(|email| person.email_verified && validate_email(email).is_ok())
             .map(|email| email.to_lowercase()),
         name: person
             .name
