@@ -159,6 +159,28 @@ async fn an_email_links_only_when_the_provider_verified_it() {
 }
 
 #[tokio::test]
+async fn an_email_never_links_a_second_subject_and_unverified_ones_are_not_kept() {
+    let provider = provider_of("carol", true);
+    let api = api_with(&provider, |entra| entra.link_by_verified_email = true).await;
+    let first = session_user(&api, &log_in(&api, "carol").await).await;
+    assert_eq!(first["email"], "carol@corp.example");
+
+    // The address passes to someone else at the provider: not a way into carol's account.
+    provider.set_accounts(json!({
+        "carol": account("oid-someone-else", TENANT, "carol@corp.example", true)
+    }));
+    let refused = log_in(&api, "carol").await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(error_code(&refused.body), "account_conflict");
+
+    // A first login whose email the provider does not vouch for keeps none, so no later
+    // login can be linked to the user by it.
+    provider.set_accounts(json!({"dan": person("dan", false)}));
+    let dan = session_user(&api, &log_in(&api, "dan").await).await;
+    assert_eq!(dan["email"], serde_json::Value::Null, "{dan}");
+}
+
+#[tokio::test]
 async fn a_tampered_or_missing_state_is_refused() {
     let provider = provider_of("dan", true);
     let api = api_with(&provider, |_| {}).await;
