@@ -32,28 +32,15 @@ use tollgate::store::{
 };
 
 fn user(username: &str) -> User {
-    let at = now();
     User {
-        id: UserId::generate(),
-        username: username.to_string(),
         email: Some(format!("{username}@example.com")),
         name: Some(username.to_uppercase()),
-        status: UserStatus::Active,
-        role: Role::User,
-        tenant_id: None,
-        groups: Vec::new(),
         ip_allowlist: IpAllowlist::try_from(vec![
             "10.0.0.0/8".to_string(),
             "2001:db8::/32".to_string(),
         ])
         .expect("a valid allowlist"),
-        rate_limits: RateLimits::default(),
-        quotas: Quotas::default(),
-        password_hash: None,
-        password_change_required: false,
-        mfa_required: false,
-        created_at: at,
-        updated_at: at,
+        ..User::new(UserId::generate(), username.to_string(), Role::User, now())
     }
 }
 

@@ -4,16 +4,13 @@
 use serde_json::json;
 
 use crate::accounts::api_key::{ApiKey, KeyHasher, PlainApiKey};
-use crate::accounts::ip_allowlist::IpAllowlist;
-use crate::accounts::user::{Role, User, UserStatus};
+use crate::accounts::user::{Role, User};
 use crate::changes::audit::AuditEntry;
 use crate::domain::ids::UserId;
 use crate::domain::now;
 use crate::identity::sealing::Sealer;
 use crate::identity::signing::{SigningAlgorithm, SigningKeyRecord};
 use crate::identity::tokens::SessionTokens;
-use crate::limits::quota::Quotas;
-use crate::limits::rate_limits::RateLimits;
 use crate::store::{Store, StoreError};
 
 const ADMIN_USERNAME: &str = "admin";
@@ -78,24 +75,14 @@ pub async fn ensure_admin(
 }
 
 async fn create_admin(store: &dyn Store) -> Result<User, StoreError> {
-    let at = now();
     let admin = User {
-        id: UserId::generate(),
-        username: ADMIN_USERNAME.to_string(),
-        email: None,
         name: Some("Administrator".to_string()),
-        status: UserStatus::Active,
-        role: Role::Admin,
-        tenant_id: None,
-        groups: Vec::new(),
-        ip_allowlist: IpAllowlist::default(),
-        rate_limits: RateLimits::default(),
-        quotas: Quotas::default(),
-        password_hash: None,
-        password_change_required: false,
-        mfa_required: false,
-        created_at: at,
-        updated_at: at,
+        ..User::new(
+            UserId::generate(),
+            ADMIN_USERNAME.to_string(),
+            Role::Admin,
+            now(),
+        )
     };
     let audit = AuditEntry::new(
         None,

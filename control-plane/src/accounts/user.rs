@@ -88,6 +88,31 @@ pub struct User {
     pub updated_at: Timestamp,
 }
 
+impl User {
+    /// A new active user created at `at`, with no email, name, tenant, groups, allowlist,
+    /// limits, quotas or password of its own.
+    pub fn new(id: UserId, username: String, role: Role, at: Timestamp) -> Self {
+        Self {
+            id,
+            username,
+            email: None,
+            name: None,
+            status: UserStatus::Active,
+            role,
+            tenant_id: None,
+            groups: Vec::new(),
+            ip_allowlist: IpAllowlist::default(),
+            rate_limits: RateLimits::default(),
+            quotas: Quotas::default(),
+            password_hash: None,
+            password_change_required: false,
+            mfa_required: false,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 const MAX_USERNAME_CHARS: usize = 64;
 const MAX_EMAIL_CHARS: usize = 254;
 const MAX_NAME_CHARS: usize = 200;

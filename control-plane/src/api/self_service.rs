@@ -26,8 +26,6 @@ use crate::domain::ids::UserId;
 use crate::domain::now;
 use crate::identity::email_links::{LinkError, LinkPurpose};
 use crate::identity::password_policy::PasswordOwner;
-use crate::limits::quota::Quotas;
-use crate::limits::rate_limits::RateLimits;
 use crate::mail::{letters, Letter};
 use crate::store::StoreError;
 
@@ -101,24 +99,11 @@ pub async fn register(
             Err(other) => return Err(other.into()),
         }
     }
-    let at = now();
     let user = User {
-        id: UserId::generate(),
-        username: body.username,
         email: Some(email.clone()),
         name: body.name,
-        status: UserStatus::Active,
-        role: Role::User,
-        tenant_id: None,
-        groups: Vec::new(),
-        ip_allowlist: Default::default(),
-        rate_limits: RateLimits::default(),
-        quotas: Quotas::default(),
         password_hash: Some(password_hash),
-        password_change_required: false,
-        mfa_required: false,
-        created_at: at,
-        updated_at: at,
+        ..User::new(UserId::generate(), body.username, Role::User, now())
     };
     let audit = AuditEntry::new(
         Some(user.id.clone()),

@@ -9,24 +9,10 @@ use tollgate::limits::rate_limits::RateLimits;
 
 /// An active user with defaults and an (unusable) Argon2id hash.
 pub fn stored_user(username: &str, email: &str) -> User {
-    let at = now();
     User {
-        id: UserId::generate(),
-        username: username.to_string(),
         email: Some(email.to_string()),
-        name: None,
-        status: UserStatus::Active,
-        role: Role::User,
-        tenant_id: None,
-        groups: Vec::new(),
-        ip_allowlist: Default::default(),
-        rate_limits: RateLimits::default(),
-        quotas: Quotas::default(),
         password_hash: Some("$argon2id$old".to_string()),
-        password_change_required: false,
-        mfa_required: false,
-        created_at: at,
-        updated_at: at,
+        ..User::new(UserId::generate(), username.to_string(), Role::User, now())
     }
 }
 

@@ -156,22 +156,14 @@ async fn create(
     person: &DirectoryPerson,
 ) -> Result<User, Refusal> {
     let user = User {
-        id: link.user_id.clone(),
-        username: fields.username.clone(),
         email: fields.email.clone(),
         name: fields.name.clone(),
-        status: UserStatus::Active,
-        role: Role::User,
-        tenant_id: None,
-        groups: Vec::new(),
-        ip_allowlist: Default::default(),
-        rate_limits: Default::default(),
-        quotas: Default::default(),
-        password_hash: None,
-        password_change_required: false,
-        mfa_required: false,
-        created_at: link.synced_at,
-        updated_at: link.synced_at,
+        ..User::new(
+            link.user_id.clone(),
+            fields.username.clone(),
+            Role::User,
+            link.synced_at,
+        )
     };
     let audit = AuditEntry::new(
         None,

@@ -138,10 +138,7 @@ fn new_user(person: &ExternalIdentity, defaults: &NewUsers) -> Option<User> {
         .flatten()
         .find(|name| validate_username(name).is_ok())?
         .to_lowercase();
-    let at = now();
     Some(User {
-        id: UserId::generate(),
-        username,
         // An address the provider does not vouch for is not kept: a later login could be
         // linked to this user by it.
         email: person
@@ -153,21 +150,11 @@ fn new_user(person: &ExternalIdentity, defaults: &NewUsers) -> Option<User> {
             .name
             .clone()
             .filter(|name| validate_name(name).is_ok()),
-        status: UserStatus::Active,
-        role: defaults.role,
-        tenant_id: None,
         groups: defaults
             .group
             .iter()
             .map(|g| g.as_str().to_string())
             .collect(),
-        ip_allowlist: Default::default(),
-        rate_limits: Default::default(),
-        quotas: Default::default(),
-        password_hash: None,
-        password_change_required: false,
-        mfa_required: false,
-        created_at: at,
-        updated_at: at,
+        ..User::new(UserId::generate(), username, defaults.role, now())
     })
 }
