@@ -170,6 +170,16 @@ async fn a_rotated_key_works_beside_its_replacement_for_the_grace_period() {
     );
     assert_eq!(old_listed["prefix"], old["prefix"]);
     assert_eq!(old_listed["last4"], old["last4"]);
+    assert_eq!(old_listed["replaced_by"], new["id"]);
+
+    // Whoever holds the old key cannot mint another one with it.
+    let (status, body) = api.call("POST", &rotate(""), Some(old_key), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "key_replaced");
+    let (_, keys) = api
+        .admin("GET", &format!("/api/v1/users/{id}/keys"), None)
+        .await;
+    assert_eq!(keys["items"].as_array().expect("items").len(), 2);
 }
 
 #[tokio::test]

@@ -169,6 +169,8 @@ pub struct ApiKey {
     pub expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// The key a rotation put in its place; this one works on until `expires_at`.
+    pub replaced_by: Option<ApiKeyId>,
 }
 
 impl ApiKey {
@@ -194,6 +196,7 @@ impl ApiKey {
             expires_at,
             created_at: crate::domain::now(),
             revoked_at: None,
+            replaced_by: None,
         }
     }
 

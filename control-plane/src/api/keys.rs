@@ -179,6 +179,13 @@ pub async fn rotate(
             "a revoked key cannot be rotated",
         ));
     }
+    if old.replaced_by.is_some() {
+        // Else whoever holds a leaked key could mint a fresh one after its owner rotated it.
+        return Err(ApiError::conflict(
+            "key_replaced",
+            "the key was already rotated; rotate its replacement, or revoke it",
+        ));
+    }
     // The new key keeps the old one's scopes, so the caller's must cover them. Scopes stored
     // before creation checked them may not parse: only an unrestricted caller covers those.
     let scopes = Scopes::parse(&old.scopes).unwrap_or_default();

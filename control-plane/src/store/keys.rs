@@ -19,7 +19,7 @@ use crate::limits::rate_limits::RateLimits;
 
 const KEY_COLUMNS: &str = "k.id AS key_id, k.user_id, k.name AS key_name, k.prefix, k.last4, \
      k.key_hash, k.status AS key_status, k.scopes, k.rate_limits AS key_rate_limits, \
-     k.expires_at, k.created_at AS key_created_at, k.revoked_at";
+     k.expires_at, k.created_at AS key_created_at, k.revoked_at, k.replaced_by";
 
 /// A key together with its owner, as needed to authenticate a request.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ impl KeyStore for SqlStore {
         self.write(audit, async |write| {
             match old_works_until {
                 None => revoke(write.rows(), old, at).await?,
-                Some(until) => expire_by(write.rows(), old, until).await?,
+                Some(until) => expire_by(write.rows(), old, &new.id, until).await?,
             }
             write.stale(&Stale::Key(old.clone()), at).await?;
             insert(write.rows(), new).await
@@ -184,15 +184,23 @@ async fn revoke(tx: &mut AnyConnection, id: &ApiKeyId, at: Timestamp) -> Written
     touched(&updated)
 }
 
-/// Makes the active key `id` expire at `until`, unless it expires sooner.
-async fn expire_by(tx: &mut AnyConnection, id: &ApiKeyId, until: Timestamp) -> Written {
+/// Marks the active key `id`, not yet replaced, as replaced by `by`, expiring at `until`
+/// unless it expires sooner.
+async fn expire_by(
+    tx: &mut AnyConnection,
+    id: &ApiKeyId,
+    by: &ApiKeyId,
+    until: Timestamp,
+) -> Written {
     let until = format_time(until);
     let updated = sqlx::query(
         "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1 \
-         THEN $1 ELSE expires_at END WHERE id = $2 AND status = 'active'",
+         THEN $1 ELSE expires_at END, replaced_by = $3 \
+         WHERE id = $2 AND status = 'active' AND replaced_by IS NULL",
     )
     .bind(&until)
     .bind(id.as_str())
+    .bind(by.as_str())
     .execute(tx)
     .await?;
     touched(&updated)
@@ -212,5 +220,8 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
         expires_at: optional_time(row, "expires_at")?,
         created_at: required_time(row, "key_created_at")?,
         revoked_at: optional_time(row, "revoked_at")?,
+        replaced_by: row
+            .try_get::<Option<String>, _>("replaced_by")?
+            .map(ApiKeyId::from_string),
     })
 }
