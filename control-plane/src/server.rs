@@ -124,6 +124,8 @@ fn server_secret(config: &ValidConfig) -> Result<Vec<u8>> {
 
 /// Loads secrets, makes sure the admin and a signing key exist, and wires the services.
 pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Services> {
+    // Installed before any task starts, so that nothing they count at start-up is lost.
+    let metrics = prometheus();
     let secret = server_secret(config)?;
     let envoy_credential = {
         let configured = config.raw.grpc.credential.as_deref();
@@ -194,7 +196,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         hasher: hasher.clone(),
         key_prefix: config.raw.keys.prefix.clone().into(),
         key_rotation_grace_secs: config.raw.keys.rotation_grace_secs,
-        metrics: prometheus(),
+        metrics,
         tokens: tokens.clone(),
         sealer,
         sessions: Arc::new(SessionSettings {
