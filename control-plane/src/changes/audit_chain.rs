@@ -9,6 +9,8 @@ use serde::Serialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::domain::derived_key::derive_key;
+
 /// Separates this key from every other one derived from the server secret.
 const KEY_CONTEXT: &[u8] = b"tollgate audit chain v1";
 
@@ -33,18 +35,19 @@ pub struct AuditChainKey {
 
 impl AuditChainKey {
     pub fn new(server_secret: &[u8]) -> Self {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(server_secret)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(KEY_CONTEXT);
         Self {
-            key: mac.finalize().into_bytes().into(),
+            key: derive_key(server_secret, KEY_CONTEXT),
         }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
     }
 
     /// The hash of `columns` following an entry whose hash is `previous` (`""` for the first).
     pub fn link(&self, previous: &str, columns: &ChainedColumns) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.mac();
         mac.update(previous.as_bytes());
         mac.update(b"\n");
         // A JSON array: no field can run into the next.
@@ -66,8 +69,7 @@ impl AuditChainKey {
 impl AuditChainKey {
     /// The keyed hash that vouches for the chain's recorded end: place `seq`, hash `head`.
     pub fn seal_end(&self, seq: i64, head: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.mac();
         mac.update(format!("end\n{seq}\n{head}").as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }

@@ -4,12 +4,12 @@
 //! reset replaces, so that a reset link stops working once the password changes (used, or
 //! changed another way). Nothing is stored for a link.
 
-use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::domain::derived_key::derive_key;
 use crate::domain::ids::UserId;
 use crate::domain::now;
 
@@ -62,10 +62,7 @@ pub struct EmailLinks {
 
 impl EmailLinks {
     pub fn new(server_secret: &[u8]) -> Self {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(server_secret)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(KEY_CONTEXT);
-        let key = mac.finalize().into_bytes();
+        let key = derive_key(server_secret, KEY_CONTEXT);
         Self {
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),

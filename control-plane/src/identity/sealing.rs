@@ -1,13 +1,12 @@
 //! Sealing secrets at rest (signing keys) with a key derived from the server secret,
 //! so a copy of the database alone reveals no private key.
 
+use crate::domain::derived_key::derive_key;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::Sha256;
 
 const NONCE_BYTES: usize = 24;
 const DERIVATION_LABEL: &[u8] = b"tollgate signing-key seal v1";
@@ -25,12 +24,9 @@ pub struct Sealer {
 
 impl Sealer {
     pub fn new(server_secret: &[u8]) -> Self {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(server_secret)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(DERIVATION_LABEL);
-        let key = mac.finalize().into_bytes();
+        let key = derive_key(server_secret, DERIVATION_LABEL);
         Self {
-            cipher: XChaCha20Poly1305::new(&key),
+            cipher: XChaCha20Poly1305::new(&key.into()),
         }
     }
 
