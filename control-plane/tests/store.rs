@@ -142,6 +142,7 @@ async fn listing_filters_by_text_and_status_and_pages(db: TestDatabase) {
         status,
         offset,
         limit,
+        ..UserQuery::default()
     };
     let all = store.users(&query(None, None, 0, 50)).await.expect("all");
     assert_eq!(all.total, 5);

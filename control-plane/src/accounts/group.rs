@@ -14,6 +14,8 @@ use crate::routing::pool::PoolName;
 pub struct Group {
     pub id: GroupId,
     pub name: String,
+    /// The tenant the group belongs to; `None` for a group of the whole deployment.
+    pub tenant_id: Option<String>,
     /// When a user is in several groups, the highest priority routes them.
     pub priority: i32,
     /// Pools this group's requests go to, in precedence order (first healthy wins).

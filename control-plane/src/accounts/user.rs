@@ -37,28 +37,59 @@ impl UserStatus {
     }
 }
 
-/// What a user may do in the admin API.
+/// What a user may do in the admin API (`api::permission` holds the whole table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Everything.
     Admin,
+    /// Everything inside their own tenant.
+    TenantAdmin,
+    /// Backends, pools, limits and quotas; reads users.
+    Operator,
+    /// Reads everything, the audit log included; changes nothing but themselves.
+    Auditor,
+    /// Their own profile, keys, sessions and quota.
     User,
 }
 
 impl Role {
+    pub const ALL: [Self; 5] = [
+        Self::Admin,
+        Self::TenantAdmin,
+        Self::Operator,
+        Self::Auditor,
+        Self::User,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",
+            Self::TenantAdmin => "tenant_admin",
+            Self::Operator => "operator",
+            Self::Auditor => "auditor",
             Self::User => "user",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "admin" => Some(Self::Admin),
-            "user" => Some(Self::User),
-            _ => None,
+        Self::ALL.into_iter().find(|role| role.as_str() == value)
+    }
+
+    /// Whether a holder of this role may give `role` to someone: an admin any role, a tenant
+    /// admin only the roles confined to a tenant.
+    pub fn may_grant(self, role: Self) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::TenantAdmin => role.confined_to_tenant(),
+            Self::Operator | Self::Auditor | Self::User => false,
         }
+    }
+
+    /// Whether a holder of this role in a tenant reaches no further than that tenant, so the
+    /// tenant's admins may see and manage them.
+    pub fn confined_to_tenant(self) -> bool {
+        matches!(self, Self::TenantAdmin | Self::Auditor | Self::User)
     }
 }
 
@@ -72,6 +103,9 @@ pub struct User {
     pub status: UserStatus,
     pub role: Role,
     pub tenant_id: Option<String>,
+    pub organization: Option<String>,
+    pub department: Option<String>,
+    pub employee_id: Option<String>,
     pub groups: Vec<String>,
     /// Addresses and CIDRs the user may call from; empty allows every address.
     pub ip_allowlist: IpAllowlist,
@@ -100,6 +134,9 @@ impl User {
             status: UserStatus::Active,
             role,
             tenant_id: None,
+            organization: None,
+            department: None,
+            employee_id: None,
             groups: Vec::new(),
             ip_allowlist: IpAllowlist::default(),
             rate_limits: RateLimits::default(),
@@ -195,7 +232,7 @@ mod tests {
         ] {
             assert_eq!(UserStatus::parse(status.as_str()), Some(status));
         }
-        for role in [Role::Admin, Role::User] {
+        for role in Role::ALL {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }
         assert_eq!(UserStatus::parse("gone"), None);

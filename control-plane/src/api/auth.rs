@@ -13,7 +13,7 @@ use tollgate_filter_core::credential::SESSION_COOKIE;
 
 use super::error::ApiError;
 use super::extract::{presented_session_token, ApiJson, Caller};
-use super::mfa::has_confirmed_totp;
+use super::mfa::{has_confirmed_totp, second_factor_required};
 use super::permission::ManageSigningKeys;
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
@@ -227,7 +227,9 @@ pub(super) async fn session_purpose(
 ) -> Result<TokenPurpose, ApiError> {
     Ok(if user.password_change_required {
         TokenPurpose::PasswordChange
-    } else if state.mfa.required_for(user) && !has_confirmed_totp(state, &user.id).await? {
+    } else if second_factor_required(state, user).await?
+        && !has_confirmed_totp(state, &user.id).await?
+    {
         TokenPurpose::MfaEnrolment
     } else {
         TokenPurpose::Access

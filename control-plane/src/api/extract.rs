@@ -17,12 +17,13 @@ use tollgate_filter_core::local_digest::LocalDigester;
 use super::access::{self, ClientAddress};
 use super::error::ApiError;
 use super::permission::{Authenticated, Permission};
+use super::reach::Reach;
 use super::throttle;
 use super::AppState;
 use crate::accounts::api_key::{KeyDigest, KeyState};
 use crate::accounts::user::{User, UserStatus};
 use crate::changes::audit::AuditEntry;
-use crate::domain::ids::SessionId;
+use crate::domain::ids::{SessionId, UserId};
 use crate::domain::validation::with_refusal;
 use crate::identity::tokens::TokenPurpose;
 use crate::store::StoreError;
@@ -82,12 +83,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 /// An authenticated caller whose role holds the permission `P`, calling from an address their
 /// allowlist admits with a credential whose scopes cover the call (see [`access`]); a handler
 /// that takes one cannot run for anyone else. Without `P`, any such caller.
-pub struct Caller<P = Authenticated>(pub User, PhantomData<P>);
+pub struct Caller<P = Authenticated>(pub User, PhantomData<fn() -> P>);
 
 impl<P> Caller<P> {
     /// An audit entry naming this caller as the one who acted.
     pub fn audit(&self, action: &str, target: &str, details: serde_json::Value) -> AuditEntry {
         AuditEntry::new(Some(self.0.id.clone()), action, target, details)
+    }
+
+    /// Which tenants' objects this caller may touch.
+    pub fn reach(&self) -> Reach {
+        Reach::of(&self.0)
+    }
+
+    /// 403 unless the caller's role also holds `Q`, which only some of a request's input needs.
+    pub fn also_holding<Q: Permission>(&self) -> Result<(), ApiError> {
+        holding::<Q>(&self.0)
     }
 }
 
@@ -108,8 +119,9 @@ impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
 }
 
 /// A caller acting on the user `{id}` of the path: that user themselves, or anyone whose role
-/// holds `P`, admitted like a [`Caller`]. Only for routes under `/api/v1/users/{id}`.
-pub struct SelfOr<P>(pub User, PhantomData<P>, Scopes);
+/// holds `P` and whose [`Reach`] covers the user (404 as if the user did not exist
+/// otherwise), admitted like a [`Caller`]. Only for routes under `/api/v1/users/{id}`.
+pub struct SelfOr<P>(pub User, PhantomData<fn() -> P>, Scopes);
 
 impl<P> SelfOr<P> {
     /// An audit entry naming this caller as the one who acted.
@@ -124,11 +136,38 @@ impl<P> SelfOr<P> {
 
     /// 403 unless the caller's role also holds `Q`, which only some of a request's input needs.
     pub fn also_holding<Q: Permission>(&self) -> Result<(), ApiError> {
-        if Q::held_by(self.0.role) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
+        holding::<Q>(&self.0)
+    }
+}
+
+fn holding<Q: Permission>(caller: &User) -> Result<(), ApiError> {
+    if Q::held_by(caller.role) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+/// A caller whose role holds `P` acting on the user `{id}` of the path, which their [`Reach`]
+/// covers (404 as if the user did not exist otherwise), admitted like a [`Caller`]. Only for
+/// routes under `/api/v1/users/{id}`.
+pub struct OnUser<P> {
+    pub caller: Caller<P>,
+    /// The user the path names, as read while admitting the call.
+    pub target: User,
+}
+
+impl<P: Permission> FromRequestParts<AppState> for OnUser<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::<P>::from_request_parts(parts, state).await?;
+        let target = target_user_id(parts, state).await?;
+        let target = user_within(state, &caller.reach(), target).await?;
+        Ok(Self { caller, target })
     }
 }
 
@@ -136,6 +175,33 @@ impl<P> SelfOr<P> {
 #[derive(Deserialize)]
 struct TargetUserId {
     id: String,
+}
+
+async fn target_user_id(parts: &mut Parts, state: &AppState) -> Result<UserId, ApiError> {
+    let Path(target) = Path::<TargetUserId>::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection: PathRejection| {
+            if rejection.status().is_client_error() {
+                ApiError::validation(rejection.body_text())
+            } else {
+                tracing::error!(%rejection, "a route without a user id asks for one");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the route names no user",
+                )
+            }
+        })?;
+    Ok(UserId::from_string(target.id))
+}
+
+/// The user `id`, or 404 when there is none or `reach` does not cover them.
+pub async fn user_within(state: &AppState, reach: &Reach, id: UserId) -> Result<User, ApiError> {
+    match state.store.user(&id).await {
+        Ok(user) if reach.covers_user(&user) => Ok(user),
+        Ok(_) | Err(StoreError::NotFound) => Err(ApiError::not_found("user")),
+        Err(other) => Err(other.into()),
+    }
 }
 
 impl<P: Permission> FromRequestParts<AppState> for SelfOr<P> {
@@ -147,25 +213,16 @@ impl<P: Permission> FromRequestParts<AppState> for SelfOr<P> {
     ) -> Result<Self, Self::Rejection> {
         let VerifiedCaller { user, scopes, .. } =
             authenticate(parts, state).await?.with_full_access()?;
-        let Path(target) = Path::<TargetUserId>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection: PathRejection| {
-                if rejection.status().is_client_error() {
-                    ApiError::validation(rejection.body_text())
-                } else {
-                    tracing::error!(%rejection, "a route without a user id asks for one");
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal_error",
-                        "the route names no user",
-                    )
-                }
-            })?;
-        if user.id.as_str() == target.id || P::held_by(user.role) {
-            Ok(Self(user, PhantomData, scopes))
-        } else {
-            Err(ApiError::forbidden())
+        let target = target_user_id(parts, state).await?;
+        if user.id == target {
+            return Ok(Self(user, PhantomData, scopes));
         }
+        holding::<P>(&user)?;
+        let reach = Reach::of(&user);
+        if reach != Reach::Everything {
+            user_within(state, &reach, target).await?;
+        }
+        Ok(Self(user, PhantomData, scopes))
     }
 }
 

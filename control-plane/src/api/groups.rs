@@ -7,13 +7,13 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, Caller};
+use super::error::ApiError;
+use super::extract::{nullable, user_within, ApiJson, Caller};
 use super::paging::whole_list;
-use super::permission::{ManageGroups, ReadGroups};
+use super::permission::{ManageBackends, ManageGroups, ManageLimits, ReadGroups};
+use super::reach::Reach;
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
-use super::users::find as find_user;
-use super::AppState;
+use super::{tenants, AppState};
 use crate::accounts::group::{validate_group_name, validate_group_pools, Group};
 use crate::domain::ids::{GroupId, UserId};
 use crate::domain::now;
@@ -26,6 +26,9 @@ use crate::store::StoreError;
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     name: String,
+    /// The caller's own tenant when they belong to one; none for a group of the whole
+    /// deployment.
+    tenant_id: Option<String>,
     #[serde(default)]
     priority: i32,
     #[serde(default)]
@@ -61,12 +64,27 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     validate_group_name(&body.name)?;
     validate_group_pools(&body.pools)?;
+    if !body.pools.is_empty() {
+        caller.also_holding::<ManageBackends>()?;
+    }
+    if body.rate_limits.is_some() || body.quotas.is_some() {
+        caller.also_holding::<ManageLimits>()?;
+    }
+    let reach = caller.reach();
+    let tenant_id = match body
+        .tenant_id
+        .or_else(|| reach.only_tenant().map(str::to_string))
+    {
+        Some(id) => Some(tenants::find(&state, &reach, &id).await?.id),
+        None => None,
+    };
     let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
     let quotas = settings::quotas(body.quotas, Quotas::default())?;
     let at = now();
     let group = Group {
         id: GroupId::generate(),
         name: body.name,
+        tenant_id,
         priority: body.priority,
         pools: body.pools,
         rate_limits,
@@ -89,11 +107,12 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    _: Caller<ReadGroups>,
+    caller: Caller<ReadGroups>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let reach = caller.reach();
     let groups = state.store.groups().await?;
     let mut items = Vec::with_capacity(groups.len());
-    for group in &groups {
+    for group in groups.iter().filter(|group| reach.covers_group(group)) {
         items.push(with_members(
             group,
             state.store.members(&group.id).await?.len(),
@@ -104,21 +123,39 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    _: Caller<ReadGroups>,
+    caller: Caller<ReadGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let group = find(&state, &id).await?;
+    let group = find(&state, &caller.reach(), &id).await?;
     let members = state.store.members(&group.id).await?.len();
     Ok(Json(with_members(&group, members)))
 }
 
+/// Changes a group: its name and priority for those who manage groups, its pools for those
+/// who manage routing, its limits and quotas for those who set limits.
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller<ManageGroups>,
+    caller: Caller<ReadGroups>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeGroup>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut group = find(&state, &id).await?;
+    if body.name.is_some() || body.priority.is_some() {
+        caller.also_holding::<ManageGroups>()?;
+    }
+    if body.pools.is_some() {
+        caller.also_holding::<ManageBackends>()?;
+    }
+    if body.rate_limits.is_some() || body.quotas.is_some() {
+        caller.also_holding::<ManageLimits>()?;
+    }
+    let any_change = caller.also_holding::<ManageGroups>().is_ok()
+        || caller.also_holding::<ManageBackends>().is_ok()
+        || caller.also_holding::<ManageLimits>().is_ok();
+    if !any_change {
+        return Err(ApiError::forbidden());
+    }
+    let before = find(&state, &caller.reach(), &id).await?;
+    let mut group = before.clone();
     if let Some(name) = body.name {
         validate_group_name(&name)?;
         group.name = name;
@@ -136,13 +173,7 @@ pub async fn change(
     let audit = caller.audit(
         "group.updated",
         group.id.as_str(),
-        json!({
-            "name": group.name,
-            "priority": group.priority,
-            "pools": group.pools,
-            "rate_limits": group.rate_limits,
-            "quotas": group.quotas,
-        }),
+        json!({ "before": before, "after": group }),
     );
     state
         .store
@@ -158,7 +189,7 @@ pub async fn delete(
     caller: Caller<ManageGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let group = find(&state, &id).await?;
+    let group = find(&state, &caller.reach(), &id).await?;
     let audit = caller.audit(
         "group.deleted",
         group.id.as_str(),
@@ -170,10 +201,10 @@ pub async fn delete(
 
 pub async fn members(
     State(state): State<AppState>,
-    _: Caller<ReadGroups>,
+    caller: Caller<ReadGroups>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let group = find(&state, &id).await?;
+    let group = find(&state, &caller.reach(), &id).await?;
     let members = state.store.members(&group.id).await?;
     Ok(Json(whole_list(&members)))
 }
@@ -184,8 +215,19 @@ pub async fn add_member(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let group = find(&state, &id).await?;
-    let user = find_user(&state, &body.user_id).await?;
+    let reach = caller.reach();
+    let group = find(&state, &reach, &id).await?;
+    let user = user_within(&state, &reach, UserId::from_string(body.user_id)).await?;
+    if group
+        .tenant_id
+        .as_deref()
+        .is_some_and(|tenant| user.tenant_id.as_deref() != Some(tenant))
+    {
+        return Err(ApiError::conflict(
+            "tenant_mismatch",
+            "the group belongs to another tenant than the user",
+        ));
+    }
     let audit = caller.audit(
         "group.member_added",
         group.id.as_str(),
@@ -212,7 +254,7 @@ pub async fn remove_member(
     caller: Caller<ManageGroups>,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let group = find(&state, &id).await?;
+    let group = find(&state, &caller.reach(), &id).await?;
     let user = UserId::from_string(user_id);
     let audit = caller.audit(
         "group.member_removed",
@@ -227,9 +269,14 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn find(state: &AppState, id: &str) -> Result<Group, ApiError> {
+/// The group `id`, or 404 when there is none or `reach` does not cover it.
+pub async fn find(state: &AppState, reach: &Reach, id: &str) -> Result<Group, ApiError> {
     let id = GroupId::from_string(id.to_string());
-    found(state.store.group(&id).await, "group")
+    match state.store.group(&id).await {
+        Ok(group) if reach.covers_group(&group) => Ok(group),
+        Ok(_) | Err(StoreError::NotFound) => Err(ApiError::not_found("group")),
+        Err(other) => Err(other.into()),
+    }
 }
 
 fn with_members(group: &Group, members: usize) -> serde_json::Value {

@@ -11,9 +11,9 @@ use tollgate_filter_core::access::Scopes;
 
 use super::access::may_hand_out;
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, Caller, SelfOr};
+use super::extract::{nullable, ApiJson, ApiQuery, OnUser, SelfOr};
 use super::paging::whole_list;
-use super::permission::{ManageKeyLimits, ManageUsers, ReadUsers};
+use super::permission::{ManageLimits, ManageUsers, ReadUsers};
 use super::settings::{self, RateLimitsPatch, SettingsField};
 use super::users::find;
 use super::AppState;
@@ -71,7 +71,7 @@ pub async fn create(
         .map_err(|error| ApiError::validation(format!("`scopes`: {error}")))?;
     may_hand_out(caller.scopes(), &scopes)?;
     if body.rate_limits.is_some() {
-        caller.also_holding::<ManageKeyLimits>()?;
+        caller.also_holding::<ManageLimits>()?;
     }
     let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
     if state.store.active_keys_of(&user.id).await? >= MAX_ACTIVE_KEYS_PER_USER {
@@ -128,10 +128,11 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Changes a key's rate limits. Only admins: a key's limits may be the operator's cap.
+/// Changes a key's rate limits. Only for those who set limits: a key's limits may be the
+/// operator's cap.
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller<ManageKeyLimits>,
+    OnUser { caller, .. }: OnUser<ManageLimits>,
     Path((user_id, key_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ChangeKey>,
 ) -> Result<impl IntoResponse, ApiError> {

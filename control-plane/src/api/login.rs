@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::ldap_login::verify_ldap_password;
 use super::mfa_login;
+use super::tenants;
 use super::throttle::{self, too_many_attempts};
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
@@ -73,6 +74,7 @@ pub async fn login(
         LoginMethod::Oidc => return Err(oidc_starts_elsewhere()),
     };
     state.lockout.forget(&body.username).await?;
+    attempt.admit_method_for(&state, &user).await?;
     if let Some(challenge) = mfa_login::challenge_if_enrolled(&state, &user, &attempt).await? {
         return Ok(challenge);
     }
@@ -188,6 +190,37 @@ impl LoginAttempt {
         Ok(())
     }
 
+    /// 403 `login_method_not_allowed` when the tenant of `user`, who proved who they are,
+    /// does not allow this attempt's method; audited as a failed login.
+    pub(super) async fn admit_method_for(
+        &self,
+        state: &AppState,
+        user: &User,
+    ) -> Result<(), ApiError> {
+        let allowed = tenants::of_user(state, user)
+            .await?
+            .is_none_or(|tenant| tenant.allows_login_with(self.method));
+        if allowed {
+            return Ok(());
+        }
+        count_login("refused");
+        self.audit(
+            state,
+            "login.failed",
+            user.id.as_str(),
+            "login_method_not_allowed",
+        )
+        .await;
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "login_method_not_allowed",
+            format!(
+                "the organisation of this account does not allow logging in with {}",
+                self.method.as_str()
+            ),
+        ))
+    }
+
     /// Counts a failed attempt at `target` (a user id, or `unknown`) against the client's
     /// address, audits it, and gives the answer: 401 `invalid_credentials`.
     pub(super) async fn refuse(&self, state: &AppState, target: &str) -> ApiError {
@@ -249,6 +282,7 @@ pub(super) async fn open_session(
     user: &User,
     attempt: &LoginAttempt,
 ) -> Result<(SessionId, PlainApiKey), ApiError> {
+    attempt.admit_method_for(state, user).await?;
     let refresh = PlainApiKey::generate(REFRESH_TOKEN_PREFIX, &user.id);
     let at = now();
     let session = Session {

@@ -4,7 +4,7 @@
 //! (`mfa_login.rs`) count against the user's second-factor lockout, apart from their
 //! password's.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::CACHE_CONTROL;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -14,11 +14,11 @@ use serde_json::json;
 
 use super::access::ClientAddress;
 use super::error::{found, ApiError};
-use super::extract::{ApiJson, Caller, EnrollingMfa, Me};
+use super::extract::{ApiJson, EnrollingMfa, Me, OnUser};
 use super::me::verify_current_password;
 use super::permission::ManageUsers;
 use super::throttle::{self, too_many_attempts};
-use super::AppState;
+use super::{tenants, AppState};
 use crate::accounts::user::User;
 use crate::domain::ids::UserId;
 use crate::domain::now;
@@ -160,7 +160,7 @@ pub async fn status(
     Ok(Json(json!({
         "enabled": enabled,
         "pending": enrolment.is_some() && !enabled,
-        "required": state.mfa.required_for(&me.user),
+        "required": second_factor_required(&state, &me.user).await?,
         "backup_codes_remaining": backup_codes_remaining,
     })))
 }
@@ -209,10 +209,11 @@ pub async fn remove(
 /// and the user's wrong codes are forgotten.
 pub async fn reset(
     State(state): State<AppState>,
-    caller: Caller<ManageUsers>,
-    Path(id): Path<String>,
+    OnUser {
+        caller,
+        target: user,
+    }: OnUser<ManageUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = found(state.store.user(&UserId::from_string(id)).await, "user")?;
     let audit = caller.audit("user.mfa_reset", user.id.as_str(), json!({"by": "admin"}));
     found(state.store.remove_mfa(&user.id, &audit).await, "mfa")?;
     state.mfa_lockout.forget(user.id.as_str()).await?;
@@ -257,6 +258,20 @@ pub(super) async fn check_code(
     } else {
         Ok(CodeCheck::Replayed)
     }
+}
+
+/// Whether `user` must log in with a second factor: as the deployment's policy or an admin
+/// says of them, or as their tenant says of all its users.
+pub(super) async fn second_factor_required(
+    state: &AppState,
+    user: &User,
+) -> Result<bool, ApiError> {
+    if state.mfa.required_for(user) {
+        return Ok(true);
+    }
+    Ok(tenants::of_user(state, user)
+        .await?
+        .is_some_and(|tenant| tenant.mfa_required))
 }
 
 /// 429 while the client's address is over its budget of failures, or the user's second

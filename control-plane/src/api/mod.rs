@@ -23,8 +23,10 @@ mod oidc;
 mod paging;
 mod permission;
 mod quota;
+mod reach;
 mod self_service;
 mod settings;
+mod tenants;
 mod throttle;
 mod user_logins;
 mod users;
@@ -191,6 +193,7 @@ pub fn app(state: AppState) -> Router {
             get(user_logins::lockout).delete(user_logins::unlock),
         )
         .route("/api/v1/users/{id}/quota", get(quota::get))
+        .route("/api/v1/users/{id}/restore", post(users::restore))
         .route(
             "/api/v1/users/{id}",
             get(users::get).patch(users::change).delete(users::delete),
@@ -208,6 +211,13 @@ pub fn app(state: AppState) -> Router {
             post(keys::rotate),
         )
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/api/v1/tenants/{id}",
+            get(tenants::get)
+                .patch(tenants::change)
+                .delete(tenants::delete),
+        )
         .route("/api/v1/groups", post(groups::create).get(groups::list))
         .route(
             "/api/v1/groups/{id}",

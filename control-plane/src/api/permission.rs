@@ -28,48 +28,60 @@ macro_rules! permission {
 }
 
 permission! {
-    /// Be authenticated at all: read one's own profile.
-    Authenticated: Admin | User
+    /// Be authenticated at all: read one's own profile, keys, sessions and quota.
+    Authenticated: Admin | TenantAdmin | Operator | Auditor | User
 }
 
 permission! {
-    /// Read any user, their keys and their quota.
-    ReadUsers: Admin
+    /// Read users, their keys and their quota (within the caller's reach, see [`super::reach`]).
+    ReadUsers: Admin | TenantAdmin | Operator | Auditor
 }
 
 permission! {
-    /// Create, change and delete users; issue, revoke and rotate anyone's keys.
-    ManageUsers: Admin
+    /// Create, change, delete and restore users; issue, revoke and rotate their keys (within
+    /// the caller's reach, and only users whose role the caller may grant).
+    ManageUsers: Admin | TenantAdmin
 }
 
 permission! {
-    /// Set a key's own rate limits, which may be the operator's cap on it.
-    ManageKeyLimits: Admin
+    /// Set the rate limits and quotas of users, keys and groups, which may be the operator's
+    /// cap on them.
+    ManageLimits: Admin | Operator
 }
 
 permission! {
     /// Read groups and their members.
-    ReadGroups: Admin
+    ReadGroups: Admin | TenantAdmin | Operator | Auditor
 }
 
 permission! {
-    /// Create, change and delete groups and their memberships.
-    ManageGroups: Admin
+    /// Create, rename and delete groups and change their memberships.
+    ManageGroups: Admin | TenantAdmin
 }
 
 permission! {
     /// Read backends, pools and what every Envoy accepted over xDS.
-    ReadBackends: Admin
+    ReadBackends: Admin | Operator | Auditor
 }
 
 permission! {
-    /// Add, change and remove backends and pools.
-    ManageBackends: Admin
+    /// Add, change and remove backends and pools, and route groups to pools.
+    ManageBackends: Admin | Operator
+}
+
+permission! {
+    /// Read tenants, their settings and statistics (a tenant's staff: their own only).
+    ReadTenants: Admin | TenantAdmin | Operator | Auditor
+}
+
+permission! {
+    /// Create, change and delete tenants.
+    ManageTenants: Admin
 }
 
 permission! {
     /// Read the audit log.
-    ReadAudit: Admin
+    ReadAudit: Admin | Auditor
 }
 
 permission! {
@@ -79,33 +91,67 @@ permission! {
 
 permission! {
     /// See in the health answer why a dependency is down.
-    ReadDependencyErrors: Admin
+    ReadDependencyErrors: Admin | Operator | Auditor
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A permission's name, whether a role holds it, and the roles that must.
+    type Holders = (&'static str, fn(Role) -> bool, &'static [Role]);
+
+    /// The table above, read across: which roles hold each permission.
     #[test]
-    fn every_role_is_authenticated_and_only_admins_hold_the_rest() {
-        for role in [Role::Admin, Role::User] {
-            assert!(Authenticated::held_by(role));
-        }
-        let admin_only = [
-            ReadUsers::held_by,
-            ManageUsers::held_by,
-            ManageKeyLimits::held_by,
-            ReadGroups::held_by,
-            ManageGroups::held_by,
-            ReadBackends::held_by,
-            ManageBackends::held_by,
-            ReadAudit::held_by,
-            ManageSigningKeys::held_by,
-            ReadDependencyErrors::held_by,
+    fn each_role_holds_what_the_table_says() {
+        use Role::{Admin, Auditor, Operator, TenantAdmin};
+        let table: [Holders; 13] = [
+            ("Authenticated", Authenticated::held_by, &Role::ALL),
+            (
+                "ReadUsers",
+                ReadUsers::held_by,
+                &[Admin, TenantAdmin, Operator, Auditor],
+            ),
+            ("ManageUsers", ManageUsers::held_by, &[Admin, TenantAdmin]),
+            ("ManageLimits", ManageLimits::held_by, &[Admin, Operator]),
+            (
+                "ReadGroups",
+                ReadGroups::held_by,
+                &[Admin, TenantAdmin, Operator, Auditor],
+            ),
+            ("ManageGroups", ManageGroups::held_by, &[Admin, TenantAdmin]),
+            (
+                "ReadBackends",
+                ReadBackends::held_by,
+                &[Admin, Operator, Auditor],
+            ),
+            (
+                "ManageBackends",
+                ManageBackends::held_by,
+                &[Admin, Operator],
+            ),
+            (
+                "ReadTenants",
+                ReadTenants::held_by,
+                &[Admin, TenantAdmin, Operator, Auditor],
+            ),
+            ("ManageTenants", ManageTenants::held_by, &[Admin]),
+            ("ReadAudit", ReadAudit::held_by, &[Admin, Auditor]),
+            ("ManageSigningKeys", ManageSigningKeys::held_by, &[Admin]),
+            (
+                "ReadDependencyErrors",
+                ReadDependencyErrors::held_by,
+                &[Admin, Operator, Auditor],
+            ),
         ];
-        for held_by in admin_only {
-            assert!(held_by(Role::Admin));
-            assert!(!held_by(Role::User));
+        for (name, held_by, holders) in table {
+            for role in Role::ALL {
+                assert_eq!(
+                    held_by(role),
+                    holders.contains(&role),
+                    "{name} for {role:?}"
+                );
+            }
         }
     }
 }

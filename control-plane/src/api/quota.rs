@@ -11,6 +11,7 @@ use super::permission::ReadUsers;
 use super::users::find;
 use super::AppState;
 use crate::domain::now;
+use crate::limits::inherited::Inherited;
 use crate::limits::quota::BYTES_PER_MB;
 use crate::limits::quota_state::QuotaState;
 
@@ -20,9 +21,10 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = find(&state, &id).await?;
-    let groups = state.store.groups_of(&user.id).await?;
+    let inherited = Inherited::load(state.store.as_ref(), &user).await?;
     let at = now();
-    let quota = QuotaState::load(state.store.as_ref(), &state.quotas, &user, &groups, at).await?;
+    let quota =
+        QuotaState::load(state.store.as_ref(), &state.quotas, &user, &inherited, at).await?;
     let reserved = state
         .store
         .reserved(&user.id, quota.period.start, at)

@@ -2,7 +2,7 @@
 //! password that must be changed at the next login) and `GET|DELETE
 //! /api/v1/users/{id}/lockout` (the failed logins that hold the account back, and unlocking).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, OnUser};
 use super::permission::{ManageUsers, ReadUsers};
-use super::users::{check_password, find, find_changeable, hash, unless_changed_meanwhile};
+use super::users::{changeable, check_password, hash, unless_changed_meanwhile};
 use super::AppState;
 use crate::domain::now;
 use crate::identity::password_policy::PasswordOwner;
@@ -35,11 +35,10 @@ pub struct PasswordReset {
 /// change the password.
 pub async fn reset_password(
     State(state): State<AppState>,
-    caller: Caller<ManageUsers>,
-    Path(id): Path<String>,
+    OnUser { caller, target }: OnUser<ManageUsers>,
     ApiJson(body): ApiJson<PasswordReset>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = find_changeable(&state, &id).await?;
+    let user = changeable(target)?;
     let generated = body.password.is_none();
     let password = match body.password {
         Some(password) => {
@@ -94,10 +93,8 @@ fn temporary_password(state: &AppState, owner: PasswordOwner) -> Result<String, 
 /// The failed logins that count against the user's name, and until when they hold it back.
 pub async fn lockout(
     State(state): State<AppState>,
-    _: Caller<ReadUsers>,
-    Path(id): Path<String>,
+    OnUser { target: user, .. }: OnUser<ReadUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = find(&state, &id).await?;
     let held = state.lockout.state(&user.username).await?;
     Ok(Json(json!({
         "user_id": user.id,
@@ -110,10 +107,11 @@ pub async fn lockout(
 /// checked at once.
 pub async fn unlock(
     State(state): State<AppState>,
-    caller: Caller<ManageUsers>,
-    Path(id): Path<String>,
+    OnUser {
+        caller,
+        target: user,
+    }: OnUser<ManageUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = find(&state, &id).await?;
     state.lockout.forget(&user.username).await?;
     state.mfa_lockout.forget(user.id.as_str()).await?;
     let audit = caller.audit("user.unlocked", user.id.as_str(), json!({}));

@@ -8,23 +8,25 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, Caller, SelfOr};
+use super::extract::{nullable, ApiJson, ApiQuery, Caller, OnUser, SelfOr};
 use super::paging::PageWindow;
-use super::permission::{ManageUsers, ReadUsers};
+use super::permission::{ManageLimits, ManageUsers, ReadUsers};
+use super::reach::Reach;
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
-use super::AppState;
+use super::{groups, tenants, AppState};
 use crate::accounts::ip_allowlist::IpAllowlist;
+use crate::accounts::tenant::Tenant;
 use crate::accounts::user::{
     validate_email, validate_name, validate_username, Role, User, UserStatus,
 };
-use crate::domain::ids::UserId;
+use crate::domain::ids::{GroupId, UserId};
 use crate::domain::now;
 use crate::domain::validation::InvalidField;
 use crate::identity::password::{HashRefused, MAX_BCRYPT_COST};
 use crate::identity::password_policy::PasswordOwner;
 use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
-use crate::store::{StoreError, UserQuery};
+use crate::store::{LoginSource, StoreError, UserOrder, UserQuery};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,11 +37,16 @@ pub struct CreateUser {
     password: Option<String>,
     /// A hash from an older system (bcrypt or Argon2id), instead of `password`.
     password_hash: Option<String>,
-    #[serde(default = "default_role")]
-    role: Role,
+    /// The tenant's default role, or `user`, when absent.
+    role: Option<Role>,
     #[serde(default = "default_status")]
     status: UserStatus,
+    /// The caller's own tenant when they belong to one.
     tenant_id: Option<String>,
+    /// Group ids; the tenant's default group, if any, when absent.
+    groups: Option<Vec<String>>,
+    #[serde(flatten)]
+    enterprise: EnterpriseFields,
     #[serde(default)]
     ip_allowlist: IpAllowlist,
     /// The user must log in with a second factor.
@@ -51,12 +58,39 @@ pub struct CreateUser {
     quotas: SettingsField<QuotasPatch>,
 }
 
-fn default_role() -> Role {
-    Role::User
-}
-
 fn default_status() -> UserStatus {
     UserStatus::Active
+}
+
+/// The organisation fields of a directory entry, each absent (as is), `null` (cleared) or text.
+#[derive(Debug, Default, Deserialize)]
+pub struct EnterpriseFields {
+    #[serde(default, deserialize_with = "nullable")]
+    organization: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    department: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    employee_id: Option<Option<String>>,
+}
+
+impl EnterpriseFields {
+    /// Sets on `user` what the body holds, each checked.
+    fn apply(self, user: &mut User) -> Result<(), ApiError> {
+        let fields = [
+            ("organization", self.organization, &mut user.organization),
+            ("department", self.department, &mut user.department),
+            ("employee_id", self.employee_id, &mut user.employee_id),
+        ];
+        for (field, value, slot) in fields {
+            if let Some(value) = value {
+                if let Some(text) = &value {
+                    validate_enterprise_field(field, text)?;
+                }
+                *slot = value;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +105,10 @@ pub struct ChangeUser {
     status: Option<UserStatus>,
     #[serde(default, deserialize_with = "nullable")]
     tenant_id: Option<Option<String>>,
+    /// Replaces every membership.
+    groups: Option<Vec<String>>,
+    #[serde(flatten)]
+    enterprise: EnterpriseFields,
     ip_allowlist: Option<IpAllowlist>,
     mfa_required: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
@@ -79,11 +117,36 @@ pub struct ChangeUser {
     quotas: SettingsField<QuotasPatch>,
 }
 
-/// What narrows a listing of users; its page is a [`PageWindow`].
+impl ChangeUser {
+    /// Whether the body sets anything beside the limits and quotas.
+    fn changes_more_than_limits(&self) -> bool {
+        let enterprise = &self.enterprise;
+        self.email.is_some()
+            || self.name.is_some()
+            || self.password.is_some()
+            || self.role.is_some()
+            || self.status.is_some()
+            || self.tenant_id.is_some()
+            || self.groups.is_some()
+            || enterprise.organization.is_some()
+            || enterprise.department.is_some()
+            || enterprise.employee_id.is_some()
+            || self.ip_allowlist.is_some()
+            || self.mfa_required.is_some()
+    }
+}
+
+/// What narrows a listing of users, and its order; its page is a [`PageWindow`].
 #[derive(Debug, Deserialize)]
 pub struct UserFilter {
     q: Option<String>,
     status: Option<UserStatus>,
+    role: Option<Role>,
+    tenant_id: Option<String>,
+    group: Option<String>,
+    source: Option<LoginSource>,
+    #[serde(default)]
+    sort: UserOrder,
 }
 
 pub async fn create(
@@ -94,7 +157,19 @@ pub async fn create(
     validate_username(&body.username)?;
     validate_optional(&body.email, validate_email)?;
     validate_optional(&body.name, validate_name)?;
-    validate_tenant(&body.tenant_id)?;
+    let tenant = tenant_for_new_user(&state, &caller, body.tenant_id).await?;
+    let role = body
+        .role
+        .or(tenant.as_ref().map(|tenant| tenant.default_role))
+        .unwrap_or(Role::User);
+    may_grant(
+        &caller,
+        role,
+        tenant.as_ref().map(|tenant| tenant.id.as_str()),
+    )?;
+    if body.rate_limits.is_some() || body.quotas.is_some() {
+        caller.also_holding::<ManageLimits>()?;
+    }
     let rate_limits = settings::rate_limits(body.rate_limits, RateLimits::default())?;
     let quotas = settings::quotas(body.quotas, Quotas::default())?;
     if body.status == UserStatus::Deleted {
@@ -102,6 +177,15 @@ pub async fn create(
             "`status` of a new user is active or suspended",
         ));
     }
+    let tenant_id = tenant.as_ref().map(|tenant| tenant.id.clone());
+    let groups = match body.groups {
+        Some(groups) => groups,
+        None => tenant
+            .and_then(|tenant| tenant.default_group_id)
+            .map(|group| vec![group.to_string()])
+            .unwrap_or_default(),
+    };
+    let groups = groups_for(&state, &caller.reach(), tenant_id.as_deref(), groups).await?;
     let owner = PasswordOwner {
         username: &body.username,
         email: body.email.as_deref(),
@@ -136,30 +220,21 @@ pub async fn create(
             }
             (None, None) => None,
         };
-    let at = now();
-    let user = User {
-        id: UserId::generate(),
-        username: body.username,
+    let mut user = User {
         email: body.email.map(|email| email.to_lowercase()),
         name: body.name,
         status: body.status,
-        role: body.role,
-        tenant_id: body.tenant_id,
-        groups: Vec::new(),
+        tenant_id,
+        groups,
         ip_allowlist: body.ip_allowlist,
         rate_limits,
         quotas,
         password_hash,
-        password_change_required: false,
         mfa_required: body.mfa_required,
-        created_at: at,
-        updated_at: at,
+        ..User::new(UserId::generate(), body.username, role, now())
     };
-    let audit = caller.audit(
-        "user.created",
-        user.id.as_str(),
-        json!({"username": user.username, "role": user.role}),
-    );
+    body.enterprise.apply(&mut user)?;
+    let audit = caller.audit("user.created", user.id.as_str(), json!({ "after": user }));
     state
         .store
         .create_user(&user, &audit)
@@ -170,7 +245,7 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    _: Caller<ReadUsers>,
+    caller: Caller<ReadUsers>,
     ApiQuery(query): ApiQuery<UserFilter>,
     window: PageWindow,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -179,6 +254,12 @@ pub async fn list(
         .users(&UserQuery {
             text: query.q.filter(|q| !q.is_empty()),
             status: query.status,
+            role: query.role,
+            tenant: query.tenant_id,
+            group: query.group,
+            source: query.source,
+            confined_to: caller.reach().only_tenant().map(str::to_string),
+            order: query.sort,
             offset: window.offset(),
             limit: window.per_page,
         })
@@ -198,13 +279,22 @@ pub async fn me(caller: Caller) -> impl IntoResponse {
     Json(caller.0)
 }
 
+/// Changes a user: the limits and quotas for those who set limits, everything else for those
+/// who manage users.
 pub async fn change(
     State(state): State<AppState>,
-    caller: Caller<ManageUsers>,
-    Path(id): Path<String>,
+    OnUser { caller, target }: OnUser<ReadUsers>,
     ApiJson(body): ApiJson<ChangeUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut user = find_changeable(&state, &id).await?;
+    let sets_limits = body.rate_limits.is_some() || body.quotas.is_some();
+    if sets_limits {
+        caller.also_holding::<ManageLimits>()?;
+    }
+    if body.changes_more_than_limits() || !sets_limits {
+        caller.also_holding::<ManageUsers>()?;
+    }
+    let before = changeable(target)?;
+    let mut user = before.clone();
     if let Some(email) = body.email {
         validate_optional(&email, validate_email)?;
         user.email = email.map(|email| email.to_lowercase());
@@ -213,9 +303,13 @@ pub async fn change(
         validate_optional(&name, validate_name)?;
         user.name = name;
     }
+    body.enterprise.apply(&mut user)?;
     if let Some(tenant_id) = body.tenant_id {
-        validate_tenant(&tenant_id)?;
-        user.tenant_id = tenant_id;
+        user.tenant_id = match tenant_id {
+            Some(id) => Some(tenants::find(&state, &caller.reach(), &id).await?.id),
+            None if caller.reach().covers_tenant(None) => None,
+            None => return Err(ApiError::not_found("tenant")),
+        };
     }
     if let Some(ip_allowlist) = body.ip_allowlist {
         user.ip_allowlist = ip_allowlist;
@@ -240,12 +334,34 @@ pub async fn change(
     if let Some(role) = body.role {
         user.role = role;
     }
-    if user.id == caller.0.id && (user.role != Role::Admin || user.status != UserStatus::Active) {
+    if user.role != before.role || user.tenant_id != before.tenant_id {
+        may_grant(&caller, user.role, user.tenant_id.as_deref())?;
+    }
+    if user.id == caller.0.id && (user.role != caller.0.role || user.status != UserStatus::Active) {
         return Err(ApiError::conflict(
             "cannot_demote_self",
-            "an admin cannot suspend or demote themselves",
+            "no one can suspend themselves or change their own role",
         ));
     }
+    let regroup = match body.groups {
+        Some(groups) => {
+            user.groups =
+                groups_for(&state, &caller.reach(), user.tenant_id.as_deref(), groups).await?;
+            true
+        }
+        None if user.tenant_id != before.tenant_id => {
+            // Memberships never cross tenants: groups of the old tenant are left behind.
+            user.groups = groups_for(
+                &state,
+                &caller.reach(),
+                user.tenant_id.as_deref(),
+                kept_on_move(&state, &user.groups).await?,
+            )
+            .await?;
+            true
+        }
+        None => false,
+    };
     user.updated_at = now();
     // A new password or a suspension ends every session, so that neither a stolen session nor
     // a later reactivation carries the old access over.
@@ -254,64 +370,176 @@ pub async fn change(
         "user.updated",
         user.id.as_str(),
         json!({
-            "status": user.status,
-            "role": user.role,
+            "before": before,
+            "after": user,
             "password_changed": body.password.is_some(),
             "sessions_ended": ends_sessions,
-            "mfa_required": user.mfa_required,
-            "rate_limits": user.rate_limits,
-            "quotas": user.quotas,
         }),
     );
-    let written = if ends_sessions {
-        let tokens_expire_at = state.tokens.issued_tokens_expire_at();
-        state
-            .store
-            .update_user_ending_sessions(&user, tokens_expire_at, &audit)
-            .await
-    } else {
-        state.store.update_user(&user, &audit).await
+    let tokens_expire_at = ends_sessions.then(|| state.tokens.issued_tokens_expire_at());
+    let written = match (regroup, tokens_expire_at) {
+        (true, _) => {
+            state
+                .store
+                .update_user_with_groups(&user, tokens_expire_at, &audit)
+                .await
+        }
+        (false, Some(tokens_expire_at)) => {
+            state
+                .store
+                .update_user_ending_sessions(&user, tokens_expire_at, &audit)
+                .await
+        }
+        (false, None) => state.store.update_user(&user, &audit).await,
     };
     written.map_err(|e| name_taken(e, &user))?;
     Ok(Json(user))
 }
 
+/// Soft-deletes a user: the account stays for the audit trail and a later restore, while
+/// every key is revoked and every session ends.
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller<ManageUsers>,
-    Path(id): Path<String>,
+    OnUser { caller, target }: OnUser<ManageUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut user = find(&state, &id).await?;
+    let mut user = target;
     if user.id == caller.0.id {
         return Err(ApiError::conflict(
             "cannot_delete_self",
-            "an admin cannot delete themselves",
+            "no one can delete themselves",
         ));
     }
     if user.status != UserStatus::Deleted {
+        let before = user.clone();
         user.status = UserStatus::Deleted;
         user.updated_at = now();
         let audit = caller.audit(
             "user.deleted",
             user.id.as_str(),
-            json!({"username": user.username, "sessions_ended": true}),
+            json!({"before": before, "sessions_ended": true, "keys_revoked": true}),
         );
         let tokens_expire_at = state.tokens.issued_tokens_expire_at();
         state
             .store
-            .update_user_ending_sessions(&user, tokens_expire_at, &audit)
+            .delete_user(&user, tokens_expire_at, &audit)
             .await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The user with this id, unless deleted (409 `user_deleted`), or 404 naming it.
-pub async fn find_changeable(state: &AppState, id: &str) -> Result<User, ApiError> {
-    let user = find(state, id).await?;
+/// Brings a deleted user back, active, with no keys or sessions: those ended with the
+/// deletion and stay ended.
+pub async fn restore(
+    State(state): State<AppState>,
+    OnUser { caller, target }: OnUser<ManageUsers>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut user = target;
+    if user.status != UserStatus::Deleted {
+        return Err(ApiError::conflict(
+            "user_not_deleted",
+            "only a deleted user can be restored",
+        ));
+    }
+    if let Some(tenant) = user.tenant_id.as_deref() {
+        if let Err(StoreError::NotFound) = state.store.tenant(tenant).await {
+            return Err(ApiError::conflict(
+                "tenant_deleted",
+                "the user's tenant was deleted; move the user to another tenant first",
+            ));
+        }
+    }
+    user.status = UserStatus::Active;
+    user.updated_at = now();
+    let audit = caller.audit("user.restored", user.id.as_str(), json!({ "after": user }));
+    state.store.update_user(&user, &audit).await?;
+    Ok(Json(user))
+}
+
+/// The tenant a new user joins: the one named, or the caller's own when they belong to one
+/// (404 for a tenant that does not exist or is out of the caller's reach).
+async fn tenant_for_new_user(
+    state: &AppState,
+    caller: &Caller<ManageUsers>,
+    named: Option<String>,
+) -> Result<Option<Tenant>, ApiError> {
+    let reach = caller.reach();
+    match named.or_else(|| reach.only_tenant().map(str::to_string)) {
+        Some(id) => Ok(Some(tenants::find(state, &reach, &id).await?)),
+        None => Ok(None),
+    }
+}
+
+/// 403 `role_not_grantable` unless the caller may give `role`; 400 for a tenant admin
+/// without a tenant.
+fn may_grant<P>(caller: &Caller<P>, role: Role, tenant: Option<&str>) -> Result<(), ApiError> {
+    if !caller.0.role.may_grant(role) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_not_grantable",
+            format!(
+                "a {} cannot grant the role {}",
+                caller.0.role.as_str(),
+                role.as_str()
+            ),
+        ));
+    }
+    if role == Role::TenantAdmin && tenant.is_none() {
+        return Err(ApiError::validation(
+            "`tenant_id` is required for the role tenant_admin",
+        ));
+    }
+    Ok(())
+}
+
+/// The groups `ids` name, as memberships of a user of `tenant`: each must exist within the
+/// caller's reach (404 otherwise) and belong to that tenant or to the whole deployment.
+async fn groups_for(
+    state: &AppState,
+    reach: &Reach,
+    tenant: Option<&str>,
+    ids: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let mut groups: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let group = groups::find(state, reach, &id).await?;
+        if group
+            .tenant_id
+            .as_deref()
+            .is_some_and(|own| Some(own) != tenant)
+        {
+            return Err(ApiError::conflict(
+                "tenant_mismatch",
+                format!("group {id} belongs to another tenant than the user"),
+            ));
+        }
+        if !groups.contains(&id) {
+            groups.push(id);
+        }
+    }
+    Ok(groups)
+}
+
+/// Of `groups`, those of the whole deployment, which a user keeps when moving tenants.
+async fn kept_on_move(state: &AppState, groups: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut kept = Vec::new();
+    for id in groups {
+        let group = found(
+            state.store.group(&GroupId::from_string(id.clone())).await,
+            "group",
+        )?;
+        if group.tenant_id.is_none() {
+            kept.push(id.clone());
+        }
+    }
+    Ok(kept)
+}
+
+/// The user, unless deleted (409 `user_deleted`).
+pub(super) fn changeable(user: User) -> Result<User, ApiError> {
     if user.status == UserStatus::Deleted {
         return Err(ApiError::conflict(
             "user_deleted",
-            "a deleted user cannot be changed",
+            "a deleted user cannot be changed; restore them first",
         ));
     }
     Ok(user)
@@ -344,13 +572,12 @@ fn validate_optional(
     Ok(())
 }
 
-fn validate_tenant(tenant_id: &Option<String>) -> Result<(), ApiError> {
-    match tenant_id {
-        Some(id) if id.is_empty() || id.len() > 64 => Err(ApiError::validation(
-            "`tenant_id` must be 1 to 64 characters",
-        )),
-        _ => Ok(()),
-    }
+/// The organisation fields are 1-200 printable characters.
+fn validate_enterprise_field(field: &'static str, text: &str) -> Result<(), InvalidField> {
+    validate_name(text).map_err(|invalid| InvalidField {
+        field,
+        problem: invalid.problem,
+    })
 }
 
 /// 409 `username_taken` or `email_taken` when another user has the name in any case.

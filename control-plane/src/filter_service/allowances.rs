@@ -9,6 +9,7 @@ use crate::accounts::user::{User, UserStatus};
 use crate::domain::ids::AllowanceId;
 use crate::domain::Timestamp;
 use crate::limits::allowances::AllowanceAsk;
+use crate::limits::inherited::Inherited;
 use crate::limits::quota::{Period, QuotaName};
 use crate::limits::quota_state::effective_quotas;
 use crate::proto::v1;
@@ -50,8 +51,8 @@ impl FilterApi {
         user: &User,
         now: Timestamp,
     ) -> Result<Vec<v1::Allowance>, StoreError> {
-        let groups = self.store.groups_of(&user.id).await?;
-        let quotas = effective_quotas(&self.quotas, user, &groups);
+        let inherited = Inherited::load(self.store.as_ref(), user).await?;
+        let quotas = effective_quotas(&self.quotas, user, &inherited);
         let period = Period::containing(now, quotas.reset_day, self.quotas.time_zone);
         let policy = &self.quotas.allowances;
         let grants: Vec<AllowanceGrant> = ask

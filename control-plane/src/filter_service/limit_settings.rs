@@ -2,9 +2,9 @@
 //! answer, and each principal's own buckets on every lookup.
 
 use crate::accounts::api_key::ApiKey;
-use crate::accounts::group::Group;
 use crate::accounts::user::User;
 use crate::config::{IpCounts, LimitsConfig};
+use crate::limits::inherited::Inherited;
 use crate::limits::rate_limits::{LimitLevel, LimitMode, RateLimit};
 use crate::limits::subjects;
 use crate::proto::v1;
@@ -25,8 +25,12 @@ pub fn limit_settings(config: &LimitsConfig) -> v1::LimitSettings {
 }
 
 /// The user's buckets, as the control plane counts them (see [`subjects::user_limits`]).
-pub fn user_limits(config: &LimitsConfig, user: &User, groups: &[Group]) -> Vec<v1::RateLimit> {
-    to_proto(subjects::user_limits(config, user, groups))
+pub fn user_limits(
+    config: &LimitsConfig,
+    user: &User,
+    inherited: &Inherited,
+) -> Vec<v1::RateLimit> {
+    to_proto(subjects::user_limits(config, user, inherited))
 }
 
 /// The key's buckets, as the control plane counts them (see [`subjects::key_limits`]).

@@ -9,6 +9,7 @@ use crate::accounts::api_key::{KeyDigest, KeyState};
 use crate::accounts::group::Group;
 use crate::accounts::user::{User, UserStatus};
 use crate::domain::ids::UserId;
+use crate::limits::inherited::Inherited;
 use crate::limits::quota::QuotaName;
 use crate::limits::quota_state::QuotaState;
 use crate::proto::v1::{
@@ -26,18 +27,18 @@ struct UserContext {
 
 impl FilterApi {
     async fn user_context(&self, user: &User) -> Result<UserContext, StoreError> {
-        let groups = self.store.groups_of(&user.id).await?;
+        let inherited = Inherited::load(self.store.as_ref(), user).await?;
         let quota = QuotaState::load(
             self.store.as_ref(),
             &self.quotas,
             user,
-            &groups,
+            &inherited,
             crate::domain::now(),
         )
         .await?;
         Ok(UserContext {
-            route_group: route_group(&groups),
-            rate_limits: user_limits(&self.limits, user, &groups),
+            route_group: route_group(&inherited.groups),
+            rate_limits: user_limits(&self.limits, user, &inherited),
             exhausted_quotas: quota
                 .exhausted()
                 .into_iter()

@@ -6,6 +6,7 @@
 
 pub mod allowances;
 pub mod counters;
+pub mod inherited;
 pub mod quota;
 pub mod quota_state;
 pub mod rate_limits;

@@ -3,9 +3,9 @@
 
 use std::iter;
 
-use crate::accounts::group::Group;
 use crate::accounts::user::User;
 use crate::domain::Timestamp;
+use crate::limits::inherited::Inherited;
 use crate::limits::quota::{EffectiveQuotas, Period, QuotaName, QuotaPolicy, Quotas, Usage};
 use crate::store::{Store, StoreError};
 
@@ -17,15 +17,14 @@ pub struct QuotaState {
 }
 
 impl QuotaState {
-    /// `groups` are the user's, highest priority first.
     pub async fn load(
         store: &dyn Store,
         policy: &QuotaPolicy,
         user: &User,
-        groups: &[Group],
+        inherited: &Inherited,
         now: Timestamp,
     ) -> Result<Self, StoreError> {
-        let quotas = effective_quotas(policy, user, groups);
+        let quotas = effective_quotas(policy, user, inherited);
         let period = Period::containing(now, quotas.reset_day, policy.time_zone);
         let usage = store.usage(&user.id, period.start).await?;
         Ok(Self {
@@ -45,10 +44,13 @@ impl QuotaState {
     }
 }
 
-/// The user's own settings, then their groups' in priority order, then the defaults.
-pub fn effective_quotas(policy: &QuotaPolicy, user: &User, groups: &[Group]) -> EffectiveQuotas {
-    let layers: Vec<&Quotas> = iter::once(&user.quotas)
-        .chain(groups.iter().map(|group| &group.quotas))
-        .collect();
+/// The user's own settings, then their groups' in priority order, then their tenant's, then
+/// the defaults.
+pub fn effective_quotas(
+    policy: &QuotaPolicy,
+    user: &User,
+    inherited: &Inherited,
+) -> EffectiveQuotas {
+    let layers: Vec<&Quotas> = iter::once(&user.quotas).chain(inherited.quotas()).collect();
     EffectiveQuotas::resolve(&layers, &policy.defaults)
 }

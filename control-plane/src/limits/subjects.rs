@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::accounts::api_key::{ApiKey, KeyState};
-use crate::accounts::group::Group;
 use crate::accounts::user::{User, UserStatus};
 use crate::config::LimitsConfig;
 use crate::domain::ids::{ApiKeyId, UserId};
 use crate::limits::counters::Limit;
+use crate::limits::inherited::Inherited;
 use crate::limits::rate_limits::{self, LimitLevel, RateLimit, RateLimits};
 use crate::store::{Store, StoreError};
 
@@ -49,11 +49,11 @@ impl Subject {
     }
 }
 
-/// The limits of a user: their own settings, then their groups' in priority order, then the
-/// deployment's user defaults.
-pub fn user_limits(config: &LimitsConfig, user: &User, groups: &[Group]) -> Vec<RateLimit> {
+/// The limits of a user: their own settings, then their groups' in priority order, then their
+/// tenant's, then the deployment's user defaults.
+pub fn user_limits(config: &LimitsConfig, user: &User, inherited: &Inherited) -> Vec<RateLimit> {
     let layers: Vec<&RateLimits> = iter::once(&user.rate_limits)
-        .chain(groups.iter().map(|group| &group.rate_limits))
+        .chain(inherited.rate_limits())
         .chain(iter::once(&config.user))
         .collect();
     rate_limits::resolve(&layers, LimitLevel::User, config.mode)
@@ -145,8 +145,8 @@ impl SubjectLimits {
             Ok(_) | Err(StoreError::NotFound) => return Ok(Vec::new()),
             Err(error) => return Err(error),
         };
-        let groups = self.store.groups_of(&user.id).await?;
-        Ok(user_limits(&self.config, &user, &groups))
+        let inherited = Inherited::load(self.store.as_ref(), &user).await?;
+        Ok(user_limits(&self.config, &user, &inherited))
     }
 
     async fn stored_key_limits(&self, id: &ApiKeyId) -> Result<Vec<RateLimit>, StoreError> {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use crate::accounts::user::UserStatus;
 use crate::domain::ids::UserId;
 use crate::domain::Timestamp;
+use crate::limits::inherited::Inherited;
 use crate::limits::quota::{Period, QuotaPolicy};
 use crate::limits::quota_state::effective_quotas;
 use crate::proto::v1::{ReportUsageRequest, UsageDelta};
@@ -140,8 +141,8 @@ impl UsageTotals {
                 Ok(_) | Err(StoreError::NotFound) => continue,
                 Err(error) => return Err(error),
             };
-            let groups = store.groups_of(&user.id).await?;
-            let quotas = effective_quotas(policy, &user, &groups);
+            let inherited = Inherited::load(store, &user).await?;
+            let quotas = effective_quotas(policy, &user, &inherited);
             entries.push(UsageEntry {
                 period: Period::containing(now, quotas.reset_day, policy.time_zone),
                 user: user.id,

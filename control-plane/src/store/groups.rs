@@ -18,7 +18,8 @@ use crate::domain::ids::{GroupId, UserId};
 use crate::domain::Timestamp;
 
 const GROUP_COLUMNS: &str =
-    "g.id, g.name, g.priority, g.pools, g.rate_limits, g.quotas, g.created_at, g.updated_at";
+    "g.id, g.name, g.tenant_id, g.priority, g.pools, g.rate_limits, g.quotas, g.created_at, \
+     g.updated_at";
 
 /// Groups and their members.
 #[async_trait]
@@ -26,7 +27,8 @@ pub trait GroupStore: Send + Sync {
     async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Written;
     /// Changes a group; its members' cached state becomes stale.
     async fn update_group(&self, group: &Group, audit: &AuditEntry) -> Written;
-    /// Deletes a group and its memberships; its members' cached state becomes stale.
+    /// Deletes a group and its memberships, and stops it being a tenant's default group; its
+    /// members' cached state becomes stale.
     async fn delete_group(&self, id: &GroupId, audit: &AuditEntry) -> Written;
     async fn group(&self, id: &GroupId) -> Result<Group, StoreError>;
     /// Every group, highest priority first.
@@ -43,11 +45,12 @@ impl GroupStore for SqlStore {
     async fn create_group(&self, group: &Group, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| {
             let insert = sqlx::query(
-                "INSERT INTO groups (id, created_at, name, priority, pools, updated_at, \
-                 rate_limits, quotas) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO groups (id, created_at, tenant_id, name, priority, pools, \
+                 updated_at, rate_limits, quotas) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(group.id.as_str())
-            .bind(format_time(group.created_at));
+            .bind(format_time(group.created_at))
+            .bind(group.tenant_id.as_deref());
             bind_changeable(insert, group)?
                 .execute(write.rows())
                 .await
@@ -77,19 +80,8 @@ impl GroupStore for SqlStore {
     }
 
     async fn delete_group(&self, id: &GroupId, audit: &AuditEntry) -> Written {
-        self.write(audit, async |write| {
-            stale_members(write, id, audit.at).await?;
-            sqlx::query("DELETE FROM group_members WHERE group_id = $1")
-                .bind(id.as_str())
-                .execute(write.rows())
-                .await?;
-            let deleted = sqlx::query("DELETE FROM groups WHERE id = $1")
-                .bind(id.as_str())
-                .execute(write.rows())
-                .await?;
-            touched(&deleted)
-        })
-        .await
+        self.write(audit, async |write| remove_group(write, id, audit.at).await)
+            .await
     }
 
     async fn group(&self, id: &GroupId) -> Result<Group, StoreError> {
@@ -150,6 +142,25 @@ impl GroupStore for SqlStore {
     }
 }
 
+/// Deletes a group and its memberships within `write`, and stops it being a tenant's default
+/// group; its members' cached state becomes stale. `NotFound` when there is no such group.
+pub(super) async fn remove_group(write: &mut Write, id: &GroupId, at: Timestamp) -> Written {
+    stale_members(write, id, at).await?;
+    sqlx::query("UPDATE tenants SET default_group_id = NULL WHERE default_group_id = $1")
+        .bind(id.as_str())
+        .execute(write.rows())
+        .await?;
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+        .bind(id.as_str())
+        .execute(write.rows())
+        .await?;
+    let deleted = sqlx::query("DELETE FROM groups WHERE id = $1")
+        .bind(id.as_str())
+        .execute(write.rows())
+        .await?;
+    touched(&deleted)
+}
+
 /// The group's routes change, and every member's cached state becomes stale.
 async fn stale_members(write: &mut Write, group: &GroupId, at: Timestamp) -> Written {
     write.reroutes(&Rerouted::Group(group.clone()), at).await?;
@@ -189,6 +200,7 @@ fn group_from_row(row: &AnyRow) -> Result<Group, StoreError> {
     Ok(Group {
         id: GroupId::from_string(row.try_get("id")?),
         name: row.try_get("name")?,
+        tenant_id: row.try_get("tenant_id")?,
         priority: small_number(row, "priority")?,
         pools: from_json(row, "pools")?,
         rate_limits: from_json(row, "rate_limits")?,

@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 use super::columns::{
     conflict_or, format_time, from_json, named, optional_time, required_time, to_json, touched,
 };
+use super::sql::Write;
 use super::users::USER_COLUMNS;
 use super::{SqlStore, StoreError, Written};
 use crate::accounts::api_key::{ApiKey, KeyStatus, StoredKeyHash};
@@ -172,6 +173,25 @@ async fn insert(tx: &mut AnyConnection, key: &ApiKey) -> Written {
 }
 
 /// Revokes an active key; `NotFound` when there is none with this id.
+/// Revokes every active key of `user` within `write`; each becomes stale. Returns how many.
+pub(super) async fn revoke_keys_of(
+    write: &mut Write,
+    user: &UserId,
+    at: Timestamp,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'")
+            .bind(user.as_str())
+            .fetch_all(write.rows())
+            .await?;
+    for id in &ids {
+        let id = ApiKeyId::from_string(id.clone());
+        revoke(write.rows(), &id, at).await?;
+        write.stale(&Stale::Key(id), at).await?;
+    }
+    Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))
+}
+
 async fn revoke(tx: &mut AnyConnection, id: &ApiKeyId, at: Timestamp) -> Written {
     let updated = sqlx::query(
         "UPDATE api_keys SET status = 'revoked', revoked_at = $1 \

@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`UserStore`], [`KeyStore`], [`GroupStore`],
-//! [`SessionStore`], [`LoginFailureStore`], [`RegistrationStore`], [`LdapLinkStore`],
+//! [`SessionStore`], [`TenantStore`], [`LoginFailureStore`], [`RegistrationStore`], [`LdapLinkStore`],
 //! [`OidcLinkStore`], [`MfaStore`], [`UsageStore`], [`AllowanceStore`], [`BackendStore`],
 //! [`HealthCheckStore`], [`ChangeFeed`], [`RoutingFeed`], [`AuditLog`]), each implemented for
 //! [`SqlStore`] in its own file beside its SQL. [`Store`] is all of them, so callers never see
@@ -28,6 +28,7 @@ mod registrations;
 mod routing_feed;
 mod sessions;
 mod sql;
+mod tenants;
 mod usage;
 mod users;
 
@@ -50,8 +51,9 @@ pub use registrations::RegistrationStore;
 pub use routing_feed::RoutingFeed;
 pub use sessions::SessionStore;
 pub use sql::SqlStore;
+pub use tenants::{TenantStatistics, TenantStore};
 pub use usage::{UsageEntry, UsageOutcome, UsageStore};
-pub use users::{UserQuery, UserStore};
+pub use users::{LoginSource, UserOrder, UserQuery, UserStore};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,7 @@ pub trait Store:
     + KeyStore
     + GroupStore
     + SessionStore
+    + TenantStore
     + LoginFailureStore
     + RegistrationStore
     + LdapLinkStore

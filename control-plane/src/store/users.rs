@@ -8,6 +8,7 @@ use super::columns::{
     conflict_or, format_time, from_json, named, required_time, to_i64, to_json, to_u64, touched,
     AnyQuery,
 };
+use super::keys::revoke_keys_of;
 use super::sessions::end_sessions_of;
 use super::sql::Write;
 use super::{GroupStore, Page, SqlStore, StoreError, Written};
@@ -19,16 +20,70 @@ use crate::domain::Timestamp;
 
 pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.status, u.role, \
      u.tenant_id, u.ip_allowlist, u.rate_limits, u.quotas, u.password_hash, \
-     u.password_change_required, u.mfa_required, u.created_at, u.updated_at";
+     u.password_change_required, u.mfa_required, u.organization, u.department, u.employee_id, \
+     u.created_at, u.updated_at";
 
-/// Which users a listing returns, and which page of them.
+/// Which users a listing returns, in which order, and which page of them.
 #[derive(Debug, Clone, Default)]
 pub struct UserQuery {
-    /// Matches a substring of username, email or name.
+    /// Matches a substring of username, email, name, organization, department or employee id.
     pub text: Option<String>,
     pub status: Option<UserStatus>,
+    pub role: Option<Role>,
+    pub tenant: Option<String>,
+    /// Only members of this group.
+    pub group: Option<String>,
+    pub source: Option<LoginSource>,
+    /// Only users of this tenant whose role is confined to it: what the tenant's staff reach.
+    pub confined_to: Option<String>,
+    pub order: UserOrder,
     pub offset: u64,
     pub limit: u64,
+}
+
+/// Where a user's logins are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginSource {
+    /// Here, or nowhere yet: no directory entry or provider account is linked.
+    Local,
+    Ldap,
+    Oidc,
+}
+
+impl LoginSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Ldap => "ldap",
+            Self::Oidc => "oidc",
+        }
+    }
+}
+
+/// The order of a listing of users; each ends with the id, so pages never overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum UserOrder {
+    #[default]
+    #[serde(rename = "created_at")]
+    Oldest,
+    #[serde(rename = "-created_at")]
+    Newest,
+    #[serde(rename = "username")]
+    Username,
+    #[serde(rename = "-username")]
+    UsernameDescending,
+}
+
+impl UserOrder {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Oldest => "u.created_at, u.id",
+            Self::Newest => "u.created_at DESC, u.id DESC",
+            Self::Username => "LOWER(u.username), u.id",
+            Self::UsernameDescending => "LOWER(u.username) DESC, u.id DESC",
+        }
+    }
 }
 
 /// Users, each read with the ids of its groups.
@@ -37,8 +92,25 @@ pub trait UserStore: Send + Sync {
     async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written;
     /// Replaces a user; the data plane's copy of the user becomes stale.
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written;
+    /// Replaces a user and sets their memberships to exactly `user.groups`; with
+    /// `tokens_expire_at`, also ends every session of the user, as
+    /// [`UserStore::update_user_ending_sessions`].
+    async fn update_user_with_groups(
+        &self,
+        user: &User,
+        tokens_expire_at: Option<i64>,
+        audit: &AuditEntry,
+    ) -> Written;
+    /// Marks a user deleted (as `user` says), ends every session of the user and revokes
+    /// every key, all in one write; returns how many keys were revoked.
+    async fn delete_user(
+        &self,
+        user: &User,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError>;
     /// Replaces a user and, in the same write, ends every session of the user (see
-    /// [`end_sessions_of`]): for a password change, a suspension or a deletion.
+    /// [`end_sessions_of`]): for a password change or a suspension.
     async fn update_user_ending_sessions(
         &self,
         user: &User,
@@ -100,6 +172,40 @@ impl UserStore for SqlStore {
     async fn update_user(&self, user: &User, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| replace_user(write, user).await)
             .await
+    }
+
+    async fn update_user_with_groups(
+        &self,
+        user: &User,
+        tokens_expire_at: Option<i64>,
+        audit: &AuditEntry,
+    ) -> Written {
+        self.write(audit, async |write| {
+            replace_user(write, user).await?;
+            if let Some(tokens_expire_at) = tokens_expire_at {
+                end_sessions_of(write, &user.id, None, user.updated_at, tokens_expire_at).await?;
+            }
+            sqlx::query("DELETE FROM group_members WHERE user_id = $1")
+                .bind(user.id.as_str())
+                .execute(write.rows())
+                .await?;
+            insert_memberships(write, user).await
+        })
+        .await
+    }
+
+    async fn delete_user(
+        &self,
+        user: &User,
+        tokens_expire_at: i64,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        self.write(audit, async |write| {
+            replace_user(write, user).await?;
+            end_sessions_of(write, &user.id, None, user.updated_at, tokens_expire_at).await?;
+            revoke_keys_of(write, &user.id, user.updated_at).await
+        })
+        .await
     }
 
     async fn update_user_ending_sessions(
@@ -202,27 +308,30 @@ impl UserStore for SqlStore {
             .text
             .as_ref()
             .map(|text| format!("%{}%", escape_like(&text.to_lowercase())));
-        let status = query.status.map(UserStatus::as_str);
-        let filter = "($1 IS NULL OR LOWER(u.username) LIKE $1 ESCAPE '\\' \
-                      OR LOWER(COALESCE(u.email, '')) LIKE $1 ESCAPE '\\' \
-                      OR LOWER(COALESCE(u.name, '')) LIKE $1 ESCAPE '\\') \
-                      AND ($2 IS NULL OR u.status = $2)";
-        let total: i64 =
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users u WHERE {filter}"))
-                .bind(pattern.as_deref())
-                .bind(status)
-                .fetch_one(&self.reads)
-                .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE {filter} \
-             ORDER BY u.created_at, u.id LIMIT $3 OFFSET $4"
-        ))
-        .bind(pattern.as_deref())
-        .bind(status)
-        .bind(to_i64(query.limit))
-        .bind(to_i64(query.offset))
-        .fetch_all(&self.reads)
-        .await?;
+        let filters = [
+            pattern.as_deref(),
+            query.status.map(UserStatus::as_str),
+            query.role.map(Role::as_str),
+            query.tenant.as_deref(),
+            query.group.as_deref(),
+            query.source.map(LoginSource::as_str),
+            query.confined_to.as_deref(),
+        ];
+        let count = format!("SELECT COUNT(*) AS total FROM users u WHERE {USER_FILTER}");
+        let total: i64 = with_filters(&count, &filters)
+            .fetch_one(&self.reads)
+            .await?
+            .try_get("total")?;
+        let select = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE {USER_FILTER} ORDER BY {} \
+             LIMIT $8 OFFSET $9",
+            query.order.sql()
+        );
+        let rows = with_filters(&select, &filters)
+            .bind(to_i64(query.limit))
+            .bind(to_i64(query.offset))
+            .fetch_all(&self.reads)
+            .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
             items.push(self.user_from_row(row).await?);
@@ -232,6 +341,33 @@ impl UserStore for SqlStore {
             total: to_u64(total),
         })
     }
+}
+
+/// The conditions of a listing of users, on the filters of a [`UserQuery`] bound as `$1` to
+/// `$7` (each `NULL` when not asked for).
+const USER_FILTER: &str = "($1 IS NULL OR LOWER(u.username) LIKE $1 ESCAPE '\\' \
+     OR LOWER(COALESCE(u.email, '')) LIKE $1 ESCAPE '\\' \
+     OR LOWER(COALESCE(u.name, '')) LIKE $1 ESCAPE '\\' \
+     OR LOWER(COALESCE(u.organization, '')) LIKE $1 ESCAPE '\\' \
+     OR LOWER(COALESCE(u.department, '')) LIKE $1 ESCAPE '\\' \
+     OR LOWER(COALESCE(u.employee_id, '')) LIKE $1 ESCAPE '\\') \
+     AND ($2 IS NULL OR u.status = $2) \
+     AND ($3 IS NULL OR u.role = $3) \
+     AND ($4 IS NULL OR u.tenant_id = $4) \
+     AND ($5 IS NULL OR EXISTS (SELECT 1 FROM group_members m \
+          WHERE m.user_id = u.id AND m.group_id = $5)) \
+     AND ($6 IS NULL \
+          OR ($6 = 'ldap' AND EXISTS (SELECT 1 FROM ldap_links l WHERE l.user_id = u.id)) \
+          OR ($6 = 'oidc' AND EXISTS (SELECT 1 FROM oidc_links o WHERE o.user_id = u.id)) \
+          OR ($6 = 'local' AND NOT EXISTS (SELECT 1 FROM ldap_links l WHERE l.user_id = u.id) \
+              AND NOT EXISTS (SELECT 1 FROM oidc_links o WHERE o.user_id = u.id))) \
+     AND ($7 IS NULL OR (u.tenant_id = $7 \
+          AND u.role IN ('tenant_admin', 'auditor', 'user')))";
+
+fn with_filters<'q>(sql: &'q str, filters: &[Option<&'q str>]) -> AnyQuery<'q> {
+    filters
+        .iter()
+        .fold(sqlx::query(sql), |query, filter| query.bind(*filter))
 }
 
 impl SqlStore {
@@ -262,6 +398,9 @@ impl SqlStore {
             password_hash: row.try_get("password_hash")?,
             password_change_required: row.try_get::<i64, _>("password_change_required")? != 0,
             mfa_required: row.try_get::<i64, _>("mfa_required")? != 0,
+            organization: row.try_get("organization")?,
+            department: row.try_get("department")?,
+            employee_id: row.try_get("employee_id")?,
             created_at: required_time(row, "created_at")?,
             updated_at: required_time(row, "updated_at")?,
         };
@@ -319,13 +458,15 @@ impl PasswordWrite<'_> {
     }
 }
 
-/// Inserts the user's row; `Conflict` when another user has its username or email.
+/// Inserts the user's row and their memberships of `user.groups`; `Conflict` when another
+/// user has its username or email.
 pub(super) async fn insert_user(write: &mut Write, user: &User) -> Written {
     let insert = sqlx::query(
         "INSERT INTO users (id, username, created_at, email, name, status, role, \
          tenant_id, password_hash, updated_at, ip_allowlist, rate_limits, quotas, \
-         password_change_required, mfa_required) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         password_change_required, mfa_required, organization, department, employee_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18)",
     )
     .bind(user.id.as_str())
     .bind(&user.username)
@@ -334,6 +475,18 @@ pub(super) async fn insert_user(write: &mut Write, user: &User) -> Written {
         .execute(write.rows())
         .await
         .map_err(name_taken_or)?;
+    insert_memberships(write, user).await
+}
+
+async fn insert_memberships(write: &mut Write, user: &User) -> Written {
+    for group in &user.groups {
+        sqlx::query("INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)")
+            .bind(group)
+            .bind(user.id.as_str())
+            .bind(format_time(user.updated_at))
+            .execute(write.rows())
+            .await?;
+    }
     Ok(())
 }
 
@@ -342,7 +495,8 @@ async fn replace_user(write: &mut Write, user: &User) -> Written {
     let update = sqlx::query(
         "UPDATE users SET email = $2, name = $3, status = $4, role = $5, tenant_id = $6, \
          password_hash = $7, updated_at = $8, ip_allowlist = $9, rate_limits = $10, \
-         quotas = $11, password_change_required = $12, mfa_required = $13 WHERE id = $1",
+         quotas = $11, password_change_required = $12, mfa_required = $13, \
+         organization = $14, department = $15, employee_id = $16 WHERE id = $1",
     )
     .bind(user.id.as_str());
     let updated = bind_changeable(update, user)?
@@ -356,7 +510,8 @@ async fn replace_user(write: &mut Write, user: &User) -> Written {
 }
 
 /// Binds what a change may set of a user (email to quotas, then whether the password must be
-/// changed and whether a second factor is required, in that order).
+/// changed and whether a second factor is required, then the enterprise fields, in that
+/// order).
 fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'q>, StoreError> {
     Ok(query
         .bind(user.email.as_deref())
@@ -370,7 +525,10 @@ fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'
         .bind(to_json(&user.rate_limits)?)
         .bind(to_json(&user.quotas)?)
         .bind(i64::from(user.password_change_required))
-        .bind(i64::from(user.mfa_required)))
+        .bind(i64::from(user.mfa_required))
+        .bind(user.organization.as_deref())
+        .bind(user.department.as_deref())
+        .bind(user.employee_id.as_deref()))
 }
 
 /// `Conflict("email")` or `Conflict("username")` when a write would store a name another user

@@ -21,6 +21,7 @@ pub fn stored_group(name: &str) -> Group {
     Group {
         id: GroupId::generate(),
         name: name.to_string(),
+        tenant_id: None,
         priority: 0,
         pools: Vec::new(),
         rate_limits: RateLimits::default(),

@@ -1,0 +1,36 @@
+-- Tenants become objects with their own settings; users may hold five roles and carry the
+-- enterprise fields; groups may belong to a tenant. A tenant is never removed, only marked
+-- deleted, so the users and audit entries that name it keep naming it.
+CREATE TABLE tenants (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    -- The role and group of a user created in the tenant without one.
+    default_role     TEXT NOT NULL DEFAULT 'user' CHECK (default_role IN ('user', 'auditor')),
+    default_group_id TEXT REFERENCES groups (id),
+    mfa_required     INTEGER NOT NULL DEFAULT 0,
+    -- JSON array of login method names; empty allows every configured method.
+    login_methods    TEXT NOT NULL DEFAULT '[]',
+    rate_limits      TEXT NOT NULL DEFAULT '{}',
+    quotas           TEXT NOT NULL DEFAULT '{}',
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    deleted_at       TEXT
+);
+
+-- The labels users carried before tenants were objects become tenants of the same id.
+INSERT INTO tenants (id, name, created_at, updated_at)
+SELECT tenant_id, tenant_id, MIN(created_at), MIN(created_at)
+FROM users WHERE tenant_id IS NOT NULL GROUP BY tenant_id;
+
+ALTER TABLE users DROP CONSTRAINT users_role_check;
+ALTER TABLE users ADD CONSTRAINT users_role_check
+    CHECK (role IN ('admin', 'tenant_admin', 'operator', 'auditor', 'user'));
+ALTER TABLE users ADD CONSTRAINT users_tenant_id_fkey
+    FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+ALTER TABLE users ADD COLUMN organization TEXT;
+ALTER TABLE users ADD COLUMN department TEXT;
+ALTER TABLE users ADD COLUMN employee_id TEXT;
+CREATE INDEX users_tenant_id ON users (tenant_id);
+
+ALTER TABLE groups ADD COLUMN tenant_id TEXT REFERENCES tenants (id);
+CREATE INDEX groups_tenant_id ON groups (tenant_id);
