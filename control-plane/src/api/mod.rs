@@ -28,13 +28,15 @@ mod self_service;
 mod settings;
 mod tenants;
 mod throttle;
+mod user_export;
+mod user_import;
 mod user_logins;
 mod users;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -171,6 +173,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/users", post(users::create).get(users::list))
         .route("/api/v1/users/me", get(users::me))
+        .route(
+            "/api/v1/users/import",
+            post(user_import::import).layer(DefaultBodyLimit::max(user_import::MAX_IMPORT_BYTES)),
+        )
+        .route("/api/v1/users/export", get(user_export::export))
         .route("/api/v1/users/me/password", post(me::change_password))
         .route("/api/v1/users/me/mfa", get(mfa::status).delete(mfa::remove))
         .route("/api/v1/users/me/mfa/totp", post(mfa::enrol))

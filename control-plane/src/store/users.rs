@@ -1,5 +1,7 @@
 //! [`UserStore`] on SQL: the `users` table; a user is read with its group ids.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -160,10 +162,41 @@ pub trait UserStore: Send + Sync {
     /// The user whose email is `email`, whatever the case of either.
     async fn user_by_email(&self, email: &str) -> Result<User, StoreError>;
     async fn users(&self, query: &UserQuery) -> Result<Page<User>, StoreError>;
+    /// Creates every user with their memberships, each audited by the entry of the same
+    /// index in `audits`, in one write: all of them or, on any failure, none.
+    async fn import_users(&self, users: &[User], audits: &[AuditEntry]) -> Written;
+    /// Of `usernames` and `emails`, those some user has already, lowercase.
+    async fn taken_names(
+        &self,
+        usernames: &[String],
+        emails: &[String],
+    ) -> Result<(HashSet<String>, HashSet<String>), StoreError>;
 }
 
 #[async_trait]
 impl UserStore for SqlStore {
+    async fn import_users(&self, users: &[User], audits: &[AuditEntry]) -> Written {
+        self.write(None, async |write| {
+            for (user, audit) in users.iter().zip(audits) {
+                insert_user(write, user).await?;
+                write.audit(audit).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn taken_names(
+        &self,
+        usernames: &[String],
+        emails: &[String],
+    ) -> Result<(HashSet<String>, HashSet<String>), StoreError> {
+        Ok((
+            self.taken("username", usernames).await?,
+            self.taken("email", emails).await?,
+        ))
+    }
+
     async fn create_user(&self, user: &User, audit: &AuditEntry) -> Written {
         self.write(audit, async |write| insert_user(write, user).await)
             .await
@@ -370,7 +403,30 @@ fn with_filters<'q>(sql: &'q str, filters: &[Option<&'q str>]) -> AnyQuery<'q> {
         .fold(sqlx::query(sql), |query, filter| query.bind(*filter))
 }
 
+/// Names looked up at once by [`SqlStore::taken`].
+const NAMES_PER_LOOKUP: usize = 500;
+
 impl SqlStore {
+    /// Of `names`, those some user has as `column` (any case), lowercase.
+    async fn taken(&self, column: &str, names: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut taken = HashSet::new();
+        for chunk in names.chunks(NAMES_PER_LOOKUP) {
+            let placeholders: Vec<String> =
+                (1..=chunk.len()).map(|n| format!("LOWER(${n})")).collect();
+            let sql = format!(
+                "SELECT LOWER({column}) FROM users WHERE LOWER({column}) IN ({})",
+                placeholders.join(", ")
+            );
+            let found: Vec<String> = chunk
+                .iter()
+                .fold(sqlx::query_scalar(&sql), |query, name| query.bind(name))
+                .fetch_all(&self.reads)
+                .await?;
+            taken.extend(found);
+        }
+        Ok(taken)
+    }
+
     pub(super) async fn user_where(
         &self,
         condition: &str,

@@ -134,6 +134,31 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Answer {
+        let body = body.map(|body| ("application/json", body.to_string()));
+        self.exchange(peer, method, path, headers, body).await
+    }
+
+    /// A request with the key in `X-API-Key` and `body` of `content_type`; the whole answer.
+    pub async fn upload(&self, path: &str, key: &str, content_type: &str, body: String) -> Answer {
+        let headers = [("x-api-key", key)];
+        self.exchange(
+            LOCAL_PEER,
+            "POST",
+            path,
+            &headers,
+            Some((content_type, body)),
+        )
+        .await
+    }
+
+    async fn exchange(
+        &self,
+        peer: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, String)>,
+    ) -> Answer {
         let peer: SocketAddr = peer.parse().expect("a peer address");
         let mut request = Request::builder()
             .method(method)
@@ -143,9 +168,9 @@ impl Api {
             request = request.header(*name, *value);
         }
         let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string())),
+            Some((content_type, body)) => request
+                .header("content-type", content_type)
+                .body(Body::from(body)),
             None => request.body(Body::empty()),
         }
         .expect("request");
