@@ -329,6 +329,36 @@ async fn a_tenant_admin_cannot_act_on_an_admin_of_their_own_tenant() {
 }
 
 #[tokio::test]
+async fn an_auditor_of_a_tenant_reads_no_audit_entry_of_others() {
+    let cast = Cast::assemble().await;
+    let local_auditor = cast
+        .api
+        .create_user_with(
+            json!({"username": "local-auditor", "role": "auditor", "tenant_id": "acme"}),
+        )
+        .await;
+    let key = cast.api.issue_key(&id(&local_auditor)).await;
+    let (status, body) = cast
+        .api
+        .call("GET", "/api/v1/audit", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, users) = cast
+        .api
+        .call("GET", "/api/v1/users", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        users["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|user| user["tenant_id"] == "acme"),
+        "{users}"
+    );
+}
+
+#[tokio::test]
 async fn a_group_of_one_tenant_takes_no_member_of_another() {
     let cast = Cast::assemble().await;
     let (status, body) = cast

@@ -11,6 +11,7 @@ use super::columns::{
     AnyQuery,
 };
 use super::groups::remove_group;
+use super::keys::revoke_keys_of;
 use super::sessions::end_sessions_of;
 use super::sql::Write;
 use super::{Page, SqlStore, StoreError, Written};
@@ -46,8 +47,9 @@ pub trait TenantStore: Send + Sync {
     /// Changes a tenant's settings; the cached state of each of its users becomes stale.
     async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Written;
     /// Marks the tenant deleted and removes its groups. `Conflict("tenant users")` when users
-    /// of it are not deleted, unless `cascade`: then they are deleted too, each in the way
-    /// that ends their sessions (`tokens_expire_at` as for [`end_sessions_of`]).
+    /// of it are not deleted, unless `cascade`: then they are deleted too, as a user's
+    /// deletion does (keys revoked, sessions ended, `tokens_expire_at` as for
+    /// [`end_sessions_of`]).
     async fn delete_tenant(
         &self,
         id: &str,
@@ -145,6 +147,7 @@ impl TenantStore for SqlStore {
                     .await?;
                 write.stale(&Stale::User(user.clone()), at).await?;
                 end_sessions_of(write, &user, None, at, tokens_expire_at).await?;
+                revoke_keys_of(write, &user, at).await?;
             }
             let groups: Vec<String> =
                 sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1")
