@@ -353,6 +353,14 @@ fn every_change_to_a_cached_principal_reaches_envoy_within_one_second() {
         )],
         ..Default::default()
     });
+    for tenant in ["t_before", "t_after"] {
+        let created = gateway.control_plane.admin(
+            "POST",
+            "/api/v1/tenants",
+            Some(json!({"id": tenant, "name": tenant})),
+        );
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
     for (number, row) in rows().into_iter().enumerate() {
         let principal = cache(&gateway, &format!("changed_{number}"), &row.cached);
         let before = request(&gateway, &principal.credential);

@@ -16,4 +16,5 @@ mod oidc;
 mod quotas;
 mod routing;
 mod sessions;
+mod tenants;
 mod tls;
