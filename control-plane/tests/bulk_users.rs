@@ -55,10 +55,12 @@ async fn a_csv_import_checks_first_on_a_dry_run_then_applies_with_memberships() 
             Some(json!({"name": "engineers", "tenant_id": "acme"})),
         )
         .await;
+    api.admin("POST", "/api/v1/groups", Some(json!({"name": "2024"})))
+        .await;
     let csv = "username,email,tenant_id,groups,department,role\n\
                ada,ada@example.com,acme,engineers,Engineering,\n\
                alan,alan@example.com,acme,,Research,auditor\n\
-               grace,,,,,\n";
+               grace,,,2024,=HYPERLINK(x),\n";
     let before = user_count(&api).await;
 
     let dry = import_csv(&api, "?dry_run=true", csv).await;
@@ -86,6 +88,18 @@ async fn a_csv_import_checks_first_on_a_dry_run_then_applies_with_memberships() 
     assert_eq!(alan["items"][0]["role"], "auditor");
     assert_eq!(alan["items"][0]["tenant_id"], "acme");
     assert_eq!(alan["items"][0]["department"], "Research");
+    let (_, grace) = api.admin("GET", "/api/v1/users?q=grace", None).await;
+    assert_eq!(
+        grace["items"][0]["groups"].as_array().map(Vec::len),
+        Some(1),
+        "a group named 2024"
+    );
+    let exported = export(&api, ADMIN_KEY, "csv").await;
+    let text = exported.body.as_str().expect("CSV text");
+    assert!(
+        text.contains(",'=HYPERLINK"),
+        "a formula is exported as text: {text}"
+    );
 }
 
 #[tokio::test]
@@ -161,6 +175,16 @@ async fn a_json_import_takes_what_an_export_gives() {
         .upload(IMPORT, ADMIN_KEY, "text/plain", "username\nx\n".into())
         .await;
     assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
+    let twice = json!([{"username": "a", "id": "u_same"}, {"username": "b", "id": "u_same"}]);
+    let (status, body) = target.admin("POST", IMPORT, Some(twice)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let again = json!([{"username": "c", "id": imported[0]["id"]}]);
+    let (status, body) = target.admin("POST", IMPORT, Some(again)).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an id already taken: {body}"
+    );
     let unknown_column = import_csv(&target, "", "username,shoe_size\nx,44\n").await;
     assert_eq!(
         unknown_column.status,

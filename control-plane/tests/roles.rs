@@ -329,7 +329,7 @@ async fn a_tenant_admin_cannot_act_on_an_admin_of_their_own_tenant() {
 }
 
 #[tokio::test]
-async fn an_auditor_of_a_tenant_reads_no_audit_entry_of_others() {
+async fn staff_of_a_tenant_touch_nothing_of_the_whole_deployment() {
     let cast = Cast::assemble().await;
     let local_auditor = cast
         .api
@@ -338,11 +338,33 @@ async fn an_auditor_of_a_tenant_reads_no_audit_entry_of_others() {
         )
         .await;
     let key = cast.api.issue_key(&id(&local_auditor)).await;
-    let (status, body) = cast
+    let local_operator = cast
         .api
-        .call("GET", "/api/v1/audit", Some(&key), None)
+        .create_user_with(
+            json!({"username": "local-operator", "role": "operator", "tenant_id": "acme"}),
+        )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let operator_key = cast.api.issue_key(&id(&local_operator)).await;
+    for (key, path) in [
+        (&key, "/api/v1/audit"),
+        (&key, "/api/v1/backends"),
+        (&operator_key, "/api/v1/backends"),
+        (&operator_key, "/api/v1/xds/nodes"),
+    ] {
+        let (status, body) = cast.api.call("GET", path, Some(key), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+    }
+    let backend = json!({"url": "http://127.0.0.1:9", "pool": "theirs"});
+    let (status, _) = cast
+        .api
+        .call(
+            "POST",
+            "/api/v1/backends",
+            Some(&operator_key),
+            Some(backend),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "backends serve every tenant");
     let (status, users) = cast
         .api
         .call("GET", "/api/v1/users", Some(&key), None)
@@ -356,6 +378,64 @@ async fn an_auditor_of_a_tenant_reads_no_audit_entry_of_others() {
             .all(|user| user["tenant_id"] == "acme"),
         "{users}"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_admin_keeps_the_memberships_they_cannot_see_and_their_own_safeguards() {
+    let cast = Cast::assemble().await;
+    let (_, limited) = cast
+        .api
+        .admin("POST", "/api/v1/groups", Some(json!({"name": "throttled"})))
+        .await;
+    let limited = id(&limited);
+    for group in [&limited, &cast.acme_group] {
+        let (status, _) = cast
+            .api
+            .admin(
+                "POST",
+                &format!("/api/v1/groups/{group}/members"),
+                Some(json!({"user_id": cast.acme_user})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let tenant_admin = &cast.keys[1];
+    let path = format!("/api/v1/users/{}", cast.acme_user);
+    let (status, user) = cast
+        .api
+        .call(
+            "PATCH",
+            &path,
+            Some(tenant_admin),
+            Some(json!({"groups": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(
+        user["groups"],
+        json!([limited]),
+        "the operator's group stays"
+    );
+    let removal = format!("/api/v1/groups/{limited}/members/{}", cast.acme_user);
+    let (status, _) = cast
+        .api
+        .call("DELETE", &removal, Some(tenant_admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let own = format!("/api/v1/users/{}", cast.ids[1]);
+    for body in [
+        json!({"mfa_required": false}),
+        json!({"ip_allowlist": []}),
+        json!({"password": "a new passphrase of theirs"}),
+    ] {
+        let (status, answer) = cast
+            .api
+            .call("PATCH", &own, Some(tenant_admin), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert_eq!(error_code(&answer), "own_security_settings");
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,12 @@ mod support;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
+use std::sync::Arc;
+
 use support::app::{error_code, key_principal, Api};
+use support::{against_both_databases, TestDatabase};
+
+against_both_databases!(a_tenant_with_users_is_deleted_only_with_them);
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -187,9 +192,8 @@ async fn a_tenant_decides_its_users_login_methods_and_second_factor() {
     assert_eq!(body["mfa_enrolment_required"], true, "{body}");
 }
 
-#[tokio::test]
-async fn a_tenant_with_users_is_deleted_only_with_them() {
-    let api = Api::start().await;
+async fn a_tenant_with_users_is_deleted_only_with_them(db: TestDatabase) {
+    let api = Api::start_on(Arc::new(db), |_| {}).await;
     create_tenant(&api, json!({"id": "gone", "name": "Gone"})).await;
     let user = api
         .create_user_with(json!({"username": "leaver", "tenant_id": "gone"}))
@@ -244,6 +248,19 @@ async fn a_tenant_with_users_is_deleted_only_with_them() {
         status,
         StatusCode::CONFLICT,
         "a deleted tenant's id is not reused: {body}"
+    );
+    let (status, restored) = api
+        .admin(
+            "POST",
+            &format!("/api/v1/users/{}/restore", id(&user)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert_eq!(
+        restored["tenant_id"],
+        Value::Null,
+        "restored outside the deleted tenant"
     );
 }
 

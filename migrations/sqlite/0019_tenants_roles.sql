@@ -5,10 +5,10 @@
 -- SQLite cannot change a CHECK constraint with ALTER TABLE, and rebuilding `users` would need
 -- foreign keys off, which cannot happen inside the migration's transaction. Widening the
 -- constraint changes nothing stored, so the table's definition is edited in place, as SQLite's
--- documentation allows for such changes; the schema is then re-read, and the next statement
--- (a CREATE) moves the schema version on, so that every other connection re-reads it too.
+-- documentation allows for such changes; the schema is then re-read, and the CREATE TABLE
+-- below moves the schema version on, so that every other connection re-reads it too.
 PRAGMA writable_schema = ON;
-UPDATE sqlite_schema
+UPDATE sqlite_master
 SET sql = replace(
     sql,
     'CHECK (role IN (''admin'', ''user''))',
@@ -16,6 +16,11 @@ SET sql = replace(
 )
 WHERE type = 'table' AND name = 'users';
 PRAGMA writable_schema = RESET;
+-- Had the definition not read as expected, the edit would have changed nothing: stop here.
+CREATE TEMPORARY TABLE role_check_widened (widened INTEGER NOT NULL CHECK (widened = 1));
+INSERT INTO role_check_widened
+SELECT instr(sql, 'tenant_admin') > 0 FROM sqlite_master WHERE type = 'table' AND name = 'users';
+DROP TABLE role_check_widened;
 
 CREATE TABLE tenants (
     id               TEXT PRIMARY KEY,

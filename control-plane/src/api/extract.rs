@@ -110,11 +110,8 @@ impl<P: Permission> FromRequestParts<AppState> for Caller<P> {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let user = authenticate(parts, state).await?.with_full_access()?.user;
-        if P::held_by(user.role) {
-            Ok(Self(user, PhantomData))
-        } else {
-            Err(ApiError::forbidden())
-        }
+        holding::<P>(&user)?;
+        Ok(Self(user, PhantomData))
     }
 }
 
@@ -140,8 +137,12 @@ impl<P> SelfOr<P> {
     }
 }
 
+/// 403 unless the caller's role holds `Q`, and, for a permission over the whole deployment,
+/// the caller reaches every tenant.
 fn holding<Q: Permission>(caller: &User) -> Result<(), ApiError> {
-    if Q::held_by(caller.role) {
+    let held =
+        Q::held_by(caller.role) && (!Q::DEPLOYMENT_WIDE || Reach::of(caller) == Reach::Everything);
+    if held {
         Ok(())
     } else {
         Err(ApiError::forbidden())

@@ -254,8 +254,11 @@ pub async fn remove_member(
     caller: Caller<ManageGroups>,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let group = find(&state, &caller.reach(), &id).await?;
-    let user = UserId::from_string(user_id);
+    let reach = caller.reach();
+    let group = find(&state, &reach, &id).await?;
+    let user = user_within(&state, &reach, UserId::from_string(user_id))
+        .await?
+        .id;
     let audit = caller.audit(
         "group.member_removed",
         group.id.as_str(),

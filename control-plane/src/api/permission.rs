@@ -9,17 +9,30 @@ use crate::accounts::user::Role;
 
 /// Something the admin API allows some roles to do.
 pub trait Permission {
+    /// Over objects of the whole deployment (backends, the audit log), which no tenant owns:
+    /// held only by callers who belong to no tenant, or admins.
+    const DEPLOYMENT_WIDE: bool = false;
+
     /// Whether a caller with `role` holds it.
     fn held_by(role: Role) -> bool;
 }
 
-/// Declares a permission and the roles that hold it.
+/// Declares a permission and the roles that hold it; `deployment` marks one over objects of
+/// the whole deployment ([`Permission::DEPLOYMENT_WIDE`]).
 macro_rules! permission {
     ($(#[$doc:meta])* $name:ident: $($role:ident)|+) => {
+        permission!($(#[$doc])* $name [false]: $($role)|+);
+    };
+    ($(#[$doc:meta])* deployment $name:ident: $($role:ident)|+) => {
+        permission!($(#[$doc])* $name [true]: $($role)|+);
+    };
+    ($(#[$doc:meta])* $name:ident [$wide:literal]: $($role:ident)|+) => {
         $(#[$doc])*
         pub struct $name;
 
         impl Permission for $name {
+            const DEPLOYMENT_WIDE: bool = $wide;
+
             fn held_by(role: Role) -> bool {
                 matches!(role, $(Role::$role)|+)
             }
@@ -61,12 +74,12 @@ permission! {
 
 permission! {
     /// Read backends, pools and what every Envoy accepted over xDS.
-    ReadBackends: Admin | Operator | Auditor
+    deployment ReadBackends: Admin | Operator | Auditor
 }
 
 permission! {
     /// Add, change and remove backends and pools, and route groups to pools.
-    ManageBackends: Admin | Operator
+    deployment ManageBackends: Admin | Operator
 }
 
 permission! {
@@ -76,22 +89,22 @@ permission! {
 
 permission! {
     /// Create, change and delete tenants.
-    ManageTenants: Admin
+    deployment ManageTenants: Admin
 }
 
 permission! {
     /// Read the audit log.
-    ReadAudit: Admin | Auditor
+    deployment ReadAudit: Admin | Auditor
 }
 
 permission! {
     /// Rotate the keys that sign session tokens.
-    ManageSigningKeys: Admin
+    deployment ManageSigningKeys: Admin
 }
 
 permission! {
     /// See in the health answer why a dependency is down.
-    ReadDependencyErrors: Admin | Operator | Auditor
+    deployment ReadDependencyErrors: Admin | Operator | Auditor
 }
 
 #[cfg(test)]

@@ -71,6 +71,35 @@ struct ExportedUser<'a, G> {
     created_at: String,
 }
 
+impl ExportedUser<'_, String> {
+    /// The row with each free-text cell that a spreadsheet would run as a formula (one
+    /// starting with `=`, `+`, `-`, `@`, a tab or a carriage return) quoted by a leading `'`.
+    fn as_spreadsheet_text(&self) -> [String; 12] {
+        let text = |cell: Option<&str>| {
+            let cell = cell.unwrap_or_default();
+            if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{cell}")
+            } else {
+                cell.to_string()
+            }
+        };
+        [
+            self.id.to_string(),
+            text(Some(self.username)),
+            text(self.email),
+            text(self.name),
+            self.role.to_string(),
+            self.status.to_string(),
+            text(self.tenant_id),
+            text(Some(&self.groups)),
+            text(self.organization),
+            text(self.department),
+            text(self.employee_id),
+            self.created_at.clone(),
+        ]
+    }
+}
+
 fn exported<G>(user: &User, groups: G) -> ExportedUser<'_, G> {
     ExportedUser {
         id: user.id.as_str(),
@@ -181,7 +210,7 @@ impl Encoder {
                 }
                 for user in users {
                     let row = exported(user, user.groups.join(";"));
-                    if let Err(error) = writer.serialize(row) {
+                    if let Err(error) = writer.serialize(row.as_spreadsheet_text()) {
                         tracing::error!(%error, user = %user.id, "a user cannot be written as CSV");
                     }
                 }

@@ -11,9 +11,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::de::IgnoredAny;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, Caller};
@@ -31,8 +32,13 @@ use crate::domain::now;
 use crate::identity::password::HashRefused;
 
 /// The largest file taken, and the most rows in it.
-pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
 const MAX_IMPORT_ROWS: usize = 100_000;
+/// The most groups one row names.
+const MAX_GROUPS_PER_ROW: usize = 100;
+/// Imports checked or applied at once on this replica: each holds a file's rows in memory
+/// and, applied, the database's write for as long as it takes.
+static RUNNING_IMPORTS: Semaphore = Semaphore::const_new(2);
 /// Refusals listed in an answer; the count covers them all.
 const MAX_LISTED_REFUSALS: usize = 1000;
 
@@ -67,12 +73,61 @@ struct ImportRow {
     _created_at: Option<IgnoredAny>,
 }
 
-/// Group ids or names: `;`-separated in a CSV cell, an array in JSON.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// Group ids or names: `;`-separated in a CSV cell, an array in JSON. A CSV cell that looks
+/// like a number or a boolean is still names.
+#[derive(Debug)]
 enum GroupList {
     Joined(String),
     Listed(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for GroupList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Names;
+
+        impl<'de> Visitor<'de> for Names {
+            type Value = GroupList;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("group ids or names")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<GroupList, E> {
+                Ok(GroupList::Joined(text.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, number: u64) -> Result<GroupList, E> {
+                Ok(GroupList::Joined(number.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, number: i64) -> Result<GroupList, E> {
+                Ok(GroupList::Joined(number.to_string()))
+            }
+
+            fn visit_f64<E: de::Error>(self, number: f64) -> Result<GroupList, E> {
+                Ok(GroupList::Joined(number.to_string()))
+            }
+
+            fn visit_bool<E: de::Error>(self, flag: bool) -> Result<GroupList, E> {
+                Ok(GroupList::Joined(flag.to_string()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<GroupList, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    if names.len() == MAX_GROUPS_PER_ROW {
+                        return Err(de::Error::custom(format!(
+                            "`groups` names more than {MAX_GROUPS_PER_ROW} groups"
+                        )));
+                    }
+                    names.push(name);
+                }
+                Ok(GroupList::Listed(names))
+            }
+        }
+
+        deserializer.deserialize_any(Names)
+    }
 }
 
 impl GroupList {
@@ -102,16 +157,25 @@ pub async fn import(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let rows = read_rows(&headers, &body)?;
+    let _turn = RUNNING_IMPORTS
+        .try_acquire()
+        .map_err(|_| ApiError::busy("other imports are running; try again when they end"))?;
+    let content_type = content_type(&headers);
+    let rows = tokio::task::spawn_blocking(move || read_rows(&content_type, &body))
+        .await
+        .map_err(|_| ApiError::busy("the file could not be read"))??;
     let total = rows.len();
     let rules = ImportRules::load(&state, &caller).await?;
     let mut refusals = Vec::new();
     let mut users = Vec::with_capacity(rows.len());
     let mut names = HashSet::new();
     let mut emails = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut given_ids = Vec::new();
     for (index, row) in rows.into_iter().enumerate() {
         let number = index + 1;
         let username = row.as_ref().ok().and_then(|row| row.username.clone());
+        let id_given = row.as_ref().is_ok_and(|row| row.id.is_some());
         let refuse = |message: String| Refusal {
             row: number,
             username: username.clone(),
@@ -121,6 +185,8 @@ pub async fn import(
             Ok(user) => {
                 if !names.insert(user.username.to_lowercase()) {
                     refusals.push(refuse("`username` appears twice in the file".into()));
+                } else if !ids.insert(user.id.clone()) {
+                    refusals.push(refuse("`id` appears twice in the file".into()));
                 } else if user
                     .email
                     .as_ref()
@@ -128,13 +194,16 @@ pub async fn import(
                 {
                     refusals.push(refuse("`email` appears twice in the file".into()));
                 } else {
+                    if id_given {
+                        given_ids.push(user.id.clone());
+                    }
                     users.push((number, user));
                 }
             }
             Err(message) => refusals.push(refuse(message)),
         }
     }
-    refusals.extend(already_taken(&state, &users).await?);
+    refusals.extend(already_taken(&state, &users, &given_ids).await?);
     refusals.sort_by_key(|refusal| refusal.row);
     let accepted = if refusals.is_empty() { users.len() } else { 0 };
     let report = |applied: bool| {
@@ -186,9 +255,9 @@ pub async fn import(
     }
 }
 
-/// The file's rows, each read or refused; 400 for a file that cannot be read at all.
-fn read_rows(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<ImportRow, String>>, ApiError> {
-    let content_type = headers
+/// The media type of the body, without its parameters.
+fn content_type(headers: &HeaderMap) -> String {
+    headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
@@ -196,8 +265,13 @@ fn read_rows(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<ImportRow, S
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    let rows = match content_type.as_str() {
+        .to_ascii_lowercase()
+}
+
+/// The file's rows, each read or refused; 400 for a file that cannot be read at all, or
+/// holds more than [`MAX_IMPORT_ROWS`].
+fn read_rows(content_type: &str, body: &[u8]) -> Result<Vec<Result<ImportRow, String>>, ApiError> {
+    let rows = match content_type {
         "text/csv" => csv_rows(body)?,
         "application/json" => json_rows(body)?,
         _ => {
@@ -207,11 +281,13 @@ fn read_rows(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<ImportRow, S
         }
     };
     if rows.len() > MAX_IMPORT_ROWS {
-        return Err(ApiError::validation(format!(
-            "a file holds at most {MAX_IMPORT_ROWS} users"
-        )));
+        return Err(too_many_rows());
     }
     Ok(rows)
+}
+
+fn too_many_rows() -> ApiError {
+    ApiError::validation(format!("a file holds at most {MAX_IMPORT_ROWS} users"))
 }
 
 fn csv_rows(body: &[u8]) -> Result<Vec<Result<ImportRow, String>>, ApiError> {
@@ -240,24 +316,55 @@ fn csv_rows(body: &[u8]) -> Result<Vec<Result<ImportRow, String>>, ApiError> {
         .collect())
 }
 
+/// The rows of a JSON array, each read on its own, stopping past [`MAX_IMPORT_ROWS`].
 fn json_rows(body: &[u8]) -> Result<Vec<Result<ImportRow, String>>, ApiError> {
-    let values: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|error| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("the body must be a JSON array of users: {error}"),
-        )
-    })?;
-    Ok(values
-        .into_iter()
-        .map(|value| serde_json::from_value(value).map_err(|error| error.to_string()))
-        .collect())
+    struct Rows;
+
+    impl<'de> Visitor<'de> for Rows {
+        type Value = Vec<Result<ImportRow, String>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array of users")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut rows = Vec::new();
+            while let Some(value) = seq.next_element::<serde_json::Value>()? {
+                if rows.len() == MAX_IMPORT_ROWS {
+                    return Err(de::Error::custom(TOO_MANY_ROWS));
+                }
+                rows.push(serde_json::from_value(value).map_err(|error| error.to_string()));
+            }
+            Ok(rows)
+        }
+    }
+
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let rows = reader
+        .deserialize_seq(Rows)
+        .and_then(|rows| reader.end().map(|()| rows));
+    rows.map_err(|error| {
+        if error.to_string().starts_with(TOO_MANY_ROWS) {
+            too_many_rows()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the body must be a JSON array of users: {error}"),
+            )
+        }
+    })
 }
 
-/// The rows whose username or email another user already has.
+/// How [`json_rows`] stops a file with too many rows.
+const TOO_MANY_ROWS: &str = "too many rows";
+
+/// The rows whose id (of those given in the file), username or email another user already
+/// has.
 async fn already_taken(
     state: &AppState,
     users: &[(usize, User)],
+    given_ids: &[UserId],
 ) -> Result<Vec<Refusal>, ApiError> {
     let usernames: Vec<String> = users
         .iter()
@@ -268,10 +375,22 @@ async fn already_taken(
         .filter_map(|(_, user)| user.email.clone())
         .collect();
     let (taken_names, taken_emails) = state.store.taken_names(&usernames, &emails).await?;
+    let mut taken_ids = HashSet::new();
+    for id in given_ids {
+        match state.store.user(id).await {
+            Ok(_) => {
+                taken_ids.insert(id.clone());
+            }
+            Err(crate::store::StoreError::NotFound) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
     Ok(users
         .iter()
         .filter_map(|(row, user)| {
-            let message = if taken_names.contains(&user.username.to_lowercase()) {
+            let message = if taken_ids.contains(&user.id) {
+                "`id` belongs to another user"
+            } else if taken_names.contains(&user.username.to_lowercase()) {
                 "`username` is already taken"
             } else if user
                 .email
@@ -418,8 +537,14 @@ impl ImportRules {
         list: &GroupList,
         tenant: Option<&Tenant>,
     ) -> Result<Vec<String>, String> {
+        let names = list.names();
+        if names.len() > MAX_GROUPS_PER_ROW {
+            return Err(format!(
+                "`groups` names more than {MAX_GROUPS_PER_ROW} groups"
+            ));
+        }
         let mut ids: Vec<String> = Vec::new();
-        for name in list.names() {
+        for name in names {
             let group = self
                 .groups
                 .iter()

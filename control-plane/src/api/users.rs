@@ -179,13 +179,13 @@ pub async fn create(
     }
     let tenant_id = tenant.as_ref().map(|tenant| tenant.id.clone());
     let groups = match body.groups {
-        Some(groups) => groups,
+        Some(groups) => groups_for(&state, &caller.reach(), tenant_id.as_deref(), groups).await?,
+        // Chosen by an admin, who may pick a group of the whole deployment.
         None => tenant
             .and_then(|tenant| tenant.default_group_id)
             .map(|group| vec![group.to_string()])
             .unwrap_or_default(),
     };
-    let groups = groups_for(&state, &caller.reach(), tenant_id.as_deref(), groups).await?;
     let owner = PasswordOwner {
         username: &body.username,
         email: body.email.as_deref(),
@@ -293,6 +293,17 @@ pub async fn change(
     if body.changes_more_than_limits() || !sets_limits {
         caller.also_holding::<ManageUsers>()?;
     }
+    if target.id == caller.0.id
+        && caller.0.role != Role::Admin
+        && (body.password.is_some() || body.mfa_required.is_some() || body.ip_allowlist.is_some())
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "own_security_settings",
+            "change your own password with POST /api/v1/users/me/password; your second factor \
+             and allowlist are set by an admin",
+        ));
+    }
     let before = changeable(target)?;
     let mut user = before.clone();
     if let Some(email) = body.email {
@@ -345,8 +356,15 @@ pub async fn change(
     }
     let regroup = match body.groups {
         Some(groups) => {
-            user.groups =
-                groups_for(&state, &caller.reach(), user.tenant_id.as_deref(), groups).await?;
+            let reach = caller.reach();
+            let mut wanted = groups_for(&state, &reach, user.tenant_id.as_deref(), groups).await?;
+            // Memberships the caller cannot see stay: they may be an operator's limits.
+            for kept in out_of_reach(&state, &reach, &before.groups).await? {
+                if !wanted.contains(&kept) {
+                    wanted.push(kept);
+                }
+            }
+            user.groups = wanted;
             true
         }
         None if user.tenant_id != before.tenant_id => {
@@ -442,10 +460,12 @@ pub async fn restore(
     }
     if let Some(tenant) = user.tenant_id.as_deref() {
         if let Err(StoreError::NotFound) = state.store.tenant(tenant).await {
-            return Err(ApiError::conflict(
-                "tenant_deleted",
-                "the user's tenant was deleted; move the user to another tenant first",
-            ));
+            // The tenant went with its users; an admin brings the user back without one.
+            if caller.reach() != Reach::Everything {
+                return Err(ApiError::not_found("user"));
+            }
+            user.tenant_id = None;
+            user.groups = kept_on_move(&state, &user.groups).await?;
         }
     }
     user.status = UserStatus::Active;
@@ -517,6 +537,26 @@ async fn groups_for(
         }
     }
     Ok(groups)
+}
+
+/// Of `groups`, those `reach` does not cover.
+async fn out_of_reach(
+    state: &AppState,
+    reach: &Reach,
+    groups: &[String],
+) -> Result<Vec<String>, ApiError> {
+    if *reach == Reach::Everything {
+        return Ok(Vec::new());
+    }
+    let mut kept = Vec::new();
+    for id in groups {
+        match state.store.group(&GroupId::from_string(id.clone())).await {
+            Ok(group) if !reach.covers_group(&group) => kept.push(id.clone()),
+            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(kept)
 }
 
 /// Of `groups`, those of the whole deployment, which a user keeps when moving tenants.

@@ -200,8 +200,8 @@ impl TenantStore for SqlStore {
         since: Timestamp,
     ) -> Result<TenantStatistics, StoreError> {
         let people = sqlx::query(
-            "SELECT COUNT(*) AS users, \
-             COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0) AS active_users \
+            "SELECT COUNT(*) AS users, CAST(COALESCE(SUM(CASE WHEN status = 'active' \
+             THEN 1 ELSE 0 END), 0) AS BIGINT) AS active_users \
              FROM users WHERE tenant_id = $1 AND status <> 'deleted'",
         )
         .bind(id)
@@ -215,7 +215,8 @@ impl TenantStore for SqlStore {
             )
             .await?;
         let used = sqlx::query(
-            "SELECT COALESCE(SUM(p.requests), 0) AS requests, COALESCE(SUM(p.bytes), 0) AS bytes \
+            "SELECT CAST(COALESCE(SUM(p.requests), 0) AS BIGINT) AS requests, \
+             CAST(COALESCE(SUM(p.bytes), 0) AS BIGINT) AS bytes \
              FROM usage_periods p JOIN users u ON u.id = p.user_id \
              WHERE u.tenant_id = $1 AND p.period_start >= $2",
         )
