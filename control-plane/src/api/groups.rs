@@ -9,6 +9,9 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{nullable, ApiJson, Caller};
+use super::openapi::shapes::GroupView;
+use super::openapi::shapes::Membership;
+use super::openapi::ListOf;
 use super::paging::whole_list;
 use super::permission::{ManageGroups, ReadGroups};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
@@ -22,7 +25,7 @@ use crate::limits::rate_limits::RateLimits;
 use crate::routing::pool::PoolName;
 use crate::store::StoreError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     name: String,
@@ -30,30 +33,39 @@ pub struct CreateGroup {
     priority: i32,
     #[serde(default)]
     pools: Vec<PoolName>,
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     quotas: SettingsField<QuotasPatch>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeGroup {
     name: Option<String>,
     priority: Option<i32>,
     pools: Option<Vec<PoolName>>,
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     quotas: SettingsField<QuotasPatch>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     user_id: String,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/groups", tag = "groups",
+    request_body = CreateGroup,
+    responses((status = 201, description = "The group", body = GroupView), (status = 409, description = "`name_taken`"))
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,
@@ -87,6 +99,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_members(&group, 0))))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/groups", tag = "groups",
+    responses((status = 200, description = "Every group", body = ListOf<GroupView>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Caller<ReadGroups>,
@@ -102,6 +118,11 @@ pub async fn list(
     Ok(Json(whole_list(&items)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The group", body = GroupView), (status = 404, description = "`not_found`: no such group"))
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: Caller<ReadGroups>,
@@ -112,6 +133,12 @@ pub async fn get(
     Ok(Json(with_members(&group, members)))
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = ChangeGroup,
+    responses((status = 200, description = "The group as changed", body = GroupView), (status = 404, description = "`not_found`: no such group"), (status = 409, description = "`name_taken`"))
+)]
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,
@@ -153,6 +180,11 @@ pub async fn change(
     Ok(Json(with_members(&group, members)))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "`not_found`: no such group"))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,
@@ -168,6 +200,11 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/groups/{id}/members", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The ids of the group's members", body = ListOf<UserId>), (status = 404, description = "`not_found`: no such group"))
+)]
 pub async fn members(
     State(state): State<AppState>,
     _: Caller<ReadGroups>,
@@ -178,6 +215,12 @@ pub async fn members(
     Ok(Json(whole_list(&members)))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/groups/{id}/members", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = AddMember,
+    responses((status = 201, description = "Added", body = Membership), (status = 404, description = "`not_found`: no such group or user"), (status = 409, description = "`already_member`"))
+)]
 pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,
@@ -207,6 +250,11 @@ pub async fn add_member(
     ))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/groups/{id}/members/{user_id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0"), ("user_id" = String, Path, description = "The member's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "`not_found`: no such group or membership"))
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,

@@ -19,8 +19,9 @@ pub struct PageWindow {
 }
 
 /// The paging parameters of a listing's query, before their ranges are checked.
-#[derive(Deserialize)]
-struct PageQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PageQuery {
     page: Option<u64>,
     per_page: Option<u64>,
 }

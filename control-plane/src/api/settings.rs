@@ -13,7 +13,7 @@ use crate::limits::rate_limits::{LimitMode, RateLimits};
 /// A body field holding a settings object.
 pub type SettingsField<T> = Option<Option<T>>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitsPatch {
     #[serde(default, deserialize_with = "nullable")]
@@ -28,7 +28,7 @@ pub struct RateLimitsPatch {
     mode: Option<Option<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotasPatch {
     #[serde(default, deserialize_with = "nullable")]

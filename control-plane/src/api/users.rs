@@ -9,6 +9,8 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{nullable, ApiJson, ApiQuery, Caller, SelfOr};
+use super::openapi::ListOf;
+use super::paging::PageQuery;
 use super::paging::PageWindow;
 use super::permission::{ManageUsers, ReadUsers};
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
@@ -26,7 +28,7 @@ use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
 use crate::store::{StoreError, UserQuery};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     username: String,
@@ -45,8 +47,10 @@ pub struct CreateUser {
     /// The user must log in with a second factor.
     #[serde(default)]
     mfa_required: bool,
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     quotas: SettingsField<QuotasPatch>,
 }
@@ -59,7 +63,7 @@ fn default_status() -> UserStatus {
     UserStatus::Active
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeUser {
     #[serde(default, deserialize_with = "nullable")]
@@ -73,19 +77,30 @@ pub struct ChangeUser {
     tenant_id: Option<Option<String>>,
     ip_allowlist: Option<IpAllowlist>,
     mfa_required: Option<bool>,
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     rate_limits: SettingsField<RateLimitsPatch>,
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     quotas: SettingsField<QuotasPatch>,
 }
 
 /// What narrows a listing of users; its page is a [`PageWindow`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserFilter {
     q: Option<String>,
     status: Option<UserStatus>,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "The user", body = User),
+        (status = 409, description = "`already_exists` or `email_taken`"),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<ManageUsers>,
@@ -168,6 +183,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users",
+    params(UserFilter, PageQuery),
+    responses((status = 200, description = "A page of users", body = ListOf<User>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Caller<ReadUsers>,
@@ -186,6 +206,11 @@ pub async fn list(
     Ok(Json(window.list(page)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The user", body = User), (status = 404, description = "`not_found`: no such user"))
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: SelfOr<ReadUsers>,
@@ -194,10 +219,24 @@ pub async fn get(
     Ok(Json(find(&state, &id).await?))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/users/me", tag = "users",
+    responses((status = 200, description = "The caller", body = User))
+)]
 pub async fn me(caller: Caller) -> impl IntoResponse {
     Json(caller.0)
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = ChangeUser,
+    responses(
+        (status = 200, description = "The user as changed", body = User),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`user_deleted`, `email_taken` or `last_admin`"),
+    )
+)]
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller<ManageUsers>,
@@ -276,6 +315,15 @@ pub async fn change(
     Ok(Json(user))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses(
+        (status = 204, description = "Deleted: the user can no longer authenticate, and their keys are revoked"),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`last_admin`: the last active admin stays"),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller<ManageUsers>,
