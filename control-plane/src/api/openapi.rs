@@ -99,7 +99,7 @@ const ERROR_SCHEMA: &str = "Error";
         super::backends::set_pool,
     ),
     components(schemas(shapes::Error)),
-    modifiers(&Authentication, &CommonErrors),
+    modifiers(&Authentication, &CommonErrors, &OperationIds),
     security(("api_key" = []), ("bearer" = []), ("session_cookie" = [])),
     tags(
         (name = "health", description = "Liveness, readiness, metrics and this document"),
@@ -184,6 +184,33 @@ impl Modify for CommonErrors {
             .flatten()
             {
                 add_common_errors(operation);
+            }
+        }
+    }
+}
+
+/// Operation ids from the method and the path (`patch_api_v1_users_id`): the handlers' names
+/// repeat across modules, and ids must be unique.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            let name: String = path
+                .chars()
+                .filter(|c| !matches!(c, '{' | '}'))
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            for (method, operation) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ] {
+                if let Some(operation) = operation {
+                    operation.operation_id = Some(format!("{method}{name}"));
+                }
             }
         }
     }
