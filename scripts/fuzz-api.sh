@@ -115,6 +115,8 @@ EOF
 
 say "schemathesis against $base/api/v1/openapi.json, $EXAMPLES cases per operation, seed $SEED"
 status=0
+# From the temporary folder, where schemathesis keeps its cache of failures.
+cd "$work"
 "$SCHEMATHESIS" --no-color --config-file "$work/schemathesis.toml" run "$base/api/v1/openapi.json" \
     --header "X-API-Key: $ADMIN_KEY" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \

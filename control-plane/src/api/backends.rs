@@ -32,9 +32,13 @@ const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBackend {
+    #[schema(pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$", example = "http://10.0.0.5:8080")]
     url: String,
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 100, example = 100)]
     weight: Option<Weight>,
+    #[schema(max_length = 200, pattern = r"^/[!-~]*$", example = "/healthz")]
     health_check_path: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 63, pattern = "^[a-z0-9-]+$", example = "default")]
     pool: Option<PoolName>,
     enabled: Option<bool>,
     tls_sni: Option<String>,
@@ -45,9 +49,13 @@ pub struct CreateBackend {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeBackend {
+    #[schema(pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$", example = "http://10.0.0.5:8080")]
     url: Option<String>,
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 100, example = 100)]
     weight: Option<Weight>,
+    #[schema(max_length = 200, pattern = r"^/[!-~]*$", example = "/healthz")]
     health_check_path: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 63, pattern = "^[a-z0-9-]+$", example = "default")]
     pool: Option<PoolName>,
     enabled: Option<bool>,
     tls_sni: Option<String>,

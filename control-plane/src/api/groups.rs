@@ -28,10 +28,12 @@ use crate::store::StoreError;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$", example = "gold")]
     name: String,
     #[serde(default)]
     priority: i32,
     #[serde(default)]
+    #[schema(max_items = 10)]
     pools: Vec<PoolName>,
     #[schema(value_type = Option<RateLimitsPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
@@ -44,8 +46,10 @@ pub struct CreateGroup {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeGroup {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$", example = "gold")]
     name: Option<String>,
     priority: Option<i32>,
+    #[schema(max_items = 10)]
     pools: Option<Vec<PoolName>>,
     #[schema(value_type = Option<RateLimitsPatch>, nullable)]
     #[serde(default, deserialize_with = "nullable")]

@@ -31,8 +31,10 @@ use crate::store::StoreError;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
+    #[schema(example = "alice")]
     username: String,
     password: String,
+    #[schema(pattern = "^(local|ldap)$", example = "local")]
     method: Option<String>,
 }
 

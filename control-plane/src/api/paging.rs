@@ -22,7 +22,9 @@ pub struct PageWindow {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct PageQuery {
+    #[param(minimum = 1, example = 1)]
     page: Option<u64>,
+    #[param(minimum = 1, maximum = 200, example = 50)]
     per_page: Option<u64>,
 }
 

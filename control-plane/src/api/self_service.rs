@@ -33,8 +33,11 @@ use crate::store::StoreError;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._@-]+$", example = "alice")]
     username: String,
+    #[schema(format = Email, example = "alice@example.com")]
     email: String,
+    #[schema(min_length = 8, example = "correct horse battery")]
     password: String,
     name: Option<String>,
 }
@@ -48,6 +51,7 @@ pub struct LinkToken {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
+    #[schema(format = Email, example = "alice@example.com")]
     email: String,
 }
 

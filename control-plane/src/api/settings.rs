@@ -17,14 +17,19 @@ pub type SettingsField<T> = Option<Option<T>>;
 #[serde(deny_unknown_fields)]
 pub struct RateLimitsPatch {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 1_000_000_000)]
     requests_per_second: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 1_000_000_000)]
     requests_per_minute: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 1_000_000_000)]
     requests_per_hour: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 1_000_000_000)]
     burst: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<LimitMode>)]
     mode: Option<Option<String>>,
 }
 
@@ -32,12 +37,16 @@ pub struct RateLimitsPatch {
 #[serde(deny_unknown_fields)]
 pub struct QuotasPatch {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, maximum = 1_000_000_000_000_000_u64)]
     monthly_requests: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, maximum = 1_000_000_000_000_000_u64)]
     monthly_bandwidth_mb: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, maximum = 1_000_000_000_000_000_u64)]
     storage_quota_mb: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u8>, minimum = 1, maximum = 28)]
     reset_day: Option<Option<i64>>,
 }
 

@@ -31,9 +31,12 @@ use crate::store::{StoreError, UserQuery};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._@-]+$", example = "alice")]
     username: String,
+    #[schema(format = Email, example = "alice@example.com")]
     email: Option<String>,
     name: Option<String>,
+    #[schema(min_length = 8, example = "correct horse battery")]
     password: Option<String>,
     /// A hash from an older system (bcrypt or Argon2id), instead of `password`.
     password_hash: Option<String>,
@@ -67,9 +70,11 @@ fn default_status() -> UserStatus {
 #[serde(deny_unknown_fields)]
 pub struct ChangeUser {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(format = Email, example = "alice@example.com")]
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     name: Option<Option<String>>,
+    #[schema(min_length = 8)]
     password: Option<String>,
     role: Option<Role>,
     status: Option<UserStatus>,
