@@ -14,11 +14,11 @@
 #     client address back (429 `too_many_attempts`, also in the document) and would soon
 #     hold back the admin key too, as every case comes from 127.0.0.1: the run raises that
 #     budget, and the per-address request limit, so that the cases reach the handlers.
-#   - no operation is left out, but four run with the admin key only and so see only its
-#     refusal: the caller's own second factor (`/api/v1/users/me/mfa...`, 403: it needs a
-#     session) and `/api/v1/auth/logout` (401: it needs a session). schemathesis 4.32 applies
-#     an operation's own headers to every operation, so they cannot get a session of their
-#     own here; tests/mfa.rs and tests/sessions.rs cover them through the HTTP API.
+#     Four operations see only the admin key's refusal, as they need a session: the
+#     caller's own second factor (`/api/v1/users/me/mfa...`, 403) and
+#     `/api/v1/auth/logout` (401). With schemathesis 4.32, headers configured for those
+#     operations reached the others too, so they get no session here; tests/mfa.rs and
+#     tests/sessions.rs cover them through the HTTP API.
 #   - the `stateful` phase: it chains calls through links the document does not declare,
 #     so it would only repeat the other phases.
 set -euo pipefail
