@@ -32,7 +32,10 @@ const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBackend {
-    #[schema(pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$", example = "http://10.0.0.5:8080")]
+    #[schema(
+        pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+        example = "http://10.0.0.5:8080"
+    )]
     url: String,
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 100, example = 100)]
     weight: Option<Weight>,
@@ -49,7 +52,10 @@ pub struct CreateBackend {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeBackend {
-    #[schema(pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$", example = "http://10.0.0.5:8080")]
+    #[schema(
+        pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+        example = "http://10.0.0.5:8080"
+    )]
     url: Option<String>,
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 100, example = 100)]
     weight: Option<Weight>,

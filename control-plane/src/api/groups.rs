@@ -28,7 +28,12 @@ use crate::store::StoreError;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$", example = "gold")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._-]+$",
+        example = "gold"
+    )]
     name: String,
     #[serde(default)]
     priority: i32,
@@ -46,7 +51,12 @@ pub struct CreateGroup {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeGroup {
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$", example = "gold")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._-]+$",
+        example = "gold"
+    )]
     name: Option<String>,
     priority: Option<i32>,
     #[schema(max_items = 10)]

@@ -32,7 +32,12 @@ const MAX_ACTIVE_KEYS_PER_USER: u64 = 50;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", example = "ci")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$",
+        example = "ci"
+    )]
     name: String,
     #[schema(value_type = Option<String>, format = DateTime, example = "2026-01-31T09:30:00Z")]
     expires_at: Option<Timestamp>,

@@ -33,7 +33,12 @@ use crate::store::StoreError;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._@-]+$", example = "alice")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@-]+$",
+        example = "alice"
+    )]
     username: String,
     #[schema(format = Email, example = "alice@example.com")]
     email: String,
