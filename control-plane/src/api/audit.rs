@@ -6,7 +6,7 @@ use axum::Json;
 
 use super::error::ApiError;
 use super::extract::Caller;
-use super::openapi::ListOf;
+use super::openapi::shapes::ListOf;
 use super::paging::PageQuery;
 use super::paging::PageWindow;
 use super::permission::ReadAudit;

@@ -11,10 +11,10 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{nullable, ApiJson, Caller};
+use super::openapi::shapes::ListOf;
 use super::openapi::shapes::PoolSettings;
 use super::openapi::shapes::PoolView;
 use super::openapi::shapes::XdsNodes;
-use super::openapi::ListOf;
 use super::paging::PageQuery;
 use super::paging::{whole_list, PageWindow};
 use super::permission::{ManageBackends, ReadBackends};

@@ -11,7 +11,7 @@ use serde_json::{json, Map};
 use super::error::ApiError;
 use super::extract::Caller;
 use super::openapi::shapes::HealthReport;
-use super::openapi::Status;
+use super::openapi::shapes::Status;
 use super::permission::ReadDependencyErrors;
 use super::AppState;
 

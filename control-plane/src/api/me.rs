@@ -13,7 +13,7 @@ use super::access::ClientAddress;
 use super::auth::session_cookie;
 use super::error::ApiError;
 use super::extract::{ApiJson, ChangingOwnPassword, Me};
-use super::openapi::ListOf;
+use super::openapi::shapes::ListOf;
 use super::paging::whole_list;
 use super::throttle::{self, too_many_attempts};
 use super::users::{check_password, hash, unless_changed_meanwhile};

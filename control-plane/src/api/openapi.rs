@@ -21,8 +21,6 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-pub use shapes::{ListOf, Status};
-
 /// The name of the error schema every error answer refers to.
 const ERROR_SCHEMA: &str = "Error";
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::access::ClientAddress;
 use super::error::ApiError;
 use super::extract::ApiJson;
-use super::openapi::Status;
+use super::openapi::shapes::Status;
 use super::throttle::too_many_attempts;
 use super::users::{check_password, hash, name_taken};
 use super::AppState;

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{nullable, ApiJson, ApiQuery, Caller, SelfOr};
-use super::openapi::ListOf;
+use super::openapi::shapes::ListOf;
 use super::paging::PageQuery;
 use super::paging::PageWindow;
 use super::permission::{ManageUsers, ReadUsers};
