@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, Caller};
+use super::extract::{ApiJson, Caller};
 use super::openapi::shapes::GroupView;
 use super::openapi::shapes::ListOf;
 use super::openapi::shapes::Membership;
@@ -41,10 +41,10 @@ pub struct CreateGroup {
     #[schema(max_items = 10)]
     pools: Vec<PoolName>,
     #[schema(value_type = Option<RateLimitsPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[schema(value_type = Option<QuotasPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
@@ -62,10 +62,10 @@ pub struct ChangeGroup {
     #[schema(max_items = 10)]
     pools: Option<Vec<PoolName>>,
     #[schema(value_type = Option<RateLimitsPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[schema(value_type = Option<QuotasPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 

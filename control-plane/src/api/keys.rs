@@ -11,7 +11,7 @@ use tollgate_filter_core::access::Scopes;
 
 use super::access::may_hand_out;
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, Caller, SelfOr};
+use super::extract::{ApiJson, ApiQuery, Caller, SelfOr};
 use super::openapi::shapes::ListOf;
 use super::openapi::shapes::NewKey;
 use super::paging::whole_list;
@@ -44,7 +44,7 @@ pub struct CreateKey {
     #[serde(default)]
     scopes: Vec<String>,
     #[schema(value_type = Option<RateLimitsPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
 }
 
@@ -52,7 +52,7 @@ pub struct CreateKey {
 #[serde(deny_unknown_fields)]
 pub struct ChangeKey {
     #[schema(value_type = Option<RateLimitsPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
 }
 

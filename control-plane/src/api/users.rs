@@ -56,10 +56,10 @@ pub struct CreateUser {
     #[serde(default)]
     mfa_required: bool,
     #[schema(value_type = Option<RateLimitsPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[schema(value_type = Option<QuotasPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
@@ -88,10 +88,10 @@ pub struct ChangeUser {
     ip_allowlist: Option<IpAllowlist>,
     mfa_required: Option<bool>,
     #[schema(value_type = Option<RateLimitsPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
     #[schema(value_type = Option<QuotasPatch>, nullable)]
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
