@@ -12,13 +12,15 @@
 # system-wide for it, and once present it works offline. The Kubernetes manifests' schema
 # validators live there too: kubernetes-validate (PyPI) in the virtualenv .tools/venv for the
 # core kinds, @kubernetes-models/istio (npm) under .tools/node for Istio's; the SMTP server the
-# tests mail to, aiosmtpd (PyPI), in the same virtualenv; and the OpenID Connect provider the
-# tests log in at, oidc-provider (npm), in .tools/oidc-provider.
+# tests mail to, aiosmtpd (PyPI), and the API fuzzer, schemathesis (PyPI), in the same
+# virtualenv; and the OpenID Connect provider the tests log in at, oidc-provider (npm), in
+# .tools/oidc-provider.
 set -euo pipefail
 
 ENVOY_VERSION="1.40.0"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 AIOSMTPD_VERSION="1.4.6"
+SCHEMATHESIS_VERSION="4.32.5"
 ISTIO_MODELS_VERSION="3.0.1"
 OIDC_PROVIDER_VERSION="9.13.3"
 WASM_TARGET="wasm32-wasip1"
@@ -133,6 +135,12 @@ ensure_test_tools() {
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
             "aiosmtpd==$AIOSMTPD_VERSION" >"$log" 2>&1 ||
             die "pip install aiosmtpd failed: $(tail -n 1 "$log")"
+    fi
+    if [[ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != *" $SCHEMATHESIS_VERSION" ]]; then
+        say "installing schemathesis $SCHEMATHESIS_VERSION into ${venv#"$ROOT"/}"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            "schemathesis==$SCHEMATHESIS_VERSION" >"$log" 2>&1 ||
+            die "pip install schemathesis failed: $(tail -n 1 "$log")"
     fi
     local models="$TOOLS/node/node_modules/@kubernetes-models/istio/package.json"
     if ! grep -q "\"version\": \"$ISTIO_MODELS_VERSION\"" "$models" 2>/dev/null; then

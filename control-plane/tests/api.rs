@@ -377,3 +377,38 @@ async fn unknown_methods_share_one_metric_label() {
     assert!(!metrics.contains("FOO12"), "{metrics}");
     assert!(!metrics.contains("BREW"), "{metrics}");
 }
+
+#[tokio::test]
+async fn a_settings_object_sent_as_an_array_is_refused() {
+    let api = Api::start().await;
+    let (status, body) = api
+        .admin(
+            "POST",
+            "/api/v1/groups",
+            Some(json!({"name": "gold", "rate_limits": [5, 60]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_body");
+    let user = api.create_user("bob").await;
+    let path = format!("/api/v1/users/{}", user["id"].as_str().expect("id"));
+    let (status, body) = api
+        .admin("PATCH", &path, Some(json!({"quotas": [1000]})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_body");
+
+    let (status, group) = api
+        .admin(
+            "POST",
+            "/api/v1/groups",
+            Some(json!({"name": "gold", "rate_limits": {"requests_per_second": 5}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    assert_eq!(group["rate_limits"]["requests_per_second"], 5);
+    let (status, user) = api
+        .admin("PATCH", &path, Some(json!({"quotas": null})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+}

@@ -120,7 +120,7 @@ impl fmt::Debug for KeyHasher {
 }
 
 /// Whether a key may still authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
     Active,
@@ -153,7 +153,7 @@ pub enum KeyState {
 }
 
 /// An API key as stored: everything but the key itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: ApiKeyId,
     pub user_id: UserId,
@@ -166,8 +166,11 @@ pub struct ApiKey {
     pub scopes: Vec<String>,
     /// The key's own limits; unset fields fall back to the deployment's key defaults.
     pub rate_limits: RateLimits,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub expires_at: Option<Timestamp>,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub revoked_at: Option<Timestamp>,
     /// The key a rotation put in its place; this one works on until `expires_at`.
     pub replaced_by: Option<ApiKeyId>,

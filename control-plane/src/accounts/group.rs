@@ -10,7 +10,7 @@ use crate::limits::rate_limits::RateLimits;
 use crate::routing::pool::PoolName;
 
 /// A group as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     pub id: GroupId,
     pub name: String,
@@ -22,7 +22,9 @@ pub struct Group {
     pub pools: Vec<PoolName>,
     pub rate_limits: RateLimits,
     pub quotas: Quotas,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub updated_at: Timestamp,
 }
 

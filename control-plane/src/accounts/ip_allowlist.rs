@@ -11,7 +11,7 @@ const MAX_ENTRIES: usize = 100;
 
 /// Addresses (`10.0.0.1`, `::1`) and networks with no host bits set (`192.168.1.0/24`,
 /// `2001:db8::/32`), at most 100, each in its normal form; empty allows every address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct IpAllowlist(Vec<String>);
 

@@ -12,8 +12,9 @@ use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
 
 /// A tenant as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
+    #[schema(example = "acme")]
     pub id: String,
     pub name: String,
     /// The role of a user created in the tenant without one: `user` or `auditor`.
@@ -24,11 +25,14 @@ pub struct Tenant {
     pub mfa_required: bool,
     /// The login methods the tenant's users may use; empty allows every configured one.
     #[serde(serialize_with = "method_names")]
+    #[schema(value_type = Vec<String>, example = json!(["local", "oidc"]))]
     pub login_methods: Vec<LoginMethod>,
     /// Inherited by the tenant's users and groups below their own.
     pub rate_limits: RateLimits,
     pub quotas: Quotas,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub updated_at: Timestamp,
 }
 

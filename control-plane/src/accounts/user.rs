@@ -10,7 +10,7 @@ use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
 
 /// Whether a user may authenticate. `Deleted` is terminal and hides the user's keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UserStatus {
     Active,
@@ -38,7 +38,7 @@ impl UserStatus {
 }
 
 /// What a user may do in the admin API (`api::permission` holds the whole table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything.
@@ -94,7 +94,7 @@ impl Role {
 }
 
 /// A user as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: UserId,
     pub username: String,
@@ -118,7 +118,9 @@ pub struct User {
     pub password_change_required: bool,
     /// Set by an admin: the user must log in with a second factor, whatever their role.
     pub mfa_required: bool,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub updated_at: Timestamp,
 }
 

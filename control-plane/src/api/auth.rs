@@ -14,6 +14,9 @@ use tollgate_filter_core::credential::SESSION_COOKIE;
 use super::error::ApiError;
 use super::extract::{presented_session_token, ApiJson, Caller};
 use super::mfa::{has_confirmed_totp, second_factor_required};
+use super::openapi::shapes::Methods;
+use super::openapi::shapes::SigningKey;
+use super::openapi::shapes::Tokens;
 use super::permission::ManageSigningKeys;
 use super::AppState;
 use crate::accounts::api_key::PlainApiKey;
@@ -29,16 +32,24 @@ pub(super) const REFRESH_TOKEN_PREFIX: &str = "tgr";
 /// The cookie holding a browser session's refresh token.
 pub const REFRESH_COOKIE: &str = "tollgate_refresh";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refresh {
     refresh_token: String,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/auth/methods", tag = "auth", security(()),
+    responses((status = 200, description = "The login methods offered", body = Methods))
+)]
 pub async fn methods(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({"methods": state.login_methods.listing()}))
 }
 
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "auth", security(()),
+    responses((status = 200, description = "The public keys session tokens are signed with (RFC 7517)", body = Object))
+)]
 pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.tokens.jwks())
 }
@@ -46,6 +57,15 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 /// A new access token for a refresh token, which is replaced. The token comes in the body, or,
 /// from a browser, in the refresh cookie a single sign-on login set; then the answer sets the
 /// replacement cookie too.
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth", security(()),
+    request_body(content = Refresh, description = "Omitted (no `Content-Type`) when the refresh cookie carries the token"),
+    responses(
+        (status = 200, description = "A new access token, and a replacement refresh token", body = Tokens),
+        (status = 401, description = "`invalid_refresh_token`: unknown, expired or already used"),
+        (status = 403, description = "`user_inactive`: the user is suspended or deleted"),
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     request: Request,
@@ -142,6 +162,10 @@ async fn end_session_of_reused_token(
 }
 
 /// Ends the caller's session (an access token in `Authorization: Bearer` or the session cookie).
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 204, description = "The session ended; the cookies are cleared"))
+)]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -177,6 +201,10 @@ pub async fn logout(
 
 /// Publishes a new signing key now and makes it sign after the publish delay; the
 /// current keys keep verifying until every token they signed has expired.
+#[utoipa::path(
+    post, path = "/api/v1/auth/signing-keys/rotate", tag = "auth",
+    responses((status = 201, description = "The new key, published now and signing from `activates_at`", body = SigningKey))
+)]
 pub async fn rotate_signing_key(
     State(state): State<AppState>,
     caller: Caller<ManageSigningKeys>,

@@ -11,6 +11,11 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{nullable, ApiJson, Caller};
+use super::openapi::shapes::ListOf;
+use super::openapi::shapes::PoolSettings;
+use super::openapi::shapes::PoolView;
+use super::openapi::shapes::XdsNodes;
+use super::paging::PageQuery;
 use super::paging::{whole_list, PageWindow};
 use super::permission::{ManageBackends, ReadBackends};
 use super::AppState;
@@ -24,12 +29,19 @@ use crate::routing::upstream_tls::{self, TrustedCa};
 
 const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBackend {
+    #[schema(
+        pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+        example = "http://10.0.0.5:8080"
+    )]
     url: String,
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 100, example = 100)]
     weight: Option<Weight>,
+    #[schema(max_length = 200, pattern = r"^/[!-~]*$", example = "/healthz")]
     health_check_path: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 63, pattern = "^[a-z0-9-]+$", example = "default")]
     pool: Option<PoolName>,
     enabled: Option<bool>,
     tls_sni: Option<String>,
@@ -37,12 +49,19 @@ pub struct CreateBackend {
     tls_insecure: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeBackend {
+    #[schema(
+        pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+        example = "http://10.0.0.5:8080"
+    )]
     url: Option<String>,
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 100, example = 100)]
     weight: Option<Weight>,
+    #[schema(max_length = 200, pattern = r"^/[!-~]*$", example = "/healthz")]
     health_check_path: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 63, pattern = "^[a-z0-9-]+$", example = "default")]
     pool: Option<PoolName>,
     enabled: Option<bool>,
     tls_sni: Option<String>,
@@ -51,6 +70,11 @@ pub struct ChangeBackend {
     tls_insecure: Option<bool>,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/backends", tag = "backends",
+    request_body = CreateBackend,
+    responses((status = 201, description = "The backend", body = Backend), (status = 409, description = "`too_many_backends`: the pool is full"))
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<ManageBackends>,
@@ -93,6 +117,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(backend)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/backends", tag = "backends",
+    params(PageQuery),
+    responses((status = 200, description = "A page of backends, with live health", body = ListOf<Backend>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Caller<ReadBackends>,
@@ -105,6 +134,11 @@ pub async fn list(
     Ok(Json(window.list(page)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/backends/{id}", tag = "backends",
+    params(("id" = String, Path, description = "The backend's id", example = "b_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The backend", body = Backend), (status = 404, description = "`not_found`: no such backend"))
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: Caller<ReadBackends>,
@@ -113,6 +147,12 @@ pub async fn get(
     Ok(Json(find(&state, &id).await?))
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/backends/{id}", tag = "backends",
+    params(("id" = String, Path, description = "The backend's id", example = "b_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = ChangeBackend,
+    responses((status = 200, description = "The backend as changed", body = Backend), (status = 404, description = "`not_found`: no such backend"), (status = 409, description = "`too_many_backends` or `too_few_backends`"))
+)]
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller<ManageBackends>,
@@ -166,6 +206,11 @@ pub async fn change(
     Ok(Json(backend))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/backends/{id}", tag = "backends",
+    params(("id" = String, Path, description = "The backend's id", example = "b_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "`not_found`: no such backend"), (status = 409, description = "`too_few_backends`"))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller<ManageBackends>,
@@ -182,6 +227,10 @@ pub async fn delete(
 }
 
 /// `GET /api/v1/pools`: each pool with its backends' health and its health-check settings.
+#[utoipa::path(
+    get, path = "/api/v1/pools", tag = "backends",
+    responses((status = 200, description = "Every pool with backends", body = ListOf<PoolView>))
+)]
 pub async fn pools(
     State(state): State<AppState>,
     _: Caller<ReadBackends>,
@@ -208,6 +257,12 @@ pub async fn pools(
 }
 
 /// `PUT /api/v1/pools/{name}`: the pool's health-check settings.
+#[utoipa::path(
+    put, path = "/api/v1/pools/{name}", tag = "backends",
+    params(("name" = String, Path, description = "The pool's name", example = "default")),
+    request_body = HealthCheckSettings,
+    responses((status = 200, description = "The pool's settings", body = PoolSettings))
+)]
 pub async fn set_pool(
     State(state): State<AppState>,
     caller: Caller<ManageBackends>,
@@ -229,6 +284,10 @@ pub async fn set_pool(
 }
 
 /// `GET /api/v1/xds/nodes`: each connected Envoy's accepted versions and refusals.
+#[utoipa::path(
+    get, path = "/api/v1/xds/nodes", tag = "backends",
+    responses((status = 200, description = "What every Envoy accepted and refused", body = XdsNodes))
+)]
 pub async fn xds_nodes(
     State(state): State<AppState>,
     _: Caller<ReadBackends>,

@@ -8,7 +8,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{nullable, user_within, ApiJson, Caller};
+use super::extract::{user_within, ApiJson, Caller};
+use super::openapi::shapes::GroupView;
+use super::openapi::shapes::ListOf;
+use super::openapi::shapes::Membership;
 use super::paging::whole_list;
 use super::permission::{ManageBackends, ManageGroups, ManageLimits, ReadGroups};
 use super::reach::Reach;
@@ -22,9 +25,15 @@ use crate::limits::rate_limits::RateLimits;
 use crate::routing::pool::PoolName;
 use crate::store::StoreError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._-]+$",
+        example = "gold"
+    )]
     name: String,
     /// The caller's own tenant when they belong to one; none for a group of the whole
     /// deployment.
@@ -32,31 +41,48 @@ pub struct CreateGroup {
     #[serde(default)]
     priority: i32,
     #[serde(default)]
+    #[schema(max_items = 10)]
     pools: Vec<PoolName>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeGroup {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._-]+$",
+        example = "gold"
+    )]
     name: Option<String>,
     priority: Option<i32>,
+    #[schema(max_items = 10)]
     pools: Option<Vec<PoolName>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     user_id: String,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/groups", tag = "groups",
+    request_body = CreateGroup,
+    responses((status = 201, description = "The group", body = GroupView), (status = 409, description = "`name_taken`"))
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,
@@ -105,6 +131,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_members(&group, 0))))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/groups", tag = "groups",
+    responses((status = 200, description = "Every group", body = ListOf<GroupView>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<ReadGroups>,
@@ -121,6 +151,11 @@ pub async fn list(
     Ok(Json(whole_list(&items)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The group", body = GroupView), (status = 404, description = "`not_found`: no such group"))
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller<ReadGroups>,
@@ -133,6 +168,12 @@ pub async fn get(
 
 /// Changes a group: its name and priority for those who manage groups, its pools for those
 /// who manage routing, its limits and quotas for those who set limits.
+#[utoipa::path(
+    patch, path = "/api/v1/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = ChangeGroup,
+    responses((status = 200, description = "The group as changed", body = GroupView), (status = 404, description = "`not_found`: no such group"), (status = 409, description = "`name_taken`"))
+)]
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller<ReadGroups>,
@@ -184,6 +225,11 @@ pub async fn change(
     Ok(Json(with_members(&group, members)))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "`not_found`: no such group"))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,
@@ -199,6 +245,11 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/groups/{id}/members", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The ids of the group's members", body = ListOf<UserId>), (status = 404, description = "`not_found`: no such group"))
+)]
 pub async fn members(
     State(state): State<AppState>,
     caller: Caller<ReadGroups>,
@@ -209,6 +260,12 @@ pub async fn members(
     Ok(Json(whole_list(&members)))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/groups/{id}/members", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = AddMember,
+    responses((status = 201, description = "Added", body = Membership), (status = 404, description = "`not_found`: no such group or user"), (status = 409, description = "`already_member`"))
+)]
 pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,
@@ -249,6 +306,11 @@ pub async fn add_member(
     ))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/groups/{id}/members/{user_id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id", example = "g_3k9xq2m8v7c4n1b6z5l0"), ("user_id" = String, Path, description = "The member's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "`not_found`: no such group or membership"))
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller<ManageGroups>,

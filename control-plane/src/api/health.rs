@@ -10,6 +10,8 @@ use serde_json::{json, Map};
 
 use super::error::ApiError;
 use super::extract::Caller;
+use super::openapi::shapes::HealthReport;
+use super::openapi::shapes::Status;
 use super::permission::ReadDependencyErrors;
 use super::AppState;
 
@@ -17,6 +19,13 @@ use super::AppState;
 /// Shared rate-limit counters that are down only degrade the service: the filter applies its
 /// configured fallback to global limits while everything else keeps working. Why a dependency
 /// is down goes to the log, and to admins in the answer; anyone else sees the status only.
+#[utoipa::path(
+    get, path = "/api/v1/health", tag = "health", security((), ("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Every dependency is up, or only the shared counters are down (`degraded`)", body = HealthReport),
+        (status = 503, description = "The database is down", body = HealthReport),
+    )
+)]
 pub async fn health(
     State(state): State<AppState>,
     caller: Result<Caller<ReadDependencyErrors>, ApiError>,
@@ -71,6 +80,13 @@ pub async fn health(
 }
 
 /// `GET /api/v1/ready`: 200 once the process can serve requests that need the database.
+#[utoipa::path(
+    get, path = "/api/v1/ready", tag = "health", security(()),
+    responses(
+        (status = 200, description = "The database answers", body = Status, example = json!({"status": "ready"})),
+        (status = 503, description = "`not_ready`: the database is not reachable"),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
@@ -84,6 +100,10 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "health", security(()),
+    responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain"))
+)]
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

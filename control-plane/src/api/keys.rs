@@ -11,7 +11,9 @@ use tollgate_filter_core::access::Scopes;
 
 use super::access::may_hand_out;
 use super::error::{found, ApiError};
-use super::extract::{nullable, ApiJson, ApiQuery, OnUser, SelfOr};
+use super::extract::{ApiJson, ApiQuery, OnUser, SelfOr};
+use super::openapi::shapes::ListOf;
+use super::openapi::shapes::NewKey;
 use super::paging::whole_list;
 use super::permission::{ManageLimits, ManageUsers, ReadUsers};
 use super::settings::{self, RateLimitsPatch, SettingsField};
@@ -27,21 +29,30 @@ use crate::limits::rate_limits::RateLimits;
 const MAX_KEY_NAME_CHARS: usize = 100;
 const MAX_ACTIVE_KEYS_PER_USER: u64 = 50;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$",
+        example = "ci"
+    )]
     name: String,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-01-31T09:30:00Z")]
     expires_at: Option<Timestamp>,
     #[serde(default)]
     scopes: Vec<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeKey {
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
 }
 
@@ -53,6 +64,16 @@ struct IssuedKey<'a> {
     key: &'a str,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/users/{id}/keys", tag = "keys",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "The key; `key` is shown this once", body = NewKey),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`user_deleted` or `too_many_keys`"),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: SelfOr<ManageUsers>,
@@ -101,6 +122,11 @@ pub async fn create(
     Ok(issued(&key, &plain))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}/keys", tag = "keys",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "Every key of the user", body = ListOf<ApiKey>), (status = 404, description = "`not_found`: no such user"))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: SelfOr<ReadUsers>,
@@ -111,6 +137,11 @@ pub async fn list(
     Ok(Json(whole_list(&keys)))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}/keys/{key_id}", tag = "keys",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0"), ("key_id" = String, Path, description = "The key's id", example = "k_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "Revoked (or already was)"), (status = 404, description = "`not_found`: no such user or API key"))
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: SelfOr<ManageUsers>,
@@ -130,6 +161,12 @@ pub async fn revoke(
 
 /// Changes a key's rate limits. Only for those who set limits: a key's limits may be the
 /// operator's cap.
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}/keys/{key_id}", tag = "keys",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0"), ("key_id" = String, Path, description = "The key's id", example = "k_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = ChangeKey,
+    responses((status = 200, description = "The key as changed", body = ApiKey), (status = 404, description = "`not_found`: no such user or API key"))
+)]
 pub async fn change(
     State(state): State<AppState>,
     OnUser { caller, .. }: OnUser<ManageLimits>,
@@ -150,16 +187,27 @@ pub async fn change(
     Ok(Json(key))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// How long the old key keeps working beside the new one (0: it stops at once).
+    #[param(maximum = 2_592_000, example = 3600)]
     grace_secs: Option<u32>,
 }
 
 /// Issues a key in place of another. The old key keeps working for the grace period
 /// (`keys.rotation_grace_secs`, or `?grace_secs=`), which its `expires_at` then shows, so
 /// clients can move to the new one without an outage; with no grace it is revoked at once.
+#[utoipa::path(
+    post, path = "/api/v1/users/{id}/keys/{key_id}/rotate", tag = "keys",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0"), ("key_id" = String, Path, description = "The key's id", example = "k_3k9xq2m8v7c4n1b6z5l0"), Rotation),
+    responses(
+        (status = 201, description = "The replacement; `key` is shown this once", body = NewKey),
+        (status = 404, description = "`not_found`: no such user or API key"),
+        (status = 409, description = "`key_revoked` or `key_replaced`"),
+    )
+)]
 pub async fn rotate(
     State(state): State<AppState>,
     caller: SelfOr<ManageUsers>,

@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::ldap_login::verify_ldap_password;
 use super::mfa_login;
+use super::openapi::shapes::LoginAnswer;
 use super::tenants;
 use super::throttle::{self, too_many_attempts};
 use super::AppState;
@@ -28,11 +29,13 @@ use crate::identity::lockout::Admission;
 use crate::identity::session::{LoginMethod, Session};
 use crate::store::StoreError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
+    #[schema(example = "alice")]
     username: String,
     password: String,
+    #[schema(pattern = "^(local|ldap)$", example = "local")]
     method: Option<String>,
 }
 
@@ -42,6 +45,17 @@ pub struct Login {
 /// `mfa_login.rs`). Every attempt is audited with its method, address and user agent (the
 /// refusals before any password check sampled per address, as a client can repeat them at
 /// will).
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth", security(()),
+    request_body = Login,
+    responses(
+        (status = 200, description = "A session, or the challenge for the second factor", body = LoginAnswer),
+        (status = 401, description = "`invalid_credentials`: wrong name or password"),
+        (status = 403, description = "`user_inactive`: the user is suspended or deleted"),
+        (status = 409, description = "`email_taken`: a directory login's address belongs to another user"),
+        (status = 429, description = "`too_many_attempts`: the address or the name is held back; see `Retry-After`"),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     address: ClientAddress,

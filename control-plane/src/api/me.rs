@@ -13,6 +13,7 @@ use super::access::ClientAddress;
 use super::auth::session_cookie;
 use super::error::ApiError;
 use super::extract::{ApiJson, ChangingOwnPassword, Me};
+use super::openapi::shapes::ListOf;
 use super::paging::whole_list;
 use super::throttle::{self, too_many_attempts};
 use super::users::{check_password, hash, unless_changed_meanwhile};
@@ -26,7 +27,7 @@ use crate::identity::password_policy::PasswordOwner;
 use crate::identity::session::Session;
 use crate::store::StoreError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     current_password: String,
@@ -37,6 +38,14 @@ pub struct PasswordChange {
 /// theirs. Wrong current passwords count like failed logins (per address and per account).
 /// The calling session lives on; after an admin's reset it allows everything again from its
 /// next refresh.
+#[utoipa::path(
+    post, path = "/api/v1/users/me/password", tag = "users",
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "The caller, password changed", body = User),
+        (status = 403, description = "`wrong_password` or `no_password`"),
+    )
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     address: ClientAddress,
@@ -123,7 +132,7 @@ pub(super) async fn verify_current_password(
 }
 
 /// One of the caller's sessions, as they see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SessionView {
     id: SessionId,
     method: &'static str,
@@ -131,8 +140,11 @@ struct SessionView {
     device: String,
     user_agent: Option<String>,
     address: Option<String>,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     last_used_at: Timestamp,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     expires_at: Timestamp,
     /// Whether this request came with it.
     current: bool,
@@ -155,6 +167,10 @@ impl SessionView {
 }
 
 /// The caller's live sessions, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/users/me/sessions", tag = "users",
+    responses((status = 200, description = "The caller's live sessions", body = ListOf<SessionView>))
+)]
 pub async fn sessions(
     State(state): State<AppState>,
     me: Me,
@@ -170,6 +186,11 @@ pub async fn sessions(
 }
 
 /// Ends one of the caller's sessions; another user's, or an ended one, is 404.
+#[utoipa::path(
+    delete, path = "/api/v1/users/me/sessions/{id}", tag = "users",
+    params(("id" = String, Path, description = "The session's id", example = "s_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "The session ended"), (status = 404, description = "`not_found`: no such session"))
+)]
 pub async fn end_session(
     State(state): State<AppState>,
     me: Me,
@@ -195,6 +216,10 @@ pub async fn end_session(
 }
 
 /// Logs the caller out everywhere: every session of theirs ends, this one included.
+#[utoipa::path(
+    delete, path = "/api/v1/users/me/sessions", tag = "users",
+    responses((status = 204, description = "Every session of the caller ended"))
+)]
 pub async fn end_all_sessions(
     State(state): State<AppState>,
     me: Me,

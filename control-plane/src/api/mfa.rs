@@ -16,6 +16,9 @@ use super::access::ClientAddress;
 use super::error::{found, ApiError};
 use super::extract::{ApiJson, EnrollingMfa, Me, OnUser};
 use super::me::verify_current_password;
+use super::openapi::shapes::BackupCodes;
+use super::openapi::shapes::MfaStatus;
+use super::openapi::shapes::TotpSetup;
 use super::permission::ManageUsers;
 use super::throttle::{self, too_many_attempts};
 use super::{tenants, AppState};
@@ -42,6 +45,13 @@ pub(super) async fn has_confirmed_totp(state: &AppState, user: &UserId) -> Resul
 
 /// A new TOTP secret for the caller, pending until a code confirms it (replacing a pending
 /// one): answers its `otpauth://` URI and the URI's QR code. 409 while a confirmed one exists.
+#[utoipa::path(
+    post, path = "/api/v1/users/me/mfa/totp", tag = "users",
+    responses(
+        (status = 201, description = "A pending TOTP secret, to confirm with a first code", body = TotpSetup),
+        (status = 409, description = "`mfa_enabled`: remove the current one first"),
+    )
+)]
 pub async fn enrol(
     State(state): State<AppState>,
     EnrollingMfa(me): EnrollingMfa,
@@ -81,7 +91,7 @@ pub async fn enrol(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Confirmation {
     code: String,
@@ -93,6 +103,15 @@ pub struct Confirmation {
 /// Confirms the caller's pending TOTP with a first code (and the password, when the account
 /// has one); answers ten one-time backup codes, shown this once. A session that allowed only
 /// enrolment allows everything from its next refresh.
+#[utoipa::path(
+    post, path = "/api/v1/users/me/mfa/totp/confirm", tag = "users",
+    request_body = Confirmation,
+    responses(
+        (status = 200, description = "Enabled; the backup codes, shown this once", body = BackupCodes),
+        (status = 403, description = "`invalid_code` or `wrong_password`"),
+        (status = 404, description = "`not_found`: nothing pending"),
+    )
+)]
 pub async fn confirm(
     State(state): State<AppState>,
     address: ClientAddress,
@@ -146,6 +165,10 @@ pub async fn confirm(
 }
 
 /// Whether the caller has a second factor, must have one, and how many backup codes remain.
+#[utoipa::path(
+    get, path = "/api/v1/users/me/mfa", tag = "users",
+    responses((status = 200, description = "The caller's second factor", body = MfaStatus))
+)]
 pub async fn status(
     State(state): State<AppState>,
     EnrollingMfa(me): EnrollingMfa,
@@ -165,7 +188,7 @@ pub async fn status(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Removal {
     code: Option<String>,
@@ -173,6 +196,15 @@ pub struct Removal {
 }
 
 /// Removes the caller's TOTP and backup codes, given a current code or the password.
+#[utoipa::path(
+    delete, path = "/api/v1/users/me/mfa", tag = "users",
+    request_body = Removal,
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "`invalid_code`, `wrong_password` or `mfa_required`"),
+        (status = 404, description = "`not_found`: no second factor"),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     address: ClientAddress,
@@ -207,6 +239,11 @@ pub async fn remove(
 
 /// An admin's reset of a user's second factor (a lost phone): the TOTP and backup codes go,
 /// and the user's wrong codes are forgotten.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}/mfa", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "The user's second factor is removed"), (status = 404, description = "`not_found`: no such user, or no second factor"))
+)]
 pub async fn reset(
     State(state): State<AppState>,
     OnUser {

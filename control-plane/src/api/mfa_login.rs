@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::login::{count_login, open_session, LoginAttempt};
 use super::mfa::{admit_second_factor, check_code, has_confirmed_totp, wrong_code, CodeCheck};
+use super::openapi::shapes::Tokens;
 use super::AppState;
 use crate::accounts::user::{User, UserStatus};
 use crate::domain::now;
@@ -58,7 +59,7 @@ pub(super) async fn challenge_if_enrolled(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecondFactor {
     mfa_token: String,
@@ -70,6 +71,15 @@ pub struct SecondFactor {
 /// current TOTP code (not one already used) or an unused backup code. A wrong code is
 /// audited and counted against the user's second factor (backoff, then lockout) and the
 /// client's address; an expired, tampered or spent challenge is 401 `invalid_mfa_token`.
+#[utoipa::path(
+    post, path = "/api/v1/auth/mfa", tag = "auth", security(()),
+    request_body = SecondFactor,
+    responses(
+        (status = 200, description = "The session", body = Tokens),
+        (status = 401, description = "`invalid_mfa_token` or `invalid_code`"),
+        (status = 429, description = "`too_many_attempts`: wrong codes hold the factor or the address back"),
+    )
+)]
 pub async fn complete(
     State(state): State<AppState>,
     address: ClientAddress,

@@ -20,6 +20,7 @@ mod me;
 mod mfa;
 mod mfa_login;
 mod oidc;
+pub mod openapi;
 mod paging;
 mod permission;
 mod quota;
@@ -138,6 +139,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health::health))
         .route("/api/v1/ready", get(health::ready))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(health::prometheus))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/api/v1/auth/methods", get(auth::methods))

@@ -23,7 +23,8 @@ use crate::identity::oidc::provider::OidcProvider;
 use crate::identity::oidc::OidcError;
 use crate::identity::session::LoginMethod;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Start {
     /// Where to go after the login; one of the provider's `allowed_redirects`.
@@ -31,7 +32,8 @@ pub struct Start {
 }
 
 /// What the provider sends back (providers add parameters of their own, ignored here).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Callback {
     code: Option<String>,
     state: Option<String>,
@@ -40,6 +42,13 @@ pub struct Callback {
 
 /// `GET /api/v1/auth/login`: a browser is sent to the one OIDC provider when no other
 /// method is enabled; otherwise logins are posted here.
+#[utoipa::path(
+    get, path = "/api/v1/auth/login", tag = "auth", security(()),
+    responses(
+        (status = 302, description = "To the only login method, an OpenID Connect provider"),
+        (status = 405, description = "`method_not_allowed`: other methods are enabled; POST a login here"),
+    )
+)]
 pub async fn login_page(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -58,6 +67,14 @@ pub async fn login_page(
     Ok((StatusCode::FOUND, [(LOCATION, target)]))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/auth/oidc/{provider}/login", tag = "auth", security(()),
+    params(("provider" = String, Path, description = "The provider's name in `auth.oidc.providers`", example = "corp"), Start),
+    responses(
+        (status = 302, description = "To the provider, with the flow cookie set"),
+        (status = 404, description = "`not_found`: no such OpenID Connect provider"),
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -82,6 +99,17 @@ pub async fn start(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/auth/oidc/{provider}/callback", tag = "auth", security(()),
+    params(("provider" = String, Path, description = "The provider's name in `auth.oidc.providers`", example = "corp"), Callback),
+    responses(
+        (status = 302, description = "Logged in: to the `return_to` of the login, with the session and refresh cookies"),
+        (status = 401, description = "`oidc_failed`: the provider refused, or the flow does not match this browser"),
+        (status = 403, description = "`user_inactive` or `oidc_not_allowed`: no user may log in this way"),
+        (status = 404, description = "`not_found`: no such OpenID Connect provider"),
+        (status = 409, description = "`email_taken`: the address belongs to another user"),
+    )
+)]
 pub async fn callback(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -19,9 +19,12 @@ pub struct PageWindow {
 }
 
 /// The paging parameters of a listing's query, before their ranges are checked.
-#[derive(Deserialize)]
-struct PageQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PageQuery {
+    #[param(minimum = 1, example = 1)]
     page: Option<u64>,
+    #[param(minimum = 1, maximum = 200, example = 50)]
     per_page: Option<u64>,
 }
 

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::SelfOr;
+use super::openapi::shapes::QuotaReport;
 use super::permission::ReadUsers;
 use super::users::find;
 use super::AppState;
@@ -15,6 +16,11 @@ use crate::limits::inherited::Inherited;
 use crate::limits::quota::BYTES_PER_MB;
 use crate::limits::quota_state::QuotaState;
 
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}/quota", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The user's quotas in the current period", body = QuotaReport), (status = 404, description = "`not_found`: no such user"))
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: SelfOr<ReadUsers>,

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::access::ClientAddress;
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::openapi::shapes::Status;
 use super::throttle::too_many_attempts;
 use super::users::{check_password, hash, name_taken};
 use super::AppState;
@@ -29,28 +30,37 @@ use crate::identity::password_policy::PasswordOwner;
 use crate::mail::{letters, Letter};
 use crate::store::StoreError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@-]+$",
+        example = "alice"
+    )]
     username: String,
+    #[schema(format = Email, example = "alice@example.com")]
     email: String,
+    #[schema(min_length = 8, example = "correct horse battery")]
     password: String,
     name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkToken {
     token: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
+    #[schema(format = Email, example = "alice@example.com")]
     email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPassword {
     token: String,
@@ -60,6 +70,17 @@ pub struct NewPassword {
 /// Creates an account for whoever asks, when registration is enabled. With verification
 /// required (the default) the account cannot log in until the link mailed to it is opened,
 /// and the answer is 202 whether or not the address was free; otherwise 201 with the user.
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "auth", security(()),
+    request_body = Registration,
+    responses(
+        (status = 201, description = "Registered without verification", body = User),
+        (status = 202, description = "A verification link was mailed, if the address was free", body = Status, example = json!({"status": "verification_sent"})),
+        (status = 403, description = "`registration_disabled`"),
+        (status = 409, description = "`already_exists`: the name is taken"),
+        (status = 429, description = "`too_many_requests`: the mail budget is spent"),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     address: ClientAddress,
@@ -129,6 +150,14 @@ pub async fn register(
 }
 
 /// Opens a verification link: the account's email is verified and it may log in.
+#[utoipa::path(
+    post, path = "/api/v1/auth/verify-email", tag = "auth", security(()),
+    request_body = LinkToken,
+    responses(
+        (status = 200, description = "The address is verified", body = Status, example = json!({"status": "verified"})),
+        (status = 403, description = "`self_service_disabled`"),
+    )
+)]
 pub async fn verify_email(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LinkToken>,
@@ -164,6 +193,15 @@ pub async fn verify_email(
 
 /// Mails a new verification link to an account that registered with `email` and has not
 /// verified it; 202 whatever the address.
+#[utoipa::path(
+    post, path = "/api/v1/auth/verify-email/resend", tag = "auth", security(()),
+    request_body = Address,
+    responses(
+        (status = 202, description = "A new link was mailed, if the address waits for one", body = Status, example = json!({"status": "verification_sent"})),
+        (status = 403, description = "`self_service_disabled`"),
+        (status = 429, description = "`too_many_requests`: the mail budget is spent"),
+    )
+)]
 pub async fn resend_verification(
     State(state): State<AppState>,
     address: ClientAddress,
@@ -188,6 +226,15 @@ pub async fn resend_verification(
 
 /// Mails a link that sets a new password to the active account with `email` and a password
 /// kept here; 202 whatever the address.
+#[utoipa::path(
+    post, path = "/api/v1/auth/password-reset", tag = "auth", security(()),
+    request_body = Address,
+    responses(
+        (status = 202, description = "A reset link was mailed, if the address has an account", body = Status, example = json!({"status": "reset_link_sent_if_the_address_has_an_account"})),
+        (status = 403, description = "`self_service_disabled`"),
+        (status = 429, description = "`too_many_requests`: the mail budget is spent"),
+    )
+)]
 pub async fn request_password_reset(
     State(state): State<AppState>,
     address: ClientAddress,
@@ -223,6 +270,14 @@ pub async fn request_password_reset(
 
 /// Sets a new password with a reset link. The link works once: it is bound to the password
 /// it replaces. Every session of the account ends, and its failed logins are forgotten.
+#[utoipa::path(
+    post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", security(()),
+    request_body = NewPassword,
+    responses(
+        (status = 200, description = "The password is changed and every session ended", body = Status, example = json!({"status": "password_changed"})),
+        (status = 403, description = "`self_service_disabled`"),
+    )
+)]
 pub async fn confirm_password_reset(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewPassword>,

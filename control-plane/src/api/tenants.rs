@@ -10,7 +10,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{nullable, ApiJson, ApiQuery, Caller};
-use super::paging::PageWindow;
+use super::openapi::shapes::{ListOf, TenantView};
+use super::paging::{PageQuery, PageWindow};
 use super::permission::{ManageTenants, ReadTenants};
 use super::reach::Reach;
 use super::settings::{self, QuotasPatch, RateLimitsPatch, SettingsField};
@@ -26,11 +27,13 @@ use crate::limits::quota::{Period, Quotas};
 use crate::limits::rate_limits::RateLimits;
 use crate::store::StoreError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Chosen by the caller, or generated.
+    #[schema(max_length = 64, pattern = r"^[a-z0-9][a-z0-9_-]*$", example = "acme")]
     id: Option<String>,
+    #[schema(min_length = 1, max_length = 200, example = "Acme Corp")]
     name: String,
     #[serde(default = "default_role")]
     default_role: Role,
@@ -39,9 +42,11 @@ pub struct CreateTenant {
     mfa_required: bool,
     #[serde(default)]
     login_methods: Vec<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
@@ -49,28 +54,38 @@ fn default_role() -> Role {
     Role::User
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeTenant {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     default_role: Option<Role>,
+    #[schema(value_type = Option<String>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     default_group_id: Option<Option<String>>,
     mfa_required: Option<bool>,
     login_methods: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteOptions {
     /// Delete the tenant's users with it.
     #[serde(default)]
     cascade: bool,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/tenants", tag = "tenants",
+    request_body = CreateTenant,
+    responses((status = 201, description = "The tenant", body = Tenant), (status = 409, description = "`tenant_exists`: the id is taken, now or before"))
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<ManageTenants>,
@@ -109,6 +124,11 @@ pub async fn create(
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/tenants", tag = "tenants",
+    params(PageQuery),
+    responses((status = 200, description = "A page of the tenants within reach", body = ListOf<Tenant>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<ReadTenants>,
@@ -125,6 +145,11 @@ pub async fn list(
     Ok(Json(window.list(page)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant's id", example = "acme")),
+    responses((status = 200, description = "The tenant and its statistics", body = TenantView), (status = 404, description = "`not_found`: no such tenant within reach"))
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller<ReadTenants>,
@@ -156,6 +181,12 @@ pub async fn get(
     Ok(Json(answer))
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant's id", example = "acme")),
+    request_body = ChangeTenant,
+    responses((status = 200, description = "The tenant as changed", body = Tenant), (status = 404, description = "`not_found`: no such tenant"))
+)]
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller<ManageTenants>,
@@ -193,6 +224,11 @@ pub async fn change(
     Ok(Json(tenant))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant's id", example = "acme"), DeleteOptions),
+    responses((status = 204, description = "Deleted, with its groups (and its users, with `cascade`)"), (status = 404, description = "`not_found`: no such tenant"), (status = 409, description = "`tenant_not_empty`: the tenant has users"))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller<ManageTenants>,

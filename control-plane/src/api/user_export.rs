@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, Caller};
+use super::openapi::shapes::UserRow;
 use super::permission::ReadUsers;
 use super::AppState;
 use crate::accounts::user::User;
@@ -24,7 +25,7 @@ const EXPORT_PAGE: u64 = 500;
 /// Pages produced ahead of what the client has taken.
 const PAGES_AHEAD: usize = 2;
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Csv,
@@ -32,7 +33,8 @@ pub enum ExportFormat {
     Json,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportOptions {
     #[serde(default)]
     format: ExportFormat,
@@ -117,6 +119,14 @@ fn exported<G>(user: &User, groups: G) -> ExportedUser<'_, G> {
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/users/export", tag = "users",
+    params(ExportOptions),
+    responses((status = 200, description = "Every user within reach, streamed", content(
+        (Vec<UserRow> = "application/json"),
+        (String = "text/csv"),
+    )))
+)]
 pub async fn export(
     State(state): State<AppState>,
     caller: Caller<ReadUsers>,

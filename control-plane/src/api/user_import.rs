@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, Caller};
+use super::openapi::shapes::{ImportReport, UserRow};
 use super::permission::ManageUsers;
 use super::reach::Reach;
 use super::user_export::COLUMNS;
@@ -45,8 +46,10 @@ const MAX_LISTED_REFUSALS: usize = 1000;
 /// The column a file may have beside those of an export.
 const PASSWORD_HASH: &str = "password_hash";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportOptions {
+    /// Only check the file.
     #[serde(default)]
     dry_run: bool,
 }
@@ -150,6 +153,20 @@ struct Refusal {
     message: String,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/users/import", tag = "users",
+    params(ImportOptions),
+    request_body(content(
+        (Vec<UserRow> = "application/json"),
+        (String = "text/csv", example = "username,email,groups\nalice,alice@example.com,engineers\n"),
+    )),
+    responses(
+        (status = 200, description = "The dry run's report: every row could be imported", body = ImportReport),
+        (status = 201, description = "Every row imported", body = ImportReport),
+        (status = 400, description = "`import_rejected`: the error's `report` names each refused row; nothing was imported"),
+        (status = 409, description = "`import_conflict`: a name was taken while the file was checked"),
+    )
+)]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller<ManageUsers>,

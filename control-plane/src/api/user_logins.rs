@@ -12,6 +12,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, OnUser};
+use super::openapi::shapes::Lockout;
+use super::openapi::shapes::UserAfterReset;
 use super::permission::{ManageUsers, ReadUsers};
 use super::users::{changeable, check_password, hash, unless_changed_meanwhile};
 use super::AppState;
@@ -24,7 +26,7 @@ const TEMPORARY_PASSWORD_GROUP_CHARS: usize = 6;
 /// Draws of a temporary password before giving up on one the policy accepts.
 const TEMPORARY_PASSWORD_DRAWS: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordReset {
     /// The temporary password; generated (and answered once) when absent.
@@ -33,6 +35,16 @@ pub struct PasswordReset {
 
 /// Sets a temporary password and ends every session of the user; their next login may only
 /// change the password.
+#[utoipa::path(
+    post, path = "/api/v1/users/{id}/password-reset", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = PasswordReset,
+    responses(
+        (status = 200, description = "The user; `temporary_password` when it was generated", body = UserAfterReset),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`user_deleted`"),
+    )
+)]
 pub async fn reset_password(
     State(state): State<AppState>,
     OnUser { caller, target }: OnUser<ManageUsers>,
@@ -91,6 +103,11 @@ fn temporary_password(state: &AppState, owner: PasswordOwner) -> Result<String, 
 }
 
 /// The failed logins that count against the user's name, and until when they hold it back.
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}/lockout", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The failed logins held against the user", body = Lockout), (status = 404, description = "`not_found`: no such user"))
+)]
 pub async fn lockout(
     State(state): State<AppState>,
     OnUser { target: user, .. }: OnUser<ReadUsers>,
@@ -105,6 +122,11 @@ pub async fn lockout(
 
 /// Forgets the user's failed logins and wrong second-factor codes: the next attempt is
 /// checked at once.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}/lockout", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 204, description = "Forgotten"), (status = 404, description = "`not_found`: no such user"))
+)]
 pub async fn unlock(
     State(state): State<AppState>,
     OnUser {

@@ -9,6 +9,8 @@ use serde_json::json;
 
 use super::error::{found, ApiError};
 use super::extract::{nullable, ApiJson, ApiQuery, Caller, OnUser, SelfOr};
+use super::openapi::shapes::ListOf;
+use super::paging::PageQuery;
 use super::paging::PageWindow;
 use super::permission::{ManageLimits, ManageUsers, ReadUsers};
 use super::reach::Reach;
@@ -28,12 +30,20 @@ use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
 use crate::store::{LoginSource, StoreError, UserOrder, UserQuery};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@-]+$",
+        example = "alice"
+    )]
     username: String,
+    #[schema(format = Email, example = "alice@example.com")]
     email: Option<String>,
     name: Option<String>,
+    #[schema(min_length = 8, example = "correct horse battery")]
     password: Option<String>,
     /// A hash from an older system (bcrypt or Argon2id), instead of `password`.
     password_hash: Option<String>,
@@ -52,9 +62,11 @@ pub struct CreateUser {
     /// The user must log in with a second factor.
     #[serde(default)]
     mfa_required: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
@@ -63,7 +75,7 @@ fn default_status() -> UserStatus {
 }
 
 /// The organisation fields of a directory entry, each absent (as is), `null` (cleared) or text.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct EnterpriseFields {
     #[serde(default, deserialize_with = "nullable")]
     organization: Option<Option<String>>,
@@ -93,13 +105,15 @@ impl EnterpriseFields {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeUser {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(format = Email, example = "alice@example.com")]
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     name: Option<Option<String>>,
+    #[schema(min_length = 8)]
     password: Option<String>,
     role: Option<Role>,
     status: Option<UserStatus>,
@@ -111,9 +125,11 @@ pub struct ChangeUser {
     enterprise: EnterpriseFields,
     ip_allowlist: Option<IpAllowlist>,
     mfa_required: Option<bool>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitsPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     rate_limits: SettingsField<RateLimitsPatch>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<QuotasPatch>, nullable)]
+    #[serde(default, deserialize_with = "settings::settings_object")]
     quotas: SettingsField<QuotasPatch>,
 }
 
@@ -137,7 +153,8 @@ impl ChangeUser {
 }
 
 /// What narrows a listing of users, and its order; its page is a [`PageWindow`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserFilter {
     q: Option<String>,
     status: Option<UserStatus>,
@@ -149,6 +166,14 @@ pub struct UserFilter {
     sort: UserOrder,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "The user", body = User),
+        (status = 409, description = "`already_exists` or `email_taken`"),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<ManageUsers>,
@@ -243,6 +268,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users",
+    params(UserFilter, PageQuery),
+    responses((status = 200, description = "A page of users", body = ListOf<User>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<ReadUsers>,
@@ -267,6 +297,11 @@ pub async fn list(
     Ok(Json(window.list(page)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The user", body = User), (status = 404, description = "`not_found`: no such user"))
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: SelfOr<ReadUsers>,
@@ -275,12 +310,26 @@ pub async fn get(
     Ok(Json(find(&state, &id).await?))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/users/me", tag = "users",
+    responses((status = 200, description = "The caller", body = User))
+)]
 pub async fn me(caller: Caller) -> impl IntoResponse {
     Json(caller.0)
 }
 
 /// Changes a user: the limits and quotas for those who set limits, everything else for those
 /// who manage users.
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    request_body = ChangeUser,
+    responses(
+        (status = 200, description = "The user as changed", body = User),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`user_deleted`, `email_taken` or `last_admin`"),
+    )
+)]
 pub async fn change(
     State(state): State<AppState>,
     OnUser { caller, target }: OnUser<ReadUsers>,
@@ -416,6 +465,15 @@ pub async fn change(
 
 /// Soft-deletes a user: the account stays for the audit trail and a later restore, while
 /// every key is revoked and every session ends.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses(
+        (status = 204, description = "Deleted: the user can no longer authenticate, and their keys are revoked"),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`last_admin`: the last active admin stays"),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     OnUser { caller, target }: OnUser<ManageUsers>,
@@ -447,6 +505,11 @@ pub async fn delete(
 
 /// Brings a deleted user back, active, with no keys or sessions: those ended with the
 /// deletion and stay ended.
+#[utoipa::path(
+    post, path = "/api/v1/users/{id}/restore", tag = "users",
+    params(("id" = String, Path, description = "The user's id", example = "u_3k9xq2m8v7c4n1b6z5l0")),
+    responses((status = 200, description = "The user, active again", body = User), (status = 404, description = "`not_found`: no such user"), (status = 409, description = "`user_not_deleted`"))
+)]
 pub async fn restore(
     State(state): State<AppState>,
     OnUser { caller, target }: OnUser<ManageUsers>,

@@ -6,9 +6,10 @@ use crate::domain::ids::{AuditId, UserId};
 use crate::domain::Timestamp;
 
 /// One audit entry as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: AuditId,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub at: Timestamp,
     /// `None` for actions the system takes itself (bootstrap).
     pub actor_user_id: Option<UserId>,

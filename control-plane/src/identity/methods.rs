@@ -31,7 +31,7 @@ pub struct PasswordMethod {
 }
 
 /// One method as a login page sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MethodListing {
     /// What a password login names as its `method`; an OIDC provider's name.
     pub id: String,

@@ -17,7 +17,7 @@ pub const BYTES_PER_MB: u64 = 1_048_576;
 pub const MAX_RESET_DAY: u8 = 28;
 
 /// Quota settings of one user or group; `None` inherits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
     pub monthly_requests: Option<u64>,

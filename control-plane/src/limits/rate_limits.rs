@@ -9,7 +9,7 @@ use crate::domain::validation::InvalidField;
 pub const MAX_REQUESTS: u64 = 1_000_000_000;
 
 /// Where a limit is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitMode {
     /// Each Envoy on its own.
@@ -32,7 +32,7 @@ impl LimitMode {
 }
 
 /// Rate-limit settings of one user, group, key or deployment default; `None` inherits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
     pub requests_per_second: Option<u64>,

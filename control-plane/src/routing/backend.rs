@@ -76,7 +76,7 @@ impl Serialize for BackendUrl {
 }
 
 /// The result of the last health checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     Healthy,
@@ -104,11 +104,12 @@ impl HealthStatus {
 }
 
 /// A backend's live health.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BackendHealth {
     pub status: HealthStatus,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub last_checked_at: Option<Timestamp>,
     pub last_latency_ms: Option<u64>,
     pub last_error: Option<String>,
@@ -187,9 +188,10 @@ pub struct CheckedHealth {
 }
 
 /// A backend as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Backend {
     pub id: BackendId,
+    #[schema(value_type = String, example = "http://10.0.0.5:8080")]
     pub url: BackendUrl,
     /// Share of its pool's traffic, relative to the other backends' weights.
     pub weight: Weight,
@@ -205,12 +207,14 @@ pub struct Backend {
     /// An `https` backend whose certificate is not checked at all.
     pub tls_insecure: bool,
     pub health: BackendHealth,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub updated_at: Timestamp,
 }
 
 /// A backend's share of its pool's traffic: 1 to 100.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Weight(u32);
 

@@ -11,7 +11,7 @@ use crate::domain::validation::{deserialize_checked, InvalidField};
 pub const DEFAULT_POOL: &str = "default";
 
 /// A pool's name: 1-63 lowercase letters, digits and `-`, as it becomes an Envoy cluster name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct PoolName(String);
 
@@ -60,7 +60,7 @@ impl fmt::Display for PoolName {
 }
 
 /// How a pool's backends are health-checked. Fields left out take the defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckSettings {
     pub interval_secs: u32,

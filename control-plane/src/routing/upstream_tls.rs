@@ -15,7 +15,7 @@ pub const MAX_CA_PEM_BYTES: usize = 64 * 1024;
 
 /// CA certificates (PEM) trusted for one backend instead of the deployment's bundle; each
 /// parses as an X.509 certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct TrustedCa(String);
 

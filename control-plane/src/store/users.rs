@@ -44,7 +44,7 @@ pub struct UserQuery {
 }
 
 /// Where a user's logins are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoginSource {
     /// Here, or nowhere yet: no directory entry or provider account is linked.
@@ -64,7 +64,7 @@ impl LoginSource {
 }
 
 /// The order of a listing of users; each ends with the id, so pages never overlap.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 pub enum UserOrder {
     #[default]
     #[serde(rename = "created_at")]

@@ -13,7 +13,7 @@ use crate::domain::Timestamp;
 const MAX_REJECTIONS_KEPT: usize = 16;
 
 /// The configuration state of one Envoy (one node id).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     /// ADS streams open now (more than one: several Envoys share the node id).
     pub open_streams: u32,
@@ -26,7 +26,7 @@ pub struct NodeStatus {
 }
 
 /// A version Envoy refused, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RecordedRejection {
     /// The type of the refused resources.
     pub type_url: String,
@@ -35,6 +35,7 @@ pub struct RecordedRejection {
     /// Envoy's error message.
     pub message: String,
     /// When the refusal arrived.
+    #[schema(value_type = String, format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub at: Timestamp,
 }
 
