@@ -8,6 +8,7 @@ mod access;
 mod audit;
 mod auth;
 mod backends;
+mod correlation;
 mod cross_site;
 pub mod error;
 mod extract;
@@ -245,6 +246,10 @@ pub fn app(state: AppState) -> Router {
             cross_site::refuse_cross_site_changes,
         ))
         .layer(middleware::from_fn(record_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            correlation::correlate,
+        ))
         .with_state(state)
 }
 

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::request_context::RequestContext;
+
 use crate::domain::ids::{AuditId, UserId};
 use crate::domain::Timestamp;
 
@@ -15,9 +17,13 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub details: serde_json::Value,
+    /// The request the entry was made while handling.
+    #[serde(flatten)]
+    pub context: RequestContext,
 }
 
 impl AuditEntry {
+    /// An entry made now, carrying the context of the request being handled, if any.
     pub fn new(
         actor_user_id: Option<UserId>,
         action: &str,
@@ -31,6 +37,7 @@ impl AuditEntry {
             action: action.to_string(),
             target: target.to_string(),
             details,
+            context: RequestContext::current(),
         }
     }
 }
