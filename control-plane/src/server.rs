@@ -31,6 +31,7 @@ use crate::identity::self_service::MailBudget;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
 use crate::limits::counters;
 use crate::limits::subjects::SubjectLimits;
+use crate::limits::user_labels::UserLabels;
 use crate::mail::Mailer;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
 use crate::routing::health_check;
@@ -261,6 +262,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             cache: config.raw.filter.clone(),
             limits: config.raw.limits.clone(),
             quotas: config.quota_policy,
+            user_labels: UserLabels::new(&config.raw.metrics.labelled_users),
         },
     );
     tokio::spawn(topology::run(

@@ -12,6 +12,7 @@ mod correlation;
 mod cross_site;
 pub mod error;
 mod extract;
+mod figures;
 mod groups;
 mod health;
 mod keys;
@@ -135,7 +136,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health::health))
         .route("/api/v1/ready", get(health::ready))
-        .route("/metrics", get(health::prometheus))
+        .route("/metrics", get(figures::prometheus))
+        .route("/api/v1/metrics", get(figures::summary))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/api/v1/auth/methods", get(auth::methods))
         .route(

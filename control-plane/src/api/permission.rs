@@ -82,6 +82,11 @@ permission! {
     ReadDependencyErrors: Admin
 }
 
+permission! {
+    /// Read the metrics summary.
+    ReadMetrics: Admin
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +107,7 @@ mod tests {
             ReadAudit::held_by,
             ManageSigningKeys::held_by,
             ReadDependencyErrors::held_by,
+            ReadMetrics::held_by,
         ];
         for held_by in admin_only {
             assert!(held_by(Role::Admin));
