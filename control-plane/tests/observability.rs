@@ -1,12 +1,18 @@
 //! Each request's correlation id (`x-request-id`), and the request context audit entries carry,
-//! through the router; and the metrics endpoints.
+//! through the router; and the metrics: endpoints, and per-user labels only for opted-in users.
 
 mod support;
+
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::accounts::{login_from, user_with_password, FIREFOX, PASSWORD};
 use support::app::{Answer, Api, ADMIN_KEY};
+use support::TestDatabase;
+use tollgate::proto::v1::filter_service_server::FilterService;
+use tollgate::proto::v1::{ReportUsageRequest, UsageDelta};
+use tonic::Request;
 
 const SCRIPT: &str = "ops-script/1.0";
 
@@ -151,4 +157,49 @@ async fn backend_health_is_a_gauge_and_the_summary_is_for_admins() {
             .is_some_and(|total| total >= 4.0),
         "{summary}"
     );
+}
+
+#[tokio::test]
+async fn per_user_metrics_name_only_opted_in_users() {
+    // The users exist before the configuration names one: the same database and secret, restarted.
+    let db = Arc::new(TestDatabase::sqlite().await);
+    let secret = Some("a server secret of at least thirty-two characters".to_string());
+    let first = Api::start_on(db.clone(), |config| {
+        config.security.key_hash_secret.clone_from(&secret);
+    })
+    .await;
+    let (named, _) = first.user_with_key("named").await;
+    let (unnamed, _) = first.user_with_key("unnamed").await;
+    let api = Api::start_on(db, |config| {
+        config.security.key_hash_secret = secret;
+        config.metrics.labelled_users = vec![named.clone()];
+    })
+    .await;
+    let usage = |user_id: &str| UsageDelta {
+        user_id: user_id.to_string(),
+        requests: 7,
+        bytes: 700,
+        rate_limited: [("user".to_string(), 3)].into(),
+        ..UsageDelta::default()
+    };
+    api.filter
+        .report_usage(Request::new(ReportUsageRequest {
+            batch_id: "b_labels".to_string(),
+            usage: vec![usage(&named), usage(&unnamed)],
+            settled_allowances: Vec::new(),
+        }))
+        .await
+        .expect("applied");
+
+    let (_, metrics) = api.call("GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().expect("metrics text");
+    for line in [
+        format!("tollgate_user_quota_usage_requests_total{{user=\"{named}\"}} 7"),
+        format!("tollgate_user_quota_usage_bytes_total{{user=\"{named}\"}} 700"),
+        format!("tollgate_user_rate_limit_violations_total{{user=\"{named}\"}} 3"),
+        "tollgate_user_rate_limit_violations_total{user=\"other\"} 3".to_string(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    assert!(!metrics.contains(&unnamed), "{metrics}");
 }
