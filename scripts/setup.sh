@@ -289,8 +289,15 @@ ensure_directory_tools() {
     if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 }
 
+# Prometheus, for the test that runs every query of the Grafana dashboard against real scrapes
+# of the control plane and Envoy (it starts its own prometheus; the package's service is unused).
+ensure_metrics_tools() {
+    command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+}
+
 ensure_base_tools
 ensure_directory_tools
+ensure_metrics_tools
 ensure_wasm_target
 ensure_envoy
 ensure_test_tools

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod filter_service;
 pub mod identity;
 pub mod limits;
+pub mod logging;
 pub mod mail;
 pub mod proto;
 pub mod routing;

@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use tollgate::accounts::bootstrap;
 use tollgate::config::Config;
+use tollgate::logging;
 use tollgate::server;
 use tollgate::store::AuditLog;
 
@@ -44,14 +45,6 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -63,6 +56,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
+    logging::init(&config.raw.log);
     bootstrap::warn_if_weak(config.raw.bootstrap.admin_api_key.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,6 +15,7 @@ use crate::api::{app, AccessPolicy, AppState, PoolLimits, SessionSettings};
 use crate::changes::audit_chain::AuditChainKey;
 use crate::config::ValidConfig;
 use crate::domain::audit_sample::AuditSample;
+use crate::domain::correlation::{CorrelationId, REQUEST_ID_HEADER};
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
 use crate::identity::address_failures::AddressFailures;
@@ -31,6 +32,7 @@ use crate::identity::self_service::MailBudget;
 use crate::identity::tokens::{SessionTokens, TokenPolicy};
 use crate::limits::counters;
 use crate::limits::subjects::SubjectLimits;
+use crate::limits::user_labels::UserLabels;
 use crate::mail::Mailer;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
 use crate::routing::health_check;
@@ -261,6 +263,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             cache: config.raw.filter.clone(),
             limits: config.raw.limits.clone(),
             quotas: config.quota_policy,
+            user_labels: UserLabels::new(&config.raw.metrics.labelled_users),
         },
     );
     tokio::spawn(topology::run(
@@ -326,11 +329,30 @@ pub async fn serve_grpc(
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        .trace_fn(grpc_span)
         .layer(InterceptorLayer::new(credential))
         .add_service(FilterServiceServer::from_arc(filter))
         .add_service(xds.service())
         .serve_with_incoming_shutdown(tokio_stream_from(listener), shutdown)
         .await
+}
+
+/// The span a gRPC call is handled in: its method and, for a call the filter makes on behalf
+/// of a client request, that request's `x-request-id`.
+fn grpc_span(request: &axum::http::Request<()>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| CorrelationId::parse(value.as_bytes()));
+    let span = tracing::info_span!(
+        "grpc",
+        method = %request.uri().path(),
+        request_id = tracing::field::Empty,
+    );
+    if let Some(id) = request_id {
+        span.record("request_id", id.as_str());
+    }
+    span
 }
 
 const GRPC_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);

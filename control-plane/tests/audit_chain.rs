@@ -11,6 +11,7 @@ use serde_json::json;
 use support::{against_both_databases, TestDatabase};
 use tollgate::changes::audit::AuditEntry;
 use tollgate::changes::audit_chain::{AuditChainKey, ChainBreak};
+use tollgate::changes::request_context::RequestContext;
 use tollgate::store::{AuditLog, SqlStore};
 
 against_both_databases!(
@@ -20,6 +21,7 @@ against_both_databases!(
     an_entry_inserted_around_the_chain_is_named,
     removing_the_last_entries_is_found,
     entries_from_before_the_chain_join_it_once,
+    a_request_context_is_kept_and_covered_by_the_chain,
 );
 
 async fn store_with_entries(db: &TestDatabase, count: usize) -> (SqlStore, Vec<AuditEntry>) {
@@ -60,15 +62,25 @@ async fn concurrent_writes_form_one_unbroken_chain(db: TestDatabase) {
 async fn an_altered_entry_is_named(db: TestDatabase) {
     let (store, entries) = store_with_entries(&db, 5).await;
     assert_eq!(verified(&store).await, Ok(5));
-    let id = entries[2].id.as_str();
-    db.run_raw(&[format!(
-        "UPDATE audit_log SET details = '{{\"index\":99}}' WHERE id = '{id}'"
-    )])
-    .await;
+    assert_altering_is_named(&db, &store, r#"details = '{"index":99}'"#, &entries[2], 3).await;
+}
+
+/// Changes `entry` (place `seq`) in the database with `set`, around the chain, and expects
+/// verification to name it.
+async fn assert_altering_is_named(
+    db: &TestDatabase,
+    store: &SqlStore,
+    set: &str,
+    entry: &AuditEntry,
+    seq: i64,
+) {
+    let id = entry.id.as_str();
+    db.run_raw(&[format!("UPDATE audit_log SET {set} WHERE id = '{id}'")])
+        .await;
     assert_eq!(
-        verified(&store).await,
+        verified(store).await,
         Err(ChainBreak::Altered {
-            seq: 3,
+            seq,
             id: id.to_string()
         })
     );
@@ -159,6 +171,29 @@ async fn entries_from_before_the_chain_join_it_once(db: TestDatabase) {
     drop(store);
     let reopened = db.open().await;
     assert_eq!(verified(&reopened).await, Ok(4), "chained once, not again");
+}
+
+async fn a_request_context_is_kept_and_covered_by_the_chain(db: TestDatabase) {
+    let (store, _) = store_with_entries(&db, 2).await;
+    let context = RequestContext {
+        client_address: Some("192.0.2.7".into()),
+        user_agent: Some("curl/8.5".into()),
+        correlation_id: Some("req-42".into()),
+    };
+    let entry = context
+        .clone()
+        .scope(async { AuditEntry::new(None, "test.recorded", "t_1", json!({})) })
+        .await;
+    store.record_audit(&entry).await.expect("audit");
+    let page = store.audit_entries(0, 10).await.expect("entries");
+    let stored = page.items.iter().find(|item| item.id == entry.id);
+    assert_eq!(stored.map(|item| &item.context), Some(&context));
+    assert_eq!(
+        verified(&store).await,
+        Ok(3),
+        "older entries verify beside it"
+    );
+    assert_altering_is_named(&db, &store, "correlation_id = NULL", &entry, 3).await;
 }
 
 #[tokio::test]

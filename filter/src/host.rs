@@ -62,9 +62,13 @@ impl Host for ProxyHost {
             call.cluster,
             FILTER_SERVICE,
             call.method,
-            call.authorization
-                .map(|value| vec![("authorization", value)])
-                .unwrap_or_default(),
+            [
+                ("authorization", call.authorization),
+                ("x-request-id", call.request_id),
+            ]
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect(),
             Some(call.message),
             call.timeout,
         )

@@ -70,7 +70,79 @@ fn compose_gives_each_tier_its_own_network() {
         .collect();
     assert_eq!(
         with_the_control_plane,
-        set(&["envoy", "tollgate", "postgres", "redis", "openldap", "oidc"])
+        set(&[
+            "envoy",
+            "tollgate",
+            "postgres",
+            "redis",
+            "openldap",
+            "oidc",
+            "prometheus"
+        ])
+    );
+}
+
+#[test]
+fn compose_observability_profile_scrapes_metrics_only() {
+    let compose = compose();
+    for service in ["prometheus", "grafana"] {
+        assert_eq!(
+            compose["services"][service]["profiles"][0], "observability",
+            "{service} runs only in the observability profile"
+        );
+    }
+    for network in networks_of(&compose, "grafana") {
+        assert_eq!(
+            members(&compose, &network),
+            set(&["grafana", "prometheus"]),
+            "Grafana reaches more than Prometheus over {network}"
+        );
+    }
+    let bootstrap: Value =
+        serde_yaml::from_str(&repository_file("envoy/bootstrap.compose.yaml")).expect("bootstrap");
+    let metrics_listener = bootstrap["static_resources"]["listeners"]
+        .as_sequence()
+        .expect("listeners")
+        .iter()
+        .find(|listener| listener["name"] == "envoy_metrics")
+        .expect("a metrics listener");
+    let routes = &metrics_listener["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"];
+    assert_eq!(routes[0]["match"]["path"], "/stats/prometheus");
+    assert_eq!(routes[0]["route"]["cluster"], "envoy_admin");
+    assert_eq!(routes[1]["direct_response"]["status"], 404);
+    assert_eq!(routes.as_sequence().map(Vec::len), Some(2));
+
+    let prometheus: Value =
+        serde_yaml::from_str(&repository_file("deploy/prometheus/prometheus.yml"))
+            .expect("prometheus.yml");
+    let scrapes: Vec<(&str, &str, &str)> = prometheus["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .map(|job| {
+            (
+                job["job_name"].as_str().unwrap_or_default(),
+                job["metrics_path"].as_str().unwrap_or_default(),
+                job["static_configs"][0]["targets"][0]
+                    .as_str()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let metrics_port = metrics_listener["address"]["socket_address"]["port_value"]
+        .as_u64()
+        .expect("metrics port");
+    assert_eq!(
+        scrapes,
+        [
+            ("tollgate", "/metrics", "tollgate:8090"),
+            (
+                "envoy",
+                "/stats/prometheus",
+                format!("envoy:{metrics_port}").as_str()
+            ),
+        ]
     );
 }
 

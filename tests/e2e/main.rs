@@ -12,6 +12,7 @@ mod keys;
 mod limits;
 mod manifests;
 mod mfa;
+mod observability;
 mod oidc;
 mod quotas;
 mod routing;

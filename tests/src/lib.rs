@@ -14,6 +14,7 @@ pub mod http;
 pub mod latency;
 pub mod ldap;
 pub mod oidc_provider;
+pub mod prometheus;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use envoy::{Envoy, EnvoyOptions};

@@ -1,9 +1,9 @@
-//! Liveness, readiness and metrics.
+//! Liveness and readiness.
 
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map};
@@ -97,16 +97,4 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             ),
         ),
     }
-}
-
-/// `GET /metrics`: Prometheus text format.
-#[utoipa::path(
-    get, path = "/metrics", tag = "health", security(()),
-    responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain"))
-)]
-pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
 }

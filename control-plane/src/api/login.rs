@@ -185,7 +185,7 @@ impl LoginAttempt {
     pub(super) async fn admit(&self, state: &AppState, username: &str) -> Result<(), ApiError> {
         self.admit_address(state).await?;
         if let Admission::Locked { until } = state.lockout.attempt(username).await? {
-            count_login("locked");
+            count_login(self.method, "locked");
             self.audit_refusal(state, "locked").await;
             return Err(too_many_attempts(
                 (until - now()).to_std().unwrap_or_default(),
@@ -197,7 +197,7 @@ impl LoginAttempt {
     /// 429 while the client's address is over its budget of failures.
     pub(super) async fn admit_address(&self, state: &AppState) -> Result<(), ApiError> {
         if let Err(refused) = throttle::refuse_over_budget(state, self.address).await {
-            count_login("throttled");
+            count_login(self.method, "throttled");
             self.audit_refusal(state, "throttled").await;
             return Err(refused);
         }
@@ -217,7 +217,7 @@ impl LoginAttempt {
         if allowed {
             return Ok(());
         }
-        count_login("refused");
+        count_login(self.method, "refused");
         self.audit(
             state,
             "login.failed",
@@ -249,7 +249,7 @@ impl LoginAttempt {
         error: ApiError,
     ) -> ApiError {
         state.address_failures.record(self.address.0).await;
-        count_login("refused");
+        count_login(self.method, "refused");
         self.audit(state, "login.failed", target, error.code).await;
         error
     }
@@ -326,7 +326,7 @@ pub(super) async fn open_session(
             &audit,
         )
         .await?;
-    count_login("ok");
+    count_login(attempt.method, "ok");
     Ok((session.id, refresh))
 }
 
@@ -361,8 +361,15 @@ async fn upgrade_password_hash(state: &AppState, user: &User, password: String) 
     }
 }
 
-pub(super) fn count_login(result: &'static str) {
+/// Counts a login attempt's `result`, in all and by the method it used.
+pub(super) fn count_login(method: LoginMethod, result: &'static str) {
     metrics::counter!("tollgate_logins_total", "result" => result).increment(1);
+    metrics::counter!(
+        "tollgate_auth_attempts_total",
+        "method" => method.as_str(),
+        "outcome" => result,
+    )
+    .increment(1);
 }
 
 fn invalid_credentials() -> ApiError {

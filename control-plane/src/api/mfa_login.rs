@@ -40,7 +40,7 @@ pub(super) async fn challenge_if_enrolled(
         attempt.address.0.to_string(),
         expires_at,
     );
-    count_login("mfa_required");
+    count_login(attempt.method, "mfa_required");
     attempt
         .audit(
             state,
@@ -140,7 +140,7 @@ pub async fn complete(
         }
     };
     if check != CodeCheck::Accepted {
-        count_login("mfa_refused");
+        count_login(attempt.method, "mfa_refused");
         attempt
             .audit(&state, "login.mfa_failed", user.id.as_str(), check.as_str())
             .await;

@@ -8,9 +8,11 @@ mod access;
 mod audit;
 mod auth;
 mod backends;
+mod correlation;
 mod cross_site;
 pub mod error;
 mod extract;
+mod figures;
 mod groups;
 mod health;
 mod keys;
@@ -140,7 +142,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/health", get(health::health))
         .route("/api/v1/ready", get(health::ready))
         .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/metrics", get(health::prometheus))
+        .route("/metrics", get(figures::prometheus))
+        .route("/api/v1/metrics", get(figures::summary))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/api/v1/auth/methods", get(auth::methods))
         .route(
@@ -264,6 +267,10 @@ pub fn app(state: AppState) -> Router {
             cross_site::refuse_cross_site_changes,
         ))
         .layer(middleware::from_fn(record_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            correlation::correlate,
+        ))
         .with_state(state)
 }
 

@@ -37,7 +37,8 @@ const ERROR_SCHEMA: &str = "Error";
     paths(
         super::health::health,
         super::health::ready,
-        super::health::prometheus,
+        super::figures::prometheus,
+        super::figures::summary,
         document,
         super::auth::jwks,
         super::auth::methods,

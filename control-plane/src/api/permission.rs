@@ -107,6 +107,11 @@ permission! {
     deployment ReadDependencyErrors: Admin | Operator | Auditor
 }
 
+permission! {
+    /// Read the metrics summary.
+    deployment ReadMetrics: Admin | Operator | Auditor
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,7 +123,7 @@ mod tests {
     #[test]
     fn each_role_holds_what_the_table_says() {
         use Role::{Admin, Auditor, Operator, TenantAdmin};
-        let table: [Holders; 13] = [
+        let table: [Holders; 14] = [
             ("Authenticated", Authenticated::held_by, &Role::ALL),
             (
                 "ReadUsers",
@@ -154,6 +159,11 @@ mod tests {
             (
                 "ReadDependencyErrors",
                 ReadDependencyErrors::held_by,
+                &[Admin, Operator, Auditor],
+            ),
+            (
+                "ReadMetrics",
+                ReadMetrics::held_by,
                 &[Admin, Operator, Auditor],
             ),
         ];

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::request_context::RequestContext;
+
 use crate::domain::ids::{AuditId, UserId};
 use crate::domain::Timestamp;
 
@@ -16,9 +18,14 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub details: serde_json::Value,
+    /// The request the entry was made while handling.
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub context: RequestContext,
 }
 
 impl AuditEntry {
+    /// An entry made now, carrying the context of the request being handled, if any.
     pub fn new(
         actor_user_id: Option<UserId>,
         action: &str,
@@ -32,6 +39,7 @@ impl AuditEntry {
             action: action.to_string(),
             target: target.to_string(),
             details,
+            context: RequestContext::current(),
         }
     }
 }

@@ -25,6 +25,15 @@ pub struct ChainedColumns {
     pub target: String,
     /// The details as stored (JSON text), not re-encoded.
     pub details: String,
+    pub client_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+impl ChainedColumns {
+    fn has_request_context(&self) -> bool {
+        self.client_address.is_some() || self.user_agent.is_some() || self.correlation_id.is_some()
+    }
 }
 
 /// Computes and checks the entries' hashes.
@@ -51,7 +60,7 @@ impl AuditChainKey {
         mac.update(previous.as_bytes());
         mac.update(b"\n");
         // A JSON array: no field can run into the next.
-        let encoded = serde_json::to_vec(&(
+        let stored = (
             columns.seq,
             &columns.id,
             &columns.at,
@@ -59,7 +68,19 @@ impl AuditChainKey {
             &columns.action,
             &columns.target,
             &columns.details,
-        ))
+        );
+        // An entry without a request context (every one written before it was recorded)
+        // hashes as it always did, so older entries still verify; one with a context covers it.
+        let encoded = if columns.has_request_context() {
+            serde_json::to_vec(&(
+                stored,
+                &columns.client_address,
+                &columns.user_agent,
+                &columns.correlation_id,
+            ))
+        } else {
+            serde_json::to_vec(&stored)
+        }
         .unwrap_or_else(|_| unreachable!("strings and numbers serialize"));
         mac.update(&encoded);
         hex::encode(mac.finalize().into_bytes())
@@ -173,6 +194,9 @@ mod tests {
                     action: "user.created".into(),
                     target: "u_1".into(),
                     details: "{}".into(),
+                    client_address: None,
+                    user_agent: None,
+                    correlation_id: None,
                 };
                 let hash = key.link(&previous, &columns);
                 previous.clone_from(&hash);
@@ -233,5 +257,44 @@ mod tests {
 
         let forged_elsewhere = AuditChainKey::new(b"a guessed secret");
         assert!(walk(&forged_elsewhere, &entries).is_err());
+    }
+
+    #[test]
+    fn an_entry_without_request_context_hashes_as_before_it_was_recorded() {
+        let key = AuditChainKey::new(b"server secret");
+        let columns = &chain(&key, 1)[0].columns;
+        let mut mac = key.mac();
+        mac.update(b"\n");
+        mac.update(br#"[1,"a_1","2026-12-07T17:00:00Z",null,"user.created","u_1","{}"]"#);
+        assert_eq!(
+            key.link("", columns),
+            hex::encode(mac.finalize().into_bytes())
+        );
+    }
+
+    #[test]
+    fn a_request_context_is_covered_by_the_hash() {
+        let key = AuditChainKey::new(b"server secret");
+        let mut entries = chain(&key, 2);
+        entries[1].columns.correlation_id = Some("req-1".into());
+        entries[1].columns.client_address = Some("192.0.2.7".into());
+        entries[1].hash = key.link(&entries[0].hash, &entries[1].columns);
+        assert_eq!(walk(&key, &entries), Ok(2));
+
+        for strip in [
+            |columns: &mut ChainedColumns| columns.correlation_id = None,
+            |columns: &mut ChainedColumns| columns.client_address = Some("198.51.100.1".into()),
+            |columns: &mut ChainedColumns| columns.user_agent = Some("curl/8".into()),
+        ] {
+            let mut altered = entries.clone();
+            strip(&mut altered[1].columns);
+            assert_eq!(
+                walk(&key, &altered),
+                Err(ChainBreak::Altered {
+                    seq: 2,
+                    id: "a_2".into()
+                })
+            );
+        }
     }
 }

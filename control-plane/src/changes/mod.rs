@@ -12,5 +12,6 @@ pub mod audit;
 pub mod audit_chain;
 pub mod feed;
 pub mod position;
+pub mod request_context;
 pub mod routing;
 pub mod signal;

@@ -12,8 +12,10 @@ mod keys;
 mod ldap;
 mod limits;
 mod listen;
+mod log;
 mod login;
 mod mail;
+mod metrics;
 mod mfa;
 mod oidc;
 mod passwords;
@@ -38,8 +40,10 @@ pub use keys::{KeysConfig, SecurityConfig, MAX_ROTATION_GRACE_SECS};
 pub use ldap::{LdapAttributesConfig, LdapGroupsConfig, LdapMethodConfig, OnUnavailableConfig};
 pub use limits::{IpCounts, LimitsConfig, RouteLimitConfig};
 pub use listen::{GrpcConfig, HttpConfig};
+pub use log::{LogConfig, LogFormat};
 pub use login::LoginConfig;
 pub use mail::MailConfig;
+pub use metrics::{MetricsConfig, MAX_LABELLED_USERS};
 pub use mfa::MfaConfig;
 pub use oidc::{CreateUsersConfig, OidcConfig, OidcProviderConfig};
 pub use passwords::{Argon2Config, PasswordsConfig};
@@ -104,6 +108,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub quotas: QuotasConfig,
     pub bootstrap: BootstrapConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -129,6 +135,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             quotas: QuotasConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -191,6 +199,8 @@ impl Config {
         self.pools.validate()?;
         self.routing.validate()?;
         self.bootstrap.validate()?;
+        self.log.validate()?;
+        self.metrics.validate()?;
         self.limits.validate()?;
         let quota_policy = self.quotas.validate()?;
         Ok(ValidConfig {

@@ -3,6 +3,7 @@
 
 pub mod at_most_every;
 pub mod audit_sample;
+pub mod correlation;
 pub mod derived_key;
 pub mod ids;
 pub mod validation;

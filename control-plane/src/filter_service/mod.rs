@@ -27,6 +27,7 @@ use crate::filter_service::open_watches::OpenWatches;
 use crate::identity::tokens::SessionTokens;
 use crate::limits::quota::QuotaPolicy;
 use crate::limits::refusal_log::RefusalLog;
+use crate::limits::user_labels::UserLabels;
 use crate::proto::v1::filter_service_server::FilterService;
 use crate::proto::v1::{
     self, LookupKeyRequest, LookupKeyResponse, LookupUserRequest, LookupUserResponse,
@@ -49,6 +50,7 @@ pub struct FilterApi {
     batch_pruning: AtMostEvery,
     refusals: RefusalLog,
     open_watches: OpenWatches,
+    user_labels: UserLabels,
 }
 
 /// The deployment's settings the filter service answers with.
@@ -56,6 +58,8 @@ pub struct DataPlanePolicy {
     pub cache: FilterConfig,
     pub limits: LimitsConfig,
     pub quotas: QuotaPolicy,
+    /// The `user` label of per-user metrics.
+    pub user_labels: UserLabels,
 }
 
 impl FilterApi {
@@ -80,6 +84,7 @@ impl FilterApi {
             quotas: policy.quotas,
             batch_pruning: AtMostEvery::new(usage::USAGE_BATCH_PRUNE_INTERVAL_SECS),
             open_watches: OpenWatches::default(),
+            user_labels: policy.user_labels,
         }
     }
 }

@@ -89,6 +89,7 @@ impl FilterApi {
         } else {
             "not_found"
         };
+        tracing::debug!(result, "key looked up");
         metrics::counter!("tollgate_key_lookups_total", "result" => result).increment(1);
         metrics::histogram!("tollgate_key_lookup_duration_seconds")
             .record(started.elapsed().as_secs_f64());

@@ -50,7 +50,14 @@ impl FilterApi {
                     .increment(u64::try_from(unknown).unwrap_or(u64::MAX));
                 for entry in &entries {
                     let user_id = entry.user.as_str();
+                    let user = self.user_labels.label(user_id);
+                    metrics::counter!("tollgate_user_quota_usage_requests_total", "user" => user.clone())
+                        .increment(entry.requests);
+                    metrics::counter!("tollgate_user_quota_usage_bytes_total", "user" => user.clone())
+                        .increment(entry.bytes);
                     if let Some(refused) = totals.refusals.get(user_id) {
+                        metrics::counter!("tollgate_user_rate_limit_violations_total", "user" => user)
+                            .increment(refused.rate_limited.values().sum());
                         self.refusals
                             .record(self.store.as_ref(), user_id, refused)
                             .await;

@@ -13,3 +13,4 @@ pub mod rate_limits;
 pub mod refusal_log;
 pub mod subjects;
 pub mod usage_reports;
+pub mod user_labels;

@@ -12,6 +12,7 @@ use crate::changes::audit::AuditEntry;
 use crate::changes::audit_chain::{
     AuditChainKey, ChainBreak, ChainWalk, ChainedColumns, ChainedEntry,
 };
+use crate::changes::request_context::RequestContext;
 use crate::domain::ids::{AuditId, UserId};
 
 /// The audit log. Every write adds its own entry; this adds entries about something that
@@ -35,7 +36,8 @@ impl AuditLog for SqlStore {
             .fetch_one(&self.reads)
             .await?;
         let rows = sqlx::query(
-            "SELECT id, at, actor_user_id, action, target, details FROM audit_log \
+            "SELECT id, at, actor_user_id, action, target, details, client_address, user_agent, \
+             correlation_id FROM audit_log \
              ORDER BY at DESC, id DESC LIMIT $1 OFFSET $2",
         )
         .bind(to_i64(limit))
@@ -83,7 +85,8 @@ impl AuditLog for SqlStore {
         let mut after = 0;
         loop {
             let rows = sqlx::query(
-                "SELECT seq, id, at, actor_user_id, action, target, details, hash \
+                "SELECT seq, id, at, actor_user_id, action, target, details, client_address, \
+                 user_agent, correlation_id, hash \
                  FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
             )
             .bind(after)
@@ -122,11 +125,14 @@ pub(super) async fn insert(
         action: entry.action.clone(),
         target: entry.target.clone(),
         details: entry.details.to_string(),
+        client_address: entry.context.client_address.clone(),
+        user_agent: entry.context.user_agent.clone(),
+        correlation_id: entry.context.correlation_id.clone(),
     };
     let (columns, hash) = extend_chain(tx, chain, columns).await?;
     sqlx::query(
-        "INSERT INTO audit_log (id, at, actor_user_id, action, target, details, seq, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_log (id, at, actor_user_id, action, target, details, client_address, \
+         user_agent, correlation_id, seq, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&columns.id)
     .bind(&columns.at)
@@ -134,6 +140,9 @@ pub(super) async fn insert(
     .bind(&columns.action)
     .bind(&columns.target)
     .bind(&columns.details)
+    .bind(&columns.client_address)
+    .bind(&columns.user_agent)
+    .bind(&columns.correlation_id)
     .bind(columns.seq)
     .bind(&hash)
     .execute(tx)
@@ -175,7 +184,8 @@ pub(super) async fn start_chain(write: &mut Write) -> Written {
         return Ok(());
     }
     let rows = sqlx::query(
-        "SELECT CAST(0 AS BIGINT) AS seq, id, at, actor_user_id, action, target, details, '' AS hash \
+        "SELECT CAST(0 AS BIGINT) AS seq, id, at, actor_user_id, action, target, details, \
+         client_address, user_agent, correlation_id, '' AS hash \
          FROM audit_log WHERE seq IS NULL ORDER BY at, id",
     )
     .fetch_all(write.rows())
@@ -203,6 +213,9 @@ fn chained_from_row(row: &AnyRow) -> Result<ChainedEntry, StoreError> {
             action: row.try_get("action")?,
             target: row.try_get("target")?,
             details: row.try_get("details")?,
+            client_address: row.try_get("client_address")?,
+            user_agent: row.try_get("user_agent")?,
+            correlation_id: row.try_get("correlation_id")?,
         },
         hash: row.try_get("hash")?,
     })
@@ -218,5 +231,10 @@ fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         action: row.try_get("action")?,
         target: row.try_get("target")?,
         details: from_json(row, "details")?,
+        context: RequestContext {
+            client_address: row.try_get("client_address")?,
+            user_agent: row.try_get("user_agent")?,
+            correlation_id: row.try_get("correlation_id")?,
+        },
     })
 }

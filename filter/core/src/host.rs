@@ -35,6 +35,8 @@ pub struct GrpcCall<'a> {
     pub cluster: &'a str,
     /// The `authorization` metadata: the control plane's credential.
     pub authorization: Option<&'a [u8]>,
+    /// The `x-request-id` metadata: the client request the call is made for, if one is.
+    pub request_id: Option<&'a [u8]>,
     pub method: &'a str,
     pub message: &'a [u8],
     pub timeout: Duration,
@@ -46,6 +48,7 @@ impl<'a> GrpcCall<'a> {
         Self {
             cluster: config.control_plane_cluster.callout_target(),
             authorization: config.control_plane_credential.authorization(),
+            request_id: None,
             method,
             message,
             timeout: config.callout_timeout(),

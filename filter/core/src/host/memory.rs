@@ -14,6 +14,7 @@ use crate::header_pairs::serialize;
 pub struct Call {
     pub token: u32,
     pub method: String,
+    pub request_id: Option<Vec<u8>>,
     pub message: Vec<u8>,
 }
 
@@ -185,6 +186,7 @@ impl Host for MemoryHost {
         self.calls.borrow_mut().push(Call {
             token,
             method: call.method.to_owned(),
+            request_id: call.request_id.map(<[u8]>::to_vec),
             message: call.message.to_vec(),
         });
         Ok(token)

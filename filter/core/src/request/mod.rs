@@ -30,6 +30,9 @@ use crate::worker::Worker;
 
 const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
 const CONTENT_LENGTH_HEADER: &str = "content-length";
+/// Envoy's id of the request, passed on with the calls made for it so the control plane's log
+/// names it.
+const REQUEST_ID_HEADER: &str = "x-request-id";
 /// An upstream reports storage it added (or, negative, freed) in this response header, in bytes.
 const STORAGE_HEADER: &str = "x-tollgate-storage-bytes";
 const UNAUTHENTICATED: u32 = 401;
@@ -42,6 +45,8 @@ pub struct RequestFlow {
     method: String,
     path: String,
     forwarded_for: Vec<u8>,
+    /// The request's `x-request-id`; empty without one.
+    request_id: Vec<u8>,
     /// What of the client's headers must not reach the upstream if the request is allowed.
     scrub: Scrub,
     /// What the paused request waits for, and when it was asked (Unix milliseconds).
@@ -76,6 +81,7 @@ impl RequestFlow {
             method: String::new(),
             path: String::new(),
             forwarded_for: Vec::new(),
+            request_id: Vec::new(),
             scrub: Scrub::default(),
             pending: None,
             client: OnceCell::new(),
@@ -364,7 +370,11 @@ impl RequestFlow {
             ),
         };
         let config = &self.worker.config;
-        let error = match host.dispatch_grpc_call(GrpcCall::new(config, method, &message)) {
+        let call = GrpcCall {
+            request_id: Some(self.request_id.as_slice()).filter(|id| !id.is_empty()),
+            ..GrpcCall::new(config, method, &message)
+        };
+        let error = match host.dispatch_grpc_call(call) {
             Ok(_token) => {
                 self.pending = Some((callout, self.now_ms()));
                 return Action::Pause;
@@ -499,6 +509,9 @@ impl RequestFlow {
                 .to_owned()
         };
         self.method = text(":method");
+        if let Some((_, id)) = headers.iter().find(|(n, _)| *n == REQUEST_ID_HEADER) {
+            self.request_id = id.to_vec();
+        }
         self.path = text(":path");
         let content_length = headers
             .iter()

@@ -176,6 +176,27 @@ fn an_exact_limit_that_cannot_be_checked_refuses_with_503() {
 }
 
 #[test]
+fn a_lookup_carries_the_request_id_of_the_request_it_is_for() {
+    let host = MemoryHost::at(NOW_US);
+    let worker = worker(&host);
+    request_with(
+        &host,
+        &worker,
+        &[("x-api-key", KEY), ("x-request-id", "req-7")],
+    );
+    let calls = host.take_calls();
+    assert_eq!(calls[0].method, "LookupKey");
+    assert_eq!(calls[0].request_id.as_deref(), Some(&b"req-7"[..]));
+
+    request_with(
+        &host,
+        &worker,
+        &[("x-api-key", "tg_u_bob_0123456789abcdef0123456789abcdef")],
+    );
+    assert_eq!(host.take_calls()[0].request_id, None);
+}
+
+#[test]
 fn an_unknown_key_is_looked_up_and_the_answer_decides() {
     let host = MemoryHost::at(NOW_US);
     let worker = worker(&host);
