@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod audit_retention;
 pub mod changes;
 pub mod config;
 pub mod domain;

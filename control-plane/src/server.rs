@@ -12,6 +12,7 @@ use tonic::service::InterceptorLayer;
 use crate::accounts::api_key::KeyHasher;
 use crate::accounts::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
 use crate::api::{app, AccessPolicy, AppState, PoolLimits, SessionSettings};
+use crate::audit_retention;
 use crate::changes::audit_chain::AuditChainKey;
 use crate::config::ValidConfig;
 use crate::domain::audit_sample::AuditSample;
@@ -180,6 +181,10 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     if let Some(ldap) = &config.login_methods.ldap {
         tokio::spawn(ldap_sync::run(store.clone(), ldap.clone(), tokens.clone()));
     }
+    tokio::spawn(audit_retention::run(
+        store.clone(),
+        config.raw.audit.retention_days,
+    ));
     tokio::spawn(reload_signing_keys(
         store.clone(),
         tokens.clone(),

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{found, ApiError};
@@ -74,11 +74,9 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let audit = caller.audit(
-        "group.created",
-        group.id.as_str(),
-        json!({"name": group.name, "pools": group.pools}),
-    );
+    let audit = caller
+        .audit("group.created", group.id.as_str(), json!({}))
+        .created(&group);
     state
         .store
         .create_group(&group, &audit)
@@ -119,6 +117,7 @@ pub async fn change(
     ApiJson(body): ApiJson<ChangeGroup>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut group = find(&state, &id).await?;
+    let before = group.clone();
     if let Some(name) = body.name {
         validate_group_name(&name)?;
         group.name = name;
@@ -133,17 +132,9 @@ pub async fn change(
     group.rate_limits = settings::rate_limits(body.rate_limits, group.rate_limits)?;
     group.quotas = settings::quotas(body.quotas, group.quotas)?;
     group.updated_at = now();
-    let audit = caller.audit(
-        "group.updated",
-        group.id.as_str(),
-        json!({
-            "name": group.name,
-            "priority": group.priority,
-            "pools": group.pools,
-            "rate_limits": group.rate_limits,
-            "quotas": group.quotas,
-        }),
-    );
+    let audit = caller
+        .audit("group.updated", group.id.as_str(), json!({}))
+        .changed(&before, &group);
     state
         .store
         .update_group(&group, &audit)
@@ -159,11 +150,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let group = find(&state, &id).await?;
-    let audit = caller.audit(
-        "group.deleted",
-        group.id.as_str(),
-        json!({"name": group.name}),
-    );
+    let audit = caller
+        .audit("group.deleted", group.id.as_str(), json!({}))
+        .removed(&group);
     state.store.delete_group(&group.id, &audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -186,11 +175,14 @@ pub async fn add_member(
 ) -> Result<impl IntoResponse, ApiError> {
     let group = find(&state, &id).await?;
     let user = find_user(&state, &body.user_id).await?;
-    let audit = caller.audit(
-        "group.member_added",
-        group.id.as_str(),
-        json!({"user_id": user.id}),
-    );
+    let audit = caller
+        .audit(
+            "group.member_added",
+            group.id.as_str(),
+            json!({"user_id": user.id}),
+        )
+        .created(&Membership::of(&group, &user.id))
+        .in_tenant(user.tenant_id.as_deref());
     match state.store.add_member(&group.id, &user.id, &audit).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
@@ -214,11 +206,13 @@ pub async fn remove_member(
 ) -> Result<impl IntoResponse, ApiError> {
     let group = find(&state, &id).await?;
     let user = UserId::from_string(user_id);
-    let audit = caller.audit(
-        "group.member_removed",
-        group.id.as_str(),
-        json!({"user_id": user}),
-    );
+    let audit = caller
+        .audit(
+            "group.member_removed",
+            group.id.as_str(),
+            json!({"user_id": user}),
+        )
+        .removed(&Membership::of(&group, &user));
     match state.store.remove_member(&group.id, &user, &audit).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(ApiError::not_found("membership")),
@@ -230,6 +224,24 @@ pub async fn remove_member(
 async fn find(state: &AppState, id: &str) -> Result<Group, ApiError> {
     let id = GroupId::from_string(id.to_string());
     found(state.store.group(&id).await, "group")
+}
+
+/// A user's membership of a group, as its audit entries record it.
+#[derive(Serialize)]
+struct Membership<'a> {
+    group_id: &'a GroupId,
+    group: &'a str,
+    user_id: &'a UserId,
+}
+
+impl<'a> Membership<'a> {
+    fn of(group: &'a Group, user_id: &'a UserId) -> Self {
+        Self {
+            group_id: &group.id,
+            group: &group.name,
+            user_id,
+        }
+    }
 }
 
 fn with_members(group: &Group, members: usize) -> serde_json::Value {

@@ -213,7 +213,9 @@ pub async fn reset(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = found(state.store.user(&UserId::from_string(id)).await, "user")?;
-    let audit = caller.audit("user.mfa_reset", user.id.as_str(), json!({"by": "admin"}));
+    let audit = caller
+        .audit("user.mfa_reset", user.id.as_str(), json!({"by": "admin"}))
+        .in_tenant(user.tenant_id.as_deref());
     found(state.store.remove_mfa(&user.id, &audit).await, "mfa")?;
     state.mfa_lockout.forget(user.id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)

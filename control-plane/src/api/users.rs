@@ -155,11 +155,10 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let audit = caller.audit(
-        "user.created",
-        user.id.as_str(),
-        json!({"username": user.username, "role": user.role}),
-    );
+    let audit = caller
+        .audit("user.created", user.id.as_str(), json!({}))
+        .created(&user)
+        .in_tenant(user.tenant_id.as_deref());
     state
         .store
         .create_user(&user, &audit)
@@ -205,6 +204,7 @@ pub async fn change(
     ApiJson(body): ApiJson<ChangeUser>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut user = find_changeable(&state, &id).await?;
+    let before = user.clone();
     if let Some(email) = body.email {
         validate_optional(&email, validate_email)?;
         user.email = email.map(|email| email.to_lowercase());
@@ -250,19 +250,17 @@ pub async fn change(
     // A new password or a suspension ends every session, so that neither a stolen session nor
     // a later reactivation carries the old access over.
     let ends_sessions = body.password.is_some() || user.status == UserStatus::Suspended;
-    let audit = caller.audit(
-        "user.updated",
-        user.id.as_str(),
-        json!({
-            "status": user.status,
-            "role": user.role,
-            "password_changed": body.password.is_some(),
-            "sessions_ended": ends_sessions,
-            "mfa_required": user.mfa_required,
-            "rate_limits": user.rate_limits,
-            "quotas": user.quotas,
-        }),
-    );
+    let audit = caller
+        .audit(
+            "user.updated",
+            user.id.as_str(),
+            json!({
+                "password_changed": body.password.is_some(),
+                "sessions_ended": ends_sessions,
+            }),
+        )
+        .changed(&before, &user)
+        .in_tenant(user.tenant_id.as_deref());
     let written = if ends_sessions {
         let tokens_expire_at = state.tokens.issued_tokens_expire_at();
         state
@@ -289,13 +287,17 @@ pub async fn delete(
         ));
     }
     if user.status != UserStatus::Deleted {
+        let before = user.clone();
         user.status = UserStatus::Deleted;
         user.updated_at = now();
-        let audit = caller.audit(
-            "user.deleted",
-            user.id.as_str(),
-            json!({"username": user.username, "sessions_ended": true}),
-        );
+        let audit = caller
+            .audit(
+                "user.deleted",
+                user.id.as_str(),
+                json!({"sessions_ended": true}),
+            )
+            .changed(&before, &user)
+            .in_tenant(user.tenant_id.as_deref());
         let tokens_expire_at = state.tokens.issued_tokens_expire_at();
         state
             .store

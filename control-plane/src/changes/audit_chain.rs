@@ -25,6 +25,7 @@ pub struct ChainedColumns {
     pub target: String,
     /// The details as stored (JSON text), not re-encoded.
     pub details: String,
+    pub tenant_id: Option<String>,
 }
 
 /// Computes and checks the entries' hashes.
@@ -50,8 +51,7 @@ impl AuditChainKey {
         let mut mac = self.mac();
         mac.update(previous.as_bytes());
         mac.update(b"\n");
-        // A JSON array: no field can run into the next.
-        let encoded = serde_json::to_vec(&(
+        let fields = (
             columns.seq,
             &columns.id,
             &columns.at,
@@ -59,7 +59,13 @@ impl AuditChainKey {
             &columns.action,
             &columns.target,
             &columns.details,
-        ))
+        );
+        // A JSON array: no field can run into the next. An entry outside any tenant is
+        // encoded as entries were before tenants, so their hashes still hold.
+        let encoded = match &columns.tenant_id {
+            None => serde_json::to_vec(&fields),
+            Some(tenant) => serde_json::to_vec(&(fields, tenant)),
+        }
         .unwrap_or_else(|_| unreachable!("strings and numbers serialize"));
         mac.update(&encoded);
         hex::encode(mac.finalize().into_bytes())
@@ -77,6 +83,23 @@ impl AuditChainKey {
     /// Whether `seal` vouches for the end `seq`, `head` (compared in constant time).
     pub fn end_is_sealed(&self, seq: i64, head: &str, seal: &str) -> bool {
         bool::from(self.seal_end(seq, head).as_bytes().ct_eq(seal.as_bytes()))
+    }
+
+    /// The keyed hash that vouches for a pruning's checkpoint: the last pruned entry was at
+    /// place `seq` with hash `hash`, so the kept chain goes on from there.
+    pub fn seal_checkpoint(&self, seq: i64, hash: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(format!("checkpoint\n{seq}\n{hash}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `seal` vouches for the checkpoint `seq`, `hash` (compared in constant time).
+    pub fn checkpoint_is_sealed(&self, seq: i64, hash: &str, seal: &str) -> bool {
+        bool::from(
+            self.seal_checkpoint(seq, hash)
+                .as_bytes()
+                .ct_eq(seal.as_bytes()),
+        )
     }
 }
 
@@ -102,6 +125,8 @@ pub enum ChainBreak {
     EndAltered { recorded: i64 },
     #[error("entry {id} lies beyond the chain's recorded end: it was inserted without the chain")]
     BeyondEnd { id: String },
+    #[error("the checkpoint of pruned entries (place {recorded}) was altered")]
+    CheckpointAltered { recorded: i64 },
 }
 
 /// Checks entries, walked in `seq` order from the chain's start, one at a time.
@@ -109,14 +134,22 @@ pub struct ChainWalk<'a> {
     key: &'a AuditChainKey,
     previous: String,
     next_seq: i64,
+    walked: i64,
 }
 
 impl<'a> ChainWalk<'a> {
     pub fn new(key: &'a AuditChainKey) -> Self {
+        Self::after(key, 0, String::new())
+    }
+
+    /// A walk of the entries kept after a checkpoint: the last pruned one was at place `seq`
+    /// with hash `hash`.
+    pub fn after(key: &'a AuditChainKey, seq: i64, hash: String) -> Self {
         Self {
             key,
-            previous: String::new(),
-            next_seq: 1,
+            previous: hash,
+            next_seq: seq + 1,
+            walked: 0,
         }
     }
 
@@ -139,10 +172,12 @@ impl<'a> ChainWalk<'a> {
         }
         self.previous = expected;
         self.next_seq = seq + 1;
+        self.walked += 1;
         Ok(())
     }
 
-    /// Checks that the walk reached the recorded end of the chain (`seq` and hash).
+    /// Checks that the walk reached the recorded end of the chain (`seq` and hash); the
+    /// number of entries walked.
     pub fn finish(&self, recorded_seq: i64, recorded_head: &str) -> Result<i64, ChainBreak> {
         let found = self.next_seq - 1;
         if found != recorded_seq
@@ -153,7 +188,7 @@ impl<'a> ChainWalk<'a> {
                 recorded: recorded_seq,
             });
         }
-        Ok(found)
+        Ok(self.walked)
     }
 }
 
@@ -173,6 +208,7 @@ mod tests {
                     action: "user.created".into(),
                     target: "u_1".into(),
                     details: "{}".into(),
+                    tenant_id: None,
                 };
                 let hash = key.link(&previous, &columns);
                 previous.clone_from(&hash);

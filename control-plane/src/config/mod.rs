@@ -4,6 +4,7 @@
 //! Each section lives in its own file and checks its own keys; [`Config::validate`] runs
 //! them in turn and keeps what they resolve.
 
+mod audit;
 mod auth;
 mod bootstrap;
 mod database;
@@ -30,6 +31,7 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use audit::AuditConfig;
 pub use auth::{AuthConfig, LocalMethodConfig};
 pub use bootstrap::BootstrapConfig;
 pub use database::DatabaseConfig;
@@ -104,6 +106,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub quotas: QuotasConfig,
     pub bootstrap: BootstrapConfig,
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -129,6 +132,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             quotas: QuotasConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -191,6 +195,7 @@ impl Config {
         self.pools.validate()?;
         self.routing.validate()?;
         self.bootstrap.validate()?;
+        self.audit.validate()?;
         self.limits.validate()?;
         let quota_policy = self.quotas.validate()?;
         Ok(ValidConfig {
