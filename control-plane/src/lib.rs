@@ -11,6 +11,7 @@ pub mod identity;
 pub mod limits;
 pub mod mail;
 pub mod proto;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod store;

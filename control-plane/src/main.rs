@@ -68,7 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve => runtime.block_on(server::serve(config)),
+        Command::Serve => runtime.block_on(server::serve(config, cli.config)),
         Command::Migrate => runtime.block_on(async {
             server::open_store(&config).await?;
             println!(

@@ -1,7 +1,7 @@
 //! Process wiring for `tollgate serve` and `tollgate migrate`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
@@ -16,6 +16,7 @@ use crate::audit_retention;
 use crate::changes::audit_chain::AuditChainKey;
 use crate::config::ValidConfig;
 use crate::domain::audit_sample::AuditSample;
+use crate::domain::live::Live;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
 use crate::identity::address_failures::AddressFailures;
@@ -34,6 +35,7 @@ use crate::limits::counters;
 use crate::limits::subjects::SubjectLimits;
 use crate::mail::Mailer;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
+use crate::reload::{self, LiveSettings, Reloader};
 use crate::routing::health_check;
 use crate::routing::topology::{self, TopologyPolicy};
 use crate::routing::upstream_tls;
@@ -110,6 +112,8 @@ pub struct Services {
     pub admin: AdminBootstrap,
     /// What every Envoy must present on the gRPC port.
     pub envoy_credential: EnvoyCredential,
+    /// The settings a configuration reload replaces.
+    pub live: LiveSettings,
 }
 
 /// The configured server secret, or the one in `data_dir` (created when missing).
@@ -191,11 +195,16 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         sealer.clone(),
     ));
 
-    let lockout = AccountLockout::new(
-        config.raw.login.lockout_policy(),
-        store.clone(),
-        hasher.clone(),
-    );
+    let live = LiveSettings {
+        quotas: Live::new(config.quota_policy),
+        lockout: Live::new(config.raw.login.lockout_policy()),
+        address_failures: AddressFailures::new(
+            counters.clone(),
+            config.raw.login.address_failures_per_hour,
+            config.raw.login.address_failures_burst,
+        ),
+    };
+    let lockout = AccountLockout::new(live.lockout.clone(), store.clone(), hasher.clone());
     let http = AppState {
         store: store.clone(),
         hasher: hasher.clone(),
@@ -217,7 +226,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         },
         default_health_check: config.raw.pools.health_check,
         counters: counters.clone(),
-        quotas: config.quota_policy,
+        quotas: live.quotas.clone(),
         passwords: PasswordWork::for_this_machine(config.argon2.clone()),
         password_policy: Arc::new(config.password_policy.clone()),
         login_methods: Arc::new(config.login_methods.clone()),
@@ -233,11 +242,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         lockout: lockout.clone(),
         mfa: Arc::new(config.mfa_policy.clone()),
         mfa_lockout: lockout.in_key_space(MFA_LOCKOUT_KEY_SPACE),
-        address_failures: AddressFailures::new(
-            counters.clone(),
-            config.raw.login.address_failures_per_hour,
-            config.raw.login.address_failures_burst,
-        ),
+        address_failures: live.address_failures.clone(),
         self_service: Arc::new(config.self_service.clone()),
         mailer: config
             .mail
@@ -265,7 +270,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         DataPlanePolicy {
             cache: config.raw.filter.clone(),
             limits: config.raw.limits.clone(),
-            quotas: config.quota_policy,
+            quotas: live.quotas.clone(),
         },
     );
     tokio::spawn(topology::run(
@@ -283,16 +288,20 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         xds,
         admin,
         envoy_credential,
+        live,
     })
 }
 
-/// Runs the control plane until SIGINT or SIGTERM.
-pub async fn serve(config: ValidConfig) -> Result<()> {
+/// Runs the control plane until SIGINT or SIGTERM, reloading the configuration (from `file`,
+/// when one was given, and the environment) on SIGHUP and when the file changes.
+pub async fn serve(config: ValidConfig, file: Option<PathBuf>) -> Result<()> {
     let http_listener = bind(config.http_listen, "http.listen").await?;
     let grpc_listener = bind(config.grpc_listen, "grpc.listen").await?;
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
-    let services = services(&config, store).await?;
+    let services = services(&config, store.clone()).await?;
     report_bootstrap(services.admin);
+    let reloader = Reloader::new(file.clone(), &config, services.live, store);
+    tokio::spawn(reload::triggers::run(Arc::new(reloader), file));
 
     println!(
         "tollgate listening: http={} grpc={} database={}",

@@ -5,6 +5,7 @@ pub mod at_most_every;
 pub mod audit_sample;
 pub mod derived_key;
 pub mod ids;
+pub mod live;
 pub mod validation;
 pub mod web_origin;
 

@@ -29,7 +29,7 @@ impl FilterApi {
         let groups = self.store.groups_of(&user.id).await?;
         let quota = QuotaState::load(
             self.store.as_ref(),
-            &self.quotas,
+            &self.quotas.get(),
             user,
             &groups,
             crate::domain::now(),
