@@ -2,13 +2,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use tollgate::accounts::bootstrap;
 use tollgate::config::Config;
+use tollgate::reload::{LogFilter, DEFAULT_LOG_FILTER};
 use tollgate::server;
 use tollgate::store::AuditLog;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry};
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "Tollgate control plane")]
@@ -42,17 +47,44 @@ enum AuditCommand {
     Verify,
 }
 
+/// The process's log filter, which a configuration reload may replace; `TOLLGATE_LOG` (or
+/// [`DEFAULT_LOG_FILTER`]) when the configuration sets none.
+struct ReloadableFilter {
+    handle: tracing_subscriber::reload::Handle<EnvFilter, Registry>,
+    from_environment: String,
+}
+
+impl LogFilter for ReloadableFilter {
+    fn set(&self, filter: Option<&str>) -> Result<(), String> {
+        let filter = EnvFilter::try_new(filter.unwrap_or(&self.from_environment))
+            .map_err(|error| error.to_string())?;
+        self.handle
+            .reload(filter)
+            .map_err(|error| error.to_string())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    let from_environment = std::env::var("TOLLGATE_LOG")
+        .ok()
+        .filter(|filter| EnvFilter::try_new(filter).is_ok())
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string());
+    let (filter, handle) =
+        tracing_subscriber::reload::Layer::new(EnvFilter::new(&from_environment));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(cli) {
+    let log = ReloadableFilter {
+        handle,
+        from_environment,
+    };
+    match run(cli, Arc::new(log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -61,14 +93,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, log: Arc<dyn LogFilter>) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
+    if let Some(level) = &config.raw.log.level {
+        log.set(Some(level)).map_err(anyhow::Error::msg)?;
+    }
     bootstrap::warn_if_weak(config.raw.bootstrap.admin_api_key.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve => runtime.block_on(server::serve(config, cli.config)),
+        Command::Serve => runtime.block_on(server::serve(config, cli.config, log)),
         Command::Migrate => runtime.block_on(async {
             server::open_store(&config).await?;
             println!(

@@ -35,7 +35,7 @@ use crate::limits::counters;
 use crate::limits::subjects::SubjectLimits;
 use crate::mail::Mailer;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
-use crate::reload::{self, LiveSettings, Reloader};
+use crate::reload::{self, LiveSettings, LogFilter, Reloader};
 use crate::routing::health_check;
 use crate::routing::topology::{self, TopologyPolicy};
 use crate::routing::upstream_tls;
@@ -294,13 +294,17 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
 
 /// Runs the control plane until SIGINT or SIGTERM, reloading the configuration (from `file`,
 /// when one was given, and the environment) on SIGHUP and when the file changes.
-pub async fn serve(config: ValidConfig, file: Option<PathBuf>) -> Result<()> {
+pub async fn serve(
+    config: ValidConfig,
+    file: Option<PathBuf>,
+    log: Arc<dyn LogFilter>,
+) -> Result<()> {
     let http_listener = bind(config.http_listen, "http.listen").await?;
     let grpc_listener = bind(config.grpc_listen, "grpc.listen").await?;
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
     let services = services(&config, store.clone()).await?;
     report_bootstrap(services.admin);
-    let reloader = Reloader::new(file.clone(), &config, services.live, store);
+    let reloader = Reloader::new(file.clone(), &config, services.live, log, store);
     tokio::spawn(reload::triggers::run(Arc::new(reloader), file));
 
     println!(

@@ -1,6 +1,6 @@
 //! Hot reload of the configuration through the real binary: on SIGHUP and when the file is
-//! replaced, quota defaults take effect at once, a key that needs a restart is named in the
-//! log and the audit instead, and an invalid file changes nothing.
+//! replaced, quota defaults and the log filter take effect at once, a key that needs a
+//! restart is named in the log and the audit instead, and an invalid file changes nothing.
 
 mod support;
 
@@ -12,13 +12,23 @@ use serde_json::{json, Value};
 use support::replica::Replica;
 use support::TestDatabase;
 
-fn config(monthly_requests: u32, access_token_ttl_secs: u32) -> String {
+fn config(monthly_requests: u32, access_token_ttl_secs: u32, log_level: Option<&str>) -> String {
+    let log = log_level.map_or(String::new(), |level| format!("log:\n  level: {level}\n"));
     format!(
         "quotas:\n  defaults: {{monthly_requests: {monthly_requests}}}\n\
          login:\n  max_failures: {}\n\
-         sessions:\n  access_token_ttl_secs: {access_token_ttl_secs}\n",
+         sessions:\n  access_token_ttl_secs: {access_token_ttl_secs}\n{log}",
         monthly_requests / 10
     )
+}
+
+/// Lines of the log that say a reload was done (logged at `info`).
+fn reloads_logged(replica: &Replica) -> usize {
+    replica
+        .log()
+        .lines()
+        .filter(|line| line.contains("configuration reloaded"))
+        .count()
 }
 
 /// Puts `text` in place of `file` as editors do: written beside it, then renamed over it.
@@ -72,7 +82,7 @@ async fn sighup_and_a_replaced_file_reload_what_may_change_and_name_what_needs_a
         tempfile::tempdir().expect("dir"),
     );
     let target = elsewhere.path().join("tollgate.yaml");
-    std::fs::write(&target, config(100, 900)).expect("write");
+    std::fs::write(&target, config(100, 900, None)).expect("write");
     let file = folder.path().join("tollgate.yaml");
     std::os::unix::fs::symlink(&target, &file).expect("link");
     let replica = Replica::start_with_file(&db.url, Some(&file), &[]).await;
@@ -83,7 +93,7 @@ async fn sighup_and_a_replaced_file_reload_what_may_change_and_name_what_needs_a
     let user = user["id"].as_str().expect("id").to_string();
     assert_eq!(monthly_requests(&replica, &user).await, json!(100));
 
-    std::fs::write(&target, config(200, 600)).expect("write");
+    std::fs::write(&target, config(200, 600, Some("warn"))).expect("write");
     replica.hang_up();
     until_quota(&replica, &user, 200).await;
     let first = &reloads(&replica, 1).await[0];
@@ -91,8 +101,8 @@ async fn sighup_and_a_replaced_file_reload_what_may_change_and_name_what_needs_a
     assert_eq!(
         first["details"],
         json!({
-            "changed": ["login.max_failures", "quotas.defaults.monthly_requests", "sessions.access_token_ttl_secs"],
-            "applied": ["login.max_failures", "quotas.defaults.monthly_requests"],
+            "changed": ["log.level", "login.max_failures", "quotas.defaults.monthly_requests", "sessions.access_token_ttl_secs"],
+            "applied": ["log.level", "login.max_failures", "quotas.defaults.monthly_requests"],
             "needs_restart": ["sessions.access_token_ttl_secs"],
         })
     );
@@ -102,13 +112,27 @@ async fn sighup_and_a_replaced_file_reload_what_may_change_and_name_what_needs_a
             && line.contains("sessions.access_token_ttl_secs")),
         "{log}"
     );
+    assert_eq!(
+        reloads_logged(&replica),
+        0,
+        "at `warn`, the reload's `info` is not logged"
+    );
 
-    replace(&file, &config(300, 600));
+    replace(&file, &config(300, 600, None));
     until_quota(&replica, &user, 300).await;
     let second = &reloads(&replica, 2).await[1];
     assert_eq!(
         second["details"]["applied"],
-        json!(["login.max_failures", "quotas.defaults.monthly_requests"])
+        json!([
+            "log.level",
+            "login.max_failures",
+            "quotas.defaults.monthly_requests"
+        ])
+    );
+    assert_eq!(
+        reloads_logged(&replica),
+        1,
+        "back at `TOLLGATE_LOG`'s `info`"
     );
     assert_eq!(
         second["details"]["needs_restart"],

@@ -13,6 +13,7 @@ mod keys;
 mod ldap;
 mod limits;
 mod listen;
+mod log;
 mod login;
 mod mail;
 mod mfa;
@@ -40,6 +41,7 @@ pub use keys::{KeysConfig, SecurityConfig, MAX_ROTATION_GRACE_SECS};
 pub use ldap::{LdapAttributesConfig, LdapGroupsConfig, LdapMethodConfig, OnUnavailableConfig};
 pub use limits::{IpCounts, LimitsConfig, RouteLimitConfig};
 pub use listen::{GrpcConfig, HttpConfig};
+pub use log::LogConfig;
 pub use login::LoginConfig;
 pub use mail::MailConfig;
 pub use mfa::MfaConfig;
@@ -107,6 +109,7 @@ pub struct Config {
     pub quotas: QuotasConfig,
     pub bootstrap: BootstrapConfig,
     pub audit: AuditConfig,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -133,6 +136,7 @@ impl Default for Config {
             quotas: QuotasConfig::default(),
             bootstrap: BootstrapConfig::default(),
             audit: AuditConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -196,6 +200,7 @@ impl Config {
         self.routing.validate()?;
         self.bootstrap.validate()?;
         self.audit.validate()?;
+        self.log.validate()?;
         self.limits.validate()?;
         let quota_policy = self.quotas.validate()?;
         Ok(ValidConfig {

@@ -1,8 +1,8 @@
 //! Hot reload of the configuration, on SIGHUP and when the configuration file changes (see
 //! [`triggers`]). The configuration is read and validated again: an invalid one changes
 //! nothing; in a valid one, the keys under [`RELOADABLE`] take effect at once (quota
-//! defaults and periods, login throttling) and any other changed key is named in a warning as
-//! needing a restart. Each reload is logged and audited as `config.reloaded` with the names
+//! defaults and periods, login throttling, the log filter) and any other changed key is
+//! named in a warning as needing a restart. Each reload is logged and audited as `config.reloaded` with the names
 //! of the keys (never their values) changed, applied and needing a restart, or the error.
 
 pub mod triggers;
@@ -23,7 +23,14 @@ use crate::limits::quota::QuotaPolicy;
 use crate::store::Store;
 
 /// The sections whose every key a reload applies.
-pub const RELOADABLE: &[&str] = &["quotas", "login"];
+pub const RELOADABLE: &[&str] = &["quotas", "login", "log"];
+
+/// Sets the process's log filter while it runs (`log.level`).
+pub trait LogFilter: Send + Sync {
+    /// Replaces the filter with `filter` (already validated), or with the one the process
+    /// started with when `None`.
+    fn set(&self, filter: Option<&str>) -> Result<(), String>;
+}
 
 /// The settings a reload replaces, shared with whatever reads them.
 #[derive(Clone)]
@@ -45,6 +52,9 @@ impl LiveSettings {
     }
 }
 
+/// The log filter when neither `log.level` nor `TOLLGATE_LOG` sets one.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
 /// What one reload did: the keys by name, as written in the YAML.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Reloaded {
@@ -62,6 +72,7 @@ pub struct Reloader {
     /// The configuration in effect, as JSON: what a reload compares against.
     running: Mutex<Value>,
     live: LiveSettings,
+    log: Arc<dyn LogFilter>,
     store: Arc<dyn Store>,
 }
 
@@ -70,12 +81,14 @@ impl Reloader {
         file: Option<PathBuf>,
         running: &ValidConfig,
         live: LiveSettings,
+        log: Arc<dyn LogFilter>,
         store: Arc<dyn Store>,
     ) -> Self {
         Self {
             file,
             running: Mutex::new(encoded(running)),
             live,
+            log,
             store,
         }
     }
@@ -109,6 +122,11 @@ impl Reloader {
             .iter()
             .cloned()
             .partition(|key| RELOADABLE.contains(&section(key)));
+        if applied.iter().any(|key| section(key) == "log") {
+            if let Err(error) = self.log.set(config.raw.log.level.as_deref()) {
+                tracing::warn!(%error, "cannot change the log filter");
+            }
+        }
         if !applied.is_empty() {
             self.live.apply(config);
             for name in RELOADABLE {
