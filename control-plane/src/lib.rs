@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod audit_retention;
 pub mod changes;
 pub mod config;
 pub mod domain;
@@ -11,6 +12,7 @@ pub mod limits;
 pub mod logging;
 pub mod mail;
 pub mod proto;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod store;

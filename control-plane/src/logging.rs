@@ -3,6 +3,7 @@
 
 use std::sync::OnceLock;
 
+use crate::reload::{LogFilter, DEFAULT_LOG_FILTER};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Layer, Registry};
@@ -64,5 +65,12 @@ pub fn init(config: &LogConfig) {
         .is_ok()
     {
         let _ = RELOAD.set(handle);
+    }
+}
+
+impl LogFilter for LogLevel {
+    fn set(&self, filter: Option<&str>) -> Result<(), String> {
+        let started_with = std::env::var(LOG_ENV).unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
+        Self::set(filter.unwrap_or(&started_with)).map_err(|error| error.to_string())
     }
 }

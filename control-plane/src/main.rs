@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
@@ -43,9 +44,11 @@ enum AuditCommand {
     Verify,
 }
 
+/// The process's log filter, which a configuration reload may replace; `TOLLGATE_LOG` (or
+/// [`DEFAULT_LOG_FILTER`]) when the configuration sets none.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, Arc::new(logging::LogLevel)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -54,7 +57,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, log: Arc<dyn tollgate::reload::LogFilter>) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     logging::init(&config.raw.log);
     bootstrap::warn_if_weak(config.raw.bootstrap.admin_api_key.as_deref());
@@ -62,7 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve => runtime.block_on(server::serve(config)),
+        Command::Serve => runtime.block_on(server::serve(config, cli.config, log)),
         Command::Migrate => runtime.block_on(async {
             server::open_store(&config).await?;
             println!(

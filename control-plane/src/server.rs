@@ -1,7 +1,7 @@
 //! Process wiring for `tollgate serve` and `tollgate migrate`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
@@ -12,10 +12,12 @@ use tonic::service::InterceptorLayer;
 use crate::accounts::api_key::KeyHasher;
 use crate::accounts::bootstrap::{ensure_admin, ensure_signing_key, AdminBootstrap};
 use crate::api::{app, AccessPolicy, AppState, PoolLimits, SessionSettings};
+use crate::audit_retention;
 use crate::changes::audit_chain::AuditChainKey;
 use crate::config::ValidConfig;
 use crate::domain::audit_sample::AuditSample;
 use crate::domain::correlation::{CorrelationId, REQUEST_ID_HEADER};
+use crate::domain::live::Live;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::{DataPlanePolicy, FilterApi};
 use crate::identity::address_failures::AddressFailures;
@@ -35,6 +37,7 @@ use crate::limits::subjects::SubjectLimits;
 use crate::limits::user_labels::UserLabels;
 use crate::mail::Mailer;
 use crate::proto::v1::filter_service_server::FilterServiceServer;
+use crate::reload::{self, LiveSettings, LogFilter, Reloader};
 use crate::routing::health_check;
 use crate::routing::topology::{self, TopologyPolicy};
 use crate::routing::upstream_tls;
@@ -111,6 +114,8 @@ pub struct Services {
     pub admin: AdminBootstrap,
     /// What every Envoy must present on the gRPC port.
     pub envoy_credential: EnvoyCredential,
+    /// The settings a configuration reload replaces.
+    pub live: LiveSettings,
 }
 
 /// The configured server secret, or the one in `data_dir` (created when missing).
@@ -182,17 +187,26 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     if let Some(ldap) = &config.login_methods.ldap {
         tokio::spawn(ldap_sync::run(store.clone(), ldap.clone(), tokens.clone()));
     }
+    tokio::spawn(audit_retention::run(
+        store.clone(),
+        config.raw.audit.retention_days,
+    ));
     tokio::spawn(reload_signing_keys(
         store.clone(),
         tokens.clone(),
         sealer.clone(),
     ));
 
-    let lockout = AccountLockout::new(
-        config.raw.login.lockout_policy(),
-        store.clone(),
-        hasher.clone(),
-    );
+    let live = LiveSettings {
+        quotas: Live::new(config.quota_policy),
+        lockout: Live::new(config.raw.login.lockout_policy()),
+        address_failures: AddressFailures::new(
+            counters.clone(),
+            config.raw.login.address_failures_per_hour,
+            config.raw.login.address_failures_burst,
+        ),
+    };
+    let lockout = AccountLockout::new(live.lockout.clone(), store.clone(), hasher.clone());
     let http = AppState {
         store: store.clone(),
         hasher: hasher.clone(),
@@ -214,7 +228,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         },
         default_health_check: config.raw.pools.health_check,
         counters: counters.clone(),
-        quotas: config.quota_policy,
+        quotas: live.quotas.clone(),
         passwords: PasswordWork::for_this_machine(config.argon2.clone()),
         password_policy: Arc::new(config.password_policy.clone()),
         login_methods: Arc::new(config.login_methods.clone()),
@@ -230,11 +244,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         lockout: lockout.clone(),
         mfa: Arc::new(config.mfa_policy.clone()),
         mfa_lockout: lockout.in_key_space(MFA_LOCKOUT_KEY_SPACE),
-        address_failures: AddressFailures::new(
-            counters.clone(),
-            config.raw.login.address_failures_per_hour,
-            config.raw.login.address_failures_burst,
-        ),
+        address_failures: live.address_failures.clone(),
         self_service: Arc::new(config.self_service.clone()),
         mailer: config
             .mail
@@ -262,7 +272,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         DataPlanePolicy {
             cache: config.raw.filter.clone(),
             limits: config.raw.limits.clone(),
-            quotas: config.quota_policy,
+            quotas: live.quotas.clone(),
             user_labels: UserLabels::new(&config.raw.metrics.labelled_users),
         },
     );
@@ -281,16 +291,24 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         xds,
         admin,
         envoy_credential,
+        live,
     })
 }
 
-/// Runs the control plane until SIGINT or SIGTERM.
-pub async fn serve(config: ValidConfig) -> Result<()> {
+/// Runs the control plane until SIGINT or SIGTERM, reloading the configuration (from `file`,
+/// when one was given, and the environment) on SIGHUP and when the file changes.
+pub async fn serve(
+    config: ValidConfig,
+    file: Option<PathBuf>,
+    log: Arc<dyn LogFilter>,
+) -> Result<()> {
     let http_listener = bind(config.http_listen, "http.listen").await?;
     let grpc_listener = bind(config.grpc_listen, "grpc.listen").await?;
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
-    let services = services(&config, store).await?;
+    let services = services(&config, store.clone()).await?;
     report_bootstrap(services.admin);
+    let reloader = Reloader::new(file.clone(), &config, services.live, log, store);
+    tokio::spawn(reload::triggers::run(Arc::new(reloader), file));
 
     println!(
         "tollgate listening: http={} grpc={} database={}",

@@ -228,7 +228,12 @@ async fn a_refresh_marks_the_session_used(db: TestDatabase) {
         .hash(&PlainApiKey::generate("tgr", &owner.id).digest());
     let before = now();
     store
-        .replace_refresh_hash(&session.id, &session.refresh_hash, &next)
+        .replace_refresh_hash(
+            &session.id,
+            &session.refresh_hash,
+            &next,
+            &audit("session.refreshed"),
+        )
         .await
         .expect("refresh");
     let read = store.session(&session.id).await.expect("session");

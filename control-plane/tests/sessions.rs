@@ -175,6 +175,32 @@ async fn a_reused_refresh_token_ends_the_whole_session() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (_, audit) = api.admin("GET", "/api/v1/audit", None).await;
     assert!(audit.to_string().contains("session.refresh_token_reused"));
+    let (_, refreshed) = api
+        .admin("GET", "/api/v1/audit?action=session.refresh*", None)
+        .await;
+    let sorted = |field: fn(&Value) -> &Value| {
+        let mut values: Vec<String> = refreshed["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|entry| field(entry).as_str().map(str::to_string))
+            .collect();
+        values.sort();
+        values
+    };
+    assert_eq!(
+        sorted(|entry| &entry["action"]),
+        [
+            "session.refresh_refused",
+            "session.refresh_refused",
+            "session.refresh_token_reused",
+            "session.refreshed"
+        ]
+    );
+    assert_eq!(
+        sorted(|entry| &entry["details"]["result"]),
+        ["ended", "unknown"]
+    );
 }
 
 #[tokio::test]

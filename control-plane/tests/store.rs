@@ -463,11 +463,21 @@ async fn sessions_round_trip_and_refresh_tokens_are_replaced_once(db: TestDataba
     );
     let next = hasher().hash(&PlainApiKey::generate("tgr", &owner.id).digest());
     store
-        .replace_refresh_hash(&session.id, &session.refresh_hash, &next)
+        .replace_refresh_hash(
+            &session.id,
+            &session.refresh_hash,
+            &next,
+            &audit("session.refreshed"),
+        )
         .await
         .expect("replace");
     let replay = store
-        .replace_refresh_hash(&session.id, &session.refresh_hash, &next)
+        .replace_refresh_hash(
+            &session.id,
+            &session.refresh_hash,
+            &next,
+            &audit("session.refreshed"),
+        )
         .await;
     assert!(
         matches!(replay, Err(StoreError::NotFound)),

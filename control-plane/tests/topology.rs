@@ -341,5 +341,12 @@ async fn backend_tls_settings_are_validated_and_an_opt_out_is_shown() {
         .iter()
         .find(|entry| entry["action"] == "backend.updated")
         .expect("an audit entry");
-    assert_eq!(updated["details"]["tls_insecure"], true, "{updated}");
+    assert_eq!(
+        updated["details"]["before"]["tls_insecure"], false,
+        "{updated}"
+    );
+    assert_eq!(
+        updated["details"]["after"]["tls_insecure"], true,
+        "{updated}"
+    );
 }

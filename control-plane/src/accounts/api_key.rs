@@ -203,6 +203,28 @@ impl ApiKey {
         }
     }
 
+    /// The key as revoking it at `at` leaves it.
+    pub fn revoked(&self, at: Timestamp) -> Self {
+        Self {
+            status: KeyStatus::Revoked,
+            revoked_at: Some(at),
+            ..self.clone()
+        }
+    }
+
+    /// The key as replacing it by `by` leaves it: revoked at `at` with no grace, else naming
+    /// `by` and working until `works_until` (or its own expiry, if sooner).
+    pub fn replaced(&self, by: &ApiKeyId, at: Timestamp, works_until: Option<Timestamp>) -> Self {
+        match works_until {
+            None => self.revoked(at),
+            Some(until) => Self {
+                expires_at: Some(self.expires_at.map_or(until, |own| own.min(until))),
+                replaced_by: Some(by.clone()),
+                ..self.clone()
+            },
+        }
+    }
+
     /// The key's state at `now`, by the filter's rule: a revoked key is revoked whatever its
     /// expiry, and a key expires from the first millisecond of its expiry second on. The admin
     /// API and the filter's `LookupKey` answer both read it, so a key means the same at both.

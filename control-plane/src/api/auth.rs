@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tollgate_filter_core::credential::SESSION_COOKIE;
 
+use super::access::ClientAddress;
 use super::error::ApiError;
 use super::extract::{presented_session_token, ApiJson, Caller};
 use super::mfa::{has_confirmed_totp, second_factor_required};
@@ -68,6 +69,7 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 )]
 pub async fn refresh(
     State(state): State<AppState>,
+    address: ClientAddress,
     request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
     let from_cookie = request
@@ -87,16 +89,16 @@ pub async fn refresh(
     let presented_hash = state.hasher.hash(&presented.digest());
     let session = match state.store.session_by_refresh_hash(&presented_hash).await {
         Ok(session) if session.is_live(now()) => session,
-        Ok(_) => return Err(invalid_refresh_token()),
+        Ok(_) => return Err(refused_refresh(&state, address, "ended").await),
         Err(StoreError::NotFound) => {
             end_session_of_reused_token(&state, &presented_hash).await?;
-            return Err(invalid_refresh_token());
+            return Err(refused_refresh(&state, address, "unknown").await);
         }
         Err(other) => return Err(other.into()),
     };
     let user = state.store.user(&session.user_id).await?;
     if user.status != UserStatus::Active {
-        return Err(invalid_refresh_token());
+        return Err(refused_refresh(&state, address, "user_inactive").await);
     }
     let replacement = PlainApiKey::generate(REFRESH_TOKEN_PREFIX, &user.id);
     match state
@@ -105,6 +107,12 @@ pub async fn refresh(
             &session.id,
             &presented_hash,
             &state.hasher.hash(&replacement.digest()),
+            &AuditEntry::new(
+                Some(user.id.clone()),
+                "session.refreshed",
+                session.id.as_str(),
+                json!({"address": address.0.to_string()}),
+            ),
         )
         .await
     {
@@ -112,7 +120,7 @@ pub async fn refresh(
         // The same token was used twice at once: one of the holders is not the user.
         Err(StoreError::NotFound) => {
             end_session_of_reused_token(&state, &presented_hash).await?;
-            return Err(invalid_refresh_token());
+            return Err(refused_refresh(&state, address, "reused").await);
         }
         Err(other) => return Err(other.into()),
     }
@@ -318,6 +326,26 @@ pub(super) fn session_cookie(value: &str, max_age_secs: i64) -> String {
     format!(
         "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=Lax"
     )
+}
+
+/// Audits a refused refresh token (at most once per address and reason per sample interval,
+/// like refused logins) and answers 401 `invalid_refresh_token`.
+async fn refused_refresh(state: &AppState, address: ClientAddress, reason: &str) -> ApiError {
+    if state
+        .login_refusals
+        .due(format!("{} refresh {reason}", address.0))
+    {
+        let audit = AuditEntry::new(
+            None,
+            "session.refresh_refused",
+            "unknown",
+            json!({"address": address.0.to_string(), "result": reason}),
+        );
+        if let Err(error) = state.store.record_audit(&audit).await {
+            tracing::warn!(%error, "cannot audit a refused refresh");
+        }
+    }
+    invalid_refresh_token()
 }
 
 fn invalid_refresh_token() -> ApiError {

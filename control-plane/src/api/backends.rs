@@ -106,12 +106,9 @@ pub async fn create(
     };
     upstream_tls::check(&backend)?;
     ensure_room(&state, &backend.pool, None).await?;
-    let audit = caller.audit(
-        "backend.created",
-        backend.id.as_str(),
-        json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight,
-               "tls_insecure": backend.tls_insecure}),
-    );
+    let audit = caller
+        .audit("backend.created", backend.id.as_str(), json!({}))
+        .created(&backend);
     state.store.create_backend(&backend, &audit).await?;
     upstream_tls::warn_if_unverified(&backend);
     Ok((StatusCode::CREATED, Json(backend)))
@@ -160,6 +157,7 @@ pub async fn change(
     ApiJson(body): ApiJson<ChangeBackend>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut backend = find(&state, &id).await?;
+    let before = backend.clone();
     if let Some(url) = body.url {
         let url = BackendUrl::parse(&url)?;
         if url != backend.url {
@@ -195,12 +193,9 @@ pub async fn change(
     }
     upstream_tls::check(&backend)?;
     backend.updated_at = now();
-    let audit = caller.audit(
-        "backend.updated",
-        backend.id.as_str(),
-        json!({"url": backend.url, "pool": backend.pool, "weight": backend.weight,
-               "enabled": backend.enabled, "tls_insecure": backend.tls_insecure}),
-    );
+    let audit = caller
+        .audit("backend.updated", backend.id.as_str(), json!({}))
+        .changed(&before, &backend);
     state.store.update_backend(&backend, &audit).await?;
     upstream_tls::warn_if_unverified(&backend);
     Ok(Json(backend))
@@ -217,11 +212,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let backend = find(&state, &id).await?;
-    let audit = caller.audit(
-        "backend.deleted",
-        backend.id.as_str(),
-        json!({"url": backend.url, "pool": backend.pool}),
-    );
+    let audit = caller
+        .audit("backend.deleted", backend.id.as_str(), json!({}))
+        .removed(&backend);
     state.store.delete_backend(&backend.id, &audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -271,11 +264,19 @@ pub async fn set_pool(
 ) -> Result<impl IntoResponse, ApiError> {
     let name = PoolName::parse(&name)?;
     settings.validate()?;
-    let audit = caller.audit(
-        "pool.updated",
-        name.as_str(),
-        json!({"health_check": settings}),
-    );
+    let before = state
+        .store
+        .pool_settings()
+        .await?
+        .into_iter()
+        .find(|(pool, _)| pool == name.as_str())
+        .map_or(state.default_health_check, |(_, settings)| settings);
+    let audit = caller
+        .audit("pool.updated", name.as_str(), json!({}))
+        .changed(
+            &json!({"name": name, "health_check": before}),
+            &json!({"name": name, "health_check": settings}),
+        );
     state
         .store
         .set_pool_settings(name.as_str(), &settings, &audit)

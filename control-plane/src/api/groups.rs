@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -118,11 +118,9 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let audit = caller.audit(
-        "group.created",
-        group.id.as_str(),
-        json!({"name": group.name, "pools": group.pools}),
-    );
+    let audit = caller
+        .audit("group.created", group.id.as_str(), json!({}))
+        .created(&group);
     state
         .store
         .create_group(&group, &audit)
@@ -211,11 +209,9 @@ pub async fn change(
     group.rate_limits = settings::rate_limits(body.rate_limits, group.rate_limits)?;
     group.quotas = settings::quotas(body.quotas, group.quotas)?;
     group.updated_at = now();
-    let audit = caller.audit(
-        "group.updated",
-        group.id.as_str(),
-        json!({ "before": before, "after": group }),
-    );
+    let audit = caller
+        .audit("group.updated", group.id.as_str(), json!({}))
+        .changed(&before, &group);
     state
         .store
         .update_group(&group, &audit)
@@ -236,11 +232,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let group = find(&state, &caller.reach(), &id).await?;
-    let audit = caller.audit(
-        "group.deleted",
-        group.id.as_str(),
-        json!({"name": group.name}),
-    );
+    let audit = caller
+        .audit("group.deleted", group.id.as_str(), json!({}))
+        .removed(&group);
     state.store.delete_group(&group.id, &audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -285,11 +279,14 @@ pub async fn add_member(
             "the group belongs to another tenant than the user",
         ));
     }
-    let audit = caller.audit(
-        "group.member_added",
-        group.id.as_str(),
-        json!({"user_id": user.id}),
-    );
+    let audit = caller
+        .audit(
+            "group.member_added",
+            group.id.as_str(),
+            json!({"user_id": user.id}),
+        )
+        .created(&RecordedMembership::of(&group, &user.id))
+        .in_tenant(user.tenant_id.as_deref());
     match state.store.add_member(&group.id, &user.id, &audit).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
@@ -321,11 +318,14 @@ pub async fn remove_member(
     let user = user_within(&state, &reach, UserId::from_string(user_id))
         .await?
         .id;
-    let audit = caller.audit(
-        "group.member_removed",
-        group.id.as_str(),
-        json!({"user_id": user}),
-    );
+    let audit = caller
+        .audit(
+            "group.member_removed",
+            group.id.as_str(),
+            json!({"user_id": user}),
+        )
+        .removed(&RecordedMembership::of(&group, &user))
+        .in_tenant(group.tenant_id.as_deref());
     match state.store.remove_member(&group.id, &user, &audit).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(ApiError::not_found("membership")),
@@ -341,6 +341,24 @@ pub async fn find(state: &AppState, reach: &Reach, id: &str) -> Result<Group, Ap
         Ok(group) if reach.covers_group(&group) => Ok(group),
         Ok(_) | Err(StoreError::NotFound) => Err(ApiError::not_found("group")),
         Err(other) => Err(other.into()),
+    }
+}
+
+/// A user's membership of a group, as its audit entries record it.
+#[derive(Serialize)]
+struct RecordedMembership<'a> {
+    group_id: &'a GroupId,
+    group: &'a str,
+    user_id: &'a UserId,
+}
+
+impl<'a> RecordedMembership<'a> {
+    fn of(group: &'a Group, user_id: &'a UserId) -> Self {
+        Self {
+            group_id: &group.id,
+            group: &group.name,
+            user_id,
+        }
     }
 }
 

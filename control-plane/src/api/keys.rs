@@ -20,7 +20,7 @@ use super::settings::{self, RateLimitsPatch, SettingsField};
 use super::users::find;
 use super::AppState;
 use crate::accounts::api_key::{ApiKey, KeyStatus, PlainApiKey};
-use crate::accounts::user::UserStatus;
+use crate::accounts::user::{User, UserStatus};
 use crate::config::MAX_ROTATION_GRACE_SECS;
 use crate::domain::ids::ApiKeyId;
 use crate::domain::{now, Timestamp};
@@ -113,11 +113,10 @@ pub async fn create(
             body.scopes,
         )
     };
-    let audit = caller.audit(
-        "api_key.created",
-        key.id.as_str(),
-        json!({"user_id": key.user_id, "name": key.name}),
-    );
+    let audit = caller
+        .audit("api_key.created", key.id.as_str(), json!({}))
+        .created(&key)
+        .in_tenant(user.tenant_id.as_deref());
     state.store.create_key(&key, &audit).await?;
     Ok(issued(&key, &plain))
 }
@@ -147,14 +146,14 @@ pub async fn revoke(
     caller: SelfOr<ManageUsers>,
     Path((user_id, key_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key = owned_key(&state, &user_id, &key_id).await?;
+    let (owner, key) = owned_key(&state, &user_id, &key_id).await?;
     if key.status == KeyStatus::Active {
-        let audit = caller.audit(
-            "api_key.revoked",
-            key.id.as_str(),
-            json!({"user_id": key.user_id}),
-        );
-        state.store.revoke_key(&key.id, now(), &audit).await?;
+        let at = now();
+        let audit = caller
+            .audit("api_key.revoked", key.id.as_str(), json!({}))
+            .changed(&key, &key.revoked(at))
+            .in_tenant(owner.tenant_id.as_deref());
+        state.store.revoke_key(&key.id, at, &audit).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -173,13 +172,13 @@ pub async fn change(
     Path((user_id, key_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ChangeKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut key = owned_key(&state, &user_id, &key_id).await?;
+    let (owner, mut key) = owned_key(&state, &user_id, &key_id).await?;
+    let before = key.clone();
     key.rate_limits = settings::rate_limits(body.rate_limits, key.rate_limits)?;
-    let audit = caller.audit(
-        "api_key.updated",
-        key.id.as_str(),
-        json!({"user_id": key.user_id, "rate_limits": key.rate_limits}),
-    );
+    let audit = caller
+        .audit("api_key.updated", key.id.as_str(), json!({}))
+        .changed(&before, &key)
+        .in_tenant(owner.tenant_id.as_deref());
     state
         .store
         .set_key_limits(&key.id, &key.rate_limits, &audit)
@@ -221,7 +220,7 @@ pub async fn rotate(
         ))
         .with_field("field", json!("grace_secs")));
     }
-    let old = owned_key(&state, &user_id, &key_id).await?;
+    let (owner, old) = owned_key(&state, &user_id, &key_id).await?;
     if old.status != KeyStatus::Active {
         return Err(ApiError::conflict(
             "key_revoked",
@@ -253,11 +252,14 @@ pub async fn rotate(
     };
     let at = now();
     let old_works_until = (grace_secs > 0).then(|| at + Duration::seconds(grace_secs.into()));
-    let audit = caller.audit(
-        "api_key.rotated",
-        old.id.as_str(),
-        json!({"user_id": old.user_id, "replaced_by": new.id, "old_works_until": old_works_until}),
-    );
+    let audit = caller
+        .audit(
+            "api_key.rotated",
+            old.id.as_str(),
+            json!({"replaced_by": new.id, "old_works_until": old_works_until}),
+        )
+        .changed(&old, &old.replaced(&new.id, at, old_works_until))
+        .in_tenant(owner.tenant_id.as_deref());
     state
         .store
         .rotate_key(&old.id, &new, at, old_works_until, &audit)
@@ -273,7 +275,12 @@ fn issued(key: &ApiKey, plain: &PlainApiKey) -> impl IntoResponse {
     (StatusCode::CREATED, Json(json!(body)))
 }
 
-async fn owned_key(state: &AppState, user_id: &str, key_id: &str) -> Result<ApiKey, ApiError> {
+/// The key `key_id` of the user `user_id`, with that user.
+async fn owned_key(
+    state: &AppState,
+    user_id: &str,
+    key_id: &str,
+) -> Result<(User, ApiKey), ApiError> {
     let user = find(state, user_id).await?;
     let key = found(
         state
@@ -285,7 +292,7 @@ async fn owned_key(state: &AppState, user_id: &str, key_id: &str) -> Result<ApiK
     if key.user_id != user.id {
         return Err(ApiError::not_found("API key"));
     }
-    Ok(key)
+    Ok((user, key))
 }
 
 fn validate(body: &CreateKey) -> Result<(), ApiError> {

@@ -251,7 +251,9 @@ pub async fn reset(
         target: user,
     }: OnUser<ManageUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let audit = caller.audit("user.mfa_reset", user.id.as_str(), json!({"by": "admin"}));
+    let audit = caller
+        .audit("user.mfa_reset", user.id.as_str(), json!({"by": "admin"}))
+        .in_tenant(user.tenant_id.as_deref());
     found(state.store.remove_mfa(&user.id, &audit).await, "mfa")?;
     state.mfa_lockout.forget(user.id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -49,6 +49,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::accounts::api_key::KeyHasher;
 use crate::domain::audit_sample::AuditSample;
+use crate::domain::live::Live;
 use crate::identity::address_failures::AddressFailures;
 use crate::identity::email_links::EmailLinks;
 use crate::identity::lockout::AccountLockout;
@@ -84,7 +85,8 @@ pub struct AppState {
     pub sessions: Arc<SessionSettings>,
     pub pool_limits: PoolLimits,
     pub default_health_check: HealthCheckSettings,
-    pub quotas: QuotaPolicy,
+    /// Replaced by a configuration reload.
+    pub quotas: Live<QuotaPolicy>,
     /// What every Envoy accepted and refused over xDS.
     pub xds_nodes: NodeStatuses,
     /// The rate-limit counters, for the health report.

@@ -29,8 +29,8 @@ pub async fn get(
     let user = find(&state, &id).await?;
     let inherited = Inherited::load(state.store.as_ref(), &user).await?;
     let at = now();
-    let quota =
-        QuotaState::load(state.store.as_ref(), &state.quotas, &user, &inherited, at).await?;
+    let policy = state.quotas.get();
+    let quota = QuotaState::load(state.store.as_ref(), &policy, &user, &inherited, at).await?;
     let reserved = state
         .store
         .reserved(&user.id, quota.period.start, at)
@@ -41,7 +41,7 @@ pub async fn get(
         "period_start": quota.period.start,
         "period_end": quota.period.end,
         "reset_day": quotas.reset_day,
-        "time_zone": state.quotas.time_zone.name(),
+        "time_zone": policy.time_zone.name(),
         "quotas": [
             {
                 "name": "monthly_requests",

@@ -113,7 +113,10 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let audit = caller.audit("tenant.created", &tenant.id, json!({ "after": tenant }));
+    let audit = caller
+        .audit("tenant.created", &tenant.id, json!({}))
+        .created(&tenant)
+        .in_tenant(Some(&tenant.id));
     match state.store.create_tenant(&tenant, &audit).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(tenant))),
         Err(StoreError::Conflict(_)) => Err(ApiError::conflict(
@@ -156,13 +159,11 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = find(&state, &caller.reach(), &id).await?;
+    let policy = state.quotas.get();
     let period = Period::containing(
         now(),
-        tenant
-            .quotas
-            .reset_day
-            .unwrap_or(state.quotas.defaults.reset_day),
-        state.quotas.time_zone,
+        tenant.quotas.reset_day.unwrap_or(policy.defaults.reset_day),
+        policy.time_zone,
     );
     let statistics = state
         .store
@@ -215,11 +216,10 @@ pub async fn change(
     tenant.rate_limits = settings::rate_limits(body.rate_limits, tenant.rate_limits)?;
     tenant.quotas = settings::quotas(body.quotas, tenant.quotas)?;
     tenant.updated_at = now();
-    let audit = caller.audit(
-        "tenant.updated",
-        &tenant.id,
-        json!({ "before": before, "after": tenant }),
-    );
+    let audit = caller
+        .audit("tenant.updated", &tenant.id, json!({}))
+        .changed(&before, &tenant)
+        .in_tenant(Some(&tenant.id));
     state.store.update_tenant(&tenant, &audit).await?;
     Ok(Json(tenant))
 }
@@ -236,11 +236,14 @@ pub async fn delete(
     ApiQuery(options): ApiQuery<DeleteOptions>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = find(&state, &caller.reach(), &id).await?;
-    let audit = caller.audit(
-        "tenant.deleted",
-        &tenant.id,
-        json!({ "before": tenant, "cascade": options.cascade }),
-    );
+    let audit = caller
+        .audit(
+            "tenant.deleted",
+            &tenant.id,
+            json!({ "cascade": options.cascade }),
+        )
+        .removed(&tenant)
+        .in_tenant(Some(&tenant.id));
     let tokens_expire_at = state.tokens.issued_tokens_expire_at();
     match state
         .store

@@ -255,11 +255,10 @@ pub async fn import(
     let audits: Vec<_> = users
         .iter()
         .map(|user| {
-            caller.audit(
-                "user.created",
-                user.id.as_str(),
-                json!({"after": user, "via": "import"}),
-            )
+            caller
+                .audit("user.created", user.id.as_str(), json!({"via": "import"}))
+                .created(user)
+                .in_tenant(user.tenant_id.as_deref())
         })
         .collect();
     match state.store.import_users(&users, &audits).await {

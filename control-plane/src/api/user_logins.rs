@@ -17,6 +17,7 @@ use super::openapi::shapes::UserAfterReset;
 use super::permission::{ManageUsers, ReadUsers};
 use super::users::{changeable, check_password, hash, unless_changed_meanwhile};
 use super::AppState;
+use crate::accounts::user::User;
 use crate::domain::now;
 use crate::identity::password_policy::PasswordOwner;
 
@@ -60,18 +61,27 @@ pub async fn reset_password(
         None => temporary_password(&state, PasswordOwner::of(&user))?,
     };
     let new_hash = hash(&state, &password).await?;
-    let audit = caller.audit(
-        "user.password_reset",
-        user.id.as_str(),
-        json!({"generated": generated, "sessions_ended": true}),
-    );
+    let at = now();
+    let reset = User {
+        password_change_required: true,
+        updated_at: at,
+        ..user.clone()
+    };
+    let audit = caller
+        .audit(
+            "user.password_reset",
+            user.id.as_str(),
+            json!({"generated": generated, "sessions_ended": true}),
+        )
+        .changed(&user, &reset)
+        .in_tenant(user.tenant_id.as_deref());
     // Only the password: whatever else changed meanwhile stays.
     let written = state
         .store
         .reset_password(
             &user.id,
             &new_hash,
-            now(),
+            at,
             state.tokens.issued_tokens_expire_at(),
             &audit,
         )
@@ -136,7 +146,9 @@ pub async fn unlock(
 ) -> Result<impl IntoResponse, ApiError> {
     state.lockout.forget(&user.username).await?;
     state.mfa_lockout.forget(user.id.as_str()).await?;
-    let audit = caller.audit("user.unlocked", user.id.as_str(), json!({}));
+    let audit = caller
+        .audit("user.unlocked", user.id.as_str(), json!({}))
+        .in_tenant(user.tenant_id.as_deref());
     state.store.record_audit(&audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -259,7 +259,10 @@ pub async fn create(
         ..User::new(UserId::generate(), body.username, role, now())
     };
     body.enterprise.apply(&mut user)?;
-    let audit = caller.audit("user.created", user.id.as_str(), json!({ "after": user }));
+    let audit = caller
+        .audit("user.created", user.id.as_str(), json!({}))
+        .created(&user)
+        .in_tenant(user.tenant_id.as_deref());
     state
         .store
         .create_user(&user, &audit)
@@ -433,16 +436,17 @@ pub async fn change(
     // A new password or a suspension ends every session, so that neither a stolen session nor
     // a later reactivation carries the old access over.
     let ends_sessions = body.password.is_some() || user.status == UserStatus::Suspended;
-    let audit = caller.audit(
-        "user.updated",
-        user.id.as_str(),
-        json!({
-            "before": before,
-            "after": user,
-            "password_changed": body.password.is_some(),
-            "sessions_ended": ends_sessions,
-        }),
-    );
+    let audit = caller
+        .audit(
+            "user.updated",
+            user.id.as_str(),
+            json!({
+                "password_changed": body.password.is_some(),
+                "sessions_ended": ends_sessions,
+            }),
+        )
+        .changed(&before, &user)
+        .in_tenant(user.tenant_id.as_deref());
     let tokens_expire_at = ends_sessions.then(|| state.tokens.issued_tokens_expire_at());
     let written = match (regroup, tokens_expire_at) {
         (true, _) => {
@@ -489,11 +493,14 @@ pub async fn delete(
         let before = user.clone();
         user.status = UserStatus::Deleted;
         user.updated_at = now();
-        let audit = caller.audit(
-            "user.deleted",
-            user.id.as_str(),
-            json!({"before": before, "sessions_ended": true, "keys_revoked": true}),
-        );
+        let audit = caller
+            .audit(
+                "user.deleted",
+                user.id.as_str(),
+                json!({"sessions_ended": true, "keys_revoked": true}),
+            )
+            .changed(&before, &user)
+            .in_tenant(user.tenant_id.as_deref());
         let tokens_expire_at = state.tokens.issued_tokens_expire_at();
         state
             .store
@@ -514,6 +521,7 @@ pub async fn restore(
     State(state): State<AppState>,
     OnUser { caller, target }: OnUser<ManageUsers>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let before = target.clone();
     let mut user = target;
     if user.status != UserStatus::Deleted {
         return Err(ApiError::conflict(
@@ -533,7 +541,10 @@ pub async fn restore(
     }
     user.status = UserStatus::Active;
     user.updated_at = now();
-    let audit = caller.audit("user.restored", user.id.as_str(), json!({ "after": user }));
+    let audit = caller
+        .audit("user.restored", user.id.as_str(), json!({}))
+        .changed(&before, &user)
+        .in_tenant(user.tenant_id.as_deref());
     state.store.update_user(&user, &audit).await?;
     Ok(Json(user))
 }

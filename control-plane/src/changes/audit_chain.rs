@@ -28,6 +28,7 @@ pub struct ChainedColumns {
     pub client_address: Option<String>,
     pub user_agent: Option<String>,
     pub correlation_id: Option<String>,
+    pub tenant_id: Option<String>,
 }
 
 impl ChainedColumns {
@@ -69,17 +70,21 @@ impl AuditChainKey {
             &columns.target,
             &columns.details,
         );
-        // An entry without a request context (every one written before it was recorded)
-        // hashes as it always did, so older entries still verify; one with a context covers it.
-        let encoded = if columns.has_request_context() {
-            serde_json::to_vec(&(
-                stored,
-                &columns.client_address,
-                &columns.user_agent,
-                &columns.correlation_id,
-            ))
-        } else {
-            serde_json::to_vec(&stored)
+        // An entry without a request context or a tenant (every one written before they were
+        // recorded) hashes as it always did, so older entries still verify; each part an entry
+        // has is covered, and the arrays' lengths tell the four shapes apart.
+        let context = (
+            &columns.client_address,
+            &columns.user_agent,
+            &columns.correlation_id,
+        );
+        let encoded = match (columns.has_request_context(), &columns.tenant_id) {
+            (false, None) => serde_json::to_vec(&stored),
+            (false, Some(tenant)) => serde_json::to_vec(&(stored, tenant)),
+            (true, None) => serde_json::to_vec(&(stored, context.0, context.1, context.2)),
+            (true, Some(tenant)) => {
+                serde_json::to_vec(&(stored, context.0, context.1, context.2, tenant))
+            }
         }
         .unwrap_or_else(|_| unreachable!("strings and numbers serialize"));
         mac.update(&encoded);
@@ -98,6 +103,23 @@ impl AuditChainKey {
     /// Whether `seal` vouches for the end `seq`, `head` (compared in constant time).
     pub fn end_is_sealed(&self, seq: i64, head: &str, seal: &str) -> bool {
         bool::from(self.seal_end(seq, head).as_bytes().ct_eq(seal.as_bytes()))
+    }
+
+    /// The keyed hash that vouches for a pruning's checkpoint: the last pruned entry was at
+    /// place `seq` with hash `hash`, so the kept chain goes on from there.
+    pub fn seal_checkpoint(&self, seq: i64, hash: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(format!("checkpoint\n{seq}\n{hash}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `seal` vouches for the checkpoint `seq`, `hash` (compared in constant time).
+    pub fn checkpoint_is_sealed(&self, seq: i64, hash: &str, seal: &str) -> bool {
+        bool::from(
+            self.seal_checkpoint(seq, hash)
+                .as_bytes()
+                .ct_eq(seal.as_bytes()),
+        )
     }
 }
 
@@ -123,6 +145,8 @@ pub enum ChainBreak {
     EndAltered { recorded: i64 },
     #[error("entry {id} lies beyond the chain's recorded end: it was inserted without the chain")]
     BeyondEnd { id: String },
+    #[error("the checkpoint of pruned entries (place {recorded}) was altered")]
+    CheckpointAltered { recorded: i64 },
 }
 
 /// Checks entries, walked in `seq` order from the chain's start, one at a time.
@@ -130,14 +154,22 @@ pub struct ChainWalk<'a> {
     key: &'a AuditChainKey,
     previous: String,
     next_seq: i64,
+    walked: i64,
 }
 
 impl<'a> ChainWalk<'a> {
     pub fn new(key: &'a AuditChainKey) -> Self {
+        Self::after(key, 0, String::new())
+    }
+
+    /// A walk of the entries kept after a checkpoint: the last pruned one was at place `seq`
+    /// with hash `hash`.
+    pub fn after(key: &'a AuditChainKey, seq: i64, hash: String) -> Self {
         Self {
             key,
-            previous: String::new(),
-            next_seq: 1,
+            previous: hash,
+            next_seq: seq + 1,
+            walked: 0,
         }
     }
 
@@ -160,10 +192,12 @@ impl<'a> ChainWalk<'a> {
         }
         self.previous = expected;
         self.next_seq = seq + 1;
+        self.walked += 1;
         Ok(())
     }
 
-    /// Checks that the walk reached the recorded end of the chain (`seq` and hash).
+    /// Checks that the walk reached the recorded end of the chain (`seq` and hash); the
+    /// number of entries walked.
     pub fn finish(&self, recorded_seq: i64, recorded_head: &str) -> Result<i64, ChainBreak> {
         let found = self.next_seq - 1;
         if found != recorded_seq
@@ -174,7 +208,7 @@ impl<'a> ChainWalk<'a> {
                 recorded: recorded_seq,
             });
         }
-        Ok(found)
+        Ok(self.walked)
     }
 }
 
@@ -197,6 +231,7 @@ mod tests {
                     client_address: None,
                     user_agent: None,
                     correlation_id: None,
+                    tenant_id: None,
                 };
                 let hash = key.link(&previous, &columns);
                 previous.clone_from(&hash);

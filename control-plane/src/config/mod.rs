@@ -4,6 +4,7 @@
 //! Each section lives in its own file and checks its own keys; [`Config::validate`] runs
 //! them in turn and keeps what they resolve.
 
+mod audit;
 mod auth;
 mod bootstrap;
 mod database;
@@ -32,6 +33,7 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use audit::AuditConfig;
 pub use auth::{AuthConfig, LocalMethodConfig};
 pub use bootstrap::BootstrapConfig;
 pub use database::DatabaseConfig;
@@ -108,6 +110,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub quotas: QuotasConfig,
     pub bootstrap: BootstrapConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
 }
@@ -135,6 +138,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             quotas: QuotasConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -199,6 +203,7 @@ impl Config {
         self.pools.validate()?;
         self.routing.validate()?;
         self.bootstrap.validate()?;
+        self.audit.validate()?;
         self.log.validate()?;
         self.metrics.validate()?;
         self.limits.validate()?;

@@ -6,6 +6,7 @@ pub mod audit_sample;
 pub mod correlation;
 pub mod derived_key;
 pub mod ids;
+pub mod live;
 pub mod validation;
 pub mod web_origin;
 

@@ -52,9 +52,10 @@ impl FilterApi {
         now: Timestamp,
     ) -> Result<Vec<v1::Allowance>, StoreError> {
         let inherited = Inherited::load(self.store.as_ref(), user).await?;
-        let quotas = effective_quotas(&self.quotas, user, &inherited);
-        let period = Period::containing(now, quotas.reset_day, self.quotas.time_zone);
-        let policy = &self.quotas.allowances;
+        let quota_policy = self.quotas.get();
+        let quotas = effective_quotas(&quota_policy, user, &inherited);
+        let period = Period::containing(now, quotas.reset_day, quota_policy.time_zone);
+        let policy = &quota_policy.allowances;
         let grants: Vec<AllowanceGrant> = ask
             .quotas
             .iter()
@@ -112,7 +113,8 @@ impl FilterApi {
 
     /// The period of a user who sets no reset day of their own.
     fn default_period(&self, now: Timestamp) -> Period {
-        Period::containing(now, self.quotas.defaults.reset_day, self.quotas.time_zone)
+        let policy = self.quotas.get();
+        Period::containing(now, policy.defaults.reset_day, policy.time_zone)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::accounts::api_key::KeyHasher;
 use crate::changes::signal::ChangeSignal;
 use crate::config::{FilterConfig, LimitsConfig};
 use crate::domain::at_most_every::AtMostEvery;
+use crate::domain::live::Live;
 use crate::filter_service::limit_settings::limit_settings;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::open_watches::OpenWatches;
@@ -45,7 +46,7 @@ pub struct FilterApi {
     limit_counters: LimitService,
     limits: LimitsConfig,
     limit_settings: v1::LimitSettings,
-    quotas: QuotaPolicy,
+    quotas: Live<QuotaPolicy>,
     /// Turns at pruning applied usage batch ids and expired allowances.
     batch_pruning: AtMostEvery,
     refusals: RefusalLog,
@@ -57,7 +58,8 @@ pub struct FilterApi {
 pub struct DataPlanePolicy {
     pub cache: FilterConfig,
     pub limits: LimitsConfig,
-    pub quotas: QuotaPolicy,
+    /// Replaced by a configuration reload.
+    pub quotas: Live<QuotaPolicy>,
     /// The `user` label of per-user metrics.
     pub user_labels: UserLabels,
 }

@@ -30,7 +30,7 @@ impl FilterApi {
         let inherited = Inherited::load(self.store.as_ref(), user).await?;
         let quota = QuotaState::load(
             self.store.as_ref(),
-            &self.quotas,
+            &self.quotas.get(),
             user,
             &inherited,
             crate::domain::now(),

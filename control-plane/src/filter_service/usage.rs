@@ -28,7 +28,7 @@ impl FilterApi {
         let now = crate::domain::now();
         let (entries, applied) = async {
             let entries = totals
-                .entries(self.store.as_ref(), &self.quotas, now)
+                .entries(self.store.as_ref(), &self.quotas.get(), now)
                 .await?;
             let applied = self
                 .store

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::domain::live::Live;
 use crate::limits::counters::{Counters, Draw, Limit};
 
 const HOUR_SECS: u32 = 3600;
@@ -17,19 +18,20 @@ const IPV6_CLIENT_PREFIX_SEGMENTS: usize = 4;
 #[derive(Clone)]
 pub struct AddressFailures {
     counters: Arc<dyn Counters>,
-    limit: Limit,
+    limit: Live<Limit>,
 }
 
 impl AddressFailures {
     pub fn new(counters: Arc<dyn Counters>, per_hour: u32, burst: u32) -> Self {
         Self {
             counters,
-            limit: Limit {
-                window_seconds: HOUR_SECS,
-                requests: per_hour.into(),
-                burst: burst.into(),
-            },
+            limit: Live::new(budget(per_hour, burst)),
         }
+    }
+
+    /// Replaces the budget of this and every clone (a configuration reload).
+    pub fn set_budget(&self, per_hour: u32, burst: u32) {
+        self.limit.set(budget(per_hour, burst));
     }
 
     /// How long `address` must wait before its next attempt, when it has used its budget.
@@ -57,7 +59,7 @@ impl AddressFailures {
     fn draw(&self, address: IpAddr, count: u32) -> Draw {
         Draw {
             subject: address_subject("auth-failures", address),
-            limit: self.limit,
+            limit: *self.limit.get(),
             count,
         }
     }
@@ -65,11 +67,21 @@ impl AddressFailures {
     /// The wait until a bucket `backlog_ms` ahead of now has room for one more failure:
     /// none while the backlog is at most `burst - 1` emission intervals.
     fn wait_after(&self, backlog_ms: u64) -> Option<Duration> {
-        let window_ms = u128::from(self.limit.window_seconds) * 1000;
-        let room_ms = u128::from(self.limit.burst.saturating_sub(1)) * window_ms
-            / u128::from(self.limit.requests);
+        let limit = self.limit.get();
+        let window_ms = u128::from(limit.window_seconds) * 1000;
+        let room_ms =
+            u128::from(limit.burst.saturating_sub(1)) * window_ms / u128::from(limit.requests);
         let wait_ms = u128::from(backlog_ms).saturating_sub(room_ms);
         (wait_ms > 0).then(|| Duration::from_millis(u64::try_from(wait_ms).unwrap_or(u64::MAX)))
+    }
+}
+
+/// A bucket of `burst` failures that refills at `per_hour`.
+fn budget(per_hour: u32, burst: u32) -> Limit {
+    Limit {
+        window_seconds: HOUR_SECS,
+        requests: per_hour.into(),
+        burst: burst.into(),
     }
 }
 

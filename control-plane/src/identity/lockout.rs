@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::accounts::api_key::{KeyDigest, KeyHasher, StoredKeyHash};
 use crate::domain::at_most_every::AtMostEvery;
+use crate::domain::live::Live;
 use crate::domain::{now, Timestamp};
 use crate::store::{Store, StoreError};
 
@@ -169,7 +170,7 @@ pub struct LockState {
 /// The failed logins of every login name, in the store.
 #[derive(Clone)]
 pub struct AccountLockout {
-    policy: LockoutPolicy,
+    policy: Live<LockoutPolicy>,
     store: Arc<dyn Store>,
     hasher: KeyHasher,
     /// Prefixed to every name, so that the failures of another kind of attempt (second
@@ -180,7 +181,7 @@ pub struct AccountLockout {
 }
 
 impl AccountLockout {
-    pub fn new(policy: LockoutPolicy, store: Arc<dyn Store>, hasher: KeyHasher) -> Self {
+    pub fn new(policy: Live<LockoutPolicy>, store: Arc<dyn Store>, hasher: KeyHasher) -> Self {
         Self {
             policy,
             store,
@@ -209,6 +210,7 @@ impl AccountLockout {
             let at = now();
             let (admission, next) = self
                 .policy
+                .get()
                 .attempt(kept.as_ref().map(|kept| &kept.record), at);
             let Some(next) = next else {
                 return Ok(admission);
@@ -243,17 +245,18 @@ impl AccountLockout {
     /// The failures of `login_name` that still count, and until when they make attempts wait.
     pub async fn state(&self, login_name: &str) -> Result<LockState, StoreError> {
         let at = now();
+        let policy = self.policy.get();
         let kept = self
             .store
             .login_failures(&self.account(login_name))
             .await?
             .map(|kept| kept.record)
-            .filter(|record| !self.policy.forgotten(record, at));
+            .filter(|record| !policy.forgotten(record, at));
         Ok(LockState {
             failures: kept.as_ref().map_or(0, |record| record.failures),
             waiting_until: kept
                 .as_ref()
-                .and_then(|record| self.policy.waiting_until(record, at)),
+                .and_then(|record| policy.waiting_until(record, at)),
         })
     }
 
@@ -274,7 +277,7 @@ impl AccountLockout {
         }
         if let Err(error) = self
             .store
-            .prune_login_failures(self.policy.forgotten_before(at))
+            .prune_login_failures(self.policy.get().forgotten_before(at))
             .await
         {
             tracing::warn!(%error, "cannot remove forgotten login failures");

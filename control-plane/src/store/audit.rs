@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::columns::{format_time, from_json, required_time, to_i64, to_u64};
+use super::audit_pruning::{self, Pruned};
+use super::columns::{escape_like, format_time, from_json, required_time, to_i64, to_u64};
 use super::sql::Write;
 use super::{Page, SqlStore, StoreError, Written};
 use crate::changes::audit::AuditEntry;
@@ -14,16 +15,56 @@ use crate::changes::audit_chain::{
 };
 use crate::changes::request_context::RequestContext;
 use crate::domain::ids::{AuditId, UserId};
+use crate::domain::Timestamp;
+
+/// Which audit entries a listing returns; every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor_user_id: Option<String>,
+    pub action: Option<ActionMatch>,
+    pub target: Option<String>,
+    pub tenant_id: Option<String>,
+    /// Entries at or after this time.
+    pub since: Option<Timestamp>,
+    /// Entries before this time.
+    pub until: Option<Timestamp>,
+}
+
+/// How a filter matches an entry's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionMatch {
+    Exact(String),
+    /// Every action that starts with this (`user.` for `user.*`).
+    Prefix(String),
+}
 
 /// The audit log. Every write adds its own entry; this adds entries about something that
 /// changed nothing stored.
 #[async_trait]
 pub trait AuditLog: Send + Sync {
-    async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError>;
+    /// Every entry, newest first.
+    async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError> {
+        self.audit_entries_matching(&AuditFilter::default(), offset, limit)
+            .await
+    }
+    /// The entries `filter` matches, newest first.
+    async fn audit_entries_matching(
+        &self,
+        filter: &AuditFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<AuditEntry>, StoreError>;
     /// An entry about something that changed nothing stored (a refusal the data plane saw).
     async fn record_audit(&self, entry: &AuditEntry) -> Written;
-    /// Walks the whole chain: how many entries it holds, or where it first breaks.
+    /// Walks the whole chain kept: how many entries it holds, or where it first breaks.
     async fn verify_audit_chain(&self) -> Result<Result<i64, ChainBreak>, StoreError>;
+    /// Removes the entries older than `before` (kept `retention_days`), leaving a sealed
+    /// checkpoint the kept chain verifies from; `None` when none is that old.
+    async fn prune_audit(
+        &self,
+        before: Timestamp,
+        retention_days: u32,
+    ) -> Result<Option<Pruned>, StoreError>;
 }
 
 /// Entries read at a time while verifying.
@@ -31,19 +72,35 @@ const VERIFY_PAGE: i64 = 1000;
 
 #[async_trait]
 impl AuditLog for SqlStore {
-    async fn audit_entries(&self, offset: u64, limit: u64) -> Result<Page<AuditEntry>, StoreError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
-            .fetch_one(&self.reads)
-            .await?;
-        let rows = sqlx::query(
+    async fn audit_entries_matching(
+        &self,
+        filter: &AuditFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let (conditions, values) = filter.conditions();
+        let counting = format!("SELECT COUNT(*) FROM audit_log{conditions}");
+        let mut count = sqlx::query_scalar(&counting);
+        for value in &values {
+            count = count.bind(value);
+        }
+        let total: i64 = count.fetch_one(&self.reads).await?;
+        let page = values.len();
+        let sql = format!(
             "SELECT id, at, actor_user_id, action, target, details, client_address, user_agent, \
-             correlation_id FROM audit_log \
-             ORDER BY at DESC, id DESC LIMIT $1 OFFSET $2",
-        )
-        .bind(to_i64(limit))
-        .bind(to_i64(offset))
-        .fetch_all(&self.reads)
-        .await?;
+             correlation_id, tenant_id FROM audit_log{conditions} ORDER BY at DESC, id DESC LIMIT ${} OFFSET ${}",
+            page + 1,
+            page + 2
+        );
+        let mut select = sqlx::query(&sql);
+        for value in &values {
+            select = select.bind(value);
+        }
+        let rows = select
+            .bind(to_i64(limit))
+            .bind(to_i64(offset))
+            .fetch_all(&self.reads)
+            .await?;
         Ok(Page {
             items: rows.iter().map(entry_from_row).collect::<Result<_, _>>()?,
             total: to_u64(total),
@@ -52,6 +109,14 @@ impl AuditLog for SqlStore {
 
     async fn record_audit(&self, entry: &AuditEntry) -> Written {
         self.write(entry, async |_| Ok(())).await
+    }
+
+    async fn prune_audit(
+        &self,
+        before: Timestamp,
+        retention_days: u32,
+    ) -> Result<Option<Pruned>, StoreError> {
+        audit_pruning::prune(self, before, retention_days).await
     }
 
     async fn verify_audit_chain(&self) -> Result<Result<i64, ChainBreak>, StoreError> {
@@ -81,12 +146,14 @@ impl AuditLog for SqlStore {
                 .await?;
             return Ok(Err(ChainBreak::BeyondEnd { id }));
         }
-        let mut walk = ChainWalk::new(&self.audit_chain);
-        let mut after = 0;
+        let (mut walk, mut after) = match self.checkpoint().await? {
+            Ok(walk) => walk,
+            Err(broken) => return Ok(Err(broken)),
+        };
         loop {
             let rows = sqlx::query(
                 "SELECT seq, id, at, actor_user_id, action, target, details, client_address, \
-                 user_agent, correlation_id, hash \
+                 user_agent, correlation_id, tenant_id, hash \
                  FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
             )
             .bind(after)
@@ -104,6 +171,71 @@ impl AuditLog for SqlStore {
             if i64::try_from(rows.len()).unwrap_or(i64::MAX) < VERIFY_PAGE {
                 return Ok(walk.finish(end_seq, &end_head));
             }
+        }
+    }
+}
+
+impl SqlStore {
+    /// A walk from where the kept chain starts, and the place before it: the checkpoint of
+    /// the last pruning, once its seal and the absence of entries at or before it are checked.
+    async fn checkpoint(&self) -> Result<Result<(ChainWalk<'_>, i64), ChainBreak>, StoreError> {
+        let (seq, hash, seal): (i64, String, String) = sqlx::query_as(
+            "SELECT checkpoint_seq, checkpoint_hash, checkpoint_seal FROM audit_chain WHERE id = 1",
+        )
+        .fetch_one(&self.reads)
+        .await?;
+        if seq == 0 {
+            return Ok(Ok((ChainWalk::new(&self.audit_chain), 0)));
+        }
+        if !self.audit_chain.checkpoint_is_sealed(seq, &hash, &seal) {
+            return Ok(Err(ChainBreak::CheckpointAltered { recorded: seq }));
+        }
+        let pruned: Option<String> =
+            sqlx::query_scalar("SELECT id FROM audit_log WHERE seq <= $1 ORDER BY seq LIMIT 1")
+                .bind(seq)
+                .fetch_optional(&self.reads)
+                .await?;
+        if let Some(id) = pruned {
+            return Ok(Err(ChainBreak::Inserted { id }));
+        }
+        Ok(Ok((ChainWalk::after(&self.audit_chain, seq, hash), seq)))
+    }
+}
+
+impl AuditFilter {
+    /// The `WHERE` clause (empty without conditions) and its values, as `$1`, `$2`...; only
+    /// the conditions given, so that each can use its index.
+    fn conditions(&self) -> (String, Vec<String>) {
+        let action = self.action.as_ref().map(|action| match action {
+            ActionMatch::Exact(action) => ("action = ", action.clone()),
+            ActionMatch::Prefix(start) => ("action LIKE ", format!("{}%", escape_like(start))),
+        });
+        let given = [
+            self.actor_user_id
+                .clone()
+                .map(|id| ("actor_user_id = ", id)),
+            action,
+            self.target.clone().map(|target| ("target = ", target)),
+            self.tenant_id
+                .clone()
+                .map(|tenant| ("tenant_id = ", tenant)),
+            self.since.map(|at| ("at >= ", format_time(at))),
+            self.until.map(|at| ("at < ", format_time(at))),
+        ];
+        let (mut clauses, mut values) = (Vec::new(), Vec::new());
+        for (test, value) in given.into_iter().flatten() {
+            values.push(value);
+            let escape = if test.contains("LIKE") {
+                " ESCAPE '\\'"
+            } else {
+                ""
+            };
+            clauses.push(format!("{test}${}{escape}", values.len()));
+        }
+        if clauses.is_empty() {
+            (String::new(), values)
+        } else {
+            (format!(" WHERE {}", clauses.join(" AND ")), values)
         }
     }
 }
@@ -128,11 +260,13 @@ pub(super) async fn insert(
         client_address: entry.context.client_address.clone(),
         user_agent: entry.context.user_agent.clone(),
         correlation_id: entry.context.correlation_id.clone(),
+        tenant_id: entry.tenant_id.clone(),
     };
     let (columns, hash) = extend_chain(tx, chain, columns).await?;
     sqlx::query(
         "INSERT INTO audit_log (id, at, actor_user_id, action, target, details, client_address, \
-         user_agent, correlation_id, seq, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         user_agent, correlation_id, seq, hash, tenant_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&columns.id)
     .bind(&columns.at)
@@ -145,6 +279,7 @@ pub(super) async fn insert(
     .bind(&columns.correlation_id)
     .bind(columns.seq)
     .bind(&hash)
+    .bind(&columns.tenant_id)
     .execute(tx)
     .await?;
     Ok(())
@@ -185,7 +320,7 @@ pub(super) async fn start_chain(write: &mut Write) -> Written {
     }
     let rows = sqlx::query(
         "SELECT CAST(0 AS BIGINT) AS seq, id, at, actor_user_id, action, target, details, \
-         client_address, user_agent, correlation_id, '' AS hash \
+         client_address, user_agent, correlation_id, tenant_id, '' AS hash \
          FROM audit_log WHERE seq IS NULL ORDER BY at, id",
     )
     .fetch_all(write.rows())
@@ -216,6 +351,7 @@ fn chained_from_row(row: &AnyRow) -> Result<ChainedEntry, StoreError> {
             client_address: row.try_get("client_address")?,
             user_agent: row.try_get("user_agent")?,
             correlation_id: row.try_get("correlation_id")?,
+            tenant_id: row.try_get("tenant_id")?,
         },
         hash: row.try_get("hash")?,
     })
@@ -236,5 +372,6 @@ fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
             user_agent: row.try_get("user_agent")?,
             correlation_id: row.try_get("correlation_id")?,
         },
+        tenant_id: row.try_get("tenant_id")?,
     })
 }

@@ -62,6 +62,13 @@ pub(super) fn named<T>(
     parse(&name).ok_or_else(|| StoreError::Corrupt(format!("{column} {name:?}")))
 }
 
+/// `text` with the wildcards of `LIKE` escaped (by `\\`), to match as written.
+pub(super) fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 pub(super) fn format_time(at: Timestamp) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

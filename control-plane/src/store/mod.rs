@@ -13,6 +13,7 @@
 
 mod allowances;
 mod audit;
+mod audit_pruning;
 mod backends;
 mod columns;
 mod feed;
@@ -37,7 +38,8 @@ use async_trait::async_trait;
 use crate::changes::signal::Followers;
 
 pub use allowances::{AllowanceGrant, AllowanceLease, AllowanceStore};
-pub use audit::AuditLog;
+pub use audit::{ActionMatch, AuditFilter, AuditLog};
+pub use audit_pruning::Pruned;
 pub use backends::{BackendStore, PoolBackends};
 pub use feed::ChangeFeed;
 pub use groups::GroupStore;

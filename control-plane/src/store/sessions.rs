@@ -67,6 +67,7 @@ pub trait SessionStore: Send + Sync {
         id: &SessionId,
         old: &StoredKeyHash,
         new: &StoredKeyHash,
+        audit: &AuditEntry,
     ) -> Written;
     /// Ends a session; its tokens stay refused by the data plane until `tokens_expire_at`.
     async fn revoke_session(
@@ -185,8 +186,9 @@ impl SessionStore for SqlStore {
         id: &SessionId,
         old: &StoredKeyHash,
         new: &StoredKeyHash,
+        audit: &AuditEntry,
     ) -> Written {
-        self.write(None, async |write| {
+        self.write(audit, async |write| {
             let at = format_time(crate::domain::now());
             let updated = sqlx::query(
                 "UPDATE sessions SET refresh_hash = $1, last_used_at = $4 \

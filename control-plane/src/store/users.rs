@@ -7,8 +7,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::columns::{
-    conflict_or, format_time, from_json, named, required_time, to_i64, to_json, to_u64, touched,
-    AnyQuery,
+    conflict_or, escape_like, format_time, from_json, named, required_time, to_i64, to_json,
+    to_u64, touched, AnyQuery,
 };
 use super::keys::revoke_keys_of;
 use super::sessions::end_sessions_of;
@@ -592,10 +592,4 @@ fn bind_changeable<'q>(query: AnyQuery<'q>, user: &'q User) -> Result<AnyQuery<'
 fn name_taken_or(error: sqlx::Error) -> StoreError {
     let on_email = matches!(&error, sqlx::Error::Database(db) if db.message().contains("email"));
     conflict_or(error, if on_email { "email" } else { "username" })
-}
-
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }

@@ -33,10 +33,22 @@ impl Replica {
     /// Starts a replica on `database_url` with `settings` (`TOLLGATE_` variables without the
     /// prefix) and waits until it is ready.
     pub async fn start(database_url: &str, settings: &[(&str, &str)]) -> Self {
+        Self::start_with_file(database_url, None, settings).await
+    }
+
+    /// Like [`Self::start`], reading the configuration file `file` too, when given.
+    pub async fn start_with_file(
+        database_url: &str,
+        file: Option<&std::path::Path>,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let log = tempfile::NamedTempFile::new().expect("log file");
         let http = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        if let Some(file) = file {
+            command.arg("--config").arg(file);
+        }
         command
             .arg("serve")
             .current_dir(data_dir.path())
@@ -131,6 +143,15 @@ impl Replica {
     /// The process's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Sends the process SIGHUP.
+    pub fn hang_up(&self) {
+        let sent = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
     }
 
     /// Kills the process at once, as a crash would.

@@ -122,6 +122,7 @@ pub async fn suspend(
     reason: &str,
     tokens_expire_at: i64,
 ) -> Written {
+    let before = user.clone();
     user.status = UserStatus::Suspended;
     user.updated_at = now();
     let audit = AuditEntry::new(
@@ -129,7 +130,9 @@ pub async fn suspend(
         "user.suspended",
         user.id.as_str(),
         json!({"source": "ldap", "reason": reason}),
-    );
+    )
+    .changed(&before, &user)
+    .in_tenant(user.tenant_id.as_deref());
     store
         .update_user_ending_sessions(&user, tokens_expire_at, &audit)
         .await
@@ -169,8 +172,9 @@ async fn create(
         None,
         "user.created",
         user.id.as_str(),
-        json!({"username": user.username, "role": user.role, "source": "ldap", "dn": person.dn}),
-    );
+        json!({"source": "ldap", "dn": person.dn}),
+    )
+    .created(&user);
     store
         .create_ldap_user(&user, link, &audit)
         .await
@@ -187,6 +191,7 @@ async fn update(
     person: &DirectoryPerson,
 ) -> Result<User, Refusal> {
     if user.email != fields.email || user.name != fields.name {
+        let before = user.clone();
         user.email.clone_from(&fields.email);
         user.name.clone_from(&fields.name);
         user.updated_at = now();
@@ -194,8 +199,10 @@ async fn update(
             None,
             "user.updated",
             user.id.as_str(),
-            json!({"source": "ldap", "email": user.email, "name": user.name}),
-        );
+            json!({"source": "ldap"}),
+        )
+        .changed(&before, &user)
+        .in_tenant(user.tenant_id.as_deref());
         store
             .update_user(&user, &audit)
             .await

@@ -61,7 +61,8 @@ pub async fn user_for(
                     "user.oidc_linked",
                     user.id.as_str(),
                     json!({"provider": settings.name, "by": "verified_email"}),
-                );
+                )
+                .in_tenant(user.tenant_id.as_deref());
                 store
                     .link_oidc_subject(&link(user.id.clone()), &audit)
                     .await?;
@@ -87,8 +88,10 @@ pub async fn user_for(
         Some(user.id.clone()),
         "user.created",
         user.id.as_str(),
-        json!({"username": user.username, "role": user.role, "provider": settings.name}),
-    );
+        json!({"provider": settings.name}),
+    )
+    .created(&user)
+    .in_tenant(user.tenant_id.as_deref());
     match store
         .create_oidc_user(
             &user,
