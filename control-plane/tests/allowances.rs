@@ -8,42 +8,20 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
+use support::allowances::{
+    acquire, acquire_requests, ask, replica, report, requests, user_with_quotas,
+};
 use support::app::{quota, Api};
-use support::TestDatabase;
+use support::{against_both_shared_databases, TestDatabase};
 use tollgate::config::Config;
-use tollgate::filter_service::FilterApi;
 use tollgate::proto::v1::filter_service_server::FilterService;
 use tollgate::proto::v1::{
-    AcquireAllowancesRequest, Allowance, LookupUserRequest, ReportUsageRequest, UsageDelta,
+    AcquireAllowancesRequest, Allowance, LookupUserRequest, ReportUsageRequest,
 };
 use tollgate::store::AllowanceStore;
 use tonic::{Code, Request};
 
-/// Every replica of a test deployment hashes keys with this secret.
-const SHARED_KEY_HASH_SECRET: &str = "a key-hash secret every replica of the deployment shares";
-
-macro_rules! against_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(super::TestDatabase::sqlite().await)).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(super::TestDatabase::postgres().await)).await;
-                }
-            )*
-        }
-    };
-}
-
-against_both_databases!(
+against_both_shared_databases!(
     grants_shrink_with_the_remainder_and_end_one_request_at_a_time,
     concurrent_acquires_on_two_replicas_never_grant_beyond_limit_and_overshoot,
     settling_returns_the_unused_part_once,
@@ -52,73 +30,6 @@ against_both_databases!(
     quotas_without_a_limit_are_unlimited_and_unknown_users_get_nothing,
     malformed_asks_and_settlements_are_refused,
 );
-
-/// A replica of the deployment on `db`, with `adjust` applied to its configuration.
-async fn replica(db: &Arc<TestDatabase>, adjust: impl FnOnce(&mut Config)) -> Api {
-    Api::start_on(db.clone(), |config| {
-        config.security.key_hash_secret = Some(SHARED_KEY_HASH_SECRET.to_string());
-        adjust(config);
-    })
-    .await
-}
-
-/// A new user with these quota settings; returns their id.
-async fn user_with_quotas(api: &Api, username: &str, quotas: Value) -> String {
-    let user = api
-        .create_user_with(json!({"username": username, "quotas": quotas}))
-        .await;
-    user["id"].as_str().expect("id").to_string()
-}
-
-fn ask(user_id: &str, quotas: &[&str]) -> AcquireAllowancesRequest {
-    AcquireAllowancesRequest {
-        node_id: "envoy-1".to_string(),
-        holder: "worker-1".to_string(),
-        user_id: user_id.to_string(),
-        quotas: quotas.iter().map(|quota| (*quota).to_string()).collect(),
-    }
-}
-
-async fn acquire(filter: &FilterApi, user_id: &str, quotas: &[&str]) -> Vec<Allowance> {
-    filter
-        .acquire_allowances(Request::new(ask(user_id, quotas)))
-        .await
-        .expect("acquired")
-        .into_inner()
-        .allowances
-}
-
-/// One allowance of monthly requests.
-async fn acquire_requests(filter: &FilterApi, user_id: &str) -> Allowance {
-    let mut allowances = acquire(filter, user_id, &["monthly_requests"]).await;
-    assert_eq!(allowances.len(), 1, "{allowances:?}");
-    allowances.remove(0)
-}
-
-async fn report(
-    filter: &FilterApi,
-    batch_id: &str,
-    usage: Vec<UsageDelta>,
-    settled: &[&str],
-) -> Result<(), Code> {
-    filter
-        .report_usage(Request::new(ReportUsageRequest {
-            batch_id: batch_id.to_string(),
-            usage,
-            settled_allowances: settled.iter().map(|id| (*id).to_string()).collect(),
-        }))
-        .await
-        .map(|_| ())
-        .map_err(|status| status.code())
-}
-
-fn requests(user_id: &str, requests: u64) -> UsageDelta {
-    UsageDelta {
-        user_id: user_id.to_string(),
-        requests,
-        ..UsageDelta::default()
-    }
-}
 
 /// The user's quota answer from the admin API.
 async fn quota_answer(api: &Api, user_id: &str) -> Value {

@@ -1105,6 +1105,7 @@ fn usage_of(
         requests,
         bytes,
         storage_bytes,
+        pool: None,
     }
 }
 

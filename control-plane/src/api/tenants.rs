@@ -23,8 +23,9 @@ use crate::accounts::user::{Role, User};
 use crate::domain::ids::GroupId;
 use crate::domain::now;
 use crate::identity::session::LoginMethod;
-use crate::limits::quota::{Period, Quotas};
+use crate::limits::quota::Quotas;
 use crate::limits::rate_limits::RateLimits;
+use crate::limits::tenant_pool::TenantPool;
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -159,12 +160,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = find(&state, &caller.reach(), &id).await?;
-    let policy = state.quotas.get();
-    let period = Period::containing(
-        now(),
-        tenant.quotas.reset_day.unwrap_or(policy.defaults.reset_day),
-        policy.time_zone,
-    );
+    let period = TenantPool::of(&tenant, &state.quotas.get(), now()).period;
     let statistics = state
         .store
         .tenant_statistics(&tenant.id, period.start)

@@ -12,8 +12,9 @@ use crate::limits::allowances::AllowanceAsk;
 use crate::limits::inherited::Inherited;
 use crate::limits::quota::{Period, QuotaName};
 use crate::limits::quota_state::effective_quotas;
+use crate::limits::tenant_pool::TenantPool;
 use crate::proto::v1;
-use crate::store::{AllowanceGrant, AllowanceLease, StoreError};
+use crate::store::{AllowanceGrant, AllowanceLease, PoolPeriod, StoreError};
 
 const MS_PER_SEC: u32 = 1000;
 
@@ -55,6 +56,11 @@ impl FilterApi {
         let quota_policy = self.quotas.get();
         let quotas = effective_quotas(&quota_policy, user, &inherited);
         let period = Period::containing(now, quotas.reset_day, quota_policy.time_zone);
+        let pool = inherited
+            .tenant
+            .as_ref()
+            .map(|tenant| TenantPool::of(tenant, &quota_policy, now))
+            .filter(TenantPool::is_limited);
         let policy = &quota_policy.allowances;
         let grants: Vec<AllowanceGrant> = ask
             .quotas
@@ -64,6 +70,9 @@ impl FilterApi {
                     id: AllowanceId::generate(),
                     quota,
                     sizing,
+                    pool_sizing: pool
+                        .as_ref()
+                        .and_then(|pool| policy.sizing(quota, &pool.quotas)),
                 })
             })
             .collect();
@@ -77,14 +86,26 @@ impl FilterApi {
                 node_id: &ask.node_id,
                 granted_at: now,
                 expires_at: now + Duration::seconds(policy.timeout_secs.into()),
+                pool: pool.as_ref().map(|pool| PoolPeriod {
+                    tenant: &pool.tenant,
+                    period_start: pool.period.start,
+                }),
             };
             self.store.acquire_allowances(&lease, &grants).await?
         };
         let mut granted = grants.iter().zip(amounts).peekable();
-        // An allowance admits within the period it was granted in: the next one's usage
-        // holds no reservation for it.
+        // An allowance admits within the period it was granted in, the user's and the
+        // pool's: the next one's usage holds no reservation for it. A refusal holds until
+        // both have reset, as either may be the one used up.
+        let (period_end, refused_until) = match &pool {
+            Some(pool) => (
+                pool.period.end.min(period.end),
+                pool.period.end.max(period.end),
+            ),
+            None => (period.end, period.end),
+        };
         let until_period_end_ms =
-            u32::try_from((period.end - now).num_milliseconds().max(0)).unwrap_or(u32::MAX);
+            u32::try_from((period_end - now).num_milliseconds().max(0)).unwrap_or(u32::MAX);
         let admit_for_ms = policy
             .admit_secs
             .saturating_mul(MS_PER_SEC)
@@ -93,12 +114,13 @@ impl FilterApi {
             .quotas
             .iter()
             .map(|&quota| {
-                let base = answer(quota, period);
+                let base = answer(quota, refused_until);
                 match granted.next_if(|(grant, _)| grant.quota == quota) {
                     Some((grant, amount)) if amount > 0 => v1::Allowance {
                         allowance_id: grant.id.to_string(),
                         granted: amount,
                         admit_for_ms,
+                        resets_at: period_end.timestamp(),
                         ..base
                     },
                     Some(_) => base,
@@ -119,10 +141,10 @@ impl FilterApi {
 }
 
 /// Nothing granted of the quota, which resets at the end of `period`.
-fn answer(quota: QuotaName, period: Period) -> v1::Allowance {
+fn answer(quota: QuotaName, resets_at: Timestamp) -> v1::Allowance {
     v1::Allowance {
         quota: quota.as_str().to_string(),
-        resets_at: period.end.timestamp(),
+        resets_at: resets_at.timestamp(),
         ..v1::Allowance::default()
     }
 }
@@ -130,7 +152,7 @@ fn answer(quota: QuotaName, period: Period) -> v1::Allowance {
 fn nothing_for_anyone(ask: &AllowanceAsk, period: Period) -> Vec<v1::Allowance> {
     ask.quotas
         .iter()
-        .map(|&quota| answer(quota, period))
+        .map(|&quota| answer(quota, period.end))
         .collect()
 }
 

@@ -12,5 +12,6 @@ pub mod quota_state;
 pub mod rate_limits;
 pub mod refusal_log;
 pub mod subjects;
+pub mod tenant_pool;
 pub mod usage_reports;
 pub mod user_labels;

@@ -11,6 +11,7 @@ use crate::domain::Timestamp;
 use crate::limits::inherited::Inherited;
 use crate::limits::quota::{Period, QuotaPolicy};
 use crate::limits::quota_state::effective_quotas;
+use crate::limits::tenant_pool::TenantPool;
 use crate::proto::v1::{ReportUsageRequest, UsageDelta};
 use crate::store::{Store, StoreError, UsageEntry};
 
@@ -126,8 +127,8 @@ impl UsageTotals {
         })
     }
 
-    /// One entry per known user, with the quotas and period that apply at `now`;
-    /// unknown and deleted users are left out.
+    /// One entry per known user, with the quotas and period that apply at `now` and the
+    /// tenant pool the usage also counts in; unknown and deleted users are left out.
     pub async fn entries(
         &self,
         store: &dyn Store,
@@ -143,7 +144,12 @@ impl UsageTotals {
             };
             let inherited = Inherited::load(store, &user).await?;
             let quotas = effective_quotas(policy, &user, &inherited);
+            let pool = inherited
+                .tenant
+                .as_ref()
+                .map(|tenant| TenantPool::of(tenant, policy, now));
             entries.push(UsageEntry {
+                pool,
                 period: Period::containing(now, quotas.reset_day, policy.time_zone),
                 user: user.id,
                 quotas,

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
 
 use super::columns::{format_time, to_i64, to_u64};
+use super::periods::{lock_period, Counted};
 use super::{SqlStore, StoreError};
 use crate::domain::ids::{AllowanceId, UserId};
 use crate::domain::Timestamp;
@@ -23,6 +24,15 @@ pub struct AllowanceLease<'a> {
     pub granted_at: Timestamp,
     /// When an unsettled allowance stops holding its part of the quota.
     pub expires_at: Timestamp,
+    /// The tenant pool the allowances also draw from, when the tenant limits one.
+    pub pool: Option<PoolPeriod<'a>>,
+}
+
+/// One tenant's pool in one of its periods.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolPeriod<'a> {
+    pub tenant: &'a str,
+    pub period_start: Timestamp,
 }
 
 /// One quota to grant an allowance of, under the id it gets if anything is granted.
@@ -31,15 +41,18 @@ pub struct AllowanceGrant {
     pub id: AllowanceId,
     pub quota: QuotaName,
     pub sizing: AllowanceSizing,
+    /// How the tenant pool limits the grant; `None` when the pool does not limit the quota.
+    pub pool_sizing: Option<AllowanceSizing>,
 }
 
 /// Allowances granted out of users' quotas, held until settled or expired.
 #[async_trait]
 pub trait AllowanceStore: Send + Sync {
     /// Sizes each grant against what the period used and what unsettled, unexpired
-    /// allowances hold, and records those of more than 0, in one transaction that
-    /// serialises with every other acquire and usage report of the user's period. Answers
-    /// the amounts granted, in the order of `grants`.
+    /// allowances hold, for the user and for the tenant pool alike, and records those of
+    /// more than 0, in one transaction that serialises with every other acquire and usage
+    /// report of the user's period and the pool's. Answers the amounts granted, in the
+    /// order of `grants`.
     async fn acquire_allowances(
         &self,
         lease: &AllowanceLease<'_>,
@@ -64,11 +77,36 @@ impl AllowanceStore for SqlStore {
         grants: &[AllowanceGrant],
     ) -> Result<Vec<u64>, StoreError> {
         self.write(None, async |write| {
-            let used = lock_period(write.rows(), lease.user, lease.period_start).await?;
+            let used = lock_period(
+                write.rows(),
+                Counted::User,
+                lease.user.as_str(),
+                lease.period_start,
+            )
+            .await?;
+            let pool_used = match lease.pool {
+                Some(pool) => Some(
+                    lock_period(
+                        write.rows(),
+                        Counted::Tenant,
+                        pool.tenant,
+                        pool.period_start,
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
             let mut granted = Vec::with_capacity(grants.len());
             for grant in grants {
                 let held = reserved_of(write.rows(), lease, grant.quota).await?;
-                let amount = grant.sizing.grant(used.amount(grant.quota), held);
+                let mut amount = grant.sizing.grant(used.amount(grant.quota), held);
+                if let (Some(pool), Some(pool_used), Some(sizing)) =
+                    (lease.pool, pool_used, grant.pool_sizing)
+                {
+                    let pool_held =
+                        pool_reserved_of(write.rows(), pool, lease.granted_at, grant.quota).await?;
+                    amount = amount.min(sizing.grant(pool_used.amount(grant.quota), pool_held));
+                }
                 if amount > 0 {
                     insert(write.rows(), lease, grant, amount).await?;
                 }
@@ -113,39 +151,6 @@ impl AllowanceStore for SqlStore {
     }
 }
 
-/// Takes the user's period row (creating it when missing) so that acquires and usage
-/// reports of the period run one at a time; answers what the period used.
-async fn lock_period(
-    tx: &mut AnyConnection,
-    user: &UserId,
-    period_start: Timestamp,
-) -> Result<Usage, StoreError> {
-    let start = format_time(period_start);
-    sqlx::query(
-        "INSERT INTO usage_periods (user_id, period_start, requests, bytes) \
-         VALUES ($1, $2, 0, 0) ON CONFLICT (user_id, period_start) DO NOTHING",
-    )
-    .bind(user.as_str())
-    .bind(&start)
-    .execute(&mut *tx)
-    .await?;
-    // An UPDATE holds the row's lock until commit on Postgres; SQLite's one writer
-    // serialises on its own.
-    let row = sqlx::query(
-        "UPDATE usage_periods SET requests = requests \
-         WHERE user_id = $1 AND period_start = $2 RETURNING requests, bytes",
-    )
-    .bind(user.as_str())
-    .bind(&start)
-    .fetch_one(tx)
-    .await?;
-    Ok(Usage {
-        requests: to_u64(row.try_get("requests")?),
-        bytes: to_u64(row.try_get("bytes")?),
-        storage_bytes: 0,
-    })
-}
-
 async fn reserved_of(
     tx: &mut AnyConnection,
     lease: &AllowanceLease<'_>,
@@ -165,6 +170,26 @@ async fn reserved_of(
     Ok(to_u64(held))
 }
 
+async fn pool_reserved_of(
+    tx: &mut AnyConnection,
+    pool: PoolPeriod<'_>,
+    at: Timestamp,
+    quota: QuotaName,
+) -> Result<u64, StoreError> {
+    let held: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(granted), 0) AS BIGINT) FROM quota_allowances \
+         WHERE tenant_id = $1 AND quota = $2 AND tenant_period_start = $3 \
+         AND settled_at IS NULL AND expires_at > $4",
+    )
+    .bind(pool.tenant)
+    .bind(quota.as_str())
+    .bind(format_time(pool.period_start))
+    .bind(format_time(at))
+    .fetch_one(tx)
+    .await?;
+    Ok(to_u64(held))
+}
+
 async fn insert(
     tx: &mut AnyConnection,
     lease: &AllowanceLease<'_>,
@@ -173,7 +198,8 @@ async fn insert(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO quota_allowances (id, user_id, quota, period_start, holder, node_id, \
-         granted, granted_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         granted, granted_at, expires_at, tenant_id, tenant_period_start) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(grant.id.as_str())
     .bind(lease.user.as_str())
@@ -184,6 +210,8 @@ async fn insert(
     .bind(to_i64(amount))
     .bind(format_time(lease.granted_at))
     .bind(format_time(lease.expires_at))
+    .bind(lease.pool.map(|pool| pool.tenant))
+    .bind(lease.pool.map(|pool| format_time(pool.period_start)))
     .execute(tx)
     .await?;
     Ok(())

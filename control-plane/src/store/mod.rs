@@ -25,6 +25,7 @@ mod login_failures;
 mod mfa;
 mod migrations;
 mod oidc_links;
+mod periods;
 mod registrations;
 mod routing_feed;
 mod sessions;
@@ -37,7 +38,7 @@ use async_trait::async_trait;
 
 use crate::changes::signal::Followers;
 
-pub use allowances::{AllowanceGrant, AllowanceLease, AllowanceStore};
+pub use allowances::{AllowanceGrant, AllowanceLease, AllowanceStore, PoolPeriod};
 pub use audit::{ActionMatch, AuditFilter, AuditLog};
 pub use audit_pruning::Pruned;
 pub use backends::{BackendStore, PoolBackends};

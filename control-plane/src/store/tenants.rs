@@ -14,7 +14,7 @@ use super::groups::remove_group;
 use super::keys::revoke_keys_of;
 use super::sessions::end_sessions_of;
 use super::sql::Write;
-use super::{Page, SqlStore, StoreError, Written};
+use super::{Page, SqlStore, StoreError, UsageStore, Written};
 use crate::accounts::tenant::Tenant;
 use crate::accounts::user::{Role, UserStatus};
 use crate::changes::audit::AuditEntry;
@@ -66,12 +66,12 @@ pub trait TenantStore: Send + Sync {
         offset: u64,
         limit: u64,
     ) -> Result<Page<Tenant>, StoreError>;
-    /// What the tenant holds now, and what its users used in periods that started from
-    /// `since` on.
+    /// What the tenant holds now, and what its users used in the tenant's period that
+    /// starts at `period_start`.
     async fn tenant_statistics(
         &self,
         id: &str,
-        since: Timestamp,
+        period_start: Timestamp,
     ) -> Result<TenantStatistics, StoreError>;
 }
 
@@ -197,7 +197,7 @@ impl TenantStore for SqlStore {
     async fn tenant_statistics(
         &self,
         id: &str,
-        since: Timestamp,
+        period_start: Timestamp,
     ) -> Result<TenantStatistics, StoreError> {
         let people = sqlx::query(
             "SELECT COUNT(*) AS users, CAST(COALESCE(SUM(CASE WHEN status = 'active' \
@@ -214,28 +214,19 @@ impl TenantStore for SqlStore {
                 &[id],
             )
             .await?;
-        let used = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(p.requests), 0) AS BIGINT) AS requests, \
-             CAST(COALESCE(SUM(p.bytes), 0) AS BIGINT) AS bytes \
-             FROM usage_periods p JOIN users u ON u.id = p.user_id \
-             WHERE u.tenant_id = $1 AND p.period_start >= $2",
-        )
-        .bind(id)
-        .bind(format_time(since))
-        .fetch_one(&self.reads)
-        .await?;
+        let used = self.pool_usage(id, period_start).await?;
         Ok(TenantStatistics {
             users: to_u64(people.try_get("users")?),
             active_users: to_u64(people.try_get("active_users")?),
             keys,
-            requests: to_u64(used.try_get("requests")?),
-            bytes: to_u64(used.try_get("bytes")?),
+            requests: used.requests,
+            bytes: used.bytes,
         })
     }
 }
 
 /// The ids of the tenant's users matching `condition` (SQL after the tenant's own).
-async fn user_ids(
+pub(super) async fn user_ids(
     write: &mut Write,
     tenant: &str,
     condition: &str,

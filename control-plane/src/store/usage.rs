@@ -4,14 +4,19 @@
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
 
-use super::columns::{format_time, to_i64, to_u64};
-use super::{allowances, SqlStore, StoreError};
+use super::columns::{format_time, to_u64};
+use std::collections::BTreeMap;
+
+use super::periods::{add_to_period, period_usage, Counted};
+use super::sql::Write;
+use super::{allowances, tenants, SqlStore, StoreError};
 use crate::changes::audit::AuditEntry;
 use crate::changes::feed::Stale;
 use crate::domain::ids::UserId;
 use crate::domain::Timestamp;
 use crate::limits::quota::Usage;
 use crate::limits::quota::{EffectiveQuotas, Period, QuotaName};
+use crate::limits::tenant_pool::TenantPool;
 
 /// Usage of one user to add, with the quotas that apply to it in its period.
 #[derive(Debug, Clone)]
@@ -23,6 +28,8 @@ pub struct UsageEntry {
     pub bytes: u64,
     /// Storage added (positive) or freed (negative); the total never drops below 0.
     pub storage_bytes: i64,
+    /// The user's tenant pool, which counts the requests and bytes too.
+    pub pool: Option<TenantPool>,
 }
 
 /// What applying a usage batch did.
@@ -39,7 +46,8 @@ pub enum UsageOutcome {
 pub trait UsageStore: Send + Sync {
     /// Applies a usage batch once, all of it or nothing, and settles the allowances it
     /// names with it. A user whose usage reaches a quota (or falls back below one) becomes
-    /// stale, and each quota reached is audited.
+    /// stale, and each quota reached is audited; a tenant pool reached makes every user of
+    /// the tenant stale.
     async fn apply_usage(
         &self,
         batch_id: &str,
@@ -52,6 +60,9 @@ pub trait UsageStore: Send + Sync {
     /// The user's requests and bytes in the period starting at `period_start`, and the
     /// storage they hold now.
     async fn usage(&self, user: &UserId, period_start: Timestamp) -> Result<Usage, StoreError>;
+    /// The requests and bytes a tenant's users used in the pool's period starting at
+    /// `period_start`.
+    async fn pool_usage(&self, tenant: &str, period_start: Timestamp) -> Result<Usage, StoreError>;
 }
 
 #[async_trait]
@@ -103,6 +114,10 @@ impl UsageStore for SqlStore {
                     reached.push((entry.user.clone(), quota));
                 }
             }
+            // After every user's row: writers take user rows before tenant rows.
+            for (pool, added) in pooled(entries) {
+                add_to_pool(write, &pool, added, at).await?;
+            }
             Ok(UsageOutcome::Applied(reached))
         })
         .await
@@ -111,6 +126,18 @@ impl UsageStore for SqlStore {
     async fn prune_usage_batches(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.delete_before("DELETE FROM usage_batches WHERE applied_at < $1", before)
             .await
+    }
+
+    async fn pool_usage(&self, tenant: &str, period_start: Timestamp) -> Result<Usage, StoreError> {
+        let row = sqlx::query(
+            "SELECT requests, bytes FROM tenant_usage_periods \
+             WHERE tenant_id = $1 AND period_start = $2",
+        )
+        .bind(tenant)
+        .bind(format_time(period_start))
+        .fetch_optional(&self.reads)
+        .await?;
+        row.as_ref().map_or(Ok(Usage::default()), period_usage)
     }
 
     async fn usage(&self, user: &UserId, period_start: Timestamp) -> Result<Usage, StoreError> {
@@ -141,20 +168,79 @@ impl UsageStore for SqlStore {
     }
 }
 
+/// The usage of `entries` summed per tenant pool, in tenant order.
+fn pooled(entries: &[UsageEntry]) -> Vec<(TenantPool, Usage)> {
+    let mut pools = BTreeMap::<(&str, Timestamp), (TenantPool, Usage)>::new();
+    for entry in entries {
+        let Some(pool) = &entry.pool else { continue };
+        let (_, added) = pools
+            .entry((pool.tenant.as_str(), pool.period.start))
+            .or_insert_with(|| (pool.clone(), Usage::default()));
+        added.requests = added.requests.saturating_add(entry.requests);
+        added.bytes = added.bytes.saturating_add(entry.bytes);
+    }
+    pools.into_values().collect()
+}
+
+/// Adds a pool's share of a batch; a pool quota reached makes every user of the tenant
+/// stale, so that Envoys learn it without asking, and is audited in the tenant.
+async fn add_to_pool(
+    write: &mut Write,
+    pool: &TenantPool,
+    added: Usage,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let after = add_to_period(
+        write.rows(),
+        Counted::Tenant,
+        &pool.tenant,
+        pool.period.start,
+        added,
+    )
+    .await?;
+    let before = Usage {
+        requests: after.requests.saturating_sub(added.requests),
+        bytes: after.bytes.saturating_sub(added.bytes),
+        storage_bytes: 0,
+    };
+    let crossed = pool.quotas.crossed(&before, &after);
+    if crossed.is_empty() {
+        return Ok(());
+    }
+    for user in tenants::user_ids(write, &pool.tenant, "AND status <> 'deleted'").await? {
+        write.stale(&Stale::User(user), at).await?;
+    }
+    for quota in crossed {
+        let audit = AuditEntry::new(
+            None,
+            "tenant.quota_exhausted",
+            &pool.tenant,
+            serde_json::json!({
+                "quota": quota.as_str(),
+                "period_start": format_time(pool.period.start),
+                "period_end": format_time(pool.period.end),
+            }),
+        )
+        .in_tenant(Some(&pool.tenant));
+        write.audit(&audit).await?;
+    }
+    Ok(())
+}
+
 /// Adds one entry's usage; returns the user's usage after it.
 async fn add(tx: &mut AnyConnection, entry: &UsageEntry) -> Result<Usage, StoreError> {
-    let period = sqlx::query(
-        "INSERT INTO usage_periods (user_id, period_start, requests, bytes) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, period_start) DO UPDATE \
-         SET requests = usage_periods.requests + excluded.requests, \
-         bytes = usage_periods.bytes + excluded.bytes \
-         RETURNING requests, bytes",
+    let added = Usage {
+        requests: entry.requests,
+        bytes: entry.bytes,
+        storage_bytes: 0,
+    };
+    let period = add_to_period(
+        &mut *tx,
+        Counted::User,
+        entry.user.as_str(),
+        entry.period.start,
+        added,
     )
-    .bind(entry.user.as_str())
-    .bind(format_time(entry.period.start))
-    .bind(to_i64(entry.requests))
-    .bind(to_i64(entry.bytes))
-    .fetch_one(&mut *tx)
     .await?;
     let storage: i64 = sqlx::query_scalar(
         "INSERT INTO usage_storage (user_id, bytes) VALUES ($1, $2) \
@@ -168,9 +254,8 @@ async fn add(tx: &mut AnyConnection, entry: &UsageEntry) -> Result<Usage, StoreE
     .fetch_one(tx)
     .await?;
     Ok(Usage {
-        requests: to_u64(period.try_get("requests")?),
-        bytes: to_u64(period.try_get("bytes")?),
         storage_bytes: to_u64(storage),
+        ..period
     })
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod accounts;
+pub mod allowances;
 pub mod app;
 pub mod grpc;
 pub mod mfa;
@@ -42,6 +43,31 @@ macro_rules! against_both_databases {
     };
 }
 pub(crate) use against_both_databases;
+
+/// Runs each named `async fn(Arc<TestDatabase>)` of the calling file as two tests on a
+/// two-thread runtime, one on SQLite and one on Postgres, for tests that share one database
+/// among replicas.
+macro_rules! against_both_shared_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::TestDatabase::sqlite().await)).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::TestDatabase::postgres().await)).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use against_both_shared_databases;
 
 /// Where tests may create and drop databases.
 pub fn postgres_admin_url() -> String {
