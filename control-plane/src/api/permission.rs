@@ -93,8 +93,8 @@ permission! {
 }
 
 permission! {
-    /// Read the audit log.
-    deployment ReadAudit: Admin | Auditor
+    /// Read the audit log (a tenant's staff: the entries of their tenant's objects only).
+    ReadAudit: Admin | TenantAdmin | Auditor
 }
 
 permission! {
@@ -154,7 +154,11 @@ mod tests {
                 &[Admin, TenantAdmin, Operator, Auditor],
             ),
             ("ManageTenants", ManageTenants::held_by, &[Admin]),
-            ("ReadAudit", ReadAudit::held_by, &[Admin, Auditor]),
+            (
+                "ReadAudit",
+                ReadAudit::held_by,
+                &[Admin, TenantAdmin, Auditor],
+            ),
             ("ManageSigningKeys", ManageSigningKeys::held_by, &[Admin]),
             (
                 "ReadDependencyErrors",
