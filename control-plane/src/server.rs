@@ -198,6 +198,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
     ));
 
     let live = LiveSettings {
+        limits: Live::new(config.raw.limits.clone()),
         quotas: Live::new(config.quota_policy),
         lockout: Live::new(config.raw.login.lockout_policy()),
         address_failures: AddressFailures::new(
@@ -266,12 +267,12 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         followers.feed,
         LimitService::new(
             counters,
-            Arc::new(SubjectLimits::new(store.clone(), config.raw.limits.clone())),
+            Arc::new(SubjectLimits::new(store.clone(), live.limits.clone())),
             config.raw.limits.max_envoys,
         ),
         DataPlanePolicy {
             cache: config.raw.filter.clone(),
-            limits: config.raw.limits.clone(),
+            limits: live.limits.clone(),
             quotas: live.quotas.clone(),
             user_labels: UserLabels::new(&config.raw.metrics.labelled_users),
         },

@@ -1,6 +1,7 @@
 //! Hot reload of the configuration through the real binary: on SIGHUP and when the file is
-//! replaced, quota defaults and the log filter take effect at once, a key that needs a
-//! restart is named in the log and the audit instead, and an invalid file changes nothing.
+//! replaced, quota and rate-limit defaults and the log filter take effect at once, a key that
+//! needs a restart is named in the log and the audit instead, and an invalid file changes
+//! nothing.
 
 mod support;
 
@@ -11,6 +12,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::replica::Replica;
 use support::TestDatabase;
+use tollgate::proto::v1::{LimitLevel, LookupUserRequest, RateLimit, WatchChangesRequest};
 
 fn config(monthly_requests: u32, access_token_ttl_secs: u32, log_level: Option<&str>) -> String {
     let log = log_level.map_or(String::new(), |level| format!("log:\n  level: {level}\n"));
@@ -149,5 +151,86 @@ async fn sighup_and_a_replaced_file_reload_what_may_change_and_name_what_needs_a
         monthly_requests(&replica, &user).await,
         json!(300),
         "nothing changed"
+    );
+}
+
+fn limits_config(user_per_minute: u32, ip_per_minute: u32, max_envoys: u32) -> String {
+    format!(
+        "limits:\n  max_envoys: {max_envoys}\n\
+         \x20 user: {{requests_per_minute: {user_per_minute}, mode: local}}\n\
+         \x20 ip: {{requests_per_minute: {ip_per_minute}, mode: local}}\n"
+    )
+}
+
+/// The requests a minute of the `level` limit among `limits`.
+fn per_minute(limits: &[RateLimit], level: LimitLevel) -> Option<u64> {
+    limits
+        .iter()
+        .find(|limit| limit.level() == level && limit.window_seconds == 60)
+        .map(|limit| limit.requests)
+}
+
+/// The user's and the deployment's address limit a minute, as an Envoy is answered now.
+async fn limits_answered(replica: &Replica, user: &str) -> (Option<u64>, Option<u64>) {
+    let mut filter = replica.filter_client().await;
+    let principal = filter
+        .lookup_user(LookupUserRequest {
+            user_id: user.to_string(),
+        })
+        .await
+        .expect("lookup")
+        .into_inner()
+        .principal
+        .expect("a principal");
+    let watch = filter
+        .watch_changes(WatchChangesRequest {
+            initial: true,
+            node_id: "envoy-1".to_string(),
+            ..WatchChangesRequest::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let settings = watch.limits.expect("limit settings");
+    (
+        per_minute(&principal.rate_limits, LimitLevel::User),
+        per_minute(&settings.ip, LimitLevel::Ip),
+    )
+}
+
+#[tokio::test]
+async fn rate_limit_defaults_reload_into_what_envoys_are_answered() {
+    let db = TestDatabase::sqlite().await;
+    let folder = tempfile::tempdir().expect("dir");
+    let file = folder.path().join("tollgate.yaml");
+    std::fs::write(&file, limits_config(60, 100, 64)).expect("write");
+    let replica = Replica::start_with_file(&db.url, Some(&file), &[]).await;
+    let (status, user) = replica
+        .admin("POST", "/api/v1/users", Some(json!({"username": "bea"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let user = user["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        limits_answered(&replica, &user).await,
+        (Some(60), Some(100))
+    );
+
+    replace(&file, &limits_config(90, 200, 65));
+    let reloaded = &reloads(&replica, 1).await[0];
+    assert_eq!(
+        reloaded["details"]["applied"],
+        json!([
+            "limits.ip.requests_per_minute",
+            "limits.user.requests_per_minute"
+        ])
+    );
+    assert_eq!(
+        reloaded["details"]["needs_restart"],
+        json!(["limits.max_envoys"]),
+        "the gRPC connection budget is sized at start"
+    );
+    assert_eq!(
+        limits_answered(&replica, &user).await,
+        (Some(90), Some(200))
     );
 }

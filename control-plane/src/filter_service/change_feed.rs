@@ -5,6 +5,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tonic::Status;
 
+use super::limit_settings::limit_settings;
 use super::{unavailable, FilterApi};
 use crate::changes::feed::{Change, Stale};
 use crate::identity::signing::{PublicJwk, SigningKeyRecord};
@@ -54,7 +55,7 @@ impl FilterApi {
             session_issuer: self.tokens.policy().issuer.clone(),
             session_audience: self.tokens.policy().audience.clone(),
             signing_keys_version: version,
-            limits: Some(self.limit_settings.clone()),
+            limits: Some(limit_settings(&self.limits.get())),
         })
     }
 
@@ -94,7 +95,7 @@ impl FilterApi {
             session_issuer: self.tokens.policy().issuer.clone(),
             session_audience: self.tokens.policy().audience.clone(),
             signing_keys_version: version,
-            limits: Some(self.limit_settings.clone()),
+            limits: Some(limit_settings(&self.limits.get())),
         }))
     }
 

@@ -22,7 +22,6 @@ use crate::changes::signal::ChangeSignal;
 use crate::config::{FilterConfig, LimitsConfig};
 use crate::domain::at_most_every::AtMostEvery;
 use crate::domain::live::Live;
-use crate::filter_service::limit_settings::limit_settings;
 use crate::filter_service::limits::LimitService;
 use crate::filter_service::open_watches::OpenWatches;
 use crate::identity::tokens::SessionTokens;
@@ -44,8 +43,7 @@ pub struct FilterApi {
     tokens: SessionTokens,
     changes: ChangeSignal,
     limit_counters: LimitService,
-    limits: LimitsConfig,
-    limit_settings: v1::LimitSettings,
+    limits: Live<LimitsConfig>,
     quotas: Live<QuotaPolicy>,
     /// Turns at pruning applied usage batch ids and expired allowances.
     batch_pruning: AtMostEvery,
@@ -57,8 +55,8 @@ pub struct FilterApi {
 /// The deployment's settings the filter service answers with.
 pub struct DataPlanePolicy {
     pub cache: FilterConfig,
-    pub limits: LimitsConfig,
-    /// Replaced by a configuration reload.
+    /// Replaced by a configuration reload, as is `quotas`.
+    pub limits: Live<LimitsConfig>,
     pub quotas: Live<QuotaPolicy>,
     /// The `user` label of per-user metrics.
     pub user_labels: UserLabels,
@@ -80,8 +78,7 @@ impl FilterApi {
             tokens,
             changes,
             limit_counters,
-            limit_settings: limit_settings(&policy.limits),
-            refusals: RefusalLog::new(policy.limits.refusal_audits_per_minute),
+            refusals: RefusalLog::new(policy.limits.get().refusal_audits_per_minute),
             limits: policy.limits,
             quotas: policy.quotas,
             batch_pruning: AtMostEvery::new(usage::USAGE_BATCH_PRUNE_INTERVAL_SECS),

@@ -38,7 +38,7 @@ impl FilterApi {
         .await?;
         Ok(UserContext {
             route_group: route_group(&inherited.groups),
-            rate_limits: user_limits(&self.limits, user, &inherited),
+            rate_limits: user_limits(&self.limits.get(), user, &inherited),
             exhausted_quotas: quota
                 .exhausted()
                 .into_iter()
@@ -75,7 +75,7 @@ impl FilterApi {
         let principal = match self.store.key_by_hash(&self.hasher.hash(&digest)).await {
             Ok(owner) => {
                 let context = self.user_context(&owner.user).await.map_err(unavailable)?;
-                let limits = key_limits(&self.limits, &owner.key);
+                let limits = key_limits(&self.limits.get(), &owner.key);
                 key_principal(owner, context, limits)
             }
             Err(StoreError::NotFound) => None,

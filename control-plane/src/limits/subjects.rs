@@ -12,6 +12,7 @@ use crate::accounts::api_key::{ApiKey, KeyState};
 use crate::accounts::user::{User, UserStatus};
 use crate::config::LimitsConfig;
 use crate::domain::ids::{ApiKeyId, UserId};
+use crate::domain::live::Live;
 use crate::limits::counters::Limit;
 use crate::limits::inherited::Inherited;
 use crate::limits::rate_limits::{self, LimitLevel, RateLimit, RateLimits};
@@ -84,13 +85,13 @@ pub fn route_limits(config: &LimitsConfig) -> impl Iterator<Item = (&str, Vec<Ra
 /// Finds the limits of the buckets the filter names.
 pub struct SubjectLimits {
     store: Arc<dyn Store>,
-    config: LimitsConfig,
+    config: Live<LimitsConfig>,
     /// Users' and keys' limits as last read, by subject; empty for an unknown subject.
     resolved: Mutex<HashMap<Subject, (Instant, Vec<RateLimit>)>>,
 }
 
 impl SubjectLimits {
-    pub fn new(store: Arc<dyn Store>, config: LimitsConfig) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: Live<LimitsConfig>) -> Self {
         Self {
             store,
             config,
@@ -118,9 +119,9 @@ impl SubjectLimits {
 
     async fn limits_of(&self, subject: &Subject) -> Result<Vec<RateLimit>, StoreError> {
         match subject {
-            Subject::Ip => return Ok(ip_limits(&self.config)),
+            Subject::Ip => return Ok(ip_limits(&self.config.get())),
             Subject::Route(route) => {
-                return Ok(route_limits(&self.config)
+                return Ok(route_limits(&self.config.get())
                     .find(|(configured, _)| configured == route)
                     .map(|(_, limits)| limits)
                     .unwrap_or_default());
@@ -146,13 +147,13 @@ impl SubjectLimits {
             Err(error) => return Err(error),
         };
         let inherited = Inherited::load(self.store.as_ref(), &user).await?;
-        Ok(user_limits(&self.config, &user, &inherited))
+        Ok(user_limits(&self.config.get(), &user, &inherited))
     }
 
     async fn stored_key_limits(&self, id: &ApiKeyId) -> Result<Vec<RateLimit>, StoreError> {
         match self.store.key(id).await {
             Ok(key) if key.state_at(crate::domain::now()) != KeyState::Revoked => {
-                Ok(key_limits(&self.config, &key))
+                Ok(key_limits(&self.config.get(), &key))
             }
             Ok(_) | Err(StoreError::NotFound) => Ok(Vec::new()),
             Err(error) => Err(error),

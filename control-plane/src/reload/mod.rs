@@ -1,8 +1,8 @@
 //! Hot reload of the configuration, on SIGHUP and when the configuration file changes (see
 //! [`triggers`]). The configuration is read and validated again: an invalid one changes
-//! nothing; in a valid one, the keys under [`RELOADABLE`] take effect at once (quota
-//! defaults and periods, login throttling, the log filter) and any other changed key is
-//! named in a warning as needing a restart. Each reload is logged and audited as `config.reloaded` with the names
+//! nothing; in a valid one, the keys under [`RELOADABLE`] but not [`FIXED`] take effect at
+//! once (rate-limit and quota defaults, login throttling, the log filter) and any other
+//! changed key is named in a warning as needing a restart. Each reload is logged and audited as `config.reloaded` with the names
 //! of the keys (never their values) changed, applied and needing a restart, or the error.
 
 pub mod triggers;
@@ -15,15 +15,18 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::changes::audit::AuditEntry;
-use crate::config::{Config, ValidConfig};
+use crate::config::{Config, LimitsConfig, ValidConfig};
 use crate::domain::live::Live;
 use crate::identity::address_failures::AddressFailures;
 use crate::identity::lockout::LockoutPolicy;
 use crate::limits::quota::QuotaPolicy;
 use crate::store::Store;
 
-/// The sections whose every key a reload applies.
-pub const RELOADABLE: &[&str] = &["quotas", "login", "log"];
+/// The sections whose keys a reload applies.
+pub const RELOADABLE: &[&str] = &["limits", "quotas", "login", "log"];
+
+/// Keys of those sections that are read once at start (sizes of what the process built).
+pub const FIXED: &[&str] = &["limits.max_envoys", "limits.refusal_audits_per_minute"];
 
 /// Sets the process's log filter while it runs (`log.level`).
 pub trait LogFilter: Send + Sync {
@@ -35,6 +38,7 @@ pub trait LogFilter: Send + Sync {
 /// The settings a reload replaces, shared with whatever reads them.
 #[derive(Clone)]
 pub struct LiveSettings {
+    pub limits: Live<LimitsConfig>,
     pub quotas: Live<QuotaPolicy>,
     pub lockout: Live<LockoutPolicy>,
     pub address_failures: AddressFailures,
@@ -43,6 +47,7 @@ pub struct LiveSettings {
 impl LiveSettings {
     fn apply(&self, config: &ValidConfig) {
         let login = &config.raw.login;
+        self.limits.set(config.raw.limits.clone());
         self.quotas.set(config.quota_policy);
         self.lockout.set(login.lockout_policy());
         self.address_failures.set_budget(
@@ -118,10 +123,8 @@ impl Reloader {
         let new = encoded(config);
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = changed_keys(&running, &new);
-        let (applied, needs_restart): (Vec<String>, Vec<String>) = changed
-            .iter()
-            .cloned()
-            .partition(|key| RELOADABLE.contains(&section(key)));
+        let (applied, needs_restart): (Vec<String>, Vec<String>) =
+            changed.iter().cloned().partition(|key| reloadable(key));
         if applied.iter().any(|key| section(key) == "log") {
             if let Err(error) = self.log.set(Some(&config.raw.log.level)) {
                 tracing::warn!(%error, "cannot change the log filter");
@@ -129,8 +132,8 @@ impl Reloader {
         }
         if !applied.is_empty() {
             self.live.apply(config);
-            for name in RELOADABLE {
-                running[*name] = new[*name].clone();
+            for key in &applied {
+                take_leaf(&mut running, &new, key);
             }
         }
         Reloaded {
@@ -164,9 +167,35 @@ fn encoded(config: &ValidConfig) -> Value {
     serde_json::to_value(&config.raw).unwrap_or_else(|_| unreachable!("the configuration encodes"))
 }
 
+/// Whether a reload applies the dotted `key`.
+fn reloadable(key: &str) -> bool {
+    RELOADABLE.contains(&section(key)) && !FIXED.contains(&key)
+}
+
 /// The top-level section of a dotted key.
 fn section(key: &str) -> &str {
     key.split('.').next().unwrap_or(key)
+}
+
+/// Sets the leaf at the dotted `key` of `running` to its value in `new`, or removes it
+/// when `new` has none.
+fn take_leaf(running: &mut Value, new: &Value, key: &str) {
+    let mut path: Vec<&str> = key.split('.').collect();
+    let Some(leaf) = path.pop() else { return };
+    let (mut into, mut from) = (running, Some(new));
+    for name in path {
+        from = from.and_then(|value| value.get(name));
+        into = &mut into[name];
+    }
+    match (from.and_then(|value| value.get(leaf)), into.as_object_mut()) {
+        (Some(value), Some(fields)) => {
+            fields.insert(leaf.to_string(), value.clone());
+        }
+        (None, Some(fields)) => {
+            fields.remove(leaf);
+        }
+        (_, None) => {}
+    }
 }
 
 /// The dotted keys whose values differ between `old` and `new`, in order.
@@ -223,5 +252,21 @@ mod tests {
             ["http.listen", "quotas.defaults.b"]
         );
         assert!(changed_keys(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn a_reload_takes_the_changed_leaves_it_applies_and_keeps_the_fixed_ones() {
+        assert!(reloadable("limits.user.requests_per_minute"));
+        assert!(!reloadable("limits.max_envoys"));
+        assert!(!reloadable("http.listen"));
+        let mut running = json!({"limits": {"max_envoys": 1, "user": {"burst": 2, "gone": 3}}});
+        let new = json!({"limits": {"max_envoys": 9, "user": {"burst": 5}}});
+        for key in ["limits.user.burst", "limits.user.gone"] {
+            take_leaf(&mut running, &new, key);
+        }
+        assert_eq!(
+            running,
+            json!({"limits": {"max_envoys": 1, "user": {"burst": 5}}})
+        );
     }
 }

@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::app::Api;
+use super::replica::Replica;
 
 /// The Envoy credential every test application is configured with.
 pub const ENVOY_CREDENTIAL: &str = "envoy-credential-of-the-test-deployment-0123";
@@ -57,12 +58,22 @@ impl Api {
 
     /// A client of this application's filter service that presents the credential.
     pub async fn filter_client(&self) -> FilterClient {
-        let address = self.grpc_address().await;
-        let channel = Channel::from_shared(format!("http://{address}"))
-            .expect("address")
-            .connect()
-            .await
-            .expect("connect");
-        FilterServiceClient::with_interceptor(channel, SendsCredential(bearer()))
+        client_of(self.grpc_address().await).await
     }
+}
+
+impl Replica {
+    /// A client of the replica's filter service that presents the credential.
+    pub async fn filter_client(&self) -> FilterClient {
+        client_of(self.grpc).await
+    }
+}
+
+async fn client_of(address: SocketAddr) -> FilterClient {
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .expect("address")
+        .connect()
+        .await
+        .expect("connect");
+    FilterServiceClient::with_interceptor(channel, SendsCredential(bearer()))
 }

@@ -24,6 +24,7 @@ const KEY_HASH_SECRET: &str = "the-key-hash-secret-every-test-replica-shares";
 pub struct Replica {
     child: Child,
     pub http: SocketAddr,
+    pub grpc: SocketAddr,
     log: tempfile::NamedTempFile,
     _data_dir: tempfile::TempDir,
     client: reqwest::Client,
@@ -44,7 +45,7 @@ impl Replica {
     ) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let log = tempfile::NamedTempFile::new().expect("log file");
-        let http = free_port();
+        let (http, grpc) = (free_port(), free_port());
         let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
         if let Some(file) = file {
             command.arg("--config").arg(file);
@@ -55,7 +56,7 @@ impl Replica {
             .env("TOLLGATE_DATA_DIR", data_dir.path())
             .env("TOLLGATE_DATABASE__URL", database_url)
             .env("TOLLGATE_HTTP__LISTEN", http.to_string())
-            .env("TOLLGATE_GRPC__LISTEN", free_port().to_string())
+            .env("TOLLGATE_GRPC__LISTEN", grpc.to_string())
             .env("TOLLGATE_GRPC__CREDENTIAL", ENVOY_CREDENTIAL)
             .env("TOLLGATE_BOOTSTRAP__ADMIN_API_KEY", ADMIN_KEY)
             .env("TOLLGATE_SECURITY__KEY_HASH_SECRET", KEY_HASH_SECRET)
@@ -68,6 +69,7 @@ impl Replica {
         let mut replica = Self {
             child: command.spawn().expect("start tollgate"),
             http,
+            grpc,
             log,
             _data_dir: data_dir,
             client: reqwest::Client::new(),
