@@ -179,9 +179,10 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
         Err(error) => tracing::warn!(%error, "cannot read the backends to check their TLS"),
     }
     let xds = Arc::new(XdsPublisher::new());
+    let default_health_check = Live::new(config.raw.pools.health_check);
     tokio::spawn(health_check::run(
         store.clone(),
-        config.raw.pools.health_check,
+        default_health_check.clone(),
         followers.routing.clone(),
     ));
     if let Some(ldap) = &config.login_methods.ldap {
@@ -199,6 +200,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
 
     let live = LiveSettings {
         limits: Live::new(config.raw.limits.clone()),
+        default_health_check,
         quotas: Live::new(config.quota_policy),
         lockout: Live::new(config.raw.login.lockout_policy()),
         address_failures: AddressFailures::new(
@@ -227,7 +229,7 @@ pub async fn services(config: &ValidConfig, store: Arc<dyn Store>) -> Result<Ser
             min_backends: config.raw.pools.min_backends,
             max_backends: config.raw.pools.max_backends,
         },
-        default_health_check: config.raw.pools.health_check,
+        default_health_check: live.default_health_check.clone(),
         counters: counters.clone(),
         quotas: live.quotas.clone(),
         passwords: PasswordWork::for_this_machine(config.argon2.clone()),

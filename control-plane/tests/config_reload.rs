@@ -154,12 +154,25 @@ async fn sighup_and_a_replaced_file_reload_what_may_change_and_name_what_needs_a
     );
 }
 
-fn limits_config(user_per_minute: u32, ip_per_minute: u32, max_envoys: u32) -> String {
+fn limits_config(per_minute: (u32, u32), max_envoys: u32, check_every_secs: u32) -> String {
+    let (user, ip) = per_minute;
     format!(
         "limits:\n  max_envoys: {max_envoys}\n\
-         \x20 user: {{requests_per_minute: {user_per_minute}, mode: local}}\n\
-         \x20 ip: {{requests_per_minute: {ip_per_minute}, mode: local}}\n"
+         \x20 user: {{requests_per_minute: {user}, mode: local}}\n\
+         \x20 ip: {{requests_per_minute: {ip}, mode: local}}\n\
+         pools:\n  health_check: {{interval_secs: {check_every_secs}}}\n"
     )
+}
+
+/// The health-check interval of the pool `name`, which has no settings of its own.
+async fn check_interval(replica: &Replica, name: &str) -> Value {
+    let (status, pools) = replica.admin("GET", "/api/v1/pools", None).await;
+    assert_eq!(status, StatusCode::OK, "{pools}");
+    pools["items"]
+        .as_array()
+        .and_then(|pools| pools.iter().find(|pool| pool["name"] == name))
+        .map(|pool| pool["health_check"]["interval_secs"].clone())
+        .unwrap_or_else(|| panic!("no pool {name}: {pools}"))
 }
 
 /// The requests a minute of the `level` limit among `limits`.
@@ -199,11 +212,11 @@ async fn limits_answered(replica: &Replica, user: &str) -> (Option<u64>, Option<
 }
 
 #[tokio::test]
-async fn rate_limit_defaults_reload_into_what_envoys_are_answered() {
+async fn rate_limit_and_health_check_defaults_reload_into_what_envoys_are_answered() {
     let db = TestDatabase::sqlite().await;
     let folder = tempfile::tempdir().expect("dir");
     let file = folder.path().join("tollgate.yaml");
-    std::fs::write(&file, limits_config(60, 100, 64)).expect("write");
+    std::fs::write(&file, limits_config((60, 100), 64, 30)).expect("write");
     let replica = Replica::start_with_file(&db.url, Some(&file), &[]).await;
     let (status, user) = replica
         .admin("POST", "/api/v1/users", Some(json!({"username": "bea"})))
@@ -214,14 +227,21 @@ async fn rate_limit_defaults_reload_into_what_envoys_are_answered() {
         limits_answered(&replica, &user).await,
         (Some(60), Some(100))
     );
+    let backend = json!({"url": "http://127.0.0.1:9", "pool": "checked"});
+    let (status, answer) = replica
+        .admin("POST", "/api/v1/backends", Some(backend))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(check_interval(&replica, "checked").await, 30);
 
-    replace(&file, &limits_config(90, 200, 65));
+    replace(&file, &limits_config((90, 200), 65, 45));
     let reloaded = &reloads(&replica, 1).await[0];
     assert_eq!(
         reloaded["details"]["applied"],
         json!([
             "limits.ip.requests_per_minute",
-            "limits.user.requests_per_minute"
+            "limits.user.requests_per_minute",
+            "pools.health_check.interval_secs"
         ])
     );
     assert_eq!(
@@ -233,4 +253,5 @@ async fn rate_limit_defaults_reload_into_what_envoys_are_answered() {
         limits_answered(&replica, &user).await,
         (Some(90), Some(200))
     );
+    assert_eq!(check_interval(&replica, "checked").await, 45);
 }

@@ -231,6 +231,7 @@ pub async fn pools(
     let settings: BTreeMap<String, HealthCheckSettings> =
         state.store.pool_settings().await?.into_iter().collect();
     let min_backends = u64::try_from(state.pool_limits.min_backends).unwrap_or(u64::MAX);
+    let defaults = *state.default_health_check.get();
     let items: Vec<_> = state
         .store
         .pool_backends()
@@ -242,7 +243,7 @@ pub async fn pools(
                 "enabled_backends": pool.enabled,
                 "available_backends": pool.available,
                 "below_minimum": pool.enabled < min_backends,
-                "health_check": settings.get(pool.pool.as_str()).copied().unwrap_or(state.default_health_check),
+                "health_check": settings.get(pool.pool.as_str()).copied().unwrap_or(defaults),
             })
         })
         .collect();
@@ -270,7 +271,7 @@ pub async fn set_pool(
         .await?
         .into_iter()
         .find(|(pool, _)| pool == name.as_str())
-        .map_or(state.default_health_check, |(_, settings)| settings);
+        .map_or(*state.default_health_check.get(), |(_, settings)| settings);
     let audit = caller
         .audit("pool.updated", name.as_str(), json!({}))
         .changed(

@@ -84,7 +84,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub sessions: Arc<SessionSettings>,
     pub pool_limits: PoolLimits,
-    pub default_health_check: HealthCheckSettings,
+    /// Replaced by a configuration reload.
+    pub default_health_check: Live<HealthCheckSettings>,
     /// Replaced by a configuration reload.
     pub quotas: Live<QuotaPolicy>,
     /// What every Envoy accepted and refused over xDS.

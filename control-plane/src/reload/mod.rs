@@ -1,8 +1,8 @@
 //! Hot reload of the configuration, on SIGHUP and when the configuration file changes (see
 //! [`triggers`]). The configuration is read and validated again: an invalid one changes
 //! nothing; in a valid one, the keys under [`RELOADABLE`] but not [`FIXED`] take effect at
-//! once (rate-limit and quota defaults, login throttling, the log filter) and any other
-//! changed key is named in a warning as needing a restart. Each reload is logged and audited as `config.reloaded` with the names
+//! once (rate-limit, quota and health-check defaults, login throttling, the log filter) and
+//! any other changed key is named in a warning as needing a restart. Each reload is logged and audited as `config.reloaded` with the names
 //! of the keys (never their values) changed, applied and needing a restart, or the error.
 
 pub mod triggers;
@@ -20,10 +20,11 @@ use crate::domain::live::Live;
 use crate::identity::address_failures::AddressFailures;
 use crate::identity::lockout::LockoutPolicy;
 use crate::limits::quota::QuotaPolicy;
+use crate::routing::pool::HealthCheckSettings;
 use crate::store::Store;
 
 /// The sections whose keys a reload applies.
-pub const RELOADABLE: &[&str] = &["limits", "quotas", "login", "log"];
+pub const RELOADABLE: &[&str] = &["limits", "quotas", "login", "log", "pools.health_check"];
 
 /// Keys of those sections that are read once at start (sizes of what the process built).
 pub const FIXED: &[&str] = &["limits.max_envoys", "limits.refusal_audits_per_minute"];
@@ -39,6 +40,8 @@ pub trait LogFilter: Send + Sync {
 #[derive(Clone)]
 pub struct LiveSettings {
     pub limits: Live<LimitsConfig>,
+    /// The health checks of pools without settings of their own.
+    pub default_health_check: Live<HealthCheckSettings>,
     pub quotas: Live<QuotaPolicy>,
     pub lockout: Live<LockoutPolicy>,
     pub address_failures: AddressFailures,
@@ -48,6 +51,7 @@ impl LiveSettings {
     fn apply(&self, config: &ValidConfig) {
         let login = &config.raw.login;
         self.limits.set(config.raw.limits.clone());
+        self.default_health_check.set(config.raw.pools.health_check);
         self.quotas.set(config.quota_policy);
         self.lockout.set(login.lockout_policy());
         self.address_failures.set_budget(
@@ -169,7 +173,11 @@ fn encoded(config: &ValidConfig) -> Value {
 
 /// Whether a reload applies the dotted `key`.
 fn reloadable(key: &str) -> bool {
-    RELOADABLE.contains(&section(key)) && !FIXED.contains(&key)
+    let within = |section: &&str| {
+        key.strip_prefix(*section)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
+    RELOADABLE.iter().any(within) && !FIXED.contains(&key)
 }
 
 /// The top-level section of a dotted key.
@@ -259,6 +267,9 @@ mod tests {
         assert!(reloadable("limits.user.requests_per_minute"));
         assert!(!reloadable("limits.max_envoys"));
         assert!(!reloadable("http.listen"));
+        assert!(reloadable("pools.health_check.interval_secs"));
+        assert!(!reloadable("pools.max_backends"));
+        assert!(!reloadable("logins.x"));
         let mut running = json!({"limits": {"max_envoys": 1, "user": {"burst": 2, "gone": 3}}});
         let new = json!({"limits": {"max_envoys": 9, "user": {"burst": 5}}});
         for key in ["limits.user.burst", "limits.user.gone"] {

@@ -26,6 +26,7 @@ use crate::changes::audit::AuditEntry;
 use crate::changes::routing::Rerouted;
 use crate::changes::signal::ChangeSignal;
 use crate::domain::ids::{BackendId, CheckerId};
+use crate::domain::live::Live;
 use crate::domain::now;
 use crate::routing::backend::Backend;
 use crate::routing::pool::HealthCheckSettings;
@@ -58,7 +59,11 @@ struct Finished {
 
 /// Runs forever: checks this replica's share of the enabled backends at their pools'
 /// intervals. `routing` wakes it when this replica changes the routing.
-pub async fn run(store: Arc<dyn Store>, defaults: HealthCheckSettings, routing: ChangeSignal) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    defaults: Live<HealthCheckSettings>,
+    routing: ChangeSignal,
+) {
     let me = CheckerId::generate();
     let user_agent = format!("tollgate-health-check/{} ({me})", env!("CARGO_PKG_VERSION"));
     let client = match probe::client_builder(&user_agent).build() {
@@ -74,7 +79,7 @@ pub async fn run(store: Arc<dyn Store>, defaults: HealthCheckSettings, routing: 
         store,
         client,
         user_agent: user_agent.into(),
-        roster: Roster::new(defaults),
+        roster: Roster::new(*defaults.get()),
         replicas: Replicas::alone(me),
         cursor: None,
         finished,
@@ -96,7 +101,10 @@ pub async fn run(store: Arc<dyn Store>, defaults: HealthCheckSettings, routing: 
     tokio::pin!(announced);
     loop {
         tokio::select! {
-            _ = scan.tick() => checker.start_due_checks(),
+            _ = scan.tick() => {
+                checker.roster.set_defaults(*defaults.get());
+                checker.start_due_checks();
+            }
             Some(done) = results.recv() => {
                 let mut finished = vec![done];
                 while finished.len() < MAX_CHANGES_PER_WRITE {

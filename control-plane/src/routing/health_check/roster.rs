@@ -66,6 +66,11 @@ impl Roster {
         }
     }
 
+    /// Replaces the settings of pools without their own (a configuration reload).
+    pub fn set_defaults(&mut self, defaults: HealthCheckSettings) {
+        self.defaults = defaults;
+    }
+
     /// Replaces the pools' own health-check settings.
     pub fn set_pool_settings(
         &mut self,
