@@ -199,6 +199,12 @@ const TABLE: &[Row] = &[
     row("PATCH", "/api/v1/tenants/acme", Some(r#"{"mfa_required": false}"#), [200, 403, 403, 403, 403]),
     row("GET", "/api/v1/audit", None, [200, 200, 403, 200, 403]),
     row("POST", "/api/v1/auth/signing-keys/rotate", None, [201, 403, 403, 403, 403]),
+    row("GET", "/api/v1/users/export", None, [200, 200, 200, 200, 403]),
+    row("POST", "/api/v1/users/import?dry_run=true", Some(r#"[{"username": "{unique}"}]"#), [200, 200, 403, 403, 403]),
+    row("DELETE", "/api/v1/users/{acme_user}/mfa", None, [404, 404, 403, 403, 403]),
+    row("GET", "/api/v1/metrics", None, [200, 403, 200, 200, 403]),
+    row("PUT", "/api/v1/pools/{unique}", Some(r#"{"interval_secs": 30}"#), [200, 403, 200, 403, 403]),
+    row("DELETE", "/api/v1/tenants/{unique}", None, [404, 403, 403, 403, 403]),
 ];
 
 #[tokio::test]
