@@ -72,7 +72,12 @@ async fn admin_changes_record_the_object_before_and_after_without_secrets(db: Te
     assert_eq!(updated["before"]["role"], "user", "{updated}");
     assert_eq!(updated["after"]["role"], "admin", "{updated}");
     assert_eq!(updated["password_changed"], true, "{updated}");
-    assert_eq!(about_user[0]["tenant_id"], "t-acme");
+    assert_eq!(
+        about_user[0]["tenant_id"],
+        Value::Null,
+        "an admin of the tenant is not the tenant's staff's to read about"
+    );
+    assert_eq!(about_user[1]["tenant_id"], "t-acme", "created as its user");
     let created = &about_user[1]["details"];
     assert_eq!(created["after"]["username"], "ada", "{created}");
     assert!(created.get("before").is_none(), "{created}");

@@ -380,6 +380,12 @@ async fn staff_of_a_tenant_touch_nothing_of_the_whole_deployment_and_read_only_t
         !entries.is_empty() && entries.iter().all(|entry| entry["tenant_id"] == "acme"),
         "only their tenant's entries: {audit}"
     );
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry["target"] != id(&local_operator).as_str()),
+        "nothing about an operator of the tenant, whom its staff cannot see: {audit}"
+    );
     let (_, theirs) = cast
         .api
         .call("GET", "/api/v1/audit?tenant=globex", Some(&key), None)

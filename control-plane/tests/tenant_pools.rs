@@ -15,6 +15,7 @@ use support::{against_both_shared_databases, TestDatabase};
 against_both_shared_databases!(
     grants_to_all_users_of_a_tenant_never_pass_its_pool,
     settled_usage_counts_in_the_pool_and_the_rest_returns_to_it,
+    concurrent_reports_that_use_up_quotas_all_apply,
 );
 
 async fn tenant_with_quotas(api: &Api, id: &str, quotas: Value) {
@@ -138,4 +139,39 @@ async fn settled_usage_counts_in_the_pool_and_the_rest_returns_to_it(db: Arc<Tes
         "the user's own count holds only their requests"
     );
     assert_eq!(acquire_requests(&api.filter, &heavy).await.granted, 0);
+}
+
+async fn concurrent_reports_that_use_up_quotas_all_apply(db: Arc<TestDatabase>) {
+    let first = replica(&db, |_| {}).await;
+    let second = replica(&db, |_| {}).await;
+    tenant_with_quotas(&first, "crossing", json!({"monthly_requests": 1000})).await;
+    for round in 0..10 {
+        let one = member(
+            &first,
+            "crossing",
+            &format!("one-{round}"),
+            json!({"monthly_requests": 1}),
+        )
+        .await;
+        let two = member(
+            &first,
+            "crossing",
+            &format!("two-{round}"),
+            json!({"monthly_requests": 1}),
+        )
+        .await;
+        // Each report takes a user to their quota, which is audited, while the other holds or
+        // waits for the same rows.
+        let (both_id, alone_id) = (format!("both-{round}"), format!("alone-{round}"));
+        let both = report(
+            &first.filter,
+            &both_id,
+            vec![requests(&one, 1), requests(&two, 1)],
+            &[],
+        );
+        let alone = report(&second.filter, &alone_id, vec![requests(&two, 1)], &[]);
+        let (both, alone) = tokio::join!(both, alone);
+        assert_eq!((both, alone), (Ok(()), Ok(())), "round {round}");
+    }
+    assert_eq!(statistics(&first, "crossing").await["requests"], 30);
 }

@@ -125,6 +125,14 @@ pub struct User {
 }
 
 impl User {
+    /// The tenant whose staff may read the audit entries about this user: theirs when their
+    /// role is confined to it, else none, as staff of the tenant cannot see such a user.
+    pub fn audit_tenant(&self) -> Option<&str> {
+        self.tenant_id
+            .as_deref()
+            .filter(|_| self.role.confined_to_tenant())
+    }
+
     /// A new active user created at `at`, with no email, name, tenant, groups, allowlist,
     /// limits, quotas or password of its own.
     pub fn new(id: UserId, username: String, role: Role, at: Timestamp) -> Self {

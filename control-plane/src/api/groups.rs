@@ -286,7 +286,7 @@ pub async fn add_member(
             json!({"user_id": user.id}),
         )
         .created(&RecordedMembership::of(&group, &user.id))
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(user.audit_tenant());
     match state.store.add_member(&group.id, &user.id, &audit).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {

@@ -102,6 +102,7 @@ pub async fn create(
         ));
     }
     let plain = PlainApiKey::generate(&state.key_prefix, &user.id);
+    let tenant = user.audit_tenant().map(str::to_string);
     let key = ApiKey {
         rate_limits,
         ..ApiKey::new(
@@ -116,7 +117,7 @@ pub async fn create(
     let audit = caller
         .audit("api_key.created", key.id.as_str(), json!({}))
         .created(&key)
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(tenant.as_deref());
     state.store.create_key(&key, &audit).await?;
     Ok(issued(&key, &plain))
 }
@@ -152,7 +153,7 @@ pub async fn revoke(
         let audit = caller
             .audit("api_key.revoked", key.id.as_str(), json!({}))
             .changed(&key, &key.revoked(at))
-            .in_tenant(owner.tenant_id.as_deref());
+            .in_tenant(owner.audit_tenant());
         state.store.revoke_key(&key.id, at, &audit).await?;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -178,7 +179,7 @@ pub async fn change(
     let audit = caller
         .audit("api_key.updated", key.id.as_str(), json!({}))
         .changed(&before, &key)
-        .in_tenant(owner.tenant_id.as_deref());
+        .in_tenant(owner.audit_tenant());
     state
         .store
         .set_key_limits(&key.id, &key.rate_limits, &audit)
@@ -259,7 +260,7 @@ pub async fn rotate(
             json!({"replaced_by": new.id, "old_works_until": old_works_until}),
         )
         .changed(&old, &old.replaced(&new.id, at, old_works_until))
-        .in_tenant(owner.tenant_id.as_deref());
+        .in_tenant(owner.audit_tenant());
     state
         .store
         .rotate_key(&old.id, &new, at, old_works_until, &audit)

@@ -253,7 +253,7 @@ pub async fn reset(
 ) -> Result<impl IntoResponse, ApiError> {
     let audit = caller
         .audit("user.mfa_reset", user.id.as_str(), json!({"by": "admin"}))
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(user.audit_tenant());
     found(state.store.remove_mfa(&user.id, &audit).await, "mfa")?;
     state.mfa_lockout.forget(user.id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -258,7 +258,7 @@ pub async fn import(
             caller
                 .audit("user.created", user.id.as_str(), json!({"via": "import"}))
                 .created(user)
-                .in_tenant(user.tenant_id.as_deref())
+                .in_tenant(user.audit_tenant())
         })
         .collect();
     match state.store.import_users(&users, &audits).await {

@@ -74,7 +74,7 @@ pub async fn reset_password(
             json!({"generated": generated, "sessions_ended": true}),
         )
         .changed(&user, &reset)
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(user.audit_tenant());
     // Only the password: whatever else changed meanwhile stays.
     let written = state
         .store
@@ -148,7 +148,7 @@ pub async fn unlock(
     state.mfa_lockout.forget(user.id.as_str()).await?;
     let audit = caller
         .audit("user.unlocked", user.id.as_str(), json!({}))
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(user.audit_tenant());
     state.store.record_audit(&audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }

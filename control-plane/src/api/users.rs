@@ -262,7 +262,7 @@ pub async fn create(
     let audit = caller
         .audit("user.created", user.id.as_str(), json!({}))
         .created(&user)
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(user.audit_tenant());
     state
         .store
         .create_user(&user, &audit)
@@ -446,7 +446,7 @@ pub async fn change(
             }),
         )
         .changed(&before, &user)
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(user.audit_tenant());
     let tokens_expire_at = ends_sessions.then(|| state.tokens.issued_tokens_expire_at());
     let written = match (regroup, tokens_expire_at) {
         (true, _) => {
@@ -500,7 +500,7 @@ pub async fn delete(
                 json!({"sessions_ended": true, "keys_revoked": true}),
             )
             .changed(&before, &user)
-            .in_tenant(user.tenant_id.as_deref());
+            .in_tenant(user.audit_tenant());
         let tokens_expire_at = state.tokens.issued_tokens_expire_at();
         state
             .store
@@ -544,7 +544,7 @@ pub async fn restore(
     let audit = caller
         .audit("user.restored", user.id.as_str(), json!({}))
         .changed(&before, &user)
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(user.audit_tenant());
     state.store.update_user(&user, &audit).await?;
     Ok(Json(user))
 }

@@ -56,11 +56,12 @@ impl FilterApi {
         let quota_policy = self.quotas.get();
         let quotas = effective_quotas(&quota_policy, user, &inherited);
         let period = Period::containing(now, quotas.reset_day, quota_policy.time_zone);
+        // Allowances name the pool even while it is unlimited, so that they count against a
+        // limit set during the period.
         let pool = inherited
             .tenant
             .as_ref()
-            .map(|tenant| TenantPool::of(tenant, &quota_policy, now))
-            .filter(TenantPool::is_limited);
+            .map(|tenant| TenantPool::of(tenant, &quota_policy, now));
         let policy = &quota_policy.allowances;
         let grants: Vec<AllowanceGrant> = ask
             .quotas
@@ -97,7 +98,7 @@ impl FilterApi {
         // An allowance admits within the period it was granted in, the user's and the
         // pool's: the next one's usage holds no reservation for it. A refusal holds until
         // both have reset, as either may be the one used up.
-        let (period_end, refused_until) = match &pool {
+        let (period_end, refused_until) = match pool.as_ref().filter(|pool| pool.is_limited()) {
             Some(pool) => (
                 pool.period.end.min(period.end),
                 pool.period.end.max(period.end),

@@ -27,7 +27,11 @@ use crate::store::Store;
 pub const RELOADABLE: &[&str] = &["limits", "quotas", "login", "log", "pools.health_check"];
 
 /// Keys of those sections that are read once at start (sizes of what the process built).
-pub const FIXED: &[&str] = &["limits.max_envoys", "limits.refusal_audits_per_minute"];
+pub const FIXED: &[&str] = &[
+    "limits.max_envoys",
+    "limits.refusal_audits_per_minute",
+    "log.format",
+];
 
 /// Sets the process's log filter while it runs (`log.level`).
 pub trait LogFilter: Send + Sync {
@@ -186,23 +190,28 @@ fn section(key: &str) -> &str {
 }
 
 /// Sets the leaf at the dotted `key` of `running` to its value in `new`, or removes it
-/// when `new` has none.
+/// when `new` has none; a path that is not made of objects in `running` is left as it is.
 fn take_leaf(running: &mut Value, new: &Value, key: &str) {
     let mut path: Vec<&str> = key.split('.').collect();
     let Some(leaf) = path.pop() else { return };
     let (mut into, mut from) = (running, Some(new));
     for name in path {
         from = from.and_then(|value| value.get(name));
-        into = &mut into[name];
+        match into.get_mut(name) {
+            Some(next) => into = next,
+            None => return,
+        }
     }
-    match (from.and_then(|value| value.get(leaf)), into.as_object_mut()) {
-        (Some(value), Some(fields)) => {
+    let Some(fields) = into.as_object_mut() else {
+        return;
+    };
+    match from.and_then(|value| value.get(leaf)) {
+        Some(value) => {
             fields.insert(leaf.to_string(), value.clone());
         }
-        (None, Some(fields)) => {
+        None => {
             fields.remove(leaf);
         }
-        (_, None) => {}
     }
 }
 
@@ -270,6 +279,7 @@ mod tests {
         assert!(reloadable("pools.health_check.interval_secs"));
         assert!(!reloadable("pools.max_backends"));
         assert!(!reloadable("logins.x"));
+        assert!(!reloadable("log.format"));
         let mut running = json!({"limits": {"max_envoys": 1, "user": {"burst": 2, "gone": 3}}});
         let new = json!({"limits": {"max_envoys": 9, "user": {"burst": 5}}});
         for key in ["limits.user.burst", "limits.user.gone"] {
@@ -278,6 +288,13 @@ mod tests {
         assert_eq!(
             running,
             json!({"limits": {"max_envoys": 1, "user": {"burst": 5}}})
+        );
+        let mut scalar = json!({"a": 1});
+        take_leaf(&mut scalar, &json!({"a": {"b": 2}}), "a.b");
+        assert_eq!(
+            scalar,
+            json!({"a": 1}),
+            "a path through a scalar is left alone"
         );
     }
 }

@@ -24,7 +24,7 @@ pub struct AllowanceLease<'a> {
     pub granted_at: Timestamp,
     /// When an unsettled allowance stops holding its part of the quota.
     pub expires_at: Timestamp,
-    /// The tenant pool the allowances also draw from, when the tenant limits one.
+    /// The tenant pool the allowances count in, when the user has a tenant.
     pub pool: Option<PoolPeriod<'a>>,
 }
 
@@ -84,8 +84,9 @@ impl AllowanceStore for SqlStore {
                 lease.period_start,
             )
             .await?;
+            let pool_limits = grants.iter().any(|grant| grant.pool_sizing.is_some());
             let pool_used = match lease.pool {
-                Some(pool) => Some(
+                Some(pool) if pool_limits => Some(
                     lock_period(
                         write.rows(),
                         Counted::Tenant,
@@ -94,7 +95,7 @@ impl AllowanceStore for SqlStore {
                     )
                     .await?,
                 ),
-                None => None,
+                _ => None,
             };
             let mut granted = Vec::with_capacity(grants.len());
             for grant in grants {

@@ -87,7 +87,10 @@ impl UsageStore for SqlStore {
                 return Ok(UsageOutcome::AlreadyApplied);
             }
             allowances::settle(write.rows(), settled_allowances, at).await?;
+            // The feed's and the audit log's rows are taken last, after every user's and then
+            // every tenant's period row, so that no two writers wait on each other.
             let mut reached = Vec::new();
+            let mut marks = Marks::default();
             for entry in entries {
                 let after = add(write.rows(), entry).await?;
                 let before = before(entry, &after);
@@ -98,25 +101,25 @@ impl UsageStore for SqlStore {
                 if crossed.is_empty() && !released {
                     continue;
                 }
-                write.stale(&Stale::User(entry.user.clone()), at).await?;
+                marks.stale.push(entry.user.clone());
                 for quota in crossed {
-                    let audit = AuditEntry::new(
+                    marks.audits.push(AuditEntry::new(
                         None,
                         "quota.exhausted",
                         entry.user.as_str(),
-                        serde_json::json!({
-                            "quota": quota.as_str(),
-                            "period_start": format_time(entry.period.start),
-                            "period_end": format_time(entry.period.end),
-                        }),
-                    );
-                    write.audit(&audit).await?;
+                        exhaustion(quota, entry.period),
+                    ));
                     reached.push((entry.user.clone(), quota));
                 }
             }
-            // After every user's row: writers take user rows before tenant rows.
             for (pool, added) in pooled(entries) {
-                add_to_pool(write, &pool, added, at).await?;
+                add_to_pool(write, &pool, added, &mut marks).await?;
+            }
+            for user in marks.stale {
+                write.stale(&Stale::User(user), at).await?;
+            }
+            for audit in &marks.audits {
+                write.audit(audit).await?;
             }
             Ok(UsageOutcome::Applied(reached))
         })
@@ -182,13 +185,30 @@ fn pooled(entries: &[UsageEntry]) -> Vec<(TenantPool, Usage)> {
     pools.into_values().collect()
 }
 
+/// What a batch marks once its usage is counted: users whose cached state is stale, and
+/// audit entries.
+#[derive(Default)]
+struct Marks {
+    stale: Vec<UserId>,
+    audits: Vec<AuditEntry>,
+}
+
+/// The details of a `*quota_exhausted` audit entry.
+fn exhaustion(quota: QuotaName, period: Period) -> serde_json::Value {
+    serde_json::json!({
+        "quota": quota.as_str(),
+        "period_start": format_time(period.start),
+        "period_end": format_time(period.end),
+    })
+}
+
 /// Adds a pool's share of a batch; a pool quota reached makes every user of the tenant
 /// stale, so that Envoys learn it without asking, and is audited in the tenant.
 async fn add_to_pool(
     write: &mut Write,
     pool: &TenantPool,
     added: Usage,
-    at: Timestamp,
+    marks: &mut Marks,
 ) -> Result<(), StoreError> {
     let after = add_to_period(
         write.rows(),
@@ -207,22 +227,18 @@ async fn add_to_pool(
     if crossed.is_empty() {
         return Ok(());
     }
-    for user in tenants::user_ids(write, &pool.tenant, "AND status <> 'deleted'").await? {
-        write.stale(&Stale::User(user), at).await?;
-    }
+    let users = tenants::user_ids(write, &pool.tenant, "AND status <> 'deleted'").await?;
+    marks.stale.extend(users);
     for quota in crossed {
-        let audit = AuditEntry::new(
-            None,
-            "tenant.quota_exhausted",
-            &pool.tenant,
-            serde_json::json!({
-                "quota": quota.as_str(),
-                "period_start": format_time(pool.period.start),
-                "period_end": format_time(pool.period.end),
-            }),
-        )
-        .in_tenant(Some(&pool.tenant));
-        write.audit(&audit).await?;
+        marks.audits.push(
+            AuditEntry::new(
+                None,
+                "tenant.quota_exhausted",
+                &pool.tenant,
+                exhaustion(quota, pool.period),
+            )
+            .in_tenant(Some(&pool.tenant)),
+        );
     }
     Ok(())
 }

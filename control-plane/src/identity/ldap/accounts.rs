@@ -132,7 +132,7 @@ pub async fn suspend(
         json!({"source": "ldap", "reason": reason}),
     )
     .changed(&before, &user)
-    .in_tenant(user.tenant_id.as_deref());
+    .in_tenant(user.audit_tenant());
     store
         .update_user_ending_sessions(&user, tokens_expire_at, &audit)
         .await
@@ -202,7 +202,7 @@ async fn update(
             json!({"source": "ldap"}),
         )
         .changed(&before, &user)
-        .in_tenant(user.tenant_id.as_deref());
+        .in_tenant(user.audit_tenant());
         store
             .update_user(&user, &audit)
             .await

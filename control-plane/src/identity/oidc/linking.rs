@@ -62,7 +62,7 @@ pub async fn user_for(
                     user.id.as_str(),
                     json!({"provider": settings.name, "by": "verified_email"}),
                 )
-                .in_tenant(user.tenant_id.as_deref());
+                .in_tenant(user.audit_tenant());
                 store
                     .link_oidc_subject(&link(user.id.clone()), &audit)
                     .await?;
@@ -91,7 +91,7 @@ pub async fn user_for(
         json!({"provider": settings.name}),
     )
     .created(&user)
-    .in_tenant(user.tenant_id.as_deref());
+    .in_tenant(user.audit_tenant());
     match store
         .create_oidc_user(
             &user,
