@@ -81,7 +81,7 @@ pub struct AddMember {
 #[utoipa::path(
     post, path = "/api/v1/groups", tag = "groups",
     request_body = CreateGroup,
-    responses((status = 201, description = "The group", body = GroupView), (status = 409, description = "`name_taken`"))
+    responses((status = 201, description = "The group", body = GroupView), (status = 404, description = "`not_found`: the tenant named does not exist within reach"), (status = 409, description = "`name_taken`"))
 )]
 pub async fn create(
     State(state): State<AppState>,

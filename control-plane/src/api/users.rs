@@ -171,6 +171,7 @@ pub struct UserFilter {
     request_body = CreateUser,
     responses(
         (status = 201, description = "The user", body = User),
+        (status = 404, description = "`not_found`: the tenant or a group named does not exist within reach"),
         (status = 409, description = "`already_exists` or `email_taken`"),
     )
 )]
