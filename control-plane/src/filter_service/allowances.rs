@@ -141,7 +141,7 @@ impl FilterApi {
     }
 }
 
-/// Nothing granted of the quota, which resets at the end of `period`.
+/// Nothing granted of the quota, which resets at `resets_at`.
 fn answer(quota: QuotaName, resets_at: Timestamp) -> v1::Allowance {
     v1::Allowance {
         quota: quota.as_str().to_string(),
